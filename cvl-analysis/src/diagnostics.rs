@@ -1,0 +1,213 @@
+//! Diagnostics as plain values: a stable code, a severity, a message, a
+//! primary span and secondary labels. Rendering (terminal, JSON, SARIF, LSP)
+//! happens at the edges, never here.
+
+use std::fmt;
+
+use cvl_syntax::TextRange;
+
+/// The stable, kebab-case diagnostic codes of the language reference (§10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    SyntaxError,
+    UnresolvedName,
+    MissingRequired,
+    SensitiveLiteral,
+    SensitiveFlow,
+    DuplicateDeclaration,
+    InheritanceCycle,
+    ReferenceCycle,
+    InvalidComponentKind,
+    InvalidExtends,
+    BadVanif,
+    BadImport,
+    UnsupportedVersion,
+    RequiresUnsatisfied,
+    DependencyCycle,
+    BlacklistedVersion,
+    OverriddenAssignment,
+    UnknownAttribute,
+    MapValueNotScalar,
+}
+
+impl Code {
+    pub const ALL: [Code; 19] = [
+        Code::SyntaxError,
+        Code::UnresolvedName,
+        Code::MissingRequired,
+        Code::SensitiveLiteral,
+        Code::SensitiveFlow,
+        Code::DuplicateDeclaration,
+        Code::InheritanceCycle,
+        Code::ReferenceCycle,
+        Code::InvalidComponentKind,
+        Code::InvalidExtends,
+        Code::BadVanif,
+        Code::BadImport,
+        Code::UnsupportedVersion,
+        Code::RequiresUnsatisfied,
+        Code::DependencyCycle,
+        Code::BlacklistedVersion,
+        Code::OverriddenAssignment,
+        Code::UnknownAttribute,
+        Code::MapValueNotScalar,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::SyntaxError => "syntax-error",
+            Code::UnresolvedName => "unresolved-name",
+            Code::MissingRequired => "missing-required",
+            Code::SensitiveLiteral => "sensitive-literal",
+            Code::SensitiveFlow => "sensitive-flow",
+            Code::DuplicateDeclaration => "duplicate-declaration",
+            Code::InheritanceCycle => "inheritance-cycle",
+            Code::ReferenceCycle => "reference-cycle",
+            Code::InvalidComponentKind => "invalid-component-kind",
+            Code::InvalidExtends => "invalid-extends",
+            Code::BadVanif => "bad-vanif",
+            Code::BadImport => "bad-import",
+            Code::UnsupportedVersion => "unsupported-version",
+            Code::RequiresUnsatisfied => "requires-unsatisfied",
+            Code::DependencyCycle => "dependency-cycle",
+            Code::BlacklistedVersion => "blacklisted-version",
+            Code::OverriddenAssignment => "overridden-assignment",
+            Code::UnknownAttribute => "unknown-attribute",
+            Code::MapValueNotScalar => "map-value-not-scalar",
+        }
+    }
+
+    /// One line on what the code means, for `--help`, SARIF rules and hovers.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Code::SyntaxError => "the text does not follow CVL's grammar",
+            Code::UnresolvedName => {
+                "a name refers to nothing: a type, component, parameter or import"
+            }
+            Code::MissingRequired => {
+                "a \"required\" parameter has no value in the deployed appliance"
+            }
+            Code::SensitiveLiteral => {
+                "a \"sensitive\" parameter is given a value written in a file"
+            }
+            Code::SensitiveFlow => "a sensitive value flows into a parameter that is not sensitive",
+            Code::DuplicateDeclaration => "a parameter, component or object is declared twice",
+            Code::InheritanceCycle => "objects extend each other in a cycle",
+            Code::ReferenceCycle => "parameters refer to each other in a cycle",
+            Code::InvalidComponentKind => "a component's kind may not be placed in this object",
+            Code::InvalidExtends => "an object extends something it may not extend",
+            Code::BadVanif => "vanIF does not name an interface",
+            Code::BadImport => "an import cannot be resolved, fetched or verified",
+            Code::UnsupportedVersion => "the file states a CVL version other than 0.8",
+            Code::RequiresUnsatisfied => "a required service is provided by no component",
+            Code::DependencyCycle => "components require each other's services in a cycle",
+            Code::BlacklistedVersion => "an imported version is on the administrator's blacklist",
+            Code::OverriddenAssignment => "an assignment is overridden later in the same object",
+            Code::UnknownAttribute => "a var attribute other than \"required\" or \"sensitive\"",
+            Code::MapValueNotScalar => "a map value refers to a parameter with several values",
+        }
+    }
+
+    pub fn from_name(code: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Something users of a library object must do; not a problem here.
+    Hint,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Hint => "hint",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// A place in a file: the file's display name (a path or URL) and a byte range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub file: String,
+    pub range: TextRange,
+}
+
+/// A secondary place that explains the diagnostic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    pub span: Span,
+    pub labels: Vec<Label>,
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn new(code: Code, severity: Severity, message: impl Into<String>, span: Span) -> Self {
+        Diagnostic {
+            code,
+            severity,
+            message: message.into(),
+            span,
+            labels: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn error(code: Code, message: impl Into<String>, span: Span) -> Self {
+        Self::new(code, Severity::Error, message, span)
+    }
+
+    pub fn warning(code: Code, message: impl Into<String>, span: Span) -> Self {
+        Self::new(code, Severity::Warning, message, span)
+    }
+
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// The diagnostics of a file's syntax errors.
+    pub fn from_syntax_errors(file: &str, errors: &[cvl_syntax::SyntaxError]) -> Vec<Diagnostic> {
+        errors
+            .iter()
+            .map(|e| {
+                Diagnostic::error(
+                    Code::SyntaxError,
+                    e.message.clone(),
+                    Span {
+                        file: file.to_string(),
+                        range: e.range,
+                    },
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,5 @@
+//! Semantic analysis of CVL.
+
+pub mod diagnostics;
+
+pub use diagnostics::{Code, Diagnostic, Label, Severity, Span};

@@ -1,0 +1,190 @@
+//! The parser's machinery: a cursor over the tokens that skips trivia for
+//! lookahead, builds the rowan tree as it goes, and collects errors. The
+//! productions themselves live in `grammar`.
+//!
+//! Trivia before a node's first token is attached to the parent, not the node,
+//! so a comment above a statement belongs to the enclosing body.
+
+use rowan::{GreenNode, GreenNodeBuilder};
+
+use crate::lexer::Token;
+use crate::{SyntaxError, SyntaxKind, TextRange, TextSize};
+
+pub(crate) struct Parser<'t> {
+    text: &'t str,
+    tokens: &'t [Token],
+    /// Start offset of each token, plus the end of the text.
+    starts: Vec<TextSize>,
+    /// Index of the next token to bump (trivia included).
+    pos: usize,
+    /// End of the last non-trivia token bumped: where "expected X" points.
+    last_end: TextSize,
+    builder: GreenNodeBuilder<'static>,
+    errors: Vec<SyntaxError>,
+    /// How many maps are open: bounded so no input can overflow the stack.
+    pub(crate) map_depth: u32,
+}
+
+impl<'t> Parser<'t> {
+    pub(crate) fn new(text: &'t str, tokens: &'t [Token]) -> Self {
+        let mut starts = Vec::with_capacity(tokens.len() + 1);
+        let mut offset = TextSize::from(0);
+        for token in tokens {
+            starts.push(offset);
+            offset += token.len;
+        }
+        starts.push(offset);
+        Parser {
+            text,
+            tokens,
+            starts,
+            pos: 0,
+            last_end: TextSize::from(0),
+            builder: GreenNodeBuilder::new(),
+            errors: Vec::new(),
+            map_depth: 0,
+        }
+    }
+
+    pub(crate) fn parse_file(mut self) -> (GreenNode, Vec<SyntaxError>) {
+        crate::grammar::source_file(&mut self);
+        (self.builder.finish(), self.errors)
+    }
+
+    /// The kind of the `n`-th non-trivia token ahead (0 is the current one).
+    pub(crate) fn nth(&self, n: usize) -> SyntaxKind {
+        self.tokens[self.pos..]
+            .iter()
+            .filter(|t| !t.kind.is_trivia())
+            .nth(n)
+            .map_or(SyntaxKind::EOF, |t| t.kind)
+    }
+
+    pub(crate) fn current(&self) -> SyntaxKind {
+        self.nth(0)
+    }
+
+    pub(crate) fn at(&self, kind: SyntaxKind) -> bool {
+        self.current() == kind
+    }
+
+    /// The text of the current non-trivia token ("" at the end).
+    pub(crate) fn current_text(&self) -> &'t str {
+        let mut i = self.pos;
+        while i < self.tokens.len() && self.tokens[i].kind.is_trivia() {
+            i += 1;
+        }
+        if i == self.tokens.len() {
+            return "";
+        }
+        let start = u32::from(self.starts[i]) as usize;
+        let end = u32::from(self.starts[i + 1]) as usize;
+        &self.text[start..end]
+    }
+
+    fn current_range(&self) -> TextRange {
+        let mut i = self.pos;
+        while i < self.tokens.len() && self.tokens[i].kind.is_trivia() {
+            i += 1;
+        }
+        TextRange::new(self.starts[i], self.starts[(i + 1).min(self.tokens.len())])
+    }
+
+    /// Attaches pending whitespace and comments to the node open now.
+    pub(crate) fn eat_trivia(&mut self) {
+        while self.pos < self.tokens.len() && self.tokens[self.pos].kind.is_trivia() {
+            self.push_token();
+        }
+    }
+
+    fn push_token(&mut self) {
+        let token = self.tokens[self.pos];
+        let start = u32::from(self.starts[self.pos]) as usize;
+        let end = u32::from(self.starts[self.pos + 1]) as usize;
+        self.builder
+            .token(token.kind.into(), &self.text[start..end]);
+        if !token.kind.is_trivia() {
+            self.last_end = self.starts[self.pos + 1];
+        }
+        self.pos += 1;
+    }
+
+    /// Adds the current token to the open node. Does nothing at the end.
+    pub(crate) fn bump(&mut self) {
+        self.eat_trivia();
+        if self.pos < self.tokens.len() {
+            self.push_token();
+        }
+    }
+
+    /// Bumps the current token if it is `kind`.
+    pub(crate) fn eat(&mut self, kind: SyntaxKind) -> bool {
+        if self.at(kind) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Bumps `kind` or reports that it is missing, naming what was found.
+    pub(crate) fn expect(&mut self, kind: SyntaxKind, context: &str) -> bool {
+        if self.eat(kind) {
+            return true;
+        }
+        self.error_expected(&format!("{} {context}", kind.describe()));
+        false
+    }
+
+    /// "expected X, found Y" at the end of the previous token.
+    pub(crate) fn error_expected(&mut self, what: &str) {
+        let found = self.found();
+        self.error_at(
+            TextRange::empty(self.last_end),
+            format!("expected {what}, found {found}"),
+        );
+    }
+
+    /// How the current token reads in a message: "`}`", "the name `x`", ...
+    pub(crate) fn found(&self) -> String {
+        match self.current() {
+            SyntaxKind::IDENT => format!("the name `{}`", self.current_text()),
+            SyntaxKind::STRING => format!("the string {}", self.current_text()),
+            SyntaxKind::ERROR_TOKEN => format!(
+                "`{}`, which is not CVL (names start with a letter; values are quoted strings)",
+                self.current_text()
+            ),
+            other => other.describe().to_string(),
+        }
+    }
+
+    /// An error about the current token.
+    pub(crate) fn error_here(&mut self, message: String) {
+        let range = self.current_range();
+        self.error_at(range, message);
+    }
+
+    /// Records an error unless one was already recorded at the same place:
+    /// one mistake should give one message, not a cascade.
+    pub(crate) fn error_at(&mut self, range: TextRange, message: String) {
+        if let Some(last) = self.errors.last() {
+            if last.range.start() == range.start() {
+                return;
+            }
+        }
+        self.errors.push(SyntaxError::new(message, range));
+    }
+
+    pub(crate) fn start_node(&mut self, kind: SyntaxKind) {
+        self.eat_trivia();
+        self.builder.start_node(kind.into());
+    }
+
+    pub(crate) fn start_root(&mut self) {
+        self.builder.start_node(SyntaxKind::ROOT.into());
+    }
+
+    pub(crate) fn finish_node(&mut self) {
+        self.builder.finish_node();
+    }
+}

@@ -1,0 +1,118 @@
+//! Properties over random input: parsing is lossless and never panics, and
+//! the formatter keeps meaning and is idempotent whenever it accepts a file.
+
+use cvl_syntax::format::{format_text, FormatOptions};
+use cvl_syntax::{parse, soup::token_soup, SyntaxKind};
+use proptest::prelude::*;
+
+fn meaning(text: &str) -> Vec<(SyntaxKind, String)> {
+    parse(text)
+        .syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| !t.kind().is_trivia())
+        .map(|t| (t.kind(), t.text().to_string()))
+        .collect()
+}
+
+fn check(text: &str) {
+    let parsed = parse(text);
+    assert_eq!(parsed.syntax().to_string(), text);
+    for error in parsed.errors() {
+        assert!(u32::from(error.range.end()) as usize <= text.len());
+    }
+    if let Ok(formatted) = format_text(text, FormatOptions::default()) {
+        assert_eq!(
+            meaning(&formatted),
+            meaning(text),
+            "meaning changed:\n{text}\n---\n{formatted}"
+        );
+        let again = format_text(&formatted, FormatOptions::default()).expect("output parses");
+        assert_eq!(again, formatted, "not idempotent:\n{text}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn token_soups(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        check(&token_soup(&bytes));
+    }
+
+    #[test]
+    fn arbitrary_strings(text in "\\PC{0,200}") {
+        check(&text);
+    }
+
+    #[test]
+    fn arbitrary_bytes_through_lossy_utf8(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        check(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+/// Well-formed files built from random pieces: the formatter must accept them.
+fn well_formed() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec!["a", "b", "dom", "x1", "ethernet0"]);
+    let literal = prop::sample::select(vec!["\"v\"", "\"x y\"", "\"\"", "\"a\\\"b\""]);
+    let leaf = prop_oneof![
+        literal.prop_map(str::to_string),
+        (name.clone(), name.clone()).prop_map(|(a, b)| format!("{a}.{b}")),
+    ];
+    let value = leaf.prop_recursive(4, 24, 4, move |inner| {
+        prop::collection::vec(
+            (prop::sample::select(vec!["k", "ip", "\"q k\""]), inner),
+            1..4,
+        )
+        .prop_map(|pairs| {
+            let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{k} => {v}")).collect();
+            format!("{{{}}}", body.join(","))
+        })
+    });
+    let comment = prop::sample::select(vec!["", " /* c */ ", "// l\n", "\n\n"]);
+    let stmt = (name, prop::collection::vec(value, 1..5), comment)
+        .prop_map(|(n, vs, c)| format!("{c}{n} = {};", vs.join(", ")));
+    prop::collection::vec(stmt, 0..6)
+        .prop_map(|stmts| format!("A extends VMAppliance {{{}}}\n", stmts.join("")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn formatter_accepts_and_keeps_well_formed_files(text in well_formed()) {
+        prop_assert!(parse(&text).errors().is_empty(), "{:?}", parse(&text).errors());
+        prop_assert!(format_text(&text, FormatOptions::default()).is_ok());
+        check(&text);
+    }
+}
+
+#[test]
+fn deep_nesting_gives_an_error_not_a_stack_overflow() {
+    let depth = 100_000;
+    let mut text = String::from("A extends VMAppliance { x = ");
+    for _ in 0..depth {
+        text.push_str("{ k => ");
+    }
+    text.push_str("\"v\"");
+    for _ in 0..depth {
+        text.push_str(" }");
+    }
+    text.push_str("; }\n");
+    let parsed = parse(&text);
+    assert_eq!(parsed.syntax().to_string(), text);
+    assert!(parsed
+        .errors()
+        .iter()
+        .any(|e| e.message.contains("nested more than")));
+    // The rest of the file still parses: the object and its body are there.
+    assert_eq!(parsed.tree().objects().count(), 1);
+}
+
+#[test]
+fn deep_unclosed_nesting() {
+    let text = "A extends B { x = ".to_string() + &"{ k => ".repeat(100_000);
+    let parsed = parse(&text);
+    assert_eq!(parsed.syntax().to_string(), text);
+    assert!(!parsed.errors().is_empty());
+}

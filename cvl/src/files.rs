@@ -1,0 +1,138 @@
+//! Reading CVL inputs (files, directories, stdin) and writing files back
+//! crash-safely. The one place the command touches the file system for
+//! sources.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// One input as read: its display name and its text, or where its UTF-8 ends.
+pub struct Source {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub text: String,
+    /// Set when the bytes were not UTF-8; `text` is then a lossy copy.
+    pub invalid_utf8: Option<cvl_syntax::InvalidUtf8>,
+}
+
+impl Source {
+    pub fn from_bytes(name: String, path: Option<PathBuf>, bytes: Vec<u8>) -> Source {
+        match cvl_syntax::decode_utf8(&bytes) {
+            Ok(_) => Source {
+                name,
+                path,
+                text: String::from_utf8(bytes).expect("checked above"),
+                invalid_utf8: None,
+            },
+            Err(e) => Source {
+                name,
+                path,
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+                invalid_utf8: Some(e),
+            },
+        }
+    }
+}
+
+/// Expands the command line's paths: files as given, directories to every
+/// `.cvl` file below them (sorted), `-` to standard input. No paths means the
+/// current directory.
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let default = [PathBuf::from(".")];
+    let paths = if paths.is_empty() {
+        &default[..]
+    } else {
+        paths
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            out.push(path.clone());
+        } else if path.is_dir() {
+            let before = out.len();
+            walk(path, &mut out)?;
+            if out.len() == before && paths.len() == 1 {
+                bail!("no .cvl files under `{}`", path.display());
+            }
+        } else if path.exists() {
+            out.push(path.clone());
+        } else {
+            bail!("`{}` does not exist", path.display());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.') || n == "target");
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "cvl") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one input (`-` is standard input).
+pub fn read(path: &Path) -> Result<Source> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        return Ok(Source::from_bytes("<stdin>".into(), None, bytes));
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    Ok(Source::from_bytes(
+        path.display().to_string(),
+        Some(path.to_path_buf()),
+        bytes,
+    ))
+}
+
+/// Replaces `path`'s content crash-safely: a temporary file beside it,
+/// fsync, rename over, fsync of the directory. Keeps the file's permissions.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = path.file_name().context("not a file path")?;
+    let tmp = dir.join(format!(
+        ".{}.cvl-tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create `{}`", tmp.display()))?;
+        file.write_all(contents)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot replace `{}`", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

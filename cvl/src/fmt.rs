@@ -1,0 +1,80 @@
+//! `cvl fmt`: formats files in place (crash-safely), or with `--check` shows
+//! what would change and fails.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use codespan_reporting::term::termcolor::ColorChoice;
+use cvl_syntax::format::{format_text, FormatOptions};
+
+use crate::check::syntax_diagnostics;
+use crate::files;
+use crate::render::{self, Format, Sources};
+
+#[derive(clap::Args)]
+pub struct FmtArgs {
+    /// Files or directories to format (`-` for standard input to standard
+    /// output). Default: the current directory.
+    pub files: Vec<PathBuf>,
+    /// Change nothing; show a diff and exit 1 when a file is not formatted.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
+    let paths = files::collect(&args.files)?;
+    let mut failed = false;
+    let mut changed = 0;
+    for path in &paths {
+        let source = files::read(path)?;
+        let diagnostics = syntax_diagnostics(&source);
+        if !diagnostics.is_empty() {
+            let mut sources = Sources::default();
+            sources.add(&source.name, &source.text);
+            render::print(Format::Human, color, &sources, &diagnostics)?;
+            eprintln!(
+                "error: not formatting `{}`: fix its syntax errors first",
+                source.name
+            );
+            failed = true;
+            continue;
+        }
+        let formatted = format_text(&source.text, FormatOptions::default())
+            .expect("a file without syntax errors formats");
+        if source.path.is_none() {
+            print!("{formatted}");
+            continue;
+        }
+        if formatted == source.text {
+            continue;
+        }
+        changed += 1;
+        if args.check {
+            print_diff(&source.name, &source.text, &formatted);
+            failed = true;
+        } else if let Some(path) = &source.path {
+            files::write_atomic(path, formatted.as_bytes())?;
+            eprintln!("formatted {}", source.name);
+        }
+    }
+    if args.check && changed > 0 {
+        eprintln!("{changed} file(s) would be reformatted; run `cvl fmt` to fix");
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_diff(name: &str, old: &str, new: &str) {
+    let diff = similar::TextDiff::from_lines(old, new);
+    print!(
+        "{}",
+        diff.unified_diff().context_radius(2).header(
+            &format!("{name} (original)"),
+            &format!("{name} (formatted)")
+        )
+    );
+}

@@ -1,0 +1,107 @@
+//! The `cvl` command: the toolchain's front door for publishers, users, CI
+//! and administrators. Parses arguments, runs one command, and turns its
+//! outcome into an exit code: 0 success, 1 problems found, 2 usage or I/O
+//! error.
+
+mod check;
+mod files;
+mod fmt;
+mod render;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use codespan_reporting::term::termcolor::ColorChoice;
+
+#[derive(Parser)]
+#[command(
+    name = "cvl",
+    version,
+    about = "The CVL toolchain: check, format and evaluate virtual appliance descriptions",
+    long_about = "The CVL toolchain.\n\n\
+        CVL (the Collective Virtual appliance Language) describes virtual appliances: VMs and \
+        networks of them (VANs), with parameters marked \"required\" or \"sensitive\", \
+        components, and lazily evaluated assignments.\n\n\
+        Exit codes: 0 success; 1 problems were found (errors in a file, a file that would be \
+        reformatted); 2 the command could not run (bad arguments, unreadable file).",
+    after_help = "Examples:\n  \
+        cvl check examples/groupware            check every .cvl file below a directory\n  \
+        cvl check --format json Groupware.cvl   diagnostics as JSON, for scripts\n  \
+        cvl fmt --check .                       fail (exit 1) if a file is not formatted\n  \
+        cvl parse DNS.cvl                       print the syntax tree"
+)]
+struct Cli {
+    /// When to color output.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report every problem in CVL files, with source excerpts.
+    #[command(
+        after_help = "Exit code 1 when any error is found, 0 when only warnings \
+        or hints are, 2 when a file cannot be read.\n\n\
+        JSON output is an array of objects with code, severity, message, file, line, column, \
+        end_line, end_column (1-based; columns in characters), labels and notes."
+    )]
+    Check(check::CheckArgs),
+    /// Format CVL files in place, or check that they are formatted.
+    #[command(
+        after_help = "Files with syntax errors are never reformatted: their errors are \
+        shown and the exit code is 1. `cvl fmt -` formats standard input to standard output."
+    )]
+    Fmt(fmt::FmtArgs),
+    /// Print a file's lossless syntax tree and its syntax errors.
+    Parse {
+        /// The file to parse (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        Color::Always => ColorChoice::Always,
+        Color::Never => ColorChoice::Never,
+        Color::Auto if std::io::stdout().is_terminal() => ColorChoice::Auto,
+        Color::Auto => ColorChoice::Never,
+    };
+    let result = match cli.command {
+        Command::Check(args) => check::run(args, color),
+        Command::Fmt(args) => fmt::run(args, color),
+        Command::Parse { file } => parse(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let source = files::read(path)?;
+    if let Some(bad) = source.invalid_utf8 {
+        anyhow::bail!("{}: {bad}", source.name);
+    }
+    let parsed = cvl_syntax::parse(&source.text);
+    print!("{}", parsed.debug_dump());
+    Ok(if parsed.errors().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,210 @@
+//! Draws diagnostics for people (codespan-reporting source excerpts), for
+//! machines (a JSON array) and for CI systems (SARIF 2.1.0). Positions are
+//! 1-based lines and columns, columns counted in characters.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use codespan_reporting::diagnostic as cs;
+use codespan_reporting::files::SimpleFiles;
+use codespan_reporting::term::{self, termcolor::WriteColor};
+use cvl_analysis::{Code, Diagnostic, Severity, Span};
+use serde_json::{json, Value};
+
+/// The texts diagnostics point into, by display name.
+#[derive(Default)]
+pub struct Sources {
+    files: SimpleFiles<String, String>,
+    ids: HashMap<String, usize>,
+}
+
+impl Sources {
+    pub fn add(&mut self, name: &str, text: &str) {
+        if !self.ids.contains_key(name) {
+            let id = self.files.add(name.to_string(), text.to_string());
+            self.ids.insert(name.to_string(), id);
+        }
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        let id = *self.ids.get(name)?;
+        self.files.get(id).ok().map(|f| f.source().as_str())
+    }
+
+    /// 1-based (line, column) of the start and end of `span`.
+    pub fn position(&self, span: &Span) -> (usize, usize, usize, usize) {
+        let text = self.text(&span.file).unwrap_or("");
+        let (l1, c1) = cvl_syntax::line_col(text, span.range.start());
+        let (l2, c2) = cvl_syntax::line_col(text, span.range.end());
+        (l1, c1, l2, c2)
+    }
+}
+
+/// How diagnostics are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Source excerpts with labels, for people.
+    Human,
+    /// A JSON array of objects, for scripts.
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards in CI.
+    Sarif,
+}
+
+pub fn human(
+    out: &mut dyn WriteColor,
+    sources: &Sources,
+    diagnostics: &[Diagnostic],
+) -> std::io::Result<()> {
+    let config = term::Config::default();
+    for diagnostic in diagnostics {
+        let severity = match diagnostic.severity {
+            Severity::Error => cs::Severity::Error,
+            Severity::Warning => cs::Severity::Warning,
+            Severity::Hint => cs::Severity::Help,
+        };
+        let mut labels = Vec::new();
+        if let Some(&id) = sources.ids.get(&diagnostic.span.file) {
+            labels.push(cs::Label::primary(id, diagnostic.span.range));
+        }
+        for label in &diagnostic.labels {
+            if let Some(&id) = sources.ids.get(&label.span.file) {
+                labels
+                    .push(cs::Label::secondary(id, label.span.range).with_message(&label.message));
+            }
+        }
+        let rendered = cs::Diagnostic::new(severity)
+            .with_code(diagnostic.code.as_str())
+            .with_message(&diagnostic.message)
+            .with_labels(labels)
+            .with_notes(diagnostic.notes.clone());
+        term::emit_to_write_style(out, &config, &sources.files, &rendered)
+            .map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
+fn location_json(sources: &Sources, span: &Span) -> serde_json::Map<String, Value> {
+    let (line, column, end_line, end_column) = sources.position(span);
+    let mut map = serde_json::Map::new();
+    map.insert("file".into(), json!(span.file));
+    map.insert("line".into(), json!(line));
+    map.insert("column".into(), json!(column));
+    map.insert("end_line".into(), json!(end_line));
+    map.insert("end_column".into(), json!(end_column));
+    map
+}
+
+pub fn json(sources: &Sources, diagnostics: &[Diagnostic]) -> Value {
+    let items: Vec<Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let mut map = serde_json::Map::new();
+            map.insert("code".into(), json!(d.code.as_str()));
+            map.insert("severity".into(), json!(d.severity.as_str()));
+            map.insert("message".into(), json!(d.message));
+            map.extend(location_json(sources, &d.span));
+            let labels: Vec<Value> = d
+                .labels
+                .iter()
+                .map(|l| {
+                    let mut m = location_json(sources, &l.span);
+                    m.insert("message".into(), json!(l.message));
+                    Value::Object(m)
+                })
+                .collect();
+            map.insert("labels".into(), Value::Array(labels));
+            map.insert("notes".into(), json!(d.notes));
+            Value::Object(map)
+        })
+        .collect();
+    Value::Array(items)
+}
+
+fn sarif_location(sources: &Sources, span: &Span, message: Option<&str>) -> Value {
+    let (line, column, end_line, end_column) = sources.position(span);
+    let mut location = json!({
+        "physicalLocation": {
+            "artifactLocation": { "uri": span.file },
+            "region": {
+                "startLine": line,
+                "startColumn": column,
+                "endLine": end_line,
+                "endColumn": end_column,
+            }
+        }
+    });
+    if let Some(message) = message {
+        location["message"] = json!({ "text": message });
+    }
+    location
+}
+
+pub fn sarif(sources: &Sources, diagnostics: &[Diagnostic]) -> Value {
+    let rules: Vec<Value> = Code::ALL
+        .iter()
+        .map(|c| json!({ "id": c.as_str(), "shortDescription": { "text": c.summary() } }))
+        .collect();
+    let results: Vec<Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let level = match d.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Hint => "note",
+            };
+            let mut text = d.message.clone();
+            for note in &d.notes {
+                text.push('\n');
+                text.push_str(note);
+            }
+            json!({
+                "ruleId": d.code.as_str(),
+                "level": level,
+                "message": { "text": text },
+                "locations": [sarif_location(sources, &d.span, None)],
+                "relatedLocations": d.labels.iter()
+                    .map(|l| sarif_location(sources, &l.span, Some(&l.message)))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "cvl",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "results": results,
+        }]
+    })
+}
+
+/// Prints `diagnostics` in `format` to standard output.
+pub fn print(
+    format: Format,
+    color: term::termcolor::ColorChoice,
+    sources: &Sources,
+    diagnostics: &[Diagnostic],
+) -> std::io::Result<()> {
+    match format {
+        Format::Human => {
+            let stdout = term::termcolor::StandardStream::stdout(color);
+            let mut lock = stdout.lock();
+            human(&mut lock, sources, diagnostics)?;
+            lock.flush()
+        }
+        Format::Json => print_json(&json(sources, diagnostics)),
+        Format::Sarif => print_json(&sarif(sources, diagnostics)),
+    }
+}
+
+pub fn print_json(value: &Value) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    serde_json::to_writer_pretty(&mut lock, value)?;
+    writeln!(lock)
+}

@@ -1,0 +1,204 @@
+//! The `cvl` binary as a user and CI run it: exit codes, output formats, and
+//! that files are only ever changed whole.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn cvl(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cvl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("runs cvl")
+}
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_examples_is_clean() {
+    let out = cvl(&["check", "."], &examples());
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn fmt_check_examples_is_clean() {
+    let out = cvl(&["fmt", "--check", "."], &examples());
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn check_reports_every_syntax_error_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cvl"),
+        "A extends VMAppliance {\n  vm = \"a.vmx\"\n  datadisks = { device \"x\" };\n}\n",
+    )
+    .unwrap();
+    let out = cvl(&["check", "--format", "json", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = json.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{json:#}");
+    assert_eq!(items[0]["code"], "syntax-error");
+    assert_eq!(items[0]["severity"], "error");
+    assert_eq!(items[0]["file"], "a.cvl");
+    assert_eq!(items[0]["line"], 2);
+    assert_eq!(items[0]["column"], 15);
+    assert_eq!(items[0]["end_line"], 2);
+    assert_eq!(items[1]["line"], 3);
+    assert!(items[1]["message"].as_str().unwrap().contains("`=>`"));
+}
+
+#[test]
+fn check_sarif_is_sarif() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.cvl"), "A extends B { x = ; }").unwrap();
+    let out = cvl(&["check", "--format", "sarif", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let result = &sarif["runs"][0]["results"][0];
+    assert_eq!(result["ruleId"], "syntax-error");
+    assert_eq!(result["level"], "error");
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"], 1);
+    assert_eq!(region["startColumn"], 18);
+}
+
+#[test]
+fn human_output_shows_the_source_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cvl"),
+        "A extends B {\n  OpenLDAP 1;\n}\n",
+    )
+    .unwrap();
+    let out = cvl(&["check", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("error[syntax-error]"), "{text}");
+    assert!(text.contains("a.cvl:2:12"), "{text}");
+    assert!(text.contains("OpenLDAP 1;"), "{text}");
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        cvl(&["check", "missing.cvl"], dir.path()).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        cvl(&["check", "--format", "xml"], dir.path()).status.code(),
+        Some(2)
+    );
+    assert_eq!(cvl(&["frobnicate"], dir.path()).status.code(), Some(2));
+}
+
+#[test]
+fn invalid_utf8_is_named_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cvl"),
+        b"A extends B {\n  x = \"\xff\";\n}\n",
+    )
+    .unwrap();
+    let out = cvl(&["check", "--format", "json", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["line"], 2);
+    assert_eq!(json[0]["column"], 8);
+    assert!(json[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid UTF-8"));
+    // fmt refuses it and leaves the bytes alone.
+    let out = cvl(&["fmt", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read(dir.path().join("a.cvl")).unwrap(),
+        b"A extends B {\n  x = \"\xff\";\n}\n"
+    );
+}
+
+#[test]
+fn fmt_rewrites_in_place_and_check_shows_a_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.cvl");
+    std::fs::write(&file, "A extends VMAppliance{vm=\"a.vmx\";}").unwrap();
+    let out = cvl(&["fmt", "--check", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("+  vm = \"a.vmx\";"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "A extends VMAppliance{vm=\"a.vmx\";}"
+    );
+    let out = cvl(&["fmt", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "A extends VMAppliance {\n  vm = \"a.vmx\";\n}\n"
+    );
+    assert_eq!(
+        cvl(&["fmt", "--check", "a.cvl"], dir.path()).status.code(),
+        Some(0)
+    );
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn fmt_refuses_a_file_with_syntax_errors_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.cvl");
+    let text = "A extends VMAppliance {  vm = \"a.vmx\"\n}";
+    std::fs::write(&file, text).unwrap();
+    let out = cvl(&["fmt", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("a.cvl:1:38"), "{}", stdout(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}
+
+#[test]
+fn fmt_stdin_to_stdout() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cvl"))
+        .args(["fmt", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"CVL=\"0.8\";")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "CVL = \"0.8\";\n");
+}
+
+#[test]
+fn parse_prints_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.cvl"), "CVL = \"0.8\";").unwrap();
+    let out = cvl(&["parse", "a.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.starts_with("ROOT@0..12\n  ASSIGN@0..12"), "{text}");
+}
