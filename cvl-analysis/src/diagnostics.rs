@@ -211,3 +211,100 @@ impl Diagnostic {
             .collect()
     }
 }
+
+/// Where a diagnostic points before it is rendered: a file, the object the
+/// range is relative to (`None`: relative to the file), and the range. Kept
+/// relative so per-object results survive edits elsewhere in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub file: crate::db::SourceFile,
+    pub object: Option<String>,
+    pub range: TextRange,
+}
+
+impl Loc {
+    pub fn in_object(def: &crate::resolve::Def, range: TextRange) -> Loc {
+        Loc {
+            file: def.file,
+            object: Some(def.name.clone()),
+            range,
+        }
+    }
+
+    pub fn in_file(file: crate::db::SourceFile, range: TextRange) -> Loc {
+        Loc {
+            file,
+            object: None,
+            range,
+        }
+    }
+
+    /// The absolute span, for rendering.
+    pub fn span(&self, db: &dyn crate::db::Db) -> Span {
+        let offset = self
+            .object
+            .as_ref()
+            .and_then(|name| {
+                crate::resolve::item_tree(db, self.file)
+                    .object(name)
+                    .map(|o| o.start)
+            })
+            .unwrap_or_default();
+        Span {
+            file: self.file.name(db).clone(),
+            range: self.range + offset,
+        }
+    }
+}
+
+/// A diagnostic whose places are [`Loc`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LocalDiagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    pub loc: Loc,
+    pub labels: Vec<(Loc, String)>,
+    pub notes: Vec<String>,
+}
+
+impl LocalDiagnostic {
+    pub fn new(code: Code, severity: Severity, message: impl Into<String>, loc: Loc) -> Self {
+        LocalDiagnostic {
+            code,
+            severity,
+            message: message.into(),
+            loc,
+            labels: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn label(mut self, loc: Loc, message: impl Into<String>) -> Self {
+        self.labels.push((loc, message.into()));
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn render(&self, db: &dyn crate::db::Db) -> Diagnostic {
+        Diagnostic {
+            code: self.code,
+            severity: self.severity,
+            message: self.message.clone(),
+            span: self.loc.span(db),
+            labels: self
+                .labels
+                .iter()
+                .map(|(loc, message)| Label {
+                    span: loc.span(db),
+                    message: message.clone(),
+                })
+                .collect(),
+            notes: self.notes.clone(),
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! Trivia before a node's first token is attached to the parent, not the node,
 //! so a comment above a statement belongs to the enclosing body.
 
-use rowan::{GreenNode, GreenNodeBuilder};
+use rowan::{GreenNode, GreenToken, NodeOrToken};
 
 use crate::lexer::Token;
 use crate::{SyntaxError, SyntaxKind, TextRange, TextSize};
@@ -19,7 +19,7 @@ pub(crate) struct Parser<'t> {
     pos: usize,
     /// End of the last non-trivia token bumped: where "expected X" points.
     last_end: TextSize,
-    builder: GreenNodeBuilder<'static>,
+    builder: TreeBuilder,
     errors: Vec<SyntaxError>,
     /// How many maps are open: bounded so no input can overflow the stack.
     pub(crate) map_depth: u32,
@@ -40,7 +40,7 @@ impl<'t> Parser<'t> {
             starts,
             pos: 0,
             last_end: TextSize::from(0),
-            builder: GreenNodeBuilder::new(),
+            builder: TreeBuilder::default(),
             errors: Vec::new(),
             map_depth: 0,
         }
@@ -102,7 +102,7 @@ impl<'t> Parser<'t> {
         let start = u32::from(self.starts[self.pos]) as usize;
         let end = u32::from(self.starts[self.pos + 1]) as usize;
         self.builder
-            .token(token.kind.into(), &self.text[start..end]);
+            .token(token.kind, &self.text[start..end]);
         if !token.kind.is_trivia() {
             self.last_end = self.starts[self.pos + 1];
         }
@@ -177,14 +177,94 @@ impl<'t> Parser<'t> {
 
     pub(crate) fn start_node(&mut self, kind: SyntaxKind) {
         self.eat_trivia();
-        self.builder.start_node(kind.into());
+        self.builder.start_node(kind);
     }
 
     pub(crate) fn start_root(&mut self) {
-        self.builder.start_node(SyntaxKind::ROOT.into());
+        self.builder.start_node(SyntaxKind::ROOT);
     }
 
     pub(crate) fn finish_node(&mut self) {
         self.builder.finish_node();
+    }
+}
+
+/// Builds the green tree bottom-up. Tokens that recur (punctuation,
+/// keywords, whitespace, names) are shared from a small cache instead of
+/// allocated again; rowan's general interning cache, which hashes every token
+/// and node, costs more than it saves on parser output.
+#[derive(Default)]
+struct TreeBuilder {
+    children: Vec<NodeOrToken<GreenNode, GreenToken>>,
+    /// Open nodes: their kind and where their children start in `children`.
+    parents: Vec<(SyntaxKind, usize)>,
+    /// Tokens whose text is fixed by their kind, by kind.
+    fixed: Vec<Option<GreenToken>>,
+    /// Short whitespace, by text.
+    whitespace: rustc_hash::FxHashMap<Box<str>, GreenToken>,
+    /// Short names, by text.
+    names: rustc_hash::FxHashMap<Box<str>, GreenToken>,
+}
+
+/// Longest text worth sharing.
+const MAX_SHARED_LEN: usize = 32;
+
+impl TreeBuilder {
+    fn token(&mut self, kind: SyntaxKind, text: &str) {
+        let token = match kind {
+            SyntaxKind::IMPORT_KW
+            | SyntaxKind::EXTENDS_KW
+            | SyntaxKind::VAR_KW
+            | SyntaxKind::L_CURLY
+            | SyntaxKind::R_CURLY
+            | SyntaxKind::SEMICOLON
+            | SyntaxKind::COMMA
+            | SyntaxKind::EQ
+            | SyntaxKind::FAT_ARROW
+            | SyntaxKind::DOT => {
+                let index = kind as usize;
+                if self.fixed.len() <= index {
+                    self.fixed.resize(index + 1, None);
+                }
+                self.fixed[index]
+                    .get_or_insert_with(|| GreenToken::new(kind.into(), text))
+                    .clone()
+            }
+            SyntaxKind::WHITESPACE | SyntaxKind::IDENT if text.len() <= MAX_SHARED_LEN => {
+                let cache = if kind == SyntaxKind::WHITESPACE {
+                    &mut self.whitespace
+                } else {
+                    &mut self.names
+                };
+                match cache.get(text) {
+                    Some(token) => token.clone(),
+                    None => {
+                        let token = GreenToken::new(kind.into(), text);
+                        cache.insert(text.into(), token.clone());
+                        token
+                    }
+                }
+            }
+            _ => GreenToken::new(kind.into(), text),
+        };
+        self.children.push(NodeOrToken::Token(token));
+    }
+
+    fn start_node(&mut self, kind: SyntaxKind) {
+        self.parents.push((kind, self.children.len()));
+    }
+
+    fn finish_node(&mut self) {
+        let (kind, first) = self.parents.pop().expect("a node is open");
+        let node = GreenNode::new(kind.into(), self.children.drain(first..));
+        self.children.push(NodeOrToken::Node(node));
+    }
+
+    fn finish(mut self) -> GreenNode {
+        assert!(self.parents.is_empty(), "every node is finished");
+        match self.children.pop() {
+            Some(NodeOrToken::Node(root)) if self.children.is_empty() => root,
+            _ => unreachable!("the root is the only child left"),
+        }
     }
 }

@@ -1,35 +1,43 @@
-//! `cvl check`: every diagnostic of the given files, rendered for people,
-//! scripts or CI.
+//! `cvl check`: every diagnostic of the given files (syntax, names, kinds,
+//! evaluation, required and sensitive parameters, dependencies), rendered for
+//! people, scripts or CI.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
-use cvl_analysis::{Code, Diagnostic, Severity, Span};
+use cvl_analysis::{CheckOptions, Code, Diagnostic, Severity, Span};
+use cvl_repo::LockMode;
 use cvl_syntax::{TextRange, TextSize};
 
-use crate::files::{self, Source};
-use crate::render::{self, Format, Sources};
+use crate::files::Source;
+use crate::render::{self, Format};
+use crate::workspace::{self, LoadArgs};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
     /// Files or directories to check (directories: every .cvl file below).
     /// Default: the current directory.
     pub files: Vec<PathBuf>,
+    /// Check OBJECT as deployed: its required parameters (at every depth)
+    /// and its services' dependencies must be satisfied. Without it, objects
+    /// are checked as libraries, and what their users must set is a hint.
+    #[arg(long, value_name = "OBJECT")]
+    pub deploy: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 /// The syntax diagnostics of one source, including a non-UTF-8 file.
 pub fn syntax_diagnostics(source: &Source) -> Vec<Diagnostic> {
     if let Some(bad) = source.invalid_utf8 {
         let start = TextSize::from(bad.byte_offset as u32);
-        let range = TextRange::at(
-            start,
-            TextSize::from(3).min(TextSize::of(&source.text[bad.byte_offset..])),
-        );
+        let rest = TextSize::of(&source.text[bad.byte_offset..]);
+        let range = TextRange::at(start, TextSize::from(3).min(rest));
         return vec![Diagnostic::error(
             Code::SyntaxError,
             bad.to_string(),
@@ -44,25 +52,42 @@ pub fn syntax_diagnostics(source: &Source) -> Vec<Diagnostic> {
 }
 
 pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
-    let paths = files::collect(&args.files)?;
-    let mut sources = Sources::default();
-    let mut diagnostics = Vec::new();
-    for path in &paths {
-        let source = files::read(path)?;
-        sources.add(&source.name, &source.text);
-        diagnostics.extend(syntax_diagnostics(&source));
+    let ws = workspace::load(&args.files, &args.load, LockMode::Use)?;
+    let options = CheckOptions {
+        deploy: args.deploy.clone(),
+    };
+    for name in &args.deploy {
+        let found = ws.roots.iter().any(|f| {
+            cvl_analysis::resolve::item_tree(&ws.db, *f)
+                .object(name)
+                .is_some()
+        });
+        if !found {
+            bail!("--deploy {name}: no object named `{name}` in the checked files");
+        }
     }
-    render::print(args.format, color, &sources, &diagnostics)?;
+    let mut diagnostics = ws.unreadable.clone();
+    for &file in &ws.roots {
+        diagnostics.extend(cvl_analysis::file_diagnostics(&ws.db, file, &options));
+    }
+    render::print(args.format, color, &ws.sources, &diagnostics)?;
+    for error in &ws.lock_errors {
+        eprintln!("error: {error}");
+    }
     let errors = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
-        .count();
+        .count()
+        + ws.lock_errors.len();
     let warnings = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Warning)
         .count();
     if args.format == Format::Human {
-        eprintln!("{}", summary(paths.len(), errors, warnings));
+        for lock in &ws.locks_written {
+            eprintln!("wrote {}", lock.display());
+        }
+        eprintln!("{}", summary(ws.file_count, errors, warnings));
     }
     Ok(if errors > 0 {
         ExitCode::from(1)

@@ -4,9 +4,12 @@
 //! error.
 
 mod check;
+mod eval;
 mod files;
 mod fmt;
 mod render;
+mod repo;
+mod workspace;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -63,6 +66,26 @@ enum Command {
         shown and the exit code is 1. `cvl fmt -` formats standard input to standard output."
     )]
     Fmt(fmt::FmtArgs),
+    /// Print every parameter of a deployed object with its final value.
+    #[command(
+        after_help = "Values the utility allocates at deploy time (interface addresses) \
+        print as (allocated at deploy time) in text and null in JSON; sensitive values print \
+        as <redacted>. Exit code 1 when the file has errors (the values are printed anyway)."
+    )]
+    Eval(eval::EvalArgs),
+    /// Re-resolve every import (newest allowed versions) and rewrite cvl.lock.
+    UpdateLock {
+        /// Root files (or directories) whose lock to update.
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        load: workspace::LoadArgs,
+    },
+    /// Publish an appliance as the next version of a repository (after
+    /// checking it: any error refuses the publish).
+    Publish(repo::PublishArgs),
+    /// Create, list and verify appliance repositories.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
     /// Print a file's lossless syntax tree and its syntax errors.
     Parse {
         /// The file to parse (`-` for standard input).
@@ -71,6 +94,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when output is cut (`cvl eval ... | head`):
+    // end quietly instead of failing on a closed pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // or I/O exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let color = match cli.color {
         Color::Always => ColorChoice::Always,
@@ -81,6 +111,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args, color),
         Command::Fmt(args) => fmt::run(args, color),
+        Command::Eval(args) => eval::run(args, color),
+        Command::UpdateLock { files, load } => update_lock(&files, &load),
+        Command::Publish(args) => repo::publish(args, color),
+        Command::Repo(command) => repo::run(command),
         Command::Parse { file } => parse(&file),
     };
     match result {
@@ -90,6 +124,21 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn update_lock(files: &[PathBuf], load: &workspace::LoadArgs) -> anyhow::Result<ExitCode> {
+    let ws = workspace::load(files, load, cvl_repo::LockMode::Update)?;
+    for error in &ws.lock_errors {
+        eprintln!("error: {error}");
+    }
+    for lock in &ws.locks_written {
+        eprintln!("wrote {}", lock.display());
+    }
+    Ok(if ws.lock_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn parse(path: &std::path::Path) -> anyhow::Result<ExitCode> {

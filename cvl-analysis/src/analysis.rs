@@ -1,0 +1,198 @@
+//! The analysis API in plain data: every diagnostic of a file, ready to
+//! render, and the evaluated parameters of a deployed object. What the CLI
+//! and the language server call.
+
+use rustc_hash::FxHashSet;
+
+use crate::checks::{file_checks, object_checks};
+use crate::db::{Db, SourceFile};
+use crate::deploy::dependency_diagnostics;
+use crate::diagnostics::{Code, Diagnostic, Loc, LocalDiagnostic, Severity};
+use crate::eval::{evaluate, evaluate_with, Allocations, Evaluation};
+use crate::resolve::{item_tree, parse, Def};
+
+/// How a file is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Objects of the file that are deployed: their required parameters and
+    /// dependencies are errors. Other objects are libraries, for which
+    /// missing required parameters are hints to their users.
+    pub deploy: Vec<String>,
+}
+
+/// Every diagnostic of `file`, sorted by position.
+pub fn file_diagnostics(db: &dyn Db, file: SourceFile, options: &CheckOptions) -> Vec<Diagnostic> {
+    let mut local: Vec<LocalDiagnostic> = Vec::new();
+    local.extend(file_checks(db, file).iter().cloned());
+    let tree = item_tree(db, file);
+    let mut seen_objects = FxHashSet::default();
+    for object in &tree.objects {
+        let name = object.data.name.text.clone();
+        if !seen_objects.insert(name.clone()) {
+            continue; // a duplicate object: reported by file_checks
+        }
+        let def = Def { file, name };
+        local.extend(object_checks(db, &def).iter().cloned());
+        let deployed = options.deploy.contains(&def.name);
+        local.extend(evaluation_diagnostics(db, &def, deployed));
+    }
+    let mut seen = FxHashSet::default();
+    local.retain(|d| seen.insert((d.code, d.loc.clone(), d.message.clone())));
+
+    let mut out: Vec<Diagnostic> =
+        crate::Diagnostic::from_syntax_errors(file.name(db), parse(db, file).errors());
+    out.extend(local.iter().map(|d| d.render(db)));
+    // Problems in imported files are reported when those files are checked;
+    // what lands here points into this file or explains it.
+    out.sort_by(|a, b| {
+        (a.span.file != *file.name(db), a.span.range.start(), a.code).cmp(&(
+            b.span.file != *file.name(db),
+            b.span.range.start(),
+            b.code,
+        ))
+    });
+    out
+}
+
+/// Evaluation problems of `def` (its cycles and maps, vanIF, required
+/// parameters), plus dependency problems when it is deployed.
+pub fn evaluation_diagnostics(db: &dyn Db, def: &Def, deployed: bool) -> Vec<LocalDiagnostic> {
+    let ev = evaluate(db, def);
+    let mut out: Vec<LocalDiagnostic> = ev.diagnostics.clone();
+    out.extend(missing_required(db, def, ev, deployed));
+    if deployed {
+        out.extend(dependency_diagnostics(db, def));
+    }
+    out
+}
+
+fn missing_required(
+    db: &dyn Db,
+    def: &Def,
+    ev: &Evaluation,
+    deployed: bool,
+) -> Vec<LocalDiagnostic> {
+    let mut out = Vec::new();
+    let name_loc = crate::resolve::object_data(db, def.file, def.name.clone())
+        .as_ref()
+        .map(|d| Loc::in_object(def, d.name.range));
+    for group in &ev.missing {
+        let root = &ev.slots[group.root];
+        let path = ev.dotted(root);
+        let var = root.decl.var(db);
+        let decl_loc = Loc::in_object(&root.decl.owner, var.name.range);
+        let needed: Vec<String> = group
+            .needed_by
+            .iter()
+            .map(|&s| format!("`{}`", ev.dotted(&ev.slots[s])))
+            .collect();
+        let (severity, message) = if deployed {
+            let message = if root.decl.required {
+                format!("required parameter `{path}` of `{}` has no value", def.name)
+            } else {
+                format!(
+                    "{} required, but {} from `{path}`, which is never set",
+                    needed.join(", "),
+                    if needed.len() == 1 {
+                        "it gets its value"
+                    } else {
+                        "they get their value"
+                    }
+                )
+            };
+            (Severity::Error, message)
+        } else {
+            (
+                Severity::Hint,
+                format!("users of `{}` must set `{path}` (required)", def.name),
+            )
+        };
+        let mut diagnostic =
+            LocalDiagnostic::new(Code::MissingRequired, severity, message, decl_loc);
+        if let (true, Some(loc)) = (deployed, &name_loc) {
+            diagnostic = diagnostic.label(loc.clone(), format!("`{}` is deployed here", def.name));
+        }
+        if !needed.is_empty() && root.decl.required {
+            let verb = if needed.len() == 1 {
+                "gets its value"
+            } else {
+                "get their value"
+            };
+            diagnostic = diagnostic.note(format!("{} {verb} from `{path}`", needed.join(", ")));
+        }
+        let last = path.rsplit('.').next().unwrap_or(&path);
+        let fix = if ev.instances[root.instance].path.is_empty() {
+            format!(
+                "set it in an object that extends `{}`: `{last} = \"...\";`",
+                def.name
+            )
+        } else {
+            format!("set it in `{}`: `{path} = \"...\";`", def.name)
+        };
+        out.push(diagnostic.note(fix));
+    }
+    out
+}
+
+/// One evaluated parameter, for `cvl eval` and hovers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluatedParam {
+    /// The dotted path relative to the deployed object.
+    pub path: String,
+    /// The final strings, or `None` when the utility allocates a part of it
+    /// at deploy time.
+    pub value: Option<Vec<String>>,
+    pub sensitive: bool,
+    /// Where the winning assignment is, if any.
+    pub assigned_at: Option<crate::Span>,
+    /// Where the parameter is declared.
+    pub declared_at: crate::Span,
+}
+
+/// Every parameter of `def` and of its components at every depth, in
+/// declaration order, components after their container's parameters.
+pub fn evaluated_params(db: &dyn Db, def: &Def) -> Vec<EvaluatedParam> {
+    params_of(db, evaluate(db, def))
+}
+
+/// [`evaluated_params`] once the utility has allocated `allocations`.
+pub fn evaluated_params_with(
+    db: &dyn Db,
+    def: &Def,
+    allocations: &Allocations,
+) -> Vec<EvaluatedParam> {
+    if allocations.values.is_empty() {
+        return evaluated_params(db, def);
+    }
+    params_of(db, &evaluate_with(db, def, allocations))
+}
+
+fn params_of(db: &dyn Db, ev: &Evaluation) -> Vec<EvaluatedParam> {
+    let mut order: Vec<usize> = (0..ev.slots.len()).collect();
+    // Instances are in breadth-first order; show depth-first, as people read.
+    let mut instance_rank = vec![0; ev.instances.len()];
+    let mut stack = vec![0usize];
+    let mut rank = 0;
+    while let Some(i) = stack.pop() {
+        instance_rank[i] = rank;
+        rank += 1;
+        for (_, child) in ev.instances[i].children.iter().rev() {
+            stack.push(*child);
+        }
+    }
+    order.sort_by_key(|&s| (instance_rank[ev.slots[s].instance], s));
+    order
+        .into_iter()
+        .map(|s| {
+            let slot = &ev.slots[s];
+            let var = slot.decl.var(db);
+            EvaluatedParam {
+                path: ev.dotted(slot),
+                value: slot.value.strings(),
+                sensitive: slot.value.sensitive,
+                assigned_at: ev.origin(db, slot).map(|l| l.span(db)),
+                declared_at: Loc::in_object(&slot.decl.owner, var.name.range).span(db),
+            }
+        })
+        .collect()
+}

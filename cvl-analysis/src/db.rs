@@ -1,0 +1,125 @@
+//! The salsa database: its inputs (files, with how their imports resolved)
+//! and the database type. Import resolution is an input: the analysis never
+//! reads a file or the network itself.
+
+use std::sync::{Arc, Mutex};
+
+use crate::item_tree::ImportKey;
+
+/// One CVL file known to the analysis.
+#[salsa::input(debug)]
+pub struct SourceFile {
+    /// How the file is named in diagnostics: a path or URL.
+    #[returns(ref)]
+    pub name: String,
+    #[returns(ref)]
+    pub text: String,
+    /// How each of the file's imports resolved, set by the loader.
+    #[returns(ref)]
+    pub imports: Arc<ImportResolutions>,
+}
+
+/// The outcome of resolving each import of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportResolutions {
+    pub entries: Vec<(ImportKey, Result<ResolvedImport, String>)>,
+}
+
+impl ImportResolutions {
+    pub fn get(&self, key: &ImportKey) -> Option<&Result<ResolvedImport, String>> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, r)| r)
+    }
+}
+
+/// Where an import led: the file it loaded, and the repository version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImport {
+    pub file: SourceFile,
+    /// The version the import resolved to; `None` for a plain directory.
+    pub version: Option<u32>,
+    /// Extra facts for people (the SHA-256, the repository URL after mirrors).
+    pub detail: String,
+}
+
+/// What every query can ask of the database beyond its inputs.
+#[salsa::db]
+pub trait Db: salsa::Database {
+    /// The file holding the predefined objects.
+    fn prelude(&self) -> SourceFile;
+}
+
+/// The database: salsa's storage plus the prelude file.
+#[salsa::db]
+#[derive(Clone)]
+pub struct RootDatabase {
+    storage: salsa::Storage<Self>,
+    prelude: Option<SourceFile>,
+    log: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+impl Default for RootDatabase {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl RootDatabase {
+    /// A database; with `log_executions`, every query execution is recorded
+    /// (see [`RootDatabase::take_log`]), which tests use to prove reuse.
+    pub fn new(log_executions: bool) -> Self {
+        let log: Option<Arc<Mutex<Vec<String>>>> = log_executions.then(Default::default);
+        let callback = log.clone().map(|log| {
+            Box::new(move |event: salsa::Event| {
+                if let salsa::EventKind::WillExecute { database_key } = event.kind {
+                    log.lock()
+                        .expect("log lock")
+                        .push(format!("{database_key:?}"));
+                }
+            }) as Box<dyn Fn(salsa::Event) + Send + Sync + 'static>
+        });
+        let mut db = RootDatabase {
+            storage: salsa::Storage::new(callback),
+            prelude: None,
+            log,
+        };
+        let prelude = SourceFile::new(
+            &db,
+            crate::prelude::NAME.to_string(),
+            crate::prelude::TEXT.to_string(),
+            Arc::default(),
+        );
+        db.prelude = Some(prelude);
+        db
+    }
+
+    /// Replaces a file's text: a new revision; queries re-run only where the
+    /// change reaches.
+    pub fn set_text(&mut self, file: SourceFile, text: String) {
+        use salsa::Setter;
+        file.set_text(self).to(text);
+    }
+
+    /// Records how a file's imports resolved (the loader's job).
+    pub fn set_imports(&mut self, file: SourceFile, imports: ImportResolutions) {
+        use salsa::Setter;
+        file.set_imports(self).to(Arc::new(imports));
+    }
+
+    /// The query executions recorded since the last call.
+    pub fn take_log(&self) -> Vec<String> {
+        self.log
+            .as_ref()
+            .map(|l| std::mem::take(&mut *l.lock().expect("log lock")))
+            .unwrap_or_default()
+    }
+}
+
+#[salsa::db]
+impl salsa::Database for RootDatabase {}
+
+#[salsa::db]
+impl Db for RootDatabase {
+    fn prelude(&self) -> SourceFile {
+        self.prelude.expect("set in RootDatabase::new")
+    }
+}

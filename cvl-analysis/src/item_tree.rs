@@ -1,0 +1,391 @@
+//! The per-file summary: imports, the language version, and each object's
+//! declarations and assignments, lowered from the syntax tree into plain data.
+//!
+//! Ranges inside an object are relative to the object's start, so an edit in
+//! one object leaves every other object's `ObjectData` equal and salsa stops
+//! invalidation there. Nothing here resolves names.
+
+use std::sync::Arc;
+
+use cvl_syntax::ast::{self, AstNode};
+use cvl_syntax::{SyntaxToken, TextRange, TextSize};
+use rustc_hash::FxHashMap;
+
+/// A name with where it was written (relative to its owner's start).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Named {
+    pub text: String,
+    pub range: TextRange,
+}
+
+/// The lowered form of a value element.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Expr {
+    Str {
+        value: String,
+        range: TextRange,
+    },
+    Ref {
+        path: Vec<Named>,
+        range: TextRange,
+    },
+    Map {
+        pairs: Vec<(Named, Expr)>,
+        range: TextRange,
+    },
+}
+
+impl Expr {
+    pub fn range(&self) -> TextRange {
+        match self {
+            Expr::Str { range, .. } | Expr::Ref { range, .. } | Expr::Map { range, .. } => *range,
+        }
+    }
+
+    /// Every reference inside, maps included, in source order.
+    pub fn refs(&self, out: &mut Vec<(Vec<Named>, TextRange)>) {
+        match self {
+            Expr::Str { .. } => {}
+            Expr::Ref { path, range } => out.push((path.clone(), *range)),
+            Expr::Map { pairs, .. } => pairs.iter().for_each(|(_, v)| v.refs(out)),
+        }
+    }
+
+    /// Every string literal inside, maps included.
+    pub fn literals(&self, out: &mut Vec<TextRange>) {
+        match self {
+            Expr::Str { range, .. } => out.push(*range),
+            Expr::Ref { .. } => {}
+            Expr::Map { pairs, .. } => pairs.iter().for_each(|(_, v)| v.literals(out)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VarItem {
+    pub name: Named,
+    pub required: bool,
+    pub sensitive: bool,
+    /// Attributes other than "required" and "sensitive".
+    pub unknown_attributes: Vec<Named>,
+    /// The whole `var` statement.
+    pub decl_range: TextRange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComponentItem {
+    pub ty: Named,
+    pub name: Named,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssignItem {
+    pub target: Vec<Named>,
+    pub values: Vec<Expr>,
+    pub range: TextRange,
+}
+
+/// What one object declares, ranges relative to the object's start.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectData {
+    pub name: Named,
+    pub parent: Option<Named>,
+    pub vars: Vec<VarItem>,
+    pub components: Vec<ComponentItem>,
+    pub assigns: Vec<AssignItem>,
+    /// The object's whole text, relative (so starting at 0).
+    pub range: TextRange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImportItem {
+    /// The local name the import binds.
+    pub name: Option<Named>,
+    pub url: Option<String>,
+    pub cvl: Option<String>,
+    pub version: Option<Named>,
+    /// Problems with the map itself: missing or unknown keys, bad values.
+    pub problems: Vec<(TextRange, String, bool)>,
+    pub range: TextRange,
+}
+
+impl ImportItem {
+    /// The key the loader resolves this import by.
+    pub fn key(&self) -> Option<ImportKey> {
+        Some(ImportKey {
+            url: self.url.clone()?,
+            cvl: self.cvl.clone()?,
+            version: self.version.as_ref().map(|v| v.text.clone()),
+        })
+    }
+}
+
+/// An import as written: what the loader resolves and the lock records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImportKey {
+    pub url: String,
+    pub cvl: String,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectItem {
+    pub start: TextSize,
+    pub data: Arc<ObjectData>,
+}
+
+/// A file's summary. Absolute ranges for file-level items.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ItemTree {
+    pub imports: Vec<ImportItem>,
+    /// Objects in source order (duplicates included, for diagnostics).
+    pub objects: Vec<ObjectItem>,
+    /// The first object of each name.
+    pub by_name: FxHashMap<String, usize>,
+    /// `CVL = "..."` statements: the version string and its range.
+    pub versions: Vec<(Option<String>, TextRange)>,
+    /// Other top-level assignments, which are not allowed: their targets.
+    pub stray_assignments: Vec<Named>,
+}
+
+impl ItemTree {
+    pub fn object(&self, name: &str) -> Option<&ObjectItem> {
+        self.by_name.get(name).map(|&i| &self.objects[i])
+    }
+}
+
+pub fn lower_file(file: &ast::SourceFile) -> ItemTree {
+    let mut tree = ItemTree::default();
+    for item in file.items() {
+        match item {
+            ast::Item::Import(import) => tree.imports.push(lower_import(&import)),
+            ast::Item::Object(object) => {
+                let start = object.syntax().text_range().start();
+                if let Some(data) = lower_object(&object, start) {
+                    let index = tree.objects.len();
+                    tree.by_name.entry(data.name.text.clone()).or_insert(index);
+                    tree.objects.push(ObjectItem {
+                        start,
+                        data: Arc::new(data),
+                    });
+                }
+            }
+            ast::Item::Assign(assign) => {
+                let Some(target) = assign.target() else {
+                    continue;
+                };
+                let segments = lower_path(&target, TextSize::from(0));
+                if segments.len() == 1 && segments[0].text == "CVL" {
+                    let value = assign.values().next().and_then(|v| match v {
+                        ast::Value::Literal(l) => Some(l.value()),
+                        _ => None,
+                    });
+                    tree.versions.push((value, assign.syntax().text_range()));
+                } else if let Some(first) = segments.into_iter().next() {
+                    tree.stray_assignments.push(first);
+                }
+            }
+        }
+    }
+    tree
+}
+
+fn rel(range: TextRange, base: TextSize) -> TextRange {
+    range.checked_sub(base).unwrap_or(range)
+}
+
+fn named(token: &SyntaxToken, base: TextSize) -> Named {
+    Named {
+        text: token.text().to_string(),
+        range: rel(token.text_range(), base),
+    }
+}
+
+fn lower_path(path: &ast::Path, base: TextSize) -> Vec<Named> {
+    path.segments().map(|t| named(&t, base)).collect()
+}
+
+fn lower_object(object: &ast::Object, base: TextSize) -> Option<ObjectData> {
+    let name = named(&object.name()?.ident()?, base);
+    let parent = object
+        .parent()
+        .and_then(|p| p.ident())
+        .map(|t| named(&t, base));
+    let mut data = ObjectData {
+        name,
+        parent,
+        vars: Vec::new(),
+        components: Vec::new(),
+        assigns: Vec::new(),
+        range: rel(object.syntax().text_range(), base),
+    };
+    for stmt in object.statements() {
+        match stmt {
+            ast::Stmt::VarDecl(var) => {
+                let mut required = false;
+                let mut sensitive = false;
+                let mut unknown = Vec::new();
+                for attr in var.attributes() {
+                    match cvl_syntax::lexer::unescape_string(attr.text()).as_str() {
+                        "required" => required = true,
+                        "sensitive" => sensitive = true,
+                        other => unknown.push(Named {
+                            text: other.to_string(),
+                            range: rel(attr.text_range(), base),
+                        }),
+                    }
+                }
+                let decl_range = rel(var.syntax().text_range(), base);
+                for name in var.names() {
+                    if let Some(ident) = name.ident() {
+                        data.vars.push(VarItem {
+                            name: named(&ident, base),
+                            required,
+                            sensitive,
+                            unknown_attributes: unknown.clone(),
+                            decl_range,
+                        });
+                    }
+                }
+            }
+            ast::Stmt::ComponentDecl(decl) => {
+                let Some(ty) = decl.type_ref().and_then(|t| t.ident()) else {
+                    continue;
+                };
+                let ty = named(&ty, base);
+                for name in decl.names() {
+                    if let Some(ident) = name.ident() {
+                        data.components.push(ComponentItem {
+                            ty: ty.clone(),
+                            name: named(&ident, base),
+                        });
+                    }
+                }
+            }
+            ast::Stmt::Assign(assign) => {
+                let Some(target) = assign.target() else {
+                    continue;
+                };
+                data.assigns.push(AssignItem {
+                    target: lower_path(&target, base),
+                    values: assign.values().map(|v| lower_value(&v, base)).collect(),
+                    range: rel(assign.syntax().text_range(), base),
+                });
+            }
+        }
+    }
+    Some(data)
+}
+
+fn lower_value(value: &ast::Value, base: TextSize) -> Expr {
+    let range = rel(value.syntax().text_range(), base);
+    match value {
+        ast::Value::Literal(l) => Expr::Str {
+            value: l.value(),
+            range,
+        },
+        ast::Value::Path(p) => Expr::Ref {
+            path: lower_path(p, base),
+            range,
+        },
+        ast::Value::Map(m) => Expr::Map {
+            pairs: m
+                .pairs()
+                .filter_map(|pair| {
+                    let key = pair.key()?;
+                    let key = Named {
+                        text: key.text(),
+                        range: rel(key.syntax().text_range(), base),
+                    };
+                    Some((key, lower_value(&pair.value()?, base)))
+                })
+                .collect(),
+            range,
+        },
+    }
+}
+
+const IMPORT_KEYS: [&str; 3] = ["url", "cvl", "version"];
+
+fn lower_import(import: &ast::Import) -> ImportItem {
+    let base = TextSize::from(0);
+    let mut item = ImportItem {
+        name: import
+            .name()
+            .and_then(|n| n.ident())
+            .map(|t| named(&t, base)),
+        url: None,
+        cvl: None,
+        version: None,
+        problems: Vec::new(),
+        range: import.syntax().text_range(),
+    };
+    let Some(map) = import.map() else {
+        return item;
+    };
+    for pair in map.pairs() {
+        let Some(key) = pair.key() else { continue };
+        let key_text = key.text();
+        let key_range = key.syntax().text_range();
+        let value = match pair.value() {
+            Some(ast::Value::Literal(l)) => Some((l.value(), l.syntax().text_range())),
+            Some(other) => {
+                item.problems.push((
+                    other.syntax().text_range(),
+                    format!("the import's `{key_text}` must be a quoted string"),
+                    true,
+                ));
+                None
+            }
+            None => None,
+        };
+        match (key_text.as_str(), value) {
+            ("url", Some((v, _))) => item.url = Some(v),
+            ("cvl", Some((v, _))) => item.cvl = Some(v),
+            ("version", Some((v, range))) => {
+                if v.parse::<u32>().map_or(true, |n| n == 0) || v.starts_with('+') {
+                    item.problems.push((
+                        range,
+                        format!("version `{v}` is not a positive whole number (e.g. \"3\")"),
+                        true,
+                    ));
+                }
+                item.version = Some(Named { text: v, range });
+            }
+            (k, _) if !IMPORT_KEYS.contains(&k) => {
+                let hint = crate::suggest::did_you_mean(k, IMPORT_KEYS.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                item.problems.push((
+                    key_range,
+                    format!("unknown import key `{k}` (the keys are url, cvl and version){hint}"),
+                    false,
+                ))
+            }
+            _ => {}
+        }
+    }
+    let map_range = map.syntax().text_range();
+    for (key, present) in [("url", item.url.is_some()), ("cvl", item.cvl.is_some())] {
+        if !present {
+            item.problems.push((
+                map_range,
+                format!("the import has no `{key}` (an import needs url and cvl)"),
+                true,
+            ));
+        }
+    }
+    if let Some(url) = &item.url {
+        let scheme_ok = ["file://", "http://", "https://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok {
+            item.problems.push((
+                map_range,
+                format!("`{url}` is not a repository URL: use file://, http:// or https://"),
+                true,
+            ));
+        }
+    }
+    item
+}

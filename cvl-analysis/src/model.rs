@@ -1,0 +1,218 @@
+//! An object's full model through its inheritance chain: every parameter and
+//! component it has (its own and inherited), and the assignments that run
+//! when it is built, parent first and in source order. Also resolution of
+//! dotted paths (`c.i.x`) against models.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::db::{Db, SourceFile};
+use crate::item_tree::{AssignItem, ComponentItem, Named, ObjectData, VarItem};
+use crate::resolve::{self, ancestry, kind_of, object_data, Def, Kind, Resolved};
+
+/// A parameter's declaration: the object declaring it and its index there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParamDecl {
+    pub owner: Def,
+    pub index: usize,
+    pub required: bool,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CompDecl {
+    pub owner: Def,
+    pub index: usize,
+    pub ty: Option<Def>,
+}
+
+/// One assignment of the chain: the object holding it and its index there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssignRef {
+    pub owner: Def,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectModel {
+    pub def: Def,
+    pub kind: Kind,
+    pub params: FxHashMap<String, ParamDecl>,
+    pub components: FxHashMap<String, CompDecl>,
+    /// Component names in declaration order (parents' first).
+    pub component_order: Vec<String>,
+    /// Parameter names in declaration order (parents' first).
+    pub param_order: Vec<String>,
+    /// The assignments that build the object, in execution order.
+    pub assigns: Vec<AssignRef>,
+}
+
+/// `def`'s model through its inheritance chain.
+pub fn object_model<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<ObjectModel> {
+    object_model_query(db, def.file, def.name.clone())
+}
+
+#[salsa::tracked(returns(ref))]
+fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<ObjectModel> {
+    let def = Def { file, name };
+    let ancestry = ancestry(db, &def);
+    let mut model = ObjectModel {
+        def: def.clone(),
+        kind: kind_of(db, &def),
+        params: FxHashMap::default(),
+        components: FxHashMap::default(),
+        component_order: Vec::new(),
+        param_order: Vec::new(),
+        assigns: Vec::new(),
+    };
+    for owner in ancestry.chain.iter().rev() {
+        let Some(data) = object_data(db, owner.file, owner.name.clone()) else {
+            continue;
+        };
+        for (index, var) in data.vars.iter().enumerate() {
+            if model.params.contains_key(&var.name.text)
+                || model.components.contains_key(&var.name.text)
+            {
+                continue; // a duplicate, reported by the checks
+            }
+            model.param_order.push(var.name.text.clone());
+            model.params.insert(
+                var.name.text.clone(),
+                ParamDecl {
+                    owner: owner.clone(),
+                    index,
+                    required: var.required,
+                    sensitive: var.sensitive,
+                },
+            );
+        }
+        for (index, comp) in data.components.iter().enumerate() {
+            if model.params.contains_key(&comp.name.text)
+                || model.components.contains_key(&comp.name.text)
+            {
+                continue;
+            }
+            let ty = match resolve::resolve_type(db, owner.file, &comp.ty.text) {
+                Resolved::Def(d) => Some(d),
+                _ => None,
+            };
+            model.component_order.push(comp.name.text.clone());
+            model.components.insert(
+                comp.name.text.clone(),
+                CompDecl {
+                    owner: owner.clone(),
+                    index,
+                    ty,
+                },
+            );
+        }
+        for index in 0..data.assigns.len() {
+            model.assigns.push(AssignRef {
+                owner: owner.clone(),
+                index,
+            });
+        }
+    }
+    Arc::new(model)
+}
+
+/// The data of the object a reference points into. The owner always has
+/// data: models are built only from objects that do.
+pub fn data_of(db: &dyn Db, def: &Def) -> Arc<ObjectData> {
+    object_data(db, def.file, def.name.clone())
+        .clone()
+        .unwrap_or_else(|| panic!("no data for {def:?}"))
+}
+
+impl ParamDecl {
+    pub fn var(&self, db: &dyn Db) -> VarItem {
+        data_of(db, &self.owner).vars[self.index].clone()
+    }
+}
+
+impl CompDecl {
+    pub fn item(&self, db: &dyn Db) -> ComponentItem {
+        data_of(db, &self.owner).components[self.index].clone()
+    }
+}
+
+impl AssignRef {
+    pub fn item(&self, db: &dyn Db) -> AssignItem {
+        data_of(db, &self.owner).assigns[self.index].clone()
+    }
+}
+
+/// What a dotted path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Param(ParamDecl),
+    Component(CompDecl),
+}
+
+/// Why a path names nothing: the segment that failed and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathError {
+    pub segment: usize,
+    pub message: String,
+    /// Set when the segment's component has a type that did not resolve (or
+    /// an object that failed): the cause was reported elsewhere.
+    pub consequential: bool,
+}
+
+/// Resolves `path` against `def`'s model: every segment but the last must be
+/// a component; the last is a parameter or a component.
+pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, PathError> {
+    let mut current = def.clone();
+    for (i, segment) in path.iter().enumerate() {
+        let model = object_model(db, &current);
+        let last = i + 1 == path.len();
+        if let Some(param) = model.params.get(&segment.text) {
+            if last {
+                return Ok(Target::Param(param.clone()));
+            }
+            return Err(PathError {
+                segment: i + 1,
+                message: format!(
+                    "`{}` is a parameter, not a component: it has no `{}`",
+                    segment.text,
+                    path[i + 1].text
+                ),
+                consequential: false,
+            });
+        }
+        if let Some(comp) = model.components.get(&segment.text) {
+            if last {
+                return Ok(Target::Component(comp.clone()));
+            }
+            match &comp.ty {
+                Some(ty) => current = ty.clone(),
+                None => {
+                    return Err(PathError {
+                        segment: i + 1,
+                        message: format!("the type of component `{}` is unknown", segment.text),
+                        consequential: true,
+                    })
+                }
+            }
+            continue;
+        }
+        let names = model.param_order.iter().chain(model.component_order.iter());
+        let hint = crate::suggest::did_you_mean(&segment.text, names.map(String::as_str))
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        return Err(PathError {
+            segment: i,
+            message: format!(
+                "`{}` has no parameter or component `{}`{hint}",
+                model.def.name, segment.text
+            ),
+            consequential: model.kind == Kind::Unknown,
+        });
+    }
+    Err(PathError {
+        segment: 0,
+        message: "an empty path".to_string(),
+        consequential: true,
+    })
+}

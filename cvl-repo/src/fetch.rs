@@ -1,0 +1,260 @@
+//! Reading repositories where they are: a local directory (`file://`) or a
+//! static web server (`http://`, `https://`), with timeouts, SHA-256
+//! verification of every file, and a cache keyed by hash for offline use.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::index::{sha256_hex, version_file_path, Index, INDEX_FILE};
+use crate::settings::Settings;
+
+/// Where a repository is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    Dir(PathBuf),
+    /// The base URL, without a trailing `/`.
+    Http(String),
+}
+
+impl Location {
+    /// Parses a repository URL. `file://./x` and `file://../x` are relative
+    /// to `base` (the importing file's folder, or its repository URL).
+    pub fn parse(url: &str, base: Option<&Location>) -> Result<Location, String> {
+        if let Some(rest) = url.strip_prefix("file://") {
+            if rest.starts_with("./") || rest.starts_with("../") {
+                return match base {
+                    Some(Location::Dir(dir)) => Ok(Location::Dir(normalize(&dir.join(rest)))),
+                    Some(Location::Http(base)) => Ok(Location::Http(join_url(base, rest))),
+                    None => Err(format!(
+                        "`{url}` is relative, and there is no folder to resolve it in"
+                    )),
+                };
+            }
+            if rest.starts_with('/') {
+                return Ok(Location::Dir(PathBuf::from(rest)));
+            }
+            return Err(format!(
+                "`{url}` is neither absolute (file:///path) nor relative (file://./path)"
+            ));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Ok(Location::Http(url.trim_end_matches('/').to_string()));
+        }
+        Err(format!(
+            "`{url}` is not a repository URL: use file://, http:// or https://"
+        ))
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            Location::Dir(d) => format!("file://{}", d.display()),
+            Location::Http(u) => u.clone(),
+        }
+    }
+
+    /// The location of a file inside this repository, as a name for people.
+    pub fn file_name(&self, path: &str) -> String {
+        match self {
+            Location::Dir(d) => d.join(path).display().to_string(),
+            Location::Http(u) => format!("{u}/{path}"),
+        }
+    }
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn join_url(base: &str, relative: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').collect();
+    for segment in relative.split('/') {
+        match segment {
+            "." | "" => {}
+            ".." => {
+                if parts.len() > 3 {
+                    parts.pop();
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
+}
+
+/// Reads repositories. One per load; it holds the HTTP agent.
+pub struct Fetcher {
+    settings: Settings,
+    agent: ureq::Agent,
+}
+
+impl Fetcher {
+    pub fn new(settings: Settings) -> Fetcher {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(settings.timeout))
+            .timeout_connect(Some(
+                settings.timeout.min(std::time::Duration::from_secs(10)),
+            ))
+            .build();
+        Fetcher {
+            agent: config.into(),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The repository's index; `Ok(None)` for a local folder that has none
+    /// (a plain folder of CVL files, not a repository).
+    pub fn index(&self, location: &Location) -> Result<Option<Index>, String> {
+        match location {
+            Location::Dir(dir) => {
+                let path = dir.join(INDEX_FILE);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Index::parse(&bytes).map(Some),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if dir.is_dir() {
+                            Ok(None)
+                        } else {
+                            Err(format!(
+                                "no repository at {} (the folder does not exist)",
+                                dir.display()
+                            ))
+                        }
+                    }
+                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                }
+            }
+            Location::Http(base) => {
+                let url = format!("{base}/{INDEX_FILE}");
+                let cached = self.index_cache_path(&url);
+                if self.settings.offline {
+                    let bytes = std::fs::read(&cached).map_err(|_| {
+                        format!("{url} is not in the cache, and --offline forbids downloading it")
+                    })?;
+                    return Index::parse(&bytes).map(Some);
+                }
+                let bytes = self.get(&url).map_err(|e| {
+                    if e.contains("HTTP 404") {
+                        format!("no repository at {base} ({e})")
+                    } else {
+                        e
+                    }
+                })?;
+                let index = Index::parse(&bytes)?;
+                // Best effort: a cache that cannot be written only costs offline use.
+                let _ = crate::write_atomic(&cached, &bytes);
+                Ok(Some(index))
+            }
+        }
+    }
+
+    /// A version's file, verified against `sha256`.
+    pub fn version_file(
+        &self,
+        location: &Location,
+        version: u32,
+        path: &str,
+        sha256: &str,
+    ) -> Result<Vec<u8>, String> {
+        let rel = version_file_path(version, path);
+        let bytes = match location {
+            Location::Dir(dir) => {
+                let full = dir.join(&rel);
+                std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?
+            }
+            Location::Http(base) => {
+                let cached = self.settings.cache_dir().join("files").join(sha256);
+                if let Ok(bytes) = std::fs::read(&cached) {
+                    if sha256_hex(&bytes) == sha256 {
+                        return Ok(bytes);
+                    }
+                }
+                if self.settings.offline {
+                    return Err(format!(
+                        "{base}/{rel} is not in the cache, and --offline forbids downloading it"
+                    ));
+                }
+                let bytes = self.get(&format!("{base}/{rel}"))?;
+                if sha256_hex(&bytes) == sha256 {
+                    let _ = crate::write_atomic(&cached, &bytes);
+                }
+                bytes
+            }
+        };
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            return Err(format!(
+                "{} does not match the repository index (SHA-256 {actual}, index says {sha256}): \
+                 the repository has been tampered with or the download was cut short",
+                location.file_name(&rel)
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// A file of a plain local folder (no index, no versions).
+    pub fn plain_file(&self, location: &Location, path: &str) -> Result<Vec<u8>, String> {
+        match location {
+            Location::Dir(dir) => {
+                let full = dir.join(path);
+                std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+            }
+            Location::Http(_) => unreachable!("web repositories always have an index"),
+        }
+    }
+
+    fn index_cache_path(&self, url: &str) -> PathBuf {
+        self.settings
+            .cache_dir()
+            .join("index")
+            .join(format!("{}.json", sha256_hex(url.as_bytes())))
+    }
+
+    fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let secs = self.settings.timeout.as_secs_f64();
+        let mut response = self.agent.get(url).call().map_err(|e| match e {
+            ureq::Error::StatusCode(code) => format!("{url} answered HTTP {code}"),
+            ureq::Error::Timeout(_) => format!("{url} did not answer within {secs:.0} s"),
+            ureq::Error::Io(io) => format!("cannot reach {url}: {io}"),
+            other => format!("cannot fetch {url}: {other}"),
+        })?;
+        let expected = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut bytes = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => format!("{url} stopped sending within {secs:.0} s"),
+                _ => format!("the download of {url} broke off: {e}"),
+            })?;
+        if let Some(expected) = expected {
+            if bytes.len() as u64 != expected {
+                return Err(format!(
+                    "the download of {url} was cut short ({} of {expected} bytes)",
+                    bytes.len()
+                ));
+            }
+        }
+        Ok(bytes)
+    }
+}

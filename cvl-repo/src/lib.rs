@@ -1,0 +1,67 @@
+//! CVL appliance repositories: their layout of plain files, publishing new
+//! versions, fetching (local folders and static web servers, verified by
+//! SHA-256, cached), `cvl.lock`, and loading a workspace: root files and
+//! everything they import, into the analysis database.
+//!
+//! This is where the toolchain's import I/O lives; `cvl-analysis` only sees
+//! its results.
+
+pub mod fetch;
+pub mod index;
+pub mod loader;
+pub mod lock;
+pub mod publish;
+pub mod settings;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use fetch::{Fetcher, Location};
+pub use loader::{load, LoadOptions, LoadReport, LockMode};
+pub use settings::{Mirror, Settings};
+
+/// Replaces `path`'s content crash-safely: a temporary file beside it,
+/// fsync, rename over it, fsync of the folder. Creates missing folders.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        unique()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A number unique within this process, for temporary names.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}

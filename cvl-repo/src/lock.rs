@@ -1,0 +1,80 @@
+//! `cvl.lock`: beside a root file, the version and SHA-256 each import of its
+//! graph resolved to. Honoured on later loads (an unpinned import stays on
+//! its locked version until `cvl update-lock`), so a build is reproducible
+//! and a repository that changes a published version is caught.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const LOCK_FILE: &str = "cvl.lock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct LockEntry {
+    /// The URL as written in the import (before mirrors).
+    pub url: String,
+    pub cvl: String,
+    /// The version the import asked for; `None` for the latest.
+    pub requested: Option<String>,
+    pub version: u32,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockFile {
+    pub format: u32,
+    pub imports: Vec<LockEntry>,
+}
+
+impl Default for LockFile {
+    fn default() -> Self {
+        LockFile {
+            format: 1,
+            imports: Vec::new(),
+        }
+    }
+}
+
+impl LockFile {
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join(LOCK_FILE)
+    }
+
+    /// Reads the lock in `dir`; none is an empty lock.
+    pub fn read(dir: &Path) -> Result<LockFile, String> {
+        let path = Self::path_in(dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{} is not a valid lock file ({e}): delete it and run `cvl update-lock`",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        let mut sorted = self.clone();
+        sorted.imports.sort();
+        let mut text = serde_json::to_string_pretty(&sorted).expect("a lock serializes");
+        text.push('\n');
+        let path = Self::path_in(dir);
+        crate::write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    pub fn find(&self, url: &str, cvl: &str, requested: Option<&str>) -> Option<&LockEntry> {
+        self.imports
+            .iter()
+            .find(|e| e.url == url && e.cvl == cvl && e.requested.as_deref() == requested)
+    }
+
+    pub fn upsert(&mut self, entry: LockEntry) {
+        self.imports.retain(|e| {
+            !(e.url == entry.url && e.cvl == entry.cvl && e.requested == entry.requested)
+        });
+        self.imports.push(entry);
+    }
+}

@@ -1,0 +1,186 @@
+//! Creating repositories and publishing versions into them. A version is
+//! written into a temporary folder and renamed into place, so a crash leaves
+//! no half version, and the rename is what claims a version number, so two
+//! concurrent publishes never get the same one. The index is then rebuilt
+//! from the versions' manifests under a file lock.
+
+use std::path::{Path, PathBuf};
+
+use crate::index::{
+    sha256_hex, FileEntry, Index, VersionEntry, INDEX_FILE, MANIFEST_FILE, VERSIONS_DIR,
+};
+
+/// Creates an empty repository in `dir` (which may exist, but must not be a
+/// repository already).
+pub fn create(dir: &Path) -> Result<(), String> {
+    if dir.join(INDEX_FILE).exists() {
+        return Err(format!("{} is already a repository", dir.display()));
+    }
+    std::fs::create_dir_all(dir.join(VERSIONS_DIR))
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_index(dir, &Index::empty())
+}
+
+fn write_index(dir: &Path, index: &Index) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(index).expect("an index serializes");
+    text.push('\n');
+    crate::write_atomic(&dir.join(INDEX_FILE), text.as_bytes())
+        .map_err(|e| format!("cannot write the index of {}: {e}", dir.display()))
+}
+
+/// The versions present in `dir`, read from their manifests.
+fn scan(dir: &Path) -> Result<Vec<VersionEntry>, String> {
+    let versions_dir = dir.join(VERSIONS_DIR);
+    let mut versions = Vec::new();
+    let entries = std::fs::read_dir(&versions_dir)
+        .map_err(|e| format!("{} is not a repository ({e})", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Ok(n) = name.parse::<u32>() else { continue };
+        let manifest = entry.path().join(MANIFEST_FILE);
+        let bytes = std::fs::read(&manifest)
+            .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+        let version: VersionEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a valid manifest: {e}", manifest.display()))?;
+        if version.version != n {
+            return Err(format!(
+                "{} claims version {}",
+                manifest.display(),
+                version.version
+            ));
+        }
+        versions.push(version);
+    }
+    versions.sort_by_key(|v| v.version);
+    Ok(versions)
+}
+
+/// Rebuilds the index from the manifests, under the repository's lock.
+fn rebuild_index(dir: &Path) -> Result<Index, String> {
+    let lock_path = dir.join(".cvl-publish.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let index = Index {
+        format: crate::index::FORMAT,
+        versions: scan(dir)?,
+    };
+    write_index(dir, &index)?;
+    Ok(index)
+}
+
+/// A file to publish: its name in the version and its bytes.
+pub struct PublishFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Publishes `files` as the next version of the repository in `dir`, with
+/// `cvl` naming the CVL file among them. Returns the new version.
+pub fn publish(dir: &Path, cvl: &str, files: &[PublishFile]) -> Result<VersionEntry, String> {
+    if !dir.join(INDEX_FILE).exists() {
+        return Err(format!(
+            "{} is not a repository: create it with `cvl repo create {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    for file in files {
+        if file.path.contains('/') || file.path.starts_with('.') || file.path == MANIFEST_FILE {
+            return Err(format!(
+                "`{}` cannot be published: file names are plain names",
+                file.path
+            ));
+        }
+    }
+    let versions_dir = dir.join(VERSIONS_DIR);
+    let tmp: PathBuf = dir.join(format!(
+        ".publishing-{}-{}",
+        std::process::id(),
+        crate::unique()
+    ));
+    let result = (|| {
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let mut entries = Vec::new();
+        for file in files {
+            write_synced(&tmp.join(&file.path), &file.bytes)?;
+            entries.push(FileEntry {
+                path: file.path.clone(),
+                sha256: sha256_hex(&file.bytes),
+                size: file.bytes.len() as u64,
+            });
+        }
+        let published = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        // Claim the next free number by renaming into it; on a race, the next.
+        loop {
+            let next = scan(dir)?.last().map_or(1, |v| v.version + 1);
+            let version = VersionEntry {
+                version: next,
+                published: published.clone(),
+                cvl: cvl.to_string(),
+                files: entries.clone(),
+            };
+            let manifest = serde_json::to_vec_pretty(&version).expect("a manifest serializes");
+            write_synced(&tmp.join(MANIFEST_FILE), &manifest)?;
+            sync_dir(&tmp);
+            let target = versions_dir.join(next.to_string());
+            match std::fs::rename(&tmp, &target) {
+                Ok(()) => {
+                    sync_dir(&versions_dir);
+                    return Ok(version);
+                }
+                Err(_) if target.exists() => continue,
+                Err(e) => return Err(format!("cannot write {}: {e}", target.display())),
+            }
+        }
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    let version = result?;
+    rebuild_index(dir)?;
+    Ok(version)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Every file of every version whose bytes no longer match the index.
+pub fn verify(dir: &Path) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(dir.join(INDEX_FILE))
+        .map_err(|e| format!("{} is not a repository ({e})", dir.display()))?;
+    let index = Index::parse(&bytes)?;
+    let mut problems = Vec::new();
+    for version in &index.versions {
+        for file in &version.files {
+            let path = dir.join(crate::index::version_file_path(version.version, &file.path));
+            match std::fs::read(&path) {
+                Ok(bytes) if sha256_hex(&bytes) == file.sha256 => {}
+                Ok(_) => problems.push(format!(
+                    "{}: content does not match its SHA-256",
+                    path.display()
+                )),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    Ok(problems)
+}

@@ -1,0 +1,154 @@
+//! `cvl repo create|log|verify` and `cvl publish`: appliance repositories
+//! from the publisher's side.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use codespan_reporting::term::termcolor::ColorChoice;
+use cvl_analysis::{CheckOptions, Severity};
+use cvl_repo::index::Index;
+use cvl_repo::publish::{self, PublishFile};
+use cvl_repo::{Fetcher, Location, LockMode};
+
+use crate::render::{self, Format};
+use crate::workspace::{self, LoadArgs};
+
+#[derive(clap::Subcommand)]
+pub enum RepoCommand {
+    /// Create an empty repository in a folder.
+    Create {
+        /// The folder (created if missing).
+        dir: PathBuf,
+    },
+    /// List a repository's versions with their dates and files' SHA-256.
+    Log {
+        /// A folder, or a repository URL (file://, http://, https://).
+        repo: String,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        format: LogFormat,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Check that every published file still matches its recorded SHA-256.
+    Verify { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The repository folder.
+    pub repo: PathBuf,
+    /// The appliance's CVL file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+pub fn run(command: RepoCommand) -> Result<ExitCode> {
+    match command {
+        RepoCommand::Create { dir } => {
+            publish::create(&dir).map_err(anyhow::Error::msg)?;
+            eprintln!("created an empty repository in {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::Log { repo, format, load } => {
+            let location = if repo.contains("://") {
+                Location::parse(&repo, None).map_err(anyhow::Error::msg)?
+            } else {
+                Location::Dir(std::path::absolute(&repo)?)
+            };
+            let settings = load.options(LockMode::Ignore)?.settings;
+            let index: Index = Fetcher::new(settings)
+                .index(&location)
+                .map_err(anyhow::Error::msg)?
+                .with_context(|| format!("{repo} is a folder, not a repository"))?;
+            match format {
+                LogFormat::Json => render::print_json(&serde_json::to_value(&index)?)?,
+                LogFormat::Text => {
+                    if index.versions.is_empty() {
+                        println!("no versions published yet");
+                    }
+                    for v in index.versions.iter().rev() {
+                        println!(
+                            "version {}  published {}  ({})",
+                            v.version, v.published, v.cvl
+                        );
+                        for f in &v.files {
+                            println!("    {}  {:>10} bytes  sha256:{}", f.path, f.size, f.sha256);
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::Verify { dir } => {
+            let problems = publish::verify(&dir).map_err(anyhow::Error::msg)?;
+            if problems.is_empty() {
+                eprintln!("ok: every file of {} matches its SHA-256", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            for p in &problems {
+                println!("tampered: {p}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
+    // A publisher's lock is not published: imports are resolved afresh, and
+    // no cvl.lock is written beside the source.
+    let ws = workspace::load(
+        std::slice::from_ref(&args.file),
+        &args.load,
+        LockMode::Ignore,
+    )?;
+    let Some(&file) = ws.roots.first() else {
+        render::print(Format::Human, color, &ws.sources, &ws.unreadable)?;
+        bail!("not publishing {}: it is not UTF-8", args.file.display());
+    };
+    let diagnostics = cvl_analysis::file_diagnostics(&ws.db, file, &CheckOptions::default());
+    let errors: Vec<_> = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .cloned()
+        .collect();
+    if !errors.is_empty() {
+        render::print(Format::Human, color, &ws.sources, &errors)?;
+        eprintln!(
+            "error: not publishing {}: {} error(s) (every error of `cvl check` refuses a publish)",
+            args.file.display(),
+            errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let name = args
+        .file
+        .file_name()
+        .context("the CVL file has no name")?
+        .to_string_lossy()
+        .to_string();
+    let bytes = std::fs::read(&args.file)?;
+    let version = publish::publish(
+        &args.repo,
+        &name,
+        &[PublishFile {
+            path: name.clone(),
+            bytes,
+        }],
+    )
+    .map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "published {} as version {} of {}",
+        name,
+        version.version,
+        args.repo.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

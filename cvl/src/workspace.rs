@@ -1,0 +1,102 @@
+//! Turning the command line's files into an analysis database: reading the
+//! root files, loading their imports (mirrors, lock, offline, timeout), and
+//! collecting every text for rendering.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cvl_analysis::{Diagnostic, RootDatabase, SourceFile};
+use cvl_repo::{LoadOptions, LockMode, Mirror, Settings};
+
+use crate::files::{self, Source};
+use crate::render::Sources;
+
+/// How imports are loaded: shared by every command that reads CVL.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Map URLs starting with FROM to TO, e.g.
+    /// `--mirror http://virtualappliance.org/=file:///srv/repos/`. Repeatable;
+    /// also read from $CVL_MIRRORS (pairs separated by `;`).
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_mirror)]
+    pub mirror: Vec<Mirror>,
+    /// Use only the download cache; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Fail instead of changing cvl.lock (for CI).
+    #[arg(long)]
+    pub locked: bool,
+    /// Seconds one download may take before it is abandoned.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+fn parse_mirror(text: &str) -> Result<Mirror, String> {
+    Mirror::parse(text)
+}
+
+impl LoadArgs {
+    pub fn options(&self, lock: LockMode) -> Result<LoadOptions> {
+        let mut settings = Settings::from_env().map_err(anyhow::Error::msg)?;
+        settings.mirrors.splice(0..0, self.mirror.iter().cloned());
+        settings.offline = self.offline;
+        settings.timeout = Duration::from_secs(self.timeout.max(1));
+        let lock = if self.locked && lock == LockMode::Use {
+            LockMode::Locked
+        } else {
+            lock
+        };
+        Ok(LoadOptions { settings, lock })
+    }
+}
+
+/// The loaded files and everything needed to render diagnostics about them.
+pub struct Workspace {
+    pub db: RootDatabase,
+    /// Root files that were read as UTF-8, in command-line order.
+    pub roots: Vec<SourceFile>,
+    pub sources: Sources,
+    /// Diagnostics about roots that could not be analysed (not UTF-8).
+    pub unreadable: Vec<Diagnostic>,
+    /// Lock problems, for people.
+    pub lock_errors: Vec<String>,
+    pub locks_written: Vec<PathBuf>,
+    pub file_count: usize,
+}
+
+pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Workspace> {
+    let paths = files::collect(paths)?;
+    let options = args.options(lock)?;
+    let mut sources = Sources::default();
+    let mut unreadable = Vec::new();
+    let mut roots = Vec::new();
+    for path in &paths {
+        let source: Source = files::read(path)?;
+        sources.add(&source.name, &source.text);
+        if source.invalid_utf8.is_some() {
+            unreadable.extend(crate::check::syntax_diagnostics(&source));
+            continue;
+        }
+        let path = source
+            .path
+            .clone()
+            .context("standard input cannot have imports")?;
+        roots.push((path, source.text));
+    }
+    let mut db = RootDatabase::default();
+    let report = cvl_repo::load(&mut db, &roots, &options);
+    for (file, _) in &report.files {
+        sources.add(file.name(&db), file.text(&db));
+    }
+    let prelude = cvl_analysis::Db::prelude(&db);
+    sources.add(prelude.name(&db), prelude.text(&db));
+    Ok(Workspace {
+        roots: report.roots,
+        sources,
+        unreadable,
+        lock_errors: report.lock_errors,
+        locks_written: report.locks_written,
+        file_count: paths.len(),
+        db,
+    })
+}
