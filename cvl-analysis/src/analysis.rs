@@ -25,6 +25,19 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile, options: &CheckOptions) -
     let mut local: Vec<LocalDiagnostic> = Vec::new();
     local.extend(file_checks(db, file).iter().cloned());
     let tree = item_tree(db, file);
+    // Objects that others in the file build on are not what users deploy:
+    // only the file's top objects get "users must set" hints.
+    let used: FxHashSet<&str> = tree
+        .objects
+        .iter()
+        .flat_map(|o| {
+            let data = &o.data;
+            data.parent
+                .iter()
+                .map(|p| p.text.as_str())
+                .chain(data.components.iter().map(|c| c.ty.text.as_str()))
+        })
+        .collect();
     let mut seen_objects = FxHashSet::default();
     for object in &tree.objects {
         let name = object.data.name.text.clone();
@@ -34,16 +47,37 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile, options: &CheckOptions) -
         let def = Def { file, name };
         local.extend(object_checks(db, &def).iter().cloned());
         let deployed = options.deploy.contains(&def.name);
-        local.extend(evaluation_diagnostics(db, &def, deployed));
+        let hints = options.deploy.is_empty() && !used.contains(def.name.as_str());
+        local.extend(
+            evaluation_diagnostics(db, &def, deployed)
+                .into_iter()
+                .filter(|d| d.severity != Severity::Hint || hints),
+        );
+    }
+    let mut out: Vec<Diagnostic> =
+        crate::Diagnostic::from_syntax_errors(file.name(db), parse(db, file).errors());
+    // An error anywhere in what the file imports breaks it too: a file that
+    // does not parse, an import that fails or was tampered with, a broken
+    // object. (Their warnings and hints belong to their own checks.)
+    for imported in imported_files(db, file) {
+        out.extend(crate::Diagnostic::from_syntax_errors(
+            imported.name(db),
+            parse(db, imported).errors(),
+        ));
+        let errors = |d: &&LocalDiagnostic| d.severity == Severity::Error;
+        local.extend(file_checks(db, imported).iter().filter(errors).cloned());
+        for object in &item_tree(db, imported).objects {
+            let def = Def {
+                file: imported,
+                name: object.data.name.text.clone(),
+            };
+            local.extend(object_checks(db, &def).iter().filter(errors).cloned());
+        }
     }
     let mut seen = FxHashSet::default();
     local.retain(|d| seen.insert((d.code, d.loc.clone(), d.message.clone())));
-
-    let mut out: Vec<Diagnostic> =
-        crate::Diagnostic::from_syntax_errors(file.name(db), parse(db, file).errors());
     out.extend(local.iter().map(|d| d.render(db)));
-    // Problems in imported files are reported when those files are checked;
-    // what lands here points into this file or explains it.
+    // This file's diagnostics first, then those pointing into its imports.
     out.sort_by(|a, b| {
         (a.span.file != *file.name(db), a.span.range.start(), a.code).cmp(&(
             b.span.file != *file.name(db),
@@ -51,6 +85,25 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile, options: &CheckOptions) -
             b.code,
         ))
     });
+    out
+}
+
+/// Every file `file` imports, directly or not, each once.
+pub fn imported_files(db: &dyn Db, file: SourceFile) -> Vec<SourceFile> {
+    let mut seen = FxHashSet::default();
+    seen.insert(file);
+    let mut stack = vec![file];
+    let mut out = Vec::new();
+    while let Some(f) = stack.pop() {
+        for (_, resolution) in &f.imports(db).entries {
+            if let Ok(resolved) = resolution {
+                if seen.insert(resolved.file) {
+                    out.push(resolved.file);
+                    stack.push(resolved.file);
+                }
+            }
+        }
+    }
     out
 }
 

@@ -76,7 +76,8 @@ pub fn file_checks(db: &dyn Db, file: SourceFile) -> Arc<Vec<LocalDiagnostic>> {
             };
             out.push(diag);
         }
-        if let Some(key) = import.key() {
+        let map_is_bad = import.problems.iter().any(|(_, _, is_error)| *is_error);
+        if let Some(key) = import.key().filter(|_| !map_is_bad) {
             match file.imports(db).get(&key) {
                 Some(Err(message)) => out.push(error(
                     Code::BadImport,
@@ -117,11 +118,8 @@ pub fn file_checks(db: &dyn Db, file: SourceFile) -> Arc<Vec<LocalDiagnostic>> {
     let prelude = item_tree(db, db.prelude());
     for object in &tree.objects {
         let name = &object.data.name;
-        let def = Def {
-            file,
-            name: name.text.clone(),
-        };
-        let loc = Loc::in_object(&def, name.range);
+        // Absolute: a second object of the same name has no Loc of its own.
+        let loc = Loc::in_file(file, name.range + object.start);
         if let Some(first) = names.get(name.text.as_str()) {
             if tree
                 .object(&name.text)

@@ -47,7 +47,7 @@ impl Location {
 
     pub fn display(&self) -> String {
         match self {
-            Location::Dir(d) => format!("file://{}", d.display()),
+            Location::Dir(d) => crate::display_path(d),
             Location::Http(u) => u.clone(),
         }
     }
@@ -55,7 +55,7 @@ impl Location {
     /// The location of a file inside this repository, as a name for people.
     pub fn file_name(&self, path: &str) -> String {
         match self {
-            Location::Dir(d) => d.join(path).display().to_string(),
+            Location::Dir(d) => crate::display_path(&d.join(path)),
             Location::Http(u) => format!("{u}/{path}"),
         }
     }
@@ -132,11 +132,11 @@ impl Fetcher {
                         } else {
                             Err(format!(
                                 "no repository at {} (the folder does not exist)",
-                                dir.display()
+                                crate::display_path(dir)
                             ))
                         }
                     }
-                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+                    Err(e) => Err(format!("cannot read {}: {e}", crate::display_path(&path))),
                 }
             }
             Location::Http(base) => {
@@ -175,7 +175,8 @@ impl Fetcher {
         let bytes = match location {
             Location::Dir(dir) => {
                 let full = dir.join(&rel);
-                std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?
+                std::fs::read(&full)
+                    .map_err(|e| format!("cannot read {}: {e}", crate::display_path(&full)))?
             }
             Location::Http(base) => {
                 let cached = self.settings.cache_dir().join("files").join(sha256);
@@ -212,7 +213,13 @@ impl Fetcher {
         match location {
             Location::Dir(dir) => {
                 let full = dir.join(path);
-                std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+                std::fs::read(&full).map_err(|e| {
+                    format!(
+                        "cannot read {}: {}",
+                        crate::display_path(&full),
+                        io_reason(&e)
+                    )
+                })
             }
             Location::Http(_) => unreachable!("web repositories always have an index"),
         }
@@ -256,5 +263,14 @@ impl Fetcher {
             }
         }
         Ok(bytes)
+    }
+}
+
+/// An I/O error's reason without the OS error number.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
     }
 }

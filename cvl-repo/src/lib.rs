@@ -56,6 +56,18 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// A local path as people read it: relative to the current folder when it
+/// is below it (so messages and snapshots do not depend on where a checkout
+/// lives), else as given.
+pub fn display_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// A number unique within this process, for temporary names.
 fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

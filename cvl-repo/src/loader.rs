@@ -12,6 +12,7 @@ use cvl_analysis::item_tree::ImportKey;
 use cvl_analysis::resolve::item_tree;
 use cvl_analysis::{ImportResolutions, ResolvedImport, RootDatabase, SourceFile};
 
+use crate::display_path;
 use crate::fetch::{Fetcher, Location};
 use crate::lock::{LockEntry, LockFile};
 use crate::settings::Settings;
@@ -170,18 +171,6 @@ pub fn load(
         }
     }
     report
-}
-
-/// A local path as people read it: relative to the current folder when it
-/// is below it (so messages and snapshots do not depend on where a checkout
-/// lives), else absolute.
-fn display_path(path: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
-        .unwrap_or_else(|| path.to_path_buf())
-        .display()
-        .to_string()
 }
 
 fn absolute_parent(path: &Path) -> PathBuf {

@@ -101,8 +101,7 @@ impl<'t> Parser<'t> {
         let token = self.tokens[self.pos];
         let start = u32::from(self.starts[self.pos]) as usize;
         let end = u32::from(self.starts[self.pos + 1]) as usize;
-        self.builder
-            .token(token.kind, &self.text[start..end]);
+        self.builder.token(token.kind, &self.text[start..end]);
         if !token.kind.is_trivia() {
             self.last_end = self.starts[self.pos + 1];
         }

@@ -21,10 +21,31 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The examples without imports check clean on their own (the ones that
+/// import are checked through repositories in `groupware.rs`).
 #[test]
-fn check_examples_is_clean() {
-    let out = cvl(&["check", "."], &examples());
+fn check_examples_without_imports_is_clean() {
+    let files = [
+        "groupware/DNS.cvl",
+        "groupware/Firewall.cvl",
+        "groupware/OpenLDAP.cvl",
+        "groupware/suite/DHCP.cvl",
+        "groupware/suite/DNS.cvl",
+        "groupware/suite/Firewall.cvl",
+        "groupware/suite/LDAP.cvl",
+        "groupware/suite/Mail.cvl",
+        "groupware/suite/Plone.cvl",
+    ];
+    let mut args = vec!["check", "--format", "json"];
+    args.extend(files);
+    let out = cvl(&args, &examples());
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Only hints: what users of these appliances must set.
+    for d in json.as_array().unwrap() {
+        assert_eq!(d["severity"], "hint", "{d:#}");
+        assert_eq!(d["code"], "missing-required", "{d:#}");
+    }
 }
 
 #[test]
@@ -59,17 +80,28 @@ fn check_reports_every_syntax_error_as_json() {
 #[test]
 fn check_sarif_is_sarif() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.cvl"), "A extends B { x = ; }").unwrap();
+    std::fs::write(dir.path().join("a.cvl"), "A extends VMApplianse { x = ; }").unwrap();
     let out = cvl(&["check", "--format", "sarif", "a.cvl"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
-    let result = &sarif["runs"][0]["results"][0];
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let unresolved = &results[0];
+    assert_eq!(unresolved["ruleId"], "unresolved-name");
+    assert!(unresolved["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `VMAppliance`"));
+    let result = &results[1];
     assert_eq!(result["ruleId"], "syntax-error");
     assert_eq!(result["level"], "error");
     let region = &result["locations"][0]["physicalLocation"]["region"];
     assert_eq!(region["startLine"], 1);
-    assert_eq!(region["startColumn"], 18);
+    assert_eq!(region["startColumn"], 28);
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules.len(), 19);
 }
 
 #[test]
