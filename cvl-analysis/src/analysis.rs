@@ -22,6 +22,28 @@ pub struct CheckOptions {
 
 /// Every diagnostic of `file`, sorted by position.
 pub fn file_diagnostics(db: &dyn Db, file: SourceFile, options: &CheckOptions) -> Vec<Diagnostic> {
+    file_diagnostics_query(db, file, options.deploy.clone())
+        .as_ref()
+        .clone()
+}
+
+/// Memoized per file, so that re-checking a workspace after an edit costs
+/// only a validation for the files the edit does not reach.
+#[salsa::tracked(returns(ref))]
+fn file_diagnostics_query(
+    db: &dyn Db,
+    file: SourceFile,
+    deploy: Vec<String>,
+) -> std::sync::Arc<Vec<Diagnostic>> {
+    let options = CheckOptions { deploy };
+    std::sync::Arc::new(compute_file_diagnostics(db, file, &options))
+}
+
+fn compute_file_diagnostics(
+    db: &dyn Db,
+    file: SourceFile,
+    options: &CheckOptions,
+) -> Vec<Diagnostic> {
     let mut local: Vec<LocalDiagnostic> = Vec::new();
     local.extend(file_checks(db, file).iter().cloned());
     let tree = item_tree(db, file);

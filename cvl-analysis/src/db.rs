@@ -82,27 +82,40 @@ impl RootDatabase {
             prelude: None,
             log,
         };
-        let prelude = SourceFile::new(
-            &db,
+        let prelude = db.add_file(
             crate::prelude::NAME.to_string(),
             crate::prelude::TEXT.to_string(),
-            Arc::default(),
         );
         db.prelude = Some(prelude);
         db
     }
 
-    /// Replaces a file's text: a new revision; queries re-run only where the
-    /// change reaches.
+    /// Adds a file as read from disk or a repository. Its text is marked
+    /// durable: until it is edited with [`RootDatabase::set_text`], edits to
+    /// other files never make salsa re-verify what depends only on it.
+    pub fn add_file(&self, name: String, text: String) -> SourceFile {
+        SourceFile::builder(name, text, Arc::default())
+            .name_durability(salsa::Durability::HIGH)
+            .text_durability(salsa::Durability::HIGH)
+            .imports_durability(salsa::Durability::HIGH)
+            .new(self)
+    }
+
+    /// Replaces a file's text, as an editor does: a new revision; queries
+    /// re-run only where the change reaches. The file is volatile from now on.
     pub fn set_text(&mut self, file: SourceFile, text: String) {
         use salsa::Setter;
-        file.set_text(self).to(text);
+        file.set_text(self)
+            .with_durability(salsa::Durability::LOW)
+            .to(text);
     }
 
     /// Records how a file's imports resolved (the loader's job).
     pub fn set_imports(&mut self, file: SourceFile, imports: ImportResolutions) {
         use salsa::Setter;
-        file.set_imports(self).to(Arc::new(imports));
+        file.set_imports(self)
+            .with_durability(salsa::Durability::HIGH)
+            .to(Arc::new(imports));
     }
 
     /// The query executions recorded since the last call.

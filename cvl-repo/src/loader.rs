@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use cvl_analysis::item_tree::ImportKey;
 use cvl_analysis::resolve::item_tree;
@@ -78,7 +77,7 @@ pub fn load(
         let file = match by_name.get(&name) {
             Some(f) => *f,
             None => {
-                let f = SourceFile::new(db, name.clone(), text.clone(), Arc::default());
+                let f = db.add_file(name.clone(), text.clone());
                 by_name.insert(name, f);
                 report.files.push((f, Some(path.clone())));
                 f
@@ -130,8 +129,7 @@ pub fn load(
                 let file = match by_name.get(&fetched.name) {
                     Some(f) => *f,
                     None => {
-                        let f =
-                            SourceFile::new(db, fetched.name.clone(), fetched.text, Arc::default());
+                        let f = db.add_file(fetched.name.clone(), fetched.text);
                         by_name.insert(fetched.name.clone(), f);
                         report.files.push((f, fetched.path));
                         queue.push(Pending {

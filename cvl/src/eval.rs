@@ -106,7 +106,9 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
             let width = params.iter().map(|p| p.path.len()).max().unwrap_or(0);
             for p in &params {
                 let value = match (&p.value, p.sensitive) {
-                    (Some(v), true) if v.is_empty() => "(unset)".to_string(),
+                    (Some(v), true) if v.is_empty() => {
+                        "(sensitive: the user agent supplies it at deploy time)".to_string()
+                    }
                     (_, true) => REDACTED.to_string(),
                     (None, false) => "(allocated at deploy time)".to_string(),
                     (Some(v), false) if v.is_empty() => "(unset)".to_string(),

@@ -1,0 +1,128 @@
+//! `check` on a generated workspace of 10,000 appliances in 100 files (five-
+//! level inheritance, a VAN of 100 components per file): cold, and again
+//! after a one-character edit in one object's body.
+
+#[path = "workspace.rs"]
+mod workspace;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use cvl_analysis::item_tree::ImportKey;
+use cvl_analysis::{
+    file_diagnostics, CheckOptions, ImportResolutions, ResolvedImport, RootDatabase, SourceFile,
+};
+
+struct Loaded {
+    db: RootDatabase,
+    files: Vec<SourceFile>,
+    texts: Vec<String>,
+}
+
+fn load() -> Loaded {
+    let generated = workspace::generate(100, 100);
+    let mut db = RootDatabase::default();
+    let mut files = Vec::new();
+    let mut texts = Vec::new();
+    for (name, text) in &generated {
+        files.push(db.add_file(name.clone(), text.clone()));
+        texts.push(text.clone());
+    }
+    let base = files[0];
+    for &file in &files[1..] {
+        let key = ImportKey {
+            url: workspace::BASE_URL.into(),
+            cvl: workspace::BASE_CVL.into(),
+            version: None,
+        };
+        let resolved = ResolvedImport {
+            file: base,
+            version: None,
+            detail: String::new(),
+        };
+        db.set_imports(
+            file,
+            ImportResolutions {
+                entries: vec![(key, Ok(resolved))],
+            },
+        );
+    }
+    Loaded { db, files, texts }
+}
+
+fn check_all(l: &Loaded) -> usize {
+    l.files
+        .iter()
+        .map(|&f| file_diagnostics(&l.db, f, &CheckOptions::default()).len())
+        .sum()
+}
+
+/// A one-character edit inside one object's body in the middle file.
+fn edit(l: &mut Loaded, round: usize) {
+    let i = 50;
+    let digit = char::from(b'0' + (round % 10) as u8);
+    let text = l.texts[i].replacen("v2 = \"49-3-2\"", &format!("v2 = \"49-3-{digit}\""), 1);
+    l.db.set_text(l.files[i], text);
+}
+
+fn bench(c: &mut Criterion) {
+    let objects: usize = workspace::generate(100, 100)
+        .iter()
+        .map(|(_, t)| t.matches(" extends ").count())
+        .sum();
+    let start = Instant::now();
+    let mut l = load();
+    let diagnostics = check_all(&l);
+    eprintln!(
+        "workspace: {} files, {objects} objects; first cold check {:?} ({diagnostics} diagnostics)",
+        l.files.len(),
+        start.elapsed()
+    );
+    edit(&mut l, 1);
+    let start = Instant::now();
+    check_all(&l);
+    eprintln!("first incremental re-check: {:?}", start.elapsed());
+
+    let mut group = c.benchmark_group("check");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("cold: load + check 100 files", |b| {
+        b.iter_batched(load, |l| black_box(check_all(&l)), BatchSize::PerIteration)
+    });
+    let mut round = 0;
+    group.bench_function("one-char edit, re-check all 100 files", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                edit(&mut l, round);
+                let start = Instant::now();
+                black_box(check_all(&l));
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.bench_function("one-char edit, re-check the edited file", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                edit(&mut l, round);
+                let start = Instant::now();
+                black_box(file_diagnostics(
+                    &l.db,
+                    l.files[50],
+                    &CheckOptions::default(),
+                ));
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,87 @@
+//! Incrementality, proved over salsa's log of query executions: editing the
+//! body of one object re-runs only the queries that object's text reaches.
+
+use std::sync::Arc;
+
+use cvl_analysis::{file_diagnostics, CheckOptions, RootDatabase, SourceFile};
+
+const LIB: &str = r#"CVL = "0.8";
+A extends VMAppliance {
+  var port;
+  port = "53";
+  vm = "a.vmx";
+}
+B extends VMAppliance {
+  var "required" domain;
+  vm = "b.vmx";
+}
+N extends VANAppliance {
+  A a;
+  B b;
+  b.domain = "example.org";
+  vanIF = "a.ethernet0";
+}
+"#;
+
+const OTHER: &str = r#"C extends VMAppliance {
+  var x;
+  x = "1";
+  vm = "c.vmx";
+}
+"#;
+
+fn check_all(db: &RootDatabase, files: &[SourceFile]) -> usize {
+    files
+        .iter()
+        .map(|&f| file_diagnostics(db, f, &CheckOptions::default()).len())
+        .sum()
+}
+
+fn count(log: &[String], query: &str) -> usize {
+    log.iter()
+        .filter(|l| l.starts_with(&format!("{query}(")))
+        .count()
+}
+
+#[test]
+fn editing_one_body_reruns_only_what_it_reaches() {
+    let mut db = RootDatabase::new(true);
+    let lib = SourceFile::new(&db, "lib.cvl".into(), LIB.into(), Arc::default());
+    let other = SourceFile::new(&db, "other.cvl".into(), OTHER.into(), Arc::default());
+    let files = [lib, other];
+    let before = check_all(&db, &files);
+    let cold = db.take_log();
+    assert!(count(&cold, "object_checks_query") >= 4, "{cold:#?}");
+
+    // A longer literal in A's body: every later byte of lib.cvl moves.
+    db.set_text(lib, LIB.replace("\"53\"", "\"5353\""));
+    assert_eq!(check_all(&db, &files), before);
+    let warm = db.take_log();
+    // The edited file is parsed and summarized again...
+    assert_eq!(count(&warm, "parse"), 1, "{warm:#?}");
+    assert_eq!(count(&warm, "item_tree"), 1, "{warm:#?}");
+    // ...its objects' data is re-extracted (cheap) and compared...
+    assert!(count(&warm, "object_data") >= 1, "{warm:#?}");
+    // ...but only A's checks run again: B's and N's data did not change
+    // (ranges are relative to each object), and other.cvl is untouched.
+    assert_eq!(count(&warm, "object_checks_query"), 1, "{warm:#?}");
+    // A's model changed; N contains A, so N's evaluation re-runs; B's, C's do not.
+    assert_eq!(count(&warm, "object_model_query"), 1, "{warm:#?}");
+    assert_eq!(count(&warm, "evaluate_query"), 2, "{warm:#?}");
+    // The file's scope is recomputed from the new summary, found equal, and
+    // so nothing that resolves names runs again.
+    assert!(count(&warm, "file_scope") <= 1, "{warm:#?}");
+    assert_eq!(count(&warm, "ancestry_query"), 0, "{warm:#?}");
+
+    // Nothing changes: nothing runs.
+    assert_eq!(check_all(&db, &files), before);
+    assert!(db.take_log().is_empty());
+
+    // An edit in other.cvl touches nothing of lib.cvl.
+    db.set_text(other, OTHER.replace("\"1\"", "\"2\""));
+    check_all(&db, &files);
+    let log = db.take_log();
+    assert_eq!(count(&log, "parse"), 1, "{log:#?}");
+    assert_eq!(count(&log, "object_checks_query"), 1, "{log:#?}");
+    assert_eq!(count(&log, "evaluate_query"), 1, "{log:#?}");
+}
