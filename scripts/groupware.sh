@@ -19,9 +19,25 @@ step "format check of the examples"
 "$cvl" fmt --check "$ex"
 
 step "publish Figure 2's appliances and Figure 3's Groupware (DNS up to v3, Firewall up to v5, as Groupware pins them)"
+# A publisher keeps each appliance in a folder: its CVL file, the VM
+# description its `vm` names (the paper names VMware .vmx files; ours are
+# QEMU descriptions under the same names) and a program disk.
+stage() { # NAME FILE -> prints the staged CVL file
+  local src="$work/src/$1" vm
+  mkdir -p "$src"
+  cp "$2" "$src/"
+  vm=$(sed -n 's/.*vm = "\([^"]*\)".*/\1/p' "$2")
+  if [ -n "$vm" ] && [ ! -f "$src/$vm" ]; then
+    qemu-img create -q -f qcow2 "$src/system.qcow2" 64M
+    printf 'memory = 128\nvcpus = 1\n\n[[disk]]\ndevice = "ide0:0"\nfile = "system.qcow2"\n' > "$src/$vm"
+  fi
+  echo "$src/$(basename "$2")"
+}
 publish() { # NAME FILE TIMES
+  local staged
+  staged=$(stage "$1" "$2")
   [ -d "repos/$1" ] || "$cvl" repo create "repos/$1"
-  for _ in $(seq "$3"); do "$cvl" publish --mirror "$mirror" "repos/$1" "$2"; done
+  for _ in $(seq "$3"); do "$cvl" publish --mirror "$mirror" "repos/$1" "$staged"; done
 }
 publish DNS "$ex/DNS.cvl" 3
 publish Firewall "$ex/Firewall.cvl" 5
@@ -37,7 +53,8 @@ cp "$ex/AcmeGroupware.cvl" .
 
 step "the six-appliance suite (§6.1): 14 parameters for the whole suite"
 mkdir -p "$work/suite" && cd "$work/suite"
-mirror="http://virtualappliance.org/=file://$work/suite/repos/"
+work="$work/suite"
+mirror="http://virtualappliance.org/=file://$work/repos/"
 for name in Firewall DHCP DNS LDAP Mail Plone GroupwareSuite; do
   publish "$name" "$ex/suite/$name.cvl" 1
 done

@@ -28,10 +28,11 @@ pub enum Code {
     OverriddenAssignment,
     UnknownAttribute,
     MapValueNotScalar,
+    InvalidVm,
 }
 
 impl Code {
-    pub const ALL: [Code; 19] = [
+    pub const ALL: [Code; 20] = [
         Code::SyntaxError,
         Code::UnresolvedName,
         Code::MissingRequired,
@@ -51,6 +52,7 @@ impl Code {
         Code::OverriddenAssignment,
         Code::UnknownAttribute,
         Code::MapValueNotScalar,
+        Code::InvalidVm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Code {
             Code::OverriddenAssignment => "overridden-assignment",
             Code::UnknownAttribute => "unknown-attribute",
             Code::MapValueNotScalar => "map-value-not-scalar",
+            Code::InvalidVm => "invalid-vm",
         }
     }
 
@@ -105,6 +108,7 @@ impl Code {
             Code::OverriddenAssignment => "an assignment is overridden later in the same object",
             Code::UnknownAttribute => "a var attribute other than \"required\" or \"sensitive\"",
             Code::MapValueNotScalar => "a map value refers to a parameter with several values",
+            Code::InvalidVm => "the VM description that `vm` names is missing or invalid",
         }
     }
 

@@ -24,6 +24,10 @@ pub struct FileEntry {
     pub path: String,
     pub sha256: String,
     pub size: u64,
+    /// For a program disk stored as a delta: its backing file, relative to
+    /// the version's folder (`../2/system.qcow2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing: Option<String>,
 }
 
 /// One version: what `versions/N/version.json` holds.

@@ -6,12 +6,14 @@
 //! This is where the toolchain's import I/O lives; `cvl-analysis` only sees
 //! its results.
 
+pub mod disk;
 pub mod fetch;
 pub mod index;
 pub mod loader;
 pub mod lock;
 pub mod publish;
 pub mod settings;
+pub mod vm;
 
 use std::io::Write;
 use std::path::Path;

@@ -74,10 +74,22 @@ fn rebuild_index(dir: &Path) -> Result<Index, String> {
     Ok(index)
 }
 
-/// A file to publish: its name in the version and its bytes.
-pub struct PublishFile {
-    pub path: String,
-    pub bytes: Vec<u8>,
+/// A file to publish, by its name in the version.
+pub enum PublishFile {
+    /// Stored as is (the CVL file, the VM description, a kernel).
+    Plain { path: String, bytes: Vec<u8> },
+    /// A program disk from any image qemu-img reads, stored as qcow2 holding
+    /// only the clusters that differ from the previous version's disk of the
+    /// same name (a backing chain), or whole in the first version.
+    Disk { path: String, source: PathBuf },
+}
+
+impl PublishFile {
+    fn path(&self) -> &str {
+        match self {
+            PublishFile::Plain { path, .. } | PublishFile::Disk { path, .. } => path,
+        }
+    }
 }
 
 /// Publishes `files` as the next version of the repository in `dir`, with
@@ -91,30 +103,48 @@ pub fn publish(dir: &Path, cvl: &str, files: &[PublishFile]) -> Result<VersionEn
         ));
     }
     for file in files {
-        if file.path.contains('/') || file.path.starts_with('.') || file.path == MANIFEST_FILE {
+        let path = file.path();
+        if path.is_empty() || path.contains('/') || path.starts_with('.') || path == MANIFEST_FILE {
             return Err(format!(
-                "`{}` cannot be published: file names are plain names",
-                file.path
+                "`{path}` cannot be published: file names are plain names"
             ));
         }
     }
     let versions_dir = dir.join(VERSIONS_DIR);
-    let tmp: PathBuf = dir.join(format!(
+    // Inside versions/, so that a disk's backing path `../N/disk.qcow2` means
+    // the same from here and from the final folder.
+    let tmp: PathBuf = versions_dir.join(format!(
         ".publishing-{}-{}",
         std::process::id(),
         crate::unique()
     ));
+    remove_abandoned(&versions_dir);
+    let previous = scan(dir)?;
     let result = (|| {
         std::fs::create_dir_all(&tmp)
             .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let mut entries = Vec::new();
         for file in files {
-            write_synced(&tmp.join(&file.path), &file.bytes)?;
-            entries.push(FileEntry {
-                path: file.path.clone(),
-                sha256: sha256_hex(&file.bytes),
-                size: file.bytes.len() as u64,
-            });
+            let entry = match file {
+                PublishFile::Plain { path, bytes } => {
+                    write_synced(&tmp.join(path), bytes)?;
+                    FileEntry {
+                        path: path.clone(),
+                        sha256: sha256_hex(bytes),
+                        size: bytes.len() as u64,
+                        backing: None,
+                    }
+                }
+                PublishFile::Disk { path, source } => {
+                    let base = previous
+                        .iter()
+                        .rev()
+                        .find(|v| v.file(path).is_some())
+                        .map(|v| v.version);
+                    crate::disk::store_delta(source, &tmp, path, base)?
+                }
+            };
+            entries.push(entry);
         }
         let published = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         // Claim the next free number by renaming into it; on a race, the next.
@@ -146,6 +176,27 @@ pub fn publish(dir: &Path, cvl: &str, files: &[PublishFile]) -> Result<VersionEn
     let version = result?;
     rebuild_index(dir)?;
     Ok(version)
+}
+
+/// Removes what publishes killed half-way left behind: temporary folders
+/// whose process is gone. (They are never read: names that are not numbers
+/// are not versions.)
+fn remove_abandoned(versions_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(versions_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(".publishing-")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        if pid != std::process::id().to_string() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {

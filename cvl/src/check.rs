@@ -67,8 +67,21 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
         }
     }
     let mut diagnostics = ws.unreadable.clone();
-    for &file in &ws.roots {
+    for (&file, path) in ws.roots.iter().zip(&ws.root_paths) {
         diagnostics.extend(cvl_analysis::file_diagnostics(&ws.db, file, &options));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        diagnostics.extend(crate::appliance::check(&ws.db, file, dir));
+        // Keep each file's diagnostics in order of position.
+        let name = file.name(&ws.db);
+        let own = |d: &Diagnostic| d.span.file == *name;
+        let start = diagnostics
+            .iter()
+            .position(|d| own(d))
+            .unwrap_or(diagnostics.len());
+        diagnostics[start..].sort_by_key(|d| (!own(d), d.span.range.start()));
     }
     render::print(args.format, color, &ws.sources, &diagnostics)?;
     for error in &ws.lock_errors {

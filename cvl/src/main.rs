@@ -3,6 +3,7 @@
 //! outcome into an exit code: 0 success, 1 problems found, 2 usage or I/O
 //! error.
 
+mod appliance;
 mod check;
 mod eval;
 mod files;

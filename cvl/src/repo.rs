@@ -135,20 +135,32 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         .to_string_lossy()
         .to_string();
     let bytes = std::fs::read(&args.file)?;
-    let version = publish::publish(
-        &args.repo,
-        &name,
-        &[PublishFile {
-            path: name.clone(),
-            bytes,
-        }],
-    )
-    .map_err(anyhow::Error::msg)?;
+    let mut files = vec![PublishFile::Plain {
+        path: name.clone(),
+        bytes,
+    }];
+    let dir = args
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    for appliance in crate::appliance::vm_appliances(&ws.db, file, dir) {
+        let more = crate::appliance::publish_files(&appliance)
+            .map_err(|e| anyhow::anyhow!("not publishing {}: {e}", args.file.display()))?;
+        files.extend(more);
+    }
+    let version = publish::publish(&args.repo, &name, &files).map_err(anyhow::Error::msg)?;
     eprintln!(
         "published {} as version {} of {}",
         name,
         version.version,
         args.repo.display()
     );
+    for f in &version.files {
+        match &f.backing {
+            Some(backing) => eprintln!("    {}: {} bytes, a delta on {backing}", f.path, f.size),
+            None => eprintln!("    {}: {} bytes", f.path, f.size),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

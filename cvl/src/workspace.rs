@@ -55,6 +55,8 @@ pub struct Workspace {
     pub db: RootDatabase,
     /// Root files that were read as UTF-8, in command-line order.
     pub roots: Vec<SourceFile>,
+    /// The paths of `roots`.
+    pub root_paths: Vec<PathBuf>,
     pub sources: Sources,
     /// Diagnostics about roots that could not be analysed (not UTF-8).
     pub unreadable: Vec<Diagnostic>,
@@ -85,6 +87,7 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
     }
     let mut db = RootDatabase::default();
     let report = cvl_repo::load(&mut db, &roots, &options);
+    let root_paths = roots.into_iter().map(|(p, _)| p).collect();
     for (file, _) in &report.files {
         sources.add(file.name(&db), file.text(&db));
     }
@@ -92,6 +95,7 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
     sources.add(prelude.name(&db), prelude.text(&db));
     Ok(Workspace {
         roots: report.roots,
+        root_paths,
         sources,
         unreadable,
         lock_errors: report.lock_errors,

@@ -65,7 +65,12 @@ fn check_reports_every_syntax_error_as_json() {
     let out = cvl(&["check", "--format", "json", "a.cvl"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let items = json.as_array().unwrap();
+    let items: Vec<&serde_json::Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] != "invalid-vm")
+        .collect();
     assert_eq!(items.len(), 2, "{json:#}");
     assert_eq!(items[0]["code"], "syntax-error");
     assert_eq!(items[0]["severity"], "error");
@@ -101,7 +106,7 @@ fn check_sarif_is_sarif() {
     let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
         .as_array()
         .unwrap();
-    assert_eq!(rules.len(), 19);
+    assert_eq!(rules.len(), 20);
 }
 
 #[test]

@@ -118,5 +118,6 @@ fn cvl_codes() -> Vec<&'static str> {
         "overridden-assignment",
         "unknown-attribute",
         "map-value-not-scalar",
+        "invalid-vm",
     ]
 }

@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
 /// The paper's URLs, mapped to the test's repositories.
 fn mirror(dir: &Path) -> String {
     format!(
@@ -53,6 +55,8 @@ fn publish(dir: &Path, name: &str, file: &Path, times: usize) {
     if !dir.join(&repo).exists() {
         ok(dir, &["repo", "create", &repo]);
     }
+    // Staged as a publisher keeps it: with a VM description and a disk.
+    let file = common::stage(dir, name, file, 4);
     for _ in 0..times {
         ok(
             dir,

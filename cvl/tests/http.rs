@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 /// A static file server for `root` on 127.0.0.1, with faults by path prefix:
 /// `/missing/...` 404, `/broken/...` 500, `/short/...` a body cut short,
 /// `/hang/...` no answer for 20 s. Returns its base URL.
@@ -102,7 +104,7 @@ fn publish_figure3(dir: &Path) {
     ] {
         let repo = format!("repos/{name}");
         ok(dir, "home", &["repo", "create", &repo]);
-        let file = examples().join(format!("{name}.cvl"));
+        let file = common::stage(dir, name, &examples().join(format!("{name}.cvl")), 4);
         for _ in 0..times {
             ok(
                 dir,

@@ -1,0 +1,156 @@
+//! A VM appliance's files beside its CVL: the VM description its `vm`
+//! parameter names and the program disks and kernel that description names.
+//! Checked by `cvl check` (as `invalid-vm`) and gathered by `cvl publish`.
+
+use std::path::{Path, PathBuf};
+
+use cvl_analysis::resolve::{item_tree, kind_of, Kind};
+use cvl_analysis::{Code, Def, Diagnostic, RootDatabase, Severity, SourceFile, Span};
+use cvl_repo::publish::PublishFile;
+use cvl_repo::vm::{data_disk_devices, VmDescription};
+
+/// A VM appliance object of a file and its description, as far as found.
+pub struct VmAppliance {
+    /// The `vm` value and where it was assigned.
+    pub vm: String,
+    pub assigned_at: Span,
+    pub path: PathBuf,
+    pub description: Result<VmDescription, String>,
+    /// Devices of its data disks (from `datadisks`).
+    pub data_devices: Vec<String>,
+}
+
+/// Every VM appliance object of `file` whose `vm` is set in `file` itself.
+pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmAppliance> {
+    let mut out = Vec::new();
+    for object in &item_tree(db, file).objects {
+        let def = Def {
+            file,
+            name: object.data.name.text.clone(),
+        };
+        if kind_of(db, &def) != Kind::Vm {
+            continue;
+        }
+        let params = cvl_analysis::evaluated_params(db, &def);
+        let get = |name: &str| params.iter().find(|p| p.path == name);
+        let Some(vm) = get("vm") else { continue };
+        let (Some([value]), Some(at)) = (vm.value.as_deref(), &vm.assigned_at) else {
+            continue;
+        };
+        if at.file != *file.name(db) {
+            continue; // set by a parent in another file: checked there
+        }
+        let path = dir.join(value);
+        let description = std::fs::read_to_string(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "`vm` names `{value}`, which does not exist beside the file: write the VM \
+                     description there (memory, vcpus, [[disk]]; see `cvl publish --help`)"
+                ),
+                _ => format!("cannot read `{value}`: {e}"),
+            })
+            .and_then(|text| VmDescription::parse(&text).map_err(|e| format!("`{value}`: {e}")))
+            .and_then(|d| {
+                d.check_files(&path)
+                    .map(|()| d)
+                    .map_err(|e| format!("`{value}`: {e}"))
+            });
+        let data_devices = get("datadisks")
+            .and_then(|p| p.value.clone())
+            .map(|v| data_disk_devices(&v))
+            .unwrap_or_default();
+        out.push(VmAppliance {
+            vm: value.clone(),
+            assigned_at: at.clone(),
+            path,
+            description,
+            data_devices,
+        });
+    }
+    out
+}
+
+/// `invalid-vm` errors for descriptions that exist but are wrong. A missing
+/// one is not a problem yet (disks are often built after the CVL is
+/// written); `cvl publish` refuses it.
+pub fn check(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<Diagnostic> {
+    let mut seen = std::collections::HashSet::new();
+    vm_appliances(db, file, dir)
+        .into_iter()
+        .filter(|a| a.path.exists() && seen.insert(a.path.clone()))
+        .filter_map(|a| {
+            let message = a.description.err()?;
+            Some(Diagnostic::new(
+                Code::InvalidVm,
+                Severity::Error,
+                message,
+                a.assigned_at,
+            ))
+        })
+        .collect()
+}
+
+fn plain_name(file: &str) -> Result<String, String> {
+    Path::new(file)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .ok_or_else(|| format!("`{file}` is not a file name"))
+}
+
+/// What publishing a VM appliance adds to its CVL file: the description
+/// (without data disks, whose content is never published) and the program
+/// disks and kernel files it names, all under plain names.
+pub fn publish_files(appliance: &VmAppliance) -> Result<Vec<PublishFile>, String> {
+    let description = appliance.description.clone()?;
+    if appliance.vm.contains('/') {
+        return Err(format!(
+            "`vm` is `{}`: to publish, name a file beside the CVL file",
+            appliance.vm
+        ));
+    }
+    let dir = appliance.path.parent().unwrap_or(Path::new("."));
+    let mut published = description.clone();
+    let mut files = Vec::new();
+    published.disks.clear();
+    for disk in &description.disks {
+        if appliance.data_devices.contains(&disk.device) {
+            continue; // a data disk: the user's, never published
+        }
+        // Published disks are qcow2 whatever their source format.
+        let stem = Path::new(&plain_name(&disk.file)?)
+            .with_extension("")
+            .to_string_lossy()
+            .to_string();
+        let name = format!("{stem}.qcow2");
+        if published.disks.iter().any(|d| d.file == name) {
+            return Err(format!(
+                "two program disks would both be published as `{name}`: rename one"
+            ));
+        }
+        files.push(PublishFile::Disk {
+            path: name.clone(),
+            source: dir.join(&disk.file),
+        });
+        published.disks.push(cvl_repo::vm::DiskSpec {
+            device: disk.device.clone(),
+            file: name,
+        });
+    }
+    if let Some(boot) = &mut published.boot {
+        for file in std::iter::once(&mut boot.kernel).chain(boot.initrd.as_mut()) {
+            let bytes = std::fs::read(dir.join(&*file))
+                .map_err(|e| format!("cannot read `{file}`: {e}"))?;
+            let name = plain_name(file)?;
+            files.push(PublishFile::Plain {
+                path: name.clone(),
+                bytes,
+            });
+            *file = name;
+        }
+    }
+    files.push(PublishFile::Plain {
+        path: appliance.vm.clone(),
+        bytes: published.to_toml().into_bytes(),
+    });
+    Ok(files)
+}

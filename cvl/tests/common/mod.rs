@@ -1,0 +1,62 @@
+//! Helpers shared by the end-to-end tests: staging an appliance the way a
+//! publisher keeps it (its CVL file, its VM description, a real qcow2
+//! program disk made by qemu-img).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Copies `cvl` into `dir/src/NAME/`, and when it sets `vm = "FILE"`, writes
+/// FILE there as a VM description with one program disk of `disk_mb` MiB
+/// (and a data disk for every `device => "..."` of its `datadisks`, which
+/// publishing must leave out). Returns the staged CVL file.
+pub fn stage(dir: &Path, name: &str, cvl: &Path, disk_mb: u32) -> PathBuf {
+    let src = dir.join("src").join(name);
+    std::fs::create_dir_all(&src).unwrap();
+    let text = std::fs::read_to_string(cvl).unwrap();
+    let staged = src.join(cvl.file_name().unwrap());
+    std::fs::write(&staged, &text).unwrap();
+    let Some(vm) = quoted_after(&text, "vm = ") else {
+        return staged;
+    };
+    let mut description =
+        format!("memory = 64\n[[disk]]\ndevice = \"ide0:0\"\nfile = \"system.qcow2\"\n");
+    qemu_img(
+        &src,
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "system.qcow2",
+            &format!("{disk_mb}M"),
+        ],
+    );
+    if let Some(device) = quoted_after(&text, "device => ") {
+        description.push_str(&format!(
+            "[[disk]]\ndevice = \"{device}\"\nfile = \"data.qcow2\"\n"
+        ));
+        qemu_img(&src, &["create", "-q", "-f", "qcow2", "data.qcow2", "1M"]);
+    }
+    std::fs::write(src.join(vm), description).unwrap();
+    staged
+}
+
+fn quoted_after(text: &str, marker: &str) -> Option<String> {
+    let start = text.find(marker)? + marker.len();
+    let rest = text[start..].strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+pub fn qemu_img(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("qemu-img runs");
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
