@@ -79,7 +79,7 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
         let own = |d: &Diagnostic| d.span.file == *name;
         let start = diagnostics
             .iter()
-            .position(|d| own(d))
+            .position(&own)
             .unwrap_or(diagnostics.len());
         diagnostics[start..].sort_by_key(|d| (!own(d), d.span.range.start()));
     }

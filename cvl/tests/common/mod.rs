@@ -19,7 +19,7 @@ pub fn stage(dir: &Path, name: &str, cvl: &Path, disk_mb: u32) -> PathBuf {
         return staged;
     };
     let mut description =
-        format!("memory = 64\n[[disk]]\ndevice = \"ide0:0\"\nfile = \"system.qcow2\"\n");
+        "memory = 64\n[[disk]]\ndevice = \"ide0:0\"\nfile = \"system.qcow2\"\n".to_string();
     qemu_img(
         &src,
         &[
