@@ -40,6 +40,7 @@ fn load() -> Loaded {
             file: base,
             version: None,
             detail: String::new(),
+            blacklisted: None,
         };
         db.set_imports(
             file,

@@ -90,6 +90,10 @@ pub fn file_checks(db: &dyn Db, file: SourceFile) -> Arc<Vec<LocalDiagnostic>> {
                     at(import.range),
                 )),
                 Some(Ok(resolved)) => {
+                    if let Some(message) = &resolved.blacklisted {
+                        let range = import.version.as_ref().map_or(import.range, |v| v.range);
+                        out.push(error(Code::BlacklistedVersion, message, at(range)));
+                    }
                     if let Err(message) = resolve::exported_object(db, resolved.file) {
                         out.push(error(
                             Code::BadImport,

@@ -39,6 +39,9 @@ pub struct ResolvedImport {
     pub version: Option<u32>,
     /// Extra facts for people (the SHA-256, the repository URL after mirrors).
     pub detail: String,
+    /// Set when the version is on the administrator's blacklist: why, and
+    /// what to use instead.
+    pub blacklisted: Option<String>,
 }
 
 /// What every query can ask of the database beyond its inputs.

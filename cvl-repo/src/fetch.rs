@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::index::{sha256_hex, version_file_path, Index, INDEX_FILE};
+use crate::index::{sha256_hex, version_file_path, Index, INDEX_FILE, VERSIONS_DIR};
 use crate::settings::Settings;
 
 /// Where a repository is.
@@ -223,6 +223,119 @@ impl Fetcher {
             }
             Location::Http(_) => unreachable!("web repositories always have an index"),
         }
+    }
+
+    /// Makes every file of `version` (and, for program disks, of the
+    /// versions their backing chains reach) available locally, verified
+    /// against the index's SHA-256, and returns the version's local folder.
+    /// A web repository's files go to the cache, laid out like the
+    /// repository so that backing paths (`../2/disk.qcow2`) resolve; an
+    /// interrupted download resumes where it stopped.
+    pub fn fetch_version(
+        &self,
+        location: &Location,
+        index: &Index,
+        version: u32,
+    ) -> Result<PathBuf, String> {
+        let root = match location {
+            Location::Dir(dir) => dir.clone(),
+            Location::Http(base) => self
+                .settings
+                .cache_dir()
+                .join("repos")
+                .join(sha256_hex(base.as_bytes())),
+        };
+        let mut pending = vec![version];
+        let mut done = std::collections::HashSet::new();
+        while let Some(n) = pending.pop() {
+            if !done.insert(n) {
+                continue;
+            }
+            let entry = index
+                .version(n)
+                .ok_or_else(|| format!("{} has no version {n}", location.display()))?;
+            for file in &entry.files {
+                let rel = version_file_path(n, &file.path);
+                let local = root.join(&rel);
+                if let Location::Http(base) = location {
+                    let cached_ok =
+                        crate::disk::hash_file(&local).is_ok_and(|(h, _)| h == file.sha256);
+                    if !cached_ok {
+                        if self.settings.offline {
+                            return Err(format!("{base}/{rel} is not in the cache, and --offline forbids downloading it"));
+                        }
+                        self.download(&format!("{base}/{rel}"), &local)?;
+                    }
+                }
+                let (actual, _) = crate::disk::hash_file(&local)?;
+                if actual != file.sha256 {
+                    if matches!(location, Location::Http(_)) {
+                        let _ = std::fs::remove_file(&local);
+                    }
+                    return Err(format!(
+                        "{} does not match the repository index (SHA-256 {actual}, index says {}): \
+                         the repository has been tampered with or the download was corrupted",
+                        location.file_name(&rel),
+                        file.sha256
+                    ));
+                }
+                if let Some(backing) = &file.backing {
+                    let base_version = backing
+                        .strip_prefix("../")
+                        .and_then(|r| r.split('/').next())
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .ok_or_else(|| {
+                            format!("{rel}: backing file `{backing}` is not `../N/name`")
+                        })?;
+                    pending.push(base_version);
+                }
+            }
+        }
+        Ok(root.join(VERSIONS_DIR).join(version.to_string()))
+    }
+
+    /// Downloads `url` to `dest` through `dest.part`, resuming a previous
+    /// partial download with an HTTP range request.
+    fn download(&self, url: &str, dest: &Path) -> Result<(), String> {
+        use std::io::Write;
+        let part = dest.with_extension(format!(
+            "{}part",
+            dest.extension()
+                .map(|e| format!("{}.", e.to_string_lossy()))
+                .unwrap_or_default()
+        ));
+        if let Some(dir) = part.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        let mut request = self.agent.get(url);
+        if have > 0 {
+            request = request.header("Range", &format!("bytes={have}-"));
+        }
+        let secs = self.settings.timeout.as_secs_f64();
+        let mut response = request.call().map_err(|e| match e {
+            ureq::Error::StatusCode(code) => format!("{url} answered HTTP {code}"),
+            ureq::Error::Timeout(_) => format!("{url} did not answer within {secs:.0} s"),
+            other => format!("cannot fetch {url}: {other}"),
+        })?;
+        let resumed = have > 0 && response.status().as_u16() == 206;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(resumed)
+            .write(true)
+            .truncate(!resumed)
+            .open(&part)
+            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        let mut reader = response.body_mut().as_reader();
+        let copied = std::io::copy(&mut reader, &mut file);
+        file.flush()
+            .and_then(|_| file.sync_all())
+            .map_err(|e| e.to_string())?;
+        copied.map_err(|e| {
+            format!("the download of {url} broke off ({e}); run the command again to resume it")
+        })?;
+        std::fs::rename(&part, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))
     }
 
     fn index_cache_path(&self, url: &str) -> PathBuf {

@@ -144,6 +144,7 @@ pub fn load(
                     file,
                     version: fetched.version,
                     detail: fetched.detail,
+                    blacklisted: fetched.blacklisted,
                 }
             });
             resolutions.entries.push((key, result));
@@ -187,6 +188,7 @@ struct Fetched {
     detail: String,
     /// What relative imports inside the fetched file are relative to.
     base: Location,
+    blacklisted: Option<String>,
 }
 
 fn resolve_import(
@@ -234,6 +236,7 @@ fn resolve_import(
             version: None,
             detail: format!("the plain folder {}{via}", location.display()),
             base: location.clone(),
+            blacklisted: None,
         });
     };
     if index.versions.is_empty() {
@@ -304,6 +307,24 @@ fn resolve_import(
             state.changed = true;
         }
     }
+    let blacklist = &fetcher.settings().blacklist;
+    let blacklisted = blacklist.bars(&key.url, version.version).map(|entry| {
+        let reason = entry.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let how = match (&key.version, &locked) {
+            (Some(_), _) => "the import pins it",
+            (None, Some(_)) => "cvl.lock pins it",
+            (None, None) => "it is the latest",
+        };
+        let instead = match blacklist.newest_allowed(&key.url, &index) {
+            Some(n) if key.version.is_some() => format!("the newest allowed version is {n}: pin that"),
+            Some(n) => format!("the newest allowed version is {n}: pin it, or run `cvl update-lock` once a newer one is published"),
+            None => "no version of it is allowed".to_string(),
+        };
+        format!(
+            "version {} of {} is on the utility administrator's blacklist{reason}, and {how}; {instead}",
+            version.version, key.url
+        )
+    });
     let rel = crate::index::version_file_path(version.version, &key.cvl);
     let path = match &location {
         Location::Dir(dir) => Some(dir.join(&rel)),
@@ -322,5 +343,6 @@ fn resolve_import(
             version.version, key.url, version.published, entry.sha256
         ),
         base: location,
+        blacklisted,
     })
 }

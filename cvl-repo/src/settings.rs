@@ -36,6 +36,8 @@ pub struct Settings {
     pub offline: bool,
     /// How long one HTTP request may take in all.
     pub timeout: Duration,
+    /// The administrator's blacklist (from the home).
+    pub blacklist: crate::blacklist::Blacklist,
 }
 
 impl Settings {
@@ -48,8 +50,10 @@ impl Settings {
                 mirrors.push(Mirror::parse(part.trim())?);
             }
         }
+        let home = default_home();
         Ok(Settings {
-            home: default_home(),
+            blacklist: crate::blacklist::Blacklist::load(&home)?,
+            home,
             mirrors,
             offline: false,
             timeout: Duration::from_secs(30),

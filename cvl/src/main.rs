@@ -4,6 +4,7 @@
 //! error.
 
 mod appliance;
+mod blacklist;
 mod check;
 mod eval;
 mod files;
@@ -87,6 +88,10 @@ enum Command {
     /// Create, list and verify appliance repositories.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
+    /// The utility administrator's blacklist of repository versions that
+    /// must not be run (kept in $CVL_HOME/blacklist.json).
+    #[command(subcommand)]
+    Blacklist(blacklist::BlacklistCommand),
     /// Print a file's lossless syntax tree and its syntax errors.
     Parse {
         /// The file to parse (`-` for standard input).
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
         Command::UpdateLock { files, load } => update_lock(&files, &load),
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),
+        Command::Blacklist(command) => blacklist::run(command),
         Command::Parse { file } => parse(&file),
     };
     match result {

@@ -32,6 +32,18 @@ pub enum RepoCommand {
     },
     /// Check that every published file still matches its recorded SHA-256.
     Verify { dir: PathBuf },
+    /// Make a version's files (program disks with their backing chains)
+    /// available locally, verified; prints the local folder. Downloads go
+    /// to the cache in $CVL_HOME and resume where an interrupted one stopped.
+    Fetch {
+        /// A folder, or a repository URL (file://, http://, https://).
+        repo: String,
+        /// The version (default: the latest).
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,17 +69,29 @@ pub fn run(command: RepoCommand) -> Result<ExitCode> {
             eprintln!("created an empty repository in {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        RepoCommand::Log { repo, format, load } => {
-            let location = if repo.contains("://") {
-                Location::parse(&repo, None).map_err(anyhow::Error::msg)?
-            } else {
-                Location::Dir(std::path::absolute(&repo)?)
+        RepoCommand::Fetch {
+            repo,
+            version,
+            load,
+        } => {
+            let (fetcher, location, index) = open(&repo, &load)?;
+            let version = match version {
+                Some(v) => v,
+                None => {
+                    index
+                        .latest()
+                        .context("the repository has no version yet")?
+                        .version
+                }
             };
-            let settings = load.options(LockMode::Ignore)?.settings;
-            let index: Index = Fetcher::new(settings)
-                .index(&location)
-                .map_err(anyhow::Error::msg)?
-                .with_context(|| format!("{repo} is a folder, not a repository"))?;
+            let dir = fetcher
+                .fetch_version(&location, &index, version)
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::Log { repo, format, load } => {
+            let (_, _, index) = open(&repo, &load)?;
             match format {
                 LogFormat::Json => render::print_json(&serde_json::to_value(&index)?)?,
                 LogFormat::Text => {
@@ -99,6 +123,21 @@ pub fn run(command: RepoCommand) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// A repository named on the command line: a folder or a URL.
+fn open(repo: &str, load: &LoadArgs) -> Result<(Fetcher, Location, Index)> {
+    let location = if repo.contains("://") {
+        Location::parse(repo, None).map_err(anyhow::Error::msg)?
+    } else {
+        Location::Dir(std::path::absolute(repo)?)
+    };
+    let fetcher = Fetcher::new(load.options(LockMode::Ignore)?.settings);
+    let index: Index = fetcher
+        .index(&location)
+        .map_err(anyhow::Error::msg)?
+        .with_context(|| format!("{repo} is a folder, not a repository"))?;
+    Ok((fetcher, location, index))
 }
 
 pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {

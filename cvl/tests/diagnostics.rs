@@ -2,7 +2,9 @@
 //! each `.cvl` file (or `CASE/main.cvl` with the files it imports) is checked
 //! by the real `cvl check`, and its rendered output is snapshotted beside it.
 //! A first line `// cvl check --deploy NAME` checks NAME as deployed.
-//! Every case must report its directory's code: the test fails otherwise.
+//! A case folder may hold a `home/` (the utility home: a blacklist) and
+//! repositories its imports use. Every case must report its directory's code:
+//! the test fails otherwise.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,9 +33,6 @@ fn every_code_has_cases_and_each_case_reports_its_code() {
     let cases = cases(&root);
     let codes: std::collections::BTreeSet<&str> = cases.iter().map(|(c, _)| c.as_str()).collect();
     for code in cvl_codes() {
-        if code == "blacklisted-version" {
-            continue; // comes with the blacklist (repositories issue)
-        }
         assert!(
             codes.contains(code),
             "no case for `{code}` under {}",
@@ -60,7 +59,7 @@ fn every_code_has_cases_and_each_case_reports_its_code() {
             .args(&args)
             .current_dir(dir)
             .env_remove("CVL_MIRRORS")
-            .env("CVL_HOME", dir.join("target-cvl-home-unused"))
+            .env("CVL_HOME", dir.join("home"))
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -91,7 +90,7 @@ fn every_code_has_cases_and_each_case_reports_its_code() {
             );
         });
         assert!(
-            !dir.join("target-cvl-home-unused").exists(),
+            !dir.join("home/cache").exists(),
             "a local check touched the cache"
         );
     }

@@ -524,3 +524,80 @@ fn a_requirement_nobody_provides_is_named() {
         "{unmet:?}"
     );
 }
+
+#[test]
+fn the_blacklist_bars_versions_and_names_the_newest_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let m = mirror(dir);
+    figure3(dir);
+    ok(dir, &["check", "--mirror", &m, "AcmeGroupware.cvl"]);
+    // OpenLDAP is unpinned; the lock holds version 1. The administrator bars it.
+    ok(
+        dir,
+        &[
+            "blacklist",
+            "add",
+            "http://virtualappliance.org/OpenLDAP",
+            "1",
+            "--reason",
+            "CVE-2003-0001",
+        ],
+    );
+    let listed = String::from_utf8_lossy(&ok(dir, &["blacklist", "list"]).stdout).to_string();
+    assert!(
+        listed.contains("http://virtualappliance.org/OpenLDAP  versions 1"),
+        "{listed}"
+    );
+    let check = |dir: &Path| {
+        cvl(
+            dir,
+            &[
+                "check",
+                "--mirror",
+                &m,
+                "--format",
+                "json",
+                "AcmeGroupware.cvl",
+            ],
+        )
+    };
+    let out = check(dir);
+    assert_eq!(out.status.code(), Some(1));
+    let d = json(&out)[0].clone();
+    assert_eq!(d["code"], "blacklisted-version");
+    let message = d["message"].as_str().unwrap();
+    assert!(
+        message.contains("CVE-2003-0001") && message.contains("no version of it is allowed"),
+        "{message}"
+    );
+
+    // A fixed version 2 is published; the lock still pins 1 until updated.
+    publish(dir, "OpenLDAP", &examples().join("OpenLDAP.cvl"), 1);
+    let d = json(&check(dir))[0].clone();
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("cvl.lock pins it; the newest allowed version is 2"),
+        "{d:#}"
+    );
+    ok(dir, &["update-lock", "--mirror", &m, "AcmeGroupware.cvl"]);
+    assert_eq!(check(dir).status.code(), Some(0));
+
+    // Lifting the bar.
+    ok(
+        dir,
+        &["blacklist", "rm", "http://virtualappliance.org/OpenLDAP"],
+    );
+    assert!(String::from_utf8_lossy(&ok(dir, &["blacklist", "list"]).stdout).contains("empty"));
+    assert_eq!(
+        cvl(
+            dir,
+            &["blacklist", "rm", "http://virtualappliance.org/OpenLDAP"]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+}

@@ -1,0 +1,93 @@
+//! `cvl blacklist add|list|rm`: the administrator's list of repository
+//! versions that must not be run. `cvl check` reports imports that resolve to
+//! one as `blacklisted-version`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use cvl_repo::blacklist::{Blacklist, VersionRange};
+
+#[derive(clap::Subcommand)]
+pub enum BlacklistCommand {
+    /// Bar versions of a repository.
+    #[command(
+        after_help = "VERSIONS is one version (3), a range (1-4), an open range (5- or -3), or * for all.\n\
+        Example: cvl blacklist add http://virtualappliance.org/DNS 1-2 --reason \"CVE-2003-0001\""
+    )]
+    Add {
+        /// The repository URL, as imports write it.
+        url: String,
+        #[arg(value_parser = VersionRange::parse)]
+        versions: VersionRange,
+        /// Why, shown to users whose check it fails.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show the blacklist.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a bar: every entry of the URL, or only the one for VERSIONS.
+    Rm {
+        url: String,
+        #[arg(value_parser = VersionRange::parse)]
+        versions: Option<VersionRange>,
+    },
+}
+
+pub fn run(command: BlacklistCommand) -> Result<ExitCode> {
+    let home = cvl_repo::settings::default_home();
+    let mut list = Blacklist::load(&home).map_err(anyhow::Error::msg)?;
+    match command {
+        BlacklistCommand::Add {
+            url,
+            versions,
+            reason,
+        } => {
+            if !(url.starts_with("file://")
+                || url.starts_with("http://")
+                || url.starts_with("https://"))
+            {
+                bail!("`{url}` is not a repository URL: use file://, http:// or https://");
+            }
+            list.add(&url, versions, reason);
+            list.save(&home).map_err(anyhow::Error::msg)?;
+            eprintln!("barred versions {versions} of {url}");
+        }
+        BlacklistCommand::List { json } => {
+            if json {
+                crate::render::print_json(&serde_json::to_value(&list)?)?;
+            } else if list.entries.is_empty() {
+                println!("the blacklist is empty");
+            } else {
+                for e in &list.entries {
+                    let reason = e
+                        .reason
+                        .as_deref()
+                        .map(|r| format!("  ({r})"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  versions {}  added {}{reason}",
+                        e.url, e.versions, e.added
+                    );
+                }
+            }
+        }
+        BlacklistCommand::Rm { url, versions } => {
+            let removed = list.remove(&url, versions);
+            if removed == 0 {
+                bail!(
+                    "nothing on the blacklist matches {url}{}",
+                    versions.map(|v| format!(" {v}")).unwrap_or_default()
+                );
+            }
+            list.save(&home).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "lifted {removed} entr{} for {url}",
+                if removed == 1 { "y" } else { "ies" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
