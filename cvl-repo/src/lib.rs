@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub use fetch::{Fetcher, Location};
-pub use loader::{load, LoadOptions, LoadReport, LockMode};
+pub use loader::{load, LoadOptions, LoadReport, Loader, LockMode};
 pub use settings::{Mirror, Settings};
 
 /// Replaces `path`'s content crash-safely: a temporary file beside it,

@@ -25,6 +25,8 @@ pub enum LockMode {
     Locked,
     /// Resolve every import afresh and rewrite the lock (`cvl update-lock`).
     Update,
+    /// Honour locked entries, never write (an editor's view).
+    ReadOnly,
     /// Neither read nor write a lock.
     Ignore,
 }
@@ -47,129 +49,180 @@ pub struct LoadReport {
     pub lock_errors: Vec<String>,
 }
 
-struct Pending {
-    file: SourceFile,
-    base: Location,
-    /// The folder of the root whose lock this file's imports use.
-    lock_dir: Option<PathBuf>,
-}
-
 struct LockState {
     lock: LockFile,
     changed: bool,
 }
 
 /// Loads `roots` (with their texts, already read and UTF-8) and everything
-/// they import into `db`.
+/// they import into `db`, then writes the locks that changed.
 pub fn load(
     db: &mut RootDatabase,
     roots: &[(PathBuf, String)],
     options: &LoadOptions,
 ) -> LoadReport {
-    let fetcher = Fetcher::new(options.settings.clone());
-    let mut report = LoadReport::default();
-    let mut by_name: HashMap<String, SourceFile> = HashMap::new();
-    let mut locks: HashMap<PathBuf, LockState> = HashMap::new();
-    let mut queue: Vec<Pending> = Vec::new();
-
+    let mut loader = Loader::new(options);
     for (path, text) in roots {
-        let name = path.display().to_string();
-        let file = match by_name.get(&name) {
-            Some(f) => *f,
+        let file = loader.add_root(db, path, text);
+        loader.report.roots.push(file);
+    }
+    loader.resolve(db);
+    loader.finish()
+}
+
+/// A loader kept across edits (the language server's): it knows every file
+/// it loaded, and resolves the imports of files added or changed since the
+/// last [`Loader::resolve`].
+pub struct Loader {
+    fetcher: Fetcher,
+    lock_mode: LockMode,
+    by_name: HashMap<String, SourceFile>,
+    /// How each known file's imports are resolved: its base and lock folder.
+    context: HashMap<SourceFile, (Location, Option<PathBuf>)>,
+    /// The import keys each file was last resolved with.
+    resolved_keys: HashMap<SourceFile, Vec<ImportKey>>,
+    locks: HashMap<PathBuf, LockState>,
+    queue: Vec<SourceFile>,
+    report: LoadReport,
+}
+
+impl Loader {
+    pub fn new(options: &LoadOptions) -> Loader {
+        Loader {
+            fetcher: Fetcher::new(options.settings.clone()),
+            lock_mode: options.lock,
+            by_name: HashMap::new(),
+            context: HashMap::new(),
+            resolved_keys: HashMap::new(),
+            locks: HashMap::new(),
+            queue: Vec::new(),
+            report: LoadReport::default(),
+        }
+    }
+
+    /// The file loaded under `name` (a path as displayed, or a URL).
+    pub fn file(&self, name: &str) -> Option<SourceFile> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Adds a local root file, or replaces the text of one already known,
+    /// and queues its imports for resolution.
+    pub fn add_root(&mut self, db: &mut RootDatabase, path: &Path, text: &str) -> SourceFile {
+        let name = display_path(path);
+        let file = match self.by_name.get(&name) {
+            Some(&f) => {
+                if f.text(db) != text {
+                    db.set_text(f, text.to_string());
+                }
+                f
+            }
             None => {
-                let f = db.add_file(name.clone(), text.clone());
-                by_name.insert(name, f);
-                report.files.push((f, Some(path.clone())));
+                let f = db.add_file(name.clone(), text.to_string());
+                self.by_name.insert(name, f);
+                self.report.files.push((f, Some(path.to_path_buf())));
                 f
             }
         };
-        report.roots.push(file);
         let dir = absolute_parent(path);
-        if options.lock != LockMode::Ignore && !locks.contains_key(&dir) {
-            let lock = match options.lock {
+        if self.lock_mode != LockMode::Ignore && !self.locks.contains_key(&dir) {
+            let lock = match self.lock_mode {
                 LockMode::Update => LockFile::default(),
                 _ => LockFile::read(&dir).unwrap_or_else(|e| {
-                    report.lock_errors.push(e);
+                    self.report.lock_errors.push(e);
                     LockFile::default()
                 }),
             };
-            locks.insert(
-                dir.clone(),
-                LockState {
-                    lock,
-                    changed: options.lock == LockMode::Update,
-                },
-            );
+            let changed = self.lock_mode == LockMode::Update;
+            self.locks.insert(dir.clone(), LockState { lock, changed });
         }
-        queue.push(Pending {
-            file,
-            base: Location::Dir(dir.clone()),
-            lock_dir: (options.lock != LockMode::Ignore).then_some(dir),
-        });
+        let lock_dir = (self.lock_mode != LockMode::Ignore).then(|| dir.clone());
+        self.context.insert(file, (Location::Dir(dir), lock_dir));
+        self.queue.push(file);
+        file
     }
 
-    let mut done: std::collections::HashSet<SourceFile> = Default::default();
-    while let Some(pending) = queue.pop() {
-        if !done.insert(pending.file) {
-            continue;
+    /// Re-resolves a known file's imports if its import statements changed.
+    pub fn refresh(&mut self, db: &RootDatabase, file: SourceFile) {
+        if self.resolved_keys.get(&file) != Some(&import_keys(db, file)) {
+            self.queue.push(file);
         }
-        let keys: Vec<ImportKey> = item_tree(db, pending.file)
-            .imports
-            .iter()
-            .filter_map(|i| i.key())
-            .collect();
-        let mut resolutions = ImportResolutions::default();
-        for key in keys {
-            if resolutions.get(&key).is_some() {
+    }
+
+    /// Resolves the imports of every queued file, loading what they import.
+    pub fn resolve(&mut self, db: &mut RootDatabase) {
+        while let Some(file) = self.queue.pop() {
+            let keys = import_keys(db, file);
+            if self.resolved_keys.get(&file) == Some(&keys) && !file.imports(db).entries.is_empty()
+            {
                 continue;
             }
-            let lock = pending.lock_dir.as_ref().and_then(|d| locks.get_mut(d));
-            let outcome = resolve_import(&fetcher, &key, &pending.base, lock, options.lock);
-            let result = outcome.map(|fetched| {
-                let file = match by_name.get(&fetched.name) {
-                    Some(f) => *f,
-                    None => {
-                        let f = db.add_file(fetched.name.clone(), fetched.text);
-                        by_name.insert(fetched.name.clone(), f);
-                        report.files.push((f, fetched.path));
-                        queue.push(Pending {
-                            file: f,
-                            base: fetched.base,
-                            lock_dir: pending.lock_dir.clone(),
-                        });
-                        f
-                    }
-                };
-                ResolvedImport {
-                    file,
-                    version: fetched.version,
-                    detail: fetched.detail,
-                    blacklisted: fetched.blacklisted,
+            let Some((base, lock_dir)) = self.context.get(&file).cloned() else {
+                continue;
+            };
+            let mut resolutions = ImportResolutions::default();
+            for key in &keys {
+                if resolutions.get(key).is_some() {
+                    continue;
                 }
-            });
-            resolutions.entries.push((key, result));
+                let lock = lock_dir.as_ref().and_then(|d| self.locks.get_mut(d));
+                let outcome = resolve_import(&self.fetcher, key, &base, lock, self.lock_mode);
+                let result = outcome.map(|fetched| {
+                    let imported = match self.by_name.get(&fetched.name) {
+                        Some(&f) => f,
+                        None => {
+                            let f = db.add_file(fetched.name.clone(), fetched.text);
+                            self.by_name.insert(fetched.name.clone(), f);
+                            self.report.files.push((f, fetched.path));
+                            self.context.insert(f, (fetched.base, lock_dir.clone()));
+                            self.queue.push(f);
+                            f
+                        }
+                    };
+                    ResolvedImport {
+                        file: imported,
+                        version: fetched.version,
+                        detail: fetched.detail,
+                        blacklisted: fetched.blacklisted,
+                    }
+                });
+                resolutions.entries.push((key.clone(), result));
+            }
+            self.resolved_keys.insert(file, keys);
+            if *file.imports(db).as_ref() != resolutions {
+                db.set_imports(file, resolutions);
+            }
         }
-        db.set_imports(pending.file, resolutions);
     }
 
-    for (dir, state) in locks {
-        if !state.changed {
-            continue;
+    /// Writes the locks that changed and returns what happened.
+    pub fn finish(mut self) -> LoadReport {
+        for (dir, state) in std::mem::take(&mut self.locks) {
+            if !state.changed {
+                continue;
+            }
+            match self.lock_mode {
+                LockMode::Locked => self.report.lock_errors.push(format!(
+                    "{} is missing entries or out of date, and --locked forbids changing it: run \
+                     `cvl update-lock` and commit the result",
+                    LockFile::path_in(&dir).display()
+                )),
+                LockMode::ReadOnly => {}
+                _ => match state.lock.write(&dir) {
+                    Ok(()) => self.report.locks_written.push(LockFile::path_in(&dir)),
+                    Err(e) => self.report.lock_errors.push(e),
+                },
+            }
         }
-        if options.lock == LockMode::Locked {
-            report.lock_errors.push(format!(
-                "{} is missing entries or out of date, and --locked forbids changing it: run \
-                 `cvl update-lock` and commit the result",
-                LockFile::path_in(&dir).display()
-            ));
-            continue;
-        }
-        match state.lock.write(&dir) {
-            Ok(()) => report.locks_written.push(LockFile::path_in(&dir)),
-            Err(e) => report.lock_errors.push(e),
-        }
+        self.report
     }
-    report
+}
+
+fn import_keys(db: &RootDatabase, file: SourceFile) -> Vec<ImportKey> {
+    item_tree(db, file)
+        .imports
+        .iter()
+        .filter_map(|i| i.key())
+        .collect()
 }
 
 fn absolute_parent(path: &Path) -> PathBuf {
