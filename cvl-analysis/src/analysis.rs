@@ -204,7 +204,22 @@ fn missing_required(
         } else {
             format!("set it in `{}`: `{path} = \"...\";`", def.name)
         };
-        out.push(diagnostic.note(fix));
+        let mut diagnostic = diagnostic.note(fix);
+        // The fix: an assignment in the object being checked, before its `}`.
+        if let Some(data) = crate::resolve::object_data(db, def.file, def.name.clone()) {
+            let end = data.range.end() - cvl_syntax::TextSize::from(1);
+            let at = Loc::in_object(def, cvl_syntax::TextRange::empty(end));
+            let target = if ev.instances[root.instance].path.is_empty() {
+                last.to_string()
+            } else {
+                path.clone()
+            };
+            diagnostic = diagnostic.with_fix(
+                format!("Add `{target} = \"\";` to `{}`", def.name),
+                vec![(at, format!("  {target} = \"\";\n"))],
+            );
+        }
+        out.push(diagnostic);
     }
     out
 }

@@ -17,6 +17,15 @@ use crate::resolve::{
     self, ancestry, item_tree, kind_of, object_data, ChainEnd, Def, Kind, Resolved,
 };
 
+/// An unresolved name, with the fix of replacing it by a close name.
+fn unresolved(message: String, loc: Loc, suggestion: Option<&str>) -> LocalDiagnostic {
+    let diagnostic = error(Code::UnresolvedName, message, loc.clone());
+    match suggestion {
+        Some(s) => diagnostic.with_fix(format!("Change to `{s}`"), vec![(loc, s.to_string())]),
+        None => diagnostic,
+    }
+}
+
 fn error(code: Code, message: impl Into<String>, loc: Loc) -> LocalDiagnostic {
     LocalDiagnostic::new(code, Severity::Error, message, loc)
 }
@@ -188,16 +197,15 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<L
         match resolve::resolve_type(db, def.file, &parent.text) {
             Resolved::Unresolved | Resolved::Root => {
                 let names = resolve::type_names(db, def.file);
-                let hint =
-                    crate::suggest::did_you_mean(&parent.text, names.iter().map(String::as_str))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_else(|| {
-                            "; import it, or extend VMAppliance or VANAppliance".into()
-                        });
-                out.push(error(
-                    Code::UnresolvedName,
+                let suggestion =
+                    crate::suggest::did_you_mean(&parent.text, names.iter().map(String::as_str));
+                let hint = suggestion
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| "; import it, or extend VMAppliance or VANAppliance".into());
+                out.push(unresolved(
                     format!("no object named `{}`{hint}", parent.text),
                     at(parent.range),
+                    suggestion,
                 ));
             }
             Resolved::BrokenImport(_) => {}
@@ -316,14 +324,15 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<L
         match resolve::resolve_type(db, def.file, &comp.ty.text) {
             Resolved::Unresolved | Resolved::Root => {
                 let names = resolve::type_names(db, def.file);
-                let hint =
-                    crate::suggest::did_you_mean(&comp.ty.text, names.iter().map(String::as_str))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_else(|| "; import it first".into());
-                out.push(error(
-                    Code::UnresolvedName,
+                let suggestion =
+                    crate::suggest::did_you_mean(&comp.ty.text, names.iter().map(String::as_str));
+                let hint = suggestion
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| "; import it first".into());
+                out.push(unresolved(
                     format!("no object named `{}`{hint}", comp.ty.text),
                     at(comp.ty.range),
+                    suggestion,
                 ));
             }
             Resolved::BrokenImport(_) => {}
@@ -413,11 +422,8 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<L
             }
             Err(e) => {
                 if !e.consequential {
-                    out.push(error(
-                        Code::UnresolvedName,
-                        e.message,
-                        at(assign.target[e.segment].range),
-                    ));
+                    let loc = at(assign.target[e.segment].range);
+                    out.push(unresolved(e.message, loc, e.suggestion.as_deref()));
                 }
                 None
             }
@@ -468,11 +474,8 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<L
                 }
                 Err(e) => {
                     if !e.consequential {
-                        out.push(error(
-                            Code::UnresolvedName,
-                            e.message,
-                            at(path[e.segment].range),
-                        ));
+                        let loc = at(path[e.segment].range);
+                        out.push(unresolved(e.message, loc, e.suggestion.as_deref()));
                     }
                 }
             }
@@ -497,6 +500,13 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<L
                         .label(
                             Loc::in_object(&t.owner, var.name.range),
                             "declared \"sensitive\" here",
+                        )
+                        .with_fix(
+                            format!(
+                                "Remove the written value of `{}`: the user agent supplies it",
+                                key.join(".")
+                            ),
+                            vec![(at(assign.range), String::new())],
                         ),
                     );
                 }

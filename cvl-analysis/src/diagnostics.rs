@@ -163,6 +163,16 @@ pub struct Diagnostic {
     pub span: Span,
     pub labels: Vec<Label>,
     pub notes: Vec<String>,
+    /// A mechanical fix, when there is an obvious one.
+    pub fix: Option<Fix>,
+}
+
+/// Text edits that fix a diagnostic, with a title for people.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fix {
+    pub title: String,
+    /// Replace each span's text with the string.
+    pub edits: Vec<(Span, String)>,
 }
 
 impl Diagnostic {
@@ -174,6 +184,7 @@ impl Diagnostic {
             span,
             labels: Vec::new(),
             notes: Vec::new(),
+            fix: None,
         }
     }
 
@@ -270,6 +281,8 @@ pub struct LocalDiagnostic {
     pub loc: Loc,
     pub labels: Vec<(Loc, String)>,
     pub notes: Vec<String>,
+    /// A fix: its title and its edits.
+    pub fix: Option<(String, Vec<(Loc, String)>)>,
 }
 
 impl LocalDiagnostic {
@@ -281,7 +294,13 @@ impl LocalDiagnostic {
             loc,
             labels: Vec::new(),
             notes: Vec::new(),
+            fix: None,
         }
+    }
+
+    pub fn with_fix(mut self, title: impl Into<String>, edits: Vec<(Loc, String)>) -> Self {
+        self.fix = Some((title.into(), edits));
+        self
     }
 
     pub fn label(mut self, loc: Loc, message: impl Into<String>) -> Self {
@@ -309,6 +328,13 @@ impl LocalDiagnostic {
                 })
                 .collect(),
             notes: self.notes.clone(),
+            fix: self.fix.as_ref().map(|(title, edits)| Fix {
+                title: title.clone(),
+                edits: edits
+                    .iter()
+                    .map(|(loc, text)| (loc.span(db), text.clone()))
+                    .collect(),
+            }),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod db;
 pub mod deploy;
 pub mod diagnostics;
 pub mod eval;
+pub mod ide;
 pub mod item_tree;
 pub mod model;
 pub mod prelude;

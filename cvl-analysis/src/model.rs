@@ -158,6 +158,8 @@ pub struct PathError {
     /// Set when the segment's component has a type that did not resolve (or
     /// an object that failed): the cause was reported elsewhere.
     pub consequential: bool,
+    /// The close name the segment was probably meant to be.
+    pub suggestion: Option<String>,
 }
 
 /// Resolves `path` against `def`'s model: every segment but the last must be
@@ -179,6 +181,7 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
                     path[i + 1].text
                 ),
                 consequential: false,
+                suggestion: None,
             });
         }
         if let Some(comp) = model.components.get(&segment.text) {
@@ -192,13 +195,17 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
                         segment: i + 1,
                         message: format!("the type of component `{}` is unknown", segment.text),
                         consequential: true,
+                        suggestion: None,
                     })
                 }
             }
             continue;
         }
         let names = model.param_order.iter().chain(model.component_order.iter());
-        let hint = crate::suggest::did_you_mean(&segment.text, names.map(String::as_str))
+        let suggestion = crate::suggest::did_you_mean(&segment.text, names.map(String::as_str))
+            .map(str::to_string);
+        let hint = suggestion
+            .as_ref()
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         return Err(PathError {
@@ -208,11 +215,13 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
                 model.def.name, segment.text
             ),
             consequential: model.kind == Kind::Unknown,
+            suggestion,
         });
     }
     Err(PathError {
         segment: 0,
         message: "an empty path".to_string(),
         consequential: true,
+        suggestion: None,
     })
 }

@@ -100,6 +100,11 @@ impl Loader {
         }
     }
 
+    /// Every file loaded so far, with its path when it is local.
+    pub fn files(&self) -> &[(SourceFile, Option<PathBuf>)] {
+        &self.report.files
+    }
+
     /// The file loaded under `name` (a path as displayed, or a URL).
     pub fn file(&self, name: &str) -> Option<SourceFile> {
         self.by_name.get(name).copied()

@@ -68,6 +68,8 @@ struct Comment {
     own_line: bool,
     /// An empty line stood before it.
     blank_before: bool,
+    /// A line break (or the end of the file) stood after it.
+    newline_after: bool,
 }
 
 struct Printer {
@@ -169,7 +171,12 @@ impl Printer {
             };
             self.pending = saved.max(sep);
             self.write(&comment.text);
-            self.pending = saved.max(Sep::Newline);
+            // `/* note */ x = 1;` keeps the code on the comment's line.
+            self.pending = if comment.is_line || comment.newline_after {
+                saved.max(Sep::Newline)
+            } else {
+                Sep::Space
+            };
         } else {
             self.pending = Sep::Space;
             self.write(&comment.text);
@@ -427,6 +434,9 @@ fn comments_of(trivia: &[SyntaxToken]) -> Vec<Comment> {
             is_line: t.kind() == LINE_COMMENT,
             own_line: newlines > 0 || at_file_start,
             blank_before: newlines > 1,
+            newline_after: t.next_token().is_none_or(|n| {
+                n.kind() == LINE_COMMENT || (n.kind() == WHITESPACE && n.text().contains('\n'))
+            }),
         });
     }
     comments

@@ -92,6 +92,14 @@ enum Command {
     /// must not be run (kept in $CVL_HOME/blacklist.json).
     #[command(subcommand)]
     Blacklist(blacklist::BlacklistCommand),
+    /// Run the language server (LSP over stdin/stdout) for editors.
+    #[command(
+        after_help = "Editors start it themselves: see editors/ for VS Code, Neovim and Helix.\n\
+        It loads every .cvl file of the workspace folder, resolves imports like `cvl check` \
+        (mirrors from $CVL_MIRRORS; cvl.lock is read, never written), and publishes the same \
+        diagnostics as `cvl check`."
+    )]
+    Lsp,
     /// Print a file's lossless syntax tree and its syntax errors.
     Parse {
         /// The file to parse (`-` for standard input).
@@ -122,6 +130,10 @@ fn main() -> ExitCode {
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),
         Command::Blacklist(command) => blacklist::run(command),
+        Command::Lsp => {
+            cvl_lsp::run_stdio();
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Parse { file } => parse(&file),
     };
     match result {

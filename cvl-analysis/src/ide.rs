@@ -1,0 +1,697 @@
+//! The IDE layer: answers in editor terms (byte offsets, labels, markdown)
+//! for the language server. Everything here is plain data; `cvl-lsp`
+//! converts it to LSP types and UTF-16 positions.
+//!
+//! At its centre are a file's *occurrences*: every name in it and the
+//! object, parameter or component it denotes. Hover, definition,
+//! references, highlights, rename and semantic tokens all read them.
+
+use std::sync::Arc;
+
+use cvl_syntax::{SyntaxKind, TextRange, TextSize};
+
+use crate::db::{Db, SourceFile};
+use crate::item_tree::{Expr, Named, ObjectData};
+use crate::model::{object_model, resolve_path, CompDecl, ParamDecl, Target};
+use crate::resolve::{self, item_tree, kind_of, Def, Resolved};
+
+/// What a name denotes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Object(Def),
+    Param(ParamDecl),
+    Component(CompDecl),
+}
+
+/// A name in a file and what it denotes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Occurrence {
+    pub range: TextRange,
+    pub entity: Entity,
+    pub is_declaration: bool,
+}
+
+/// Every name of `file` that denotes something, in source order.
+#[salsa::tracked(returns(ref))]
+pub fn occurrences(db: &dyn Db, file: SourceFile) -> Arc<Vec<Occurrence>> {
+    let tree = item_tree(db, file);
+    let mut out = Vec::new();
+    for import in &tree.imports {
+        if let Some(name) = &import.name {
+            if let Resolved::Def(def) = resolve::resolve_type(db, file, &name.text) {
+                out.push(Occurrence {
+                    range: name.range,
+                    entity: Entity::Object(def),
+                    is_declaration: false,
+                });
+            }
+        }
+    }
+    let mut seen = rustc_hash::FxHashSet::default();
+    for object in &tree.objects {
+        let data = &object.data;
+        if !seen.insert(data.name.text.clone()) {
+            continue;
+        }
+        let def = Def {
+            file,
+            name: data.name.text.clone(),
+        };
+        let abs = |r: TextRange| r + object.start;
+        out.push(Occurrence {
+            range: abs(data.name.range),
+            entity: Entity::Object(def.clone()),
+            is_declaration: true,
+        });
+        if let Some(parent) = &data.parent {
+            if let Resolved::Def(p) = resolve::resolve_type(db, file, &parent.text) {
+                out.push(Occurrence {
+                    range: abs(parent.range),
+                    entity: Entity::Object(p),
+                    is_declaration: false,
+                });
+            }
+        }
+        let model = object_model(db, &def);
+        for var in &data.vars {
+            if let Some(p) = model.params.get(&var.name.text).filter(|p| p.owner == def) {
+                out.push(Occurrence {
+                    range: abs(var.name.range),
+                    entity: Entity::Param(p.clone()),
+                    is_declaration: true,
+                });
+            }
+        }
+        for comp in &data.components {
+            if let Resolved::Def(ty) = resolve::resolve_type(db, file, &comp.ty.text) {
+                out.push(Occurrence {
+                    range: abs(comp.ty.range),
+                    entity: Entity::Object(ty),
+                    is_declaration: false,
+                });
+            }
+            if let Some(c) = model
+                .components
+                .get(&comp.name.text)
+                .filter(|c| c.owner == def)
+            {
+                out.push(Occurrence {
+                    range: abs(comp.name.range),
+                    entity: Entity::Component(c.clone()),
+                    is_declaration: true,
+                });
+            }
+        }
+        for assign in &data.assigns {
+            path_occurrences(db, &def, &assign.target, object.start, &mut out);
+            let mut refs = Vec::new();
+            assign.values.iter().for_each(|v| v.refs(&mut refs));
+            for (path, _) in refs {
+                path_occurrences(db, &def, &path, object.start, &mut out);
+            }
+        }
+    }
+    out.sort_by_key(|o| o.range.start());
+    Arc::new(out)
+}
+
+/// Each segment of a dotted path resolved against `def`.
+fn path_occurrences(
+    db: &dyn Db,
+    def: &Def,
+    path: &[Named],
+    base: TextSize,
+    out: &mut Vec<Occurrence>,
+) {
+    for i in 0..path.len() {
+        let entity = match resolve_path(db, def, &path[..=i]) {
+            Ok(Target::Param(p)) => Entity::Param(p),
+            Ok(Target::Component(c)) => Entity::Component(c),
+            Err(_) => break,
+        };
+        out.push(Occurrence {
+            range: path[i].range + base,
+            entity,
+            is_declaration: false,
+        });
+    }
+}
+
+/// The occurrence under `offset` (touching it from either side).
+pub fn occurrence_at(db: &dyn Db, file: SourceFile, offset: TextSize) -> Option<Occurrence> {
+    occurrences(db, file)
+        .iter()
+        .find(|o| o.range.contains_inclusive(offset))
+        .cloned()
+}
+
+/// A place to navigate to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NavTarget {
+    pub file: SourceFile,
+    /// The name at the target.
+    pub range: TextRange,
+}
+
+fn object_start(db: &dyn Db, def: &Def) -> TextSize {
+    item_tree(db, def.file)
+        .object(&def.name)
+        .map_or(TextSize::from(0), |o| o.start)
+}
+
+fn data(db: &dyn Db, def: &Def) -> Option<Arc<ObjectData>> {
+    resolve::object_data(db, def.file, def.name.clone()).clone()
+}
+
+/// Where an entity is declared.
+pub fn declaration(db: &dyn Db, entity: &Entity) -> Option<NavTarget> {
+    let (owner, range) = match entity {
+        Entity::Object(def) => (def, data(db, def)?.name.range),
+        Entity::Param(p) => (&p.owner, p.var(db).name.range),
+        Entity::Component(c) => (&c.owner, c.item(db).name.range),
+    };
+    Some(NavTarget {
+        file: owner.file,
+        range: range + object_start(db, owner),
+    })
+}
+
+pub fn goto_definition(db: &dyn Db, file: SourceFile, offset: TextSize) -> Option<NavTarget> {
+    declaration(db, &occurrence_at(db, file, offset)?.entity)
+}
+
+/// Every occurrence of the entity under `offset` in `files`, the declaration
+/// included.
+pub fn references(
+    db: &dyn Db,
+    file: SourceFile,
+    offset: TextSize,
+    files: &[SourceFile],
+) -> Vec<NavTarget> {
+    let Some(target) = occurrence_at(db, file, offset) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(decl) = declaration(db, &target.entity) {
+        out.push(decl);
+    }
+    for &f in files {
+        for o in occurrences(db, f).iter() {
+            let nav = NavTarget {
+                file: f,
+                range: o.range,
+            };
+            if o.entity == target.entity && !out.contains(&nav) {
+                out.push(nav);
+            }
+        }
+    }
+    out
+}
+
+/// Hover text (markdown) for the name under `offset`.
+pub fn hover(db: &dyn Db, file: SourceFile, offset: TextSize) -> Option<(TextRange, String)> {
+    let occurrence = occurrence_at(db, file, offset)?;
+    let text = match &occurrence.entity {
+        Entity::Object(def) => {
+            let mut text = describe_object(db, def);
+            // On an import's name: where the import led.
+            for import in &item_tree(db, file).imports {
+                let on_name = import
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| n.range == occurrence.range);
+                let resolved = import.key().and_then(|k| file.imports(db).get(&k).cloned());
+                if let (true, Some(Ok(r))) = (on_name, resolved) {
+                    text.push_str(&format!("\n\nimported: {}", r.detail));
+                }
+            }
+            text
+        }
+        Entity::Param(p) => describe_param(db, file, p),
+        Entity::Component(c) => {
+            let item = c.item(db);
+            let ty =
+                c.ty.as_ref()
+                    .map_or("an unknown type".to_string(), |t| describe_object(db, t));
+            format!(
+                "```cvl\n{} {};\n```\ncomponent of `{}`\n\n---\n{ty}",
+                item.ty.text, item.name.text, c.owner.name
+            )
+        }
+    };
+    Some((occurrence.range, text))
+}
+
+fn describe_object(db: &dyn Db, def: &Def) -> String {
+    let chain: Vec<&str> = resolve::ancestry(db, def)
+        .chain
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let mut text = format!(
+        "```cvl\n{}\n```\n{}",
+        chain.join(" extends "),
+        kind_of(db, def).describe()
+    );
+    if def.file == db.prelude() {
+        text.push_str(", predefined (paper Figure 1)");
+    } else {
+        text.push_str(&format!(", declared in `{}`", def.file.name(db)));
+    }
+    text
+}
+
+fn describe_param(db: &dyn Db, file: SourceFile, p: &ParamDecl) -> String {
+    let var = p.var(db);
+    let mut attrs = String::new();
+    if p.required {
+        attrs.push_str("\"required\" ");
+    }
+    if p.sensitive {
+        attrs.push_str("\"sensitive\" ");
+    }
+    let mut text = format!(
+        "```cvl\nvar {attrs}{};\n```\nparameter of `{}`",
+        var.name.text, p.owner.name
+    );
+    if crate::prelude::UTILITY_ALLOCATED.contains(&var.name.text.as_str())
+        && p.owner.file == db.prelude()
+        && p.owner.name == "Interface"
+    {
+        text.push_str(", allocated by the utility at deploy time");
+    }
+    // Its value in each object of this file that has it.
+    let mut values = Vec::new();
+    for object in &item_tree(db, file).objects {
+        let def = Def {
+            file,
+            name: object.data.name.text.clone(),
+        };
+        let ev = crate::eval::evaluate(db, &def);
+        for slot in &ev.slots {
+            if slot.decl != *p {
+                continue;
+            }
+            let path = ev.dotted(slot);
+            let value = if slot.value.sensitive && !slot.value.is_empty() {
+                "<redacted>".to_string()
+            } else {
+                match slot.value.strings() {
+                    None => "(allocated at deploy time)".to_string(),
+                    Some(v) if v.is_empty() => "(unset)".to_string(),
+                    Some(v) => v
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            };
+            let origin = ev
+                .origin(db, slot)
+                .map(|l| {
+                    let span = l.span(db);
+                    let text = l.file.text(db);
+                    let (line, _) = cvl_syntax::line_col(text, span.range.start());
+                    format!(" (assigned in `{}`, line {line})", span.file)
+                })
+                .unwrap_or_default();
+            values.push(format!("- in `{}`: `{path}` = {value}{origin}", def.name));
+        }
+        if values.len() >= 12 {
+            break;
+        }
+    }
+    if !values.is_empty() {
+        text.push_str("\n\n---\nfinal values:\n");
+        text.push_str(&values.join("\n"));
+    }
+    text
+}
+
+/// A completion candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionItem {
+    pub label: String,
+    pub kind: CompletionKind,
+    pub detail: String,
+    pub documentation: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionKind {
+    Parameter,
+    Component,
+    Type,
+    Keyword,
+    Attribute,
+    ImportKey,
+}
+
+/// What fits at `offset`, judged from the tokens before it.
+pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<CompletionItem> {
+    let parse = resolve::parse(db, file);
+    let root = parse.syntax();
+    // The significant tokens before the cursor (skipping the word being typed).
+    let mut before = Vec::new();
+    let mut token = root.token_at_offset(offset).left_biased();
+    if let Some(t) = &token {
+        if t.kind() == SyntaxKind::IDENT && t.text_range().end() >= offset {
+            token = t.prev_token();
+        }
+    }
+    while let Some(t) = token {
+        if !t.kind().is_trivia() {
+            before.push(t.clone());
+            if before.len() == 40 {
+                break;
+            }
+        }
+        token = t.prev_token();
+    }
+    let kinds: Vec<SyntaxKind> = before.iter().map(|t| t.kind()).collect();
+    let tree = item_tree(db, file);
+    let object = tree
+        .objects
+        .iter()
+        .find(|o| (o.data.range + o.start).contains_inclusive(offset))
+        .map(|o| Def {
+            file,
+            name: o.data.name.text.clone(),
+        });
+    let in_import = before
+        .iter()
+        .any(|t| t.parent_ancestors().any(|n| n.kind() == SyntaxKind::IMPORT))
+        && !kinds.contains(&SyntaxKind::SEMICOLON);
+    let types = || {
+        resolve::type_names(db, file)
+            .into_iter()
+            .filter(|n| n != "Appliance")
+            .map(|n| CompletionItem {
+                label: n.clone(),
+                kind: CompletionKind::Type,
+                detail: "object".into(),
+                documentation: None,
+            })
+            .collect::<Vec<_>>()
+    };
+    match kinds.first() {
+        Some(SyntaxKind::EXTENDS_KW) => return types(),
+        Some(SyntaxKind::VAR_KW) | Some(SyntaxKind::STRING)
+            if before.first().is_some_and(|t| {
+                t.parent()
+                    .is_some_and(|p| p.kind() == SyntaxKind::ATTR_LIST)
+            }) || kinds.first() == Some(&SyntaxKind::VAR_KW) =>
+        {
+            return ["required", "sensitive"]
+                .iter()
+                .map(|a| CompletionItem {
+                    label: format!("\"{a}\""),
+                    kind: CompletionKind::Attribute,
+                    detail: "attribute".into(),
+                    documentation: Some(match *a {
+                        "required" => {
+                            "Must have a value before the appliance can be started.".into()
+                        }
+                        _ => "Never stored unencrypted: the user agent supplies it at deploy time."
+                            .into(),
+                    }),
+                })
+                .collect();
+        }
+        Some(SyntaxKind::L_CURLY | SyntaxKind::COMMA) if in_import => {
+            return [
+                ("url", "the repository: file://, http:// or https://"),
+                ("cvl", "the CVL file in a version"),
+                ("version", "a version number; absent: the latest"),
+            ]
+            .iter()
+            .map(|(k, doc)| CompletionItem {
+                label: k.to_string(),
+                kind: CompletionKind::ImportKey,
+                detail: "import key".into(),
+                documentation: Some(doc.to_string()),
+            })
+            .collect();
+        }
+        _ => {}
+    }
+    let Some(def) = object else { return Vec::new() };
+    // After `a.b.`: the members of that component.
+    let mut container = def.clone();
+    if kinds.first() == Some(&SyntaxKind::DOT) {
+        let mut path = Vec::new();
+        let mut i = 1;
+        while i < before.len() && before[i].kind() == SyntaxKind::IDENT {
+            path.push(Named {
+                text: before[i].text().to_string(),
+                range: Default::default(),
+            });
+            if before.get(i + 1).map(|t| t.kind()) != Some(SyntaxKind::DOT) {
+                break;
+            }
+            i += 2;
+        }
+        path.reverse();
+        match resolve_path(db, &def, &path) {
+            Ok(Target::Component(c)) => match c.ty {
+                Some(ty) => container = ty,
+                None => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        }
+    }
+    let model = object_model(db, &container);
+    let mut items = Vec::new();
+    for name in &model.param_order {
+        let p = &model.params[name];
+        let mut attrs = Vec::new();
+        if p.required {
+            attrs.push("\"required\"");
+        }
+        if p.sensitive {
+            attrs.push("\"sensitive\"");
+        }
+        items.push(CompletionItem {
+            label: name.clone(),
+            kind: CompletionKind::Parameter,
+            detail: format!(
+                "var {}{name} ({})",
+                attrs.iter().map(|a| format!("{a} ")).collect::<String>(),
+                p.owner.name
+            ),
+            documentation: Some(format!("parameter declared in `{}`", p.owner.name)),
+        });
+    }
+    for name in &model.component_order {
+        let c = &model.components[name];
+        let ty = c.ty.as_ref().map_or("?".to_string(), |t| t.name.clone());
+        items.push(CompletionItem {
+            label: name.clone(),
+            kind: CompletionKind::Component,
+            detail: format!("{ty} {name}"),
+            documentation: Some(format!("component declared in `{}`", c.owner.name)),
+        });
+    }
+    let at_statement_start = matches!(
+        kinds.first(),
+        Some(SyntaxKind::L_CURLY | SyntaxKind::SEMICOLON | SyntaxKind::R_CURLY)
+    );
+    if at_statement_start && kinds.first() != Some(&SyntaxKind::DOT) {
+        items.push(CompletionItem {
+            label: "var".into(),
+            kind: CompletionKind::Keyword,
+            detail: "declare parameters".into(),
+            documentation: Some("`var \"required\" name;`".into()),
+        });
+        items.extend(types());
+    }
+    items
+}
+
+/// An entry of a file's outline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    pub name: String,
+    pub detail: String,
+    pub kind: SymbolKind,
+    pub range: TextRange,
+    pub selection: TextRange,
+    pub children: Vec<Symbol>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolKind {
+    Object,
+    Parameter,
+    Component,
+    Import,
+}
+
+pub fn document_symbols(db: &dyn Db, file: SourceFile) -> Vec<Symbol> {
+    let tree = item_tree(db, file);
+    let mut out = Vec::new();
+    for import in &tree.imports {
+        if let Some(name) = &import.name {
+            out.push(Symbol {
+                name: name.text.clone(),
+                detail: import.url.clone().unwrap_or_default(),
+                kind: SymbolKind::Import,
+                range: import.range,
+                selection: name.range,
+                children: Vec::new(),
+            });
+        }
+    }
+    for object in &tree.objects {
+        let d = &object.data;
+        let abs = |r: TextRange| r + object.start;
+        let mut children: Vec<Symbol> = d
+            .vars
+            .iter()
+            .map(|v| Symbol {
+                name: v.name.text.clone(),
+                detail: [
+                    v.required.then_some("required"),
+                    v.sensitive.then_some("sensitive"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+                kind: SymbolKind::Parameter,
+                range: abs(v.decl_range),
+                selection: abs(v.name.range),
+                children: Vec::new(),
+            })
+            .collect();
+        children.extend(d.components.iter().map(|c| Symbol {
+            name: c.name.text.clone(),
+            detail: c.ty.text.clone(),
+            kind: SymbolKind::Component,
+            range: abs(TextRange::new(c.ty.range.start(), c.name.range.end())),
+            selection: abs(c.name.range),
+            children: Vec::new(),
+        }));
+        children.sort_by_key(|s| s.range.start());
+        out.push(Symbol {
+            name: d.name.text.clone(),
+            detail: d
+                .parent
+                .as_ref()
+                .map(|p| format!("extends {}", p.text))
+                .unwrap_or_default(),
+            kind: SymbolKind::Object,
+            range: abs(d.range),
+            selection: abs(d.name.range),
+            children,
+        });
+    }
+    out
+}
+
+/// Ranges an editor can fold: object bodies, multi-line maps and imports,
+/// block comments.
+pub fn folding_ranges(db: &dyn Db, file: SourceFile) -> Vec<TextRange> {
+    let root = resolve::parse(db, file).syntax();
+    let text = file.text(db);
+    let multiline = |r: TextRange| text[r].contains('\n');
+    let mut out = Vec::new();
+    for element in root.descendants_with_tokens() {
+        let range = element.text_range();
+        let foldable = matches!(
+            element.kind(),
+            SyntaxKind::BODY | SyntaxKind::MAP | SyntaxKind::IMPORT | SyntaxKind::BLOCK_COMMENT
+        );
+        if foldable && multiline(range) {
+            out.push(range);
+        }
+    }
+    out
+}
+
+/// Token classes for semantic highlighting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Highlight {
+    Keyword,
+    String,
+    Comment,
+    Type,
+    Parameter,
+    Component,
+    Operator,
+}
+
+/// Every highlighted range of `file`, in order, without overlaps.
+pub fn highlights(db: &dyn Db, file: SourceFile) -> Vec<(TextRange, Highlight)> {
+    let root = resolve::parse(db, file).syntax();
+    let named: rustc_hash::FxHashMap<TextSize, Highlight> = occurrences(db, file)
+        .iter()
+        .map(|o| {
+            let h = match o.entity {
+                Entity::Object(_) => Highlight::Type,
+                Entity::Param(_) => Highlight::Parameter,
+                Entity::Component(_) => Highlight::Component,
+            };
+            (o.range.start(), h)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for token in root
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+    {
+        let h = match token.kind() {
+            SyntaxKind::IMPORT_KW | SyntaxKind::EXTENDS_KW | SyntaxKind::VAR_KW => {
+                Some(Highlight::Keyword)
+            }
+            SyntaxKind::STRING => Some(Highlight::String),
+            SyntaxKind::LINE_COMMENT | SyntaxKind::BLOCK_COMMENT => Some(Highlight::Comment),
+            SyntaxKind::EQ | SyntaxKind::FAT_ARROW => Some(Highlight::Operator),
+            SyntaxKind::IDENT => named.get(&token.text_range().start()).copied(),
+            _ => None,
+        };
+        if let Some(h) = h {
+            out.push((token.text_range(), h));
+        }
+    }
+    out
+}
+
+/// Inline hints: each assignment's final value in its object, when it
+/// differs from what is written (a reference, a map, an override).
+pub fn inlay_hints(db: &dyn Db, file: SourceFile) -> Vec<(TextSize, String)> {
+    let tree = item_tree(db, file);
+    let mut out = Vec::new();
+    for object in &tree.objects {
+        let def = Def {
+            file,
+            name: object.data.name.text.clone(),
+        };
+        let ev = crate::eval::evaluate(db, &def);
+        for assign in &object.data.assigns {
+            if assign.values.iter().all(|v| matches!(v, Expr::Str { .. })) {
+                continue; // the literal says it all
+            }
+            let path: Vec<&str> = assign.target.iter().map(|n| n.text.as_str()).collect();
+            let Some(slot) = ev.slot(&path.join(".")) else {
+                continue;
+            };
+            let label = if slot.value.sensitive && !slot.value.is_empty() {
+                "<redacted>".to_string()
+            } else {
+                match slot.value.strings() {
+                    None => "(allocated at deploy time)".into(),
+                    Some(v) if v.is_empty() => "(unset)".into(),
+                    Some(v) => v
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            };
+            out.push((assign.range.end() + object.start, format!(" ⇒ {label}")));
+        }
+    }
+    out
+}

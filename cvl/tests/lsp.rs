@@ -1,0 +1,315 @@
+//! The language server as an editor drives it: the real `cvl lsp` binary,
+//! JSON-RPC over stdio. Responses are snapshotted with the workspace folder
+//! written as `$ROOT`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    incoming: Receiver<Value>,
+    next_id: i64,
+    /// Notifications received while waiting for responses.
+    notifications: Vec<Value>,
+    root: String,
+}
+
+impl Client {
+    fn start(root: &Path) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cvl"))
+            .arg("lsp")
+            .current_dir(root)
+            .env_remove("CVL_MIRRORS")
+            .env("CVL_HOME", root.join(".home"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts cvl lsp");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, incoming) = channel();
+        std::thread::spawn(move || loop {
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let line = line.trim();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(n) = line.strip_prefix("Content-Length: ") {
+                    length = n.parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            if stdout.read_exact(&mut body).is_err() {
+                return;
+            }
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+        });
+        Client {
+            child,
+            stdin,
+            incoming,
+            next_id: 1,
+            notifications: Vec::new(),
+            root: root.to_string_lossy().to_string(),
+        }
+    }
+
+    fn send(&mut self, message: Value) {
+        let body = message.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        let mut message = json!({ "jsonrpc": "2.0", "method": method });
+        if !params.is_null() {
+            message["params"] = params;
+        }
+        self.send(message);
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut message = json!({ "jsonrpc": "2.0", "id": id, "method": method });
+        if !params.is_null() {
+            message["params"] = params;
+        }
+        self.send(message);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let message = self
+                .incoming
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no answer to {method}"));
+            if message["id"] == id && message.get("method").is_none() {
+                assert!(message.get("error").is_none(), "{method}: {message}");
+                return message["result"].clone();
+            }
+            self.notifications.push(message);
+        }
+    }
+
+    fn request_error(&mut self, method: &str, params: Value) -> String {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        loop {
+            let message = self
+                .incoming
+                .recv_timeout(Duration::from_secs(20))
+                .expect("an answer");
+            if message["id"] == id {
+                return message["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            self.notifications.push(message);
+        }
+    }
+
+    /// Waits for diagnostics of `uri` at `version` (or any, when `None`).
+    fn diagnostics(&mut self, uri: &str, version: Option<i64>) -> Value {
+        let matches = |m: &Value| {
+            m["method"] == "textDocument/publishDiagnostics"
+                && m["params"]["uri"] == uri
+                && version.is_none_or(|v| m["params"]["version"] == v)
+        };
+        if let Some(i) = self.notifications.iter().rposition(matches) {
+            return self.notifications.remove(i)["params"]["diagnostics"].clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let message = self
+                .incoming
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no diagnostics for {uri} {version:?}"));
+            if matches(&message) {
+                return message["params"]["diagnostics"].clone();
+            }
+            self.notifications.push(message);
+        }
+    }
+
+    /// A value with the workspace path written as `$ROOT`.
+    fn relative(&self, value: &Value) -> Value {
+        serde_json::from_str(
+            &value
+                .to_string()
+                .replace(&format!("file://{}", self.root), "$ROOT"),
+        )
+        .unwrap()
+    }
+
+    fn stop(mut self) {
+        self.request("shutdown", Value::Null);
+        self.notify("exit", Value::Null);
+        drop(self.stdin); // as an editor does: the pipe closes
+        let mut child = self.child;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        panic!("the server did not exit after `exit`");
+    }
+}
+
+const DNS: &str = "CVL = \"0.8\";\nDns extends VMAppliance {\n  var \"required\" domain;\n  var port;\n  port = \"53\";\n  vm = \"dns.vm\";\n}\n";
+
+const NET: &str = "import { url => \"file://./lib\", cvl => \"Dns.cvl\" } Dns;\n/* A network: é and 🙂 before names test UTF-16 columns. */\nNet extends VANAppliance {\n  var \"required\" domain;\n  /* é🙂 */ Dns   d;\n  d.domain = domain;\n  vanIF = \"d.ethernet0\";\n}\n";
+
+fn pos(text: &str, needle: &str, nth: usize) -> Value {
+    let offset = text.match_indices(needle).nth(nth).unwrap().0;
+    let before = &text[..offset];
+    let line = before.matches('\n').count();
+    let col: usize = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .map(char::len_utf16)
+        .sum();
+    json!({ "line": line, "character": col })
+}
+
+#[test]
+fn an_editor_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::write(root.join("lib/Dns.cvl"), DNS).unwrap();
+    std::fs::write(root.join("net.cvl"), NET).unwrap();
+    let uri = format!("file://{}/net.cvl", root.display());
+    let lib_uri = format!("file://{}/lib/Dns.cvl", root.display());
+
+    let mut client = Client::start(&root);
+    let init = client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
+    );
+    assert_eq!(init["capabilities"]["positionEncoding"], "utf-16");
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": NET } }),
+    );
+    let opened = client.diagnostics(&uri, Some(1));
+    insta::assert_json_snapshot!("lsp_diagnostics_on_open", client.relative(&opened));
+
+    // An incremental edit that misspells a name: the same diagnostic as `cvl check`.
+    let typo_at = pos(NET, "domain;\n  vanIF", 0);
+    let end =
+        json!({ "line": typo_at["line"], "character": typo_at["character"].as_u64().unwrap() + 6 });
+    client.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri, "version": 2 },
+            "contentChanges": [{ "range": { "start": typo_at, "end": end }, "text": "domian" }],
+        }),
+    );
+    let edited = client.diagnostics(&uri, Some(2));
+    let unresolved: Vec<&Value> = edited
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "unresolved-name")
+        .collect();
+    assert_eq!(unresolved.len(), 1, "{edited:#}");
+    assert!(unresolved[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `domain`?"));
+    assert_eq!(unresolved[0]["range"]["start"], typo_at);
+    let text_v2 = NET.replacen("domain;\n  vanIF", "domian;\n  vanIF", 1);
+
+    // The quick fix for it.
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": typo_at, "end": typo_at }, "context": { "diagnostics": [] } }),
+    );
+    assert_eq!(actions[0]["title"], "Change to `domain`");
+    // Undo the typo as the editor would after applying it.
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": NET }] }),
+    );
+    client.diagnostics(&uri, Some(3));
+    let _ = text_v2;
+
+    // Hover on `d.domain`'s `domain`: its declaration, attributes and final value.
+    let hover = client.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": pos(NET, "domain = domain", 0) }),
+    );
+    insta::assert_json_snapshot!("lsp_hover_parameter", client.relative(&hover));
+
+    // Definition of the component's type, across the import.
+    let definition = client.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri }, "position": pos(NET, "Dns   d", 0) }),
+    );
+    assert_eq!(definition["uri"], lib_uri);
+    insta::assert_json_snapshot!("lsp_definition_across_import", client.relative(&definition));
+
+    // Completion after `d.`: the component's parameters.
+    let completion = client.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri }, "position": pos(NET, "domain = domain", 0) }),
+    );
+    let labels: Vec<&str> = completion
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    for expected in ["domain", "port", "vm", "ethernet0"] {
+        assert!(labels.contains(&expected), "{labels:?}");
+    }
+
+    // Rename the DNS parameter `domain` across both files.
+    let rename = client.request(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": lib_uri }, "position": pos(DNS, "domain", 0), "newName": "zone" }),
+    );
+    insta::assert_json_snapshot!("lsp_rename_across_files", client.relative(&rename));
+    // A predefined parameter cannot be renamed.
+    let error = client.request_error(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": uri }, "position": pos(NET, "vanIF", 0), "newName": "x" }),
+    );
+    assert!(error.contains("cannot be renamed"), "{error}");
+
+    let formatting = client.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 2, "insertSpaces": true } }),
+    );
+    insta::assert_json_snapshot!("lsp_formatting", formatting);
+
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    assert_eq!(symbols[1]["name"], "Net");
+    let tokens = client.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    assert!(tokens["data"].as_array().unwrap().len() > 20);
+    client.stop();
+}
