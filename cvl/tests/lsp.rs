@@ -2,176 +2,12 @@
 //! JSON-RPC over stdio. Responses are snapshotted with the workspace folder
 //! written as `$ROOT`.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    incoming: Receiver<Value>,
-    next_id: i64,
-    /// Notifications received while waiting for responses.
-    notifications: Vec<Value>,
-    root: String,
-}
-
-impl Client {
-    fn start(root: &Path) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cvl"))
-            .arg("lsp")
-            .current_dir(root)
-            .env_remove("CVL_MIRRORS")
-            .env("CVL_HOME", root.join(".home"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starts cvl lsp");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, incoming) = channel();
-        std::thread::spawn(move || loop {
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let line = line.trim();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(n) = line.strip_prefix("Content-Length: ") {
-                    length = n.parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            if stdout.read_exact(&mut body).is_err() {
-                return;
-            }
-            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
-                return;
-            }
-        });
-        Client {
-            child,
-            stdin,
-            incoming,
-            next_id: 1,
-            notifications: Vec::new(),
-            root: root.to_string_lossy().to_string(),
-        }
-    }
-
-    fn send(&mut self, message: Value) {
-        let body = message.to_string();
-        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn notify(&mut self, method: &str, params: Value) {
-        let mut message = json!({ "jsonrpc": "2.0", "method": method });
-        if !params.is_null() {
-            message["params"] = params;
-        }
-        self.send(message);
-    }
-
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut message = json!({ "jsonrpc": "2.0", "id": id, "method": method });
-        if !params.is_null() {
-            message["params"] = params;
-        }
-        self.send(message);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let message = self
-                .incoming
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no answer to {method}"));
-            if message["id"] == id && message.get("method").is_none() {
-                assert!(message.get("error").is_none(), "{method}: {message}");
-                return message["result"].clone();
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    fn request_error(&mut self, method: &str, params: Value) -> String {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        loop {
-            let message = self
-                .incoming
-                .recv_timeout(Duration::from_secs(20))
-                .expect("an answer");
-            if message["id"] == id {
-                return message["error"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    /// Waits for diagnostics of `uri` at `version` (or any, when `None`).
-    fn diagnostics(&mut self, uri: &str, version: Option<i64>) -> Value {
-        let matches = |m: &Value| {
-            m["method"] == "textDocument/publishDiagnostics"
-                && m["params"]["uri"] == uri
-                && version.is_none_or(|v| m["params"]["version"] == v)
-        };
-        if let Some(i) = self.notifications.iter().rposition(matches) {
-            return self.notifications.remove(i)["params"]["diagnostics"].clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let message = self
-                .incoming
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no diagnostics for {uri} {version:?}"));
-            if matches(&message) {
-                return message["params"]["diagnostics"].clone();
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    /// A value with the workspace path written as `$ROOT`.
-    fn relative(&self, value: &Value) -> Value {
-        serde_json::from_str(
-            &value
-                .to_string()
-                .replace(&format!("file://{}", self.root), "$ROOT"),
-        )
-        .unwrap()
-    }
-
-    fn stop(mut self) {
-        self.request("shutdown", Value::Null);
-        self.notify("exit", Value::Null);
-        drop(self.stdin); // as an editor does: the pipe closes
-        let mut child = self.child;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        panic!("the server did not exit after `exit`");
-    }
-}
+mod common;
+use common::lsp::Client;
 
 const DNS: &str = "CVL = \"0.8\";\nDns extends VMAppliance {\n  var \"required\" domain;\n  var port;\n  port = \"53\";\n  vm = \"dns.vm\";\n}\n";
 
@@ -198,7 +34,7 @@ fn an_editor_session() {
     let uri = format!("file://{}/net.cvl", root.display());
     let lib_uri = format!("file://{}/lib/Dns.cvl", root.display());
 
-    let mut client = Client::start(&root);
+    let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
     let init = client.request(
         "initialize",
         json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),

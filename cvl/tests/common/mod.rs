@@ -2,6 +2,10 @@
 //! publisher keeps it (its CVL file, its VM description, a real qcow2
 //! program disk made by qemu-img).
 
+#![allow(dead_code)] // each test uses the helpers it needs
+
+pub mod lsp;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

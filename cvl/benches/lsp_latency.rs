@@ -1,0 +1,88 @@
+//! Language-server latency through the real protocol: on the generated
+//! workspace of 10,000 appliances (the analysis benchmark's), the time from
+//! a one-character `didChange` to the `publishDiagnostics` for that version,
+//! over 200 edits, and the server's resident memory. Prints figures; run
+//! with `cargo bench -p cvl --bench lsp_latency`.
+
+#[path = "../tests/common/lsp.rs"]
+mod lsp;
+#[path = "../../cvl-analysis/benches/workspace.rs"]
+mod workspace;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::json;
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let files = workspace::generate(100, 100);
+    for (name, text) in &files {
+        std::fs::write(root.join(name), text).unwrap();
+    }
+    let (name, text) = &files[51];
+    let uri = format!("file://{}/{name}", root.display());
+
+    let start = Instant::now();
+    let mut client = lsp::Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
+    client.request("initialize", json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }));
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
+    );
+    client.diagnostics(&uri, Some(1));
+    let ready = start.elapsed();
+
+    // Edit one character inside one object's body: the literal of `v2` in chain 3.
+    let needle = "v2 = \"50-3-2\"";
+    let offset = text.find(needle).unwrap() + needle.len() - 2;
+    let line = text[..offset].matches('\n').count();
+    let character = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let mut samples = Vec::new();
+    for version in 2..202i64 {
+        let digit = (version % 10).to_string();
+        let sent = Instant::now();
+        client.notify(
+            "textDocument/didChange",
+            json!({
+                "textDocument": { "uri": uri, "version": version },
+                "contentChanges": [{
+                    "range": { "start": { "line": line, "character": character }, "end": { "line": line, "character": character + 1 } },
+                    "text": digit,
+                }],
+            }),
+        );
+        client.diagnostics(&uri, Some(version));
+        samples.push(sent.elapsed());
+        client.notifications.clear();
+    }
+    samples.sort();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let p = |q: f64| ms(samples[((samples.len() - 1) as f64 * q).round() as usize]);
+    println!(
+        "workspace: {} files, {} objects",
+        files.len(),
+        files
+            .iter()
+            .map(|(_, t)| t.matches(" extends ").count())
+            .sum::<usize>()
+    );
+    println!("initialize + open + first diagnostics: {:.0} ms", ms(ready));
+    println!("didChange -> publishDiagnostics over {} edits: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms", samples.len(), p(0.5), p(0.9), p(0.99), ms(*samples.last().unwrap()));
+    println!(
+        "server resident memory: {:.0} MiB",
+        rss_mib(client.child.id())
+    );
+    client.stop();
+}
