@@ -1,5 +1,6 @@
 //! A minimal LSP client over a child process's stdio: what the protocol
 //! tests and the latency benchmark drive `cvl lsp` with.
+#![allow(dead_code)] // each user needs a part
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
