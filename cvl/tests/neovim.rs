@@ -1,0 +1,79 @@
+//! A real third-party client: headless Neovim with the configuration of
+//! `editors/neovim`, its built-in LSP client talking to `cvl lsp`. Checks
+//! that the server's diagnostics reach the editor. Needs `nvim` (the
+//! `neovim` Debian package, which `.ci/run` installs).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const DRIVER: &str = r#"
+local ok = vim.wait(15000, function() return #vim.diagnostic.get(0) > 0 end, 50)
+local out = {}
+for _, d in ipairs(vim.diagnostic.get(0)) do
+  table.insert(out, { lnum = d.lnum, col = d.col, message = d.message,
+                      code = d.code or (d.user_data and d.user_data.lsp and d.user_data.lsp.code) })
+end
+vim.fn.writefile({ vim.fn.json_encode({ ok = ok, filetype = vim.bo.filetype, diagnostics = out }) }, vim.env.CVL_TEST_OUT)
+vim.cmd("qall!")
+"#;
+
+#[test]
+fn neovim_receives_the_servers_diagnostics() {
+    let nvim = Command::new("nvim").arg("--version").output();
+    assert!(
+        nvim.is_ok_and(|o| o.status.success()),
+        "nvim is not installed: `apt-get install neovim` (.ci/run installs it)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("broken.cvl"),
+        "Dns extends VMApplianse {\n  vm = \"dns.vm\";\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("driver.lua"), DRIVER).unwrap();
+    let editors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/neovim");
+    let setup = format!(
+        "lua require('cvl').setup({{ cmd = {{ '{}', 'lsp' }} }})",
+        env!("CARGO_BIN_EXE_cvl")
+    );
+    let out_file = dir.join("out.json");
+    let mut child = Command::new("nvim")
+        .args(["--headless", "--clean"])
+        .args(["--cmd", &format!("set runtimepath^={}", editors.display())])
+        .args(["--cmd", "filetype on"])
+        .args(["-c", &setup])
+        .args(["-c", "edit broken.cvl"])
+        .args(["-c", "luafile driver.lua"])
+        .current_dir(dir)
+        .env("CVL_TEST_OUT", &out_file)
+        .env("CVL_HOME", dir.join(".home"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Neovim quits itself; never let a stuck editor hang the suite.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("headless Neovim did not finish in 40 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result")).unwrap();
+    assert_eq!(result["filetype"], "cvl", "{result:#}");
+    assert_eq!(result["ok"], true, "no diagnostics arrived: {result:#}");
+    let diagnostics = result["diagnostics"].as_array().unwrap();
+    let unresolved = diagnostics
+        .iter()
+        .find(|d| d["code"] == "unresolved-name")
+        .unwrap_or_else(|| panic!("{result:#}"));
+    assert_eq!(unresolved["lnum"], 0);
+    assert_eq!(unresolved["col"], 12);
+    assert!(unresolved["message"].as_str().unwrap().contains("did you mean `VMAppliance`?"));
+}

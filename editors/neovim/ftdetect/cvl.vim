@@ -1,0 +1,2 @@
+" CVL files: *.cvl
+autocmd BufRead,BufNewFile *.cvl setfiletype cvl
