@@ -59,6 +59,22 @@ impl Value {
     pub fn is_empty(&self) -> bool {
         self.elems.is_empty()
     }
+
+    /// The value as people read it; a sensitive value is never shown.
+    pub fn display(&self) -> String {
+        if self.sensitive && !self.is_empty() {
+            return "<redacted>".to_string();
+        }
+        match self.strings() {
+            None => "(allocated at deploy time)".to_string(),
+            Some(v) if v.is_empty() => "(unset)".to_string(),
+            Some(v) => v
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
 }
 
 /// Values the utility allocated, by dotted path relative to the deployed
@@ -335,14 +351,7 @@ impl Evaluator<'_> {
         let [path] = strings.as_slice() else {
             return None;
         };
-        let segments: Vec<Named> = path
-            .split('.')
-            .map(|s| Named {
-                text: s.to_string(),
-                range: Default::default(),
-            })
-            .collect();
-        let target = self.walk(instance, &segments)?;
+        let target = self.walk(instance, &dotted_path(path))?;
         (self.instances[target].kind == Kind::Interface).then_some(target)
     }
 
@@ -578,13 +587,7 @@ impl Evaluator<'_> {
             }
             let problem = match strings.as_slice() {
                 [path] => {
-                    let segments: Vec<Named> = path
-                        .split('.')
-                        .map(|s| Named {
-                            text: s.to_string(),
-                            range: Default::default(),
-                        })
-                        .collect();
+                    let segments = dotted_path(path);
                     let target = self.walk(i, &segments);
                     let ok = target.is_some_and(|t| self.instances[t].kind == Kind::Interface);
                     if ok && kind == Kind::Van && segments.len() < 2 {
@@ -684,6 +687,16 @@ impl Evaluator<'_> {
         }
         slot
     }
+}
+
+/// A `vanIF`-style string (`f.ethernet1`) as path segments.
+fn dotted_path(text: &str) -> Vec<Named> {
+    text.split('.')
+        .map(|s| Named {
+            text: s.to_string(),
+            range: Default::default(),
+        })
+        .collect()
 }
 
 /// Escapes a map key or value: every byte that is not ASCII alphanumeric

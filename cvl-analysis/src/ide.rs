@@ -294,19 +294,7 @@ fn describe_param(db: &dyn Db, file: SourceFile, p: &ParamDecl) -> String {
                 continue;
             }
             let path = ev.dotted(slot);
-            let value = if slot.value.sensitive && !slot.value.is_empty() {
-                "<redacted>".to_string()
-            } else {
-                match slot.value.strings() {
-                    None => "(allocated at deploy time)".to_string(),
-                    Some(v) if v.is_empty() => "(unset)".to_string(),
-                    Some(v) => v
-                        .iter()
-                        .map(|s| format!("{s:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
-            };
+            let value = slot.value.display();
             let origin = ev
                 .origin(db, slot)
                 .map(|l| {
@@ -677,19 +665,7 @@ pub fn inlay_hints(db: &dyn Db, file: SourceFile) -> Vec<(TextSize, String)> {
             let Some(slot) = ev.slot(&path.join(".")) else {
                 continue;
             };
-            let label = if slot.value.sensitive && !slot.value.is_empty() {
-                "<redacted>".to_string()
-            } else {
-                match slot.value.strings() {
-                    None => "(allocated at deploy time)".into(),
-                    Some(v) if v.is_empty() => "(unset)".into(),
-                    Some(v) => v
-                        .iter()
-                        .map(|s| format!("{s:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
-            };
+            let label = slot.value.display();
             out.push((assign.range.end() + object.start, format!(" ⇒ {label}")));
         }
     }

@@ -2,7 +2,7 @@
 //! crash-safely. The one place the command touches the file system for
 //! sources.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -101,38 +101,4 @@ pub fn read(path: &Path) -> Result<Source> {
         Some(path.to_path_buf()),
         bytes,
     ))
-}
-
-/// Replaces `path`'s content crash-safely: a temporary file beside it,
-/// fsync, rename over, fsync of the directory. Keeps the file's permissions.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().context("not a file path")?;
-    let tmp = dir.join(format!(
-        ".{}.cvl-tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create `{}`", tmp.display()))?;
-        file.write_all(contents)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot replace `{}`", path.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
 use cvl_syntax::format::{format_text, FormatOptions};
 
@@ -54,7 +54,8 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
             print_diff(&source.name, &source.text, &formatted);
             failed = true;
         } else if let Some(path) = &source.path {
-            files::write_atomic(path, formatted.as_bytes())?;
+            cvl_repo::write_atomic(path, formatted.as_bytes())
+                .with_context(|| format!("cannot write `{}`", source.name))?;
             eprintln!("formatted {}", source.name);
         }
     }

@@ -4,11 +4,19 @@
 //! those repositories, the user's file checked, locked and evaluated.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
+
+fn cvl(dir: &Path, args: &[&str]) -> Output {
+    common::cvl_in(dir, "home", args)
+}
+
+fn ok(dir: &Path, args: &[&str]) -> Output {
+    common::ok_in(dir, "home", args)
+}
 
 /// The paper's URLs, mapped to the test's repositories.
 fn mirror(dir: &Path) -> String {
@@ -20,29 +28,6 @@ fn mirror(dir: &Path) -> String {
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware")
-}
-
-fn cvl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvl"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CVL_MIRRORS")
-        .env("CVL_HOME", dir.join("home"))
-        .output()
-        .expect("runs cvl")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = cvl(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "cvl {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn json(out: &Output) -> Value {

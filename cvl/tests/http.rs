@@ -6,12 +6,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
+use common::{cvl_in as cvl, ok_in as ok};
 
 /// A static file server for `root` on 127.0.0.1 that honours `Range`, with
 /// faults by path prefix: `/missing/...` 404, `/broken/...` 500, `/short/...`
@@ -101,29 +101,6 @@ static RANGES_SERVED: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware")
-}
-
-fn cvl(dir: &Path, home: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvl"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CVL_MIRRORS")
-        .env("CVL_HOME", dir.join(home))
-        .output()
-        .expect("runs cvl")
-}
-
-fn ok(dir: &Path, home: &str, args: &[&str]) -> Output {
-    let out = cvl(dir, home, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "cvl {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn publish_figure3(dir: &Path) {

@@ -65,7 +65,8 @@ fn neovim_receives_the_servers_diagnostics() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result")).unwrap();
+        serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result"))
+            .unwrap();
     assert_eq!(result["filetype"], "cvl", "{result:#}");
     assert_eq!(result["ok"], true, "no diagnostics arrived: {result:#}");
     let diagnostics = result["diagnostics"].as_array().unwrap();
@@ -75,5 +76,8 @@ fn neovim_receives_the_servers_diagnostics() {
         .unwrap_or_else(|| panic!("{result:#}"));
     assert_eq!(unresolved["lnum"], 0);
     assert_eq!(unresolved["col"], 12);
-    assert!(unresolved["message"].as_str().unwrap().contains("did you mean `VMAppliance`?"));
+    assert!(unresolved["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `VMAppliance`?"));
 }

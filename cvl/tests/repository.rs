@@ -10,30 +10,15 @@ use serde_json::Value;
 
 mod common;
 
-const CLUSTER: u64 = 65536;
-
 fn cvl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cvl"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CVL_MIRRORS")
-        .env("CVL_HOME", dir.join("home"))
-        .output()
-        .expect("runs cvl")
+    common::cvl_in(dir, "home", args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = cvl(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "cvl {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::ok_in(dir, "home", args)
 }
+
+const CLUSTER: u64 = 65536;
 
 /// A DNS appliance (Figure 2) with a 32 MiB raw program disk holding 4 MiB of
 /// data, and a data disk on the device its `datadisks` names.

@@ -7,7 +7,33 @@
 pub mod lsp;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Runs the `cvl` binary in `dir`, with `dir/HOME` as its utility home and
+/// no mirrors from the environment.
+pub fn cvl_in(dir: &Path, home: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cvl"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CVL_MIRRORS")
+        .env("CVL_HOME", dir.join(home))
+        .output()
+        .expect("runs cvl")
+}
+
+/// [`cvl_in`], which must succeed.
+pub fn ok_in(dir: &Path, home: &str, args: &[&str]) -> Output {
+    let out = cvl_in(dir, home, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cvl {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
 
 /// Copies `cvl` into `dir/src/NAME/`, and when it sets `vm = "FILE"`, writes
 /// FILE there as a VM description with one program disk of `disk_mb` MiB
