@@ -88,10 +88,21 @@ impl Server {
                 let result = salsa::Cancelled::catch(|| {
                     files
                         .iter()
-                        .map(|(uri, file, version)| Publish {
-                            uri: uri.clone(),
-                            version: *version,
-                            diagnostics: lsp_diagnostics(&snapshot, *file, &names),
+                        .map(|(uri, file, version)| {
+                            let dir = uri
+                                .to_file_path()
+                                .ok()
+                                .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+                            Publish {
+                                uri: uri.clone(),
+                                version: *version,
+                                diagnostics: lsp_diagnostics(
+                                    &snapshot,
+                                    *file,
+                                    dir.as_deref(),
+                                    &names,
+                                ),
+                            }
                         })
                         .collect::<Vec<_>>()
                 });
@@ -161,12 +172,20 @@ impl Server {
 }
 
 /// LSP diagnostics of one file: the same codes and messages as `cvl check`.
-fn lsp_diagnostics(db: &RootDatabase, file: SourceFile, names: &Names) -> Vec<Diagnostic> {
+fn lsp_diagnostics(
+    db: &RootDatabase,
+    file: SourceFile,
+    dir: Option<&std::path::Path>,
+    names: &Names,
+) -> Vec<Diagnostic> {
     let text = file.text(db);
     let index = LineIndex::new(text);
     let own = file.name(db);
-    cvl_analysis::file_diagnostics(db, file, &CheckOptions::default())
-        .into_iter()
+    let mut all = cvl_analysis::file_diagnostics(db, file, &CheckOptions::default());
+    if let Some(dir) = dir {
+        all.extend(cvl_repo::appliance::check(db, file, dir));
+    }
+    all.into_iter()
         .map(|d| {
             let (range, mut message) = if &d.span.file == own {
                 (index.range(d.span.range), d.message.clone())

@@ -6,6 +6,7 @@
 //! This is where the toolchain's import I/O lives; `cvl-analysis` only sees
 //! its results.
 
+pub mod appliance;
 pub mod blacklist;
 pub mod disk;
 pub mod fetch;

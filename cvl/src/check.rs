@@ -73,7 +73,7 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        diagnostics.extend(crate::appliance::check(&ws.db, file, dir));
+        diagnostics.extend(cvl_repo::appliance::check(&ws.db, file, dir));
         // Keep each file's diagnostics in order of position.
         let name = file.name(&ws.db);
         let own = |d: &Diagnostic| d.span.file == *name;

@@ -3,7 +3,6 @@
 //! outcome into an exit code: 0 success, 1 problems found, 2 usage or I/O
 //! error.
 
-mod appliance;
 mod blacklist;
 mod check;
 mod eval;

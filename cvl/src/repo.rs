@@ -183,8 +183,8 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    for appliance in crate::appliance::vm_appliances(&ws.db, file, dir) {
-        let more = crate::appliance::publish_files(&appliance)
+    for appliance in cvl_repo::appliance::vm_appliances(&ws.db, file, dir) {
+        let more = cvl_repo::appliance::publish_files(&appliance)
             .map_err(|e| anyhow::anyhow!("not publishing {}: {e}", args.file.display()))?;
         files.extend(more);
     }

@@ -1,13 +1,14 @@
 //! A VM appliance's files beside its CVL: the VM description its `vm`
 //! parameter names and the program disks and kernel that description names.
-//! Checked by `cvl check` (as `invalid-vm`) and gathered by `cvl publish`.
+//! Checked by `cvl check` and the language server (as `invalid-vm`), and
+//! gathered by `cvl publish`.
 
 use std::path::{Path, PathBuf};
 
+use crate::publish::PublishFile;
+use crate::vm::{data_disk_devices, DiskSpec, VmDescription};
 use cvl_analysis::resolve::{item_tree, kind_of, Kind};
 use cvl_analysis::{Code, Def, Diagnostic, RootDatabase, Severity, SourceFile, Span};
-use cvl_repo::publish::PublishFile;
-use cvl_repo::vm::{data_disk_devices, VmDescription};
 
 /// A VM appliance object of a file and its description, as far as found.
 pub struct VmAppliance {
@@ -131,7 +132,7 @@ pub fn publish_files(appliance: &VmAppliance) -> Result<Vec<PublishFile>, String
             path: name.clone(),
             source: dir.join(&disk.file),
         });
-        published.disks.push(cvl_repo::vm::DiskSpec {
+        published.disks.push(DiskSpec {
             device: disk.device.clone(),
             file: name,
         });
