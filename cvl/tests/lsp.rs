@@ -137,9 +137,36 @@ fn an_editor_session() {
     );
     insta::assert_json_snapshot!("lsp_formatting", formatting);
 
+    // Two edits in a row: once version 5's diagnostics arrive, none for
+    // version 4 may follow (a stale result is never shown).
+    let typo = NET.replace("domain;\n  vanIF", "domian;\n  vanIF");
+    for (version, text) in [(4, typo.as_str()), (5, NET)] {
+        client.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": [{ "text": text }] }),
+        );
+    }
+    let latest = client.diagnostics(&uri, Some(5));
+    let codes: Vec<&Value> = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["code"])
+        .collect();
+    assert!(!codes.contains(&&json!("unresolved-name")), "{latest:#}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let symbols = client.request(
         "textDocument/documentSymbol",
         json!({ "textDocument": { "uri": uri } }),
+    );
+    let stale = client
+        .notifications
+        .iter()
+        .filter(|m| m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri)
+        .any(|m| m["params"]["version"].as_i64().is_some_and(|v| v < 5));
+    assert!(
+        !stale,
+        "diagnostics of an older version came after the newest"
     );
     assert_eq!(symbols[1]["name"], "Net");
     let tokens = client.request(
