@@ -26,6 +26,9 @@ pub struct Server {
     ws: Arc<Mutex<Workspace>>,
     /// The latest version of each open document, read by background tasks.
     versions: Arc<Mutex<HashMap<Url, i32>>>,
+    /// Held from checking a result's version to sending it, so that an
+    /// older result can never be sent after a newer one.
+    publishing: Arc<tokio::sync::Mutex<()>>,
 }
 
 const TOKEN_TYPES: [SemanticTokenType; 7] = [
@@ -66,6 +69,7 @@ impl Server {
             client,
             ws: Arc::new(Mutex::new(Workspace::new())),
             versions: Arc::default(),
+            publishing: Arc::default(),
         }
     }
 
@@ -83,6 +87,7 @@ impl Server {
     ) {
         let client = self.client.clone();
         let versions = self.versions.clone();
+        let publishing = self.publishing.clone();
         tokio::spawn(async move {
             let computed = tokio::task::spawn_blocking(move || {
                 let result = salsa::Cancelled::catch(|| {
@@ -111,6 +116,7 @@ impl Server {
             })
             .await;
             let Ok(Some(batches)) = computed else { return };
+            let _publishing = publishing.lock().await;
             for batch in batches {
                 let current = versions
                     .lock()
