@@ -385,12 +385,7 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
     };
     match kinds.first() {
         Some(SyntaxKind::EXTENDS_KW) => return types(),
-        Some(SyntaxKind::VAR_KW) | Some(SyntaxKind::STRING)
-            if before.first().is_some_and(|t| {
-                t.parent()
-                    .is_some_and(|p| p.kind() == SyntaxKind::ATTR_LIST)
-            }) || kinds.first() == Some(&SyntaxKind::VAR_KW) =>
-        {
+        Some(SyntaxKind::VAR_KW | SyntaxKind::STRING) if in_attributes(&before) => {
             return ["required", "sensitive"]
                 .iter()
                 .map(|a| CompletionItem {
@@ -495,6 +490,18 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
         items.extend(types());
     }
     items
+}
+
+/// Is the cursor where `var` attributes go: right after `var` or after an
+/// attribute string?
+fn in_attributes(before: &[cvl_syntax::SyntaxToken]) -> bool {
+    let Some(last) = before.first() else {
+        return false;
+    };
+    last.kind() == SyntaxKind::VAR_KW
+        || last
+            .parent()
+            .is_some_and(|p| p.kind() == SyntaxKind::ATTR_LIST)
 }
 
 /// An entry of a file's outline.

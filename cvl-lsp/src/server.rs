@@ -29,6 +29,8 @@ pub struct Server {
     /// Held from checking a result's version to sending it, so that an
     /// older result can never be sent after a newer one.
     publishing: Arc<tokio::sync::Mutex<()>>,
+    /// A problem with the environment's settings, told to the user once.
+    settings_problem: Option<String>,
 }
 
 const TOKEN_TYPES: [SemanticTokenType; 7] = [
@@ -65,11 +67,13 @@ struct Publish {
 
 impl Server {
     pub fn new(client: Client) -> Server {
+        let (workspace, settings_problem) = Workspace::new();
         Server {
             client,
-            ws: Arc::new(Mutex::new(Workspace::new())),
+            ws: Arc::new(Mutex::new(workspace)),
             versions: Arc::default(),
             publishing: Arc::default(),
+            settings_problem,
         }
     }
 
@@ -294,6 +298,12 @@ impl LanguageServer for Server {
     }
 
     async fn initialized(&self, _: InitializedParams) {
+        if let Some(problem) = &self.settings_problem {
+            let message = format!("cvl: {problem}; imports load without mirrors or blacklist");
+            self.client
+                .show_message(MessageType::WARNING, message)
+                .await;
+        }
         let ws = self.lock();
         self.republish(&ws, None);
     }

@@ -29,25 +29,25 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn new() -> Workspace {
-        let settings = Settings::from_env().unwrap_or_else(|_| Settings {
-            home: cvl_repo::settings::default_home(),
-            mirrors: Vec::new(),
-            offline: false,
-            timeout: std::time::Duration::from_secs(30),
-            blacklist: Default::default(),
-        });
+    /// A workspace loading imports with the settings of the environment,
+    /// and the problem with them, if any (then plain settings are used).
+    pub fn new() -> (Workspace, Option<String>) {
+        let (settings, problem) = match Settings::from_env() {
+            Ok(s) => (s, None),
+            Err(e) => (Settings::plain(cvl_repo::settings::default_home()), Some(e)),
+        };
         let options = LoadOptions {
             settings,
             lock: LockMode::ReadOnly,
         };
-        Workspace {
+        let workspace = Workspace {
             db: RootDatabase::default(),
             loader: Loader::new(&options),
             local: HashMap::new(),
             paths: HashMap::new(),
             docs: HashMap::new(),
-        }
+        };
+        (workspace, problem)
     }
 
     /// Loads every `.cvl` file below `root` (not inside repositories).

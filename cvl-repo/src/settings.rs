@@ -53,11 +53,21 @@ impl Settings {
         let home = default_home();
         Ok(Settings {
             blacklist: crate::blacklist::Blacklist::load(&home)?,
-            home,
             mirrors,
+            ..Settings::plain(home)
+        })
+    }
+
+    /// Settings with nothing configured: no mirrors, no blacklist, online,
+    /// a 30 s timeout, the cache in `home`.
+    pub fn plain(home: PathBuf) -> Settings {
+        Settings {
+            home,
+            mirrors: Vec::new(),
             offline: false,
             timeout: Duration::from_secs(30),
-        })
+            blacklist: Default::default(),
+        }
     }
 
     /// `url` after the first mirror whose prefix matches.
