@@ -169,6 +169,50 @@ fn an_editor_session() {
         !stale,
         "diagnostics of an older version came after the newest"
     );
+
+    // References of DNS's `domain`: its declaration and the use in net.cvl.
+    let references = client.request(
+        "textDocument/references",
+        json!({ "textDocument": { "uri": lib_uri }, "position": pos(DNS, "domain", 0), "context": { "includeDeclaration": true } }),
+    );
+    let files: Vec<&str> = references
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, [lib_uri.as_str(), uri.as_str()]);
+    let found = client.request("workspace/symbol", json!({ "query": "ne" }));
+    assert_eq!(found[0]["name"], "Net");
+    let folds = client.request(
+        "textDocument/foldingRange",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    assert!(
+        folds
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["startLine"] == 2),
+        "{folds}"
+    );
+    // The value `d.domain` gets, inline.
+    let hints = client.request(
+        "textDocument/inlayHint",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 9, "character": 0 } } }),
+    );
+    assert_eq!(hints[0]["label"], " ⇒ (unset)");
+    assert_eq!(hints[0]["position"]["line"], 5);
+    // The hint that users of Net must set `domain` comes with its fix.
+    let at = pos(NET, "domain;", 0);
+    let actions = client.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": at, "end": at }, "context": { "diagnostics": [] } }),
+    );
+    assert_eq!(
+        actions[0]["title"], "Add `domain = \"\";` to `Net`",
+        "{actions:#}"
+    );
     assert_eq!(symbols[1]["name"], "Net");
     let tokens = client.request(
         "textDocument/semanticTokens/full",
