@@ -151,9 +151,18 @@ pub struct Evaluation {
 impl Evaluation {
     /// The slot of a dotted path relative to the deployed object.
     pub fn slot(&self, dotted: &str) -> Option<&Slot> {
-        self.slots
-            .iter()
-            .find(|s| self.instances[s.instance].dotted(&s.name) == dotted)
+        let (instance_path, name) = match dotted.rsplit_once('.') {
+            Some((path, name)) => (path.split('.').collect::<Vec<_>>(), name),
+            None => (Vec::new(), dotted),
+        };
+        self.slots.iter().find(|s| {
+            let path = &self.instances[s.instance].path;
+            s.name == name
+                && path
+                    .iter()
+                    .map(String::as_str)
+                    .eq(instance_path.iter().copied())
+        })
     }
 
     pub fn dotted(&self, slot: &Slot) -> String {
