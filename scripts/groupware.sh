@@ -52,6 +52,7 @@ cp "$ex/AcmeGroupware.cvl" .
   --assume f.ethernet0.ip=10.0.1.1 --assume d.ethernet0.ip=10.0.1.2 --assume l.ethernet0.ip=10.0.1.3
 
 step "the six-appliance suite (§6.1): 14 parameters for the whole suite"
+top="$work"
 mkdir -p "$work/suite" && cd "$work/suite"
 work="$work/suite"
 mirror="http://virtualappliance.org/=file://$work/repos/"
@@ -62,4 +63,4 @@ cp "$ex/suite/AcmeSuite.cvl" .
 "$cvl" check --mirror "$mirror" --deploy AcmeSuite AcmeSuite.cvl
 "$cvl" eval --mirror "$mirror" AcmeSuite.cvl --object AcmeSuite | grep -v '(allocated at deploy time)'
 
-step "done: everything above is in $work"
+step "done: everything above is in $top"
