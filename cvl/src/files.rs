@@ -36,8 +36,8 @@ impl Source {
 }
 
 /// Expands the command line's paths: files as given, directories to every
-/// `.cvl` file below them (sorted), `-` to standard input. No paths means the
-/// current directory.
+/// `.cvl` file below them (sorted; hidden folders, `target` and repositories
+/// skipped), `-` to standard input. No paths means the current directory.
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let default = [PathBuf::from(".")];
     let paths = if paths.is_empty() {
@@ -78,7 +78,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             continue;
         }
         if path.is_dir() {
-            walk(&path, out)?;
+            // A repository's versions are published and immutable: never
+            // checked as sources, never reformatted.
+            if !path.join(cvl_repo::index::INDEX_FILE).exists() {
+                walk(&path, out)?;
+            }
         } else if path.extension().is_some_and(|e| e == "cvl") {
             out.push(path);
         }

@@ -243,3 +243,43 @@ fn a_killed_publish_leaves_no_half_version() {
     assert_eq!(listed, (1..=on_disk as u64).collect::<Vec<_>>());
     ok(dir, &["repo", "verify", "repo"]);
 }
+
+#[test]
+fn directory_walks_leave_repositories_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cvl_file = common::stage(
+        dir,
+        "Firewall",
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware/Firewall.cvl"),
+        2,
+    );
+    // An unformatted source: fmt must reach it, but not the published copy.
+    let messy = std::fs::read_to_string(&cvl_file)
+        .unwrap()
+        .replace("  ", "\t");
+    std::fs::write(&cvl_file, &messy).unwrap();
+    ok(dir, &["repo", "create", "repo"]);
+    ok(dir, &["publish", "repo", cvl_file.to_str().unwrap()]);
+    let published = dir.join("repo/versions/1/Firewall.cvl");
+    let before = std::fs::read(&published).unwrap();
+    ok(dir, &["fmt", "."]);
+    assert_eq!(
+        std::fs::read(&published).unwrap(),
+        before,
+        "a published version was reformatted"
+    );
+    assert_ne!(
+        std::fs::read_to_string(&cvl_file).unwrap(),
+        messy,
+        "the source was not formatted"
+    );
+    ok(dir, &["repo", "verify", "repo"]);
+    let out = ok(dir, &["check", "--format", "json", "."]);
+    let checked: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(checked
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| !d["file"].as_str().unwrap().starts_with("repo/")));
+}
