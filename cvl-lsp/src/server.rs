@@ -81,6 +81,10 @@ impl Server {
         self.ws.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<Url, i32>> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Computes, on a snapshot and off the async runtime, the diagnostics of
     /// `files`, and publishes those still current.
     fn publish_later(
@@ -320,10 +324,7 @@ impl LanguageServer for Server {
         };
         let file = ws.add_local(&path, &doc.text);
         ws.refresh(file);
-        self.versions
-            .lock()
-            .unwrap()
-            .insert(doc.uri.clone(), doc.version);
+        self.versions().insert(doc.uri.clone(), doc.version);
         ws.docs.insert(
             doc.uri,
             Document {
@@ -355,10 +356,7 @@ impl LanguageServer for Server {
         }
         doc.version = params.text_document.version;
         let (file, text) = (doc.file, doc.text.clone());
-        self.versions
-            .lock()
-            .unwrap()
-            .insert(uri, params.text_document.version);
+        self.versions().insert(uri, params.text_document.version);
         ws.db.set_text(file, text);
         ws.refresh(file);
         self.republish(&ws, Some(file));
@@ -367,10 +365,7 @@ impl LanguageServer for Server {
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let mut ws = self.lock();
         ws.docs.remove(&params.text_document.uri);
-        self.versions
-            .lock()
-            .unwrap()
-            .remove(&params.text_document.uri);
+        self.versions().remove(&params.text_document.uri);
         // The file stays in the workspace with its text on disk.
         if let Ok(path) = params.text_document.uri.to_file_path() {
             if let Ok(text) = std::fs::read_to_string(&path) {
