@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
     });
     let mut round = 0;
     group.bench_function("one-char edit, re-check all 100 files", |b| {
-        b.iter_custom(|iters| edits_then(&mut l, &mut round, iters, |l| check_all(l)))
+        b.iter_custom(|iters| edits_then(&mut l, &mut round, iters, check_all))
     });
     group.bench_function("one-char edit, re-check the edited file", |b| {
         b.iter_custom(|iters| {
