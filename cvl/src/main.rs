@@ -31,10 +31,13 @@ use codespan_reporting::term::termcolor::ColorChoice;
         Exit codes: 0 success; 1 problems were found (errors in a file, a file that would be \
         reformatted); 2 the command could not run (bad arguments, unreadable file).",
     after_help = "Examples:\n  \
-        cvl check examples/groupware            check every .cvl file below a directory\n  \
-        cvl check --format json Groupware.cvl   diagnostics as JSON, for scripts\n  \
-        cvl fmt --check .                       fail (exit 1) if a file is not formatted\n  \
-        cvl parse DNS.cvl                       print the syntax tree"
+        cvl check --deploy AcmeGroupware AcmeGroupware.cvl   check a user's appliance as deployed\n  \
+        cvl check --format sarif . > cvl.sarif              every .cvl file below ., for CI dashboards\n  \
+        cvl eval AcmeGroupware.cvl -o AcmeGroupware         every parameter's final value\n  \
+        cvl fmt --check .                                   fail (exit 1) if a file is not formatted\n  \
+        cvl repo create repos/DNS && cvl publish repos/DNS DNS.cvl\n  \
+        cvl check --mirror http://virtualappliance.org/=file:///srv/repos/ AcmeGroupware.cvl\n\n\
+        Every command that reads CVL takes --mirror, --offline, --locked and --timeout; see its --help."
 )]
 struct Cli {
     /// When to color output.
