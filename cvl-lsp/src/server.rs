@@ -31,6 +31,8 @@ pub struct Server {
     publishing: Arc<tokio::sync::Mutex<()>>,
     /// A problem with the environment's settings, told to the user once.
     settings_problem: Option<String>,
+    /// The workspace folder, from `initialize` until `initialized` loads it.
+    root: Mutex<Option<std::path::PathBuf>>,
 }
 
 const TOKEN_TYPES: [SemanticTokenType; 7] = [
@@ -74,6 +76,7 @@ impl Server {
             versions: Arc::default(),
             publishing: Arc::default(),
             settings_problem,
+            root: Mutex::new(None),
         }
     }
 
@@ -252,9 +255,8 @@ impl LanguageServer for Server {
             .and_then(|f| f.first())
             .and_then(|f| f.uri.to_file_path().ok())
             .or_else(|| params.root_uri.as_ref().and_then(|u| u.to_file_path().ok()));
-        if let Some(root) = root {
-            self.lock().scan(&root);
-        }
+        // Loading the workspace may fetch imports: done after answering.
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = root;
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
                 name: "cvl".into(),
@@ -307,6 +309,10 @@ impl LanguageServer for Server {
             self.client
                 .show_message(MessageType::WARNING, message)
                 .await;
+        }
+        let root = self.root.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(root) = root {
+            tokio::task::block_in_place(|| self.lock().scan(&root));
         }
         let ws = self.lock();
         self.republish(&ws, None);

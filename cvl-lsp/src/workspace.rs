@@ -32,10 +32,12 @@ impl Workspace {
     /// A workspace loading imports with the settings of the environment,
     /// and the problem with them, if any (then plain settings are used).
     pub fn new() -> (Workspace, Option<String>) {
-        let (settings, problem) = match Settings::from_env() {
+        let (mut settings, problem) = match Settings::from_env() {
             Ok(s) => (s, None),
             Err(e) => (Settings::plain(cvl_repo::settings::default_home()), Some(e)),
         };
+        // An editor should not wait long on a server that does not answer.
+        settings.timeout = std::time::Duration::from_secs(10);
         let options = LoadOptions {
             settings,
             lock: LockMode::ReadOnly,
