@@ -57,6 +57,9 @@ impl Workspace {
         let mut files = Vec::new();
         walk(root, &mut files);
         for path in files {
+            if self.local.contains_key(&path) {
+                continue; // already open in the editor: its text wins
+            }
             if let Ok(text) = std::fs::read_to_string(&path) {
                 self.add_local(&path, &text);
             }
