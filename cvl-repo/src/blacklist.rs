@@ -107,25 +107,11 @@ impl Blacklist {
 
     /// The blacklist in `home`; none is an empty one.
     pub fn load(home: &Path) -> Result<Blacklist, String> {
-        let path = Self::path(home);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{} is not a valid blacklist ({e}): fix or remove it",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Blacklist::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        crate::read_json(&Self::path(home), "blacklist", "fix or remove it")
     }
 
     pub fn save(&self, home: &Path) -> Result<(), String> {
-        let mut text = serde_json::to_string_pretty(self).expect("a blacklist serializes");
-        text.push('\n');
-        let path = Self::path(home);
-        crate::write_atomic(&path, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::write_json(&Self::path(home), self)
     }
 
     pub fn add(&mut self, url: &str, versions: VersionRange, reason: Option<String>) {

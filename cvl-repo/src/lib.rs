@@ -72,6 +72,28 @@ pub fn display_path(path: &Path) -> String {
         .to_string()
 }
 
+/// Reads a small JSON state file; a missing one is the default value. A
+/// broken one is an error that says what it is and how to fix it.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    what: &str,
+    fix: &str,
+) -> Result<T, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a valid {what} ({e}): {fix}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes a small JSON state file crash-safely, pretty, with a final newline.
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(value).expect("state serializes");
+    text.push('\n');
+    write_atomic(path, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// A number unique within this process, for temporary names.
 fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -42,27 +42,17 @@ impl LockFile {
 
     /// Reads the lock in `dir`; none is an empty lock.
     pub fn read(dir: &Path) -> Result<LockFile, String> {
-        let path = Self::path_in(dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{} is not a valid lock file ({e}): delete it and run `cvl update-lock`",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        crate::read_json(
+            &Self::path_in(dir),
+            "lock file",
+            "delete it and run `cvl update-lock`",
+        )
     }
 
     pub fn write(&self, dir: &Path) -> Result<(), String> {
         let mut sorted = self.clone();
         sorted.imports.sort();
-        let mut text = serde_json::to_string_pretty(&sorted).expect("a lock serializes");
-        text.push('\n');
-        let path = Self::path_in(dir);
-        crate::write_atomic(&path, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::write_json(&Self::path_in(dir), &sorted)
     }
 
     pub fn find(&self, url: &str, cvl: &str, requested: Option<&str>) -> Option<&LockEntry> {
