@@ -53,6 +53,13 @@ pub fn object_model<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<ObjectModel> {
     object_model_query(db, def.file, def.name.clone())
 }
 
+impl ObjectModel {
+    /// Has the object a parameter or component of this name?
+    pub fn declares(&self, name: &str) -> bool {
+        self.params.contains_key(name) || self.components.contains_key(name)
+    }
+}
+
 #[salsa::tracked(returns(ref))]
 fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<ObjectModel> {
     let def = Def { file, name };
@@ -71,9 +78,7 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Object
             continue;
         };
         for (index, var) in data.vars.iter().enumerate() {
-            if model.params.contains_key(&var.name.text)
-                || model.components.contains_key(&var.name.text)
-            {
+            if model.declares(&var.name.text) {
                 continue; // a duplicate, reported by the checks
             }
             model.param_order.push(var.name.text.clone());
@@ -88,9 +93,7 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Object
             );
         }
         for (index, comp) in data.components.iter().enumerate() {
-            if model.params.contains_key(&comp.name.text)
-                || model.components.contains_key(&comp.name.text)
-            {
+            if model.declares(&comp.name.text) {
                 continue;
             }
             let ty = match resolve::resolve_type(db, owner.file, &comp.ty.text) {

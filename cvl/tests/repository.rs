@@ -53,6 +53,13 @@ fn stage_dns(dir: &Path) -> PathBuf {
     src.join("DNS.cvl")
 }
 
+/// The paper's Firewall, staged with a small program disk.
+fn stage_firewall(dir: &Path) -> PathBuf {
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware/Firewall.cvl");
+    common::stage(dir, "Firewall", &example, 2)
+}
+
 fn index(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("repo/cvl-repository.json")).unwrap()).unwrap()
 }
@@ -160,12 +167,7 @@ fn a_vm_appliance_without_its_description_is_not_published() {
 fn concurrent_publishes_get_distinct_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cvl_file = common::stage(
-        dir,
-        "Firewall",
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware/Firewall.cvl"),
-        2,
-    );
+    let cvl_file = stage_firewall(dir);
     ok(dir, &["repo", "create", "repo"]);
     let children: Vec<_> = (0..6)
         .map(|_| {
@@ -248,12 +250,7 @@ fn a_killed_publish_leaves_no_half_version() {
 fn directory_walks_leave_repositories_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cvl_file = common::stage(
-        dir,
-        "Firewall",
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware/Firewall.cvl"),
-        2,
-    );
+    let cvl_file = stage_firewall(dir);
     // An unformatted source: fmt must reach it, but not the published copy.
     let messy = std::fs::read_to_string(&cvl_file)
         .unwrap()
