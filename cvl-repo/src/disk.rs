@@ -105,6 +105,117 @@ pub fn store_delta(
     })
 }
 
+const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+/// The qcow2 incompatible-feature bit for an external data file: an image
+/// with one makes QEMU open another file by name, the same danger as a
+/// backing file.
+const QCOW2_EXTERNAL_DATA_FILE: u64 = 1 << 2;
+
+/// Whether a file starts like a qcow2 image.
+pub fn is_qcow2(path: &Path) -> Result<bool, String> {
+    let mut magic = [0u8; 4];
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(file.read_exact(&mut magic).is_ok() && magic == QCOW2_MAGIC)
+}
+
+/// Checks a program disk fetched from a repository before anything uses it:
+/// a qcow2 image whose backing file is exactly `backing` (an earlier version
+/// of it, as the index records: never an absolute path or one outside the
+/// cache, the classic way to make QEMU read a host file), of format qcow2,
+/// with no external data file. The header is read here first, so that
+/// `qemu-img` never opens a file that names another; `qemu-img info` (which
+/// does not open backing files) then confirms.
+pub fn check_program_disk(path: &Path, backing: Option<&str>) -> Result<(), String> {
+    let header_backing = read_qcow2_header(path)?;
+    if header_backing.as_deref() != backing {
+        return Err(mismatch(header_backing.as_deref(), backing));
+    }
+    let abs = std::path::absolute(path).map_err(|e| e.to_string())?;
+    let info = qemu_img(
+        &[
+            "info",
+            "-f",
+            "qcow2",
+            "--output=json",
+            &abs.to_string_lossy(),
+        ],
+        Path::new("/"),
+    )?;
+    let json: serde_json::Value = serde_json::from_str(&info).map_err(|e| e.to_string())?;
+    if json["format"] != "qcow2" {
+        return Err("qemu-img does not read it as a qcow2 image".to_string());
+    }
+    let info_backing = json["backing-filename"].as_str();
+    if info_backing != backing {
+        return Err(mismatch(info_backing, backing));
+    }
+    if let Some(format) = json["backing-filename-format"].as_str() {
+        if format != "qcow2" {
+            return Err(format!(
+                "its backing file is declared as {format:?}; program disks are qcow2"
+            ));
+        }
+    }
+    if !json["format-specific"]["data"]["data-file"].is_null() {
+        return Err("it names an external data file: refused".to_string());
+    }
+    Ok(())
+}
+
+fn mismatch(found: Option<&str>, expected: Option<&str>) -> String {
+    match (found, expected) {
+        (Some(f), Some(e)) => {
+            format!("its backing file is {f:?}, not {e:?} as the repository index says: refused")
+        }
+        (Some(f), None) => format!(
+            "it has the backing file {f:?}, which the repository index does not list: refused"
+        ),
+        (None, Some(e)) => format!(
+            "the repository index gives it the backing file {e:?}, and it has none: refused"
+        ),
+        (None, None) => unreachable!("only called on a mismatch"),
+    }
+}
+
+/// The backing file name a qcow2 header records, after checking the magic,
+/// the version and that no external data file is named.
+fn read_qcow2_header(path: &Path) -> Result<Option<String>, String> {
+    use std::io::{Seek, SeekFrom};
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut header = [0u8; 80];
+    file.read_exact(&mut header)
+        .map_err(|_| "it is too short to be a qcow2 image".to_string())?;
+    let be32 = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let be64 = |at: usize| u64::from_be_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    if header[..4] != QCOW2_MAGIC {
+        return Err("it is not a qcow2 image".to_string());
+    }
+    let version = be32(4);
+    if !(2..=3).contains(&version) {
+        return Err(format!("it is a qcow2 image of unknown version {version}"));
+    }
+    if version >= 3 && be64(72) & QCOW2_EXTERNAL_DATA_FILE != 0 {
+        return Err("it names an external data file: refused".to_string());
+    }
+    let (offset, size) = (be64(8), be32(16));
+    if offset == 0 || size == 0 {
+        return Ok(None);
+    }
+    // QEMU itself refuses backing names over 1023 bytes.
+    if size > 1023 {
+        return Err("its backing file name is longer than qcow2 allows".to_string());
+    }
+    let mut name = vec![0u8; size as usize];
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut name))
+        .map_err(|_| "its backing file name lies outside the file".to_string())?;
+    String::from_utf8(name)
+        .map(Some)
+        .map_err(|_| "its backing file name is not UTF-8".to_string())
+}
+
 /// SHA-256 and size of a file, read in chunks.
 pub fn hash_file(path: &Path) -> Result<(String, u64), String> {
     let mut file =

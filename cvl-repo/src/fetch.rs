@@ -5,7 +5,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::index::{sha256_hex, version_file_path, Index, INDEX_FILE, VERSIONS_DIR};
+use crate::index::{sha256_hex, version_file_path, FileEntry, Index, INDEX_FILE, VERSIONS_DIR};
+use crate::paths::{self, DOCUMENT_LIMIT};
 use crate::settings::Settings;
 
 /// Where a repository is.
@@ -123,32 +124,29 @@ impl Fetcher {
     pub fn index(&self, location: &Location) -> Result<Option<Index>, String> {
         match location {
             Location::Dir(dir) => {
-                let path = dir.join(INDEX_FILE);
-                match std::fs::read(&path) {
-                    Ok(bytes) => Index::parse(&bytes).map(Some),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if dir.is_dir() {
-                            Ok(None)
-                        } else {
-                            Err(format!(
-                                "no repository at {} (the folder does not exist)",
-                                crate::display_path(dir)
-                            ))
-                        }
-                    }
-                    Err(e) => Err(format!("cannot read {}: {e}", crate::display_path(&path))),
+                if std::fs::symlink_metadata(dir.join(INDEX_FILE)).is_err() {
+                    return if dir.is_dir() {
+                        Ok(None)
+                    } else {
+                        Err(format!(
+                            "no repository at {} (the folder does not exist)",
+                            crate::display_path(dir)
+                        ))
+                    };
                 }
+                let bytes = paths::read_inside(dir, INDEX_FILE, DOCUMENT_LIMIT)?;
+                Index::parse(&bytes).map(Some)
             }
             Location::Http(base) => {
                 let url = format!("{base}/{INDEX_FILE}");
                 let cached = self.index_cache_path(&url);
                 if self.settings.offline {
-                    let bytes = std::fs::read(&cached).map_err(|_| {
+                    let bytes = paths::read_limited(&cached, DOCUMENT_LIMIT).map_err(|_| {
                         format!("{url} is not in the cache, and --offline forbids downloading it")
                     })?;
                     return Index::parse(&bytes).map(Some);
                 }
-                let bytes = self.get(&url).map_err(|e| {
+                let bytes = self.get(&url, DOCUMENT_LIMIT).map_err(|e| {
                     if e.contains("HTTP 404") {
                         format!("no repository at {base} ({e})")
                     } else {
@@ -163,25 +161,27 @@ impl Fetcher {
         }
     }
 
-    /// A version's file, verified against `sha256`.
+    /// A version's document (its CVL file), verified against the index's
+    /// SHA-256 and size; at most [`DOCUMENT_LIMIT`] bytes.
     pub fn version_file(
         &self,
         location: &Location,
         version: u32,
-        path: &str,
-        sha256: &str,
+        file: &FileEntry,
     ) -> Result<Vec<u8>, String> {
-        let rel = version_file_path(version, path);
+        let rel = version_file_path(version, &file.path);
+        paths::check_relative(&rel)?;
+        if file.size > DOCUMENT_LIMIT {
+            return Err(paths::too_large(&location.file_name(&rel), DOCUMENT_LIMIT));
+        }
         let bytes = match location {
-            Location::Dir(dir) => {
-                let full = dir.join(&rel);
-                std::fs::read(&full)
-                    .map_err(|e| format!("cannot read {}: {e}", crate::display_path(&full)))?
-            }
+            // The document limit bounds memory; a size that differs from the
+            // index's fails the hash check below, which says so.
+            Location::Dir(dir) => paths::read_inside(dir, &rel, DOCUMENT_LIMIT)?,
             Location::Http(base) => {
-                let cached = self.settings.cache_dir().join("files").join(sha256);
-                if let Ok(bytes) = std::fs::read(&cached) {
-                    if sha256_hex(&bytes) == sha256 {
+                let cached = self.settings.cache_dir().join("files").join(&file.sha256);
+                if let Ok(bytes) = paths::read_limited(&cached, DOCUMENT_LIMIT) {
+                    if sha256_hex(&bytes) == file.sha256 {
                         return Ok(bytes);
                     }
                 }
@@ -190,37 +190,30 @@ impl Fetcher {
                         "{base}/{rel} is not in the cache, and --offline forbids downloading it"
                     ));
                 }
-                let bytes = self.get(&format!("{base}/{rel}"))?;
-                if sha256_hex(&bytes) == sha256 {
+                let bytes = self.get(&format!("{base}/{rel}"), DOCUMENT_LIMIT)?;
+                if sha256_hex(&bytes) == file.sha256 {
                     let _ = crate::write_atomic(&cached, &bytes);
                 }
                 bytes
             }
         };
         let actual = sha256_hex(&bytes);
-        if actual != sha256 {
+        if actual != file.sha256 {
             return Err(format!(
-                "{} does not match the repository index (SHA-256 {actual}, index says {sha256}): \
+                "{} does not match the repository index (SHA-256 {actual}, index says {}): \
                  the repository has been tampered with or the download was cut short",
-                location.file_name(&rel)
+                location.file_name(&rel),
+                file.sha256
             ));
         }
         Ok(bytes)
     }
 
-    /// A file of a plain local folder (no index, no versions).
+    /// A file of a plain local folder (no index, no versions), read without
+    /// leaving the folder.
     pub fn plain_file(&self, location: &Location, path: &str) -> Result<Vec<u8>, String> {
         match location {
-            Location::Dir(dir) => {
-                let full = dir.join(path);
-                std::fs::read(&full).map_err(|e| {
-                    format!(
-                        "cannot read {}: {}",
-                        crate::display_path(&full),
-                        io_reason(&e)
-                    )
-                })
-            }
+            Location::Dir(dir) => paths::read_inside(dir, path, DOCUMENT_LIMIT),
             Location::Http(_) => unreachable!("web repositories always have an index"),
         }
     }
@@ -256,38 +249,55 @@ impl Fetcher {
                 .ok_or_else(|| format!("{} has no version {n}", location.display()))?;
             for file in &entry.files {
                 let rel = version_file_path(n, &file.path);
-                let local = root.join(&rel);
-                if let Location::Http(base) = location {
-                    let cached_ok =
-                        crate::disk::hash_file(&local).is_ok_and(|(h, _)| h == file.sha256);
-                    if !cached_ok {
-                        if self.settings.offline {
-                            return Err(format!("{base}/{rel} is not in the cache, and --offline forbids downloading it"));
+                let local = match location {
+                    Location::Dir(dir) => paths::resolve_inside(dir, &rel)?,
+                    Location::Http(base) => {
+                        let local = paths::confined(&root, &rel)?;
+                        let cached_ok = crate::disk::hash_file(&local)
+                            .is_ok_and(|(h, size)| h == file.sha256 && size == file.size);
+                        if !cached_ok {
+                            if self.settings.offline {
+                                return Err(format!("{base}/{rel} is not in the cache, and --offline forbids downloading it"));
+                            }
+                            self.download(&format!("{base}/{rel}"), &local, file.size)?;
                         }
-                        self.download(&format!("{base}/{rel}"), &local)?;
+                        local
                     }
-                }
-                let (actual, _) = crate::disk::hash_file(&local)?;
-                if actual != file.sha256 {
+                };
+                let refuse = |why: String| {
                     if matches!(location, Location::Http(_)) {
                         let _ = std::fs::remove_file(&local);
                     }
-                    return Err(format!(
+                    Err(why)
+                };
+                let (actual, _) = crate::disk::hash_file(&local)?;
+                if actual != file.sha256 {
+                    return refuse(format!(
                         "{} does not match the repository index (SHA-256 {actual}, index says {}): \
                          the repository has been tampered with or the download was corrupted",
                         location.file_name(&rel),
                         file.sha256
                     ));
                 }
+                if file.backing.is_some() || crate::disk::is_qcow2(&local)? {
+                    if let Location::Dir(dir) = location {
+                        // The backing path resolves from where the disk really is.
+                        let real_dir = paths::resolve_inside(dir, &format!("{VERSIONS_DIR}/{n}"))?;
+                        if local.parent() != Some(real_dir.as_path()) {
+                            return refuse(format!(
+                                "{} is a symbolic link to another folder: a program disk must \
+                                 be a plain file in its version's folder",
+                                location.file_name(&rel)
+                            ));
+                        }
+                    }
+                    if let Err(e) = crate::disk::check_program_disk(&local, file.backing.as_deref())
+                    {
+                        return refuse(format!("{}: {e}", location.file_name(&rel)));
+                    }
+                }
                 if let Some(backing) = &file.backing {
-                    let base_version = backing
-                        .strip_prefix("../")
-                        .and_then(|r| r.split('/').next())
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .ok_or_else(|| {
-                            format!("{rel}: backing file `{backing}` is not `../N/name`")
-                        })?;
-                    pending.push(base_version);
+                    pending.push(paths::check_backing(n, backing)?);
                 }
             }
         }
@@ -295,8 +305,10 @@ impl Fetcher {
     }
 
     /// Downloads `url` to `dest` through `dest.part`, resuming a previous
-    /// partial download with an HTTP range request.
-    fn download(&self, url: &str, dest: &Path) -> Result<(), String> {
+    /// partial download with an HTTP range request. The index declared the
+    /// file's `size`: a server that announces another length, or sends more,
+    /// is refused at once and leaves nothing behind.
+    fn download(&self, url: &str, dest: &Path, size: u64) -> Result<(), String> {
         use std::io::Write;
         let part = dest.with_extension(format!(
             "{}part",
@@ -308,18 +320,30 @@ impl Fetcher {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        let mut have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        if have >= size {
+            let _ = std::fs::remove_file(&part);
+            have = 0;
+        }
         let mut request = self.agent.get(url);
         if have > 0 {
             request = request.header("Range", &format!("bytes={have}-"));
         }
-        let secs = self.settings.timeout.as_secs_f64();
-        let mut response = request.call().map_err(|e| match e {
-            ureq::Error::StatusCode(code) => format!("{url} answered HTTP {code}"),
-            ureq::Error::Timeout(_) => format!("{url} did not answer within {secs:.0} s"),
-            other => format!("cannot fetch {url}: {other}"),
-        })?;
+        let mut response = request.call().map_err(|e| self.request_error(url, e))?;
         let resumed = have > 0 && response.status().as_u16() == 206;
+        let start = if resumed { have } else { 0 };
+        let refuse = |why: String| {
+            let _ = std::fs::remove_file(&part);
+            Err(format!("{url}: {why}; refused, and nothing of it was kept"))
+        };
+        if let Some(length) = content_length(&response) {
+            if length != size - start {
+                return refuse(format!(
+                    "the server announces {length} bytes where the repository index declares {}",
+                    size - start
+                ));
+            }
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(resumed)
@@ -327,14 +351,26 @@ impl Fetcher {
             .truncate(!resumed)
             .open(&part)
             .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
-        let mut reader = response.body_mut().as_reader();
+        // One byte more than allowed tells a body that is too long.
+        let mut reader = response.body_mut().as_reader().take(size - start + 1);
         let copied = std::io::copy(&mut reader, &mut file);
         file.flush()
             .and_then(|_| file.sync_all())
             .map_err(|e| e.to_string())?;
-        copied.map_err(|e| {
+        let copied = copied.map_err(|e| {
             format!("the download of {url} broke off ({e}); run the command again to resume it")
         })?;
+        if start + copied > size {
+            return refuse(format!(
+                "the server sent more than the {size} bytes the repository index declares"
+            ));
+        }
+        if start + copied < size {
+            return Err(format!(
+                "the download of {url} broke off ({} of {size} bytes); run the command again to resume it",
+                start + copied
+            ));
+        }
         std::fs::rename(&part, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))
     }
 
@@ -345,28 +381,42 @@ impl Fetcher {
             .join(format!("{}.json", sha256_hex(url.as_bytes())))
     }
 
-    fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    fn request_error(&self, url: &str, e: ureq::Error) -> String {
         let secs = self.settings.timeout.as_secs_f64();
-        let mut response = self.agent.get(url).call().map_err(|e| match e {
+        match e {
             ureq::Error::StatusCode(code) => format!("{url} answered HTTP {code}"),
             ureq::Error::Timeout(_) => format!("{url} did not answer within {secs:.0} s"),
             ureq::Error::Io(io) => format!("cannot reach {url}: {io}"),
             other => format!("cannot fetch {url}: {other}"),
-        })?;
-        let expected = response
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        }
+    }
+
+    /// A document of at most `limit` bytes, held in memory: refused as soon
+    /// as the server announces or sends more.
+    fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, String> {
+        let secs = self.settings.timeout.as_secs_f64();
+        let mut response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| self.request_error(url, e))?;
+        let expected = content_length(&response);
+        if expected.is_some_and(|n| n > limit) {
+            return Err(paths::too_large(url, limit));
+        }
         let mut bytes = Vec::new();
         response
             .body_mut()
             .as_reader()
+            .take(limit + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::TimedOut => format!("{url} stopped sending within {secs:.0} s"),
                 _ => format!("the download of {url} broke off: {e}"),
             })?;
+        if bytes.len() as u64 > limit {
+            return Err(paths::too_large(url, limit));
+        }
         if let Some(expected) = expected {
             if bytes.len() as u64 != expected {
                 return Err(format!(
@@ -379,11 +429,10 @@ impl Fetcher {
     }
 }
 
-/// An I/O error's reason without the OS error number.
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    }
+fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }

@@ -45,6 +45,36 @@ impl VersionEntry {
     pub fn file(&self, path: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.path == path)
     }
+
+    /// Checks what a repository says of a version before anything local is
+    /// built from it: every path a relative path of plain names, every
+    /// backing file an earlier version's disk, every digest 64 hex digits.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.version;
+        if n == 0 {
+            return Err("version 0 is listed; versions count from 1".to_string());
+        }
+        crate::paths::check_relative(&self.cvl)
+            .map_err(|e| format!("version {n} names its CVL file {e}"))?;
+        for file in &self.files {
+            crate::paths::check_relative(&file.path)
+                .map_err(|e| format!("version {n} lists the file {e}"))?;
+            if file.path == MANIFEST_FILE {
+                return Err(format!("version {n} lists its own manifest as a file"));
+            }
+            if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "version {n} gives {:?} the SHA-256 {:?}, which is not 64 hex digits",
+                    file.path, file.sha256
+                ));
+            }
+            if let Some(backing) = &file.backing {
+                crate::paths::check_backing(n, backing)
+                    .map_err(|e| format!("version {n}, {:?}: {e}", file.path))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The index of a repository.
@@ -71,7 +101,8 @@ impl Index {
         self.versions.iter().find(|v| v.version == n)
     }
 
-    /// Parses an index, saying what is wrong with a bad one.
+    /// Parses and validates an index, saying what is wrong with a bad one.
+    /// Nothing a repository says is used before this has checked it.
     pub fn parse(bytes: &[u8]) -> Result<Index, String> {
         let index: Index = serde_json::from_slice(bytes)
             .map_err(|e| format!("the repository index is not valid ({e})"))?;
@@ -80,6 +111,19 @@ impl Index {
                 "the repository index has format {}, and this toolchain reads format {FORMAT}",
                 index.format
             ));
+        }
+        let mut previous = 0;
+        for version in &index.versions {
+            if version.version <= previous {
+                return Err(format!(
+                    "the repository index lists version {} after version {previous}",
+                    version.version
+                ));
+            }
+            previous = version.version;
+            version
+                .validate()
+                .map_err(|e| format!("the repository index is unsafe: {e}"))?;
         }
         Ok(index)
     }

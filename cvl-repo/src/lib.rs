@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod index;
 pub mod loader;
 pub mod lock;
+pub mod paths;
 pub mod publish;
 pub mod settings;
 pub mod vm;

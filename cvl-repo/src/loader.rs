@@ -256,6 +256,9 @@ fn resolve_import(
     lock: Option<&mut LockState>,
     mode: LockMode,
 ) -> Result<Fetched, String> {
+    crate::paths::check_relative(&key.cvl).map_err(|e| {
+        format!("the import's `cvl` key must name a file inside the repository: {e}")
+    })?;
     let mapped = fetcher.settings().map_url(&key.url);
     let location = Location::parse(&mapped, Some(base))?;
     let via = if mapped != key.url {
@@ -351,7 +354,7 @@ fn resolve_import(
             ));
         }
     }
-    let bytes = fetcher.version_file(&location, version.version, &key.cvl, &entry.sha256)?;
+    let bytes = fetcher.version_file(&location, version.version, entry)?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", key.cvl))?;
     if locked.is_none() {
         if let Some(state) = lock {

@@ -38,10 +38,12 @@ fn scan(dir: &Path) -> Result<Vec<VersionEntry>, String> {
         let name = entry.file_name().to_string_lossy().to_string();
         let Ok(n) = name.parse::<u32>() else { continue };
         let manifest = entry.path().join(MANIFEST_FILE);
-        let bytes = std::fs::read(&manifest)
-            .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+        let bytes = crate::paths::read_limited(&manifest, crate::paths::DOCUMENT_LIMIT)?;
         let version: VersionEntry = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not a valid manifest: {e}", manifest.display()))?;
+        version
+            .validate()
+            .map_err(|e| format!("{} is unsafe: {e}", manifest.display()))?;
         if version.version != n {
             return Err(format!(
                 "{} claims version {}",
@@ -102,11 +104,11 @@ pub fn publish(dir: &Path, cvl: &str, files: &[PublishFile]) -> Result<VersionEn
             dir.display()
         ));
     }
-    for file in files {
-        let path = file.path();
-        if path.is_empty() || path.contains('/') || path.starts_with('.') || path == MANIFEST_FILE {
+    for path in files.iter().map(PublishFile::path).chain([cvl]) {
+        crate::paths::check_name(path).map_err(|e| format!("`{path}` cannot be published: {e}"))?;
+        if path.starts_with('.') || path == MANIFEST_FILE {
             return Err(format!(
-                "`{path}` cannot be published: file names are plain names"
+                "`{path}` cannot be published: the name is reserved for the repository's own files"
             ));
         }
     }

@@ -19,7 +19,7 @@
 //! A disk whose device is named in the appliance's `datadisks` is a data
 //! disk: it is never published.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -167,18 +167,8 @@ fn valid_device(device: &str) -> bool {
 }
 
 fn check_relative(file: &str, what: &str) -> Result<(), String> {
-    let path = PathBuf::from(file);
-    if file.is_empty()
-        || path.is_absolute()
-        || path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "{what} {file:?} must be a path inside the appliance's folder"
-        ));
-    }
-    Ok(())
+    crate::paths::check_relative(file)
+        .map_err(|e| format!("{what} {file:?} must be a path inside the appliance's folder: {e}"))
 }
 
 /// The devices of an appliance's data disks, from its evaluated `datadisks`
