@@ -40,6 +40,8 @@ fn load() -> Loaded {
             file: base,
             version: None,
             detail: String::new(),
+            repository: None,
+            files: Vec::new(),
             blacklisted: None,
         };
         db.set_imports(

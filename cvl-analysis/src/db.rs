@@ -39,6 +39,11 @@ pub struct ResolvedImport {
     pub version: Option<u32>,
     /// Extra facts for people (the SHA-256, the repository URL after mirrors).
     pub detail: String,
+    /// The repository the file came from, after mirrors (a URL or a local
+    /// folder), for a versioned import.
+    pub repository: Option<String>,
+    /// Every file of the version: path and SHA-256 (empty for a plain folder).
+    pub files: Vec<(String, String)>,
     /// Set when the version is on the administrator's blacklist: why, and
     /// what to use instead.
     pub blacklisted: Option<String>,

@@ -77,8 +77,10 @@ impl Value {
     }
 }
 
-/// Values the utility allocated, by dotted path relative to the deployed
-/// object (`f.ethernet0.ip`).
+/// Values known only at deploy time, by dotted path relative to the
+/// deployed object: what the utility allocated (`f.ethernet0.ip`), and the
+/// sensitive values the user supplied for parameters nobody assigns
+/// (`rootpw`). They live in memory only.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Allocations {
     pub values: FxHashMap<String, String>,
@@ -146,6 +148,10 @@ pub struct Evaluation {
     /// Reference cycles, maps over lists, bad `vanIF`s.
     pub diagnostics: Vec<LocalDiagnostic>,
     pub missing: Vec<MissingRequired>,
+    /// For every empty sensitive slot, the empty sensitive slot nobody
+    /// assigns that it comes from (itself, when it is that one): where the
+    /// user must supply a value.
+    pub sensitive_sources: FxHashMap<usize, usize>,
 }
 
 impl Evaluation {
@@ -225,12 +231,17 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
     }
     ev.check_vanifs();
     let missing = ev.missing_required();
+    let sensitive_sources = (0..ev.slots.len())
+        .filter(|&s| ev.slots[s].decl.sensitive && ev.slots[s].value.is_empty())
+        .map(|s| (s, ev.root_cause(s)))
+        .collect();
     Evaluation {
         def: def.clone(),
         instances: ev.instances,
         slots: ev.slots,
         diagnostics: ev.diagnostics,
         missing,
+        sensitive_sources,
     }
 }
 
@@ -478,6 +489,12 @@ impl Evaluator<'_> {
                     match self.allocations.values.get(&inst.dotted(name)) {
                         Some(v) => vec![Elem::Str(v.clone())],
                         None => vec![Elem::Unknown],
+                    }
+                } else if sensitive {
+                    // Supplied at deploy time, if at all.
+                    match self.allocations.values.get(&inst.dotted(name)) {
+                        Some(v) => vec![Elem::Str(v.clone())],
+                        None => Vec::new(),
                     }
                 } else if name == "name" {
                     let own = inst

@@ -53,6 +53,17 @@ impl Location {
         }
     }
 
+    /// The location as a URL that [`Location::parse`] reads back.
+    pub fn url(&self) -> String {
+        match self {
+            Location::Dir(d) => match std::path::absolute(d) {
+                Ok(abs) => format!("file://{}", abs.display()),
+                Err(_) => format!("file://{}", d.display()),
+            },
+            Location::Http(u) => u.clone(),
+        }
+    }
+
     /// The location of a file inside this repository, as a name for people.
     pub fn file_name(&self, path: &str) -> String {
         match self {

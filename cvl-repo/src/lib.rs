@@ -14,6 +14,7 @@ pub mod index;
 pub mod loader;
 pub mod lock;
 pub mod paths;
+pub mod program;
 pub mod publish;
 pub mod settings;
 pub mod vm;

@@ -172,6 +172,7 @@ impl Loader {
                 let lock = lock_dir.as_ref().and_then(|d| self.locks.get_mut(d));
                 let outcome = resolve_import(&self.fetcher, key, &base, lock, self.lock_mode);
                 let result = outcome.map(|fetched| {
+                    let repository = fetched.version.map(|_| fetched.base.url());
                     let imported = match self.by_name.get(&fetched.name) {
                         Some(&f) => f,
                         None => {
@@ -187,6 +188,8 @@ impl Loader {
                         file: imported,
                         version: fetched.version,
                         detail: fetched.detail,
+                        repository,
+                        files: fetched.files,
                         blacklisted: fetched.blacklisted,
                     }
                 });
@@ -247,6 +250,8 @@ struct Fetched {
     /// What relative imports inside the fetched file are relative to.
     base: Location,
     blacklisted: Option<String>,
+    /// The version's files (path, SHA-256).
+    files: Vec<(String, String)>,
 }
 
 fn resolve_import(
@@ -298,6 +303,7 @@ fn resolve_import(
             detail: format!("the plain folder {}{via}", location.display()),
             base: location.clone(),
             blacklisted: None,
+            files: Vec::new(),
         });
     };
     if index.versions.is_empty() {
@@ -403,6 +409,11 @@ fn resolve_import(
             "version {} of {}{via}, published {}, SHA-256 {}",
             version.version, key.url, version.published, entry.sha256
         ),
+        files: version
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect(),
         base: location,
         blacklisted,
     })

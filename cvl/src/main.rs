@@ -5,11 +5,13 @@
 
 mod blacklist;
 mod check;
+mod deploy;
 mod eval;
 mod files;
 mod fmt;
 mod render;
 mod repo;
+mod utility;
 mod workspace;
 
 use std::io::IsTerminal;
@@ -77,6 +79,37 @@ enum Command {
         as <redacted>. Exit code 1 when the file has errors (the values are printed anyway)."
     )]
     Eval(eval::EvalArgs),
+    /// Show what deploying an object would do: start, update, resend, stop
+    /// and remove actions, in dependency order, each with its reason.
+    #[command(
+        after_help = "The plan compares the deployed object's CVL (evaluated with the \
+        utility's allocations) with the utility's state ($CVL_HOME/state.db). Nothing is \
+        changed, but a new state is created on first use. Sensitive parameters come from \
+        the environment (CVL_SECRET_<DEPLOYMENT>_<PARAM>, e.g. CVL_SECRET_ACMESUITE_ROOTPW) \
+        and appear only as keyed fingerprints.\n\n\
+        Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (nothing \
+        planned), 2 with --detailed-exitcode: the plan has changes.\n\n\
+        Examples:\n  cvl plan AcmeSuite.cvl\n  cvl plan AcmeSuite.cvl --target d --out d.plan\n  \
+        cvl plan AcmeSuite.cvl --format json --detailed-exitcode   (CI: exit 2 when changes)"
+    )]
+    Plan(deploy::PlanArgs),
+    /// Print a saved plan.
+    Show(deploy::ShowArgs),
+    /// Plan stopping a deployment, or one component and what requires it.
+    #[command(
+        after_help = "Stops run dependents first. The executor (`cvl apply`) is not \
+        built yet: the plan is printed (and saved with --out)."
+    )]
+    Stop(deploy::StopArgs),
+    /// Print a deployment's dependency graph (provides/requires) as Graphviz DOT.
+    #[command(after_help = "Example: cvl graph AcmeSuite.cvl | dot -Tsvg > suite.svg")]
+    Graph(deploy::GraphArgs),
+    /// Register, list and remove the QEMU hosts the utility runs appliances on.
+    #[command(subcommand)]
+    Host(utility::HostCommand),
+    /// Show and set the pools the utility allocates from.
+    #[command(subcommand)]
+    Pool(utility::PoolCommand),
     /// Re-resolve every import (newest allowed versions) and rewrite cvl.lock.
     UpdateLock {
         /// Root files (or directories) whose lock to update.
@@ -128,6 +161,12 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args, color),
         Command::Fmt(args) => fmt::run(args, color),
         Command::Eval(args) => eval::run(args, color),
+        Command::Plan(args) => deploy::plan(args, color),
+        Command::Show(args) => deploy::show(args),
+        Command::Stop(args) => deploy::stop(args),
+        Command::Graph(args) => deploy::graph(args, color),
+        Command::Host(command) => utility::host(command),
+        Command::Pool(command) => utility::pool(command),
         Command::UpdateLock { files, load } => update_lock(&files, &load),
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),

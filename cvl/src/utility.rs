@@ -1,0 +1,303 @@
+//! The utility's administration: where its state lives, the hosts it runs
+//! appliances on (`cvl host`), and the pools it allocates from (`cvl pool`).
+//! With no host registered, this machine is the one host.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use cvl_planner::model::{Change, Host, Pools};
+use cvl_state::Store;
+
+use crate::render;
+
+/// The state database: `$CVL_HOME/state.db`.
+pub fn state_path() -> PathBuf {
+    cvl_repo::settings::default_home().join("state.db")
+}
+
+pub fn open_state() -> Result<Store> {
+    Store::open(&state_path()).map_err(anyhow::Error::new)
+}
+
+/// The name of the embedded default host: this machine.
+pub const LOCAL_HOST: &str = "local";
+
+/// The hosts to place on: the registered ones, or this machine.
+pub fn hosts_or_local(registered: &[Host]) -> Vec<Host> {
+    if !registered.is_empty() {
+        return registered.to_vec();
+    }
+    vec![Host {
+        name: LOCAL_HOST.to_string(),
+        address: None,
+        port: 22,
+        host_key: None,
+        memory_mib: local_memory_mib(),
+        max_vms: 64,
+        uplink: None,
+    }]
+}
+
+/// This machine's memory, from /proc/meminfo (4 GiB when unreadable).
+fn local_memory_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4096, |kib| kib / 1024)
+}
+
+#[derive(clap::Subcommand)]
+pub enum HostCommand {
+    /// Register a QEMU host reached over SSH (or change one).
+    #[command(after_help = "Example:\n  cvl host add qemu1 --address 198.18.0.11 \
+        --memory 65536 --max-vms 40 --uplink eth0\n\n\
+        The host key is what `ssh-keyscan -t ed25519 ADDRESS` prints for it (check it \
+        out of band); the SSH transport refuses a host whose key differs.")]
+    Add {
+        name: String,
+        /// The SSH address (name or IP).
+        #[arg(long)]
+        address: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// The host's SSH public key, OpenSSH format (`ssh-ed25519 AAAA...`).
+        #[arg(long, value_name = "KEY")]
+        host_key: Option<String>,
+        /// Memory the utility may give VMs there, in MiB.
+        #[arg(long, value_name = "MIB")]
+        memory: u64,
+        /// The most VMs it may run.
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        max_vms: u32,
+        /// The interface VANs reach other hosts through.
+        #[arg(long, value_name = "IFACE")]
+        uplink: Option<String>,
+    },
+    /// List the registered hosts (none: this machine is the one host).
+    List {
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Unregister a host that runs nothing.
+    Rm { name: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Human,
+    Json,
+}
+
+#[derive(clap::Subcommand)]
+pub enum PoolCommand {
+    /// Show the pools: VAN network numbers, public addresses, the MAC prefix.
+    Show {
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Set a pool: `networks FROM-TO` (1-65535; VAN n gets 10.(n/256).(n%256).0/24),
+    /// `public FIRST-LAST` (IPv4), `mac-prefix XX:XX:XX` (locally administered).
+    Set {
+        #[arg(value_enum)]
+        pool: PoolName,
+        value: String,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolName {
+    Networks,
+    Public,
+    MacPrefix,
+}
+
+pub fn host(command: HostCommand) -> Result<ExitCode> {
+    let mut store = open_state()?;
+    let state = store.load()?;
+    match command {
+        HostCommand::Add {
+            name,
+            address,
+            port,
+            host_key,
+            memory,
+            max_vms,
+            uplink,
+        } => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!("host name `{name}` must be letters, digits, `-`, `_` and `.`");
+            }
+            if name == LOCAL_HOST {
+                bail!("`{LOCAL_HOST}` is this machine's name in the utility: choose another");
+            }
+            if let Some(key) = &host_key {
+                let mut parts = key.split_whitespace();
+                if !matches!((parts.next(), parts.next()), (Some(t), Some(_)) if t.starts_with("ssh-") || t.starts_with("ecdsa-"))
+                {
+                    bail!("--host-key must be an OpenSSH public key (`ssh-ed25519 AAAA...`), as `ssh-keyscan` prints it");
+                }
+            }
+            let host = Host {
+                name: name.clone(),
+                address: Some(address),
+                port,
+                host_key,
+                memory_mib: memory,
+                max_vms,
+                uplink,
+            };
+            store.commit(&[Change::HostAdded(host)])?;
+            eprintln!("host {name} registered");
+        }
+        HostCommand::List { format } => {
+            let hosts = hosts_or_local(&state.hosts);
+            let mut load: std::collections::BTreeMap<&str, (u64, u32)> = Default::default();
+            for d in state.deployments.values() {
+                for vm in d.vms.values() {
+                    let l = load.entry(vm.alloc.host.as_str()).or_default();
+                    l.0 += u64::from(vm.spec.memory_mib);
+                    l.1 += 1;
+                }
+            }
+            match format {
+                ListFormat::Json => render::print_json(&serde_json::to_value(&hosts)?)?,
+                ListFormat::Human => {
+                    if state.hosts.is_empty() {
+                        println!("no host registered: this machine is the one host");
+                    }
+                    println!(
+                        "{:<16} {:<24} {:>12} {:>9}  uplink",
+                        "NAME", "ADDRESS", "MEMORY MiB", "VMS"
+                    );
+                    for h in &hosts {
+                        let (mem, count) = load.get(h.name.as_str()).copied().unwrap_or_default();
+                        println!(
+                            "{:<16} {:<24} {:>12} {:>9}  {}",
+                            h.name,
+                            h.address
+                                .as_ref()
+                                .map_or("(this machine)".to_string(), |a| format!(
+                                    "{a}:{}",
+                                    h.port
+                                )),
+                            format!("{mem}/{}", h.memory_mib),
+                            format!("{count}/{}", h.max_vms),
+                            h.uplink.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+        }
+        HostCommand::Rm { name } => {
+            if !state.hosts.iter().any(|h| h.name == name) {
+                bail!("no host named `{name}` is registered (see `cvl host list`)");
+            }
+            let running: Vec<String> = state
+                .deployments
+                .iter()
+                .flat_map(|(d, s)| {
+                    s.vms
+                        .iter()
+                        .filter(|(_, vm)| vm.alloc.host == name)
+                        .map(move |(p, _)| format!("{d}/{}", p.0))
+                })
+                .collect();
+            if !running.is_empty() {
+                bail!(
+                    "host {name} still runs {}: stop or move them first",
+                    running.join(", ")
+                );
+            }
+            store.commit(&[Change::HostRemoved { name: name.clone() }])?;
+            eprintln!("host {name} unregistered");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pool(command: PoolCommand) -> Result<ExitCode> {
+    let mut store = open_state()?;
+    let state = store.load()?;
+    match command {
+        PoolCommand::Show { format } => {
+            let p = &state.pools;
+            match format {
+                ListFormat::Json => render::print_json(&serde_json::json!({
+                    "networks": [p.networks.0, p.networks.1],
+                    "public": [p.public.0.to_string(), p.public.1.to_string()],
+                    "mac_prefix": mac_prefix(p),
+                }))?,
+                ListFormat::Human => {
+                    println!(
+                        "networks    {}-{}  (VAN n gets 10.(n/256).(n%256).0/24)",
+                        p.networks.0, p.networks.1
+                    );
+                    println!("public      {}-{}", p.public.0, p.public.1);
+                    println!("mac-prefix  {}", mac_prefix(p));
+                }
+            }
+        }
+        PoolCommand::Set { pool, value } => {
+            let mut pools = state.pools.clone();
+            match pool {
+                PoolName::Networks => {
+                    let (a, b) = range(&value)?;
+                    let (a, b): (u32, u32) = (
+                        a.parse().context("networks: FROM is not a number")?,
+                        b.parse().context("networks: TO is not a number")?,
+                    );
+                    if a == 0 || b > 65535 || a > b {
+                        bail!("networks must be FROM-TO within 1-65535, FROM <= TO");
+                    }
+                    pools.networks = (a, b);
+                }
+                PoolName::Public => {
+                    let (a, b) = range(&value)?;
+                    let (a, b): (Ipv4Addr, Ipv4Addr) = (
+                        a.parse().context("public: FIRST is not an IPv4 address")?,
+                        b.parse().context("public: LAST is not an IPv4 address")?,
+                    );
+                    if u32::from(a) > u32::from(b) {
+                        bail!("public: FIRST must not be after LAST");
+                    }
+                    pools.public = (a, b);
+                }
+                PoolName::MacPrefix => {
+                    let prefix = cvl_state::parse_prefix(&value)
+                        .context("mac-prefix must be three hex bytes, e.g. 0a:c7:1a")?;
+                    if prefix[0] & 1 != 0 || prefix[0] & 2 == 0 {
+                        bail!(
+                            "mac-prefix {value} must be unicast and locally administered (first \
+                             byte with bit 0 clear and bit 1 set, e.g. 02, 0a, 52)"
+                        );
+                    }
+                    pools.mac_prefix = prefix;
+                }
+            }
+            store.commit(&[Change::PoolsSet(pools)])?;
+            eprintln!("pool updated; what is allocated keeps its values");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn range(text: &str) -> Result<(&str, &str)> {
+    text.split_once('-')
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .with_context(|| format!("`{text}` is not FIRST-LAST"))
+}
+
+fn mac_prefix(p: &Pools) -> String {
+    let m = p.mac_prefix;
+    format!("{:02x}:{:02x}:{:02x}", m[0], m[1], m[2])
+}

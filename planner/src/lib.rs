@@ -1,0 +1,28 @@
+//! The CVL utility's planner: (desired state, utility state, options) ->
+//! plan. Pure: no I/O, no clock, no randomness, so every test of a plan
+//! needs no host and every plan is reproducible.
+//!
+//! Data flow, one module each:
+//!
+//! ```text
+//! lower::topology ─▶ alloc::allocate ─▶ lower::desired ─▶ diff::plan ─▶ Plan
+//!  (analysis → VMs,    (keep what exists,  (evaluate with     (actions, reasons,
+//!   VANs, interfaces)   lowest free next)   allocations)       dependency order)
+//! ```
+//!
+//! The state store (`cvl-state`) loads a [`model::UtilityState`] and records
+//! [`model::Change`]s; the executor carries a [`plan::Plan`] out and records
+//! what each action did ([`record::applied`]).
+
+pub mod alloc;
+pub mod diff;
+pub mod fingerprint;
+pub mod lower;
+pub mod model;
+pub mod plan;
+pub mod record;
+
+pub use alloc::{allocate, AllocError, Allocation};
+pub use diff::{plan, plan_stop, Options, PlanError};
+pub use model::*;
+pub use plan::{Action, ActionKind, Plan, Reason};
