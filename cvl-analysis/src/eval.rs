@@ -22,7 +22,7 @@ use crate::prelude::UTILITY_ALLOCATED;
 use crate::resolve::{Def, Kind};
 
 /// Instances deeper or more numerous than this are not expanded.
-const MAX_INSTANCES: usize = 200_000;
+const MAX_INSTANCES: usize = 1_000_000;
 
 /// One element of a value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -204,7 +204,7 @@ fn make_plan(
     let options = cvl_planner::Options {
         target: target.clone().map(ComponentPath),
     };
-    Ok(Some(cvl_planner::plan(&desired, &alloc, &state, &options)?))
+    Ok(Some(cvl_planner::plan(desired, alloc, &state, &options)?))
 }
 
 pub fn plan(args: PlanArgs, color: ColorChoice) -> Result<ExitCode> {

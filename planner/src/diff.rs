@@ -74,9 +74,10 @@ impl fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 /// Plans `desired` (allocated as `alloc`) against the utility's `state`.
+/// Both move into the plan, which carries them to the executor.
 pub fn plan(
-    desired: &Desired,
-    alloc: &Allocation,
+    desired: Desired,
+    alloc: Allocation,
     state: &UtilityState,
     options: &Options,
 ) -> Result<Plan, PlanError> {
@@ -155,10 +156,10 @@ pub fn plan(
             inputs_digest: desired.inputs_digest.clone(),
         },
         actions,
-        allocations: alloc.vms.clone(),
-        vans: desired.vans.clone(),
-        desired: desired.vms.clone(),
-        missing_secrets: missing_secrets(desired),
+        missing_secrets: missing_secrets(&desired),
+        allocations: alloc.vms,
+        vans: desired.vans,
+        desired: desired.vms,
     })
 }
 
@@ -293,6 +294,12 @@ fn program_reason(have: &DesiredVm, want: &DesiredVm) -> Option<Reason> {
 /// The parameters whose value a guest would see change.
 fn param_changes(have: &DesiredVm, want: &DesiredVm) -> Vec<ParamChange> {
     let mut out = Vec::new();
+    if have.params == want.params
+        && have.provides == want.provides
+        && have.requires == want.requires
+    {
+        return out; // the common case, without building name lists
+    }
     let names = have
         .params
         .keys()

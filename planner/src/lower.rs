@@ -91,6 +91,8 @@ pub struct Lowered {
     pub def: Def,
     pub topology: Topology,
     pub appliances: BTreeMap<ComponentPath, ApplianceRef>,
+    /// Each VM's memory, MiB.
+    pub memory: FxHashMap<ComponentPath, u32>,
     /// Every sensitive parameter the user must supply.
     pub sensitive_inputs: Vec<SensitiveInput>,
     /// SHA-256 over every file the deployment reads.
@@ -338,8 +340,10 @@ pub fn topology(
     for appliance in appliances.values() {
         hasher.update(&appliance.digest);
     }
+    let memory = vms.iter().map(|v| (v.path.clone(), v.memory_mib)).collect();
     Ok(Lowered {
         def: def.clone(),
+        memory,
         topology: Topology {
             deployment,
             vms,
@@ -428,12 +432,7 @@ pub fn desired(
             }
         }
         let data_disks = data_disks(&tree, i);
-        let memory_mib = lowered
-            .topology
-            .vms
-            .iter()
-            .find(|v| v.path == path)
-            .map_or(0, |v| v.memory_mib);
+        let memory_mib = lowered.memory.get(&path).copied().unwrap_or(0);
         vms.insert(
             path,
             DesiredVm {

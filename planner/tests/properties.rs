@@ -341,7 +341,7 @@ proptest! {
         // The current state: `before`'s VMs that are `present`, some stopped.
         let mut state = UtilityState { lineage: "L".into(), ..Default::default() };
         let (old, old_alloc) = desired_of(&before, &|i| present[i], &state);
-        let first = plan(&old, &old_alloc, &state, &Options::default()).unwrap();
+        let first = plan(old.clone(), old_alloc.clone(), &state, &Options::default()).unwrap();
         for a in &first.actions {
             state.apply(&record::applied(&first, a));
         }
@@ -357,7 +357,7 @@ proptest! {
         }
 
         let (desired, alloc) = desired_of(&after, &|i| wanted[i], &state);
-        let p = plan(&desired, &alloc, &state, &Options::default()).unwrap();
+        let p = plan(desired.clone(), alloc.clone(), &state, &Options::default()).unwrap();
         prop_assert_eq!(p.basis.serial, state.serial);
         // Execute in a random order the graph allows.
         let mut done: BTreeSet<ComponentPath> = BTreeSet::new();
@@ -410,7 +410,7 @@ proptest! {
         }
         // And a second plan has nothing to do.
         let (again, again_alloc) = desired_of(&after, &|i| wanted[i], &state);
-        let second = plan(&again, &again_alloc, &state, &Options::default()).unwrap();
+        let second = plan(again.clone(), again_alloc.clone(), &state, &Options::default()).unwrap();
         prop_assert!(second.actions.is_empty(), "{:?}", second.actions);
     }
 }
@@ -425,7 +425,7 @@ fn a_saved_plan_is_stale_once_the_state_or_inputs_change() {
         ..Default::default()
     };
     let (desired, alloc) = desired_of(&case, &|_| true, &state);
-    let p = plan(&desired, &alloc, &state, &Options::default()).unwrap();
+    let p = plan(desired.clone(), alloc.clone(), &state, &Options::default()).unwrap();
     assert!(p.check_fresh(&p.basis).is_ok());
     state.apply(&[]);
     let now = cvl_planner::plan::Basis {
@@ -464,13 +464,13 @@ fn target_keeps_a_subtree_and_what_it_waits_for() {
     let options = Options {
         target: Some(ComponentPath("c2".into())),
     };
-    let p = plan(&desired, &alloc, &state, &options).unwrap();
+    let p = plan(desired.clone(), alloc.clone(), &state, &options).unwrap();
     let planned: Vec<&str> = p.actions.iter().map(|a| a.component.0.as_str()).collect();
     assert_eq!(planned, ["c0", "c1", "c2"]);
     let options = Options {
         target: Some(ComponentPath("zz".into())),
     };
-    let err = plan(&desired, &alloc, &state, &options)
+    let err = plan(desired.clone(), alloc.clone(), &state, &options)
         .unwrap_err()
         .to_string();
     assert!(err.contains("--target `zz` names no component"), "{err}");
@@ -488,7 +488,7 @@ fn stop_takes_what_requires_the_component_first() {
     };
     let mut state = UtilityState::default();
     let (desired, alloc) = desired_of(&case, &|_| true, &state);
-    let p = plan(&desired, &alloc, &state, &Options::default()).unwrap();
+    let p = plan(desired.clone(), alloc.clone(), &state, &Options::default()).unwrap();
     for a in &p.actions {
         state.apply(&record::applied(&p, a));
     }
