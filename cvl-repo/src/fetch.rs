@@ -241,7 +241,36 @@ impl Fetcher {
         index: &Index,
         version: u32,
     ) -> Result<PathBuf, String> {
+        self.fetch_version_impl(location, index, version, false)
+    }
+
+    /// [`Fetcher::fetch_version`], but a local repository's files are
+    /// copied into the cache too: what a host runs from must not change or
+    /// vanish with someone else's folder.
+    pub fn cache_version(
+        &self,
+        location: &Location,
+        index: &Index,
+        version: u32,
+    ) -> Result<PathBuf, String> {
+        self.fetch_version_impl(location, index, version, true)
+    }
+
+    fn fetch_version_impl(
+        &self,
+        location: &Location,
+        index: &Index,
+        version: u32,
+        copy_local: bool,
+    ) -> Result<PathBuf, String> {
+        let cached_root = |key: &str| {
+            self.settings
+                .cache_dir()
+                .join("repos")
+                .join(sha256_hex(key.as_bytes()))
+        };
         let root = match location {
+            Location::Dir(dir) if copy_local => cached_root(&location.url()),
             Location::Dir(dir) => dir.clone(),
             Location::Http(base) => self
                 .settings
@@ -261,6 +290,16 @@ impl Fetcher {
             for file in &entry.files {
                 let rel = version_file_path(n, &file.path);
                 let local = match location {
+                    Location::Dir(dir) if copy_local => {
+                        let source = paths::resolve_inside(dir, &rel)?;
+                        let local = paths::confined(&root, &rel)?;
+                        let cached_ok = crate::disk::hash_file(&local)
+                            .is_ok_and(|(h, size)| h == file.sha256 && size == file.size);
+                        if !cached_ok {
+                            copy_file(&source, &local)?;
+                        }
+                        local
+                    }
                     Location::Dir(dir) => paths::resolve_inside(dir, &rel)?,
                     Location::Http(base) => {
                         let local = paths::confined(&root, &rel)?;
@@ -276,7 +315,7 @@ impl Fetcher {
                     }
                 };
                 let refuse = |why: String| {
-                    if matches!(location, Location::Http(_)) {
+                    if matches!(location, Location::Http(_)) || copy_local {
                         let _ = std::fs::remove_file(&local);
                     }
                     Err(why)
@@ -291,7 +330,7 @@ impl Fetcher {
                     ));
                 }
                 if file.backing.is_some() || crate::disk::is_qcow2(&local)? {
-                    if let Location::Dir(dir) = location {
+                    if let (Location::Dir(dir), false) = (location, copy_local) {
                         // The backing path resolves from where the disk really is.
                         let real_dir = paths::resolve_inside(dir, &format!("{VERSIONS_DIR}/{n}"))?;
                         if local.parent() != Some(real_dir.as_path()) {
@@ -438,6 +477,24 @@ impl Fetcher {
         }
         Ok(bytes)
     }
+}
+
+/// Copies `from` to `to` through a temporary file, synced, then renamed.
+fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
+    let dir = to.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = to.with_extension("part");
+    let result = std::fs::copy(from, &tmp)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, to));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "cannot copy {} into the cache: {e}",
+            from.display()
+        ));
+    }
+    Ok(())
 }
 
 fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {

@@ -60,10 +60,14 @@ pub struct StopArgs {
     pub path: Option<String>,
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
+    /// Save the stop plan here too.
     #[arg(long, value_name = "PLAN")]
     pub out: Option<PathBuf>,
+    /// `json`: print the plan only, change nothing.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
+    #[command(flatten)]
+    pub exec: crate::apply::ExecArgs,
 }
 
 #[derive(clap::Args)]
@@ -119,7 +123,7 @@ impl Programs for RepoPrograms<'_> {
 }
 
 /// The object to deploy: `--deploy`, or the file's only object.
-fn deployed(
+pub(crate) fn deployed(
     db: &cvl_analysis::RootDatabase,
     file: SourceFile,
     path: &Path,
@@ -148,15 +152,16 @@ fn deployed(
     }
 }
 
-/// A plan of the file's deployment against the state, or the reason there
-/// is none (already printed when it is the file's errors).
-fn make_plan(
+/// A plan of the file's deployment against the state, with the sensitive
+/// values it carries (memory only), or the reason there is none (already
+/// printed when it is the file's errors).
+pub(crate) fn make_plan(
     file: &Path,
     deploy: &Option<String>,
     target: &Option<String>,
     load: &LoadArgs,
     color: ColorChoice,
-) -> Result<Option<Plan>> {
+) -> Result<Option<(Plan, lower::SensitiveValues)>> {
     let ws = workspace::load(
         std::slice::from_ref(&file.to_path_buf()),
         load,
@@ -199,17 +204,18 @@ fn make_plan(
             secrets.insert(input.path.clone(), value);
         }
     }
-    let desired = lower::desired(&ws.db, &lowered, &alloc, &secrets, &key);
+    let (desired, sensitive) = lower::desired(&ws.db, &lowered, &alloc, &secrets, &key);
     drop(secrets);
     let options = cvl_planner::Options {
         target: target.clone().map(ComponentPath),
     };
-    Ok(Some(cvl_planner::plan(desired, alloc, &state, &options)?))
+    let plan = cvl_planner::plan(desired, alloc, &state, &options)?;
+    Ok(Some((plan, sensitive)))
 }
 
 pub fn plan(args: PlanArgs, color: ColorChoice) -> Result<ExitCode> {
     let plan = match make_plan(&args.file, &args.deploy, &args.target, &args.load, color) {
-        Ok(Some(plan)) => plan,
+        Ok(Some((plan, _))) => plan,
         Ok(None) => return Ok(ExitCode::from(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -222,24 +228,6 @@ pub fn plan(args: PlanArgs, color: ColorChoice) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-pub fn stop(args: StopArgs) -> Result<ExitCode> {
-    let source = crate::files::read(&args.file)?;
-    let db = cvl_analysis::RootDatabase::default();
-    let file = db.add_file(source.name.clone(), source.text.clone());
-    let name = deployed(&db, file, &args.file, &args.deploy)?;
-    let mut store = utility::open_state()?;
-    let state = store.load()?;
-    let target = args.path.map(ComponentPath);
-    let plan = cvl_planner::plan_stop(&state, &name, target.as_ref())?;
-    output(&plan, args.format, args.out.as_deref())?;
-    if plan.has_changes() {
-        eprintln!(
-            "The executor (`cvl apply`) is not built yet: this is the plan it would carry out."
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn show(args: ShowArgs) -> Result<ExitCode> {
@@ -256,7 +244,7 @@ pub fn show(args: ShowArgs) -> Result<ExitCode> {
 }
 
 pub fn graph(args: GraphArgs, color: ColorChoice) -> Result<ExitCode> {
-    let Some(plan) = make_plan(&args.file, &args.deploy, &None, &args.load, color)? else {
+    let Some((plan, _)) = make_plan(&args.file, &args.deploy, &None, &args.load, color)? else {
         return Ok(ExitCode::from(1));
     };
     let mut out = String::from("digraph deployment {\n  rankdir=LR;\n  node [shape=box];\n");
@@ -287,7 +275,7 @@ pub fn graph(args: GraphArgs, color: ColorChoice) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn output(plan: &Plan, format: PlanFormat, out: Option<&Path>) -> Result<()> {
+pub(crate) fn output(plan: &Plan, format: PlanFormat, out: Option<&Path>) -> Result<()> {
     if let Some(path) = out {
         let mut text = serde_json::to_string_pretty(plan)?;
         text.push('\n');

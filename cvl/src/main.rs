@@ -3,6 +3,7 @@
 //! outcome into an exit code: 0 success, 1 problems found, 2 usage or I/O
 //! error.
 
+mod apply;
 mod blacklist;
 mod check;
 mod deploy;
@@ -25,7 +26,7 @@ use codespan_reporting::term::termcolor::ColorChoice;
 #[command(
     name = "cvl",
     version,
-    about = "The CVL toolchain: check, format and evaluate virtual appliance descriptions",
+    about = "The CVL toolchain: check, format, evaluate, plan and run virtual appliances",
     long_about = "The CVL toolchain.\n\n\
         CVL (the Collective Virtual appliance Language) describes virtual appliances: VMs and \
         networks of them (VANs), with parameters marked \"required\" or \"sensitive\", \
@@ -95,12 +96,35 @@ enum Command {
     Plan(deploy::PlanArgs),
     /// Print a saved plan.
     Show(deploy::ShowArgs),
-    /// Plan stopping a deployment, or one component and what requires it.
+    /// Carry out a plan on QEMU (this machine): start, update, resend, stop
+    /// and remove, in dependency order.
     #[command(
-        after_help = "Stops run dependents first. The executor (`cvl apply`) is not \
-        built yet: the plan is printed (and saved with --out)."
+        after_help = "Plans as `cvl plan` does, shows the plan, and asks for `yes` \
+        (or --auto-approve, for CI). Independent actions run in parallel; the state is \
+        written after every step, so an interrupted apply is finished by the next one. A \
+        failed action skips what depends on it; the rest goes on.\n\n\
+        VMs live under $CVL_HOST_ROOT (default $CVL_HOME/host): a folder per VM with its \
+        overlays and data disks, and an attic for removed ones. The accelerator is KVM where \
+        a trial boot works, else TCG; CVL_ACCEL=kvm|tcg overrides it. VANs need root \
+        (bridges and taps).\n\n\
+        Exit codes: 0 applied (or nothing to do), 1 an error or a failed action, 2 bad \
+        arguments.\n\nExamples:\n  cvl apply AcmeSuite.cvl\n  \
+        CVL_SECRET_ACMESUITE_ROOTPW=... cvl apply AcmeSuite.cvl --auto-approve"
+    )]
+    Apply(apply::ApplyArgs),
+    /// Stop a deployment, or one component and everything that requires it.
+    #[command(
+        after_help = "Stops run dependents first: the guest agent's shutdown, then \
+        ACPI, then QEMU's quit after --stop-timeout. `--format json` prints the plan and \
+        changes nothing."
     )]
     Stop(deploy::StopArgs),
+    /// What really runs, asked of the hosts, beside what the state says.
+    #[command(
+        after_help = "Exit code 1 when anything drifted from the state (a VM that \
+        died, one that runs though recorded stopped, a host that does not answer)."
+    )]
+    Status(apply::StatusArgs),
     /// Print a deployment's dependency graph (provides/requires) as Graphviz DOT.
     #[command(after_help = "Example: cvl graph AcmeSuite.cvl | dot -Tsvg > suite.svg")]
     Graph(deploy::GraphArgs),
@@ -163,7 +187,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args, color),
         Command::Plan(args) => deploy::plan(args, color),
         Command::Show(args) => deploy::show(args),
-        Command::Stop(args) => deploy::stop(args),
+        Command::Apply(args) => apply::apply(args, color),
+        Command::Stop(args) => apply::stop(args),
+        Command::Status(args) => apply::status(args),
         Command::Graph(args) => deploy::graph(args, color),
         Command::Host(command) => utility::host(command),
         Command::Pool(command) => utility::pool(command),

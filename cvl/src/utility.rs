@@ -86,6 +86,14 @@ pub enum HostCommand {
     },
     /// Unregister a host that runs nothing.
     Rm { name: String },
+    /// Serve host operations on stdin/stdout (what the executor starts on
+    /// each host; not for people).
+    #[command(hide = true)]
+    Serve {
+        /// The folder the agent keeps caches, VMs and the attic in.
+        #[arg(long)]
+        root: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,6 +126,9 @@ pub enum PoolName {
 }
 
 pub fn host(command: HostCommand) -> Result<ExitCode> {
+    if let HostCommand::Serve { root } = &command {
+        return crate::apply::serve(root);
+    }
     let mut store = open_state()?;
     let state = store.load()?;
     match command {
@@ -221,6 +232,7 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
             store.commit(&[Change::HostRemoved { name: name.clone() }])?;
             eprintln!("host {name} unregistered");
         }
+        HostCommand::Serve { .. } => unreachable!("served above"),
     }
     Ok(ExitCode::SUCCESS)
 }

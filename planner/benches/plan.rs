@@ -104,7 +104,7 @@ fn with_analysis(text: &str, state: &UtilityState, hosts: &[Host]) -> cvl_planne
     };
     let lowered = lower::topology(&db, &def, &mut OneProgram).unwrap();
     let alloc = allocate(&lowered.topology, state, hosts).unwrap();
-    let desired = lower::desired(&db, &lowered, &alloc, &BTreeMap::new(), b"key");
+    let (desired, _) = lower::desired(&db, &lowered, &alloc, &BTreeMap::new(), b"key");
     plan(desired, alloc, state, &Options::default()).unwrap()
 }
 
@@ -150,7 +150,7 @@ fn main() {
         };
         let lowered = lower::topology(&db, &def, &mut OneProgram).unwrap();
         let alloc = allocate(&lowered.topology, &state, &hosts).unwrap();
-        let desired = lower::desired(&db, &lowered, &alloc, &BTreeMap::new(), b"key");
+        let (desired, _) = lower::desired(&db, &lowered, &alloc, &BTreeMap::new(), b"key");
 
         let runs = if n >= 100_000 { 3 } else { 7 };
         let mut planner = Vec::new();

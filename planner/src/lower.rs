@@ -355,16 +355,34 @@ pub fn topology(
     })
 }
 
+/// The values of sensitive parameters, per component and parameter: what
+/// the executor puts on the wire. Memory only: it does not serialize, and
+/// its `Debug` shows no value.
+#[derive(Default, Clone)]
+pub struct SensitiveValues(pub BTreeMap<ComponentPath, BTreeMap<String, Vec<String>>>);
+
+impl std::fmt::Debug for SensitiveValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SensitiveValues({} components, values not shown)",
+            self.0.len()
+        )
+    }
+}
+
 /// The desired state of `lowered` once allocated as `alloc`, with the
 /// sensitive values the user supplied (`secrets`, by input path; kept in
-/// memory only) fingerprinted under `key`.
+/// memory only) fingerprinted under `key`. Also returns those values as
+/// each component receives them.
 pub fn desired(
     db: &dyn Db,
     lowered: &Lowered,
     alloc: &Allocation,
     secrets: &BTreeMap<String, String>,
     key: &[u8],
-) -> Desired {
+) -> (Desired, SensitiveValues) {
+    let mut sensitive_values = SensitiveValues::default();
     let deployment = &lowered.topology.deployment;
     let mut values: Allocations = Allocations::default();
     values.values.extend(alloc.interface_values());
@@ -420,6 +438,11 @@ pub fn desired(
                         .then(|| fingerprint(key, deployment, &ev.dotted(slot), &strings));
                     if let Some(fp) = &fp {
                         digest.update(fp);
+                        sensitive_values
+                            .0
+                            .entry(path.clone())
+                            .or_default()
+                            .insert(name.clone(), strings.clone());
                     }
                     ParamValue::Sensitive {
                         fingerprint: fp,
@@ -445,12 +468,13 @@ pub fn desired(
             },
         );
     }
-    Desired {
+    let desired = Desired {
         deployment: deployment.clone(),
         vms,
         vans: alloc.vans.clone(),
         inputs_digest: hex(&digest.finalize()),
-    }
+    };
+    (desired, sensitive_values)
 }
 
 /// The data disks `datadisks` declares (maps with `device` and `size`).

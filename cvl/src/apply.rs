@@ -1,0 +1,503 @@
+//! `cvl apply`, `cvl stop` (carried out), `cvl status` and `cvl host serve`:
+//! the executor on this machine. Plans as `cvl plan` does, shows the plan,
+//! asks (or `--auto-approve`), then walks it through the host agent,
+//! writing the state after every step and drawing progress (a line per
+//! appliance on a terminal, plain lines in CI logs).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use codespan_reporting::term::termcolor::ColorChoice;
+use cvl_executor::apply::{self as walk, Event, Outcome, Prepared};
+use cvl_executor::protocol::{ProgramSource, Request, Response, VmId};
+use cvl_executor::transport::{Connector, LocalConnector};
+use cvl_planner::lower::SensitiveValues;
+use cvl_planner::model::{ComponentPath, ParamValue, Status};
+use cvl_planner::plan::Plan;
+use cvl_planner::record;
+
+use crate::deploy::{self, PlanFormat};
+use crate::utility;
+use crate::workspace::LoadArgs;
+
+#[derive(clap::Args, Clone)]
+pub struct ExecArgs {
+    /// Apply without asking (for CI and scripts).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many actions may run at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub parallelism: usize,
+    /// Seconds a guest has to power off before QEMU is told to quit.
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub stop_timeout: u64,
+    /// Seconds a guest has to answer its guest agent after booting.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub ready_timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// The CVL file of the deployment.
+    pub file: PathBuf,
+    #[arg(long, value_name = "OBJ")]
+    pub deploy: Option<String>,
+    /// Only this component and what its actions wait for.
+    #[arg(long, value_name = "PATH")]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Only this file's deployment (default: every deployment).
+    pub file: Option<PathBuf>,
+    #[arg(long, value_name = "OBJ")]
+    pub deploy: Option<String>,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+}
+
+/// Where this machine's host agent keeps VMs: `$CVL_HOST_ROOT`, else
+/// `$CVL_HOME/host`.
+pub fn host_root() -> PathBuf {
+    std::env::var_os("CVL_HOST_ROOT")
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cvl_repo::settings::default_home().join("host"))
+}
+
+fn connector() -> Result<LocalConnector> {
+    Ok(LocalConnector {
+        exe: std::env::current_exe().context("cannot find the cvl executable")?,
+        root: std::path::absolute(host_root())?,
+        name: utility::LOCAL_HOST.to_string(),
+    })
+}
+
+pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
+    let planned = match deploy::make_plan(&args.file, &args.deploy, &args.target, &args.load, color)
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(ExitCode::from(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (plan, sensitive) = planned;
+    if !plan.missing_secrets.is_empty() {
+        deploy::output(&plan, PlanFormat::Human, None)?;
+        let names: Vec<String> = plan
+            .missing_secrets
+            .iter()
+            .map(|m| format!("{} ({})", m.param, m.supply))
+            .collect();
+        eprintln!(
+            "error: sensitive values are missing: {}; nothing was applied",
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let settings = args.load.options(cvl_repo::LockMode::Use)?.settings;
+    execute(&plan, &sensitive, &settings, &args.exec)
+}
+
+/// `cvl stop FILE [PATH]`: plans the stop and carries it out.
+pub fn stop(args: deploy::StopArgs) -> Result<ExitCode> {
+    let source = crate::files::read(&args.file)?;
+    let db = cvl_analysis::RootDatabase::default();
+    let file = db.add_file(source.name.clone(), source.text.clone());
+    let name = deploy::deployed(&db, file, &args.file, &args.deploy)?;
+    let mut store = utility::open_state()?;
+    let state = store.load()?;
+    let target = args.path.clone().map(ComponentPath);
+    let plan = cvl_planner::plan_stop(&state, &name, target.as_ref())?;
+    if args.out.is_some() || args.format == PlanFormat::Json {
+        deploy::output(&plan, args.format, args.out.as_deref())?;
+        if args.format == PlanFormat::Json {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let settings = cvl_repo::Settings::from_env().map_err(anyhow::Error::msg)?;
+    execute(&plan, &SensitiveValues::default(), &settings, &args.exec)
+}
+
+fn execute(
+    plan: &Plan,
+    sensitive: &SensitiveValues,
+    settings: &cvl_repo::Settings,
+    exec: &ExecArgs,
+) -> Result<ExitCode> {
+    deploy::output(plan, PlanFormat::Human, None)?;
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !exec.auto_approve {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to ask for approval: review the plan, then pass --auto-approve");
+        }
+        print!("\nApply this plan? Only `yes` applies it: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("Nothing was applied.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let prepared = prepare(plan, sensitive, settings)?;
+    let mut store = utility::open_state()?;
+    // The state must still be the one planned against.
+    let now = store.load()?;
+    if now.lineage != plan.basis.lineage || now.serial != plan.basis.serial {
+        bail!(
+            "the state changed while the plan was shown (serial {} then, {} now): run again",
+            plan.basis.serial,
+            now.serial
+        );
+    }
+    let connector = connector()?;
+    let options = walk::Options {
+        parallelism: exec.parallelism,
+        stop_timeout_secs: exec.stop_timeout,
+        ready_timeout_secs: exec.ready_timeout,
+    };
+    let started = Instant::now();
+    let mut progress = Progress::new(plan.actions.len());
+    let mut record_changes = |changes: &[cvl_planner::Change]| -> Result<(), String> {
+        store.commit(changes).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let summary = walk::apply(
+        plan,
+        &prepared,
+        &connector,
+        &mut record_changes,
+        &mut |event| progress.event(event, started),
+        &options,
+    )
+    .map_err(anyhow::Error::msg)?;
+    progress.finish();
+    if summary.ok() {
+        let current = store.load()?;
+        store.commit(&record::finished(
+            plan,
+            current.deployments.get(&plan.deployment),
+        ))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if summary.ok() {
+        println!(
+            "\nApplied {} action(s) to {} in {elapsed:.1} s.",
+            summary.done.len(),
+            plan.deployment
+        );
+        if !summary.timings.is_empty() {
+            let prepare: u64 = summary.timings.values().map(|t| t.0).sum();
+            println!(
+                "Host work before booting (disks, launch): {} ms in all, {} ms per VM on average.",
+                prepare,
+                prepare / summary.timings.len() as u64
+            );
+        }
+        if plan.actions.iter().any(|a| !a.action.is_stopping()) {
+            println!("See what runs with `cvl status`; stop it all with `cvl stop FILE`.");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("\nThe apply did not finish ({elapsed:.1} s):");
+        for (component, message) in &summary.failed {
+            eprintln!("  failed  {}: {message}", component.0);
+        }
+        for component in &summary.skipped {
+            eprintln!("  skipped {}: it waits for a failed action", component.0);
+        }
+        eprintln!(
+            "The state records what ran. Fix the cause, then `cvl plan` and `cvl apply` again: \
+             they finish the job."
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Each component's program source and wire parameters.
+fn prepare(
+    plan: &Plan,
+    sensitive: &SensitiveValues,
+    settings: &cvl_repo::Settings,
+) -> Result<BTreeMap<ComponentPath, Prepared>> {
+    let mut out = BTreeMap::new();
+    let empty = BTreeMap::new();
+    // Only what boots or receives parameters needs them.
+    let needed = plan.actions.iter().filter(|a| {
+        matches!(
+            a.action,
+            cvl_planner::ActionKind::Start
+                | cvl_planner::ActionKind::Update
+                | cvl_planner::ActionKind::Resend
+        )
+    });
+    for path in needed.map(|a| &a.component) {
+        let Some(vm) = plan.desired.get(path) else {
+            continue;
+        };
+        let description = match vm.params.get("vm") {
+            Some(ParamValue::Plain { values }) if !values.is_empty() => values[0].clone(),
+            _ => bail!("{path} has no `vm`"),
+        };
+        let app = &vm.appliance;
+        let program = match app.version {
+            Some(version) => {
+                let mapped = settings.map_url(&app.source);
+                let location =
+                    cvl_repo::Location::parse(&mapped, None).map_err(anyhow::Error::msg)?;
+                ProgramSource::Repository {
+                    url: location.url(),
+                    version,
+                }
+            }
+            None => {
+                let desc = std::path::absolute(&app.source)?;
+                ProgramSource::Folder {
+                    dir: desc
+                        .parent()
+                        .unwrap_or(Path::new("/"))
+                        .display()
+                        .to_string(),
+                }
+            }
+        };
+        let params = walk::wire_params(&vm.params, sensitive.0.get(path).unwrap_or(&empty))
+            .map_err(anyhow::Error::msg)?;
+        out.insert(
+            path.clone(),
+            Prepared {
+                program,
+                description,
+                params,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Progress: a spinner line per running appliance on a terminal (indicatif),
+/// plain lines otherwise.
+struct Progress {
+    bars: Option<(
+        indicatif::MultiProgress,
+        BTreeMap<ComponentPath, indicatif::ProgressBar>,
+    )>,
+}
+
+impl Progress {
+    fn new(_actions: usize) -> Progress {
+        let bars = std::io::stdout()
+            .is_terminal()
+            .then(|| (indicatif::MultiProgress::new(), BTreeMap::new()));
+        Progress { bars }
+    }
+
+    fn event(&mut self, event: &Event, started: Instant) {
+        let at = started.elapsed().as_secs_f64();
+        match (&mut self.bars, event) {
+            (Some((multi, bars)), Event::Began { component, action }) => {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "  {spinner} {prefix:<7} {msg} [{elapsed}]",
+                    )
+                    .expect("a valid template"),
+                );
+                bar.set_prefix(action.as_str());
+                bar.set_message(component.0.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(component.clone(), bar);
+            }
+            (
+                Some((multi, bars)),
+                Event::Finished {
+                    component,
+                    action,
+                    outcome,
+                    elapsed,
+                },
+            ) => {
+                let line = finished_line(component, action.as_str(), outcome, *elapsed);
+                match bars.remove(component) {
+                    Some(bar) => bar.finish_with_message(line),
+                    None => {
+                        let _ = multi.println(format!("  {line}"));
+                    }
+                }
+            }
+            (None, Event::Began { component, action }) => {
+                println!("[{at:6.1}s] {:<7} {} ...", action.as_str(), component.0);
+            }
+            (
+                None,
+                Event::Finished {
+                    component,
+                    action,
+                    outcome,
+                    elapsed,
+                },
+            ) => {
+                println!(
+                    "[{at:6.1}s] {}",
+                    finished_line(component, action.as_str(), outcome, *elapsed)
+                );
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((multi, _)) = &self.bars {
+            let _ = multi.clear();
+        }
+    }
+}
+
+fn finished_line(
+    component: &ComponentPath,
+    action: &str,
+    outcome: &Outcome,
+    elapsed: Duration,
+) -> String {
+    match outcome {
+        Outcome::Done(detail) => format!(
+            "{action:<7} {}: {detail} ({:.1} s)",
+            component.0,
+            elapsed.as_secs_f64()
+        ),
+        Outcome::Failed(message) => format!("{action:<7} {}: FAILED: {message}", component.0),
+        Outcome::Skipped(because) => format!(
+            "{action:<7} {}: skipped ({} failed)",
+            component.0, because.0
+        ),
+    }
+}
+
+pub fn status(args: StatusArgs) -> Result<ExitCode> {
+    let mut store = utility::open_state()?;
+    let state = store.load()?;
+    let only = match &args.file {
+        Some(path) => {
+            let source = crate::files::read(path)?;
+            let db = cvl_analysis::RootDatabase::default();
+            let file = db.add_file(source.name.clone(), source.text.clone());
+            Some(deploy::deployed(&db, file, path, &args.deploy)?)
+        }
+        None => None,
+    };
+    let mut rows = Vec::new();
+    let connector = connector()?;
+    for (deployment, d) in &state.deployments {
+        if only.as_ref().is_some_and(|o| o != deployment) {
+            continue;
+        }
+        let mut by_host: BTreeMap<&str, Vec<(&ComponentPath, Status)>> = BTreeMap::new();
+        for (path, record) in &d.vms {
+            by_host
+                .entry(record.alloc.host.as_str())
+                .or_default()
+                .push((path, record.status));
+        }
+        for (host, vms) in by_host {
+            let ids: Vec<VmId> = vms
+                .iter()
+                .map(|(p, _)| VmId {
+                    deployment: deployment.clone(),
+                    path: p.0.clone(),
+                })
+                .collect();
+            let answer = connector
+                .connect(host)
+                .and_then(|mut s| s.call(&Request::Status { vms: ids }));
+            match answer {
+                Ok(Response::Status { vms: seen }) => {
+                    for ((path, recorded), seen) in vms.iter().zip(seen) {
+                        let runs = seen.pid.is_some();
+                        let drift = match (recorded, runs) {
+                            (Status::Running, false) => "DRIFT: recorded running, but no process",
+                            (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
+                            (Status::Running, true) if !seen.agent => "guest agent not answering",
+                            (Status::Starting | Status::Stopping | Status::Failed, _) => {
+                                "an apply did not finish: run cvl plan"
+                            }
+                            _ => "",
+                        };
+                        rows.push(serde_json::json!({
+                            "deployment": deployment, "component": path.0, "host": host,
+                            "recorded": recorded.as_str(), "pid": seen.pid, "qmp": seen.qmp,
+                            "agent": seen.agent, "drift": drift,
+                        }));
+                    }
+                }
+                Ok(other) => bail!("host {host} answered {other:?}"),
+                Err(e) => {
+                    for (path, recorded) in &vms {
+                        rows.push(serde_json::json!({
+                            "deployment": deployment, "component": path.0, "host": host,
+                            "recorded": recorded.as_str(), "pid": null, "qmp": null, "agent": false,
+                            "drift": format!("host does not answer: {e}"),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    let drift = rows
+        .iter()
+        .any(|r| !r["drift"].as_str().unwrap_or("").is_empty());
+    match args.format {
+        PlanFormat::Json => crate::render::print_json(&serde_json::Value::Array(rows))?,
+        PlanFormat::Human => {
+            if rows.is_empty() {
+                println!(
+                    "The utility runs nothing{}.",
+                    only.map(|o| format!(" for {o}")).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "{:<14} {:<10} {:<8} {:<9} {:>8} {:<8} {:<6} notes",
+                    "DEPLOYMENT", "COMPONENT", "HOST", "RECORDED", "PID", "QMP", "AGENT"
+                );
+            }
+            for r in &rows {
+                println!(
+                    "{:<14} {:<10} {:<8} {:<9} {:>8} {:<8} {:<6} {}",
+                    r["deployment"].as_str().unwrap_or(""),
+                    r["component"].as_str().unwrap_or(""),
+                    r["host"].as_str().unwrap_or(""),
+                    r["recorded"].as_str().unwrap_or(""),
+                    r["pid"].as_u64().map_or("-".to_string(), |p| p.to_string()),
+                    r["qmp"].as_str().unwrap_or("-"),
+                    if r["agent"] == true { "yes" } else { "no" },
+                    r["drift"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(if drift {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `cvl host serve --root ROOT`: the host agent on stdin/stdout.
+pub fn serve(root: &Path) -> Result<ExitCode> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    cvl_executor::agent::serve(root, stdin.lock(), stdout.lock())?;
+    Ok(ExitCode::SUCCESS)
+}

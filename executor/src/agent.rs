@@ -1,0 +1,685 @@
+//! The host side: what `cvl host serve` runs, answering [`Request`]s on
+//! stdin/stdout, one JSON line each. It owns everything under its root:
+//!
+//! ```text
+//! ROOT/cache/                  program files by repository and version (verified by cvl-repo)
+//! ROOT/vms/DEPLOYMENT/PATH/    one VM: program-DEV.qcow2 overlays, data-DEV.qcow2,
+//!                              qemu.pid, qmp.sock, qga.sock, console.log
+//! ROOT/attic/DEPLOYMENT/PATH-TIME/   removed VMs, disks and all (never deleted)
+//! ROOT/accel                   the accelerator found to work here (kvm or tcg)
+//! ```
+//!
+//! QEMU runs daemonized; parameters reach the guest through fw_cfg from a
+//! tmpfs file of mode 0600 that is removed as soon as QEMU has read it, and
+//! on a resend through the guest agent. No value is ever on a command line.
+
+use std::io::{BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::protocol::*;
+use crate::qmp::{Agent, Qmp};
+
+type Fail = (HostErrorKind, String);
+
+fn failed(message: impl Into<String>) -> Fail {
+    (HostErrorKind::Failed, message.into())
+}
+
+/// Serves requests until the input ends.
+pub fn serve(root: &Path, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    let host = HostAgent::new(root.to_path_buf());
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => host.handle(request),
+            Err(e) => Response::Error {
+                kind: HostErrorKind::BadRequest,
+                message: format!("not a request of protocol {PROTOCOL}: {e}"),
+            },
+        };
+        let mut text = serde_json::to_string(&response).expect("a response serializes");
+        text.push('\n');
+        output.write_all(text.as_bytes())?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+pub struct HostAgent {
+    root: PathBuf,
+}
+
+impl HostAgent {
+    pub fn new(root: PathBuf) -> HostAgent {
+        HostAgent { root }
+    }
+
+    pub fn handle(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Hello { protocol } if protocol == PROTOCOL => Ok(Response::Hello {
+                protocol: PROTOCOL,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+            Request::Hello { protocol } => Err((
+                HostErrorKind::BadRequest,
+                format!("this host agent speaks protocol {PROTOCOL}, not {protocol}"),
+            )),
+            Request::Start(spec) => self.start(&spec),
+            Request::Stop { vm, timeout_secs } => self.stop(&vm, timeout_secs),
+            Request::Resend { vm, params } => self.resend(&vm, &params),
+            Request::Attic { vm } => self.attic(&vm),
+            Request::Status { vms } => Ok(Response::Status {
+                vms: vms.iter().map(|vm| self.status(vm)).collect(),
+            }),
+        };
+        result.unwrap_or_else(|(kind, message)| Response::Error { kind, message })
+    }
+
+    fn vm_dir(&self, vm: &VmId) -> Result<PathBuf, Fail> {
+        let safe = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+                && !s.starts_with('.')
+        };
+        let path = if vm.path.is_empty() { "_" } else { &vm.path };
+        if !safe(&vm.deployment) || !safe(path) {
+            return Err((
+                HostErrorKind::BadRequest,
+                format!("{vm} is not a component name"),
+            ));
+        }
+        Ok(self.root.join("vms").join(&vm.deployment).join(path))
+    }
+
+    fn start(&self, spec: &StartSpec) -> Result<Response, Fail> {
+        let t0 = Instant::now();
+        let dir = self.vm_dir(&spec.vm)?;
+        if let Some(pid) = running_pid(&dir) {
+            if spec.fresh_program {
+                return Err(failed(format!(
+                    "{} is running: stop it before an update",
+                    spec.vm
+                )));
+            }
+            let deadline = Instant::now() + Duration::from_secs(spec.ready_timeout_secs);
+            Agent::wait(&dir.join("qga.sock"), deadline).map_err(|e| {
+                (
+                    HostErrorKind::Timeout,
+                    format!("{} runs but its guest agent does not answer: {e}", spec.vm),
+                )
+            })?;
+            return Ok(Response::Started {
+                pid,
+                already: true,
+                accel: std::fs::read_to_string(dir.join("accel")).unwrap_or_default(),
+                prepare_ms: 0,
+                boot_ms: 0,
+            });
+        }
+        let program = self.program_dir(&spec.program)?;
+        let description_path = program.join(&spec.description);
+        cvl_repo::paths::check_relative(&spec.description).map_err(failed)?;
+        let text = std::fs::read_to_string(&description_path)
+            .map_err(|e| failed(format!("cannot read {}: {e}", description_path.display())))?;
+        let description = cvl_repo::vm::VmDescription::parse(&text)
+            .map_err(|e| failed(format!("{}: {e}", description_path.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+
+        // Disks: program overlays (replaced on an update), data disks (never).
+        let mut drives = Vec::new();
+        let data_devices: Vec<&str> = spec.data_disks.iter().map(|(d, _)| d.as_str()).collect();
+        for disk in &description.disks {
+            if data_devices.contains(&disk.device.as_str()) {
+                continue;
+            }
+            let base = program.join(&disk.file);
+            let overlay = dir.join(format!("program-{}.qcow2", file_safe(&disk.device)));
+            if spec.fresh_program || !overlay.exists() {
+                let tmp = overlay.with_extension("tmp");
+                let _ = std::fs::remove_file(&tmp);
+                let base = std::path::absolute(&base).map_err(|e| failed(e.to_string()))?;
+                qemu_img(&[
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    &base.to_string_lossy(),
+                    "-F",
+                    "qcow2",
+                    &tmp.to_string_lossy(),
+                ])?;
+                std::fs::rename(&tmp, &overlay).map_err(|e| failed(e.to_string()))?;
+            }
+            drives.push(overlay);
+        }
+        for (device, size) in &spec.data_disks {
+            let disk = dir.join(format!("data-{}.qcow2", file_safe(device)));
+            if !disk.exists() {
+                if !valid_size(size) {
+                    return Err(failed(format!(
+                        "the data disk {device} has the size {size:?}; give one like \"100M\" or \"2G\" in datadisks"
+                    )));
+                }
+                let tmp = disk.with_extension("tmp");
+                let _ = std::fs::remove_file(&tmp);
+                qemu_img(&["create", "-q", "-f", "qcow2", &tmp.to_string_lossy(), size])?;
+                std::fs::rename(&tmp, &disk).map_err(|e| failed(e.to_string()))?;
+            }
+            drives.push(disk);
+        }
+
+        let mut netdevs = Vec::new();
+        for (i, nic) in spec.nics.iter().enumerate() {
+            let tap = tap_name(&spec.vm, &nic.name);
+            let bridge = match (nic.network, nic.public) {
+                (Some(n), _) => Some(format!("cvlbr{n}")),
+                (None, true) => Some("cvlpub".to_string()),
+                (None, false) => None,
+            };
+            ensure_tap(&tap, bridge.as_deref())?;
+            netdevs.push((format!("n{i}"), tap, nic.mac.clone()));
+        }
+
+        let params = ParamsFile::write(&spec.params)?;
+        let accel = self.accel(&dir)?;
+        let launch = |accel: &str| -> Result<(), Fail> {
+            let mut args: Vec<String> = vec![
+                "-name".into(),
+                format!("cvl:{}", spec.vm),
+                "-accel".into(),
+                accel.into(),
+                "-machine".into(),
+                description.machine.clone(),
+                "-m".into(),
+                spec.memory_mib.max(description.memory).to_string(),
+                "-smp".into(),
+                description.vcpus.to_string(),
+                "-nodefaults".into(),
+                "-no-user-config".into(),
+                "-display".into(),
+                "none".into(),
+                "-serial".into(),
+                "file:console.log".into(),
+                "-daemonize".into(),
+                "-pidfile".into(),
+                "qemu.pid".into(),
+                "-qmp".into(),
+                "unix:qmp.sock,server=on,wait=off".into(),
+                "-chardev".into(),
+                "socket,path=qga.sock,server=on,wait=off,id=qga0".into(),
+                "-device".into(),
+                "virtio-serial".into(),
+                "-device".into(),
+                "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".into(),
+                "-fw_cfg".into(),
+                format!("name=opt/cvl/params,file={}", params.path.display()),
+            ];
+            if let Some(boot) = &description.boot {
+                args.extend([
+                    "-kernel".into(),
+                    program.join(&boot.kernel).to_string_lossy().into_owned(),
+                ]);
+                if let Some(initrd) = &boot.initrd {
+                    args.extend([
+                        "-initrd".into(),
+                        program.join(initrd).to_string_lossy().into_owned(),
+                    ]);
+                }
+                args.extend([
+                    "-append".into(),
+                    boot.cmdline
+                        .clone()
+                        .unwrap_or_else(|| "console=ttyS0 quiet".into()),
+                ]);
+            }
+            for drive in &drives {
+                args.extend([
+                    "-drive".into(),
+                    format!(
+                        "file={},if=virtio,format=qcow2",
+                        drive.file_name().unwrap().to_string_lossy()
+                    ),
+                ]);
+            }
+            for (id, tap, mac) in &netdevs {
+                args.extend([
+                    "-netdev".into(),
+                    format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+                    "-device".into(),
+                    format!("virtio-net-pci,netdev={id},mac={mac}"),
+                ]);
+            }
+            let out = Command::new("qemu-system-x86_64")
+                .args(&args)
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| failed(if e.kind() == std::io::ErrorKind::NotFound {
+                    "qemu-system-x86_64 is not installed on this host (Debian: apt-get install qemu-system-x86)".to_string()
+                } else {
+                    format!("cannot run qemu-system-x86_64: {e}")
+                }))?;
+            if !out.status.success() {
+                return Err(failed(format!(
+                    "qemu-system-x86_64 failed for {}: {}",
+                    spec.vm,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Ok(())
+        };
+        let prepare_ms = t0.elapsed().as_millis() as u64;
+        let t1 = Instant::now();
+        let ready_deadline = |secs: u64| Instant::now() + Duration::from_secs(secs);
+        launch(&accel.name)?;
+        let mut used = accel.name.clone();
+        let ready = if accel.trial {
+            // KVM that exists may still hang guests: give it a short trial.
+            match Agent::wait(
+                &dir.join("qga.sock"),
+                ready_deadline(spec.ready_timeout_secs.min(20)),
+            ) {
+                Ok(_) => {
+                    self.remember_accel("kvm");
+                    Ok(())
+                }
+                Err(_) => {
+                    kill_vm(&dir);
+                    self.remember_accel("tcg");
+                    used = "tcg".into();
+                    launch("tcg")?;
+                    Agent::wait(
+                        &dir.join("qga.sock"),
+                        ready_deadline(spec.ready_timeout_secs),
+                    )
+                    .map(|_| ())
+                }
+            }
+        } else {
+            Agent::wait(
+                &dir.join("qga.sock"),
+                ready_deadline(spec.ready_timeout_secs),
+            )
+            .map(|_| ())
+        };
+        drop(params);
+        let _ = std::fs::write(dir.join("accel"), &used);
+        if let Err(e) = ready {
+            kill_vm(&dir);
+            return Err((
+                HostErrorKind::Timeout,
+                format!(
+                    "{} did not become ready: its guest agent did not answer within {} s ({e}); \
+                     it was stopped; its console is in {}",
+                    spec.vm,
+                    spec.ready_timeout_secs,
+                    dir.join("console.log").display()
+                ),
+            ));
+        }
+        let pid = running_pid(&dir)
+            .ok_or_else(|| failed(format!("{} exited right after starting", spec.vm)))?;
+        Ok(Response::Started {
+            pid,
+            already: false,
+            accel: used,
+            prepare_ms,
+            boot_ms: t1.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// The local folder holding a program's files, fetched and verified
+    /// into this host's cache.
+    fn program_dir(&self, source: &ProgramSource) -> Result<PathBuf, Fail> {
+        match source {
+            ProgramSource::Folder { dir } => Ok(PathBuf::from(dir)),
+            ProgramSource::Repository { url, version } => {
+                let settings = cvl_repo::Settings::plain(self.root.clone());
+                let fetcher = cvl_repo::Fetcher::new(settings);
+                let location = cvl_repo::Location::parse(url, None).map_err(failed)?;
+                let index = fetcher
+                    .index(&location)
+                    .map_err(failed)?
+                    .ok_or_else(|| failed(format!("{url} is not a repository")))?;
+                fetcher
+                    .cache_version(&location, &index, *version)
+                    .map_err(failed)
+            }
+        }
+    }
+
+    fn accel(&self, _dir: &Path) -> Result<Accel, Fail> {
+        if let Ok(name) = std::env::var("CVL_ACCEL") {
+            if name != "kvm" && name != "tcg" {
+                return Err(failed(format!("CVL_ACCEL is {name:?}: use kvm or tcg")));
+            }
+            return Ok(Accel { name, trial: false });
+        }
+        if let Ok(name) = std::fs::read_to_string(self.root.join("accel")) {
+            return Ok(Accel {
+                name: name.trim().to_string(),
+                trial: false,
+            });
+        }
+        let kvm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        Ok(if kvm {
+            Accel {
+                name: "kvm".into(),
+                trial: true,
+            }
+        } else {
+            self.remember_accel("tcg");
+            Accel {
+                name: "tcg".into(),
+                trial: false,
+            }
+        })
+    }
+
+    fn remember_accel(&self, name: &str) {
+        let _ = cvl_repo::write_atomic(&self.root.join("accel"), name.as_bytes());
+    }
+
+    fn stop(&self, vm: &VmId, timeout_secs: u64) -> Result<Response, Fail> {
+        let dir = self.vm_dir(vm)?;
+        let Some(pid) = running_pid(&dir) else {
+            return Ok(Response::Stopped {
+                how: "not running".into(),
+            });
+        };
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        let mut how = "agent";
+        let asked = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(2))
+            .and_then(|mut a| a.shutdown())
+            .is_ok();
+        if !asked {
+            how = "acpi";
+            if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
+                let _ = q.powerdown();
+            }
+        }
+        if !wait_exit(pid, deadline) {
+            how = "quit";
+            if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
+                let _ = q.quit();
+            }
+            if !wait_exit(pid, Instant::now() + Duration::from_secs(5)) {
+                how = "killed";
+                // SAFETY: signalling a process id read from our own pidfile.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                wait_exit(pid, Instant::now() + Duration::from_secs(5));
+            }
+        }
+        let _ = std::fs::remove_file(dir.join("qemu.pid"));
+        Ok(Response::Stopped { how: how.into() })
+    }
+
+    fn resend(&self, vm: &VmId, params: &str) -> Result<Response, Fail> {
+        let dir = self.vm_dir(vm)?;
+        if running_pid(&dir).is_none() {
+            return Err(failed(format!("{vm} is not running: nothing to resend to")));
+        }
+        let mut agent = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(10))
+            .map_err(|e| failed(format!("the guest agent of {vm} does not answer: {e}")))?;
+        let io = |e: std::io::Error| failed(format!("resend to {vm}: {e}"));
+        let t = Duration::from_secs(30);
+        // The file is made 0600 before the values go in.
+        agent
+            .exec(&["/bin/sh", "-c", "umask 077; : > /run/cvl/params.new"], t)
+            .map_err(io)?;
+        agent
+            .write_file("/run/cvl/params.new", params.as_bytes())
+            .map_err(io)?;
+        let (code, _) = agent
+            .exec(
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "mv /run/cvl/params.new /run/cvl/params && exec /sbin/cvl-reload",
+                ],
+                t,
+            )
+            .map_err(io)?;
+        if code != 0 {
+            return Err(failed(format!(
+                "the reload hook of {vm} exited with {code}"
+            )));
+        }
+        Ok(Response::Resent)
+    }
+
+    fn attic(&self, vm: &VmId) -> Result<Response, Fail> {
+        let dir = self.vm_dir(vm)?;
+        if running_pid(&dir).is_some() {
+            return Err(failed(format!(
+                "{vm} is running: stop it before moving it to the attic"
+            )));
+        }
+        if !dir.exists() {
+            return Ok(Response::Moved { to: String::new() });
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = format!("{}-{stamp}", dir.file_name().unwrap().to_string_lossy());
+        let to = self.root.join("attic").join(&vm.deployment).join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
+        std::fs::rename(&dir, &to)
+            .map_err(|e| failed(format!("cannot move {} to the attic: {e}", dir.display())))?;
+        Ok(Response::Moved {
+            to: to.display().to_string(),
+        })
+    }
+
+    fn status(&self, vm: &VmId) -> VmStatus {
+        let Ok(dir) = self.vm_dir(vm) else {
+            return VmStatus {
+                vm: vm.clone(),
+                pid: None,
+                qmp: None,
+                agent: false,
+            };
+        };
+        let pid = running_pid(&dir);
+        let qmp = pid.and_then(|_| {
+            Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(1))
+                .and_then(|mut q| q.status())
+                .ok()
+        });
+        let agent = pid.is_some()
+            && Agent::connect(&dir.join("qga.sock"), Duration::from_secs(1))
+                .and_then(|mut a| a.ping())
+                .is_ok();
+        VmStatus {
+            vm: vm.clone(),
+            pid,
+            qmp,
+            agent,
+        }
+    }
+}
+
+struct Accel {
+    name: String,
+    /// Not yet known to work here: try it briefly, fall back to TCG.
+    trial: bool,
+}
+
+/// The parameters for fw_cfg: a tmpfs file of mode 0600, removed on drop.
+struct ParamsFile {
+    path: PathBuf,
+}
+
+impl ParamsFile {
+    fn write(params: &str) -> Result<ParamsFile, Fail> {
+        let dir = Path::new("/dev/shm");
+        if !dir.is_dir() {
+            return Err(failed(
+                "/dev/shm (tmpfs) is missing: parameters are never written to disk",
+            ));
+        }
+        let path = dir.join(format!(
+            "cvl-params-{}-{:x}",
+            std::process::id(),
+            Sha256::digest(format!("{:?}{params}", Instant::now()).as_bytes())[..6]
+                .iter()
+                .fold(0u64, |a, b| a << 8 | u64::from(*b))
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+        file.write_all(params.as_bytes())
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(ParamsFile { path })
+    }
+}
+
+impl Drop for ParamsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn file_safe(device: &str) -> String {
+    device
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+fn valid_size(size: &str) -> bool {
+    let digits = size.trim_end_matches(['K', 'M', 'G', 'T', 'k']);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && digits != "0"
+}
+
+/// `cvt` and 8 hex digits of the VM and interface: unique and within
+/// the kernel's 15-character limit.
+pub fn tap_name(vm: &VmId, nic: &str) -> String {
+    let digest = Sha256::digest(format!("{}\0{}\0{nic}", vm.deployment, vm.path).as_bytes());
+    format!(
+        "cvt{:02x}{:02x}{:02x}{:02x}",
+        digest[0], digest[1], digest[2], digest[3]
+    )
+}
+
+fn ip(args: &[&str]) -> Result<(), Fail> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| failed(format!("cannot run ip (iproute2): {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "ip {} failed: {} (VANs need root and /dev/net/tun on the host)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn ensure_tap(tap: &str, bridge: Option<&str>) -> Result<(), Fail> {
+    if let Some(bridge) = bridge {
+        if !link_exists(bridge) {
+            ip(&["link", "add", bridge, "type", "bridge"])?;
+        }
+        ip(&["link", "set", bridge, "up"])?;
+    }
+    if !link_exists(tap) {
+        ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
+    }
+    if let Some(bridge) = bridge {
+        ip(&["link", "set", tap, "master", bridge])?;
+    }
+    ip(&["link", "set", tap, "up"])
+}
+
+fn qemu_img(args: &[&str]) -> Result<(), Fail> {
+    let out = Command::new("qemu-img").args(args).output().map_err(|e| {
+        failed(format!(
+            "cannot run qemu-img (Debian: apt-get install qemu-utils): {e}"
+        ))
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "qemu-img {} failed: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// The QEMU process of a VM folder, when its pidfile names a live one.
+pub fn running_pid(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join("qemu.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_qemu = cmdline.windows(11).any(|w| w == b"qemu-system");
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
+    (is_qemu && !zombie).then_some(pid)
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+    stat.is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+fn wait_exit(pid: u32, deadline: Instant) -> bool {
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+fn kill_vm(dir: &Path) {
+    if let Some(pid) = running_pid(dir) {
+        if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
+            let _ = q.quit();
+        }
+        if !wait_exit(pid, Instant::now() + Duration::from_secs(5)) {
+            // SAFETY: signalling a process id read from our own pidfile.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            wait_exit(pid, Instant::now() + Duration::from_secs(5));
+        }
+    }
+    let _ = std::fs::remove_file(dir.join("qemu.pid"));
+}

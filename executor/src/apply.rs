@@ -1,0 +1,350 @@
+//! The walk: carries a plan's actions out over the hosts, each as soon as
+//! the actions it waits for have finished, independent ones in parallel
+//! (bounded). The state is written on the caller's thread, one transaction
+//! per step: the intent before an action, its outcome after, so that after a
+//! crash the state says what may be half done and the next plan finishes it.
+//! A failed action skips what depends on it; independent work goes on.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use cvl_planner::model::{Change, ComponentPath, ParamValue};
+use cvl_planner::plan::{Action, ActionKind, Plan};
+use cvl_planner::record;
+
+use crate::protocol::{Nic, ProgramSource, Request, Response, StartSpec, VmId};
+use crate::transport::Connector;
+
+/// What the caller prepares for each component: where its program comes
+/// from, and its parameters on the wire (sensitive values included: kept in
+/// memory, sent only inside host requests).
+#[derive(Clone)]
+pub struct Prepared {
+    pub program: ProgramSource,
+    /// The VM description's name (the `vm` parameter).
+    pub description: String,
+    pub params: String,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("program", &self.program)
+            .field("description", &self.description)
+            .field("params", &"<not shown: may hold sensitive values>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub parallelism: usize,
+    pub stop_timeout_secs: u64,
+    pub ready_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            parallelism: 8,
+            stop_timeout_secs: 180,
+            ready_timeout_secs: 120,
+        }
+    }
+}
+
+/// Progress, for the caller to draw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Began {
+        component: ComponentPath,
+        action: ActionKind,
+    },
+    Finished {
+        component: ComponentPath,
+        action: ActionKind,
+        outcome: Outcome,
+        elapsed: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(String),
+    Failed(String),
+    /// Not run: something it waits for failed.
+    Skipped(ComponentPath),
+}
+
+/// How the apply went.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub done: Vec<ComponentPath>,
+    pub failed: Vec<(ComponentPath, String)>,
+    pub skipped: Vec<ComponentPath>,
+    /// Per started VM: milliseconds the host spent preparing (disks,
+    /// launch) and waiting for the guest.
+    pub timings: BTreeMap<ComponentPath, (u64, u64)>,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+/// The parameters of `vm` on the wire (spec §9): one `name=value` line per
+/// list element, sorted by name, values escaped as in maps. Sensitive ones
+/// from `secrets` (by parameter name), which only the caller's memory holds.
+pub fn wire_params(
+    params: &BTreeMap<String, ParamValue>,
+    secrets: &BTreeMap<String, Vec<String>>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    for (name, value) in params {
+        let values = match value {
+            ParamValue::Plain { values } => values,
+            ParamValue::Sensitive {
+                fingerprint: None, ..
+            } => continue,
+            ParamValue::Sensitive { supply, .. } => secrets.get(name).ok_or_else(|| {
+                format!("the sensitive value of {name} is not at hand: set {supply}")
+            })?,
+        };
+        for v in values {
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&cvl_analysis::eval::escape(v));
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+enum Step {
+    Call(Request),
+}
+
+/// Runs `plan`. `record_changes` writes state changes (one transaction a
+/// call); `events` draws progress. Both run on this thread. When every
+/// action succeeded, the caller records [`record::finished`].
+pub fn apply(
+    plan: &Plan,
+    prepared: &BTreeMap<ComponentPath, Prepared>,
+    connector: &dyn Connector,
+    record_changes: &mut dyn FnMut(&[Change]) -> Result<(), String>,
+    events: &mut dyn FnMut(&Event),
+    options: &Options,
+) -> Result<Summary, String> {
+    let n = plan.actions.len();
+    let index: BTreeMap<&ComponentPath, usize> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (&a.component, i))
+        .collect();
+    let mut waiting: Vec<usize> = vec![0; n];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, a) in plan.actions.iter().enumerate() {
+        for dep in &a.after {
+            if let Some(&j) = index.get(dep) {
+                waiting[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| waiting[i] == 0).collect();
+    let mut summary = Summary::default();
+    let mut skipped = vec![false; n];
+    let mut running = 0;
+    let (tx, rx) = mpsc::channel::<(usize, Result<String, String>, Instant, Option<(u64, u64)>)>();
+    let mut finished = 0;
+    std::thread::scope(|scope| -> Result<(), String> {
+        while finished < n {
+            while running < options.parallelism.max(1) {
+                let Some(i) = ready.pop() else { break };
+                let action = &plan.actions[i];
+                record_changes(&record::intent(plan, action))?;
+                events(&Event::Began {
+                    component: action.component.clone(),
+                    action: action.action,
+                });
+                let steps = steps(plan, action, prepared, options)?;
+                let host = plan
+                    .allocations
+                    .get(&action.component)
+                    .map(|a| a.host.clone())
+                    .unwrap_or_default();
+                let tx = tx.clone();
+                running += 1;
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let result = run(connector, &host, steps);
+                    let (outcome, timing) = match result {
+                        Ok((detail, timing)) => (Ok(detail), timing),
+                        Err(e) => (Err(e), None),
+                    };
+                    let _ = tx.send((i, outcome, started, timing));
+                });
+            }
+            let (i, outcome, started, timing) = rx.recv().map_err(|e| e.to_string())?;
+            running -= 1;
+            finished += 1;
+            let action = &plan.actions[i];
+            let outcome = match outcome {
+                Ok(detail) => {
+                    record_changes(&record::applied(plan, action))?;
+                    summary.done.push(action.component.clone());
+                    if let Some(t) = timing {
+                        summary.timings.insert(action.component.clone(), t);
+                    }
+                    for &d in &dependents[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 && !skipped[d] {
+                            ready.push(d);
+                        }
+                    }
+                    Outcome::Done(detail)
+                }
+                Err(message) => {
+                    record_changes(&record::failed(plan, action))?;
+                    summary
+                        .failed
+                        .push((action.component.clone(), message.clone()));
+                    // Everything that waits on it, transitively, is skipped.
+                    let mut stack = dependents[i].clone();
+                    while let Some(d) = stack.pop() {
+                        if !skipped[d] {
+                            skipped[d] = true;
+                            finished += 1;
+                            summary.skipped.push(plan.actions[d].component.clone());
+                            events(&Event::Finished {
+                                component: plan.actions[d].component.clone(),
+                                action: plan.actions[d].action,
+                                outcome: Outcome::Skipped(action.component.clone()),
+                                elapsed: Duration::ZERO,
+                            });
+                            stack.extend(dependents[d].iter().copied());
+                        }
+                    }
+                    Outcome::Failed(message)
+                }
+            };
+            events(&Event::Finished {
+                component: action.component.clone(),
+                action: action.action,
+                outcome,
+                elapsed: started.elapsed(),
+            });
+        }
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+/// The host requests one action takes.
+fn steps(
+    plan: &Plan,
+    action: &Action,
+    prepared: &BTreeMap<ComponentPath, Prepared>,
+    options: &Options,
+) -> Result<Vec<Step>, String> {
+    let vm = VmId {
+        deployment: plan.deployment.clone(),
+        path: action.component.0.clone(),
+    };
+    let stop = Step::Call(Request::Stop {
+        vm: vm.clone(),
+        timeout_secs: options.stop_timeout_secs,
+    });
+    let start = |fresh: bool| -> Result<Step, String> {
+        let desired = plan
+            .desired
+            .get(&action.component)
+            .ok_or_else(|| format!("the plan has no description of {}", action.component))?;
+        let alloc = plan
+            .allocations
+            .get(&action.component)
+            .ok_or_else(|| format!("the plan allocates nothing to {}", action.component))?;
+        let prep = prepared
+            .get(&action.component)
+            .ok_or_else(|| format!("{} was not prepared", action.component))?;
+        let nics = alloc
+            .interfaces
+            .iter()
+            .map(|(name, i)| Nic {
+                name: name.clone(),
+                mac: i.mac.clone(),
+                network: i.network,
+                public: i.network.is_none() && i.ip.is_some(),
+            })
+            .collect();
+        Ok(Step::Call(Request::Start(Box::new(StartSpec {
+            vm: vm.clone(),
+            program: prep.program.clone(),
+            description: prep.description.clone(),
+            memory_mib: desired.memory_mib,
+            nics,
+            data_disks: desired
+                .data_disks
+                .iter()
+                .map(|d| (d.device.clone(), d.size.clone()))
+                .collect(),
+            params: prep.params.clone(),
+            fresh_program: fresh,
+            ready_timeout_secs: options.ready_timeout_secs,
+        }))))
+    };
+    Ok(match action.action {
+        ActionKind::Start => vec![start(false)?],
+        ActionKind::Update => vec![stop, start(true)?],
+        ActionKind::Resend => {
+            let prep = prepared
+                .get(&action.component)
+                .ok_or_else(|| format!("{} was not prepared", action.component))?;
+            vec![Step::Call(Request::Resend {
+                vm,
+                params: prep.params.clone(),
+            })]
+        }
+        ActionKind::Stop => vec![stop],
+        ActionKind::Remove => vec![stop, Step::Call(Request::Attic { vm })],
+    })
+}
+
+type StepResult = Result<(String, Option<(u64, u64)>), String>;
+
+fn run(connector: &dyn Connector, host: &str, steps: Vec<Step>) -> StepResult {
+    let mut session = connector.connect(host)?;
+    let mut detail = Vec::new();
+    let mut timing = None;
+    for Step::Call(request) in steps {
+        match session.call(&request)? {
+            Response::Error { message, .. } => return Err(message),
+            Response::Started {
+                pid,
+                already,
+                accel,
+                prepare_ms,
+                boot_ms,
+            } => {
+                timing = Some((prepare_ms, boot_ms));
+                detail.push(if already {
+                    format!("already running (pid {pid})")
+                } else {
+                    format!(
+                        "started (pid {pid}, {accel}, ready after {:.1} s)",
+                        boot_ms as f64 / 1e3
+                    )
+                });
+            }
+            Response::Stopped { how } => detail.push(format!("stopped ({how})")),
+            Response::Resent => detail.push("parameters resent, reload hook ran".to_string()),
+            Response::Moved { to } if to.is_empty() => detail.push("nothing to move".to_string()),
+            Response::Moved { to } => detail.push(format!("moved to {to}")),
+            other => return Err(format!("unexpected answer from the host: {other:?}")),
+        }
+    }
+    Ok((detail.join("; "), timing))
+}

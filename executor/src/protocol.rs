@@ -1,0 +1,157 @@
+//! The host operations: typed requests and responses, one JSON object per
+//! line, between the executor and `cvl host serve` (a child process on this
+//! machine; the same program over an SSH channel on other hosts). Every
+//! operation is idempotent, so replaying one after a crash converges.
+//! Parameter values travel only inside these payloads, never on a command
+//! line.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol's version: `hello` refuses a host agent of another.
+pub const PROTOCOL: u32 = 1;
+
+/// A VM appliance instance on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmId {
+    pub deployment: String,
+    /// The dotted component path (`""` for a deployed VM appliance itself).
+    pub path: String,
+}
+
+impl std::fmt::Display for VmId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.deployment)
+        } else {
+            write!(f, "{}/{}", self.deployment, self.path)
+        }
+    }
+}
+
+/// Where a VM appliance's program comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ProgramSource {
+    /// A published version (the repository URL after mirrors).
+    Repository { url: String, version: u32 },
+    /// A local folder holding the VM description and its files.
+    Folder { dir: String },
+}
+
+/// A network interface of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nic {
+    pub name: String,
+    pub mac: String,
+    /// The VAN's network number (its bridge); `None`: public when it has
+    /// an address, else unattached.
+    pub network: Option<u32>,
+    pub public: bool,
+}
+
+/// Everything a host needs to (re)start one VM appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartSpec {
+    pub vm: VmId,
+    pub program: ProgramSource,
+    /// The VM description's file name (the `vm` parameter).
+    pub description: String,
+    pub memory_mib: u32,
+    pub nics: Vec<Nic>,
+    /// Data disks: device and size (`100M`); created empty when missing,
+    /// never replaced.
+    pub data_disks: Vec<(String, String)>,
+    /// The parameters on the wire (spec §9), sensitive values included:
+    /// written to a tmpfs file of mode 0600 that QEMU reads at start, then
+    /// removed.
+    pub params: String,
+    /// Replace the program disk overlays (an update): data disks stay.
+    pub fresh_program: bool,
+    /// Seconds the guest has to answer the guest agent.
+    pub ready_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Request {
+    Hello {
+        protocol: u32,
+    },
+    /// Start (or leave running) and wait until the guest agent answers.
+    Start(Box<StartSpec>),
+    /// Power down: the guest agent's shutdown, then ACPI, then `quit`
+    /// after `timeout_secs`; nothing when it is not running.
+    Stop {
+        vm: VmId,
+        timeout_secs: u64,
+    },
+    /// Write new parameters into the running guest and run its reload hook.
+    Resend {
+        vm: VmId,
+        params: String,
+    },
+    /// Move the VM's folder (its disks) to the attic.
+    Attic {
+        vm: VmId,
+    },
+    /// What runs: process, QMP, guest agent.
+    Status {
+        vms: Vec<VmId>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStatus {
+    pub vm: VmId,
+    /// The QEMU process, from its pidfile.
+    pub pid: Option<u32>,
+    /// QMP's `query-status` (`running`, `paused`, ...).
+    pub qmp: Option<String>,
+    /// The guest agent answered a ping.
+    pub agent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum HostErrorKind {
+    /// A file, command or process failed on the host.
+    Failed,
+    /// The guest did not become ready in time.
+    Timeout,
+    /// The request made no sense (a bug, or another version).
+    BadRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum Response {
+    Hello {
+        protocol: u32,
+        version: String,
+    },
+    Started {
+        pid: u32,
+        /// `true` when it was already running.
+        already: bool,
+        accel: String,
+        /// Milliseconds spent preparing (disks, launch) and waiting for
+        /// the guest, apart.
+        prepare_ms: u64,
+        boot_ms: u64,
+    },
+    Stopped {
+        /// How it ended: `agent`, `acpi`, `quit`, `not running`.
+        how: String,
+    },
+    Resent,
+    Moved {
+        to: String,
+    },
+    Status {
+        vms: Vec<VmStatus>,
+    },
+    Error {
+        kind: HostErrorKind,
+        message: String,
+    },
+}
