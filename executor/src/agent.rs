@@ -63,6 +63,19 @@ impl HostAgent {
     }
 
     pub fn handle(&self, request: Request) -> Response {
+        // One operation at a time per VM, across agent processes: an agent
+        // left over from a killed apply finishes before the next touches it.
+        let _lock = match &request {
+            Request::Start(spec) => self.lock(&spec.vm),
+            Request::Stop { vm, .. } | Request::Resend { vm, .. } | Request::Attic { vm } => {
+                self.lock(vm)
+            }
+            Request::Hello { .. } | Request::Status { .. } => Ok(None),
+        };
+        let _lock = match _lock {
+            Ok(lock) => lock,
+            Err((kind, message)) => return Response::Error { kind, message },
+        };
         let result = match request {
             Request::Hello { protocol } if protocol == PROTOCOL => Ok(Response::Hello {
                 protocol: PROTOCOL,
@@ -81,6 +94,27 @@ impl HostAgent {
             }),
         };
         result.unwrap_or_else(|(kind, message)| Response::Error { kind, message })
+    }
+
+    /// An exclusive lock on the VM (`ROOT/locks/DEPLOYMENT/PATH.lock`),
+    /// released when the file closes.
+    fn lock(&self, vm: &VmId) -> Result<Option<std::fs::File>, Fail> {
+        let dir = self.vm_dir(vm)?;
+        let rel = dir.strip_prefix(self.root.join("vms")).expect("under vms");
+        // Not with_extension: component paths hold dots (`s.x`).
+        let path = self
+            .root
+            .join("locks")
+            .join(format!("{}.lock", rel.display()));
+        std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
+        let file = std::fs::File::create(&path)
+            .map_err(|e| failed(format!("cannot lock {}: {e}", path.display())))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(failed(format!("cannot lock {}", path.display())));
+        }
+        Ok(Some(file))
     }
 
     fn vm_dir(&self, vm: &VmId) -> Result<PathBuf, Fail> {

@@ -147,6 +147,14 @@ pub fn plan(
             restrict(actions, |p| p.is_within(target))
         }
     };
+    // What is removed keeps its recorded allocation: the executor needs
+    // its host.
+    let mut allocations = alloc.vms;
+    for a in actions.iter().filter(|a| a.action == ActionKind::Remove) {
+        if let Some(record) = current.vms.get(&a.component) {
+            allocations.insert(a.component.clone(), record.alloc.clone());
+        }
+    }
     Ok(Plan {
         format_version: FORMAT_VERSION.to_string(),
         deployment: desired.deployment.clone(),
@@ -157,7 +165,7 @@ pub fn plan(
         },
         actions,
         missing_secrets: missing_secrets(&desired),
-        allocations: alloc.vms,
+        allocations,
         vans: desired.vans,
         desired: desired.vms,
     })

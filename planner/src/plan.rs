@@ -215,7 +215,8 @@ pub struct Plan {
     pub deployment: String,
     pub basis: Basis,
     pub actions: Vec<Action>,
-    /// The allocation of every component of the desired state.
+    /// The allocation of every component of the desired state, and the
+    /// recorded one of every component being removed.
     pub allocations: BTreeMap<ComponentPath, VmAlloc>,
     pub vans: BTreeMap<ComponentPath, u32>,
     /// What each component runs with, as the executor needs it

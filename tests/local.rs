@@ -1,0 +1,551 @@
+//! `cvl apply` on this machine, on real QEMU and real guests, inside a
+//! network namespace the test creates: the six-appliance suite comes up in
+//! dependency order with its parameters; a new DNS version restarts only
+//! DNS and its data disk survives; a changed domain is resent to running
+//! guests without a restart; Plone dropped goes to the attic. Then faults:
+//! a guest that never becomes ready, qemu-img failing, and `cvl apply`
+//! killed at random points, each followed by an apply that converges.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cvl_e2e::*;
+
+const SECRETS: [(&str, &str); 4] = [
+    ("CVL_SECRET_ACMESUITE_ROOTPW", "Canary-Root-7Q1x"),
+    ("CVL_SECRET_ACMESUITE_ROOTDNPASS", "Canary-Dn-7Q2x"),
+    ("CVL_SECRET_ACMESUITE_PROXYPW", "Canary-Proxy-7Q3x"),
+    ("CVL_SECRET_ACMESUITE_SMTPPW", "Canary-Smtp-7Q4x"),
+];
+
+struct Utility {
+    dir: PathBuf,
+    cvl: PathBuf,
+    ns: String,
+}
+
+impl Utility {
+    fn cvl(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns])
+            .arg(&self.cvl)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("CVL_HOME", self.dir.join("home"))
+            .env(
+                "CVL_MIRRORS",
+                format!(
+                    "http://virtualappliance.org/=file://{}/repos/",
+                    self.dir.display()
+                ),
+            )
+            .env("CVL_ACCEL", "tcg")
+            .stdin(Stdio::null());
+        for (k, v) in SECRETS {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cvl(args);
+        let said = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cvl {}:\n{said}",
+            args.join(" ")
+        );
+        said
+    }
+
+    fn publish(&self, name: &str, text: &str) {
+        let guest = guest();
+        let file = stage(&self.dir, &guest, name, text, DESCRIPTION);
+        let repo = format!("repos/{name}");
+        if !self.dir.join(&repo).exists() {
+            self.ok(&["repo", "create", &repo]);
+        }
+        self.ok(&["publish", &repo, file.to_str().unwrap()]);
+    }
+
+    fn vm_dir(&self, component: &str) -> PathBuf {
+        self.dir.join("home/host/vms/AcmeSuite").join(component)
+    }
+
+    fn pid(&self, component: &str) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.vm_dir(component).join("qemu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    fn pids(&self) -> BTreeMap<String, Option<u32>> {
+        ["f", "h", "d", "l", "m", "p"]
+            .iter()
+            .map(|c| (c.to_string(), self.pid(c)))
+            .collect()
+    }
+
+    fn agent(&self, component: &str) -> Agent {
+        Agent::connect(
+            &self.vm_dir(component).join("qga.sock"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("the guest agent of {component}: {e}"))
+    }
+
+    fn params(&self, component: &str) -> String {
+        String::from_utf8(self.agent(component).read_file("/run/cvl/params").unwrap()).unwrap()
+    }
+}
+
+fn suite_text(name: &str) -> String {
+    std::fs::read_to_string(workspace().join(format!("examples/groupware/suite/{name}.cvl")))
+        .unwrap()
+}
+
+/// The utility in a temporary folder, the suite published; the namespace
+/// (dropped first: its QEMUs die before their folder goes).
+fn setup(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
+    let tmp = tempfile::tempdir().unwrap();
+    let netns = Netns::new(ns);
+    let u = Utility {
+        dir: tmp.path().canonicalize().unwrap(),
+        cvl: cvl_binary(),
+        ns: ns.to_string(),
+    };
+    for name in [
+        "Firewall",
+        "DHCP",
+        "DNS",
+        "LDAP",
+        "Mail",
+        "Plone",
+        "GroupwareSuite",
+    ] {
+        u.publish(name, &suite_text(name));
+    }
+    std::fs::write(u.dir.join("AcmeSuite.cvl"), suite_text("AcmeSuite")).unwrap();
+    (tmp, u, netns)
+}
+
+fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, u, _ns) = setup("cvl-e2e-suite");
+
+    // From nothing to all started.
+    let started = Instant::now();
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    eprintln!(
+        "apply of the suite: {:.1} s\n{said}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
+    let order: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.split("] start   ").nth(1))
+        .filter_map(|l| l.strip_suffix(" ..."))
+        .collect();
+    let at = |c: &str| order.iter().position(|x| *x == c).unwrap();
+    assert!(
+        at("h") < at("d") && at("d") < at("l") && at("l") < at("m"),
+        "{order:?}"
+    );
+    let status = u.ok(&["status", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 6);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["agent"] == true && r["drift"] == ""),
+        "{rows:#}"
+    );
+
+    // Inside the guests: their parameters, their addresses, their peers'.
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    assert_eq!(plan["actions"].as_array().unwrap().len(), 0, "converged");
+    let ip = |c: &str| {
+        plan["allocations"][c]["interfaces"]["ethernet0"]["ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for c in ["f", "h", "d", "l", "m", "p"] {
+        let params = u.params(c);
+        assert!(
+            params.contains(&format!("ethernet0.ip={}\n", escape(&ip(c)))),
+            "{c}: {params}"
+        );
+        assert!(
+            params.contains(&format!("rootpw={}\n", escape(SECRETS[0].1))),
+            "{c} lacks rootpw"
+        );
+    }
+    let d_params = u.params("d");
+    assert!(
+        d_params.contains(&escape(&escape(&ip("l")))),
+        "d's dnshosts lack l: {d_params}"
+    );
+    let (code, out) = u
+        .agent("d")
+        .exec(
+            &["/bin/ping", "-c", "1", "-W", "3", &ip("l")],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(
+        code,
+        0,
+        "d cannot reach l over the VAN: {}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Data on DNS's data disk.
+    let (code, _) = u
+        .agent("d")
+        .exec(
+            &[
+                "/bin/sh",
+                "-c",
+                "echo CVLDATA-1 | dd of=/dev/vdb bs=512 count=1 conv=sync 2>/dev/null && sync",
+            ],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(code, 0);
+    let before = u.pids();
+
+    // A new DNS version: only DNS restarts, its data survives.
+    u.publish("DNS", &suite_text("DNS"));
+    u.ok(&["update-lock", "AcmeSuite.cvl"]);
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(
+        said.contains("update d  DNS 1 -> 2 (import at GroupwareSuite.cvl:4)"),
+        "{said}"
+    );
+    assert!(said.contains("Applied 1 action(s)"), "{said}");
+    let after = u.pids();
+    for c in ["f", "h", "l", "m", "p"] {
+        assert_eq!(before[c], after[c], "{c} restarted");
+    }
+    assert_ne!(before["d"], after["d"], "d did not restart");
+    let (_, data) = u
+        .agent("d")
+        .exec(
+            &["/bin/sh", "-c", "head -c 9 /dev/vdb"],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&data),
+        "CVLDATA-1",
+        "d's data disk lost its data"
+    );
+
+    // A changed domain: resent to the running guests, no restart.
+    let file = u.dir.join("AcmeSuite.cvl");
+    let text_now = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text_now.replace("\"acme.org\"", "\"acme.com\"")).unwrap();
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert!(said.contains("Applied 3 action(s)"), "{said}");
+    assert_eq!(u.pids(), after, "a resend restarted something");
+    for c in ["d", "h", "l"] {
+        assert!(
+            u.params(c).contains("domain=acme%2Ecom\n"),
+            "{c} did not get the new domain"
+        );
+        let reloads = u.agent(c).read_file("/run/cvl/reloads").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&reloads).trim(),
+            "1",
+            "{c}'s reload hook"
+        );
+    }
+    // Mail takes no domain: it got no resend.
+    assert!(
+        u.agent("m").read_file("/run/cvl/reloads").is_err(),
+        "m was reloaded"
+    );
+
+    // Plone dropped: stopped, its folder in the attic.
+    let gws = suite_text("GroupwareSuite");
+    let mut without = gws
+        .replace("import { url => \"http://virtualappliance.org/Plone\", cvl => \"Plone.cvl\" } Plone;\n", "")
+        .replace("  Plone p;\n", "")
+        .replace("  p.rootpw = rootpw;\n", "");
+    for (keep, drop) in [
+        (
+            "{ name => m.name, mac => m.ethernet0.mac, ip => m.ethernet0.ip }",
+            "{ name => p.name, mac => p.ethernet0.mac, ip => p.ethernet0.ip }",
+        ),
+        (
+            "{ name => m.name, ip => m.ethernet0.ip }",
+            "{ name => p.name, ip => p.ethernet0.ip }",
+        ),
+        (
+            "{ port => m.imap, ip => m.ethernet0.ip }",
+            "{ port => p.http, ip => p.ethernet0.ip }",
+        ),
+    ] {
+        let start = without.find(&format!("{keep},")).unwrap();
+        let end = without.find(&format!("{drop};")).unwrap() + drop.len();
+        without.replace_range(start..end, keep);
+    }
+    u.publish("GroupwareSuite", &without);
+    u.ok(&["update-lock", "AcmeSuite.cvl"]);
+    let plone_pid = u.pid("p").unwrap();
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(
+        said.contains("remove  p: stopped (agent); moved to"),
+        "{said}"
+    );
+    assert!(!alive(plone_pid), "Plone still runs");
+    assert!(!u.vm_dir("p").exists());
+    let attic = walk(&u.dir.join("home/host/attic/AcmeSuite"));
+    assert!(
+        attic
+            .iter()
+            .any(|f| f.to_string_lossy().contains("/p-") && f.ends_with("data-ide0-1.qcow2")),
+        "{attic:?}"
+    );
+
+    // Stop it all.
+    let said = u.ok(&[
+        "stop",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(said.contains("Applied 5 action(s)"), "{said}");
+    assert!(
+        u.pids().values().all(Option::is_none),
+        "still running: {:?}",
+        u.pids()
+    );
+
+    // No secret rests in a file the utility wrote, nor in /dev/shm.
+    let mut files = walk(&u.dir.join("home"));
+    files.retain(|f| {
+        !f.to_string_lossy().contains("/cache/") && f.extension().is_none_or(|e| e != "qcow2")
+    });
+    files.extend(
+        walk(&u.dir)
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json" || e == "lock")),
+    );
+    for f in files.iter().chain(walk(Path::new("/dev/shm")).iter()) {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        for (_, secret) in SECRETS {
+            assert!(!contains(&bytes, secret), "{} holds a secret", f.display());
+        }
+    }
+    assert!(!walk(Path::new("/dev/shm"))
+        .iter()
+        .any(|f| f.to_string_lossy().contains("cvl-params-")));
+}
+
+#[test]
+fn faults_fail_clearly_and_the_next_apply_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, u, _ns) = setup("cvl-e2e-faults");
+
+    // A guest that never becomes ready (its init fails): a clear error,
+    // its dependents skipped, the rest started, no QEMU left for it.
+    let guest = guest();
+    let broken = DESCRIPTION.replace(
+        "console=ttyS0 quiet",
+        "console=ttyS0 quiet rdinit=/bin/false",
+    );
+    let dhcp = stage(&u.dir, &guest, "DHCP", &suite_text("DHCP"), &broken);
+    u.ok(&["publish", "repos/DHCP", dhcp.to_str().unwrap()]);
+    u.ok(&["update-lock", "AcmeSuite.cvl"]);
+    let out = u.cvl(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--ready-timeout",
+        "8",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("failed  h: AcmeSuite/h did not become ready"),
+        "{said}"
+    );
+    assert!(
+        said.contains("skipped d: it waits for a failed action"),
+        "{said}"
+    );
+    assert!(u.pid("h").is_none(), "the failed guest still runs");
+    assert!(u.pid("f").is_some(), "independent work did not finish");
+    let status = u.cvl(&["status"]);
+    assert!(
+        text(&status).contains("an apply did not finish"),
+        "{}",
+        text(&status)
+    );
+
+    // Fixed (a good DHCP version): the next apply converges.
+    u.publish("DHCP", &suite_text("DHCP"));
+    u.ok(&["update-lock", "AcmeSuite.cvl"]);
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert!(said.contains("Applied"), "{said}");
+    assert!(u.pids().values().all(Option::is_some), "{:?}", u.pids());
+    let (code, _) = u
+        .agent("d")
+        .exec(
+            &[
+                "/bin/sh",
+                "-c",
+                "echo CVLDATA-2 | dd of=/dev/vdb bs=512 count=1 conv=sync 2>/dev/null && sync",
+            ],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(code, 0);
+
+    // qemu-img failing: a data disk too large to create.
+    let file = u.dir.join("AcmeSuite.cvl");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        original.replace(
+            "}\n",
+            "  p.datadisks = { device => \"ide0:2\", size => \"9000000T\" };\n}\n",
+        ),
+    )
+    .unwrap();
+    let out = u.cvl(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("failed  p: qemu-img create failed"), "{said}");
+    std::fs::write(&file, &original).unwrap();
+    u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+
+    // `cvl apply` killed at random points (stop everything, apply, kill),
+    // then an apply that converges; the data disk is never lost.
+    let mut killed_mid_way = 0;
+    for trial in 0..10u64 {
+        u.ok(&[
+            "stop",
+            "AcmeSuite.cvl",
+            "--auto-approve",
+            "--stop-timeout",
+            "20",
+        ]);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &u.ns])
+            .arg(&u.cvl)
+            .args(["apply", "AcmeSuite.cvl", "--auto-approve"])
+            .current_dir(&u.dir)
+            .env("CVL_HOME", u.dir.join("home"))
+            .env(
+                "CVL_MIRRORS",
+                format!(
+                    "http://virtualappliance.org/=file://{}/repos/",
+                    u.dir.display()
+                ),
+            )
+            .env("CVL_ACCEL", "tcg")
+            .envs(SECRETS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + trial * 1500 % 9000));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_way += 1;
+        }
+        // SIGKILL the cvl process itself (ip netns exec execs it).
+        // SAFETY: our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+        assert!(
+            u.pids().values().all(Option::is_some),
+            "trial {trial}: {said}"
+        );
+        let plan: serde_json::Value =
+            serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+        assert_eq!(
+            plan["actions"].as_array().unwrap().len(),
+            0,
+            "trial {trial} did not converge"
+        );
+        let status = u.cvl(&["status"]);
+        assert_eq!(
+            status.status.code(),
+            Some(0),
+            "trial {trial}: {}",
+            text(&status)
+        );
+    }
+    assert!(
+        killed_mid_way >= 7,
+        "only {killed_mid_way} of 10 kills landed mid-apply"
+    );
+    let (_, data) = u
+        .agent("d")
+        .exec(
+            &["/bin/sh", "-c", "head -c 9 /dev/vdb"],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&data),
+        "CVLDATA-2",
+        "d's data disk lost its data"
+    );
+    u.ok(&[
+        "stop",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+}
