@@ -299,6 +299,26 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
         "m was reloaded"
     );
 
+    // A saved plan: applied while current, refused once the state moved on.
+    u.ok(&[
+        "stop",
+        "AcmeSuite.cvl",
+        "m",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    u.ok(&["plan", "AcmeSuite.cvl", "--out", "m.json"]);
+    let said = u.ok(&["apply", "m.json", "--auto-approve"]);
+    assert!(said.contains("Applied 1 action(s)"), "{said}");
+    let out = u.cvl(&["apply", "m.json", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("the saved plan is stale: the state changed since"),
+        "{}",
+        text(&out)
+    );
+
     // Plone dropped: stopped, its folder in the attic.
     let gws = suite_text("GroupwareSuite");
     let mut without = gws

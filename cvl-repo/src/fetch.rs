@@ -270,7 +270,7 @@ impl Fetcher {
                 .join(sha256_hex(key.as_bytes()))
         };
         let root = match location {
-            Location::Dir(dir) if copy_local => cached_root(&location.url()),
+            Location::Dir(_) if copy_local => cached_root(&location.url()),
             Location::Dir(dir) => dir.clone(),
             Location::Http(base) => self
                 .settings
@@ -289,6 +289,18 @@ impl Fetcher {
                 .ok_or_else(|| format!("{} has no version {n}", location.display()))?;
             for file in &entry.files {
                 let rel = version_file_path(n, &file.path);
+                // Files this cache holds (not a local repository read in
+                // place) carry a stamp once verified: a hit costs a stat.
+                let cached = copy_local || matches!(location, Location::Http(_));
+                if cached {
+                    let local = paths::confined(&root, &rel)?;
+                    if self.stamp_matches(&local, file) {
+                        if let Some(backing) = &file.backing {
+                            pending.push(paths::check_backing(n, backing)?);
+                        }
+                        continue;
+                    }
+                }
                 let local = match location {
                     Location::Dir(dir) if copy_local => {
                         let source = paths::resolve_inside(dir, &rel)?;
@@ -320,8 +332,8 @@ impl Fetcher {
                     }
                     Err(why)
                 };
-                let (actual, _) = crate::disk::hash_file(&local)?;
-                if actual != file.sha256 {
+                let (actual, size) = crate::disk::hash_file(&local)?;
+                if actual != file.sha256 || size != file.size {
                     return refuse(format!(
                         "{} does not match the repository index (SHA-256 {actual}, index says {}): \
                          the repository has been tampered with or the download was corrupted",
@@ -346,12 +358,56 @@ impl Fetcher {
                         return refuse(format!("{}: {e}", location.file_name(&rel)));
                     }
                 }
+                if cached {
+                    self.write_stamp(&local, file);
+                }
                 if let Some(backing) = &file.backing {
                     pending.push(paths::check_backing(n, backing)?);
                 }
             }
         }
         Ok(root.join(VERSIONS_DIR).join(version.to_string()))
+    }
+
+    /// Where the stamp of a cached file lives: outside the repository's own
+    /// names, so no repository file can pose as one.
+    fn stamp_path(&self, local: &Path) -> PathBuf {
+        self.settings
+            .cache_dir()
+            .join("verified")
+            .join(sha256_hex(local.as_os_str().as_encoded_bytes()))
+    }
+
+    fn stamp_of(local: &Path, file: &FileEntry) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(local).ok()?;
+        Some(format!(
+            "{} {} {} {} {}",
+            file.sha256,
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino()
+        ))
+    }
+
+    /// Whether `local` is, to the nanosecond and inode, what was verified
+    /// against `file` before (hash, size and, for a disk, its qcow2 checks).
+    fn stamp_matches(&self, local: &Path, file: &FileEntry) -> bool {
+        let (Some(now), Ok(stamp)) = (
+            Self::stamp_of(local, file),
+            std::fs::read_to_string(self.stamp_path(local)),
+        ) else {
+            return false;
+        };
+        now == stamp && now.split(' ').nth(1) == Some(&file.size.to_string())
+    }
+
+    fn write_stamp(&self, local: &Path, file: &FileEntry) {
+        if let Some(stamp) = Self::stamp_of(local, file) {
+            // Best effort: without a stamp the next hit is hashed again.
+            let _ = crate::write_atomic(&self.stamp_path(local), stamp.as_bytes());
+        }
     }
 
     /// Downloads `url` to `dest` through `dest.part`, resuming a previous

@@ -42,7 +42,8 @@ pub struct ExecArgs {
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
-    /// The CVL file of the deployment.
+    /// The CVL file of the deployment, or a plan saved by `cvl plan --out`
+    /// (applied only while nothing it was made from has changed).
     pub file: PathBuf,
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
@@ -82,7 +83,19 @@ fn connector() -> Result<LocalConnector> {
     })
 }
 
+/// A saved plan, if `path` holds one.
+fn saved_plan(path: &Path) -> Option<Plan> {
+    let bytes = std::fs::read(path).ok()?;
+    if !bytes.trim_ascii_start().starts_with(b"{") {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
+}
+
 pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
+    if let Some(saved) = saved_plan(&args.file) {
+        return apply_saved(saved, &args, color);
+    }
     let planned = match deploy::make_plan(&args.file, &args.deploy, &args.target, &args.load, color)
     {
         Ok(Some(p)) => p,
@@ -108,6 +121,45 @@ pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
     }
     let settings = args.load.options(cvl_repo::LockMode::Use)?.settings;
     execute(&plan, &sensitive, &settings, &args.exec)
+}
+
+/// `cvl apply PLAN`: the saved plan, if it is still what `cvl plan` would
+/// make now (same state serial and lineage, same inputs and secrets).
+fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
+    let Some(source) = saved.source.clone() else {
+        bail!(
+            "{} does not say what it was made from: make it with `cvl plan --out`",
+            args.file.display()
+        );
+    };
+    let now = match deploy::make_plan(
+        Path::new(&source.file),
+        &Some(source.deploy.clone()),
+        &source.target,
+        &args.load,
+        color,
+    ) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(ExitCode::from(1)),
+        Err(e) => {
+            eprintln!(
+                "error: cannot check the saved plan against {}: {e:#}",
+                source.file
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (current, sensitive) = now;
+    if let Err(stale) = saved.check_fresh(&current.basis) {
+        eprintln!("error: {}: {stale}", args.file.display());
+        return Ok(ExitCode::from(1));
+    }
+    if !saved.missing_secrets.is_empty() {
+        eprintln!("error: the saved plan lacks sensitive values: plan again with them supplied");
+        return Ok(ExitCode::from(1));
+    }
+    let settings = args.load.options(cvl_repo::LockMode::Use)?.settings;
+    execute(&saved, &sensitive, &settings, &args.exec)
 }
 
 /// `cvl stop FILE [PATH]`: plans the stop and carries it out.

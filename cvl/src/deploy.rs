@@ -209,7 +209,12 @@ pub(crate) fn make_plan(
     let options = cvl_planner::Options {
         target: target.clone().map(ComponentPath),
     };
-    let plan = cvl_planner::plan(desired, alloc, &state, &options)?;
+    let mut plan = cvl_planner::plan(desired, alloc, &state, &options)?;
+    plan.source = Some(cvl_planner::plan::PlanSource {
+        file: std::path::absolute(file)?.display().to_string(),
+        deploy: def.name.clone(),
+        target: target.clone(),
+    });
     Ok(Some((plan, sensitive)))
 }
 

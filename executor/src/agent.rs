@@ -633,7 +633,30 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+/// Whether a link is up (IFF_UP in its sysfs flags).
+fn link_up(name: &str) -> bool {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("flags"))
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|flags| flags & 1 != 0)
+}
+
+/// The bridge a link is enslaved to, from sysfs.
+fn link_master(name: &str) -> Option<String> {
+    std::fs::read_link(Path::new("/sys/class/net").join(name).join("master"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
 fn ensure_tap(tap: &str, bridge: Option<&str>) -> Result<(), Fail> {
+    // Already as wanted (a restart): no process to spawn.
+    if link_exists(tap)
+        && link_up(tap)
+        && link_master(tap).as_deref() == bridge
+        && bridge.is_none_or(link_up)
+    {
+        return Ok(());
+    }
     if let Some(bridge) = bridge {
         if !link_exists(bridge) {
             ip(&["link", "add", bridge, "type", "bridge"])?;

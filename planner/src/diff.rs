@@ -168,6 +168,7 @@ pub fn plan(
         allocations,
         vans: desired.vans,
         desired: desired.vms,
+        source: None,
     })
 }
 
@@ -252,6 +253,7 @@ pub fn plan_stop(
         vans: current.vans.clone(),
         desired,
         missing_secrets: Vec::new(),
+        source: None,
     })
 }
 

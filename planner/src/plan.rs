@@ -224,6 +224,21 @@ pub struct Plan {
     pub desired: BTreeMap<ComponentPath, DesiredVm>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_secrets: Vec<MissingSecret>,
+    /// What the plan was made from, so that applying a saved plan can
+    /// check it is still current (and fetch the sensitive values, which a
+    /// plan never holds). Set by the caller; `None` for a stop plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PlanSource>,
+}
+
+/// The command line a plan came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSource {
+    /// The CVL file, absolute.
+    pub file: String,
+    pub deploy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Plan {
