@@ -4,8 +4,9 @@
 //! after themselves (their processes killed, the namespace deleted, even
 //! when a test fails), and a guest-agent client to look inside guests.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -171,4 +172,211 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
+}
+
+pub const SECRETS: [(&str, &str); 4] = [
+    ("CVL_SECRET_ACMESUITE_ROOTPW", "Canary-Root-7Q1x"),
+    ("CVL_SECRET_ACMESUITE_ROOTDNPASS", "Canary-Dn-7Q2x"),
+    ("CVL_SECRET_ACMESUITE_PROXYPW", "Canary-Proxy-7Q3x"),
+    ("CVL_SECRET_ACMESUITE_SMTPPW", "Canary-Smtp-7Q4x"),
+];
+
+/// A utility in a folder of its own: `cvl` run in the namespace `ns`, with
+/// its home, the suite's repositories (mirrored from file://) and secrets.
+pub struct Utility {
+    pub dir: PathBuf,
+    pub cvl: PathBuf,
+    pub ns: String,
+    /// The host agents' roots, where their VMs' folders are.
+    pub roots: Vec<PathBuf>,
+}
+
+impl Utility {
+    /// `cvl ARGS` in the utility's namespace, folder and environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns])
+            .arg(&self.cvl)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("CVL_HOME", self.dir.join("home"))
+            .env(
+                "CVL_MIRRORS",
+                format!(
+                    "http://virtualappliance.org/=file://{}/repos/",
+                    self.dir.display()
+                ),
+            )
+            .env("CVL_ACCEL", "tcg")
+            .envs(SECRETS)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn cvl(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Publishes a new DNS version and applies it: only DNS restarts, and
+    /// `marker`, written on its data disk before, is there after. Returns
+    /// what the apply said.
+    pub fn new_dns_version(&self, marker: &str) -> String {
+        self.write_data("d", marker);
+        let before = self.pids();
+        self.publish("DNS", &suite_text("DNS"));
+        self.ok(&["update-lock", "AcmeSuite.cvl"]);
+        let said = self.ok(&[
+            "apply",
+            "AcmeSuite.cvl",
+            "--auto-approve",
+            "--stop-timeout",
+            "20",
+        ]);
+        let after = self.pids();
+        for c in ["f", "h", "l", "m", "p"] {
+            assert_eq!(before[c], after[c], "{c} restarted");
+        }
+        assert_ne!(before["d"], after["d"], "d did not restart");
+        assert_eq!(
+            self.read_data("d", marker.len()),
+            marker,
+            "d's data disk lost its data"
+        );
+        said
+    }
+
+    /// Writes `marker` at the start of the guest's data disk (`/dev/vdb`).
+    pub fn write_data(&self, component: &str, marker: &str) {
+        let script =
+            format!("echo {marker} | dd of=/dev/vdb bs=512 count=1 conv=sync 2>/dev/null && sync");
+        let (code, out) = self
+            .agent(component)
+            .exec(&["/bin/sh", "-c", &script], Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+    }
+
+    /// The first `len` bytes of the guest's data disk.
+    pub fn read_data(&self, component: &str, len: usize) -> String {
+        let (_, data) = self
+            .agent(component)
+            .exec(
+                &["/bin/sh", "-c", &format!("head -c {len} /dev/vdb")],
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        String::from_utf8_lossy(&data).into_owned()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cvl(args);
+        let said = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cvl {}:\n{said}",
+            args.join(" ")
+        );
+        said
+    }
+
+    pub fn publish(&self, name: &str, text: &str) {
+        let guest = guest();
+        let file = stage(&self.dir, &guest, name, text, DESCRIPTION);
+        let repo = format!("repos/{name}");
+        if !self.dir.join(&repo).exists() {
+            self.ok(&["repo", "create", &repo]);
+        }
+        self.ok(&["publish", &repo, file.to_str().unwrap()]);
+    }
+
+    /// The VM's folder, on whichever host runs it.
+    pub fn vm_dir(&self, component: &str) -> PathBuf {
+        let at = |root: &PathBuf| root.join("vms/AcmeSuite").join(component);
+        self.roots
+            .iter()
+            .map(at)
+            .find(|d| d.exists())
+            .unwrap_or_else(|| at(&self.roots[0]))
+    }
+
+    /// Publishes the suite's seven appliances and writes AcmeSuite.cvl.
+    pub fn publish_suite(&self) {
+        for name in [
+            "Firewall",
+            "DHCP",
+            "DNS",
+            "LDAP",
+            "Mail",
+            "Plone",
+            "GroupwareSuite",
+        ] {
+            self.publish(name, &suite_text(name));
+        }
+        std::fs::write(self.dir.join("AcmeSuite.cvl"), suite_text("AcmeSuite")).unwrap();
+    }
+
+    pub fn pid(&self, component: &str) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.vm_dir(component).join("qemu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    pub fn pids(&self) -> BTreeMap<String, Option<u32>> {
+        ["f", "h", "d", "l", "m", "p"]
+            .iter()
+            .map(|c| (c.to_string(), self.pid(c)))
+            .collect()
+    }
+
+    pub fn agent(&self, component: &str) -> Agent {
+        Agent::connect(
+            &self.vm_dir(component).join("qga.sock"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("the guest agent of {component}: {e}"))
+    }
+
+    pub fn params(&self, component: &str) -> String {
+        String::from_utf8(self.agent(component).read_file("/run/cvl/params").unwrap()).unwrap()
+    }
+}
+
+pub fn suite_text(name: &str) -> String {
+    std::fs::read_to_string(workspace().join(format!("examples/groupware/suite/{name}.cvl")))
+        .unwrap()
+}
+
+/// The utility in a temporary folder, the suite published; the namespace
+/// (dropped first: its QEMUs die before their folder goes).
+pub fn setup(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
+    let tmp = tempfile::tempdir().unwrap();
+    let netns = Netns::new(ns);
+    let u = Utility {
+        dir: tmp.path().canonicalize().unwrap(),
+        cvl: cvl_binary(),
+        ns: ns.to_string(),
+        roots: Vec::new(),
+    };
+    let u = Utility {
+        roots: vec![u.dir.join("home/host")],
+        ..u
+    };
+    u.publish_suite();
+    (tmp, u, netns)
+}
+
+pub fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
 use cvl_executor::apply::{self as walk, Event, Outcome, Prepared};
-use cvl_executor::protocol::{ProgramSource, Request, Response, VmId};
-use cvl_executor::transport::{Connector, LocalConnector};
+use cvl_executor::protocol::Fabric;
+use cvl_executor::protocol::{ProgramSource, Request, Response, VmId, VmStatus};
+use cvl_executor::transport::ssh::{SshConnector, SshHost};
+use cvl_executor::transport::{Hosts, Links, LocalConnector};
 use cvl_planner::lower::SensitiveValues;
 use cvl_planner::model::{ComponentPath, ParamValue, Status};
 use cvl_planner::plan::Plan;
@@ -38,6 +40,16 @@ pub struct ExecArgs {
     /// Seconds a guest has to answer its guest agent after booting.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub ready_timeout: u64,
+    /// How long to wait for another `cvl apply` or `cvl stop` on the same
+    /// state to finish (`30s`, `5m`); without it, fail at once naming it.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+/// One apply at a time on the state: held from planning to the end.
+fn lock_state(what: &str, exec: &ExecArgs) -> Result<cvl_state::ApplyLock> {
+    let store = utility::open_state()?;
+    Ok(store.lock_apply(what, exec.lock_timeout)?)
 }
 
 #[derive(clap::Args)]
@@ -75,11 +87,67 @@ pub fn host_root() -> PathBuf {
         .unwrap_or_else(|| cvl_repo::settings::default_home().join("host"))
 }
 
-fn connector() -> Result<LocalConnector> {
-    Ok(LocalConnector {
-        exe: std::env::current_exe().context("cannot find the cvl executable")?,
-        root: std::path::absolute(host_root())?,
-        name: utility::LOCAL_HOST.to_string(),
+/// This machine, and the registered hosts over SSH. With two hosts or
+/// more, each learns the others' addresses: VANs span them over VXLAN.
+fn connector(state: &cvl_planner::model::UtilityState) -> Result<Hosts> {
+    let exe = std::env::current_exe().context("cannot find the cvl executable")?;
+    let resolve = |h: &cvl_planner::model::Host| -> Option<String> {
+        let address = h.address.as_deref()?;
+        use std::net::ToSocketAddrs;
+        (address, h.port)
+            .to_socket_addrs()
+            .ok()?
+            .next()
+            .map(|a| a.ip().to_string())
+    };
+    let addresses: BTreeMap<&str, Option<String>> = state
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), resolve(h)))
+        .collect();
+    let hosts = state
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let address = h.address.clone()?;
+            let fabric = addresses[h.name.as_str()].clone().and_then(|local| {
+                let peers: Vec<String> = addresses
+                    .iter()
+                    .filter(|(n, _)| **n != h.name)
+                    .filter_map(|(_, a)| a.clone())
+                    .collect();
+                (!peers.is_empty()).then(|| Fabric {
+                    local,
+                    peers,
+                    uplink: h.uplink.clone(),
+                })
+            });
+            Some((
+                h.name.clone(),
+                SshHost {
+                    name: h.name.clone(),
+                    address,
+                    port: h.port,
+                    user: h.user.clone().unwrap_or_else(|| "root".to_string()),
+                    identity: h.identity.clone().map(PathBuf::from),
+                    host_key: h.host_key.clone(),
+                    root: h
+                        .root
+                        .clone()
+                        .unwrap_or_else(|| utility::DEFAULT_HOST_ROOT.to_string()),
+                    fabric,
+                },
+            ))
+        })
+        .collect();
+    Ok(Hosts {
+        local: LocalConnector {
+            exe: exe.clone(),
+            root: std::path::absolute(host_root())?,
+            name: utility::LOCAL_HOST.to_string(),
+        },
+        ssh: SshConnector::new(hosts, exe)
+            .remember_digest_in(cvl_repo::settings::default_home().join("cache/agent-digest")),
     })
 }
 
@@ -93,6 +161,7 @@ fn saved_plan(path: &Path) -> Option<Plan> {
 }
 
 pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
+    let _lock = lock_state(&format!("cvl apply {}", args.file.display()), &args.exec)?;
     if let Some(saved) = saved_plan(&args.file) {
         return apply_saved(saved, &args, color);
     }
@@ -168,6 +237,7 @@ pub fn stop(args: deploy::StopArgs) -> Result<ExitCode> {
     let db = cvl_analysis::RootDatabase::default();
     let file = db.add_file(source.name.clone(), source.text.clone());
     let name = deploy::deployed(&db, file, &args.file, &args.deploy)?;
+    let _lock = lock_state(&format!("cvl stop {}", args.file.display()), &args.exec)?;
     let mut store = utility::open_state()?;
     let state = store.load()?;
     let target = args.path.clone().map(ComponentPath);
@@ -216,7 +286,7 @@ fn execute(
             now.serial
         );
     }
-    let connector = connector()?;
+    let connector = connector(&now)?;
     let options = walk::Options {
         parallelism: exec.parallelism,
         stop_timeout_secs: exec.stop_timeout,
@@ -450,58 +520,106 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         None => None,
     };
     let mut rows = Vec::new();
-    let connector = connector()?;
+    let connector = connector(&state)?;
+    // One request per host, for every VM the state places there; every
+    // host at once.
+    let mut by_host: BTreeMap<String, Vec<(String, ComponentPath, Status)>> = BTreeMap::new();
+    for host in utility::hosts_or_local(&state.hosts) {
+        by_host.entry(host.name).or_default();
+    }
     for (deployment, d) in &state.deployments {
         if only.as_ref().is_some_and(|o| o != deployment) {
             continue;
         }
-        let mut by_host: BTreeMap<&str, Vec<(&ComponentPath, Status)>> = BTreeMap::new();
         for (path, record) in &d.vms {
-            by_host
-                .entry(record.alloc.host.as_str())
-                .or_default()
-                .push((path, record.status));
+            by_host.entry(record.alloc.host.clone()).or_default().push((
+                deployment.clone(),
+                path.clone(),
+                record.status,
+            ));
         }
-        for (host, vms) in by_host {
-            let ids: Vec<VmId> = vms
-                .iter()
-                .map(|(p, _)| VmId {
-                    deployment: deployment.clone(),
-                    path: p.0.clone(),
+    }
+    let links = Links::new(&connector);
+    let answers: Vec<Result<Response, String>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = by_host
+            .iter()
+            .map(|(host, vms)| {
+                let ids: Vec<VmId> = vms
+                    .iter()
+                    .map(|(d, p, _)| VmId {
+                        deployment: d.clone(),
+                        path: p.0.clone(),
+                    })
+                    .collect();
+                let links = &links;
+                scope.spawn(move || {
+                    links.call(
+                        host,
+                        &Request::Status {
+                            vms: ids,
+                            all: true,
+                        },
+                    )
                 })
-                .collect();
-            let answer = connector
-                .connect(host)
-                .and_then(|mut s| s.call(&Request::Status { vms: ids }));
-            match answer {
-                Ok(Response::Status { vms: seen }) => {
-                    for ((path, recorded), seen) in vms.iter().zip(seen) {
-                        let runs = seen.pid.is_some();
-                        let drift = match (recorded, runs) {
-                            (Status::Running, false) => "DRIFT: recorded running, but no process",
-                            (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
-                            (Status::Running, true) if !seen.agent => "guest agent not answering",
-                            (Status::Starting | Status::Stopping | Status::Failed, _) => {
-                                "an apply did not finish: run cvl plan"
-                            }
-                            _ => "",
-                        };
-                        rows.push(serde_json::json!({
-                            "deployment": deployment, "component": path.0, "host": host,
-                            "recorded": recorded.as_str(), "pid": seen.pid, "qmp": seen.qmp,
-                            "agent": seen.agent, "drift": drift,
-                        }));
-                    }
+            })
+            .collect();
+        asks.into_iter()
+            .map(|a| {
+                a.join()
+                    .unwrap_or_else(|_| Err("the status request panicked".into()))
+            })
+            .collect()
+    });
+    for ((host, vms), answer) in by_host.iter().zip(answers) {
+        let row = |d: &str, p: &str, recorded: &str, seen: Option<&VmStatus>, drift: String| {
+            serde_json::json!({
+                "deployment": d, "component": p, "host": host, "recorded": recorded,
+                "pid": seen.and_then(|s| s.pid), "qmp": seen.and_then(|s| s.qmp.clone()),
+                "agent": seen.is_some_and(|s| s.agent), "drift": drift,
+            })
+        };
+        match answer {
+            Ok(Response::Status { vms: seen, unknown }) => {
+                for ((deployment, path, recorded), seen) in vms.iter().zip(&seen) {
+                    let drift = match (recorded, seen.pid.is_some()) {
+                        (Status::Running, false) => "DRIFT: recorded running, but no process",
+                        (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
+                        (Status::Running, true) if !seen.agent => "guest agent not answering",
+                        (Status::Starting | Status::Stopping | Status::Failed, _) => {
+                            "an apply did not finish: run cvl plan"
+                        }
+                        _ => "",
+                    };
+                    rows.push(row(
+                        deployment,
+                        &path.0,
+                        recorded.as_str(),
+                        Some(seen),
+                        drift.into(),
+                    ));
                 }
-                Ok(other) => bail!("host {host} answered {other:?}"),
-                Err(e) => {
-                    for (path, recorded) in &vms {
-                        rows.push(serde_json::json!({
-                            "deployment": deployment, "component": path.0, "host": host,
-                            "recorded": recorded.as_str(), "pid": null, "qmp": null, "agent": false,
-                            "drift": format!("host does not answer: {e}"),
-                        }));
+                for vm in &unknown {
+                    if only.as_ref().is_some_and(|o| *o != vm.vm.deployment) {
+                        continue;
                     }
+                    let drift = "DRIFT: runs, but the state does not know it".to_string();
+                    rows.push(row(&vm.vm.deployment, &vm.vm.path, "-", Some(vm), drift));
+                }
+            }
+            Ok(other) => bail!("host {host} answered {other:?}"),
+            Err(e) => {
+                if vms.is_empty() {
+                    rows.push(row(
+                        "-",
+                        "-",
+                        "-",
+                        None,
+                        format!("DRIFT: host does not answer: {e}"),
+                    ));
+                }
+                for (deployment, path, recorded) in vms {
+                    let drift = format!("DRIFT: host does not answer: {e}");
+                    rows.push(row(deployment, &path.0, recorded.as_str(), None, drift));
                 }
             }
         }
@@ -550,6 +668,6 @@ pub fn serve(root: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    cvl_executor::agent::serve(root, stdin.lock(), stdout.lock())?;
+    cvl_executor::agent::serve(root, stdin.lock(), stdout)?;
     Ok(ExitCode::SUCCESS)
 }

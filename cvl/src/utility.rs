@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use cvl_executor::transport::ssh::HostKey;
 use cvl_planner::model::{Change, Host, Pools};
 use cvl_state::Store;
 
@@ -20,6 +21,10 @@ pub fn state_path() -> PathBuf {
 pub fn open_state() -> Result<Store> {
     Store::open(&state_path()).map_err(anyhow::Error::new)
 }
+
+/// Where the host agent keeps its files on a registered host, unless
+/// `cvl host add --root` says otherwise.
+pub const DEFAULT_HOST_ROOT: &str = "/var/lib/cvl";
 
 /// The name of the embedded default host: this machine.
 pub const LOCAL_HOST: &str = "local";
@@ -36,7 +41,7 @@ pub fn hosts_or_local(registered: &[Host]) -> Vec<Host> {
         host_key: None,
         memory_mib: local_memory_mib(),
         max_vms: 64,
-        uplink: None,
+        ..Default::default()
     }]
 }
 
@@ -55,29 +60,57 @@ fn local_memory_mib() -> u64 {
 #[derive(clap::Subcommand)]
 pub enum HostCommand {
     /// Register a QEMU host reached over SSH (or change one).
-    #[command(after_help = "Example:\n  cvl host add qemu1 --address 198.18.0.11 \
-        --memory 65536 --max-vms 40 --uplink eth0\n\n\
-        The host key is what `ssh-keyscan -t ed25519 ADDRESS` prints for it (check it \
-        out of band); the SSH transport refuses a host whose key differs.")]
+    #[command(after_help = "Examples:\n  \
+        cvl host add qemu1 --address 198.18.0.11 --memory 65536 --max-vms 40\n      \
+        (connects, prints the host key's fingerprint, records nothing)\n  \
+        cvl host add qemu1 --address 198.18.0.11 --memory 65536 --max-vms 40 \\\n      \
+        --fingerprint SHA256:... --identity ~/.ssh/id_ed25519 --uplink eth0\n\n\
+        The host key is the trust anchor: compare the fingerprint with what \
+        `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the host itself \
+        (or give the key with --host-key, as `ssh-keyscan -t ed25519 ADDRESS` prints it). \
+        Afterwards cvl refuses the host whenever it presents another key.\n\n\
+        The host needs QEMU, qemu-img and iproute2, and a user that may run them and \
+        create network links (root). cvl copies itself to ROOT/bin on first use.")]
     Add {
         name: String,
-        /// The SSH address (name or IP).
+        /// The SSH address (name or IP); VXLAN between hosts uses it too.
         #[arg(long)]
         address: String,
         #[arg(long, default_value_t = 22)]
         port: u16,
+        /// The SSH user.
+        #[arg(long, default_value = "root")]
+        user: String,
+        /// A private key file (default: the keys of your SSH agent).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// The host's SSH public key, OpenSSH format (`ssh-ed25519 AAAA...`).
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", conflicts_with = "fingerprint")]
         host_key: Option<String>,
+        /// The fingerprint the host's key must have (`SHA256:...`): cvl
+        /// connects, checks it and records the key.
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: Option<String>,
         /// Memory the utility may give VMs there, in MiB.
         #[arg(long, value_name = "MIB")]
         memory: u64,
         /// The most VMs it may run.
         #[arg(long, value_name = "N", default_value_t = 32)]
         max_vms: u32,
-        /// The interface VANs reach other hosts through.
+        /// The interface VANs reach other hosts through (VXLAN).
         #[arg(long, value_name = "IFACE")]
         uplink: Option<String>,
+        /// The agent's folder on the host: disks, caches, the attic.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_HOST_ROOT)]
+        root: String,
+    },
+    /// Accept a registered host's new key (after a reinstall), once its
+    /// fingerprint is checked on the host itself.
+    Trust {
+        name: String,
+        /// The fingerprint the host's key must have (`SHA256:...`).
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: String,
     },
     /// List the registered hosts (none: this machine is the one host).
     List {
@@ -136,10 +169,14 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
             name,
             address,
             port,
+            user,
+            identity,
             host_key,
+            fingerprint,
             memory,
             max_vms,
             uplink,
+            root,
         } => {
             if name.is_empty()
                 || !name
@@ -151,13 +188,49 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
             if name == LOCAL_HOST {
                 bail!("`{LOCAL_HOST}` is this machine's name in the utility: choose another");
             }
-            if let Some(key) = &host_key {
-                let mut parts = key.split_whitespace();
-                if !matches!((parts.next(), parts.next()), (Some(t), Some(_)) if t.starts_with("ssh-") || t.starts_with("ecdsa-"))
-                {
-                    bail!("--host-key must be an OpenSSH public key (`ssh-ed25519 AAAA...`), as `ssh-keyscan` prints it");
-                }
+            if !root.starts_with('/')
+                || root.split('/').any(|c| c == "..")
+                || !root
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c))
+            {
+                bail!("--root {root}: give an absolute path of letters, digits, `/`, `-`, `_` and `.`");
             }
+            if user.is_empty()
+                || !user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                bail!("--user {user}: give a user name of letters, digits, `-`, `_` and `.`");
+            }
+            let identity = match identity {
+                Some(path) => {
+                    let path = std::path::absolute(&path)?;
+                    if !path.is_file() {
+                        bail!("--identity {}: no such key file", path.display());
+                    }
+                    Some(path.display().to_string())
+                }
+                None => None,
+            };
+            let host_key = match (host_key, fingerprint) {
+                (Some(key), _) => {
+                    let parsed = HostKey::parse(&key)
+                        .ok()
+                        .filter(|k| k.kind.starts_with("ssh-") || k.kind.starts_with("ecdsa-"))
+                        .context(
+                            "--host-key must be an OpenSSH public key (`ssh-ed25519 AAAA...`), \
+                             as `ssh-keyscan -t ed25519 ADDRESS` prints it",
+                        )?;
+                    Some(parsed.openssh())
+                }
+                (None, fingerprint) => Some(scan_and_check(
+                    &name,
+                    &address,
+                    port,
+                    fingerprint.as_deref(),
+                )?),
+            };
             let host = Host {
                 name: name.clone(),
                 address: Some(address),
@@ -166,9 +239,23 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
                 memory_mib: memory,
                 max_vms,
                 uplink,
+                user: Some(user),
+                identity,
+                root: Some(root),
             };
             store.commit(&[Change::HostAdded(host)])?;
             eprintln!("host {name} registered");
+        }
+        HostCommand::Trust { name, fingerprint } => {
+            let Some(host) = state.hosts.iter().find(|h| h.name == name) else {
+                bail!("no host named `{name}` is registered (see `cvl host list`)");
+            };
+            let address = host.address.clone().unwrap_or_default();
+            let key = scan_and_check(&name, &address, host.port, Some(&fingerprint))?;
+            let mut host = host.clone();
+            host.host_key = Some(key);
+            store.commit(&[Change::HostAdded(host)])?;
+            eprintln!("host {name}: its key {fingerprint} is now the one trusted");
         }
         HostCommand::List { format } => {
             let hosts = hosts_or_local(&state.hosts);
@@ -235,6 +322,38 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
         HostCommand::Serve { .. } => unreachable!("served above"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The host's key, as its SSH server presents it, if it has `fingerprint`;
+/// without one, the fingerprint is printed for the user to check and
+/// nothing is recorded.
+fn scan_and_check(
+    name: &str,
+    address: &str,
+    port: u16,
+    fingerprint: Option<&str>,
+) -> Result<String> {
+    let key =
+        cvl_executor::transport::ssh::scan(name, address, port, std::time::Duration::from_secs(20))
+            .map_err(anyhow::Error::msg)?;
+    match fingerprint {
+        Some(want) if want.trim() == key.fingerprint() => Ok(key.openssh()),
+        Some(want) => bail!(
+            "host {name} at {address}:{port} presents the {} key {}, not {want}: nothing was \
+             recorded. If the host was reinstalled, check its key on the host itself \
+             (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`)",
+            key.kind,
+            key.fingerprint()
+        ),
+        None => bail!(
+            "host {name} at {address}:{port} presents the {} key\n  {}\nCheck it on the host \
+             itself (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then run the same \
+             command with --fingerprint {}. Nothing was recorded.",
+            key.kind,
+            key.fingerprint(),
+            key.fingerprint()
+        ),
+    }
 }
 
 pub fn pool(command: PoolCommand) -> Result<ExitCode> {

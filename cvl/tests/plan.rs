@@ -497,6 +497,9 @@ fn hosts_and_pools_are_administered_and_used() {
             "4",
             "--uplink",
             "eth0",
+            // Given, so that nothing connects to the (absent) host.
+            "--host-key",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
         ]);
         assert_eq!(
             out.status.code(),
@@ -543,6 +546,8 @@ fn hosts_and_pools_are_administered_and_used() {
         "256",
         "--max-vms",
         "1",
+        "--host-key",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
     ]);
     cvl(&[
         "host",
@@ -554,6 +559,8 @@ fn hosts_and_pools_are_administered_and_used() {
         "256",
         "--max-vms",
         "1",
+        "--host-key",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
     ]);
     let mirror = suite.mirror();
     let out = cvl(&["plan", "--mirror", &mirror, "AcmeSuite.cvl"]);

@@ -30,27 +30,49 @@ fn failed(message: impl Into<String>) -> Fail {
     (HostErrorKind::Failed, message.into())
 }
 
-/// Serves requests until the input ends.
-pub fn serve(root: &Path, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+/// Serves requests until the input ends, each on a thread of its own, so
+/// that a long start does not hold up a status; answers go out as they are
+/// ready, tagged with their request's id. At the end of input, the requests
+/// under way finish before it returns.
+pub fn serve(root: &Path, input: impl BufRead, output: impl Write + Send) -> std::io::Result<()> {
     let host = HostAgent::new(root.to_path_buf());
-    for line in input.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => host.handle(request),
-            Err(e) => Response::Error {
-                kind: HostErrorKind::BadRequest,
-                message: format!("not a request of protocol {PROTOCOL}: {e}"),
-            },
-        };
-        let mut text = serde_json::to_string(&response).expect("a response serializes");
+    let output = std::sync::Mutex::new(output);
+    let answer = |id: u64, body: Response| {
+        let mut text =
+            serde_json::to_string(&Envelope { id, body }).expect("a response serializes");
         text.push('\n');
-        output.write_all(text.as_bytes())?;
-        output.flush()?;
-    }
-    Ok(())
+        let mut out = output.lock().unwrap_or_else(|e| e.into_inner());
+        // The executor may have gone; the operation stands regardless.
+        let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    };
+    std::thread::scope(|scope| {
+        for line in input.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Envelope<Request>>(&line) {
+                Ok(Envelope { id, body }) => {
+                    let (host, answer) = (&host, &answer);
+                    scope.spawn(move || answer(id, host.handle(body)));
+                }
+                Err(e) => {
+                    let id = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v.get("id")?.as_u64())
+                        .unwrap_or(0);
+                    answer(
+                        id,
+                        Response::Error {
+                            kind: HostErrorKind::BadRequest,
+                            message: format!("not a request of protocol {PROTOCOL}: {e}"),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 pub struct HostAgent {
@@ -70,7 +92,7 @@ impl HostAgent {
             Request::Stop { vm, .. } | Request::Resend { vm, .. } | Request::Attic { vm } => {
                 self.lock(vm)
             }
-            Request::Hello { .. } | Request::Status { .. } => Ok(None),
+            Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -89,7 +111,9 @@ impl HostAgent {
             Request::Stop { vm, timeout_secs } => self.stop(&vm, timeout_secs),
             Request::Resend { vm, params } => self.resend(&vm, &params),
             Request::Attic { vm } => self.attic(&vm),
-            Request::Status { vms } => Ok(Response::Status {
+            Request::Fabric(fabric) => self.set_fabric(&fabric),
+            Request::Status { vms, all } => Ok(Response::Status {
+                unknown: if all { self.unknown(&vms) } else { Vec::new() },
                 vms: vms.iter().map(|vm| self.status(vm)).collect(),
             }),
         };
@@ -214,6 +238,7 @@ impl HostAgent {
         }
 
         let mut netdevs = Vec::new();
+        let _network = self.network_lock()?;
         for (i, nic) in spec.nics.iter().enumerate() {
             let tap = tap_name(&spec.vm, &nic.name);
             let bridge = match (nic.network, nic.public) {
@@ -221,9 +246,19 @@ impl HostAgent {
                 (None, true) => Some("cvlpub".to_string()),
                 (None, false) => None,
             };
+            if let Some(n) = nic.network {
+                self.ensure_van(n)?;
+            }
             ensure_tap(&tap, bridge.as_deref())?;
             netdevs.push((format!("n{i}"), tap, nic.mac.clone()));
         }
+        drop(_network);
+        // Which taps are this VM's: removed with it when it goes to the attic.
+        let taps: String = netdevs
+            .iter()
+            .map(|(_, tap, _)| format!("{tap}\n"))
+            .collect();
+        std::fs::write(dir.join("taps"), taps).map_err(|e| failed(e.to_string()))?;
 
         let params = ParamsFile::write(&spec.params)?;
         let accel = self.accel(&dir)?;
@@ -509,6 +544,7 @@ impl HostAgent {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        self.remove_taps(&dir)?;
         let name = format!("{}-{stamp}", dir.file_name().unwrap().to_string_lossy());
         let to = self.root.join("attic").join(&vm.deployment).join(name);
         std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
@@ -517,6 +553,200 @@ impl HostAgent {
         Ok(Response::Moved {
             to: to.display().to_string(),
         })
+    }
+
+    /// One change to this host's links at a time, across agent processes.
+    fn network_lock(&self) -> Result<std::fs::File, Fail> {
+        let path = self.root.join("locks").join("network.lock");
+        std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
+        let file = std::fs::File::create(&path)
+            .map_err(|e| failed(format!("cannot lock {}: {e}", path.display())))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(failed(format!("cannot lock {}", path.display())));
+        }
+        Ok(file)
+    }
+
+    fn fabric(&self) -> Option<Fabric> {
+        let text = std::fs::read_to_string(self.root.join("fabric.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Records the fabric and brings every VXLAN link here up to date.
+    fn set_fabric(&self, fabric: &Fabric) -> Result<Response, Fail> {
+        let addresses = std::iter::once(&fabric.local).chain(&fabric.peers);
+        if let Some(bad) = addresses
+            .into_iter()
+            .find(|a| a.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err((
+                HostErrorKind::BadRequest,
+                format!("the fabric names `{bad}`, which is not an IP address"),
+            ));
+        }
+        if let Some(uplink) = &fabric.uplink {
+            if !link_exists(uplink) {
+                return Err(failed(format!(
+                    "the uplink {uplink} does not exist on this host (see `ip link`); \
+                     change it with `cvl host add ... --uplink IFACE`"
+                )));
+            }
+        }
+        let _network = self.network_lock()?;
+        let path = self.root.join("fabric.json");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(fabric).expect("serializes"))
+            .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+        let mut links = 0;
+        for entry in std::fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("cvx").and_then(|n| n.parse::<u32>().ok()) {
+                self.ensure_vxlan(n, fabric)?;
+                links += 1;
+            }
+        }
+        Ok(Response::FabricSet { links })
+    }
+
+    /// The bridge of VAN `n`, joined to the other hosts when there are any.
+    /// Called with the network lock held.
+    fn ensure_van(&self, n: u32) -> Result<(), Fail> {
+        let bridge = format!("cvlbr{n}");
+        if !link_exists(&bridge) {
+            ip(&["link", "add", &bridge, "type", "bridge"])?;
+        }
+        if !link_up(&bridge) {
+            ip(&["link", "set", &bridge, "up"])?;
+        }
+        match self.fabric() {
+            Some(fabric) if !fabric.peers.is_empty() => self.ensure_vxlan(n, &fabric),
+            _ => Ok(()),
+        }
+    }
+
+    /// `cvxN`: VNI `n`, on the bridge `cvlbrN`, flooding to every peer
+    /// (head-end replication, so no multicast is needed between hosts).
+    fn ensure_vxlan(&self, n: u32, fabric: &Fabric) -> Result<(), Fail> {
+        let vx = format!("cvx{n}");
+        let bridge = format!("cvlbr{n}");
+        if !link_exists(&vx) {
+            let vni = n.to_string();
+            let mut args = vec![
+                "link",
+                "add",
+                &vx,
+                "type",
+                "vxlan",
+                "id",
+                &vni,
+                "dstport",
+                "4789",
+                "local",
+                &fabric.local,
+            ];
+            if let Some(uplink) = &fabric.uplink {
+                args.extend(["dev", uplink]);
+            }
+            ip(&args)?;
+        }
+        if link_master(&vx).as_deref() != Some(bridge.as_str()) {
+            ip(&["link", "set", &vx, "master", &bridge])?;
+        }
+        if !link_up(&vx) {
+            ip(&["link", "set", &vx, "up"])?;
+        }
+        let shown = Command::new("bridge")
+            .args(["fdb", "show", "dev", &vx])
+            .output()
+            .map_err(|e| failed(format!("cannot run bridge (iproute2): {e}")))?;
+        let have: Vec<String> = String::from_utf8_lossy(&shown.stdout)
+            .lines()
+            .filter(|l| l.starts_with("00:00:00:00:00:00 "))
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "dst").nth(1))
+            .map(str::to_string)
+            .collect();
+        for peer in &fabric.peers {
+            if !have.contains(peer) {
+                bridge_fdb(&["append", "00:00:00:00:00:00", "dev", &vx, "dst", peer])?;
+            }
+        }
+        for gone in have.iter().filter(|p| !fabric.peers.contains(p)) {
+            bridge_fdb(&["del", "00:00:00:00:00:00", "dev", &vx, "dst", gone])?;
+        }
+        Ok(())
+    }
+
+    /// Removes a VM's taps, and a VAN's bridge and VXLAN link with the last
+    /// VM of that VAN on this host.
+    fn remove_taps(&self, dir: &Path) -> Result<(), Fail> {
+        let Ok(taps) = std::fs::read_to_string(dir.join("taps")) else {
+            return Ok(());
+        };
+        let _network = self.network_lock()?;
+        let mut bridges = Vec::new();
+        for tap in taps
+            .lines()
+            .filter(|t| t.starts_with("cvt") && t.len() <= 15)
+        {
+            if link_exists(tap) {
+                bridges.extend(link_master(tap));
+                ip(&["link", "del", tap])?;
+            }
+        }
+        for bridge in bridges {
+            let Some(n) = bridge.strip_prefix("cvlbr") else {
+                continue;
+            };
+            let ports: Vec<String> =
+                std::fs::read_dir(Path::new("/sys/class/net").join(&bridge).join("brif"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+            if ports.iter().all(|p| *p == format!("cvx{n}")) {
+                if ports.is_empty() {
+                    ip(&["link", "del", &bridge])?;
+                } else {
+                    ip(&["link", "del", &format!("cvx{n}")])?;
+                    ip(&["link", "del", &bridge])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Running VMs under this root that are not in `known`.
+    fn unknown(&self, known: &[VmId]) -> Vec<VmStatus> {
+        let mut out = Vec::new();
+        let Ok(deployments) = std::fs::read_dir(self.root.join("vms")) else {
+            return out;
+        };
+        for d in deployments.flatten() {
+            let Ok(vms) = std::fs::read_dir(d.path()) else {
+                continue;
+            };
+            for v in vms.flatten() {
+                let deployment = d.file_name().to_string_lossy().into_owned();
+                let name = v.file_name().to_string_lossy().into_owned();
+                let vm = VmId {
+                    deployment,
+                    path: if name == "_" { String::new() } else { name },
+                };
+                if !known.contains(&vm) && running_pid(&v.path()).is_some() {
+                    out.push(self.status(&vm));
+                }
+            }
+        }
+        out
     }
 
     fn status(&self, vm: &VmId) -> VmStatus {
@@ -614,16 +844,30 @@ pub fn tap_name(vm: &VmId, nic: &str) -> String {
 }
 
 fn ip(args: &[&str]) -> Result<(), Fail> {
-    let out = Command::new("ip")
+    iproute2("ip", &[], args)
+}
+
+fn bridge_fdb(args: &[&str]) -> Result<(), Fail> {
+    iproute2("bridge", &["fdb"], args)
+}
+
+fn iproute2(program: &str, first: &[&str], args: &[&str]) -> Result<(), Fail> {
+    let out = Command::new(program)
+        .args(first)
         .args(args)
         .output()
-        .map_err(|e| failed(format!("cannot run ip (iproute2): {e}")))?;
+        .map_err(|e| failed(format!("cannot run {program} (iproute2): {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(failed(format!(
-            "ip {} failed: {} (VANs need root and /dev/net/tun on the host)",
-            args.join(" "),
+            "{program} {} failed: {} (VANs need root and /dev/net/tun on the host)",
+            first
+                .iter()
+                .chain(args)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }

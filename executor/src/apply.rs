@@ -14,7 +14,7 @@ use cvl_planner::plan::{Action, ActionKind, Plan};
 use cvl_planner::record;
 
 use crate::protocol::{Nic, ProgramSource, Request, Response, StartSpec, VmId};
-use crate::transport::Connector;
+use crate::transport::{Connector, Links};
 
 /// What the caller prepares for each component: where its program comes
 /// from, and its parameters on the wire (sensitive values included: kept in
@@ -160,6 +160,8 @@ pub fn apply(
     let mut running = 0;
     let (tx, rx) = mpsc::channel::<(usize, Result<String, String>, Instant, Option<(u64, u64)>)>();
     let mut finished = 0;
+    let links = Links::new(connector);
+    let links = &links;
     std::thread::scope(|scope| -> Result<(), String> {
         while finished < n {
             while running < options.parallelism.max(1) {
@@ -180,7 +182,7 @@ pub fn apply(
                 running += 1;
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let result = run(connector, &host, steps);
+                    let result = run(links, &host, steps);
                     let (outcome, timing) = match result {
                         Ok((detail, timing)) => (Ok(detail), timing),
                         Err(e) => (Err(e), None),
@@ -315,12 +317,11 @@ fn steps(
 
 type StepResult = Result<(String, Option<(u64, u64)>), String>;
 
-fn run(connector: &dyn Connector, host: &str, steps: Vec<Step>) -> StepResult {
-    let mut session = connector.connect(host)?;
+fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut detail = Vec::new();
     let mut timing = None;
     for Step::Call(request) in steps {
-        match session.call(&request)? {
+        match links.call(host, &request)? {
             Response::Error { message, .. } => return Err(message),
             Response::Started {
                 pid,

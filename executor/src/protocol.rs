@@ -1,14 +1,23 @@
 //! The host operations: typed requests and responses, one JSON object per
 //! line, between the executor and `cvl host serve` (a child process on this
-//! machine; the same program over an SSH channel on other hosts). Every
-//! operation is idempotent, so replaying one after a crash converges.
-//! Parameter values travel only inside these payloads, never on a command
-//! line.
+//! machine; the same program over an SSH channel on other hosts). Each line
+//! carries an id ([`Envelope`]) so that one conversation per host carries
+//! many operations at once, answered as they finish. Every operation is
+//! idempotent, so replaying one after a crash converges. Parameter values
+//! travel only inside these payloads, never on a command line.
 
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version: `hello` refuses a host agent of another.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
+
+/// A request or a response on the wire, with the id that pairs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub id: u64,
+    #[serde(flatten)]
+    pub body: T,
+}
 
 /// A VM appliance instance on a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,10 +103,29 @@ pub enum Request {
     Attic {
         vm: VmId,
     },
-    /// What runs: process, QMP, guest agent.
+    /// What runs: process, QMP, guest agent; with `all`, also every other
+    /// VM running under this agent's root.
     Status {
         vms: Vec<VmId>,
+        #[serde(default)]
+        all: bool,
     },
+    /// The other hosts a VAN's bridge here reaches over VXLAN: kept by the
+    /// host, applied to the VXLAN links it has and to those it creates.
+    Fabric(Fabric),
+}
+
+/// How VANs span hosts: each VAN `n` with members on this host has a bridge
+/// `cvlbrN` joined to a VXLAN link of VNI `n`, which floods to every peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fabric {
+    /// This host's address on the network between hosts (VXLAN's source).
+    pub local: String,
+    /// The other hosts' addresses.
+    pub peers: Vec<String>,
+    /// The interface VXLAN leaves through (the kernel's route when absent).
+    #[serde(default)]
+    pub uplink: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,8 +175,16 @@ pub enum Response {
     Moved {
         to: String,
     },
+    /// The fabric is recorded; `links` VXLAN links were brought up to date.
+    FabricSet {
+        links: u32,
+    },
     Status {
         vms: Vec<VmStatus>,
+        /// VMs running on the host that the request did not name (when it
+        /// asked with `all`): what the state does not know.
+        #[serde(default)]
+        unknown: Vec<VmStatus>,
     },
     Error {
         kind: HostErrorKind,

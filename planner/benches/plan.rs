@@ -28,6 +28,7 @@ fn hosts(n: usize) -> Vec<Host> {
             memory_mib: 1 << 20,
             max_vms: 200,
             uplink: None,
+            ..Default::default()
         })
         .collect()
 }

@@ -267,7 +267,7 @@ pub struct DeploymentState {
 }
 
 /// A QEMU host the utility runs appliances on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Host {
     pub name: String,
     /// SSH address; `None` for this machine (the embedded default).
@@ -282,6 +282,15 @@ pub struct Host {
     /// The interface VANs reach other hosts and public addresses through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<String>,
+    /// The SSH user (`root` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A private key file for SSH (the user's SSH agent when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The host agent's folder there (`/var/lib/cvl` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// The pools the utility allocates from.

@@ -19,6 +19,7 @@ fn host(name: &str, memory_mib: u64, max_vms: u32) -> Host {
         memory_mib,
         max_vms,
         uplink: None,
+        ..Default::default()
     }
 }
 

@@ -28,7 +28,8 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 const APPLICATION_ID: i64 = 0x4356_4C31;
 
 /// Migrations: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE hosts (
     name TEXT PRIMARY KEY,
@@ -74,7 +75,13 @@ CREATE TABLE interfaces (
     PRIMARY KEY (deployment, path, name),
     FOREIGN KEY (deployment, path) REFERENCES vms (deployment, path) ON DELETE CASCADE
 );
-"#];
+"#,
+    r#"
+ALTER TABLE hosts ADD COLUMN ssh_user TEXT;
+ALTER TABLE hosts ADD COLUMN identity TEXT;
+ALTER TABLE hosts ADD COLUMN root TEXT;
+"#,
+];
 
 /// The schema version this `cvl` writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -95,6 +102,13 @@ pub enum StateError {
     /// Another `cvl` holds the write lock past the wait.
     Busy {
         path: PathBuf,
+        waited: Duration,
+    },
+    /// Another `cvl` is applying a plan to this state.
+    Locked {
+        path: PathBuf,
+        /// Who holds it and since when, as the holder wrote it.
+        holder: String,
         waited: Duration,
     },
     /// A change contradicts the state (a MAC or address already taken).
@@ -129,6 +143,21 @@ impl fmt::Display for StateError {
                 path.display(),
                 waited.as_secs()
             ),
+            StateError::Locked {
+                path,
+                holder,
+                waited,
+            } => write!(
+                f,
+                "another cvl is applying a plan to {} ({holder}){}; wait for it to finish, or \
+                 give --lock-timeout to wait here",
+                path.display(),
+                if waited.is_zero() {
+                    String::new()
+                } else {
+                    format!(", still after {} s", waited.as_secs())
+                }
+            ),
             StateError::Conflict { detail } => {
                 write!(f, "the change contradicts the state: {detail}")
             }
@@ -140,6 +169,18 @@ impl fmt::Display for StateError {
 impl std::error::Error for StateError {}
 
 pub type Result<T> = std::result::Result<T, StateError>;
+
+/// The apply lock, released when dropped (or when the process dies: the
+/// kernel drops its `flock`).
+pub struct ApplyLock {
+    _file: Option<std::fs::File>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "this machine".to_string())
+}
 
 /// The open state database.
 pub struct Store {
@@ -276,6 +317,72 @@ impl Store {
         &self.path
     }
 
+    /// Takes the state's apply lock, held until the returned guard drops:
+    /// one apply at a time (each of its steps is a transaction of its own,
+    /// so transactions alone would let two applies interleave). Waits up to
+    /// `wait` for a holder to finish, then fails naming it. `who` says what
+    /// this process is doing, for the next one to read.
+    pub fn lock_apply(&self, who: &str, wait: Duration) -> Result<ApplyLock> {
+        if self.path == Path::new(":memory:") {
+            return Ok(ApplyLock { _file: None });
+        }
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".apply-lock");
+        let path = self.path.with_file_name(name);
+        let io = |e: std::io::Error| StateError::Io {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let started = std::time::Instant::now();
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            if started.elapsed() >= wait {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(StateError::Locked {
+                    path: self.path.clone(),
+                    holder: if holder.trim().is_empty() {
+                        "it did not say who it is".to_string()
+                    } else {
+                        holder.trim().to_string()
+                    },
+                    waited: wait,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        use std::io::{Seek, Write};
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| {
+                write!(
+                    file,
+                    "{who}, pid {} on {}, since {} (Unix time {since})",
+                    std::process::id(),
+                    hostname(),
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_secs(since)
+                    )
+                )
+            })
+            .and_then(|_| file.flush())
+            .map_err(io)?;
+        Ok(ApplyLock { _file: Some(file) })
+    }
+
     /// The key sensitive values are fingerprinted under. It never leaves the
     /// state database.
     pub fn fingerprint_key(&self) -> Result<Vec<u8>> {
@@ -310,8 +417,8 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare(
-                    "SELECT name, address, port, host_key, memory_mib, max_vms, uplink \
-                     FROM hosts ORDER BY name",
+                    "SELECT name, address, port, host_key, memory_mib, max_vms, uplink, \
+                     ssh_user, identity, root FROM hosts ORDER BY name",
                 )
                 .map_err(err)?;
             let rows = stmt
@@ -324,6 +431,9 @@ impl Store {
                         memory_mib: r.get::<_, i64>(4)? as u64,
                         max_vms: r.get(5)?,
                         uplink: r.get(6)?,
+                        user: r.get(7)?,
+                        identity: r.get(8)?,
+                        root: r.get(9)?,
                     })
                 })
                 .map_err(err)?;
@@ -481,9 +591,20 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
     match change {
         Change::HostAdded(h) => {
             tx.execute(
-                "INSERT OR REPLACE INTO hosts (name, address, port, host_key, memory_mib, max_vms, uplink) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![h.name, h.address, h.port, h.host_key, h.memory_mib as i64, h.max_vms, h.uplink],
+                "INSERT OR REPLACE INTO hosts (name, address, port, host_key, memory_mib, max_vms, \
+                 uplink, ssh_user, identity, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    h.name,
+                    h.address,
+                    h.port,
+                    h.host_key,
+                    h.memory_mib as i64,
+                    h.max_vms,
+                    h.uplink,
+                    h.user,
+                    h.identity,
+                    h.root
+                ],
             )?;
         }
         Change::HostRemoved { name } => {

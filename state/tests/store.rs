@@ -108,6 +108,7 @@ fn change() -> impl Strategy<Value = Change> {
             memory_mib: m,
             max_vms: 8,
             uplink: Some("eth0".into()),
+            ..Default::default()
         })),
         (0u8..3).prop_map(|i| Change::HostRemoved {
             name: format!("h{i}")
@@ -239,6 +240,37 @@ fn a_second_writer_waits_then_fails_clearly() {
     store
         .commit(&[Change::HostRemoved { name: "x".into() }])
         .expect("waits for the holder");
+    release.join().unwrap();
+}
+
+#[test]
+fn one_apply_at_a_time_and_the_second_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let first = Store::open(&path).unwrap();
+    let second = Store::open(&path).unwrap();
+    let held = first
+        .lock_apply("cvl apply AcmeSuite.cvl", Duration::ZERO)
+        .unwrap();
+    let err = match second.lock_apply("cvl apply Other.cvl", Duration::ZERO) {
+        Err(e) => e,
+        Ok(_) => panic!("two applies held the lock"),
+    };
+    assert!(matches!(err, StateError::Locked { .. }), "{err}");
+    let said = err.to_string();
+    assert!(said.contains("another cvl is applying a plan"), "{said}");
+    assert!(said.contains("cvl apply AcmeSuite.cvl, pid "), "{said}");
+    assert!(said.contains(" since 20"), "{said}");
+    // A waiting apply gets the lock once the first lets go.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let started = Instant::now();
+    second
+        .lock_apply("cvl apply Other.cvl", Duration::from_secs(5))
+        .expect("waits for the holder");
+    assert!(started.elapsed() >= Duration::from_millis(250));
     release.join().unwrap();
 }
 

@@ -1,0 +1,254 @@
+//! How the executor reaches a host's agent. One set of operations
+//! ([`Request`]) and two transports under it: [`local`], the agent as a
+//! child process on this machine, and [`ssh`], the same agent over an SSH
+//! exec channel on another host. Either way one conversation per host
+//! ([`Link`]) carries every operation at once, paired by id ([`Mux`]), and
+//! every call has a deadline.
+
+pub mod local;
+pub mod ssh;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::protocol::{Envelope, Request, Response, PROTOCOL};
+
+pub use local::LocalConnector;
+
+/// Opens the conversation with a host, by the name the plan placed VMs on.
+pub trait Connector: Send + Sync {
+    fn connect(&self, host: &str) -> Result<Arc<dyn Link>, String>;
+}
+
+/// One conversation with a host agent; calls may come from many threads.
+pub trait Link: Send + Sync {
+    fn call(&self, request: &Request, timeout: Duration) -> Result<Response, String>;
+}
+
+/// How long a host has to answer `request`: what the operation itself may
+/// take (a guest's boot, a stop's grace period) and a margin for the rest.
+pub fn deadline(request: &Request) -> Duration {
+    Duration::from_secs(match request {
+        // Program disks may be fetched first.
+        Request::Start(spec) => spec.ready_timeout_secs + 900,
+        Request::Stop { timeout_secs, .. } => timeout_secs + 60,
+        Request::Resend { .. } => 120,
+        Request::Attic { .. } => 300,
+        Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => 30,
+    })
+}
+
+/// Every host's link, opened on first use and shared after: one connection
+/// per host however many actions run on it. A host that could not be
+/// reached fails each of its actions with the same message.
+pub struct Links<'a> {
+    connector: &'a dyn Connector,
+    links: Mutex<BTreeMap<String, Arc<LinkCell>>>,
+}
+
+/// A host's link once connected, or why it could not be.
+type LinkCell = OnceLock<Result<Arc<dyn Link>, String>>;
+
+impl<'a> Links<'a> {
+    pub fn new(connector: &'a dyn Connector) -> Links<'a> {
+        Links {
+            connector,
+            links: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn get(&self, host: &str) -> Result<Arc<dyn Link>, String> {
+        let cell = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(host.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| self.connector.connect(host)).clone()
+    }
+
+    /// Calls `request` on `host` with its deadline.
+    pub fn call(&self, host: &str, request: &Request) -> Result<Response, String> {
+        self.get(host)?.call(request, deadline(request))
+    }
+}
+
+type Reply = mpsc::Sender<Result<Response, String>>;
+
+/// Requests and answers paired by id over one line-oriented byte stream.
+/// The transport feeds it each line that arrives ([`Mux::deliver`]) and
+/// tells it when the stream ends ([`Mux::close`]).
+pub struct Mux {
+    host: String,
+    next: AtomicU64,
+    pending: Mutex<HashMap<u64, Reply>>,
+    writer: Mutex<Option<Box<dyn Write + Send>>>,
+    closed: Mutex<Option<String>>,
+}
+
+impl Mux {
+    pub fn new(host: &str, writer: Box<dyn Write + Send>) -> Arc<Mux> {
+        Arc::new(Mux {
+            host: host.to_string(),
+            next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            writer: Mutex::new(Some(writer)),
+            closed: Mutex::new(None),
+        })
+    }
+
+    pub fn call(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
+        if let Some(why) = self
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(why);
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let mut line = serde_json::to_string(&Envelope {
+            id,
+            body: request.clone(),
+        })
+        .expect("a request serializes");
+        line.push('\n');
+        let written = match self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            Some(w) => w.write_all(line.as_bytes()).and_then(|_| w.flush()),
+            None => Err(std::io::Error::other("the conversation is closing")),
+        };
+        if let Err(e) = written {
+            self.forget(id);
+            return Err(format!("the host agent on {} went away: {e}", self.host));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.forget(id);
+                Err(format!(
+                    "host {} did not answer {} within {} s",
+                    self.host,
+                    what(request),
+                    timeout.as_secs()
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self
+                .closed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| format!("the host agent on {} went away", self.host))),
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// One line from the agent.
+    pub fn deliver(&self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        match serde_json::from_str::<Envelope<Response>>(line) {
+            Ok(Envelope { id, body }) => {
+                if let Some(reply) = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id)
+                {
+                    let _ = reply.send(Ok(body));
+                }
+            }
+            Err(e) => self.close(format!(
+                "the host agent on {} answered something else ({e}): is it cvl {}?",
+                self.host,
+                env!("CARGO_PKG_VERSION")
+            )),
+        }
+    }
+
+    /// The stream ended: every call waiting, and every later one, fails
+    /// with `why`.
+    pub fn close(&self, why: String) {
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why.clone());
+        for (_, reply) in self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            let _ = reply.send(Err(why.clone()));
+        }
+    }
+
+    /// Ends the requests: the agent finishes what is under way and exits.
+    pub fn finish(&self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// `hello`: the agent speaks this protocol.
+    pub fn hello(&self) -> Result<(), String> {
+        match self.call(
+            &Request::Hello { protocol: PROTOCOL },
+            deadline(&Request::Hello { protocol: PROTOCOL }),
+        )? {
+            Response::Hello { .. } => Ok(()),
+            Response::Error { message, .. } => Err(format!("host {}: {message}", self.host)),
+            other => Err(format!(
+                "the host agent on {} answered hello with {other:?}",
+                self.host
+            )),
+        }
+    }
+}
+
+fn what(request: &Request) -> String {
+    match request {
+        Request::Hello { .. } => "hello".to_string(),
+        Request::Start(spec) => format!("the start of {}", spec.vm),
+        Request::Stop { vm, .. } => format!("the stop of {vm}"),
+        Request::Resend { vm, .. } => format!("the resend to {vm}"),
+        Request::Attic { vm } => format!("the removal of {vm}"),
+        Request::Status { .. } => "a status request".to_string(),
+        Request::Fabric(_) => "the fabric".to_string(),
+    }
+}
+
+/// Hosts reached two ways: this machine as a child process, the others over
+/// SSH.
+pub struct Hosts {
+    pub local: LocalConnector,
+    pub ssh: ssh::SshConnector,
+}
+
+impl Connector for Hosts {
+    fn connect(&self, host: &str) -> Result<Arc<dyn Link>, String> {
+        if host == self.local.name {
+            self.local.connect(host)
+        } else {
+            self.ssh.connect(host)
+        }
+    }
+}

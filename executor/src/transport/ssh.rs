@@ -1,0 +1,526 @@
+//! Other hosts, over SSH (libssh2 through the `ssh2` crate): one connection
+//! per host, its host key checked against the key the utility recorded
+//! (`cvl host add`) before anything else happens, key authentication (a
+//! key file, or the user's SSH agent). The host agent is this very `cvl`,
+//! copied to `ROOT/bin/cvl-DIGEST` when the host lacks that digest, and run
+//! on one exec channel whose command line holds only that path and the
+//! root; parameters travel inside the conversation, never through a shell.
+//!
+//! libssh2 serializes every call on a session, so one thread per host
+//! ([`pump`]) owns the channel in non-blocking mode: it writes what callers
+//! queue, reads answers and hands them to the [`Mux`].
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use ssh2::{Channel, HostKeyType, Session};
+
+use super::{Connector, Link, Mux};
+use crate::protocol::{Fabric, Request, Response};
+
+/// A registered host, as the executor needs it.
+#[derive(Debug, Clone)]
+pub struct SshHost {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// A private key file; the user's SSH agent when absent.
+    pub identity: Option<PathBuf>,
+    /// The recorded host key, OpenSSH format.
+    pub host_key: Option<String>,
+    /// The agent's folder on the host.
+    pub root: String,
+    /// Set on the host as soon as it is reached.
+    pub fabric: Option<Fabric>,
+}
+
+pub struct SshConnector {
+    pub hosts: BTreeMap<String, SshHost>,
+    /// This `cvl`, which the hosts run as their agent.
+    pub exe: PathBuf,
+    /// For the TCP connection, the handshake and each command.
+    pub timeout: Duration,
+    digest_stamp: Option<PathBuf>,
+    digest: OnceLock<Result<String, String>>,
+}
+
+impl SshConnector {
+    pub fn new(hosts: BTreeMap<String, SshHost>, exe: PathBuf) -> SshConnector {
+        SshConnector {
+            hosts,
+            exe,
+            timeout: Duration::from_secs(20),
+            digest_stamp: None,
+            digest: OnceLock::new(),
+        }
+    }
+
+    /// Remember the executable's digest in `stamp`, beside the identity of
+    /// the file it was computed from (hashing it takes a while).
+    pub fn remember_digest_in(self, stamp: PathBuf) -> SshConnector {
+        SshConnector {
+            digest_stamp: Some(stamp),
+            ..self
+        }
+    }
+
+    /// The SHA-256 of this executable: names the agent on every host.
+    fn digest(&self) -> Result<String, String> {
+        self.digest
+            .get_or_init(|| {
+                use std::os::unix::fs::MetadataExt;
+                let unreadable =
+                    |e: std::io::Error| format!("cannot read {}: {e}", self.exe.display());
+                let meta = std::fs::metadata(&self.exe).map_err(unreadable)?;
+                let identity = format!(
+                    "{} {} {} {}.{}",
+                    meta.dev(),
+                    meta.ino(),
+                    meta.size(),
+                    meta.mtime(),
+                    meta.mtime_nsec()
+                );
+                let remembered = self
+                    .digest_stamp
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .and_then(|s| {
+                        let (id, digest) = s.trim().rsplit_once(' ')?;
+                        (id == identity && digest.len() == 32).then(|| digest.to_string())
+                    });
+                if let Some(digest) = remembered {
+                    return Ok(digest);
+                }
+                let mut file = std::fs::File::open(&self.exe).map_err(unreadable)?;
+                let mut hasher = Sha256::new();
+                std::io::copy(&mut file, &mut hasher).map_err(unreadable)?;
+                let digest = hex(&hasher.finalize()[..16]);
+                if let Some(stamp) = &self.digest_stamp {
+                    // A cache: when it cannot be written, the next run hashes again.
+                    let tmp = stamp.with_extension(format!("tmp{}", std::process::id()));
+                    let _ = std::fs::create_dir_all(stamp.parent().unwrap_or(Path::new(".")))
+                        .and_then(|_| std::fs::write(&tmp, format!("{identity} {digest}\n")))
+                        .and_then(|_| std::fs::rename(&tmp, stamp));
+                }
+                Ok(digest)
+            })
+            .clone()
+    }
+}
+
+impl Connector for SshConnector {
+    fn connect(&self, name: &str) -> Result<Arc<dyn Link>, String> {
+        let host = self.hosts.get(name).ok_or_else(|| {
+            format!("the plan places VMs on the host `{name}`, which is not registered: see `cvl host list`")
+        })?;
+        let (session, socket) = open(&host.name, &host.address, host.port, self.timeout)?;
+        verify(&session, host)?;
+        authenticate(&session, host)?;
+        let agent = self.ensure_agent(&session, host)?;
+        let mut channel = session
+            .channel_session()
+            .map_err(|e| format!("host {name}: cannot open a channel: {e}"))?;
+        channel
+            .exec(&format!(
+                "exec {} host serve --root {}",
+                quote(&agent),
+                quote(&host.root)
+            ))
+            .map_err(|e| format!("host {name}: cannot start the host agent: {e}"))?;
+        let (tx, rx) = mpsc::channel();
+        let mux = Mux::new(name, Box::new(Queue(tx)));
+        let pumped = mux.clone();
+        let host_name = name.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("ssh {name}"))
+            .spawn(move || pump(&host_name, session, channel, socket, rx, pumped))
+            .map_err(|e| e.to_string())?;
+        let link = SshLink {
+            mux,
+            thread: Mutex::new(Some(thread)),
+        };
+        link.mux.hello()?;
+        if let Some(fabric) = &host.fabric {
+            match link.call(
+                &Request::Fabric(fabric.clone()),
+                super::deadline(&Request::Fabric(fabric.clone())),
+            )? {
+                Response::FabricSet { .. } => {}
+                Response::Error { message, .. } => {
+                    return Err(format!(
+                        "host {name}: cannot join the VANs' fabric: {message}"
+                    ))
+                }
+                other => return Err(format!("host {name} answered the fabric with {other:?}")),
+            }
+        }
+        Ok(Arc::new(link))
+    }
+}
+
+impl SshConnector {
+    /// `ROOT/bin/cvl-DIGEST` on the host, copied there when missing.
+    fn ensure_agent(&self, session: &Session, host: &SshHost) -> Result<String, String> {
+        let digest = self.digest()?;
+        let bin = format!("{}/bin", host.root.trim_end_matches('/'));
+        let agent = format!("{bin}/cvl-{digest}");
+        let (status, _) = run(session, &format!("test -x {}", quote(&agent)), &host.name)?;
+        if status == 0 {
+            return Ok(agent);
+        }
+        let (status, said) = run(session, &format!("mkdir -p {}", quote(&bin)), &host.name)?;
+        if status != 0 {
+            return Err(format!("host {}: cannot create {bin}: {said}", host.name));
+        }
+        let size = std::fs::metadata(&self.exe)
+            .map_err(|e| format!("cannot read {}: {e}", self.exe.display()))?
+            .len();
+        let tmp = format!("{agent}.part");
+        let mut remote = session
+            .scp_send(Path::new(&tmp), 0o755, size, None)
+            .map_err(|e| format!("host {}: cannot copy the agent to {tmp}: {e}", host.name))?;
+        let mut local = std::fs::File::open(&self.exe)
+            .map_err(|e| format!("cannot read {}: {e}", self.exe.display()))?;
+        std::io::copy(&mut local, &mut remote)
+            .map_err(|e| format!("host {}: copying the agent to {tmp} failed: {e}", host.name))?;
+        for step in [
+            Channel::send_eof,
+            Channel::wait_eof,
+            Channel::close,
+            Channel::wait_close,
+        ] {
+            step(&mut remote)
+                .map_err(|e| format!("host {}: copying the agent failed: {e}", host.name))?;
+        }
+        let (status, said) = run(
+            session,
+            &format!("mv -f {} {}", quote(&tmp), quote(&agent)),
+            &host.name,
+        )?;
+        if status != 0 {
+            return Err(format!(
+                "host {}: cannot install the agent: {said}",
+                host.name
+            ));
+        }
+        Ok(agent)
+    }
+}
+
+/// A host key: its algorithm's name and its blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKey {
+    pub kind: String,
+    pub blob: Vec<u8>,
+}
+
+impl HostKey {
+    /// As OpenSSH prints it: `SHA256:` and the unpadded base64 of the digest.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(&self.blob))
+        )
+    }
+
+    /// The OpenSSH public key line (`ssh-ed25519 AAAA...`).
+    pub fn openssh(&self) -> String {
+        format!(
+            "{} {}",
+            self.kind,
+            base64::engine::general_purpose::STANDARD.encode(&self.blob)
+        )
+    }
+
+    pub fn parse(line: &str) -> Result<HostKey, String> {
+        let mut parts = line.split_whitespace();
+        let (Some(kind), Some(data)) = (parts.next(), parts.next()) else {
+            return Err("a host key is `TYPE BASE64` (as `ssh-keyscan` prints it)".to_string());
+        };
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| format!("the host key's base64 is damaged ({e})"))?;
+        Ok(HostKey {
+            kind: kind.to_string(),
+            blob,
+        })
+    }
+}
+
+/// The key a host presents, from the SSH handshake alone.
+pub fn scan(name: &str, address: &str, port: u16, timeout: Duration) -> Result<HostKey, String> {
+    let (session, _) = open(name, address, port, timeout)?;
+    presented(&session, name)
+}
+
+fn presented(session: &Session, name: &str) -> Result<HostKey, String> {
+    let (blob, kind) = session
+        .host_key()
+        .ok_or_else(|| format!("host {name} presented no host key"))?;
+    let kind = match kind {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => "unknown",
+    };
+    Ok(HostKey {
+        kind: kind.to_string(),
+        blob: blob.to_vec(),
+    })
+}
+
+fn open(
+    name: &str,
+    address: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(Session, TcpStream), String> {
+    let unreachable =
+        |e: &dyn std::fmt::Display| format!("host {name} is unreachable at {address}:{port}: {e}");
+    let addr = (address, port)
+        .to_socket_addrs()
+        .map_err(|e| unreachable(&e))?
+        .next()
+        .ok_or_else(|| unreachable(&"the name has no address"))?;
+    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| unreachable(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let socket = tcp.try_clone().map_err(|e| unreachable(&e))?;
+    let mut session = Session::new().map_err(|e| unreachable(&e))?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(timeout.as_millis().min(u128::from(u32::MAX)) as u32);
+    // Ed25519 first, as OpenSSH does: the key `cvl host add` records.
+    let _ = session.method_pref(
+        ssh2::MethodType::HostKey,
+        "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa",
+    );
+    session
+        .handshake()
+        .map_err(|e| format!("host {name} at {address}:{port}: the SSH handshake failed: {e}"))?;
+    Ok((session, socket))
+}
+
+fn verify(session: &Session, host: &SshHost) -> Result<(), String> {
+    let got = presented(session, &host.name)?;
+    let Some(recorded) = &host.host_key else {
+        return Err(format!(
+            "host {} has no recorded host key; it presents {} {}. Check that fingerprint on \
+             the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then run \
+             `cvl host trust {} --fingerprint {}`",
+            host.name,
+            got.kind,
+            got.fingerprint(),
+            host.name,
+            got.fingerprint()
+        ));
+    };
+    let recorded = HostKey::parse(recorded)?;
+    if got != recorded {
+        return Err(format!(
+            "host {} presented the {} key {}, not the recorded {} key {}: it may be another \
+             machine, or the host was reinstalled. Nothing was run there. Check the new \
+             fingerprint on the host (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then \
+             accept it with `cvl host trust {} --fingerprint {}`",
+            host.name,
+            got.kind,
+            got.fingerprint(),
+            recorded.kind,
+            recorded.fingerprint(),
+            host.name,
+            got.fingerprint()
+        ));
+    }
+    Ok(())
+}
+
+fn authenticate(session: &Session, host: &SshHost) -> Result<(), String> {
+    let result = match &host.identity {
+        Some(key) => session.userauth_pubkey_file(&host.user, None, key, None),
+        None => session.userauth_agent(&host.user),
+    };
+    match result {
+        Ok(()) if session.authenticated() => Ok(()),
+        Ok(()) => Err(format!(
+            "host {}: authentication did not complete",
+            host.name
+        )),
+        Err(e) => Err(format!(
+            "host {}: {}@{} refused the key {} ({e}); give a key it accepts with \
+             `cvl host add {} ... --identity FILE`",
+            host.name,
+            host.user,
+            host.address,
+            host.identity
+                .as_ref()
+                .map_or("of the SSH agent".to_string(), |k| k.display().to_string()),
+            host.name
+        )),
+    }
+}
+
+/// Runs a fixed command (no value from any appliance in it) and returns its
+/// exit status and what it printed.
+fn run(session: &Session, command: &str, host: &str) -> Result<(i32, String), String> {
+    let fail = |e: ssh2::Error| format!("host {host}: `{command}` failed: {e}");
+    let mut channel = session.channel_session().map_err(fail)?;
+    channel.exec(command).map_err(fail)?;
+    let mut said = String::new();
+    let _ = channel.read_to_string(&mut said);
+    let _ = channel.stderr().read_to_string(&mut said);
+    channel.wait_close().map_err(fail)?;
+    Ok((
+        channel.exit_status().map_err(fail)?,
+        said.trim().to_string(),
+    ))
+}
+
+/// `'...'` for sh.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What callers write: queued for the pump thread.
+struct Queue(mpsc::Sender<Vec<u8>>);
+
+impl Write for Queue {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.send(buf.to_vec()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed")
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct SshLink {
+    mux: Arc<Mux>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Link for SshLink {
+    fn call(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
+        self.mux.call(request, timeout)
+    }
+}
+
+impl Drop for SshLink {
+    fn drop(&mut self) {
+        self.mux.finish();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Owns the session: sends what is queued, delivers what arrives, forwards
+/// the agent's own messages (stderr) prefixed with the host's name, keeps
+/// the connection alive; at the end of the queue, ends the agent's input
+/// and waits (a bounded time) for it to finish what is under way.
+fn pump(
+    host: &str,
+    session: Session,
+    mut channel: Channel,
+    socket: TcpStream,
+    queue: mpsc::Receiver<Vec<u8>>,
+    mux: Arc<Mux>,
+) {
+    session.set_blocking(false);
+    session.set_keepalive(false, 15);
+    let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
+    let mut out: Vec<u8> = Vec::new();
+    let mut lines: Vec<u8> = Vec::new();
+    let mut errors: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut closing: Option<Instant> = None;
+    let mut eof_sent = false;
+    let why = loop {
+        let mut progress = false;
+        loop {
+            match queue.try_recv() {
+                Ok(bytes) => out.extend(bytes),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    closing.get_or_insert_with(Instant::now);
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            match channel.write(&out) {
+                Ok(n) => {
+                    out.drain(..n);
+                    progress |= n > 0;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(e) => break format!("the connection to host {host} broke: {e}"),
+            }
+        }
+        if closing.is_some() && out.is_empty() && !eof_sent {
+            match channel.send_eof() {
+                Ok(()) => eof_sent = true,
+                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {} // EAGAIN
+                Err(e) => break format!("the connection to host {host} broke: {e}"),
+            }
+        }
+        match channel.read(&mut buf) {
+            Ok(0) if channel.eof() => break format!("the host agent on {host} exited"),
+            Ok(0) => {}
+            Ok(n) => {
+                progress = true;
+                lines.extend_from_slice(&buf[..n]);
+                while let Some(end) = lines.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = lines.drain(..=end).collect();
+                    mux.deliver(&String::from_utf8_lossy(&line));
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(e) => break format!("the connection to host {host} broke: {e}"),
+        }
+        match channel.stderr().read(&mut buf) {
+            Ok(n) if n > 0 => {
+                progress = true;
+                errors.extend_from_slice(&buf[..n]);
+                while let Some(end) = errors.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = errors.drain(..=end).collect();
+                    eprint!("{host}: {}", String::from_utf8_lossy(&line));
+                }
+            }
+            _ => {}
+        }
+        let _ = session.keepalive_send();
+        if closing.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) {
+            break format!("the host agent on {host} did not finish in time");
+        }
+        if !progress {
+            let mut fd = libc::pollfd {
+                fd: socket.as_raw_fd(),
+                events: libc::POLLIN | if out.is_empty() { 0 } else { libc::POLLOUT },
+                revents: 0,
+            };
+            // SAFETY: one pollfd that lives across the call.
+            unsafe { libc::poll(&mut fd, 1, 5) };
+        }
+    };
+    mux.close(why);
+    session.set_blocking(true);
+    session.set_timeout(2000);
+    let _ = channel.close();
+}

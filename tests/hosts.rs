@@ -1,0 +1,476 @@
+//! `cvl apply` across three hosts over SSH, on real parts: three network
+//! namespaces, each with its own `sshd` (own config and host key), joined by
+//! a bridge in a fourth that plays the physical switch (198.18.0.0/24);
+//! `cvl` runs in a fifth. The suite spreads over the hosts, its VAN spans
+//! them over VXLAN, a new DNS version restarts only DNS, parameters made of
+//! shell metacharacters arrive verbatim and run nothing; a host whose key
+//! changed is refused before anything runs there; a host whose sshd dies
+//! mid-apply fails its actions clearly and the next apply converges.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cvl_e2e::*;
+
+const HOSTS: [(&str, &str); 3] = [
+    ("h1", "198.18.0.11"),
+    ("h2", "198.18.0.12"),
+    ("h3", "198.18.0.13"),
+];
+
+fn ns(host: &str) -> String {
+    format!("cvlm-{host}")
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The test's network: the switch, the controller, the hosts (dropped in
+/// reverse: hosts and their QEMUs first, the switch last).
+struct Lab {
+    dir: PathBuf,
+    namespaces: Vec<Netns>,
+    sshds: std::cell::RefCell<Vec<Child>>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.namespaces.clear(); // kills every process in them
+        for mut sshd in self.sshds.take() {
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
+    }
+}
+
+impl Lab {
+    fn new(dir: &Path) -> Lab {
+        let sw = Netns::new("cvlm-sw");
+        run(&[
+            "ip", "-n", "cvlm-sw", "link", "add", "sw0", "type", "bridge",
+        ]);
+        run(&[
+            "ip", "-n", "cvlm-sw", "link", "set", "sw0", "mtu", "1600", "up",
+        ]);
+        let mut namespaces = vec![sw];
+        let nodes = [("ctl", "198.18.0.2")].into_iter().chain(HOSTS);
+        for (i, (node, address)) in nodes.enumerate() {
+            let n = Netns::new(&ns(node));
+            let port = format!("p{i}");
+            run(&[
+                "ip", "-n", "cvlm-sw", "link", "add", &port, "mtu", "1600", "type", "veth", "peer",
+                "name", "up0", "netns", &n.name, "mtu", "1600",
+            ]);
+            run(&[
+                "ip", "-n", "cvlm-sw", "link", "set", &port, "master", "sw0", "up",
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &n.name,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "up0",
+            ]);
+            run(&["ip", "-n", &n.name, "link", "set", "up0", "up"]);
+            namespaces.push(n);
+        }
+        namespaces.reverse();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            dir.join("id_ed25519").to_str().unwrap(),
+        ]);
+        std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).unwrap();
+        let lab = Lab {
+            dir: dir.to_path_buf(),
+            namespaces,
+            sshds: Default::default(),
+        };
+        for (host, _) in HOSTS {
+            let root = lab.root(host);
+            std::fs::create_dir_all(&root).unwrap();
+            // This host's accelerator, as the agent remembers it: TCG (KVM
+            // hangs guests on these machines).
+            std::fs::write(root.join("accel"), "tcg").unwrap();
+            lab.new_host_key(host);
+            lab.start_sshd(host);
+        }
+        lab
+    }
+
+    fn root(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("root")
+    }
+
+    fn new_host_key(&self, host: &str) {
+        let key = self.dir.join(host).join("host_key");
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            key.to_str().unwrap(),
+        ]);
+    }
+
+    /// What `ssh-keygen -lf` prints for the host's key: the fingerprint an
+    /// administrator checks on the host itself.
+    fn fingerprint(&self, host: &str) -> String {
+        let key = self.dir.join(host).join("host_key.pub");
+        sh(&["ssh-keygen", "-lf", key.to_str().unwrap()])
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    }
+
+    fn start_sshd(&self, host: &str) {
+        let address = HOSTS.iter().find(|(h, _)| *h == host).unwrap().1;
+        let d = self.dir.join(host);
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {address}\nPort 22\nHostKey {}\nPidFile {}\n\
+                 AuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\n",
+                d.join("host_key").display(),
+                d.join("sshd.pid").display(),
+                self.dir.join("authorized_keys").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns(host),
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+            ])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd (openssh-server) is installed");
+        // Listening once the pidfile is there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.join("sshd.pid").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.sshds.borrow_mut().push(child);
+    }
+
+    /// Kills every sshd of the host: the listener and the connections.
+    fn kill_sshd(&self, host: &str) {
+        for pid in sh(&["ip", "netns", "pids", &ns(host)]).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                // SAFETY: a process of the test's own namespace.
+                unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join(host).join("sshd.pid"));
+    }
+}
+
+fn hosts_of(u: &Utility) -> BTreeMap<String, String> {
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    plan["allocations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(c, a)| (c.clone(), a["host"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn ips_of(u: &Utility) -> BTreeMap<String, String> {
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    plan["allocations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(c, a)| {
+            let ip = a["interfaces"]["ethernet0"]["ip"].as_str().unwrap();
+            (c.clone(), ip.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_suite_spans_three_hosts_over_ssh() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let lab = Lab::new(&dir);
+    let u = Utility {
+        dir: dir.clone(),
+        cvl: cvl_binary(),
+        ns: ns("ctl"),
+        roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
+    };
+    u.publish_suite();
+
+    // Registering a host: first the fingerprint to check, then with it.
+    for (host, address) in HOSTS {
+        let add = |extra: &[&str]| {
+            let identity = dir.join("id_ed25519");
+            let root = lab.root(host);
+            let mut args = vec![
+                "host",
+                "add",
+                host,
+                "--address",
+                address,
+                "--memory",
+                "1024",
+                "--max-vms",
+                "3",
+                "--uplink",
+                "up0",
+                "--identity",
+                identity.to_str().unwrap(),
+                "--root",
+                root.to_str().unwrap(),
+            ];
+            args.extend(extra);
+            u.cvl(&args)
+        };
+        let out = add(&[]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains(&lab.fingerprint(host)), "{said}");
+        assert!(said.contains("Nothing was recorded"), "{said}");
+        let out = add(&["--fingerprint", &lab.fingerprint(host)]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+
+    // The suite across the hosts: placement spreads it.
+    let started = Instant::now();
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    eprintln!(
+        "apply of the suite on three hosts: {:.1} s\n{said}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
+    let placed = hosts_of(&u);
+    let used: BTreeSet<&String> = placed.values().collect();
+    assert_eq!(used.len(), 3, "placement did not spread: {placed:?}");
+
+    // Every guest got its parameters, and reaches a VAN peer on another
+    // host over VXLAN.
+    let ips = ips_of(&u);
+    for (c, host) in &placed {
+        let params = u.params(c);
+        assert!(
+            params.contains(&format!("ethernet0.ip={}\n", escape(&ips[c]))),
+            "{c}: {params}"
+        );
+        assert!(params.contains(&format!("rootpw={}\n", escape(SECRETS[0].1))));
+        let (peer, _) = placed.iter().find(|(_, h)| *h != host).unwrap();
+        let (code, out) = u
+            .agent(c)
+            .exec(
+                &["/bin/ping", "-c", "1", "-W", "3", &ips[peer]],
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert_eq!(
+            code,
+            0,
+            "{c} on {host} cannot reach {peer} on {}: {}",
+            placed[peer],
+            String::from_utf8_lossy(&out)
+        );
+    }
+
+    // Status and a no-op apply ask every host at once.
+    let t = Instant::now();
+    let status = u.ok(&["status", "--format", "json"]);
+    let status_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    u.ok(&["status"]);
+    let status_again_s = t.elapsed().as_secs_f64();
+    let rows: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 6, "{rows:#}");
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["agent"] == true && r["drift"] == ""),
+        "{rows:#}"
+    );
+    let t = Instant::now();
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    let noop_s = t.elapsed().as_secs_f64();
+    assert!(said.contains("No changes"), "{said}");
+    eprintln!(
+        "status of 6 VMs on 3 hosts: {status_s:.2} s (again: {status_again_s:.2} s); \
+         apply without changes: {noop_s:.2} s"
+    );
+
+    // A new DNS version: only DNS restarts, its data disk intact.
+    let said = u.new_dns_version("CVLDATA-3");
+    assert!(said.contains("Applied 1 action(s)"), "{said}");
+
+    // Shell metacharacters in a value: verbatim in the guest, run nowhere.
+    let canary = dir.join("pwned");
+    let hostile = format!(
+        "x$(touch {})`touch {}`'q\\\"z;w",
+        canary.display(),
+        canary.display()
+    );
+    let meant = hostile.replace("\\\"", "\"");
+    let file = dir.join("AcmeSuite.cvl");
+    let original = std::fs::read_to_string(&file).unwrap();
+    assert!(original.contains("\"acme.org\""));
+    std::fs::write(
+        &file,
+        original.replace("\"acme.org\"", &format!("\"{hostile}\"")),
+    )
+    .unwrap();
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert!(said.contains("Applied 3 action(s)"), "{said}");
+    for c in ["d", "h", "l"] {
+        let params = u.params(c);
+        assert!(
+            params.contains(&format!("domain={}\n", escape(&meant))),
+            "{c} did not get the value verbatim: {params}"
+        );
+    }
+    assert!(
+        !canary.exists(),
+        "a parameter value ran as a command on a host"
+    );
+    for c in ["d", "h", "l"] {
+        let (code, _) = u
+            .agent(c)
+            .exec(
+                &["/bin/sh", "-c", &format!("test -e {}", canary.display())],
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert_ne!(code, 0, "a parameter value ran as a command in {c}");
+    }
+
+    // A host whose key changed: refused before anything runs there.
+    let (victim, on) = placed.iter().find(|(_, h)| *h == "h3").unwrap();
+    let pid = u.pid(victim).unwrap();
+    lab.kill_sshd("h3");
+    lab.new_host_key("h3");
+    lab.start_sshd("h3");
+    let out = u.cvl(&[
+        "stop",
+        "AcmeSuite.cvl",
+        victim,
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "host {on} presented the ssh-ed25519 key {}",
+            lab.fingerprint("h3")
+        )),
+        "{said}"
+    );
+    assert!(said.contains("cvl host trust h3 --fingerprint"), "{said}");
+    assert!(
+        alive(pid),
+        "{victim} was stopped through a host with a changed key"
+    );
+    u.ok(&[
+        "host",
+        "trust",
+        "h3",
+        "--fingerprint",
+        &lab.fingerprint("h3"),
+    ]);
+    u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert_eq!(u.pid(victim), Some(pid));
+
+    // A host that stops answering mid-apply: its actions fail clearly, the
+    // other hosts' finish, the next apply converges once it is back.
+    u.ok(&[
+        "stop",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    let apply = u
+        .command(&["apply", "AcmeSuite.cvl", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.kill_sshd("h2");
+    let out = apply.wait_with_output().unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("h2"),
+        "the failure does not name the host: {said}"
+    );
+    let status = u.cvl(&["status"]);
+    assert_eq!(status.status.code(), Some(1));
+    assert!(
+        text(&status).contains("host h2 is unreachable at 198.18.0.12:22"),
+        "{}",
+        text(&status)
+    );
+    lab.start_sshd("h2");
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert!(said.contains("Applied"), "{said}");
+    let status = u.cvl(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    assert_eq!(
+        plan["actions"].as_array().unwrap().len(),
+        0,
+        "did not converge"
+    );
+    assert!(u.pids().values().all(Option::is_some));
+    drop(lab);
+}
