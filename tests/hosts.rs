@@ -239,6 +239,7 @@ fn the_suite_spans_three_hosts_over_ssh() {
         cvl: cvl_binary(),
         ns: ns("ctl"),
         roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
+        env: Vec::new(),
     };
     u.publish_suite();
 
@@ -430,19 +431,8 @@ fn the_suite_spans_three_hosts_over_ssh() {
 
     // A host that stops answering mid-apply: its actions fail clearly, the
     // other hosts' finish, the next apply converges once it is back.
-    u.ok(&[
-        "stop",
-        "AcmeSuite.cvl",
-        "--auto-approve",
-        "--stop-timeout",
-        "20",
-    ]);
-    let apply = u
-        .command(&["apply", "AcmeSuite.cvl", "--auto-approve"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    u.stop_all();
+    let apply = u.spawn(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
     std::thread::sleep(Duration::from_millis(1500));
     lab.kill_sshd("h2");
     let out = apply.wait_with_output().unwrap();
@@ -472,5 +462,7 @@ fn the_suite_spans_three_hosts_over_ssh() {
         "did not converge"
     );
     assert!(u.pids().values().all(Option::is_some));
+    // Agents cut off from their executor still removed their parameters.
+    assert_no_params_left();
     drop(lab);
 }

@@ -189,6 +189,8 @@ pub struct Utility {
     pub ns: String,
     /// The host agents' roots, where their VMs' folders are.
     pub roots: Vec<PathBuf>,
+    /// More environment for `cvl` (`CVL_STATE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Utility {
@@ -209,12 +211,33 @@ impl Utility {
             )
             .env("CVL_ACCEL", "tcg")
             .envs(SECRETS)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }
 
     pub fn cvl(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
+    }
+
+    /// `cvl ARGS` in the background, its output kept for `wait_with_output`.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Stops the whole suite (guests get 20 s to power off); what it said.
+    pub fn stop_all(&self) -> String {
+        self.ok(&[
+            "stop",
+            "AcmeSuite.cvl",
+            "--auto-approve",
+            "--stop-timeout",
+            "20",
+        ])
     }
 
     /// Publishes a new DNS version and applies it: only DNS restarts, and
@@ -360,6 +383,7 @@ pub fn setup(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
         cvl: cvl_binary(),
         ns: ns.to_string(),
         roots: Vec::new(),
+        env: Vec::new(),
     };
     let u = Utility {
         roots: vec![u.dir.join("home/host")],
@@ -379,4 +403,122 @@ pub fn escape(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A PostgreSQL server of the test's own (Debian's `postgresql`): a cluster
+/// in a temporary folder, listening only on a Unix socket there, stopped
+/// and deleted on drop.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (Debian's postgresql)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").is_file())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        // The server runs as the `postgres` user: the folder is its.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        run(&["chown", "postgres:postgres", dir.path().to_str().unwrap()]);
+        let data = dir.path().join("data");
+        let as_postgres = |program: &str, args: &[&str]| {
+            let mut all = vec!["runuser", "-u", "postgres", "--"];
+            let path = bin.join(program);
+            all.push(path.to_str().unwrap());
+            all.extend(args);
+            run(&all);
+        };
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let options = format!("-k {} -c listen_addresses='' -F", dir.path().display());
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                dir.path().join("server.log").to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        PgServer { dir, bin }
+    }
+
+    /// A new, empty database, and its URL.
+    pub fn database(&self, name: &str) -> String {
+        run(&[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            self.bin.join("createdb").to_str().unwrap(),
+            "-h",
+            self.dir.path().to_str().unwrap(),
+            name,
+        ]);
+        self.url(name)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgresql:///{database}?user=postgres&host={}",
+            self.dir.path().display()
+        )
+    }
+
+    /// Runs SQL on `database` with psql.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-U", "postgres", "-d", database, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// No parameters file is left in /dev/shm (they hold sensitive values):
+/// every agent removed its own, however its executor ended.
+pub fn assert_no_params_left() {
+    let left: Vec<PathBuf> = walk(Path::new("/dev/shm"))
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("cvl-params-"))
+        .collect();
+    assert!(left.is_empty(), "parameters files left behind: {left:?}");
 }

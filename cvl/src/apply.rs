@@ -49,7 +49,16 @@ pub struct ExecArgs {
 /// One apply at a time on the state: held from planning to the end.
 fn lock_state(what: &str, exec: &ExecArgs) -> Result<cvl_state::ApplyLock> {
     let store = utility::open_state()?;
-    Ok(store.lock_apply(what, exec.lock_timeout)?)
+    match store.lock_apply(what, std::time::Duration::ZERO) {
+        Err(cvl_state::StateError::Locked { holder, .. }) if !exec.lock_timeout.is_zero() => {
+            eprintln!(
+                "Waiting up to {} for the state's apply lock, held by {holder} ...",
+                humantime::format_duration(exec.lock_timeout)
+            );
+            Ok(store.lock_apply(what, exec.lock_timeout)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 #[derive(clap::Args)]
@@ -665,6 +674,12 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
 
 /// `cvl host serve --root ROOT`: the host agent on stdin/stdout.
 pub fn serve(root: &Path) -> Result<ExitCode> {
+    // The executor may vanish (killed, or its SSH connection cut): an answer
+    // that cannot be written is dropped, and the operations under way
+    // finish (each removes its parameters file), rather than the agent
+    // dying of SIGPIPE in the middle of them.
+    // SAFETY: setting a signal's disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();

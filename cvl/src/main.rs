@@ -46,6 +46,12 @@ struct Cli {
     /// When to color output.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     color: Color,
+    /// Where the utility's state is: a SQLite file, or a PostgreSQL URL
+    /// (`postgresql://cvl@db.example/cvl`) shared by a team and its CI.
+    /// Default: $CVL_STATE, else $CVL_HOME/state.db. Keep passwords out of
+    /// the command line: use $CVL_STATE, PGPASSWORD or ~/.pgpass.
+    #[arg(long, global = true, value_name = "FILE|URL")]
+    state: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,6 +181,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Some(state) = &cli.state {
+        utility::set_state_location(state);
+    }
     let color = match cli.color {
         Color::Always => ColorChoice::Always,
         Color::Never => ColorChoice::Never,

@@ -13,13 +13,36 @@ use cvl_state::Store;
 
 use crate::render;
 
-/// The state database: `$CVL_HOME/state.db`.
-pub fn state_path() -> PathBuf {
-    cvl_repo::settings::default_home().join("state.db")
+static STATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `--state`: overrides `$CVL_STATE` for this process.
+pub fn set_state_location(location: &str) {
+    let _ = STATE.set(location.to_string());
+}
+
+/// Where the state is: `--state`, else `$CVL_STATE`, else
+/// `$CVL_HOME/state.db`. A `postgres://` or `postgresql://` URL names a
+/// PostgreSQL database; anything else is a SQLite file.
+pub fn state_location() -> String {
+    STATE
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("CVL_STATE").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            cvl_repo::settings::default_home()
+                .join("state.db")
+                .display()
+                .to_string()
+        })
 }
 
 pub fn open_state() -> Result<Store> {
-    Store::open(&state_path()).map_err(anyhow::Error::new)
+    let location = state_location();
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Store::open_url(&location).map_err(anyhow::Error::new)
+    } else {
+        Store::open(std::path::Path::new(&location)).map_err(anyhow::Error::new)
+    }
 }
 
 /// Where the host agent keeps its files on a registered host, unless

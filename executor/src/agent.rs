@@ -81,6 +81,7 @@ pub struct HostAgent {
 
 impl HostAgent {
     pub fn new(root: PathBuf) -> HostAgent {
+        ParamsFile::sweep();
         HostAgent { root }
     }
 
@@ -114,7 +115,24 @@ impl HostAgent {
             Request::Fabric(fabric) => self.set_fabric(&fabric),
             Request::Status { vms, all } => Ok(Response::Status {
                 unknown: if all { self.unknown(&vms) } else { Vec::new() },
-                vms: vms.iter().map(|vm| self.status(vm)).collect(),
+                // Each asks its guest: all at once, not one after another.
+                vms: std::thread::scope(|scope| {
+                    let asks: Vec<_> = vms
+                        .iter()
+                        .map(|vm| scope.spawn(move || self.status(vm)))
+                        .collect();
+                    asks.into_iter()
+                        .zip(&vms)
+                        .map(|(ask, vm)| {
+                            ask.join().unwrap_or_else(|_| VmStatus {
+                                vm: vm.clone(),
+                                pid: None,
+                                qmp: None,
+                                agent: false,
+                            })
+                        })
+                        .collect()
+                }),
             }),
         };
         result.unwrap_or_else(|(kind, message)| Response::Error { kind, message })
@@ -789,6 +807,27 @@ struct ParamsFile {
 }
 
 impl ParamsFile {
+    /// Removes the parameters files of agents that died before removing
+    /// their own (killed outright): QEMU read them when it started.
+    fn sweep() {
+        let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("cvl-params-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !alive(pid) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn write(params: &str) -> Result<ParamsFile, Fail> {
         let dir = Path::new("/dev/shm");
         if !dir.is_dir() {

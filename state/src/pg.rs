@@ -1,0 +1,290 @@
+//! The state in PostgreSQL (`--state postgres://...` or `$CVL_STATE`), for a
+//! team and its CI sharing one utility: the same schema and migrations as
+//! SQLite, the version and an application mark in `meta`, every write one
+//! transaction behind a transaction-scoped advisory lock (one writer at a
+//! time), and the apply lock a session-scoped advisory lock held on a
+//! connection of its own: released when the apply ends or its process dies.
+//! Connections are plain (no TLS): use a local socket, or a tunnel.
+
+use std::error::Error as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use postgres::error::SqlState;
+use postgres::types::{FromSql, IsNull, ToSql, Type};
+use postgres::{Client, IsolationLevel, NoTls};
+
+use crate::schema::{self, DbError, Sql, Value, APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
+use crate::{ApplyLock, Result, StateError};
+
+/// The apply lock's key (`CVL2`); writers use `CVL1`.
+const APPLY_LOCK: i64 = 0x4356_4C32;
+
+/// What `meta` says of a PostgreSQL database holding a CVL state.
+const APPLICATION: &str = "cvl-state";
+
+/// `url` without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn connect(url: &str) -> Result<Client> {
+    Client::connect(url, NoTls).map_err(|e| StateError::Io {
+        path: PathBuf::from(redact(url)),
+        detail: format!(
+            "cannot connect to the state's PostgreSQL server: {}",
+            e.source().map_or(e.to_string(), |s| s.to_string())
+        ),
+    })
+}
+
+pub(crate) fn open(url: &str) -> Result<Client> {
+    let mut client = connect(url)?;
+    let place = PathBuf::from(redact(url));
+    let fail = |e: DbError| crate::db_error(&place, Duration::from_secs(10), e);
+    let mut tx = client.transaction().map_err(|e| fail(map(e)))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLICATION_ID])
+        .map_err(|e| fail(map(e)))?;
+    let has_meta: bool = tx
+        .query_one("SELECT to_regclass('meta') IS NOT NULL", &[])
+        .map_err(|e| fail(map(e)))?
+        .get(0);
+    let version: i64 = if has_meta {
+        let application = schema::meta(&mut Tx(&mut tx), "application").ok();
+        if application.as_deref() != Some(APPLICATION) {
+            return Err(StateError::Corrupt {
+                path: place,
+                detail: "its `meta` table is not a CVL state's".to_string(),
+            });
+        }
+        schema::meta(&mut Tx(&mut tx), "schema")
+            .map_err(fail)?
+            .parse()
+            .unwrap_or(0)
+    } else {
+        let tables: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema()",
+                &[],
+            )
+            .map_err(|e| fail(map(e)))?
+            .get(0);
+        if tables > 0 {
+            return Err(StateError::Corrupt {
+                path: place,
+                detail: "its schema holds tables of something else; give the state a \
+                         database (or schema) of its own"
+                    .to_string(),
+            });
+        }
+        0
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StateError::NewerSchema {
+            path: place,
+            found: version,
+        });
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(migration).map_err(|e| fail(map(e)))?;
+        if i == 0 {
+            let lineage = crate::hex(&crate::random_bytes(16, &place)?);
+            let key = crate::hex(&crate::random_bytes(32, &place)?);
+            let tx = &mut Tx(&mut tx);
+            schema::seed(tx, &lineage, &key).map_err(fail)?;
+            schema::set_meta(tx, "application", APPLICATION).map_err(fail)?;
+        }
+    }
+    if version < SCHEMA_VERSION {
+        schema::set_meta(&mut Tx(&mut tx), "schema", &SCHEMA_VERSION.to_string()).map_err(fail)?;
+    }
+    tx.commit().map_err(|e| fail(map(e)))?;
+    Ok(client)
+}
+
+/// Runs `f` in a read-only snapshot.
+pub(crate) fn read<T>(
+    client: &mut Client,
+    f: impl FnOnce(&mut dyn Sql) -> std::result::Result<T, DbError>,
+) -> std::result::Result<T, DbError> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(map)?;
+    let out = f(&mut Tx(&mut tx))?;
+    tx.commit().map_err(map)?;
+    Ok(out)
+}
+
+/// Runs `f` in a write transaction, behind the writers' advisory lock
+/// (waited for up to `wait`), committed only when it succeeds.
+pub(crate) fn write<T>(
+    client: &mut Client,
+    wait: Duration,
+    f: impl FnOnce(&mut dyn Sql) -> std::result::Result<T, DbError>,
+) -> std::result::Result<T, DbError> {
+    let mut tx = client.transaction().map_err(map)?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{}ms'",
+        wait.as_millis().max(1)
+    ))
+    .map_err(map)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLICATION_ID])
+        .map_err(map)?;
+    let out = f(&mut Tx(&mut tx))?;
+    tx.commit().map_err(map)?;
+    Ok(out)
+}
+
+/// The apply lock: a session-scoped advisory lock on a connection of its
+/// own; who holds it is written in `meta`.
+pub(crate) fn lock_apply(url: &str, who: &str, wait: Duration) -> Result<ApplyLock> {
+    let place = PathBuf::from(redact(url));
+    let fail = |e: postgres::Error| crate::db_error(&place, wait, map(e));
+    let mut client = connect(url)?;
+    let started = Instant::now();
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&APPLY_LOCK])
+            .map_err(fail)?
+            .get(0);
+        if got {
+            break;
+        }
+        if started.elapsed() >= wait {
+            let holder = client
+                .query_opt("SELECT value FROM meta WHERE key = 'apply_lock'", &[])
+                .map_err(fail)?
+                .map(|r| r.get::<_, String>(0))
+                .unwrap_or_default();
+            return Err(StateError::Locked {
+                path: place,
+                holder: crate::holder_or_unknown(&holder),
+                waited: wait,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    client
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('apply_lock', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&crate::holder(who)],
+        )
+        .map_err(fail)?;
+    Ok(ApplyLock::Session(Box::new(client)))
+}
+
+struct Tx<'a, 'c>(&'a mut postgres::Transaction<'c>);
+
+/// `?N` placeholders as PostgreSQL writes them (`$N`); the statements hold
+/// no `?` of their own.
+fn dollars(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+impl Sql for Tx<'_, '_> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> std::result::Result<Vec<Vec<Value>>, DbError> {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.0.query(&dollars(sql), &params).map_err(map)?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| row.try_get::<_, Value>(i).map_err(map))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> std::result::Result<u64, DbError> {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        self.0.execute(&dollars(sql), &params).map_err(map)
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(n) if *ty == Type::INT2 => i16::try_from(*n)?.to_sql(ty, out),
+            Value::Int(n) if *ty == Type::INT4 => i32::try_from(*n)?.to_sql(ty, out),
+            Value::Int(n) => n.to_sql(ty, out),
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::BPCHAR,
+            Type::NAME,
+        ]
+        .contains(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Value {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Value, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match *ty {
+            Type::INT2 => Value::Int(i64::from(i16::from_sql(ty, raw)?)),
+            Type::INT4 => Value::Int(i64::from(i32::from_sql(ty, raw)?)),
+            Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
+            _ => Value::Text(String::from_sql(ty, raw)?),
+        })
+    }
+
+    fn from_sql_null(
+        _: &Type,
+    ) -> std::result::Result<Value, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Value::Null)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <Value as ToSql>::accepts(ty)
+    }
+}
+
+fn map(e: postgres::Error) -> DbError {
+    match e.code() {
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => DbError::Busy,
+        Some(c) if c.code().starts_with("23") => DbError::Conflict(
+            e.as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_string()),
+        ),
+        _ => DbError::Other(
+            e.as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_string()),
+        ),
+    }
+}

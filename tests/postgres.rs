@@ -1,0 +1,224 @@
+//! The utility's state in PostgreSQL (`--state postgresql://...`), against
+//! a server the test starts: the same state as SQLite for the same changes,
+//! a foreign or newer database refused untouched, the database's own
+//! uniqueness; then two `cvl apply` on one state, on real QEMU: the second
+//! waits for the first, and when the first is killed mid-apply the second
+//! takes over and converges.
+
+use std::time::{Duration, Instant};
+
+use cvl_e2e::*;
+use cvl_planner::model::{Change, ComponentPath, Host, Pools, Status, VmRecord};
+use cvl_state::{StateError, Store};
+
+/// A VM record with one interface (`mac`, `ip`), on `host`.
+fn record(mac: &str, ip: &str, host: &str, status: &str) -> Box<VmRecord> {
+    Box::new(
+        serde_json::from_value(serde_json::json!({
+            "spec": {
+                "appliance": { "name": "DNS", "source": "http://repo/DNS", "version": 2,
+                               "digest": "d2" },
+                "params": { "domain": { "kind": "plain", "values": ["acme.org"] } },
+                "provides": ["DNS"], "requires": [], "memory_mib": 128,
+                "data_disks": [{ "device": "ide0:1", "size": "100M" }]
+            },
+            "alloc": { "host": host, "interfaces": { "ethernet0": {
+                "mac": mac, "ip": ip, "network": 1,
+                "subnet": "10.0.1.0", "netmask": "255.255.255.0" } } },
+            "status": status
+        }))
+        .expect("a VM record"),
+    )
+}
+
+fn script() -> Vec<Vec<Change>> {
+    let path = |p: &str| ComponentPath(p.into());
+    vec![
+        vec![Change::HostAdded(Host {
+            name: "qemu1".into(),
+            address: Some("198.18.0.11".into()),
+            port: 22,
+            host_key: Some("ssh-ed25519 AAAA".into()),
+            memory_mib: 65536,
+            max_vms: 40,
+            uplink: Some("eth0".into()),
+            user: Some("root".into()),
+            identity: None,
+            root: Some("/var/lib/cvl".into()),
+        })],
+        vec![Change::PoolsSet(Pools {
+            networks: (200, 300),
+            ..Pools::default()
+        })],
+        vec![
+            Change::VanRecorded {
+                deployment: "AcmeSuite".into(),
+                path: path(""),
+                network: 200,
+            },
+            Change::VmRecorded {
+                deployment: "AcmeSuite".into(),
+                path: path("d"),
+                record: record("0a:c7:1a:00:00:04", "10.0.1.3", "qemu1", "starting"),
+            },
+            Change::VmRecorded {
+                deployment: "AcmeSuite".into(),
+                path: path("h"),
+                record: record("0a:c7:1a:00:00:03", "10.0.1.2", "qemu1", "running"),
+            },
+        ],
+        vec![Change::VmStatus {
+            deployment: "AcmeSuite".into(),
+            path: path("d"),
+            status: Status::Running,
+        }],
+        vec![Change::VmRemoved {
+            deployment: "AcmeSuite".into(),
+            path: path("h"),
+        }],
+    ]
+}
+
+#[test]
+fn the_state_in_postgresql_is_the_state_in_sqlite() {
+    let pg = PgServer::start();
+    let url = pg.database("cvl");
+    let dir = tempfile::tempdir().unwrap();
+    let mut lite = Store::open(&dir.path().join("state.db")).unwrap();
+    let mut post = Store::open_url(&url).unwrap();
+    for (i, changes) in script().iter().enumerate() {
+        let a = lite.commit(changes).unwrap();
+        let b = post.commit(changes).unwrap();
+        assert_eq!(a, b, "serials after step {i}");
+        let (mut x, mut y) = (lite.load().unwrap(), post.load().unwrap());
+        x.lineage.clear();
+        y.lineage.clear();
+        assert_eq!(x, y, "after step {i}");
+    }
+    // Reopened: the same state, nothing migrated twice.
+    drop(post);
+    let mut post = Store::open_url(&url).unwrap();
+    assert_eq!(post.load().unwrap().serial, 5);
+    assert_eq!(post.fingerprint_key().unwrap().len(), 32);
+
+    // The database itself refuses a MAC taken twice: nothing is written.
+    let err = post
+        .commit(&[Change::VmRecorded {
+            deployment: "Other".into(),
+            path: ComponentPath("x".into()),
+            record: record("0a:c7:1a:00:00:04", "10.0.1.9", "qemu1", "starting"),
+        }])
+        .unwrap_err();
+    assert!(matches!(err, StateError::Conflict { .. }), "{err}");
+    assert_eq!(post.load().unwrap().serial, 5);
+
+    // A database of something else, and one of a newer cvl: refused, as is.
+    let other = pg.database("other");
+    pg.psql("other", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let err = Store::open_url(&other).err().expect("refused");
+    assert!(
+        err.to_string().contains("tables of something else"),
+        "{err}"
+    );
+    assert_eq!(pg.psql("other", "SELECT count(*) FROM t"), "1");
+    pg.psql("cvl", "UPDATE meta SET value = '99' WHERE key = 'schema'");
+    let err = Store::open_url(&url).err().expect("refused");
+    assert!(err.to_string().contains("state schema 99"), "{err}");
+    assert_eq!(
+        pg.psql("cvl", "SELECT value FROM meta WHERE key = 'serial'"),
+        "5"
+    );
+
+    // No password in messages.
+    let err = Store::open_url("postgresql://cvl:hunter2@127.0.0.1:9/cvl")
+        .err()
+        .expect("nothing listens there");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("cvl:***@127.0.0.1"), "{err}");
+}
+
+#[test]
+fn two_applies_on_one_state_one_waits_and_a_killed_one_is_taken_over() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = PgServer::start();
+    let url = pg.database("cvl");
+    let (_tmp, u, _ns) = setup("cvl-e2e-pg");
+    let u = Utility {
+        env: vec![("CVL_STATE".into(), url.clone())],
+        ..u
+    };
+    let apply = |wait: &str| {
+        u.spawn(&[
+            "apply",
+            "AcmeSuite.cvl",
+            "--auto-approve",
+            "--lock-timeout",
+            wait,
+        ])
+    };
+    let applies_now = || {
+        pg.psql(
+            "cvl",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        )
+    };
+
+    // The first applies; the second waits for it, then finds nothing to do.
+    let first = apply("0s");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while applies_now() == "0" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = u.cvl(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("another cvl is applying a plan to postgresql:///cvl"),
+        "{}",
+        text(&refused)
+    );
+    assert!(text(&refused).contains("cvl apply AcmeSuite.cvl, pid "));
+    let second = apply("10m");
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(
+        text(&first).contains("Applied 6 action(s)"),
+        "{}",
+        text(&first)
+    );
+    let second = second.wait_with_output().unwrap();
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("Waiting up to 10m for the state's apply lock"),
+        "{said}"
+    );
+    assert!(said.contains("No changes"), "{said}");
+
+    // The first killed mid-apply: the second takes the lock and converges.
+    u.stop_all();
+    let mut first = apply("0s");
+    std::thread::sleep(Duration::from_secs(4));
+    let second = apply("10m");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first finished too soon"
+    );
+    // SAFETY: our own child (ip netns exec execs cvl).
+    unsafe { libc::kill(first.id() as i32, libc::SIGKILL) };
+    let _ = first.wait();
+    let second = second.wait_with_output().unwrap();
+    let said = text(&second);
+    assert_eq!(second.status.code(), Some(0), "{said}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    assert_eq!(
+        plan["actions"].as_array().unwrap().len(),
+        0,
+        "did not converge"
+    );
+    assert!(u.pids().values().all(Option::is_some), "{said}");
+    let status = u.cvl(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_no_params_left();
+}
