@@ -228,6 +228,15 @@ fn ips_of(u: &Utility) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// How many program files an apply says it sent.
+fn sent_files(said: &str) -> u64 {
+    said.lines()
+        .find_map(|l| l.strip_prefix("Sent "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn the_suite_spans_three_hosts_over_ssh() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -291,6 +300,10 @@ fn the_suite_spans_three_hosts_over_ssh() {
         started.elapsed().as_secs_f64()
     );
     assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
+    // The repositories are on this machine (file://): each host was sent
+    // what its VMs need, once.
+    let first_sent = sent_files(&said);
+    assert!(first_sent >= 12, "{said}");
     let placed = hosts_of(&u);
     let used: BTreeSet<&String> = placed.values().collect();
     assert_eq!(used.len(), 3, "placement did not spread: {placed:?}");
@@ -350,6 +363,9 @@ fn the_suite_spans_three_hosts_over_ssh() {
     // A new DNS version: only DNS restarts, its data disk intact.
     let said = u.new_dns_version("CVLDATA-3");
     assert!(said.contains("Applied 1 action(s)"), "{said}");
+    // Only what the new version adds travels: its index and its own files.
+    let update_sent = sent_files(&said);
+    assert!((1..first_sent / 3).contains(&update_sent), "{said}");
 
     // Shell metacharacters in a value: verbatim in the guest, run nowhere.
     let canary = dir.join("pwned");

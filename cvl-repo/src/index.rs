@@ -101,6 +101,30 @@ impl Index {
         self.versions.iter().find(|v| v.version == n)
     }
 
+    /// Every file version `n` needs, as paths inside the repository
+    /// (`versions/N/name`): its own, and the earlier versions' disks its
+    /// disks are deltas on, each once.
+    pub fn files_with_backing(&self, n: u32) -> Result<Vec<(String, FileEntry)>, String> {
+        let mut out = Vec::new();
+        let mut pending = vec![n];
+        let mut done = std::collections::HashSet::new();
+        while let Some(v) = pending.pop() {
+            if !done.insert(v) {
+                continue;
+            }
+            let entry = self
+                .version(v)
+                .ok_or_else(|| format!("the index has no version {v}"))?;
+            for file in &entry.files {
+                out.push((version_file_path(v, &file.path), file.clone()));
+                if let Some(backing) = &file.backing {
+                    pending.push(crate::paths::check_backing(v, backing)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Parses and validates an index, saying what is wrong with a bad one.
     /// Nothing a repository says is used before this has checked it.
     pub fn parse(bytes: &[u8]) -> Result<Index, String> {

@@ -15,12 +15,14 @@ use codespan_reporting::term::termcolor::ColorChoice;
 use cvl_executor::apply::{self as walk, Event, Outcome, Prepared};
 use cvl_executor::protocol::Fabric;
 use cvl_executor::protocol::{ProgramSource, Request, Response, VmId, VmStatus};
+use cvl_executor::staging::Staging;
 use cvl_executor::transport::ssh::{SshConnector, SshHost};
 use cvl_executor::transport::{Hosts, Links, LocalConnector};
 use cvl_planner::lower::SensitiveValues;
 use cvl_planner::model::{ComponentPath, ParamValue, Status};
 use cvl_planner::plan::Plan;
 use cvl_planner::record;
+use std::sync::Arc;
 
 use crate::deploy::{self, PlanFormat};
 use crate::utility;
@@ -338,6 +340,13 @@ fn execute(
                 prepare / summary.timings.len() as u64
             );
         }
+        if summary.sent.0 > 0 {
+            println!(
+                "Sent {} program file(s) ({:.1} MiB) to hosts that lacked them.",
+                summary.sent.0,
+                summary.sent.1 as f64 / (1 << 20) as f64
+            );
+        }
         if plan.actions.iter().any(|a| !a.action.is_stopping()) {
             println!("See what runs with `cvl status`; stop it all with `cvl stop FILE`.");
         }
@@ -366,6 +375,9 @@ fn prepare(
 ) -> Result<BTreeMap<ComponentPath, Prepared>> {
     let mut out = BTreeMap::new();
     let empty = BTreeMap::new();
+    // A program here (a file:// repository, a folder) reaches other hosts
+    // only by being sent: list its files once, for all who need it.
+    let mut stagings: BTreeMap<String, Arc<Staging>> = BTreeMap::new();
     // Only what boots or receives parameters needs them.
     let needed = plan.actions.iter().filter(|a| {
         matches!(
@@ -405,6 +417,27 @@ fn prepare(
                 }
             }
         };
+        let remote = plan
+            .allocations
+            .get(path)
+            .is_some_and(|a| a.host != utility::LOCAL_HOST);
+        let staging = match &program {
+            _ if !remote => None,
+            ProgramSource::Repository { url, version } => {
+                match cvl_repo::Location::parse(url, None) {
+                    Ok(cvl_repo::Location::Dir(dir)) => {
+                        Some(staged(&mut stagings, &format!("{url}@{version}"), || {
+                            Staging::repository(url, &dir, *version)
+                        })?)
+                    }
+                    _ => None,
+                }
+            }
+            ProgramSource::Folder { dir } => Some(staged(&mut stagings, dir, || {
+                Staging::folder(Path::new(dir))
+            })?),
+            ProgramSource::Staged { .. } => None,
+        };
         let params = walk::wire_params(&vm.params, sensitive.0.get(path).unwrap_or(&empty))
             .map_err(anyhow::Error::msg)?;
         out.insert(
@@ -413,10 +446,25 @@ fn prepare(
                 program,
                 description,
                 params,
+                staging,
             },
         );
     }
     Ok(out)
+}
+
+/// The staging of `key` (a repository version or a folder), listed once.
+fn staged(
+    stagings: &mut BTreeMap<String, Arc<Staging>>,
+    key: &str,
+    list: impl FnOnce() -> Result<Staging, String>,
+) -> Result<Arc<Staging>> {
+    if let Some(s) = stagings.get(key) {
+        return Ok(s.clone());
+    }
+    let staging = Arc::new(list().map_err(anyhow::Error::msg)?);
+    stagings.insert(key.to_string(), staging.clone());
+    Ok(staging)
 }
 
 /// Progress: a spinner line per running appliance on a terminal (indicatif),

@@ -93,7 +93,11 @@ impl HostAgent {
             Request::Stop { vm, .. } | Request::Resend { vm, .. } | Request::Attic { vm } => {
                 self.lock(vm)
             }
-            Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => Ok(None),
+            Request::Hello { .. }
+            | Request::Status { .. }
+            | Request::Fabric(_)
+            | Request::Missing { .. }
+            | Request::Put { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -112,6 +116,10 @@ impl HostAgent {
             Request::Stop { vm, timeout_secs } => self.stop(&vm, timeout_secs),
             Request::Resend { vm, params } => self.resend(&vm, &params),
             Request::Attic { vm } => self.attic(&vm),
+            Request::Missing { files } => Ok(Response::Lacks {
+                files: files.into_iter().filter(|f| !self.received(f)).collect(),
+            }),
+            Request::Put { file, offset, data } => self.put(&file, offset, &data),
             Request::Fabric(fabric) => self.set_fabric(&fabric),
             Request::Status { vms, all } => Ok(Response::Status {
                 unknown: if all { self.unknown(&vms) } else { Vec::new() },
@@ -425,11 +433,119 @@ impl HostAgent {
         })
     }
 
+    /// Where a file sent by the executor lives, checked to stay there.
+    fn incoming(&self, dest: &str) -> Result<PathBuf, Fail> {
+        cvl_repo::paths::confined(&self.root.join("incoming"), dest).map_err(|e| {
+            (
+                HostErrorKind::BadRequest,
+                format!("refused to store `{dest}`: {e}"),
+            )
+        })
+    }
+
+    /// The mark a received file gets once verified: outside the incoming
+    /// tree, so no file sent can pose as one.
+    fn received_mark(&self, dest: &str) -> PathBuf {
+        self.root
+            .join("incoming-verified")
+            .join(hex(&Sha256::digest(dest.as_bytes())))
+    }
+
+    fn received(&self, file: &Incoming) -> bool {
+        let Ok(path) = self.incoming(&file.dest) else {
+            return false;
+        };
+        std::fs::metadata(&path).is_ok_and(|m| m.len() == file.size)
+            && std::fs::read_to_string(self.received_mark(&file.dest))
+                .is_ok_and(|m| m == format!("{} {}", file.sha256, file.size))
+    }
+
+    /// A piece of a file from the executor; the last one verifies the
+    /// whole and puts it in place (a file of another content is refused).
+    fn put(&self, file: &Incoming, offset: u64, data: &str) -> Result<Response, Fail> {
+        use base64::Engine;
+        use std::io::{Seek, SeekFrom};
+        let bad = |m: String| (HostErrorKind::BadRequest, m);
+        let dest = self.incoming(&file.dest)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| bad(format!("a piece of {} is not base64: {e}", file.dest)))?;
+        let end = offset + bytes.len() as u64;
+        if end > file.size {
+            return Err(bad(format!("a piece of {} goes past its size", file.dest)));
+        }
+        let part = self
+            .root
+            .join("incoming-parts")
+            .join(hex(&Sha256::digest(file.dest.as_bytes())));
+        std::fs::create_dir_all(part.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(offset == 0)
+            .open(&part)
+            .map_err(|e| failed(format!("cannot write {}: {e}", part.display())))?;
+        let have = out.metadata().map_err(|e| failed(e.to_string()))?.len();
+        if have != offset {
+            return Err(failed(format!(
+                "a piece of {} at {offset} came after {have} bytes: send it again from 0",
+                file.dest
+            )));
+        }
+        out.seek(SeekFrom::Start(offset))
+            .and_then(|_| out.write_all(&bytes))
+            .map_err(|e| failed(format!("cannot write {}: {e}", part.display())))?;
+        if end < file.size {
+            return Ok(Response::Stored { complete: false });
+        }
+        out.sync_all().map_err(|e| failed(e.to_string()))?;
+        drop(out);
+        let mut hasher = Sha256::new();
+        std::io::copy(
+            &mut std::fs::File::open(&part).map_err(|e| failed(e.to_string()))?,
+            &mut hasher,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let actual = hex(&hasher.finalize());
+        if actual != file.sha256 {
+            let _ = std::fs::remove_file(&part);
+            return Err(failed(format!(
+                "{} arrived with SHA-256 {actual}, not {}: refused",
+                file.dest, file.sha256
+            )));
+        }
+        std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
+        std::fs::rename(&part, &dest).map_err(|e| failed(e.to_string()))?;
+        let mark = self.received_mark(&file.dest);
+        std::fs::create_dir_all(mark.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
+        std::fs::write(&mark, format!("{} {}", file.sha256, file.size))
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Response::Stored { complete: true })
+    }
+
     /// The local folder holding a program's files, fetched and verified
     /// into this host's cache.
     fn program_dir(&self, source: &ProgramSource) -> Result<PathBuf, Fail> {
         match source {
             ProgramSource::Folder { dir } => Ok(PathBuf::from(dir)),
+            ProgramSource::Staged { name, version } => {
+                let dir = self.incoming(name)?;
+                let Some(version) = version else {
+                    return Ok(dir);
+                };
+                // A repository's files as sent: read in place, verified
+                // against the index as any repository is.
+                let settings = cvl_repo::Settings::plain(self.root.clone());
+                let fetcher = cvl_repo::Fetcher::new(settings);
+                let location = cvl_repo::Location::Dir(dir.clone());
+                let index = fetcher
+                    .index(&location)
+                    .map_err(failed)?
+                    .ok_or_else(|| failed(format!("{} holds no repository", dir.display())))?;
+                fetcher
+                    .fetch_version(&location, &index, *version)
+                    .map_err(failed)
+            }
             ProgramSource::Repository { url, version } => {
                 let settings = cvl_repo::Settings::plain(self.root.clone());
                 let fetcher = cvl_repo::Fetcher::new(settings);
@@ -858,6 +974,10 @@ impl Drop for ParamsFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn file_safe(device: &str) -> String {

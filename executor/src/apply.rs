@@ -14,6 +14,7 @@ use cvl_planner::plan::{Action, ActionKind, Plan};
 use cvl_planner::record;
 
 use crate::protocol::{Nic, ProgramSource, Request, Response, StartSpec, VmId};
+use crate::staging::Staging;
 use crate::transport::{Connector, Links};
 
 /// What the caller prepares for each component: where its program comes
@@ -25,6 +26,9 @@ pub struct Prepared {
     /// The VM description's name (the `vm` parameter).
     pub description: String,
     pub params: String,
+    /// The program's files as this machine has them, for hosts that cannot
+    /// fetch them themselves (a `file://` repository or a folder here).
+    pub staging: Option<std::sync::Arc<Staging>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -86,6 +90,8 @@ pub struct Summary {
     /// Per started VM: milliseconds the host spent preparing (disks,
     /// launch) and waiting for the guest.
     pub timings: BTreeMap<ComponentPath, (u64, u64)>,
+    /// Program files sent to hosts that lacked them: how many, how many bytes.
+    pub sent: (u64, u64),
 }
 
 impl Summary {
@@ -124,6 +130,8 @@ pub fn wire_params(
 
 enum Step {
     Call(Request),
+    /// A start, after sending the program's files where the host lacks them.
+    Start(Box<StartSpec>, Option<std::sync::Arc<Staging>>),
 }
 
 /// Runs `plan`. `record_changes` writes state changes (one transaction a
@@ -242,6 +250,7 @@ pub fn apply(
         }
         Ok(())
     })?;
+    summary.sent = links.sent();
     Ok(summary)
 }
 
@@ -282,21 +291,24 @@ fn steps(
                 public: i.network.is_none() && i.ip.is_some(),
             })
             .collect();
-        Ok(Step::Call(Request::Start(Box::new(StartSpec {
-            vm: vm.clone(),
-            program: prep.program.clone(),
-            description: prep.description.clone(),
-            memory_mib: desired.memory_mib,
-            nics,
-            data_disks: desired
-                .data_disks
-                .iter()
-                .map(|d| (d.device.clone(), d.size.clone()))
-                .collect(),
-            params: prep.params.clone(),
-            fresh_program: fresh,
-            ready_timeout_secs: options.ready_timeout_secs,
-        }))))
+        Ok(Step::Start(
+            Box::new(StartSpec {
+                vm: vm.clone(),
+                program: prep.program.clone(),
+                description: prep.description.clone(),
+                memory_mib: desired.memory_mib,
+                nics,
+                data_disks: desired
+                    .data_disks
+                    .iter()
+                    .map(|d| (d.device.clone(), d.size.clone()))
+                    .collect(),
+                params: prep.params.clone(),
+                fresh_program: fresh,
+                ready_timeout_secs: options.ready_timeout_secs,
+            }),
+            prep.staging.clone(),
+        ))
     };
     Ok(match action.action {
         ActionKind::Start => vec![start(false)?],
@@ -320,7 +332,18 @@ type StepResult = Result<(String, Option<(u64, u64)>), String>;
 fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut detail = Vec::new();
     let mut timing = None;
-    for Step::Call(request) in steps {
+    for step in steps {
+        let request = match step {
+            Step::Call(request) => request,
+            Step::Start(mut spec, staging) => {
+                if let Some(staging) = staging {
+                    if let Some(program) = links.stage(host, &staging)? {
+                        spec.program = program;
+                    }
+                }
+                Request::Start(spec)
+            }
+        };
         match links.call(host, &request)? {
             Response::Error { message, .. } => return Err(message),
             Response::Started {

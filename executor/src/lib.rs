@@ -3,8 +3,9 @@
 //! - `protocol.rs`: the host operations as typed requests and responses.
 //! - `agent.rs`: the host side (`cvl host serve`): disks, QEMU, QMP, the
 //!   guest agent, taps and bridges, the attic.
-//! - `transport.rs`: how the executor reaches an agent (a child process on
-//!   this machine; SSH is the next transport).
+//! - `transport/`: how the executor reaches an agent: a child process on
+//!   this machine, or over SSH; one multiplexed conversation per host.
+//! - `staging.rs`: program files sent to hosts that cannot fetch them.
 //! - `apply.rs`: the walk over a plan's graph, one state transaction per
 //!   step, progress as events.
 //! - `qmp.rs`: QMP and guest-agent clients.
@@ -16,4 +17,5 @@ pub mod agent;
 pub mod apply;
 pub mod protocol;
 pub mod qmp;
+pub mod staging;
 pub mod transport;

@@ -45,6 +45,20 @@ pub enum ProgramSource {
     Repository { url: String, version: u32 },
     /// A local folder holding the VM description and its files.
     Folder { dir: String },
+    /// Files the executor sent to the host beforehand ([`Request::Put`])
+    /// under `ROOT/incoming/NAME`: a repository's files (its index and
+    /// what `version` needs) when `version` is set, else a folder's.
+    Staged { name: String, version: Option<u32> },
+}
+
+/// A file the executor sends to a host: its place under `ROOT/incoming`
+/// and what it must hash to there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incoming {
+    /// `NAME/relative/path`, plain names only.
+    pub dest: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// A network interface of a VM.
@@ -113,6 +127,18 @@ pub enum Request {
     /// The other hosts a VAN's bridge here reaches over VXLAN: kept by the
     /// host, applied to the VXLAN links it has and to those it creates.
     Fabric(Fabric),
+    /// Which of these files the host lacks (missing, or not verified).
+    Missing {
+        files: Vec<Incoming>,
+    },
+    /// A piece of a file, at `offset`; the last piece makes the host
+    /// verify the whole against `file.sha256` and put it in place.
+    Put {
+        file: Incoming,
+        offset: u64,
+        /// Base64.
+        data: String,
+    },
 }
 
 /// How VANs span hosts: each VAN `n` with members on this host has a bridge
@@ -174,6 +200,14 @@ pub enum Response {
     Resent,
     Moved {
         to: String,
+    },
+    /// The files of a `missing` request that the host lacks.
+    Lacks {
+        files: Vec<Incoming>,
+    },
+    /// A piece written; `complete` when the file is verified and in place.
+    Stored {
+        complete: bool,
     },
     /// The fabric is recorded; `links` VXLAN links were brought up to date.
     FabricSet {

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::protocol::{Envelope, Request, Response, PROTOCOL};
+use crate::protocol::{Envelope, ProgramSource, Request, Response, PROTOCOL};
+use crate::staging::Staging;
 
 pub use local::LocalConnector;
 
@@ -26,6 +27,11 @@ pub trait Connector: Send + Sync {
 /// One conversation with a host agent; calls may come from many threads.
 pub trait Link: Send + Sync {
     fn call(&self, request: &Request, timeout: Duration) -> Result<Response, String>;
+
+    /// Another machine: it cannot read this one's files.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// How long a host has to answer `request`: what the operation itself may
@@ -38,6 +44,9 @@ pub fn deadline(request: &Request) -> Duration {
         Request::Resend { .. } => 120,
         Request::Attic { .. } => 300,
         Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => 30,
+        Request::Missing { .. } => 60,
+        // A piece of a few MiB, and for the last the whole file's hash.
+        Request::Put { .. } => 300,
     })
 }
 
@@ -47,7 +56,14 @@ pub fn deadline(request: &Request) -> Duration {
 pub struct Links<'a> {
     connector: &'a dyn Connector,
     links: Mutex<BTreeMap<String, Arc<LinkCell>>>,
+    /// Programs sent to a host in this apply, by host and staging.
+    staged: Mutex<BTreeMap<(String, String), Arc<SentCell>>>,
+    sent_files: AtomicU64,
+    sent_bytes: AtomicU64,
 }
+
+/// A program sent to a host, or why it could not be.
+type SentCell = OnceLock<Result<(), String>>;
 
 /// A host's link once connected, or why it could not be.
 type LinkCell = OnceLock<Result<Arc<dyn Link>, String>>;
@@ -57,7 +73,104 @@ impl<'a> Links<'a> {
         Links {
             connector,
             links: Mutex::new(BTreeMap::new()),
+            staged: Mutex::new(BTreeMap::new()),
+            sent_files: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// Files sent to hosts so far: how many, how many bytes.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.sent_files.load(Ordering::Relaxed),
+            self.sent_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// When `host` is another machine, makes sure it holds the program's
+    /// files (sending what it lacks, once per apply however many VMs need
+    /// them) and returns the source it should start from.
+    pub fn stage(&self, host: &str, staging: &Staging) -> Result<Option<ProgramSource>, String> {
+        let link = self.get(host)?;
+        if !link.remote() {
+            return Ok(None);
+        }
+        let cell = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((
+                host.to_string(),
+                format!("{}@{:?}", staging.name, staging.version),
+            ))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| self.send(&*link, host, staging))
+            .clone()
+            .map(|_| Some(staging.source()))
+    }
+
+    fn send(&self, link: &dyn Link, host: &str, staging: &Staging) -> Result<(), String> {
+        use base64::Engine;
+        use std::io::Read;
+        const PIECE: usize = 4 << 20;
+        let files: Vec<_> = staging.files.iter().map(|(f, _)| f.clone()).collect();
+        let ask = Request::Missing { files };
+        let lacks = match link.call(&ask, deadline(&ask))? {
+            Response::Lacks { files } => files,
+            Response::Error { message, .. } => return Err(format!("host {host}: {message}")),
+            other => return Err(format!("host {host} answered {other:?}")),
+        };
+        for file in lacks {
+            let (_, local) = staging
+                .files
+                .iter()
+                .find(|(f, _)| *f == file)
+                .ok_or_else(|| {
+                    format!("host {host} asked for {}, which was not offered", file.dest)
+                })?;
+            let mut input = std::fs::File::open(local)
+                .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+            let mut offset = 0u64;
+            let mut buf = vec![0u8; PIECE];
+            loop {
+                let mut n = 0;
+                while n < PIECE {
+                    match input.read(&mut buf[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) => return Err(format!("cannot read {}: {e}", local.display())),
+                    }
+                }
+                if offset + n as u64 > file.size || (n == 0 && offset < file.size) {
+                    return Err(format!(
+                        "{} changed while it was sent: it is no longer {} bytes",
+                        local.display(),
+                        file.size
+                    ));
+                }
+                let put = Request::Put {
+                    file: file.clone(),
+                    offset,
+                    data: base64::engine::general_purpose::STANDARD.encode(&buf[..n]),
+                };
+                match link.call(&put, deadline(&put))? {
+                    Response::Stored { complete } => {
+                        offset += n as u64;
+                        self.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        if complete {
+                            self.sent_files.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                    Response::Error { message, .. } => {
+                        return Err(format!("host {host}: {message}"))
+                    }
+                    other => return Err(format!("host {host} answered {other:?}")),
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, host: &str) -> Result<Arc<dyn Link>, String> {
@@ -233,6 +346,7 @@ fn what(request: &Request) -> String {
         Request::Attic { vm } => format!("the removal of {vm}"),
         Request::Status { .. } => "a status request".to_string(),
         Request::Fabric(_) => "the fabric".to_string(),
+        Request::Missing { .. } | Request::Put { .. } => "a file transfer".to_string(),
     }
 }
 

@@ -419,6 +419,10 @@ impl Link for SshLink {
     fn call(&self, request: &Request, timeout: Duration) -> Result<Response, String> {
         self.mux.call(request, timeout)
     }
+
+    fn remote(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for SshLink {
