@@ -319,20 +319,12 @@ fn the_suite_spans_three_hosts_over_ssh() {
         );
         assert!(params.contains(&format!("rootpw={}\n", escape(SECRETS[0].1))));
         let (peer, _) = placed.iter().find(|(_, h)| *h != host).unwrap();
-        let (code, out) = u
-            .agent(c)
-            .exec(
-                &["/bin/ping", "-c", "1", "-W", "3", &ips[peer]],
-                Duration::from_secs(10),
-            )
-            .unwrap();
-        assert_eq!(
-            code,
-            0,
-            "{c} on {host} cannot reach {peer} on {}: {}",
-            placed[peer],
-            String::from_utf8_lossy(&out)
-        );
+        if let Err(said) = u.ping(c, &ips[peer]) {
+            panic!(
+                "{c} on {host} cannot reach {peer} on {}: {said}",
+                placed[peer]
+            );
+        }
     }
 
     // Status and a no-op apply ask every host at once.
@@ -478,6 +470,73 @@ fn the_suite_spans_three_hosts_over_ssh() {
         "did not converge"
     );
     assert!(u.pids().values().all(Option::is_some));
+
+    // A drained host: its VMs move to the others, data disks and all; its
+    // folders go to its attic.
+    let before = hosts_of(&u);
+    let leaving: Vec<&String> = before
+        .iter()
+        .filter(|(_, h)| *h == "h3")
+        .map(|(c, _)| c)
+        .collect();
+    assert!(leaving.contains(&&"d".to_string()), "{before:?}");
+    let marks: Vec<(String, String)> = leaving
+        .iter()
+        .filter(|c| ["d", "l", "m", "p"].contains(&c.as_str()))
+        .map(|c| (c.to_string(), format!("MOVED-{c}")))
+        .collect();
+    for (c, mark) in &marks {
+        u.write_data(c, mark);
+    }
+    u.ok(&["host", "drain", "h3"]);
+    let said = u.ok(&["plan", "AcmeSuite.cvl"]);
+    assert!(said.contains("host h3 is drained"), "{said}");
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(
+        said.contains(&format!("Applied {} action(s)", leaving.len())),
+        "{said}"
+    );
+    let after = hosts_of(&u);
+    assert!(after.values().all(|h| h != "h3"), "{after:?}");
+    for (c, mark) in &marks {
+        assert_eq!(
+            u.read_data(c, mark.len()),
+            *mark,
+            "{c} lost its data moving"
+        );
+    }
+    let ips = ips_of(&u);
+    for c in &leaving {
+        let peer = after.iter().find(|(_, h)| **h != after[*c]).unwrap().0;
+        if let Err(said) = u.ping(c, &ips[peer]) {
+            panic!("{c} moved cannot reach {peer}: {said}");
+        }
+    }
+    let attic = walk(&lab.root("h3").join("attic/AcmeSuite"));
+    for c in &leaving {
+        assert!(
+            attic
+                .iter()
+                .any(|f| f.to_string_lossy().contains(&format!("/AcmeSuite/{c}-"))),
+            "{c}'s folder is not in h3's attic: {attic:?}"
+        );
+    }
+    let status = u.cvl(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    assert_eq!(
+        plan["actions"].as_array().unwrap().len(),
+        0,
+        "the move did not converge"
+    );
+
     // Agents cut off from their executor still removed their parameters.
     assert_no_params_left();
     drop(lab);

@@ -45,6 +45,7 @@ fn script() -> Vec<Vec<Change>> {
             user: Some("root".into()),
             identity: None,
             root: Some("/var/lib/cvl".into()),
+            draining: true,
         })],
         vec![Change::PoolsSet(Pools {
             networks: (200, 300),

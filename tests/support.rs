@@ -268,6 +268,23 @@ impl Utility {
         said
     }
 
+    /// Whether the guest `component` reaches `ip` (one ping, 3 s): what
+    /// ping said when it does not.
+    pub fn ping(&self, component: &str, ip: &str) -> Result<(), String> {
+        let (code, out) = self
+            .agent(component)
+            .exec(
+                &["/bin/ping", "-c", "1", "-W", "3", ip],
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out).into_owned())
+        }
+    }
+
     /// Writes `marker` at the start of the guest's data disk (`/dev/vdb`).
     pub fn write_data(&self, component: &str, marker: &str) {
         let script =

@@ -385,6 +385,7 @@ fn prepare(
             cvl_planner::ActionKind::Start
                 | cvl_planner::ActionKind::Update
                 | cvl_planner::ActionKind::Resend
+                | cvl_planner::ActionKind::Move
         )
     });
     for path in needed.map(|a| &a.component) {

@@ -135,6 +135,15 @@ pub enum HostCommand {
         #[arg(long, value_name = "SHA256:...")]
         fingerprint: String,
     },
+    /// Drain a host: it takes no new VMs, and the next `cvl plan`/`cvl apply`
+    /// of each deployment moves its VMs to other hosts (stop, carry the data
+    /// disks over, start; the old folders go to the drained host's attic).
+    Drain {
+        name: String,
+        /// Let the host take VMs again (what moved stays where it is).
+        #[arg(long)]
+        undo: bool,
+    },
     /// List the registered hosts (none: this machine is the one host).
     List {
         #[arg(long, value_enum, default_value_t = ListFormat::Human)]
@@ -265,9 +274,39 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
                 user: Some(user),
                 identity,
                 root: Some(root),
+                // Changing a host's record does not undo a drain.
+                draining: state.hosts.iter().any(|h| h.name == name && h.draining),
             };
             store.commit(&[Change::HostAdded(host)])?;
             eprintln!("host {name} registered");
+        }
+        HostCommand::Drain { name, undo } => {
+            let Some(host) = state.hosts.iter().find(|h| h.name == name) else {
+                bail!("no host named `{name}` is registered (see `cvl host list`)");
+            };
+            let mut host = host.clone();
+            host.draining = !undo;
+            store.commit(&[Change::HostAdded(host)])?;
+            if undo {
+                eprintln!("host {name} takes VMs again");
+            } else {
+                let mut on: Vec<String> = state
+                    .deployments
+                    .iter()
+                    .filter(|(_, d)| d.vms.values().any(|vm| vm.alloc.host == name))
+                    .map(|(d, _)| d.clone())
+                    .collect();
+                on.dedup();
+                if on.is_empty() {
+                    eprintln!("host {name} is drained; it runs nothing");
+                } else {
+                    eprintln!(
+                        "host {name} is drained; `cvl plan` then `cvl apply` for {} move its \
+                         VMs to other hosts",
+                        on.join(", ")
+                    );
+                }
+            }
         }
         HostCommand::Trust { name, fingerprint } => {
             let Some(host) = state.hosts.iter().find(|h| h.name == name) else {
@@ -313,7 +352,10 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
                                 )),
                             format!("{mem}/{}", h.memory_mib),
                             format!("{count}/{}", h.max_vms),
-                            h.uplink.as_deref().unwrap_or("-")
+                            match (h.uplink.as_deref(), h.draining) {
+                                (u, true) => format!("{}  (draining)", u.unwrap_or("-")),
+                                (u, false) => u.unwrap_or("-").to_string(),
+                            }
                         );
                     }
                 }

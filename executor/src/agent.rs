@@ -97,7 +97,9 @@ impl HostAgent {
             | Request::Status { .. }
             | Request::Fabric(_)
             | Request::Missing { .. }
-            | Request::Put { .. } => Ok(None),
+            | Request::Put { .. }
+            | Request::Digest { .. }
+            | Request::Get { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -120,6 +122,13 @@ impl HostAgent {
                 files: files.into_iter().filter(|f| !self.received(f)).collect(),
             }),
             Request::Put { file, offset, data } => self.put(&file, offset, &data),
+            Request::Digest { vm, file } => self.digest(&vm, &file),
+            Request::Get {
+                vm,
+                file,
+                offset,
+                len,
+            } => self.get(&vm, &file, offset, len),
             Request::Fabric(fabric) => self.set_fabric(&fabric),
             Request::Status { vms, all } => Ok(Response::Status {
                 unknown: if all { self.unknown(&vms) } else { Vec::new() },
@@ -247,8 +256,19 @@ impl HostAgent {
             }
             drives.push(overlay);
         }
+        // Data disks carried over from another host: taken where missing.
+        for (file, dest) in &spec.adopt {
+            let disk = self.data_disk(&spec.vm, file)?;
+            if !disk.exists() {
+                std::fs::rename(self.incoming(dest)?, &disk).map_err(|e| {
+                    failed(format!(
+                        "cannot take the data disk {file} carried over: {e}"
+                    ))
+                })?;
+            }
+        }
         for (device, size) in &spec.data_disks {
-            let disk = dir.join(format!("data-{}.qcow2", file_safe(device)));
+            let disk = dir.join(data_disk_file(device));
             if !disk.exists() {
                 if !valid_size(size) {
                     return Err(failed(format!(
@@ -441,6 +461,67 @@ impl HostAgent {
                 format!("refused to store `{dest}`: {e}"),
             )
         })
+    }
+
+    /// The SHA-256 and size of a stopped VM's data disk, to carry it over.
+    fn digest(&self, vm: &VmId, file: &str) -> Result<Response, Fail> {
+        let disk = self.data_disk(vm, file)?;
+        if running_pid(&self.vm_dir(vm)?).is_some() {
+            return Err(failed(format!(
+                "{vm} is running: stop it before carrying its disks"
+            )));
+        }
+        if !disk.exists() {
+            return Ok(Response::Digest {
+                sha256: None,
+                size: 0,
+            });
+        }
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(
+            &mut std::fs::File::open(&disk).map_err(|e| failed(e.to_string()))?,
+            &mut hasher,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        Ok(Response::Digest {
+            sha256: Some(hex(&hasher.finalize())),
+            size,
+        })
+    }
+
+    /// A piece of a VM's data disk (at most 8 MiB).
+    fn get(&self, vm: &VmId, file: &str, offset: u64, len: u64) -> Result<Response, Fail> {
+        use base64::Engine;
+        use std::io::{Read, Seek, SeekFrom};
+        let disk = self.data_disk(vm, file)?;
+        let mut input = std::fs::File::open(&disk).map_err(|e| failed(e.to_string()))?;
+        input
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| failed(e.to_string()))?;
+        let mut buf = Vec::new();
+        input
+            .take(len.min(8 << 20))
+            .read_to_end(&mut buf)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Response::Piece {
+            data: base64::engine::general_purpose::STANDARD.encode(&buf),
+        })
+    }
+
+    /// A VM's data disk file, by its name in the VM's folder.
+    fn data_disk(&self, vm: &VmId, file: &str) -> Result<PathBuf, Fail> {
+        let plain = file
+            .strip_prefix("data-")
+            .and_then(|f| f.strip_suffix(".qcow2"));
+        if !plain.is_some_and(|p| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        }) {
+            return Err((
+                HostErrorKind::BadRequest,
+                format!("`{file}` is not a data disk's name"),
+            ));
+        }
+        Ok(self.vm_dir(vm)?.join(file))
     }
 
     /// The mark a received file gets once verified: outside the incoming

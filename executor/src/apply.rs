@@ -130,6 +130,14 @@ pub fn wire_params(
 
 enum Step {
     Call(Request),
+    /// On another host than the action's (a move's old host).
+    CallOn(String, Request),
+    /// A move's data disks, from the old host to the action's.
+    Carry {
+        from: String,
+        vm: VmId,
+        files: Vec<String>,
+    },
     /// A start, after sending the program's files where the host lacks them.
     Start(Box<StartSpec>, Option<std::sync::Arc<Staging>>),
 }
@@ -180,7 +188,8 @@ pub fn apply(
                     component: action.component.clone(),
                     action: action.action,
                 });
-                let steps = steps(plan, action, prepared, options)?;
+                // What it cannot even describe fails it, not the apply.
+                let steps = steps(plan, action, prepared, options);
                 let host = plan
                     .allocations
                     .get(&action.component)
@@ -190,7 +199,7 @@ pub fn apply(
                 running += 1;
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let result = run(links, &host, steps);
+                    let result = steps.and_then(|steps| run(links, &host, steps));
                     let (outcome, timing) = match result {
                         Ok((detail, timing)) => (Ok(detail), timing),
                         Err(e) => (Err(e), None),
@@ -306,6 +315,7 @@ fn steps(
                 params: prep.params.clone(),
                 fresh_program: fresh,
                 ready_timeout_secs: options.ready_timeout_secs,
+                adopt: Vec::new(),
             }),
             prep.staging.clone(),
         ))
@@ -324,6 +334,34 @@ fn steps(
         }
         ActionKind::Stop => vec![stop],
         ActionKind::Remove => vec![stop, Step::Call(Request::Attic { vm })],
+        ActionKind::Move => {
+            let from = action.from_host.clone().ok_or_else(|| {
+                format!("the move of {} names no host to leave", action.component)
+            })?;
+            let files = plan
+                .desired
+                .get(&action.component)
+                .map(|d| {
+                    d.data_disks
+                        .iter()
+                        .map(|disk| crate::protocol::data_disk_file(&disk.device))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Step::Call(stop) = stop else {
+                unreachable!("a stop is a call")
+            };
+            vec![
+                Step::CallOn(from.clone(), stop),
+                Step::Carry {
+                    from: from.clone(),
+                    vm: vm.clone(),
+                    files,
+                },
+                start(true)?,
+                Step::CallOn(from, Request::Attic { vm }),
+            ]
+        }
     })
 }
 
@@ -332,19 +370,27 @@ type StepResult = Result<(String, Option<(u64, u64)>), String>;
 fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut detail = Vec::new();
     let mut timing = None;
+    let mut adopt = Vec::new();
     for step in steps {
-        let request = match step {
-            Step::Call(request) => request,
+        let (on, request) = match step {
+            Step::Call(request) => (host.to_string(), request),
+            Step::CallOn(other, request) => (other, request),
+            Step::Carry { from, vm, files } => {
+                adopt = links.carry(&from, host, &vm, &files)?;
+                detail.push(format!("{} data disk(s) carried from {from}", adopt.len()));
+                continue;
+            }
             Step::Start(mut spec, staging) => {
                 if let Some(staging) = staging {
                     if let Some(program) = links.stage(host, &staging)? {
                         spec.program = program;
                     }
                 }
-                Request::Start(spec)
+                spec.adopt = std::mem::take(&mut adopt);
+                (host.to_string(), Request::Start(spec))
             }
         };
-        match links.call(host, &request)? {
+        match links.call(&on, &request)? {
             Response::Error { message, .. } => return Err(message),
             Response::Started {
                 pid,

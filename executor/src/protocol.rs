@@ -51,6 +51,15 @@ pub enum ProgramSource {
     Staged { name: String, version: Option<u32> },
 }
 
+/// The file of a VM's data disk on `device`, in its folder.
+pub fn data_disk_file(device: &str) -> String {
+    let safe: String = device
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("data-{safe}.qcow2")
+}
+
 /// A file the executor sends to a host: its place under `ROOT/incoming`
 /// and what it must hash to there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +101,11 @@ pub struct StartSpec {
     pub fresh_program: bool,
     /// Seconds the guest has to answer the guest agent.
     pub ready_timeout_secs: u64,
+    /// Data disks carried over from another host (a move): the VM folder's
+    /// file name, and where the executor put it under `ROOT/incoming`.
+    /// Taken only where the VM has no such disk yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopt: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +144,19 @@ pub enum Request {
     /// Which of these files the host lacks (missing, or not verified).
     Missing {
         files: Vec<Incoming>,
+    },
+    /// The SHA-256 and size of a VM's data disk (`data-*.qcow2`), to carry
+    /// it to another host; nothing when it is not there.
+    Digest {
+        vm: VmId,
+        file: String,
+    },
+    /// A piece of a VM's data disk.
+    Get {
+        vm: VmId,
+        file: String,
+        offset: u64,
+        len: u64,
     },
     /// A piece of a file, at `offset`; the last piece makes the host
     /// verify the whole against `file.sha256` and put it in place.
@@ -204,6 +231,15 @@ pub enum Response {
     /// The files of a `missing` request that the host lacks.
     Lacks {
         files: Vec<Incoming>,
+    },
+    Digest {
+        /// `None`: the VM has no such disk here.
+        sha256: Option<String>,
+        size: u64,
+    },
+    Piece {
+        /// Base64.
+        data: String,
     },
     /// A piece written; `complete` when the file is verified and in place.
     Stored {

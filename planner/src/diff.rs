@@ -92,6 +92,25 @@ pub fn plan(
         let changes = param_changes(&have.spec, want);
         let program = program_reason(&have.spec, want);
         let moved = alloc.vms.get(path) != Some(&have.alloc);
+        if let Some(to) = alloc
+            .vms
+            .get(path)
+            .map(|a| &a.host)
+            .filter(|to| **to != have.alloc.host)
+        {
+            let mut a = action(
+                ActionKind::Move,
+                path,
+                Reason::Moved {
+                    from: have.alloc.host.clone(),
+                    to: to.clone(),
+                },
+                changes,
+            );
+            a.from_host = Some(have.alloc.host.clone());
+            actions.push(a);
+            continue;
+        }
         match (program, have.status) {
             (Some(reason), _) => actions.push(action(ActionKind::Update, path, reason, changes)),
             (None, Status::Running) if !changes.is_empty() => {
@@ -270,6 +289,7 @@ fn action(
         why,
         changes,
         after: Vec::new(),
+        from_host: None,
     }
 }
 

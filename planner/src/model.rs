@@ -291,6 +291,9 @@ pub struct Host {
     /// The host agent's folder there (`/var/lib/cvl` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// `cvl host drain`: takes no new VMs, and its VMs move elsewhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// The pools the utility allocates from.

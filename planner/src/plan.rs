@@ -26,6 +26,9 @@ pub enum ActionKind {
     Stop,
     /// Stop, then move the component's folder to the attic (never delete).
     Remove,
+    /// Stop on its old host, carry its data disks over, start on the new
+    /// host; the old folder goes to that host's attic.
+    Move,
 }
 
 impl ActionKind {
@@ -36,6 +39,7 @@ impl ActionKind {
             ActionKind::Resend => "resend",
             ActionKind::Stop => "stop",
             ActionKind::Remove => "remove",
+            ActionKind::Move => "move",
         }
     }
 
@@ -128,6 +132,8 @@ pub enum Reason {
     ParamsChanged { changes: Vec<ParamChange> },
     /// No longer in the deployment.
     Removed,
+    /// Its host is drained.
+    Moved { from: String, to: String },
     /// `cvl stop` asked for it.
     StopRequested {
         /// The component that was asked to stop, when this one stops because
@@ -141,6 +147,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::New => f.write_str("new"),
+            Reason::Moved { from, to } => write!(f, "host {from} is drained: to {to}"),
             Reason::NotRunning { status } => write!(f, "recorded as {}", status.as_str()),
             Reason::VersionChanged {
                 appliance,
@@ -186,6 +193,9 @@ pub struct Action {
     pub changes: Vec<ParamChange>,
     /// Components whose actions in this plan must finish first.
     pub after: Vec<ComponentPath>,
+    /// For a move: the host it leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_host: Option<String>,
 }
 
 /// What a plan was computed from; applying it against anything else is

@@ -20,7 +20,10 @@ pub fn intent(plan: &Plan, action: &Action) -> Vec<Change> {
             None => Vec::new(),
         },
         ActionKind::Resend => Vec::new(),
-        ActionKind::Stop | ActionKind::Remove => vec![Change::VmStatus {
+        // The record keeps the old host until the VM runs on the new one: a
+        // move cut short is planned again, and its data disks are still
+        // where the state says.
+        ActionKind::Stop | ActionKind::Remove | ActionKind::Move => vec![Change::VmStatus {
             deployment,
             path,
             status: Status::Stopping,
@@ -33,7 +36,7 @@ pub fn applied(plan: &Plan, action: &Action) -> Vec<Change> {
     let deployment = plan.deployment.clone();
     let path = action.component.clone();
     match action.action {
-        ActionKind::Start | ActionKind::Update | ActionKind::Resend => {
+        ActionKind::Start | ActionKind::Update | ActionKind::Resend | ActionKind::Move => {
             let Some(record) = record(plan, action, Status::Running) else {
                 return Vec::new();
             };

@@ -235,6 +235,32 @@ fn placement_goes_to_the_most_free_memory_then_the_fewest_vms() {
 }
 
 #[test]
+fn a_drained_host_keeps_nothing_and_only_its_vms_move() {
+    let mut hosts = vec![
+        host("a", 4096, 10),
+        host("b", 4096, 10),
+        host("c", 4096, 10),
+    ];
+    let topo = topology("D", 1, &names(6, 1, 0));
+    let mut state = UtilityState::default();
+    let first = allocate(&topo, &state, &hosts).unwrap();
+    record_running(&mut state, &topo, &first);
+    hosts[2].draining = true;
+    let again = allocate(&topo, &state, &hosts).unwrap();
+    for (path, a) in &again.vms {
+        let before = &first.vms[path];
+        assert_ne!(a.host, "c", "{path} stays on the drained host");
+        if before.host != "c" {
+            assert_eq!(a, before, "{path} moved though its host is not drained");
+        } else {
+            // Addresses and MACs travel with it.
+            assert_eq!(a.interfaces, before.interfaces);
+        }
+    }
+    assert!(first.vms.values().any(|a| a.host == "c"));
+}
+
+#[test]
 fn van_addresses_follow_the_network_number() {
     let mut state = UtilityState::default();
     state.pools.networks = (300, 310);

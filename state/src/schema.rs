@@ -70,6 +70,9 @@ ALTER TABLE hosts ADD COLUMN ssh_user TEXT;
 ALTER TABLE hosts ADD COLUMN identity TEXT;
 ALTER TABLE hosts ADD COLUMN root TEXT;
 "#,
+    r#"
+ALTER TABLE hosts ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this `cvl` writes.
@@ -214,7 +217,7 @@ pub fn load(tx: &mut dyn Sql) -> Result<UtilityState, DbError> {
     let mut hosts = Vec::new();
     for r in tx.query(
         "SELECT name, address, port, host_key, memory_mib, max_vms, uplink, \
-         ssh_user, identity, root FROM hosts ORDER BY name",
+         ssh_user, identity, root, draining FROM hosts ORDER BY name",
         &[],
     )? {
         hosts.push(Host {
@@ -228,6 +231,7 @@ pub fn load(tx: &mut dyn Sql) -> Result<UtilityState, DbError> {
             user: opt_text(&r, 7)?,
             identity: opt_text(&r, 8)?,
             root: opt_text(&r, 9)?,
+            draining: int::<i64>(&r, 10)? != 0,
         });
     }
     let rows = tx.query(
@@ -302,12 +306,14 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
         Change::HostAdded(h) => {
             tx.execute(
                 "INSERT INTO hosts (name, address, port, host_key, memory_mib, max_vms, uplink, \
-                 ssh_user, identity, root) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ssh_user, identity, root, draining) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                  ON CONFLICT (name) DO UPDATE SET address = excluded.address, \
                  port = excluded.port, host_key = excluded.host_key, \
                  memory_mib = excluded.memory_mib, max_vms = excluded.max_vms, \
                  uplink = excluded.uplink, ssh_user = excluded.ssh_user, \
-                 identity = excluded.identity, root = excluded.root",
+                 identity = excluded.identity, root = excluded.root, \
+                 draining = excluded.draining",
                 &[
                     (&h.name).into(),
                     (&h.address).into(),
@@ -319,6 +325,7 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
                     (&h.user).into(),
                     (&h.identity).into(),
                     (&h.root).into(),
+                    i64::from(h.draining).into(),
                 ],
             )?;
         }

@@ -45,6 +45,8 @@ pub fn deadline(request: &Request) -> Duration {
         Request::Attic { .. } => 300,
         Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => 30,
         Request::Missing { .. } => 60,
+        // Hashing a whole data disk, or reading a piece of one.
+        Request::Digest { .. } | Request::Get { .. } => 600,
         // A piece of a few MiB, and for the last the whole file's hash.
         Request::Put { .. } => 300,
     })
@@ -108,6 +110,95 @@ impl<'a> Links<'a> {
         cell.get_or_init(|| self.send(&*link, host, staging))
             .clone()
             .map(|_| Some(staging.source()))
+    }
+
+    /// Carries `vm`'s data disks `files` from host `from` to host `to`
+    /// (the VM stopped), into `to`'s incoming folder; returns what its start
+    /// should adopt. A disk `from` no longer has (a move cut short after
+    /// it finished there) is left to `to`, which then has it.
+    pub fn carry(
+        &self,
+        from: &str,
+        to: &str,
+        vm: &crate::protocol::VmId,
+        files: &[String],
+    ) -> Result<Vec<(String, String)>, String> {
+        use sha2::Digest;
+        let source = self.get(from)?;
+        let target = self.get(to)?;
+        let tag: String = sha2::Sha256::digest(vm.to_string().as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut adopt = Vec::new();
+        for file in files {
+            let ask = Request::Digest {
+                vm: vm.clone(),
+                file: file.clone(),
+            };
+            let (sha256, size) = match source.call(&ask, deadline(&ask))? {
+                Response::Digest {
+                    sha256: Some(sha256),
+                    size,
+                } => (sha256, size),
+                Response::Digest { sha256: None, .. } => continue,
+                Response::Error { message, .. } => return Err(format!("host {from}: {message}")),
+                other => return Err(format!("host {from} answered {other:?}")),
+            };
+            let incoming = crate::protocol::Incoming {
+                dest: format!("move-{tag}/{file}"),
+                sha256,
+                size,
+            };
+            let mut offset = 0;
+            let ask = Request::Missing {
+                files: vec![incoming.clone()],
+            };
+            let lacks = match target.call(&ask, deadline(&ask))? {
+                Response::Lacks { files } => !files.is_empty(),
+                Response::Error { message, .. } => return Err(format!("host {to}: {message}")),
+                other => return Err(format!("host {to} answered {other:?}")),
+            };
+            if lacks {
+                loop {
+                    let get = Request::Get {
+                        vm: vm.clone(),
+                        file: file.clone(),
+                        offset,
+                        len: 4 << 20,
+                    };
+                    let data = match source.call(&get, deadline(&get))? {
+                        Response::Piece { data } => data,
+                        Response::Error { message, .. } => {
+                            return Err(format!("host {from}: {message}"))
+                        }
+                        other => return Err(format!("host {from} answered {other:?}")),
+                    };
+                    let n = data.len() as u64 / 4 * 3
+                        - data.bytes().rev().take_while(|b| *b == b'=').count() as u64;
+                    let put = Request::Put {
+                        file: incoming.clone(),
+                        offset,
+                        data,
+                    };
+                    let stored = target.call(&put, deadline(&put))?;
+                    self.sent_bytes.fetch_add(n, Ordering::Relaxed);
+                    match stored {
+                        Response::Stored { complete: true } => break,
+                        Response::Stored { complete: false } if n > 0 => offset += n,
+                        Response::Stored { .. } => {
+                            return Err(format!("{file} of {vm} on host {from} ended early"))
+                        }
+                        Response::Error { message, .. } => {
+                            return Err(format!("host {to}: {message}"))
+                        }
+                        other => return Err(format!("host {to} answered {other:?}")),
+                    }
+                }
+            }
+            adopt.push((file.clone(), incoming.dest));
+        }
+        Ok(adopt)
     }
 
     fn send(&self, link: &dyn Link, host: &str, staging: &Staging) -> Result<(), String> {
@@ -347,6 +438,9 @@ fn what(request: &Request) -> String {
         Request::Status { .. } => "a status request".to_string(),
         Request::Fabric(_) => "the fabric".to_string(),
         Request::Missing { .. } | Request::Put { .. } => "a file transfer".to_string(),
+        Request::Digest { vm, .. } | Request::Get { vm, .. } => {
+            format!("reading the data disks of {vm}")
+        }
     }
 }
 
