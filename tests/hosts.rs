@@ -286,6 +286,9 @@ fn the_suite_spans_three_hosts_over_ssh() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
 
+    // Public addresses on the hosts' network (the switch's subnet).
+    u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
+
     // The suite across the hosts: placement spreads it.
     let started = Instant::now();
     let said = u.ok(&[
@@ -326,6 +329,36 @@ fn the_suite_spans_three_hosts_over_ssh() {
             );
         }
     }
+
+    // A public interface answers from the hosts' network, through its
+    // host's uplink, which kept its own address.
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    let public = plan["allocations"]["f"]["interfaces"]["ethernet1"]["ip"]
+        .as_str()
+        .expect("f has a public interface")
+        .to_string();
+    assert!(public.starts_with("198.18.0.1"), "{public}");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns("ctl"),
+            "/bin/busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "3",
+            &public,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "f's public address {public} does not answer: {}",
+        text(&out)
+    );
 
     // Status and a no-op apply ask every host at once.
     let t = Instant::now();

@@ -127,7 +127,8 @@ fn connector(state: &cvl_planner::model::UtilityState) -> Result<Hosts> {
                     .filter(|(n, _)| **n != h.name)
                     .filter_map(|(_, a)| a.clone())
                     .collect();
-                (!peers.is_empty()).then(|| Fabric {
+                // Peers for VXLAN; an uplink for public addresses.
+                (!peers.is_empty() || h.uplink.is_some()).then(|| Fabric {
                     local,
                     peers,
                     uplink: h.uplink.clone(),

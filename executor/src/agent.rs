@@ -284,6 +284,7 @@ impl HostAgent {
         }
 
         let mut netdevs = Vec::new();
+        let mut routes: Vec<String> = Vec::new();
         let _network = self.network_lock()?;
         for (i, nic) in spec.nics.iter().enumerate() {
             let tap = tap_name(&spec.vm, &nic.name);
@@ -296,6 +297,12 @@ impl HostAgent {
                 self.ensure_van(n)?;
             }
             ensure_tap(&tap, bridge.as_deref())?;
+            if let (true, Some(ip)) = (nic.public, &nic.ip) {
+                if let Some(uplink) = self.fabric().and_then(|f| f.uplink) {
+                    self.route_public(ip, &uplink)?;
+                    routes.push(ip.clone());
+                }
+            }
             netdevs.push((format!("n{i}"), tap, nic.mac.clone()));
         }
         drop(_network);
@@ -305,6 +312,8 @@ impl HostAgent {
             .map(|(_, tap, _)| format!("{tap}\n"))
             .collect();
         std::fs::write(dir.join("taps"), taps).map_err(|e| failed(e.to_string()))?;
+        let routes: String = routes.iter().map(|ip| format!("{ip}\n")).collect();
+        std::fs::write(dir.join("routes"), routes).map_err(|e| failed(e.to_string()))?;
 
         let params = ParamsFile::write(&spec.params)?;
         let accel = self.accel(&dir)?;
@@ -899,9 +908,44 @@ impl HostAgent {
         Ok(())
     }
 
+    /// A public address on the uplink's network, without touching the
+    /// uplink itself: the host routes the address to `cvlpub` and answers
+    /// ARP for it on the uplink (and for the uplink's side on `cvlpub`),
+    /// forwarding between the two.
+    fn route_public(&self, address: &str, uplink: &str) -> Result<(), Fail> {
+        let addr: std::net::Ipv4Addr = address.parse().map_err(|_| {
+            (
+                HostErrorKind::BadRequest,
+                format!("`{address}` is not an IPv4 address"),
+            )
+        })?;
+        for (path, value) in [
+            ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
+            (format!("/proc/sys/net/ipv4/conf/{uplink}/proxy_arp"), "1"),
+            ("/proc/sys/net/ipv4/conf/cvlpub/proxy_arp".to_string(), "1"),
+        ] {
+            if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
+                continue;
+            }
+            std::fs::write(&path, value).map_err(|e| {
+                failed(format!(
+                    "cannot set {path} (public addresses are routed from the uplink): {e}"
+                ))
+            })?;
+        }
+        ip(&["route", "replace", &format!("{addr}/32"), "dev", "cvlpub"])
+    }
+
     /// Removes a VM's taps, and a VAN's bridge and VXLAN link with the last
     /// VM of that VAN on this host.
     fn remove_taps(&self, dir: &Path) -> Result<(), Fail> {
+        if let Ok(routes) = std::fs::read_to_string(dir.join("routes")) {
+            for route in routes.lines() {
+                if route.parse::<std::net::Ipv4Addr>().is_ok() {
+                    let _ = ip(&["route", "del", &format!("{route}/32"), "dev", "cvlpub"]);
+                }
+            }
+        }
         let Ok(taps) = std::fs::read_to_string(dir.join("taps")) else {
             return Ok(());
         };

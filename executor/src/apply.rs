@@ -298,6 +298,7 @@ fn steps(
                 mac: i.mac.clone(),
                 network: i.network,
                 public: i.network.is_none() && i.ip.is_some(),
+                ip: i.ip.clone().filter(|_| i.network.is_none()),
             })
             .collect();
         Ok(Step::Start(

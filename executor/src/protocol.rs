@@ -79,6 +79,9 @@ pub struct Nic {
     /// an address, else unattached.
     pub network: Option<u32>,
     pub public: bool,
+    /// A public interface's address: routed to it from the host's uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 /// Everything a host needs to (re)start one VM appliance.
