@@ -20,8 +20,14 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The `cvl` binary, built now if needed (this package cannot name
-/// another package's binary).
+/// another package's binary); `$CVL_E2E_CVL` names another build (a
+/// release build, to measure).
 pub fn cvl_binary() -> PathBuf {
+    if let Some(cvl) = std::env::var_os("CVL_E2E_CVL") {
+        let cvl = PathBuf::from(cvl);
+        assert!(cvl.is_file(), "CVL_E2E_CVL: no cvl at {}", cvl.display());
+        return cvl;
+    }
     let status = Command::new(env!("CARGO"))
         .args(["build", "-q", "-p", "cvl", "--bin", "cvl"])
         .current_dir(workspace())
