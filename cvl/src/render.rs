@@ -31,6 +31,35 @@ impl Sources {
         self.files.get(id).ok().map(|f| f.source().as_str())
     }
 
+    /// A copy in which every literal that `diagnostics` report as a
+    /// sensitive value written in a file is masked (`"*******"`, quotes and
+    /// line breaks kept, so every position stays where it was): excerpts end
+    /// up in CI logs, which are often public.
+    fn masked(&self, diagnostics: &[Diagnostic]) -> Sources {
+        let mut out = Sources::default();
+        let mut names: Vec<(&String, &usize)> = self.ids.iter().collect();
+        names.sort_by_key(|(_, id)| **id);
+        for (name, _) in names {
+            let mut text = self.text(name).unwrap_or("").as_bytes().to_vec();
+            for d in diagnostics {
+                if d.code != Code::SensitiveLiteral || d.span.file != *name {
+                    continue;
+                }
+                let (start, end) = (
+                    usize::from(d.span.range.start()),
+                    usize::from(d.span.range.end()),
+                );
+                for b in text.iter_mut().take(end).skip(start) {
+                    if !matches!(*b, b'"' | b'\n' | b'\r') {
+                        *b = b'*';
+                    }
+                }
+            }
+            out.add(name, &String::from_utf8_lossy(&text));
+        }
+        out
+    }
+
     /// 1-based (line, column) of the start and end of `span`.
     pub fn position(&self, span: &Span) -> (usize, usize, usize, usize) {
         let text = self.text(&span.file).unwrap_or("");
@@ -57,6 +86,7 @@ pub fn human(
     diagnostics: &[Diagnostic],
 ) -> std::io::Result<()> {
     let config = term::Config::default();
+    let sources = &sources.masked(diagnostics);
     for diagnostic in diagnostics {
         let severity = match diagnostic.severity {
             Severity::Error => cs::Severity::Error,

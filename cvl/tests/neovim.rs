@@ -81,3 +81,44 @@ fn neovim_receives_the_servers_diagnostics() {
         .unwrap()
         .contains("did you mean `VMAppliance`?"));
 }
+
+/// The workspace root the configuration gives the server: the folder that
+/// holds `cvl.lock` (a file) or `.git` (a folder) above the file.
+#[test]
+fn neovim_roots_the_workspace_at_the_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let locked = base.join("locked");
+    let git = base.join("git");
+    std::fs::create_dir_all(locked.join("sub")).unwrap();
+    std::fs::create_dir_all(git.join(".git")).unwrap();
+    std::fs::create_dir_all(git.join("sub")).unwrap();
+    std::fs::write(locked.join("cvl.lock"), "").unwrap();
+    let editors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/neovim");
+    for (project, expect) in [(&locked, &locked), (&git, &git)] {
+        let file = project.join("sub/a.cvl");
+        let out = base.join("root.txt");
+        let lua = format!(
+            "lua vim.fn.writefile({{ require('cvl').root_of('{}') }}, '{}')",
+            file.display(),
+            out.display()
+        );
+        let status = Command::new("nvim")
+            .args(["--headless", "--clean"])
+            .args(["--cmd", &format!("set runtimepath^={}", editors.display())])
+            .args(["-c", &lua, "-c", "qall!"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let root = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            root.trim(),
+            expect.display().to_string(),
+            "for {}",
+            file.display()
+        );
+    }
+}

@@ -12,16 +12,22 @@ local function root_of(path)
   -- The folder holding cvl.lock or .git above the file, else the file's own.
   local dir = vim.fn.fnamemodify(path, ":p:h")
   for _, marker in ipairs({ "cvl.lock", ".git" }) do
+    -- A folder's `:p` ends in a slash (`/proj/.git/`), a file's does not
+    -- (`/proj/cvl.lock`): the root is two heads up for one, one for the other.
     local found = vim.fn.finddir(marker, dir .. ";")
-    if found == "" then
-      found = vim.fn.findfile(marker, dir .. ";")
-    end
     if found ~= "" then
       return vim.fn.fnamemodify(found, ":p:h:h")
+    end
+    found = vim.fn.findfile(marker, dir .. ";")
+    if found ~= "" then
+      return vim.fn.fnamemodify(found, ":p:h")
     end
   end
   return dir
 end
+
+-- Exposed for tests.
+M.root_of = root_of
 
 function M.setup(opts)
   opts = opts or {}
