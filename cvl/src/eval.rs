@@ -88,6 +88,27 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
         values: args.assume.iter().cloned().collect(),
     };
     let params = cvl_analysis::analysis::evaluated_params_with(&ws.db, &def, &allocations);
+    // An assumption about a parameter that does not exist is a typo, not a
+    // preview: say so rather than ignore it.
+    for (path, _) in &args.assume {
+        if params.iter().any(|p| p.path == *path) {
+            continue;
+        }
+        let closest = params
+            .iter()
+            .map(|p| (strsim::levenshtein(&p.path, path), &p.path))
+            .min()
+            .filter(|(d, _)| *d <= 3)
+            .map(|(_, p)| format!("; did you mean `{p}`?"))
+            .unwrap_or_default();
+        bail!(
+            "--assume {path}=...: {} has no parameter `{path}`{closest} (`cvl eval {} --object {}` \
+             lists them all)",
+            args.object,
+            args.file.display(),
+            args.object
+        );
+    }
     match args.format {
         EvalFormat::Json => {
             let mut map = serde_json::Map::new();

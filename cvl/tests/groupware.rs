@@ -83,6 +83,33 @@ const ASSUME: [&str; 6] = [
     "l.ethernet0.ip=10.0.1.3",
 ];
 
+#[test]
+fn an_assumption_about_no_parameter_is_an_error_with_a_suggestion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let m = mirror(dir);
+    figure3(dir);
+    let out = cvl(
+        dir,
+        &[
+            "eval",
+            "--mirror",
+            &m,
+            "AcmeGroupware.cvl",
+            "--object",
+            "AcmeGroupware",
+            "--assume",
+            "f.ethernt0.ip=10.0.1.1",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("has no parameter `f.ethernt0.ip`; did you mean `f.ethernet0.ip`?"),
+        "{said}"
+    );
+}
+
 fn eval_acme(dir: &Path, assume: bool) -> Value {
     let m = mirror(dir);
     let mut args = vec![
