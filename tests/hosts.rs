@@ -249,6 +249,7 @@ fn the_suite_spans_three_hosts_over_ssh() {
         ns: ns("ctl"),
         roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
         env: Vec::new(),
+        env_secrets: true,
     };
     u.publish_suite();
 

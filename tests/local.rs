@@ -17,8 +17,16 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_tmp, u, _ns) = setup("cvl-e2e-suite");
 
-    // From nothing to all started.
+    // From nothing to all started. Secrets come from the environment (as in
+    // CI): no command line holds one, nor the environment of the host agent
+    // or a QEMU, which outlive the apply.
     let started = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_processes(
+        SECRETS.iter().map(|(_, v)| v.to_string()).collect(),
+        done.clone(),
+        |cmd| cmd.contains("qemu-system") || cmd.contains("host serve"),
+    );
     let said = u.ok(&[
         "apply",
         "AcmeSuite.cvl",
@@ -26,6 +34,9 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
         "--stop-timeout",
         "20",
     ]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let found = sampler.join().unwrap();
+    assert!(found.is_empty(), "secrets in the process list: {found:#?}");
     eprintln!(
         "apply of the suite: {:.1} s\n{said}",
         started.elapsed().as_secs_f64()

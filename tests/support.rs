@@ -174,6 +174,44 @@ pub fn alive(pid: u32) -> bool {
     })
 }
 
+/// Every process whose command line, or environment where `environ_of`
+/// its command line, holds one of `needles`, sampled until `done`.
+pub fn sample_processes(
+    needles: Vec<String>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    environ_of: fn(&str) -> bool,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut found = Vec::new();
+        let mut rounds = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
+            rounds += 1;
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let name = entry.file_name();
+                if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                for what in ["cmdline", "environ"] {
+                    if what == "environ" && !environ_of(&cmd) {
+                        continue;
+                    }
+                    let bytes = std::fs::read(entry.path().join(what)).unwrap_or_default();
+                    for n in &needles {
+                        if contains(&bytes, n) {
+                            found.push(format!("pid {} {what}: {cmd}", name.to_string_lossy()));
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("sampled the process list {rounds} times");
+        found
+    })
+}
+
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -197,6 +235,8 @@ pub struct Utility {
     pub roots: Vec<PathBuf>,
     /// More environment for `cvl` (`CVL_STATE`).
     pub env: Vec<(String, String)>,
+    /// Whether `cvl` gets [`SECRETS`] from the environment (as CI does).
+    pub env_secrets: bool,
 }
 
 impl Utility {
@@ -216,7 +256,7 @@ impl Utility {
                 ),
             )
             .env("CVL_ACCEL", "tcg")
-            .envs(SECRETS)
+            .envs(SECRETS.into_iter().filter(|_| self.env_secrets))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
@@ -407,6 +447,7 @@ pub fn setup(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
         ns: ns.to_string(),
         roots: Vec::new(),
         env: Vec::new(),
+        env_secrets: true,
     };
     let u = Utility {
         roots: vec![u.dir.join("home/host")],

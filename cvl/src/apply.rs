@@ -195,7 +195,8 @@ pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
             .map(|m| format!("{} ({})", m.param, m.supply))
             .collect();
         eprintln!(
-            "error: sensitive values are missing: {}; nothing was applied",
+            "error: sensitive values are missing: {}; supply them as listed above (`cvl \
+             secrets set`, or the environment); nothing was applied",
             names.join(", ")
         );
         return Ok(ExitCode::from(1));

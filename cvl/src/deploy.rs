@@ -198,14 +198,14 @@ pub(crate) fn make_plan(
     let key = store.fingerprint_key()?;
     let hosts = utility::hosts_or_local(&state.hosts);
     let alloc = cvl_planner::allocate(&lowered.topology, &state, &hosts)?;
-    let mut secrets = BTreeMap::new();
-    for input in &lowered.sensitive_inputs {
-        if let Ok(value) = std::env::var(&input.env) {
-            secrets.insert(input.path.clone(), value);
-        }
-    }
+    let supplied = crate::secrets::supply(&def.name, &lowered.sensitive_inputs)?;
+    let mut secrets: BTreeMap<String, String> = supplied
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().to_string()))
+        .collect();
+    drop(supplied);
     let (desired, sensitive) = lower::desired(&ws.db, &lowered, &alloc, &secrets, &key);
-    drop(secrets);
+    secrets.values_mut().for_each(zeroize::Zeroize::zeroize);
     let options = cvl_planner::Options {
         target: target.clone().map(ComponentPath),
     };
@@ -417,9 +417,12 @@ fn human(w: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
             let names: Vec<&str> = m.components.iter().map(|p| p.0.as_str()).collect();
             writeln!(
                 w,
-                "  {} (for {}): set the environment variable {}",
+                "  {} (for {}): `cvl secrets set {}` (with `cvl agent` running), or set {} \
+                 (or {}_FD to a file descriptor to read it from)",
                 m.param,
                 names.join(", "),
+                cvl_secrets::key(&plan.deployment, &m.param),
+                m.supply,
                 m.supply
             )?;
         }

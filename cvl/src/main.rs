@@ -12,6 +12,7 @@ mod files;
 mod fmt;
 mod render;
 mod repo;
+mod secrets;
 mod utility;
 mod workspace;
 
@@ -92,8 +93,10 @@ enum Command {
         after_help = "The plan compares the deployed object's CVL (evaluated with the \
         utility's allocations) with the utility's state ($CVL_HOME/state.db). Nothing is \
         changed, but a new state is created on first use. Sensitive parameters come from \
-        the environment (CVL_SECRET_<DEPLOYMENT>_<PARAM>, e.g. CVL_SECRET_ACMESUITE_ROOTPW) \
-        and appear only as keyed fingerprints.\n\n\
+        the environment (CVL_SECRET_<DEPLOYMENT>_<PARAM>, e.g. CVL_SECRET_ACMESUITE_ROOTPW, \
+        or a descriptor named by CVL_SECRET_<DEPLOYMENT>_<PARAM>_FD), then from the user \
+        agent (`cvl agent`, `cvl secrets`); with a terminal attached, cvl asks for what is \
+        missing. They appear only as keyed fingerprints.\n\n\
         Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error (nothing \
         planned), 2 with --detailed-exitcode: the plan has changes.\n\n\
         Examples:\n  cvl plan AcmeSuite.cvl\n  cvl plan AcmeSuite.cvl --target d --out d.plan\n  \
@@ -157,6 +160,28 @@ enum Command {
     /// must not be run (kept in $CVL_HOME/blacklist.json).
     #[command(subcommand)]
     Blacklist(blacklist::BlacklistCommand),
+    /// Run the user agent that keeps sensitive values decrypted in memory
+    /// (like ssh-agent), for `cvl plan` and `cvl apply` to ask.
+    #[command(
+        after_help = "The agent listens on $CVL_AGENT_SOCK (default $CVL_HOME/run/agent.sock, \
+        in a folder only you can enter) and answers only processes of your user. Values rest in \
+        $CVL_HOME/vault, encrypted with your passphrase (argon2id, XChaCha20-Poly1305); the \
+        agent forgets them --lifetime after `cvl secrets unlock`.\n\n\
+        Examples:\n  cvl agent && cvl secrets unlock && cvl secrets set AcmeSuite/rootpw\n  \
+        cvl agent --status\n  cvl agent --stop"
+    )]
+    Agent(secrets::AgentArgs),
+    /// Set, list and remove sensitive values in the encrypted vault, through
+    /// the agent.
+    #[command(
+        subcommand,
+        after_help = "Values are named DEPLOYMENT/PARAMETER, as `cvl plan` lists them \
+        (AcmeSuite/rootpw): one value serves every component the deployment passes it to. \
+        `cvl plan` and `cvl apply` take a value from CVL_SECRET_<DEPLOYMENT>_<PARAM> (or the \
+        descriptor CVL_SECRET_<DEPLOYMENT>_<PARAM>_FD names) first, then from the agent; with \
+        a terminal they ask for what is missing."
+    )]
+    Secrets(secrets::SecretsCommand),
     /// Run the language server (LSP over stdin/stdout) for editors.
     #[command(
         after_help = "Editors start it themselves: see editors/ for VS Code, Neovim and Helix.\n\
@@ -206,6 +231,8 @@ fn main() -> ExitCode {
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),
         Command::Blacklist(command) => blacklist::run(command),
+        Command::Agent(args) => secrets::agent(args),
+        Command::Secrets(command) => secrets::run(command),
         Command::Lsp => {
             cvl_lsp::run_stdio();
             Ok(ExitCode::SUCCESS)

@@ -7,175 +7,11 @@
 //! dropping Plone plans one remove. Also `show`, `graph`, `stop`,
 //! `--target`, `--detailed-exitcode`, and refusals.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use cvl_planner::plan::{ActionKind, Plan};
-use cvl_planner::record;
-use cvl_state::Store;
-
 mod common;
-
-const SECRETS: [(&str, &str); 4] = [
-    ("CVL_SECRET_ACMESUITE_ROOTPW", "canary-root-Zq81"),
-    ("CVL_SECRET_ACMESUITE_ROOTDNPASS", "canary-dn-Zq82"),
-    ("CVL_SECRET_ACMESUITE_PROXYPW", "canary-proxy-Zq83"),
-    ("CVL_SECRET_ACMESUITE_SMTPPW", "canary-smtp-Zq84"),
-];
-
-struct Suite {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    rootpw: String,
-}
-
-impl Suite {
-    fn new() -> Suite {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().canonicalize().unwrap();
-        let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware/suite");
-        let suite = Suite {
-            _tmp: tmp,
-            dir,
-            rootpw: SECRETS[0].1.to_string(),
-        };
-        for name in [
-            "Firewall",
-            "DHCP",
-            "DNS",
-            "LDAP",
-            "Mail",
-            "Plone",
-            "GroupwareSuite",
-        ] {
-            suite.publish(name, &ex.join(format!("{name}.cvl")));
-        }
-        std::fs::copy(ex.join("AcmeSuite.cvl"), suite.dir.join("AcmeSuite.cvl")).unwrap();
-        suite
-    }
-
-    fn mirror(&self) -> String {
-        format!(
-            "http://virtualappliance.org/=file://{}/repos/",
-            self.dir.display()
-        )
-    }
-
-    fn publish(&self, name: &str, file: &Path) {
-        let repo = format!("repos/{name}");
-        if !self.dir.join(&repo).exists() {
-            common::ok_in(&self.dir, "home", &["repo", "create", &repo]);
-        }
-        let staged = common::stage(&self.dir, name, file, 4);
-        common::ok_in(
-            &self.dir,
-            "home",
-            &[
-                "publish",
-                "--mirror",
-                &self.mirror(),
-                &repo,
-                staged.to_str().unwrap(),
-            ],
-        );
-    }
-
-    fn cvl(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cvl"));
-        command
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("CVL_MIRRORS")
-            .env("CVL_HOME", self.dir.join("home"));
-        for (k, v) in SECRETS {
-            command.env(
-                k,
-                if k.ends_with("_ROOTPW") {
-                    self.rootpw.as_str()
-                } else {
-                    v
-                },
-            );
-        }
-        command.output().unwrap()
-    }
-
-    /// `cvl plan --format json --out plan.json`: the plan, checked to be
-    /// the same in stdout and the saved file.
-    fn plan(&self, extra: &[&str]) -> Plan {
-        let mirror = self.mirror();
-        let mut args = vec![
-            "plan",
-            "--mirror",
-            &mirror,
-            "AcmeSuite.cvl",
-            "--format",
-            "json",
-            "--out",
-            "plan.json",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.cvl(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let printed: Plan = serde_json::from_slice(&out.stdout).unwrap();
-        let saved: Plan =
-            serde_json::from_slice(&std::fs::read(self.dir.join("plan.json")).unwrap()).unwrap();
-        assert_eq!(printed, saved);
-        printed
-    }
-
-    /// Records every action as done, as the executor will.
-    fn record_applied(&self, plan: &Plan) {
-        let mut store = Store::open(&self.dir.join("home/state.db")).unwrap();
-        let state = store.load().unwrap();
-        plan.check_fresh(&cvl_planner::plan::Basis {
-            lineage: state.lineage.clone(),
-            serial: state.serial,
-            inputs_digest: plan.basis.inputs_digest.clone(),
-        })
-        .expect("the plan is fresh");
-        for action in &plan.actions {
-            store.commit(&record::intent(plan, action)).unwrap();
-            store.commit(&record::applied(plan, action)).unwrap();
-        }
-        let now = store.load().unwrap();
-        store
-            .commit(&record::finished(
-                plan,
-                now.deployments.get(&plan.deployment),
-            ))
-            .unwrap();
-    }
-
-    fn update_lock(&self) {
-        common::ok_in(
-            &self.dir,
-            "home",
-            &["update-lock", "--mirror", &self.mirror(), "AcmeSuite.cvl"],
-        );
-    }
-}
-
-fn actions(plan: &Plan) -> Vec<(&'static str, &str)> {
-    plan.actions
-        .iter()
-        .map(|a| (a.action.as_str(), a.component.0.as_str()))
-        .collect()
-}
-
-fn assert_no_secret(bytes: &[u8], what: &str) {
-    for (_, secret) in SECRETS {
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "{what} holds a secret in plaintext"
-        );
-    }
-}
+use common::suite::{actions, assert_no_secret, Suite};
+use std::path::PathBuf;
+use std::process::Command;
 
 #[test]
 fn the_suite_plans_start_update_resend_and_remove() {
@@ -321,7 +157,12 @@ fn the_suite_plans_start_update_resend_and_remove() {
     assert_eq!(secret.actions.len(), 6);
     for a in &secret.actions {
         assert_eq!(a.action, ActionKind::Resend);
-        assert_eq!(a.reason, "rootpw (sensitive value changed)");
+        let reason = a.reason.to_string();
+        let (before, after) = reason
+            .strip_prefix("rootpw (sensitive) fingerprint ")
+            .and_then(|r| r.split_once(" -> "))
+            .unwrap_or_else(|| panic!("{reason}"));
+        assert!(before != after && before.len() == 8, "{reason}");
     }
     let saved = std::fs::read(suite.dir.join("plan.json")).unwrap();
     assert_no_secret(&saved, "the saved plan");
@@ -454,7 +295,10 @@ fn bad_input_plans_nothing() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("rootpw (for d, f, h, l, m, p): set the environment variable CVL_SECRET_ACMESUITE_ROOTPW"),
+        text.contains(
+            "rootpw (for d, f, h, l, m, p): `cvl secrets set AcmeSuite/rootpw` (with `cvl agent` \
+             running), or set CVL_SECRET_ACMESUITE_ROOTPW (or CVL_SECRET_ACMESUITE_ROOTPW_FD"
+        ),
         "{text}"
     );
     // A damaged state database is refused and kept.

@@ -346,11 +346,7 @@ fn param_changes(have: &DesiredVm, want: &DesiredVm) -> Vec<ParamChange> {
             }
         };
         if !same {
-            out.push(ParamChange {
-                param: name.clone(),
-                before: Shown::of(before),
-                after: Shown::of(after),
-            });
+            out.push(ParamChange::new(name, before, after));
         }
     }
     // `provides` and `requires` are parameters (spec §3); lowered desired
@@ -364,6 +360,7 @@ fn param_changes(have: &DesiredVm, want: &DesiredVm) -> Vec<ParamChange> {
                 param: name.to_string(),
                 before: Shown::Values(a.clone()),
                 after: Shown::Values(b.clone()),
+                fingerprints: None,
             });
         }
     }

@@ -356,10 +356,20 @@ pub fn topology(
 }
 
 /// The values of sensitive parameters, per component and parameter: what
-/// the executor puts on the wire. Memory only: it does not serialize, and
-/// its `Debug` shows no value.
+/// the executor puts on the wire. Memory only: it does not serialize, its
+/// `Debug` shows no value, and its strings are zeroized when it is dropped.
 #[derive(Default, Clone)]
 pub struct SensitiveValues(pub BTreeMap<ComponentPath, BTreeMap<String, Vec<String>>>);
+
+impl Drop for SensitiveValues {
+    fn drop(&mut self) {
+        for params in self.0.values_mut() {
+            for values in params.values_mut() {
+                values.iter_mut().for_each(zeroize::Zeroize::zeroize);
+            }
+        }
+    }
+}
 
 impl std::fmt::Debug for SensitiveValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -93,10 +93,49 @@ pub struct ParamChange {
     pub param: String,
     pub before: Shown,
     pub after: Shown,
+    /// For a sensitive parameter, the keyed fingerprints before and after:
+    /// they show that the value changed and reveal nothing of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<(String, String)>,
+}
+
+impl ParamChange {
+    /// The change of parameter `param` from `before` to `after`.
+    pub fn new(
+        param: &str,
+        before: Option<&ParamValue>,
+        after: Option<&ParamValue>,
+    ) -> ParamChange {
+        let fingerprint = |v: Option<&ParamValue>| match v {
+            Some(ParamValue::Sensitive {
+                fingerprint: Some(f),
+                ..
+            }) => Some(f.clone()),
+            _ => None,
+        };
+        ParamChange {
+            param: param.to_string(),
+            before: Shown::of(before),
+            after: Shown::of(after),
+            fingerprints: fingerprint(before).zip(fingerprint(after)),
+        }
+    }
 }
 
 impl fmt::Display for ParamChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((a, b)) = &self.fingerprints {
+            // Eight hex digits of each HMAC tell two values apart.
+            let short =
+                |s: &str| -> String { s.rsplit(':').next().unwrap_or(s).chars().take(8).collect() };
+            return write!(
+                f,
+                "{} (sensitive) fingerprint {} -> {}",
+                self.param,
+                short(a),
+                short(b)
+            );
+        }
         if matches!(self.after, Shown::Sensitive(_)) && matches!(self.before, Shown::Sensitive(_)) {
             return write!(f, "{} (sensitive value changed)", self.param);
         }

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test uses the helpers it needs
 
 pub mod lsp;
+pub mod suite;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -24,7 +24,16 @@ impl Connector for LocalConnector {
                  see `cvl host list`"
             ));
         }
-        let mut child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        // The agent and the QEMUs it starts live long: they get none of the
+        // user's secrets or credentials from this process's environment.
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if n.starts_with("CVL_SECRET_") || n == "CVL_STATE" || n == "PGPASSWORD" {
+                command.env_remove(&name);
+            }
+        }
+        let mut child = command
             .args(["host", "serve", "--root"])
             .arg(&self.root)
             .stdin(Stdio::piped())
