@@ -38,7 +38,8 @@ work="$(realpath -m "${1:-$(mktemp -d)}")"
 mkdir -p "$work"
 cd "$work"
 export CVL_HOME="$work/home"
-export CVL_MIRRORS="http://virtualappliance.org/=file://$work/repos/"
+# The work folder's workspace settings: the paper's URLs read from ./repos/.
+printf '[mirrors]\n"http://virtualappliance.org/" = "repos/"\n' > cvl.toml
 
 step "building the appliance guest (Debian cloud kernel, busybox, qemu-guest-agent)"
 "$root/scripts/build-guest.sh" "$root/target/cvl-guest"
@@ -68,7 +69,9 @@ DESC
   "$cvl" publish "repos/$name" "$src/$name.cvl"
 done
 [ -d repos/GroupwareSuite ] || "$cvl" repo create repos/GroupwareSuite >/dev/null
-"$cvl" publish repos/GroupwareSuite "$root/examples/groupware/suite/GroupwareSuite.cvl"
+mkdir -p "$work/src/GroupwareSuite"
+cp "$root/examples/groupware/suite/GroupwareSuite.cvl" "$work/src/GroupwareSuite/"
+"$cvl" publish repos/GroupwareSuite "$work/src/GroupwareSuite/GroupwareSuite.cvl"
 cp "$root/examples/groupware/suite/AcmeSuite.cvl" .
 
 step "the plan"
@@ -92,6 +95,6 @@ sockets) is under $CVL_HOME/host/vms/AcmeSuite/. What DNS received at boot:
   CVL_HOME=$CVL_HOME $cvl eval AcmeSuite.cvl --object AcmeSuite   (the values, before allocation)
   the guest's /run/cvl/params, through its agent: $CVL_HOME/host/vms/AcmeSuite/d/qga.sock
 Change a parameter in AcmeSuite.cvl and run \`cvl plan\` / \`cvl apply\` again (with the same
-CVL_HOME, CVL_MIRRORS and CVL_SECRET_* variables, inside \`ip netns exec $ns\`).
+CVL_HOME and CVL_SECRET_* variables; cvl.toml holds the mirrors, inside \`ip netns exec $ns\`).
 Stop it all:  $root/scripts/demo.sh --stop $work
 NEXT

@@ -196,11 +196,15 @@ fn missing_required(
             diagnostic = diagnostic.note(format!("{} {verb} from `{path}`", needed.join(", ")));
         }
         let last = path.rsplit('.').next().unwrap_or(&path);
-        let fix = if ev.instances[root.instance].path.is_empty() {
+        let top = ev.instances[root.instance].path.is_empty();
+        let fix = if top && !deployed {
             format!(
                 "set it in an object that extends `{}`: `{last} = \"...\";`",
                 def.name
             )
+        } else if top {
+            // The deployed object is the user's own: the value goes there.
+            format!("set it in `{}`: `{last} = \"...\";`", def.name)
         } else {
             format!("set it in `{}`: `{path} = \"...\";`", def.name)
         };

@@ -312,7 +312,17 @@ impl LanguageServer for Server {
         }
         let root = self.root.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(root) = root {
-            tokio::task::block_in_place(|| self.lock().scan(&root));
+            let problem = tokio::task::block_in_place(|| {
+                let mut ws = self.lock();
+                let problem = ws.use_settings_of(&root);
+                ws.scan(&root);
+                problem
+            });
+            if let Some(problem) = problem {
+                self.client
+                    .show_message(MessageType::WARNING, format!("cvl: {problem}"))
+                    .await;
+            }
         }
         let ws = self.lock();
         self.republish(&ws, None);

@@ -26,6 +26,8 @@ pub struct Workspace {
     /// Every loaded file with a path (workspace files and local imports).
     pub paths: HashMap<SourceFile, PathBuf>,
     pub docs: HashMap<Url, Document>,
+    /// The loader's options, before the workspace's `cvl.toml` is added.
+    options: LoadOptions,
 }
 
 impl Workspace {
@@ -45,11 +47,28 @@ impl Workspace {
         let workspace = Workspace {
             db: RootDatabase::default(),
             loader: Loader::new(&options),
+            options,
             local: HashMap::new(),
             paths: HashMap::new(),
             docs: HashMap::new(),
         };
         (workspace, problem)
+    }
+
+    /// Takes the mirrors of the `cvl.toml` nearest to `root` (before any file
+    /// is loaded); the problem with that file, if any.
+    pub fn use_settings_of(&mut self, root: &Path) -> Option<String> {
+        match self.options.settings.clone().with_workspace(root) {
+            Ok(settings) if settings.workspace_file.is_some() => {
+                self.loader = Loader::new(&LoadOptions {
+                    settings,
+                    lock: self.options.lock,
+                });
+                None
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        }
     }
 
     /// Loads every `.cvl` file below `root` (not inside repositories).

@@ -46,7 +46,7 @@ pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmA
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "`vm` names `{value}`, which does not exist beside the file: write the VM \
-                     description there (memory, vcpus, [[disk]]; see `cvl publish --help`)"
+                     description there (memory, vcpus, [[disk]]; the format is in docs/vm-description.md)"
                 ),
                 _ => format!("cannot read `{value}`: {e}"),
             })

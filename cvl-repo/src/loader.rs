@@ -254,6 +254,15 @@ struct Fetched {
     files: Vec<(String, String)>,
 }
 
+/// `scheme://host/` of a URL (the URL itself when it has no path).
+fn url_prefix(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    match url[after..].find('/') {
+        Some(slash) => &url[..after + slash + 1],
+        None => url,
+    }
+}
+
 fn resolve_import(
     fetcher: &Fetcher,
     key: &ImportKey,
@@ -280,7 +289,19 @@ fn resolve_import(
         ),
         None => None,
     };
-    let Some(index) = fetcher.index(&location)? else {
+    let index = fetcher.index(&location).map_err(|e| {
+        if mapped != key.url || !(e.contains("cannot reach") || e.contains("did not answer")) {
+            return e;
+        }
+        // Unreachable and not mirrored: say how to read it from a copy.
+        let prefix = url_prefix(&key.url);
+        format!(
+            "{e}; to read it from a copy, add a mirror to cvl.toml (`[mirrors]` \
+             \"{prefix}\" = \"path/to/repos/\", see docs/workspace-settings.md) or pass \
+             --mirror {prefix}=file:///path/to/repos/ (also $CVL_MIRRORS)"
+        )
+    })?;
+    let Some(index) = index else {
         // A plain folder: its file as it is now, unversioned and unlocked.
         if let Some(v) = requested {
             return Err(format!(

@@ -1,8 +1,92 @@
 //! Settings for loading imports: the utility home (cache), URL mirrors,
-//! offline mode and network timeouts.
+//! offline mode and network timeouts; and the workspace settings file,
+//! `cvl.toml`, found by walking up from the file being read (as cargo
+//! finds `.cargo/config.toml`), which holds mirrors a project shares.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The workspace settings file's name.
+pub const WORKSPACE_FILE: &str = "cvl.toml";
+
+/// What a `cvl.toml` holds, as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSettings {
+    pub path: PathBuf,
+    /// `[mirrors]`, in file order, relative targets made absolute.
+    pub mirrors: Vec<Mirror>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceFile {
+    #[serde(default)]
+    mirrors: toml::Table,
+}
+
+/// The nearest `cvl.toml` in `start` (a file's folder, or the file itself)
+/// or a parent folder, parsed; an error names the file and what is wrong.
+pub fn find_workspace_settings(start: &Path) -> Result<Option<WorkspaceSettings>, String> {
+    let start = std::path::absolute(start).map_err(|e| format!("{}: {e}", start.display()))?;
+    let mut dir = if start.is_dir() {
+        Some(start.as_path())
+    } else {
+        start.parent()
+    };
+    while let Some(d) = dir {
+        let path = d.join(WORKSPACE_FILE);
+        if path.is_file() {
+            return read_workspace_settings(&path).map(Some);
+        }
+        dir = d.parent();
+    }
+    Ok(None)
+}
+
+fn read_workspace_settings(path: &Path) -> Result<WorkspaceSettings, String> {
+    let bytes = crate::paths::read_limited(path, crate::paths::DOCUMENT_LIMIT)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    let file: WorkspaceFile = toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: {} (it holds `[mirrors]` entries like \"http://virtualappliance.org/\" = \"repos/\")",
+            path.display(),
+            e.to_string().trim_end()
+        )
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut mirrors = Vec::new();
+    for (from, to) in file.mirrors {
+        let Some(to) = to.as_str() else {
+            return Err(format!(
+                "{}: the mirror of `{from}` must be a string (a folder relative to this file, or a URL)",
+                path.display()
+            ));
+        };
+        if from.is_empty() || to.is_empty() {
+            return Err(format!(
+                "{}: the mirror `{from}` has an empty side",
+                path.display()
+            ));
+        }
+        let to = if to.contains("://") {
+            to.to_string()
+        } else {
+            // A folder relative to the settings file; keep a trailing slash.
+            let joined = dir.join(to);
+            let mut t = format!("file://{}", joined.display());
+            if to.ends_with('/') && !t.ends_with('/') {
+                t.push('/');
+            }
+            t
+        };
+        mirrors.push(Mirror { from, to });
+    }
+    Ok(WorkspaceSettings {
+        path: path.to_path_buf(),
+        mirrors,
+    })
+}
 
 /// Maps every URL that starts with `from` to the same URL starting with `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +122,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// The administrator's blacklist (from the home).
     pub blacklist: crate::blacklist::Blacklist,
+    /// The `cvl.toml` whose mirrors were added, for messages.
+    pub workspace_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -67,7 +153,18 @@ impl Settings {
             offline: false,
             timeout: Duration::from_secs(30),
             blacklist: Default::default(),
+            workspace_file: None,
         }
+    }
+
+    /// Adds the mirrors of the `cvl.toml` nearest to `start`, after those
+    /// of the command line and the environment (which win).
+    pub fn with_workspace(mut self, start: &Path) -> Result<Settings, String> {
+        if let Some(ws) = find_workspace_settings(start)? {
+            self.mirrors.extend(ws.mirrors);
+            self.workspace_file = Some(ws.path);
+        }
+        Ok(self)
     }
 
     /// `url` after the first mirror whose prefix matches.

@@ -201,7 +201,10 @@ pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let settings = args.load.options(cvl_repo::LockMode::Use)?.settings;
+    let settings = args
+        .load
+        .options(cvl_repo::LockMode::Use, &args.file)?
+        .settings;
     execute(&plan, &sensitive, &settings, &args.exec)
 }
 
@@ -240,7 +243,10 @@ fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<Exit
         eprintln!("error: the saved plan lacks sensitive values: plan again with them supplied");
         return Ok(ExitCode::from(1));
     }
-    let settings = args.load.options(cvl_repo::LockMode::Use)?.settings;
+    let settings = args
+        .load
+        .options(cvl_repo::LockMode::Use, &args.file)?
+        .settings;
     execute(&saved, &sensitive, &settings, &args.exec)
 }
 

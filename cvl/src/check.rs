@@ -100,7 +100,8 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
         for lock in &ws.locks_written {
             eprintln!("wrote {}", lock.display());
         }
-        eprintln!("{}", summary(ws.file_count, errors, warnings));
+        let hints = diagnostics.len() - errors - warnings;
+        eprintln!("{}", summary(ws.file_count, errors, warnings, hints));
     }
     Ok(if errors > 0 {
         ExitCode::from(1)
@@ -109,13 +110,23 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
     })
 }
 
-pub fn summary(files: usize, errors: usize, warnings: usize) -> String {
+/// The closing line: errors and warnings decide it; hints are counted
+/// (they are shown, so "no problems" alone would contradict the output).
+pub fn summary(files: usize, errors: usize, warnings: usize, hints: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let hints = if hints > 0 {
+        format!(" ({} shown above)", plural(hints, "hint"))
+    } else {
+        String::new()
+    };
     if errors == 0 && warnings == 0 {
-        format!("ok: {} checked, no problems", plural(files, "file"))
+        format!(
+            "ok: {} checked, no errors or warnings{hints}",
+            plural(files, "file")
+        )
     } else {
         format!(
-            "{}: {}, {} in {}",
+            "{}: {}, {} in {}{hints}",
             if errors > 0 { "failed" } else { "ok" },
             plural(errors, "error"),
             plural(warnings, "warning"),

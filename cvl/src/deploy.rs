@@ -190,7 +190,7 @@ pub(crate) fn make_plan(
     let def = Def { file: root, name };
     let mut programs = RepoPrograms {
         db: &ws.db,
-        fetcher: Fetcher::new(load.options(LockMode::Use)?.settings),
+        fetcher: Fetcher::new(load.options(LockMode::Use, file)?.settings),
     };
     let lowered = lower::topology(&ws.db, &def, &mut programs).map_err(anyhow::Error::msg)?;
     let mut store = utility::open_state()?;

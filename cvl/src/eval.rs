@@ -14,14 +14,18 @@ use serde_json::{json, Value};
 use crate::render;
 use crate::workspace::{self, LoadArgs};
 
+/// A sensitive value assigned in CVL (from another sensitive parameter).
 pub const REDACTED: &str = "<redacted>";
+/// A sensitive parameter the user supplies when planning.
+pub const SUPPLIED: &str = "<sensitive: supplied at deploy time>";
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EvalFormat {
     /// One line a parameter: path, value, where it was assigned.
     Text,
-    /// One object: dotted path -> list of strings, or null for values the
-    /// utility allocates at deploy time.
+    /// One object: dotted path -> list of strings; null for values the
+    /// utility allocates at deploy time; {"sensitive": "supplied at deploy
+    /// time" | "redacted"} for sensitive ones.
     Json,
 }
 
@@ -114,8 +118,10 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
             let mut map = serde_json::Map::new();
             for p in &params {
                 let value = match (&p.value, p.sensitive) {
-                    (Some(v), true) if v.is_empty() => json!([]),
-                    (_, true) => json!([REDACTED]),
+                    (Some(v), true) if v.is_empty() => {
+                        json!({ "sensitive": "supplied at deploy time" })
+                    }
+                    (_, true) => json!({ "sensitive": "redacted" }),
                     (Some(v), false) => json!(v),
                     (None, false) => Value::Null,
                 };
@@ -127,9 +133,7 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
             let width = params.iter().map(|p| p.path.len()).max().unwrap_or(0);
             for p in &params {
                 let value = match (&p.value, p.sensitive) {
-                    (Some(v), true) if v.is_empty() => {
-                        "(sensitive: the user agent supplies it at deploy time)".to_string()
-                    }
+                    (Some(v), true) if v.is_empty() => SUPPLIED.to_string(),
                     (_, true) => REDACTED.to_string(),
                     (None, false) => "(allocated at deploy time)".to_string(),
                     (Some(v), false) if v.is_empty() => "(unset)".to_string(),

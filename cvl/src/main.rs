@@ -41,7 +41,8 @@ use codespan_reporting::term::termcolor::ColorChoice;
         cvl fmt --check .                                   fail (exit 1) if a file is not formatted\n  \
         cvl repo create repos/DNS && cvl publish repos/DNS DNS.cvl\n  \
         cvl check --mirror http://virtualappliance.org/=file:///srv/repos/ AcmeGroupware.cvl\n\n\
-        Every command that reads CVL takes --mirror, --offline, --locked and --timeout; see its --help."
+        Every command that reads CVL takes --mirror, --offline and --timeout, and those that use \
+        cvl.lock take --locked; see each command's --help."
 )]
 struct Cli {
     /// When to color output.
@@ -83,8 +84,12 @@ enum Command {
     /// Print every parameter of a deployed object with its final value.
     #[command(
         after_help = "Values the utility allocates at deploy time (interface addresses) \
-        print as (allocated at deploy time) in text and null in JSON; sensitive values print \
-        as <redacted>. Exit code 1 when the file has errors (the values are printed anyway)."
+        print as (allocated at deploy time) in text and null in JSON. Sensitive values never \
+        print: a parameter the user supplies at deploy time (`cvl secrets`, CVL_SECRET_...) \
+        prints as <sensitive: supplied at deploy time> (JSON: {\"sensitive\": \"supplied at \
+        deploy time\"}), one assigned in CVL from a sensitive parameter as <redacted> (JSON: \
+        {\"sensitive\": \"redacted\"}); an unset plain parameter is (unset), [] in JSON. Exit \
+        code 1 when the file has errors (the values are printed anyway)."
     )]
     Eval(eval::EvalArgs),
     /// Show what deploying an object would do: start, update, resend, stop
@@ -148,10 +153,18 @@ enum Command {
         /// Root files (or directories) whose lock to update.
         files: Vec<PathBuf>,
         #[command(flatten)]
-        load: workspace::LoadArgs,
+        load: workspace::FetchArgs,
     },
     /// Publish an appliance as the next version of a repository (after
     /// checking it: any error refuses the publish).
+    #[command(
+        after_help = "A VM appliance's `vm` parameter names its VM description, a TOML file \
+        beside the CVL file:\n\n  memory = 256\n  [[disk]]\n  device = \"ide0:0\"\n  \
+        file = \"system.qcow2\"\n\n(also vcpus, machine, [boot] kernel/initrd/cmdline; the \
+        format is in docs/vm-description.md). It is published with its program disks, as qcow2 \
+        deltas on the previous version's; disks named in `datadisks` are the user's and never \
+        published.\n\nExample: cvl repo create repos/DNS && cvl publish repos/DNS src/DNS.cvl"
+    )]
     Publish(repo::PublishArgs),
     /// Create, list and verify appliance repositories.
     #[command(subcommand)]
@@ -233,10 +246,11 @@ fn main() -> ExitCode {
         Command::Blacklist(command) => blacklist::run(command),
         Command::Agent(args) => secrets::agent(args),
         Command::Secrets(command) => secrets::run(command),
-        Command::Lsp => {
-            cvl_lsp::run_stdio();
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Lsp => Ok(if cvl_lsp::run_stdio() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
         Command::Parse { file } => parse(&file),
     };
     match result {
@@ -248,8 +262,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn update_lock(files: &[PathBuf], load: &workspace::LoadArgs) -> anyhow::Result<ExitCode> {
-    let ws = workspace::load(files, load, cvl_repo::LockMode::Update)?;
+fn update_lock(files: &[PathBuf], fetch: &workspace::FetchArgs) -> anyhow::Result<ExitCode> {
+    let load = workspace::LoadArgs::unlocked(fetch);
+    let ws = workspace::load(files, &load, cvl_repo::LockMode::Update)?;
     for error in &ws.lock_errors {
         eprintln!("error: {error}");
     }

@@ -12,7 +12,7 @@ use cvl_repo::publish::{self, PublishFile};
 use cvl_repo::{Fetcher, Location, LockMode};
 
 use crate::render::{self, Format};
-use crate::workspace::{self, LoadArgs};
+use crate::workspace::{self, FetchArgs, LoadArgs};
 
 #[derive(clap::Subcommand)]
 pub enum RepoCommand {
@@ -28,7 +28,7 @@ pub enum RepoCommand {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         format: LogFormat,
         #[command(flatten)]
-        load: LoadArgs,
+        load: FetchArgs,
     },
     /// Check that every published file still matches its recorded SHA-256.
     Verify { dir: PathBuf },
@@ -42,7 +42,7 @@ pub enum RepoCommand {
         #[arg(long)]
         version: Option<u32>,
         #[command(flatten)]
-        load: LoadArgs,
+        load: FetchArgs,
     },
 }
 
@@ -126,13 +126,16 @@ pub fn run(command: RepoCommand) -> Result<ExitCode> {
 }
 
 /// A repository named on the command line: a folder or a URL.
-fn open(repo: &str, load: &LoadArgs) -> Result<(Fetcher, Location, Index)> {
+fn open(repo: &str, load: &FetchArgs) -> Result<(Fetcher, Location, Index)> {
     let location = if repo.contains("://") {
         Location::parse(repo, None).map_err(anyhow::Error::msg)?
     } else {
         Location::Dir(std::path::absolute(repo)?)
     };
-    let fetcher = Fetcher::new(load.options(LockMode::Ignore)?.settings);
+    let fetcher = Fetcher::new(
+        load.options(LockMode::Ignore, std::path::Path::new("."))?
+            .settings,
+    );
     let index: Index = fetcher
         .index(&location)
         .map_err(anyhow::Error::msg)?

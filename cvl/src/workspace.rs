@@ -2,7 +2,7 @@
 //! root files, loading their imports (mirrors, lock, offline, timeout), and
 //! collecting every text for rendering.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,9 +12,9 @@ use cvl_repo::{LoadOptions, LockMode, Mirror, Settings};
 use crate::files::{self, Source};
 use crate::render::Sources;
 
-/// How imports are loaded: shared by every command that reads CVL.
+/// How repositories are reached: every command that fetches takes these.
 #[derive(clap::Args, Debug, Clone)]
-pub struct LoadArgs {
+pub struct FetchArgs {
     /// Map URLs starting with FROM to TO, e.g.
     /// `--mirror http://virtualappliance.org/=file:///srv/repos/`. Repeatable;
     /// also read from $CVL_MIRRORS (pairs separated by `;`).
@@ -23,30 +23,57 @@ pub struct LoadArgs {
     /// Use only the download cache; never touch the network.
     #[arg(long)]
     pub offline: bool,
-    /// Fail instead of changing cvl.lock (for CI).
-    #[arg(long)]
-    pub locked: bool,
     /// Seconds one download may take before it is abandoned.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
+}
+
+/// How imports are loaded: shared by every command that reads CVL through
+/// its `cvl.lock` (`update-lock` and the repository commands take only
+/// [`FetchArgs`]: `--locked` would mean nothing there).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Fail instead of changing cvl.lock (for CI).
+    #[arg(long)]
+    pub locked: bool,
 }
 
 fn parse_mirror(text: &str) -> Result<Mirror, String> {
     Mirror::parse(text)
 }
 
-impl LoadArgs {
-    pub fn options(&self, lock: LockMode) -> Result<LoadOptions> {
-        let mut settings = Settings::from_env().map_err(anyhow::Error::msg)?;
+impl FetchArgs {
+    /// The options for reading `start` (a file or folder): the command
+    /// line's mirrors, then $CVL_MIRRORS, then the nearest `cvl.toml`'s.
+    pub fn options(&self, lock: LockMode, start: &Path) -> Result<LoadOptions> {
+        let mut settings = Settings::from_env()
+            .and_then(|s| s.with_workspace(start))
+            .map_err(anyhow::Error::msg)?;
         settings.mirrors.splice(0..0, self.mirror.iter().cloned());
         settings.offline = self.offline;
         settings.timeout = Duration::from_secs(self.timeout.max(1));
+        Ok(LoadOptions { settings, lock })
+    }
+}
+
+impl LoadArgs {
+    /// Loading without `--locked`: what `update-lock` does.
+    pub fn unlocked(fetch: &FetchArgs) -> LoadArgs {
+        LoadArgs {
+            fetch: fetch.clone(),
+            locked: false,
+        }
+    }
+
+    pub fn options(&self, lock: LockMode, start: &Path) -> Result<LoadOptions> {
         let lock = if self.locked && lock == LockMode::Use {
             LockMode::Locked
         } else {
             lock
         };
-        Ok(LoadOptions { settings, lock })
+        self.fetch.options(lock, start)
     }
 }
 
@@ -67,8 +94,9 @@ pub struct Workspace {
 }
 
 pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Workspace> {
+    let start = paths.first().cloned().unwrap_or_else(|| PathBuf::from("."));
     let paths = files::collect(paths)?;
-    let options = args.options(lock)?;
+    let options = args.options(lock, &start)?;
     let mut sources = Sources::default();
     let mut unreadable = Vec::new();
     let mut roots = Vec::new();

@@ -137,6 +137,20 @@ fn usage_and_io_errors_exit_2() {
         Some(2)
     );
     assert_eq!(cvl(&["frobnicate"], dir.path()).status.code(), Some(2));
+    // Options only where they mean something: `--locked` where a lock is used.
+    for args in [
+        &["update-lock", "--locked", "x.cvl"][..],
+        &["repo", "log", "--locked", "repos/x"],
+        &["repo", "fetch", "--locked", "repos/x"],
+    ] {
+        let out = cvl(args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unexpected argument '--locked'"),
+            "{args:?}"
+        );
+    }
+    assert!(stdout(&cvl(&["check", "--help"], dir.path())).contains("--locked"));
 }
 
 #[test]
@@ -238,4 +252,59 @@ fn parse_prints_the_tree() {
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(text.starts_with("ROOT@0..12\n  ASSIGN@0..12"), "{text}");
+}
+
+/// `cvl eval` tells a sensitive parameter the user supplies at deploy time
+/// from a redacted one and from an unset plain one, in text and JSON.
+#[test]
+fn eval_tells_sensitive_inputs_from_redacted_and_unset_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("S.cvl"),
+        "S extends VMAppliance {\n  var \"sensitive\" pw, derived;\n  var plain;\n  \
+         vm = \"s.vmx\";\n  derived = pw;\n}\n",
+    )
+    .unwrap();
+    let text = stdout(&cvl(&["eval", "S.cvl", "-o", "S"], dir.path()));
+    assert!(
+        text.contains("pw                     = <sensitive: supplied at deploy time>"),
+        "{text}"
+    );
+    assert!(text.contains("plain                  = (unset)"), "{text}");
+    let out = cvl(
+        &["eval", "S.cvl", "-o", "S", "--format", "json"],
+        dir.path(),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["pw"],
+        serde_json::json!({"sensitive": "supplied at deploy time"})
+    );
+    assert_eq!(json["plain"], serde_json::json!([]));
+    // With a value (as the utility evaluates it), it is redacted.
+    let out = cvl(
+        &[
+            "eval",
+            "S.cvl",
+            "-o",
+            "S",
+            "--format",
+            "json",
+            "--assume",
+            "pw=hunter2",
+        ],
+        dir.path(),
+    );
+    let said = stdout(&out);
+    assert!(!said.contains("hunter2"), "{said}");
+    let json: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(
+        json["derived"],
+        serde_json::json!({"sensitive": "redacted"})
+    );
+    let help = stdout(&cvl(&["eval", "--help"], dir.path()));
+    assert!(
+        help.contains("<sensitive: supplied at deploy time>"),
+        "{help}"
+    );
 }

@@ -221,3 +221,25 @@ fn an_editor_session() {
     assert!(tokens["data"].as_array().unwrap().len() > 20);
     client.stop();
 }
+
+/// The server ends on `exit` even while its input stays open
+/// (tower-lsp#399): code 0 after `shutdown`, 1 without.
+#[test]
+fn exit_ends_the_server_with_the_code_lsp_prescribes() {
+    for shutdown in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
+        client.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
+        );
+        client.notify("initialized", json!({}));
+        let code = client.exit_keeping_input_open(shutdown);
+        assert_eq!(
+            code,
+            Some(if shutdown { 0 } else { 1 }),
+            "shutdown first: {shutdown}"
+        );
+    }
+}

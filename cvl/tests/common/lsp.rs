@@ -156,6 +156,27 @@ impl Client {
         .unwrap()
     }
 
+    /// Sends `exit` (after `shutdown` when asked) but keeps the input open,
+    /// as some editors do: the server must end on `exit` alone. Returns
+    /// its exit code.
+    pub fn exit_keeping_input_open(mut self, shutdown: bool) -> Option<i32> {
+        if shutdown {
+            self.request("shutdown", Value::Null);
+        }
+        self.notify("exit", Value::Null);
+        let mut child = self.child;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                drop(self.stdin);
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        panic!("the server did not exit after `exit` while its input stayed open");
+    }
+
     pub fn stop(mut self) {
         self.request("shutdown", Value::Null);
         self.notify("exit", Value::Null);
