@@ -14,7 +14,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.unwrap().path();
-            if path.is_dir() {
+            // A repository's published versions are copies of sources
+            // that are tested where they are written (as `cvl check` skips them).
+            if path.is_dir() && !path.join("cvl-repository.json").exists() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "cvl") {
                 files.push(path);

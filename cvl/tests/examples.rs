@@ -1,6 +1,7 @@
-//! The examples work where they are: `examples/cvl.toml` maps the paper's
-//! `http://virtualappliance.org/` to the repositories published beside it,
-//! so `cvl check` and `cvl eval` need no flags and change nothing; the
+//! The newcomer's path: the examples work where they are.
+//! `examples/cvl.toml` maps the paper's `http://virtualappliance.org/` to
+//! the repositories published beside it, so `cvl check`, `cvl fmt --check`
+//! and `cvl eval` need no flags or environment and change nothing; the
 //! repositories hold exactly the example files (scripts/publish-examples.sh
 //! rebuilds them). And a broken `cvl.toml` is a clear error.
 
@@ -50,6 +51,8 @@ fn the_examples_check_and_evaluate_in_place_with_no_flags() {
         "{}",
         said(&out)
     );
+    let out = cvl(home.path(), &ex, &["fmt", "--check", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
     let out = cvl(
         home.path(),
         &ex.join("groupware"),
