@@ -68,6 +68,7 @@ pub struct ApplyArgs {
     /// The CVL file of the deployment, or a plan saved by `cvl plan --out`
     /// (applied only while nothing it was made from has changed).
     pub file: PathBuf,
+    /// The object to deploy (default: the file's only object).
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
     /// Only this component and what its actions wait for.
@@ -83,8 +84,10 @@ pub struct ApplyArgs {
 pub struct StatusArgs {
     /// Only this file's deployment (default: every deployment).
     pub file: Option<PathBuf>,
+    /// Only this deployed object of FILE (default: the file's only object).
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
+    /// Output: for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
 }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use cvl_repo::blacklist::{Blacklist, VersionRange};
 
+use crate::utility::ListFormat;
+
 #[derive(clap::Subcommand)]
 pub enum BlacklistCommand {
     /// Bar versions of a repository.
@@ -17,6 +19,7 @@ pub enum BlacklistCommand {
     Add {
         /// The repository URL, as imports write it.
         url: String,
+        /// The versions to bar: 3, 1-4, 5-, -3 or *.
         #[arg(value_parser = VersionRange::parse)]
         versions: VersionRange,
         /// Why, shown to users whose check it fails.
@@ -25,12 +28,15 @@ pub enum BlacklistCommand {
     },
     /// Show the blacklist.
     List {
-        #[arg(long)]
-        json: bool,
+        /// Output: for people, or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
     },
     /// Lift a bar: every entry of the URL, or only the one for VERSIONS.
     Rm {
+        /// The repository URL, as the entry names it.
         url: String,
+        /// Only the entry for these versions (as `cvl blacklist list` shows them).
         #[arg(value_parser = VersionRange::parse)]
         versions: Option<VersionRange>,
     },
@@ -55,12 +61,20 @@ pub fn run(command: BlacklistCommand) -> Result<ExitCode> {
             list.save(&home).map_err(anyhow::Error::msg)?;
             eprintln!("barred versions {versions} of {url}");
         }
-        BlacklistCommand::List { json } => {
-            if json {
+        BlacklistCommand::List { format } => {
+            if format == ListFormat::Json {
                 crate::render::print_json(&serde_json::to_value(&list)?)?;
             } else if list.entries.is_empty() {
                 println!("the blacklist is empty");
             } else {
+                let width = |f: fn(&cvl_repo::blacklist::Entry) -> String| {
+                    list.entries
+                        .iter()
+                        .map(|e| f(e).chars().count())
+                        .max()
+                        .unwrap_or(0)
+                };
+                let (url_w, ver_w) = (width(|e| e.url.clone()), width(|e| e.versions.to_string()));
                 for e in &list.entries {
                     let reason = e
                         .reason
@@ -68,8 +82,10 @@ pub fn run(command: BlacklistCommand) -> Result<ExitCode> {
                         .map(|r| format!("  ({r})"))
                         .unwrap_or_default();
                     println!(
-                        "{}  versions {}  added {}{reason}",
-                        e.url, e.versions, e.added
+                        "{:<url_w$}  versions {:<ver_w$}  added {}{reason}",
+                        e.url,
+                        e.versions.to_string(),
+                        e.added
                     );
                 }
             }

@@ -43,6 +43,7 @@ pub struct PlanArgs {
     /// Save the plan here (JSON), for `cvl show` and, later, `cvl apply`.
     #[arg(long, value_name = "PLAN")]
     pub out: Option<PathBuf>,
+    /// Output: for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
     /// Exit 2 when the plan has changes, 0 when it has none (1 on errors).
@@ -58,6 +59,7 @@ pub struct StopArgs {
     pub file: PathBuf,
     /// A component to stop, with everything that requires it (default: all).
     pub path: Option<String>,
+    /// The object to deploy (default: the file's only object).
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
     /// Save the stop plan here too.
@@ -74,13 +76,16 @@ pub struct StopArgs {
 pub struct ShowArgs {
     /// A plan saved by `cvl plan --out`.
     pub plan: PathBuf,
+    /// Output: for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
     pub format: PlanFormat,
 }
 
 #[derive(clap::Args)]
 pub struct GraphArgs {
+    /// The CVL file of the deployment.
     pub file: PathBuf,
+    /// The object to deploy (default: the file's only object).
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
     #[command(flatten)]

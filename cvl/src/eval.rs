@@ -36,6 +36,7 @@ pub struct EvalArgs {
     /// The object to evaluate as deployed.
     #[arg(long, short)]
     pub object: String,
+    /// Output: for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = EvalFormat::Text)]
     pub format: EvalFormat,
     /// Evaluate as if the utility had allocated VALUE to PATH (e.g.

@@ -25,13 +25,17 @@ pub enum RepoCommand {
     Log {
         /// A folder, or a repository URL (file://, http://, https://).
         repo: String,
+        /// Output: for people, or JSON for scripts.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         format: LogFormat,
         #[command(flatten)]
         load: FetchArgs,
     },
     /// Check that every published file still matches its recorded SHA-256.
-    Verify { dir: PathBuf },
+    Verify {
+        /// The repository's folder.
+        dir: PathBuf,
+    },
     /// Make a version's files (program disks with their backing chains)
     /// available locally, verified; prints the local folder. Downloads go
     /// to the cache in $CVL_HOME and resume where an interrupted one stopped.
@@ -98,13 +102,24 @@ pub fn run(command: RepoCommand) -> Result<ExitCode> {
                     if index.versions.is_empty() {
                         println!("no versions published yet");
                     }
+                    // One width for every version's file names, so that
+                    // sizes and hashes line up down the whole log.
+                    let width = index
+                        .versions
+                        .iter()
+                        .flat_map(|v| v.files.iter().map(|f| f.path.chars().count()))
+                        .max()
+                        .unwrap_or(0);
                     for v in index.versions.iter().rev() {
                         println!(
                             "version {}  published {}  ({})",
                             v.version, v.published, v.cvl
                         );
                         for f in &v.files {
-                            println!("    {}  {:>10} bytes  sha256:{}", f.path, f.size, f.sha256);
+                            println!(
+                                "    {:<width$}  {:>10} bytes  sha256:{}",
+                                f.path, f.size, f.sha256
+                            );
                         }
                     }
                 }

@@ -16,6 +16,8 @@ use cvl_secrets::client::Client;
 use cvl_secrets::protocol::{Request, Secret};
 use cvl_secrets::Error;
 
+use crate::utility::ListFormat;
+
 fn home() -> PathBuf {
     cvl_repo::settings::default_home()
 }
@@ -55,11 +57,15 @@ pub enum SecretsCommand {
     },
     /// The names of the values the vault holds (never the values).
     List {
+        /// Output: for people, or JSON for scripts.
         #[arg(long, value_enum, default_value_t = ListFormat::Human)]
         format: ListFormat,
     },
     /// Remove a value from the vault.
-    Rm { name: String },
+    Rm {
+        /// DEPLOYMENT/PARAMETER, as `cvl secrets list` shows it.
+        name: String,
+    },
     /// Decrypt the vault into the agent (creates the vault on first use).
     Unlock {
         /// Read the passphrase from standard input instead of the terminal.
@@ -74,12 +80,6 @@ pub enum SecretsCommand {
         #[arg(long)]
         stdin: bool,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum ListFormat {
-    Human,
-    Json,
 }
 
 /// `cvl agent`.

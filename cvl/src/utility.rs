@@ -95,10 +95,12 @@ pub enum HostCommand {
         The host needs QEMU, qemu-img and iproute2, and a user that may run them and \
         create network links (root). cvl copies itself to ROOT/bin on first use.")]
     Add {
+        /// The host's name in the utility (as `cvl host list` shows it).
         name: String,
         /// The SSH address (name or IP); VXLAN between hosts uses it too.
         #[arg(long)]
         address: String,
+        /// The SSH port.
         #[arg(long, default_value_t = 22)]
         port: u16,
         /// The SSH user.
@@ -130,6 +132,7 @@ pub enum HostCommand {
     /// Accept a registered host's new key (after a reinstall), once its
     /// fingerprint is checked on the host itself.
     Trust {
+        /// The host's name in the utility (as `cvl host list` shows it).
         name: String,
         /// The fingerprint the host's key must have (`SHA256:...`).
         #[arg(long, value_name = "SHA256:...")]
@@ -139,6 +142,7 @@ pub enum HostCommand {
     /// of each deployment moves its VMs to other hosts (stop, carry the data
     /// disks over, start; the old folders go to the drained host's attic).
     Drain {
+        /// The host's name in the utility (as `cvl host list` shows it).
         name: String,
         /// Let the host take VMs again (what moved stays where it is).
         #[arg(long)]
@@ -146,11 +150,15 @@ pub enum HostCommand {
     },
     /// List the registered hosts (none: this machine is the one host).
     List {
+        /// Output: for people, or JSON for scripts.
         #[arg(long, value_enum, default_value_t = ListFormat::Human)]
         format: ListFormat,
     },
     /// Unregister a host that runs nothing.
-    Rm { name: String },
+    Rm {
+        /// The host's name (as `cvl host list` shows it).
+        name: String,
+    },
     /// Serve host operations on stdin/stdout (what the executor starts on
     /// each host; not for people).
     #[command(hide = true)]
@@ -171,14 +179,18 @@ pub enum ListFormat {
 pub enum PoolCommand {
     /// Show the pools: VAN network numbers, public addresses, the MAC prefix.
     Show {
+        /// Output: for people, or JSON for scripts.
         #[arg(long, value_enum, default_value_t = ListFormat::Human)]
         format: ListFormat,
     },
     /// Set a pool: `networks FROM-TO` (1-65535; VAN n gets 10.(n/256).(n%256).0/24),
     /// `public FIRST-LAST` (IPv4), `mac-prefix XX:XX:XX` (locally administered).
     Set {
+        /// Which pool.
         #[arg(value_enum)]
         pool: PoolName,
+        /// networks: FROM-TO (`1-4095`); public: FIRST-LAST addresses
+        /// (`198.51.100.10-198.51.100.99`); mac-prefix: three octets (`0a:c7:1a`).
         value: String,
     },
 }

@@ -308,3 +308,41 @@ fn eval_tells_sensitive_inputs_from_redacted_and_unset_values() {
         "{help}"
     );
 }
+
+/// `--format json` everywhere (no `--json`), and columns that line up.
+#[test]
+fn blacklist_lists_in_columns_and_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cvl"))
+            .args(args)
+            .env("CVL_HOME", dir.path().join("home"))
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["blacklist", "add", "http://a.example/DNS", "1-2"])
+        .status
+        .success());
+    assert!(run(&[
+        "blacklist",
+        "add",
+        "http://appliances.example/Firewall",
+        "3",
+        "--reason",
+        "CVE"
+    ])
+    .status
+    .success());
+    let listed = stdout(&run(&["blacklist", "list"]));
+    let at: Vec<usize> = listed
+        .lines()
+        .map(|l| l.find("versions").unwrap())
+        .collect();
+    assert!(at.len() == 2 && at[0] == at[1], "{listed}");
+    let at: Vec<usize> = listed.lines().map(|l| l.find("added").unwrap()).collect();
+    assert!(at[0] == at[1], "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&["blacklist", "list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json["entries"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(run(&["blacklist", "list", "--json"]).status.code(), Some(2));
+}
