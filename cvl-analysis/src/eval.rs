@@ -615,24 +615,26 @@ impl Evaluator<'_> {
                 [path] => {
                     let segments = dotted_path(path);
                     let target = self.walk(i, &segments);
+                    let ok = target.is_some_and(|t| self.instances[t].kind == Kind::Interface);
                     // A component whose object is unknown (a failed import,
                     // an unresolved name) has no known interfaces: that
                     // error is reported where it starts, not again here.
-                    let unknown = segments.first().is_some_and(|first| {
-                        let model = object_model(self.db, &self.instances[i].ty);
-                        let declared_unknown = model
-                            .components
-                            .get(&first.text)
-                            .is_some_and(|c| c.ty.is_none());
-                        let instance_unknown = self.instances[i].children.iter().any(|(n, c)| {
-                            *n == first.text && self.instances[*c].kind == Kind::Unknown
-                        });
-                        declared_unknown || instance_unknown
-                    });
-                    if unknown {
+                    let component_unknown = || {
+                        segments.first().is_some_and(|first| {
+                            let model = object_model(self.db, &self.instances[i].ty);
+                            let untyped = model
+                                .components
+                                .get(&first.text)
+                                .is_some_and(|c| c.ty.is_none());
+                            untyped
+                                || self.instances[i].children.iter().any(|(n, c)| {
+                                    *n == first.text && self.instances[*c].kind == Kind::Unknown
+                                })
+                        })
+                    };
+                    if !ok && component_unknown() {
                         continue;
                     }
-                    let ok = target.is_some_and(|t| self.instances[t].kind == Kind::Interface);
                     if ok && kind == Kind::Van && segments.len() < 2 {
                         Some(format!(
                             "`{path}` must name an interface of a component, e.g. \"f.ethernet1\""

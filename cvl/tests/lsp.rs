@@ -243,3 +243,46 @@ fn exit_ends_the_server_with_the_code_lsp_prescribes() {
         );
     }
 }
+
+/// An editor opened on the shipped examples: the server takes the mirrors
+/// of `examples/cvl.toml`, so the paper's imports resolve with no flags or
+/// environment (the same as `cvl check`, see `examples.rs`).
+#[test]
+fn the_server_reads_the_examples_workspace_settings() {
+    let home = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/groupware")
+        .canonicalize()
+        .unwrap();
+    let file = root.join("AcmeGroupware.cvl");
+    let uri = format!("file://{}", file.display());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut client =
+        Client::start_with_home(Path::new(env!("CARGO_BIN_EXE_cvl")), &root, home.path());
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
+    );
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
+    );
+    let diagnostics = client.diagnostics(&uri, Some(1));
+    let codes: Vec<&str> = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert!(!codes.contains(&"bad-import"), "{diagnostics:#}");
+    assert!(
+        diagnostics
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["severity"] != 1),
+        "errors: {diagnostics:#}"
+    );
+    client.stop();
+}

@@ -34,10 +34,9 @@ fn base(suite: &Suite, program: &str) -> Command {
     c
 }
 
-/// `cvl ARGS` with `input` on stdin.
-fn with_stdin(suite: &Suite, args: &[&str], input: &str) -> Output {
-    let mut child = base(suite, env!("CARGO_BIN_EXE_cvl"))
-        .args(args)
+/// Runs `command` with `input` on its stdin; its output.
+fn feed(mut command: Command, input: &str) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,6 +49,13 @@ fn with_stdin(suite: &Suite, args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// `cvl ARGS` with `input` on stdin.
+fn with_stdin(suite: &Suite, args: &[&str], input: &str) -> Output {
+    let mut command = base(suite, env!("CARGO_BIN_EXE_cvl"));
+    command.args(args);
+    feed(command, input)
 }
 
 fn said(out: &Output) -> String {
@@ -370,20 +376,9 @@ fn with_a_terminal_plan_unlocks_the_agent_and_asks_for_what_it_lacks() {
         env!("CARGO_BIN_EXE_cvl"),
         suite.mirror()
     );
-    let mut child = base(&suite, "script")
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"tty pass\nTyped-Proxy-Value\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut script = base(&suite, "script");
+    script.args(["-qec", &command, "/dev/null"]);
+    let out = feed(script, "tty pass\nTyped-Proxy-Value\n");
     let transcript = said(&out);
     assert!(out.status.success(), "{transcript}");
     assert!(

@@ -36,8 +36,13 @@ impl Client {
         };
         let me = crate::euid();
         let dir_meta = socket.parent().and_then(|d| std::fs::metadata(d).ok());
+        // The folder must be ours or root's, and not writable by others
+        // unless sticky (as /tmp is): else someone could swap the socket.
         let foreign_dir = dir_meta.as_ref().is_some_and(|d| {
-            d.uid() != me && d.uid() != 0 || d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0
+            let owner_ok = d.uid() == me || d.uid() == 0;
+            let others_write = d.mode() & 0o022 != 0;
+            let sticky = d.mode() & 0o1000 != 0;
+            !owner_ok || (others_write && !sticky)
         });
         if meta.uid() != me || foreign_dir {
             return Err(Error::Foreign(format!(

@@ -78,8 +78,9 @@ pub struct Response {
 pub struct Status {
     pub pid: u32,
     pub locked: bool,
-    /// Whether the vault file exists.
+    /// The vault file's path.
     pub vault: String,
+    /// Whether the vault file exists.
     pub vault_exists: bool,
     /// Seconds until the values are forgotten (while unlocked).
     pub forget_in_secs: Option<u64>,

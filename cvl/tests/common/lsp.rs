@@ -22,11 +22,17 @@ pub struct Client {
 
 impl Client {
     pub fn start(cvl: &Path, root: &Path) -> Client {
+        Client::start_with_home(cvl, root, &root.join(".home"))
+    }
+
+    /// As [`Client::start`], with the utility home elsewhere (to leave
+    /// `root` untouched).
+    pub fn start_with_home(cvl: &Path, root: &Path, home: &Path) -> Client {
         let mut child = Command::new(cvl)
             .arg("lsp")
             .current_dir(root)
             .env_remove("CVL_MIRRORS")
-            .env("CVL_HOME", root.join(".home"))
+            .env("CVL_HOME", home)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
