@@ -47,6 +47,8 @@ pub struct LoadReport {
     pub locks_written: Vec<PathBuf>,
     /// Problems with lock files (under `LockMode::Locked`, a needed change).
     pub lock_errors: Vec<String>,
+    /// Newer versions the lock did not take, once each.
+    pub notices: Vec<String>,
 }
 
 struct LockState {
@@ -171,7 +173,12 @@ impl Loader {
                 }
                 let lock = lock_dir.as_ref().and_then(|d| self.locks.get_mut(d));
                 let outcome = resolve_import(&self.fetcher, key, &base, lock, self.lock_mode);
-                let result = outcome.map(|fetched| {
+                let result = outcome.map(|mut fetched| {
+                    if let Some(notice) = fetched.newer.take() {
+                        if !self.report.notices.contains(&notice) {
+                            self.report.notices.push(notice);
+                        }
+                    }
                     let repository = fetched.version.map(|_| fetched.base.url());
                     let imported = match self.by_name.get(&fetched.name) {
                         Some(&f) => f,
@@ -252,6 +259,9 @@ struct Fetched {
     blacklisted: Option<String>,
     /// The version's files (path, SHA-256).
     files: Vec<(String, String)>,
+    /// Said when cvl.lock keeps an unpinned import on an older version than
+    /// the newest one allowed (as cargo reports versions it did not take).
+    newer: Option<String>,
 }
 
 /// `scheme://host/` of a URL (the URL itself when it has no path).
@@ -325,6 +335,7 @@ fn resolve_import(
             base: location.clone(),
             blacklisted: None,
             files: Vec::new(),
+            newer: None,
         });
     };
     if index.versions.is_empty() {
@@ -413,6 +424,20 @@ fn resolve_import(
             version.version, key.url
         )
     });
+    let newer = match (&locked, &key.version) {
+        (Some(entry), None) => blacklist
+            .newest_allowed(&key.url, &index)
+            .filter(|&n| n > entry.version)
+            .filter(|&n| index.version(n).is_some_and(|v| v.file(&key.cvl).is_some()))
+            .map(|n| {
+                format!(
+                    "cvl.lock keeps {} ({}) on version {}; version {n} is published: run \
+                     `cvl update-lock` to take it",
+                    key.url, key.cvl, entry.version
+                )
+            }),
+        _ => None,
+    };
     let rel = crate::index::version_file_path(version.version, &key.cvl);
     let path = match &location {
         Location::Dir(dir) => Some(dir.join(&rel)),
@@ -437,5 +462,6 @@ fn resolve_import(
             .collect(),
         base: location,
         blacklisted,
+        newer,
     })
 }

@@ -119,6 +119,9 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
     for (file, _) in &report.files {
         sources.add(file.name(&db), file.text(&db));
     }
+    for notice in &report.notices {
+        eprintln!("note: {notice}");
+    }
     let prelude = cvl_analysis::Db::prelude(&db);
     sources.add(prelude.name(&db), prelude.text(&db));
     Ok(Workspace {

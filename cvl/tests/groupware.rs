@@ -257,16 +257,31 @@ fn the_lock_pins_versions_until_update_lock() {
         ["389"],
         "the lock keeps version 1"
     );
-    // --locked passes while nothing needs to change.
-    ok(
+    // --locked passes while nothing needs to change, and says what it kept.
+    let out = ok(
         dir,
         &["check", "--locked", "--mirror", &m, "AcmeGroupware.cvl"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(
+        notes,
+        [
+            "note: cvl.lock keeps http://virtualappliance.org/OpenLDAP (OpenLDAP.cvl) on \
+             version 1; version 2 is published: run `cvl update-lock` to take it"
+        ],
+        "{stderr}"
     );
     ok(dir, &["update-lock", "--mirror", &m, "AcmeGroupware.cvl"]);
     assert_eq!(
         strings(&eval_acme(dir, false)["l.port"]),
         ["1389"],
         "update-lock moves to version 2"
+    );
+    let out = ok(dir, &["check", "--mirror", &m, "AcmeGroupware.cvl"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("note:"),
+        "nothing newer once updated"
     );
 }
 
