@@ -54,7 +54,11 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
             print_diff(&source.name, &source.text, &formatted);
             failed = true;
         } else if let Some(path) = &source.path {
-            cvl_repo::write_atomic(path, formatted.as_bytes())
+            // Through a symbolic link, the file it points to is what gets
+            // formatted; the link stays a link.
+            let target = std::fs::canonicalize(path)
+                .with_context(|| format!("cannot resolve `{}`", source.name))?;
+            cvl_repo::write_atomic(&target, formatted.as_bytes())
                 .with_context(|| format!("cannot write `{}`", source.name))?;
             eprintln!("formatted {}", source.name);
         }

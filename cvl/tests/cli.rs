@@ -214,6 +214,34 @@ fn fmt_rewrites_in_place_and_check_shows_a_diff() {
 }
 
 #[test]
+fn fmt_through_a_symbolic_link_formats_its_target_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    let target = dir.path().join("real/a.cvl");
+    std::fs::write(&target, "A extends VMAppliance{vm=\"a.vmx\";}").unwrap();
+    let link = dir.path().join("link.cvl");
+    std::os::unix::fs::symlink("real/a.cvl", &link).unwrap();
+    let out = cvl(&["fmt", "link.cvl"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link is still a link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "A extends VMAppliance {\n  vm = \"a.vmx\";\n}\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("real"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+}
+
+#[test]
 fn fmt_refuses_a_file_with_syntax_errors_and_says_where() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.cvl");
