@@ -98,6 +98,31 @@ fn compute_file_diagnostics(
     }
     let mut seen = FxHashSet::default();
     local.retain(|d| seen.insert((d.code, d.loc.clone(), d.message.clone())));
+    // A reference cycle met by several evaluations (the object's own, a
+    // VAN's that has it as a component) is one cycle: the same places. Kept
+    // once, in the wording with the shortest names (the object's own).
+    let places = |d: &LocalDiagnostic| {
+        let mut places: Vec<Loc> = std::iter::once(d.loc.clone())
+            .chain(d.labels.iter().map(|(l, _)| l.clone()))
+            .collect();
+        places.sort_by_key(|l| (l.object.clone(), l.range.start()));
+        places
+    };
+    let mut best: rustc_hash::FxHashMap<Vec<Loc>, usize> = Default::default();
+    for (i, d) in local.iter().enumerate() {
+        if d.code == Code::ReferenceCycle {
+            let slot = best.entry(places(d)).or_insert(i);
+            if d.message.len() < local[*slot].message.len() {
+                *slot = i;
+            }
+        }
+    }
+    let keep: FxHashSet<usize> = best.into_values().collect();
+    let mut index = 0;
+    local.retain(|d| {
+        index += 1;
+        d.code != Code::ReferenceCycle || keep.contains(&(index - 1))
+    });
     out.extend(local.iter().map(|d| d.render(db)));
     // This file's diagnostics first, then those pointing into its imports.
     out.sort_by(|a, b| {

@@ -232,7 +232,16 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<L
                 .as_ref()
                 .map(|p| resolve::resolve_type(db, last.file, p))
                 == Some(Resolved::Def(def.clone()));
-            if closes_on_self {
+            // One cycle, one diagnostic: its first member in source order
+            // reports it, naming the whole cycle.
+            let first = closes_on_self
+                && chain
+                    .chain
+                    .iter()
+                    .map(|d| resolve::source_order(db, d))
+                    .min()
+                    == Some(resolve::source_order(db, &def));
+            if first {
                 let names: Vec<&str> = chain.chain.iter().map(|d| d.name.as_str()).collect();
                 let mut diag = error(
                     Code::InheritanceCycle,

@@ -254,6 +254,22 @@ impl Loc {
         }
     }
 
+    /// Source order across files and objects: file name, the owning
+    /// object's place in its file, then the range.
+    pub fn order_key(&self, db: &dyn crate::db::Db) -> (String, usize, cvl_syntax::TextSize) {
+        let (file, index) = match &self.object {
+            Some(name) => crate::resolve::source_order(
+                db,
+                &crate::resolve::Def {
+                    file: self.file,
+                    name: name.clone(),
+                },
+            ),
+            None => (self.file.name(db).clone(), 0),
+        };
+        (file, index, self.range.start())
+    }
+
     /// The absolute span, for rendering.
     pub fn span(&self, db: &dyn crate::db::Db) -> Span {
         let offset = self

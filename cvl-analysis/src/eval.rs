@@ -452,12 +452,31 @@ impl Evaluator<'_> {
     }
 
     fn report_cycle(&mut self, cycle: &[usize]) {
+        // Start at the assignment first in source order, so that every
+        // evaluation meeting this cycle words it alike.
+        let key = |s: usize| match &self.slots[s].writer {
+            Some(Writer::Assign { assign, .. }) => {
+                Some(Loc::in_object(&assign.owner, assign.item(self.db).range).order_key(self.db))
+            }
+            _ => None,
+        };
+        let start = (0..cycle.len())
+            .min_by_key(|&i| {
+                let k = key(cycle[i]);
+                (k.is_none(), k)
+            })
+            .unwrap_or(0);
+        let cycle: Vec<usize> = cycle[start..]
+            .iter()
+            .chain(&cycle[..start])
+            .copied()
+            .collect();
         let names: Vec<String> = cycle
             .iter()
             .map(|&s| self.instances[self.slots[s].instance].dotted(&self.slots[s].name))
             .collect();
         let mut locs = Vec::new();
-        for &s in cycle {
+        for &s in &cycle {
             if let Some(Writer::Assign { assign, .. }) = &self.slots[s].writer {
                 locs.push(Loc::in_object(&assign.owner, assign.item(self.db).range));
             }

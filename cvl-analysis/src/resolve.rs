@@ -33,6 +33,18 @@ pub fn object_data(db: &dyn Db, file: SourceFile, name: String) -> Option<Arc<Ob
     item_tree(db, file).object(&name).map(|o| o.data.clone())
 }
 
+/// Where `def` stands in source order: its file's name and its index among
+/// the file's objects (stable across edits inside objects). What picks the
+/// one member of a cycle that reports it.
+pub fn source_order(db: &dyn Db, def: &Def) -> (String, usize) {
+    let index = item_tree(db, def.file)
+        .by_name
+        .get(&def.name)
+        .copied()
+        .unwrap_or(usize::MAX);
+    (def.file.name(db).clone(), index)
+}
+
 /// The name after `extends`: changes only when that name does.
 #[salsa::tracked(returns(ref))]
 pub fn parent_name(db: &dyn Db, file: SourceFile, name: String) -> Option<String> {
