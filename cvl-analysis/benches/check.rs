@@ -1,6 +1,9 @@
 //! `check` on a generated workspace of 10,000 appliances in 100 files (five-
 //! level inheritance, a VAN of 100 components per file): cold, and again
-//! after a one-character edit in one object's body.
+//! after a one-character edit in one object's body. Then one large file
+//! (`workspace::large_file`): cold parse + check from 2,500 to 40,000
+//! objects (the growth should be linear), and a one-character edit inside
+//! one object of the 5,000-object (1 MB) file.
 
 #[path = "workspace.rs"]
 mod workspace;
@@ -125,5 +128,53 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn large(c: &mut Criterion) {
+    let mut group = c.benchmark_group("large file");
+    group.sample_size(10);
+    for objects in [2_500usize, 5_000, 10_000, 20_000, 40_000] {
+        let text = workspace::large_file(objects);
+        group.throughput(criterion::Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("cold: parse + check, {objects} objects"), |b| {
+            b.iter_batched(
+                || {
+                    let db = RootDatabase::default();
+                    let file = db.add_file("large.cvl".into(), text.clone());
+                    (db, file)
+                },
+                |(db, file)| {
+                    black_box(file_diagnostics(&db, file, &CheckOptions::default()).len());
+                    (db, file)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    let text = workspace::large_file(5_000);
+    let mut db = RootDatabase::default();
+    let file = db.add_file("large.cvl".into(), text.clone());
+    file_diagnostics(&db, file, &CheckOptions::default());
+    let at = text.find("acme2500.org").unwrap() + "acme".len();
+    let mut round = 0u8;
+    group.bench_function(
+        "one-char edit in one object, re-check (5,000 objects)",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round = (round + 1) % 10;
+                    let mut edited = text.clone();
+                    edited.replace_range(at..at + 1, &char::from(b'0' + round).to_string());
+                    db.set_text(file, edited);
+                    let start = Instant::now();
+                    black_box(file_diagnostics(&db, file, &CheckOptions::default()).len());
+                    total += start.elapsed();
+                }
+                total
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, bench, large);
 criterion_main!(benches);

@@ -48,3 +48,16 @@ pub fn generate(files: usize, per_file: usize) -> Vec<(String, String)> {
     }
     out
 }
+
+/// One large file of `objects` appliances, each like the sample
+/// (two required parameters, a nested map, three assignments): about 200
+/// bytes an object, so 5,000 objects are 1 MB.
+pub fn large_file(objects: usize) -> String {
+    let mut text = String::with_capacity(objects * 210);
+    for i in 1..=objects {
+        text.push_str(&format!(
+            "A{i} extends VMAppliance {{\n  var \"required\" domain, x1;\n  var motd;\n  vm = \"a.vmx\";\n  motd = {{ host => \"h1\", dom => domain, n => {{ a => \"x y\", b => \"z\" }} }};\n  domain = \"acme{i}.org\";\n  x1 = \"v\";\n}}\n"
+        ));
+    }
+    text
+}

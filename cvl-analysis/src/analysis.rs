@@ -46,34 +46,11 @@ fn compute_file_diagnostics(
 ) -> Vec<Diagnostic> {
     let mut local: Vec<LocalDiagnostic> = Vec::new();
     local.extend(file_checks(db, file).iter().cloned());
-    let tree = item_tree(db, file);
-    // Objects that others in the file build on are not what users deploy:
-    // only the file's top objects get "users must set" hints.
-    let used: FxHashSet<&str> = tree
-        .objects
-        .iter()
-        .flat_map(|o| {
-            let data = &o.data;
-            data.parent
-                .iter()
-                .map(|p| p.text.as_str())
-                .chain(data.components.iter().map(|c| c.ty.text.as_str()))
-        })
-        .collect();
-    let mut seen_objects = FxHashSet::default();
-    for object in &tree.objects {
-        let name = object.data.name.text.clone();
-        if !seen_objects.insert(name.clone()) {
-            continue; // a duplicate object: reported by file_checks
-        }
-        let def = Def { file, name };
-        local.extend(object_checks(db, &def).iter().cloned());
-        let deployed = options.deploy.contains(&def.name);
-        let hints = options.deploy.is_empty() && !used.contains(def.name.as_str());
+    for (def, deployed, hints) in checked_objects(db, file, options) {
         local.extend(
-            evaluation_diagnostics(db, &def, deployed)
-                .into_iter()
-                .filter(|d| d.severity != Severity::Hint || hints),
+            object_diagnostics(db, def.file, def.name, deployed, hints)
+                .iter()
+                .cloned(),
         );
     }
     let mut out: Vec<Diagnostic> =
@@ -133,6 +110,63 @@ fn compute_file_diagnostics(
         ))
     });
     out
+}
+
+/// The objects of `file` that are checked, each once (a duplicate is
+/// reported by `file_checks`), with whether it is deployed and whether its
+/// "users must set" hints are shown.
+fn checked_objects(
+    db: &dyn Db,
+    file: SourceFile,
+    options: &CheckOptions,
+) -> Vec<(Def, bool, bool)> {
+    let tree = item_tree(db, file);
+    // Objects that others in the file build on are not what users deploy:
+    // only the file's top objects get "users must set" hints.
+    let used: FxHashSet<&str> = tree
+        .objects
+        .iter()
+        .flat_map(|o| {
+            let data = &o.data;
+            data.parent
+                .iter()
+                .map(|p| p.text.as_str())
+                .chain(data.components.iter().map(|c| c.ty.text.as_str()))
+        })
+        .collect();
+    let mut seen = FxHashSet::default();
+    tree.objects
+        .iter()
+        .filter(|o| seen.insert(o.data.name.text.as_str()))
+        .map(|o| {
+            let name = o.data.name.text.clone();
+            let deployed = options.deploy.contains(&name);
+            let hints = options.deploy.is_empty() && !used.contains(name.as_str());
+            (Def { file, name }, deployed, hints)
+        })
+        .collect()
+}
+
+/// One object's own diagnostics (declarations, evaluation, dependencies
+/// when deployed), memoized per object: after an edit, the file's list is
+/// assembled from these, and only the objects the edit reaches are checked
+/// again.
+#[salsa::tracked(returns(ref))]
+fn object_diagnostics(
+    db: &dyn Db,
+    file: SourceFile,
+    name: String,
+    deployed: bool,
+    hints: bool,
+) -> std::sync::Arc<Vec<LocalDiagnostic>> {
+    let def = Def { file, name };
+    let mut out: Vec<LocalDiagnostic> = object_checks(db, &def).as_ref().clone();
+    out.extend(
+        evaluation_diagnostics(db, &def, deployed)
+            .into_iter()
+            .filter(|d| d.severity != Severity::Hint || hints),
+    );
+    std::sync::Arc::new(out)
 }
 
 /// Every file `file` imports, directly or not, each once.
@@ -302,16 +336,24 @@ fn params_of(db: &dyn Db, ev: &Evaluation) -> Vec<EvaluatedParam> {
     order.sort_by_key(|&s| (instance_rank[ev.slots[s].instance], s));
     order
         .into_iter()
-        .map(|s| {
-            let slot = &ev.slots[s];
-            let var = slot.decl.var(db);
-            EvaluatedParam {
-                path: ev.dotted(slot),
-                value: slot.value.strings(),
-                sensitive: slot.value.sensitive,
-                assigned_at: ev.origin(db, slot).map(|l| l.span(db)),
-                declared_at: Loc::in_object(&slot.decl.owner, var.name.range).span(db),
-            }
-        })
+        .map(|s| param_of(db, ev, &ev.slots[s]))
         .collect()
+}
+
+/// One parameter of `def` by its dotted path, without rendering the others
+/// (what `cvl check` needs of every VM appliance: its `vm`).
+pub fn evaluated_param(db: &dyn Db, def: &Def, path: &str) -> Option<EvaluatedParam> {
+    let ev = evaluate(db, def);
+    ev.slot(path).map(|slot| param_of(db, ev, slot))
+}
+
+fn param_of(db: &dyn Db, ev: &Evaluation, slot: &crate::eval::Slot) -> EvaluatedParam {
+    let var = slot.decl.var(db);
+    EvaluatedParam {
+        path: ev.dotted(slot),
+        value: slot.value.strings(),
+        sensitive: slot.value.sensitive,
+        assigned_at: ev.origin(db, slot).map(|l| l.span(db)),
+        declared_at: Loc::in_object(&slot.decl.owner, var.name.range).span(db),
+    }
 }

@@ -68,6 +68,9 @@ fn editing_one_body_reruns_only_what_it_reaches() {
     // A's model changed; N contains A, so N's evaluation re-runs; B's, C's do not.
     assert_eq!(count(&warm, "object_model_query"), 1, "{warm:#?}");
     assert_eq!(count(&warm, "evaluate_query"), 2, "{warm:#?}");
+    // The file's list is assembled from per-object diagnostics: only those
+    // of A and of N (which contains A) are computed again.
+    assert_eq!(count(&warm, "object_diagnostics"), 2, "{warm:#?}");
     // The file's scope is recomputed from the new summary, found equal, and
     // so nothing that resolves names runs again.
     assert!(count(&warm, "file_scope") <= 1, "{warm:#?}");

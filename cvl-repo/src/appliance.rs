@@ -24,6 +24,9 @@ pub struct VmAppliance {
 /// Every VM appliance object of `file` whose `vm` is set in `file` itself.
 pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmAppliance> {
     let mut out = Vec::new();
+    // Many objects often name one description: read and check it once.
+    let mut descriptions: std::collections::HashMap<PathBuf, Result<VmDescription, String>> =
+        std::collections::HashMap::new();
     for object in &item_tree(db, file).objects {
         let def = Def {
             file,
@@ -32,9 +35,9 @@ pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmA
         if kind_of(db, &def) != Kind::Vm {
             continue;
         }
-        let params = cvl_analysis::evaluated_params(db, &def);
-        let get = |name: &str| params.iter().find(|p| p.path == name);
-        let Some(vm) = get("vm") else { continue };
+        let Some(vm) = cvl_analysis::evaluated_param(db, &def, "vm") else {
+            continue;
+        };
         let (Some([value]), Some(at)) = (vm.value.as_deref(), &vm.assigned_at) else {
             continue;
         };
@@ -42,7 +45,7 @@ pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmA
             continue; // set by a parent in another file: checked there
         }
         let path = dir.join(value);
-        let description = std::fs::read_to_string(&path)
+        let description = descriptions.entry(path.clone()).or_insert_with(|| std::fs::read_to_string(&path)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "`vm` names `{value}`, which does not exist beside the file: write the VM \
@@ -55,9 +58,9 @@ pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmA
                 d.check_files(&path)
                     .map(|()| d)
                     .map_err(|e| format!("`{value}`: {e}"))
-            });
-        let data_devices = get("datadisks")
-            .and_then(|p| p.value.clone())
+            })).clone();
+        let data_devices = cvl_analysis::evaluated_param(db, &def, "datadisks")
+            .and_then(|p| p.value)
             .map(|v| data_disk_devices(&v))
             .unwrap_or_default();
         out.push(VmAppliance {

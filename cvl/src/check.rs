@@ -103,6 +103,10 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
         let hints = diagnostics.len() - errors - warnings;
         eprintln!("{}", summary(ws.file_count, errors, warnings, hints));
     }
+    // The process ends here: freeing the analysis database piece by piece
+    // took a sixth of a large check (measured with perf); the OS takes it
+    // back at once.
+    std::mem::forget(ws);
     Ok(if errors > 0 {
         ExitCode::from(1)
     } else {
