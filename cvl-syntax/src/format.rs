@@ -7,9 +7,9 @@
 //! they were on their own line. It refuses trees with syntax errors, and must
 //! never change the sequence of non-trivia tokens.
 
-use rowan::NodeOrToken;
+use rowan::{GreenNodeData, Language, NodeOrToken, TextRange, TextSize};
 
-use crate::{Parse, SyntaxError, SyntaxKind, SyntaxKind::*, SyntaxNode, SyntaxToken};
+use crate::{CvlLanguage, Parse, SyntaxError, SyntaxKind, SyntaxKind::*, SyntaxNode, SyntaxToken};
 
 /// Layout settings. The defaults are the canonical style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub fn format_parse(parse: &Parse, options: FormatOptions) -> Result<String, Vec
         return Err(parse.errors().to_vec());
     }
     let root = parse.syntax();
-    let mut printer = Printer::new(options, false);
+    let mut printer = Printer::new(options, Comments::of(&root));
     printer.statements(&root);
     printer.trailing_comments(&root);
     let mut out = printer.out;
@@ -74,8 +74,7 @@ struct Comment {
 
 struct Printer {
     options: FormatOptions,
-    /// Measuring mode: every construct flat, comments ignored.
-    flat_only: bool,
+    comments: Comments,
     out: String,
     column: usize,
     indent: usize,
@@ -85,10 +84,10 @@ struct Printer {
 }
 
 impl Printer {
-    fn new(options: FormatOptions, flat_only: bool) -> Self {
+    fn new(options: FormatOptions, comments: Comments) -> Self {
         Printer {
             options,
-            flat_only,
+            comments,
             out: String::new(),
             column: 0,
             indent: 0,
@@ -146,14 +145,14 @@ impl Printer {
     }
 
     fn write_token(&mut self, token: &SyntaxToken) {
-        if !self.flat_only && self.pending >= Sep::Newline && blank_line_before(token) {
+        if self.pending >= Sep::Newline && blank_line_before(token) {
             self.sep(Sep::BlankLine);
         }
         self.write(token.text());
     }
 
     fn comments_before(&mut self, token: &SyntaxToken) {
-        if self.flat_only {
+        if !self.comments.precede(token) {
             return;
         }
         for comment in leading_comments(token) {
@@ -251,7 +250,7 @@ impl Printer {
     fn body(&mut self, node: &SyntaxNode) {
         let children: Vec<_> = significant_children(node).collect();
         let outer = self.indent;
-        let empty = children.len() == 2 && !node_has_comment(node);
+        let empty = children.len() == 2 && !self.comments.within(node.text_range());
         for element in &children {
             match element {
                 NodeOrToken::Token(t) if t.kind() == L_CURLY => {
@@ -361,19 +360,137 @@ impl Printer {
     }
 
     /// Can `node` go on the current line, followed by `tail` more characters?
+    /// Measured on the green tree, which allocates nothing, and only as far
+    /// as the line has room (a flat copy printed in full, for every list and
+    /// map at every depth, was most of formatting a large file).
     fn fits_flat(&self, node: &SyntaxNode, tail: usize) -> bool {
-        if self.flat_only {
-            return true;
-        }
-        if node_has_comment(node) {
+        if self.comments.within(node.text_range()) {
             return false;
         }
-        let mut measure = Printer::new(self.options, true);
-        measure.node(node);
-        if measure.out.contains('\n') {
-            return false;
+        let room = self
+            .options
+            .max_width
+            .saturating_sub(self.next_column() + tail);
+        let mut measure = FlatMeasure {
+            column: 0,
+            pending: Sep::None,
+            room,
+            over: false,
+        };
+        measure.node(&node.green());
+        !measure.over
+    }
+}
+
+/// The width of a node printed flat (as `Printer::generic` prints it at
+/// every depth), stopping once it is past `room` or would break a line.
+struct FlatMeasure {
+    column: usize,
+    pending: Sep,
+    room: usize,
+    over: bool,
+}
+
+impl FlatMeasure {
+    fn node(&mut self, node: &GreenNodeData) {
+        if matches!(kind(node.kind()), BODY | ROOT) {
+            self.over = true; // blocks are never flat
+            return;
         }
-        self.next_column() + measure.out.chars().count() + tail <= self.options.max_width
+        let mut prev: Option<SyntaxKind> = None;
+        for child in node.children() {
+            if self.over {
+                return;
+            }
+            let k = kind(child.kind());
+            if k.is_trivia() {
+                continue;
+            }
+            if let Some(prev) = prev {
+                self.pending = self.pending.max(space_between(prev, k));
+            }
+            match child {
+                NodeOrToken::Node(n) => self.node(n),
+                NodeOrToken::Token(t) => self.write(t.text()),
+            }
+            prev = Some(k);
+        }
+    }
+
+    fn write(&mut self, text: &str) {
+        if std::mem::replace(&mut self.pending, Sep::None) != Sep::None && self.column > 0 {
+            self.column += 1;
+        }
+        self.column += text.chars().count();
+        self.over |= text.contains('\n') || self.column > self.room;
+    }
+}
+
+fn kind(raw: rowan::SyntaxKind) -> SyntaxKind {
+    CvlLanguage::kind_from_raw(raw)
+}
+
+/// Where the file's comments are, found in one walk of the green tree: what
+/// lets the printer ask "a comment here?" without walking the tree again.
+struct Comments {
+    /// Start of every comment, in order.
+    starts: std::rc::Rc<[TextSize]>,
+    /// Start of every non-trivia token with a comment among the trivia
+    /// directly before it, in order.
+    preceded: std::rc::Rc<[TextSize]>,
+}
+
+impl Comments {
+    fn of(root: &SyntaxNode) -> Comments {
+        fn walk(
+            node: &GreenNodeData,
+            offset: &mut TextSize,
+            pending: &mut bool,
+            starts: &mut Vec<TextSize>,
+            preceded: &mut Vec<TextSize>,
+        ) {
+            for child in node.children() {
+                match child {
+                    NodeOrToken::Node(n) => walk(n, offset, pending, starts, preceded),
+                    NodeOrToken::Token(t) => {
+                        let k = kind(t.kind());
+                        if k.is_comment() {
+                            starts.push(*offset);
+                            *pending = true;
+                        } else if !k.is_trivia() && std::mem::take(pending) {
+                            preceded.push(*offset);
+                        }
+                        *offset += t.text_len();
+                    }
+                }
+            }
+        }
+        let (mut starts, mut preceded) = (Vec::new(), Vec::new());
+        let mut offset = root.text_range().start();
+        walk(
+            &root.green(),
+            &mut offset,
+            &mut false,
+            &mut starts,
+            &mut preceded,
+        );
+        Comments {
+            starts: starts.into(),
+            preceded: preceded.into(),
+        }
+    }
+
+    /// Does a comment start inside `range`?
+    fn within(&self, range: TextRange) -> bool {
+        let i = self.starts.partition_point(|&s| s < range.start());
+        self.starts.get(i).is_some_and(|&s| s < range.end())
+    }
+
+    /// Is `token` directly preceded by a comment?
+    fn precede(&self, token: &SyntaxToken) -> bool {
+        self.preceded
+            .binary_search(&token.text_range().start())
+            .is_ok()
     }
 }
 
@@ -390,11 +507,6 @@ fn significant_children(
 ) -> impl Iterator<Item = NodeOrToken<SyntaxNode, SyntaxToken>> {
     node.children_with_tokens()
         .filter(|e| !e.kind().is_trivia())
-}
-
-fn node_has_comment(node: &SyntaxNode) -> bool {
-    node.descendants_with_tokens()
-        .any(|e| e.kind().is_comment())
 }
 
 /// The trivia directly before `token`, in source order.

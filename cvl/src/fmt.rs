@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
-use cvl_syntax::format::{format_text, FormatOptions};
+use cvl_syntax::format::{format_parse, FormatOptions};
 
 use crate::check::syntax_diagnostics;
 use crate::files;
@@ -28,7 +28,17 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
     let mut changed = 0;
     for path in &paths {
         let source = files::read(path)?;
-        let diagnostics = syntax_diagnostics(&source);
+        // Parsed once: for its errors, then formatted.
+        let parsed = source
+            .invalid_utf8
+            .is_none()
+            .then(|| cvl_syntax::parse(&source.text));
+        let diagnostics = match &parsed {
+            Some(parsed) => {
+                cvl_analysis::Diagnostic::from_syntax_errors(&source.name, parsed.errors())
+            }
+            None => syntax_diagnostics(&source),
+        };
         if !diagnostics.is_empty() {
             let mut sources = Sources::default();
             sources.add(&source.name, &source.text);
@@ -40,7 +50,10 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
             failed = true;
             continue;
         }
-        let formatted = format_text(&source.text, FormatOptions::default())
+        let Some(parsed) = &parsed else {
+            unreachable!("a file that is not UTF-8 has a syntax error")
+        };
+        let formatted = format_parse(parsed, FormatOptions::default())
             .expect("a file without syntax errors formats");
         if source.path.is_none() {
             print!("{formatted}");
