@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::item_tree::ImportKey;
+use rustc_hash::FxHashMap;
+
+use crate::item_tree::{ImportKey, Lowered};
 
 /// One CVL file known to the analysis.
 #[salsa::input(debug)]
@@ -17,6 +19,11 @@ pub struct SourceFile {
     /// How each of the file's imports resolved, set by the loader.
     #[returns(ref)]
     pub imports: Arc<ImportResolutions>,
+    /// The parse of `text` when an edit was reparsed incrementally
+    /// ([`RootDatabase::apply_edit`]); `None`: parse `text` in full.
+    #[default]
+    #[returns(ref)]
+    pub parsed: Option<Arc<cvl_syntax::Parse>>,
 }
 
 /// The outcome of resolving each import of one file.
@@ -54,6 +61,9 @@ pub struct ResolvedImport {
 pub trait Db: salsa::Database {
     /// The file holding the predefined objects.
     fn prelude(&self) -> SourceFile;
+    /// Each file's objects as last lowered, for `item_tree` to reuse (a
+    /// cache of a pure function of green nodes: it never changes a result).
+    fn lowered(&self) -> &Mutex<FxHashMap<SourceFile, Lowered>>;
 }
 
 /// The database: salsa's storage plus the prelude file.
@@ -63,6 +73,7 @@ pub struct RootDatabase {
     storage: salsa::Storage<Self>,
     prelude: Option<SourceFile>,
     log: Option<Arc<Mutex<Vec<String>>>>,
+    lowered: Arc<Mutex<FxHashMap<SourceFile, Lowered>>>,
 }
 
 impl Default for RootDatabase {
@@ -89,6 +100,7 @@ impl RootDatabase {
             storage: salsa::Storage::new(callback),
             prelude: None,
             log,
+            lowered: Arc::default(),
         };
         let prelude = db.add_file(
             crate::prelude::NAME.to_string(),
@@ -106,6 +118,7 @@ impl RootDatabase {
             .name_durability(salsa::Durability::HIGH)
             .text_durability(salsa::Durability::HIGH)
             .imports_durability(salsa::Durability::HIGH)
+            .parsed_durability(salsa::Durability::HIGH)
             .new(self)
     }
 
@@ -116,6 +129,29 @@ impl RootDatabase {
         file.set_text(self)
             .with_durability(salsa::Durability::LOW)
             .to(text);
+        if file.parsed(self).is_some() {
+            file.set_parsed(self)
+                .with_durability(salsa::Durability::LOW)
+                .to(None);
+        }
+    }
+
+    /// Applies one edit to a file's text, as an editor sends it: when the
+    /// edit stays inside one object's body, only that body is parsed again
+    /// and every other node of the tree is shared with the previous one (so
+    /// that objects the edit did not touch are not lowered again either).
+    pub fn apply_edit(&mut self, file: SourceFile, edit: &cvl_syntax::TextEdit) {
+        use salsa::Setter;
+        let text = edit.apply(file.text(self));
+        let parsed = crate::resolve::parse(self, file)
+            .reparse(edit)
+            .map(Arc::new);
+        file.set_text(self)
+            .with_durability(salsa::Durability::LOW)
+            .to(text);
+        file.set_parsed(self)
+            .with_durability(salsa::Durability::LOW)
+            .to(parsed);
     }
 
     /// Records how a file's imports resolved (the loader's job).
@@ -142,5 +178,9 @@ impl salsa::Database for RootDatabase {}
 impl Db for RootDatabase {
     fn prelude(&self) -> SourceFile {
         self.prelude.expect("set in RootDatabase::new")
+    }
+
+    fn lowered(&self) -> &Mutex<FxHashMap<SourceFile, Lowered>> {
+        &self.lowered
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use cvl_syntax::ast::{self, AstNode};
-use cvl_syntax::{SyntaxToken, TextRange, TextSize};
+use cvl_syntax::{GreenNode, SyntaxToken, TextRange, TextSize};
 use rustc_hash::FxHashMap;
 
 /// A name with where it was written (relative to its owner's start).
@@ -155,19 +155,52 @@ impl ItemTree {
 }
 
 pub fn lower_file(file: &ast::SourceFile) -> ItemTree {
+    lower_file_reusing(file, &mut Lowered::default())
+}
+
+/// Objects already lowered, by their green node: an object whose node is
+/// the very node of the previous tree (incremental reparsing shares the
+/// nodes of every object an edit did not touch) is not lowered again. Its
+/// data is relative to its start, so it is the same wherever it now is.
+#[derive(Default)]
+pub struct Lowered {
+    /// By the address of the node held beside it (which keeps the address
+    /// from being reused by another node).
+    objects: FxHashMap<usize, (GreenNode, Arc<ObjectData>)>,
+}
+
+/// [`lower_file`], reusing the data of objects found in `previous`, which
+/// is left holding this file's objects for the next time.
+pub fn lower_file_reusing(file: &ast::SourceFile, previous: &mut Lowered) -> ItemTree {
+    let mut next = Lowered::default();
+    let tree = lower_items(file, |object| {
+        let green = object.syntax().green().into_owned();
+        let key = std::ptr::addr_of!(*green) as usize;
+        let data = match previous.objects.remove(&key) {
+            Some((_, data)) => data,
+            None => Arc::new(lower_object(object, object.syntax().text_range().start())?),
+        };
+        next.objects.insert(key, (green, data.clone()));
+        Some(data)
+    });
+    *previous = next;
+    tree
+}
+
+fn lower_items(
+    file: &ast::SourceFile,
+    mut object_data: impl FnMut(&ast::Object) -> Option<Arc<ObjectData>>,
+) -> ItemTree {
     let mut tree = ItemTree::default();
     for item in file.items() {
         match item {
             ast::Item::Import(import) => tree.imports.push(lower_import(&import)),
             ast::Item::Object(object) => {
                 let start = object.syntax().text_range().start();
-                if let Some(data) = lower_object(&object, start) {
+                if let Some(data) = object_data(&object) {
                     let index = tree.objects.len();
                     tree.by_name.entry(data.name.text.clone()).or_insert(index);
-                    tree.objects.push(ObjectItem {
-                        start,
-                        data: Arc::new(data),
-                    });
+                    tree.objects.push(ObjectItem { start, data });
                 }
             }
             ast::Item::Assign(assign) => {

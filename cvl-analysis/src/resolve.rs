@@ -7,7 +7,7 @@ use cvl_syntax::Parse;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::db::{Db, SourceFile};
-use crate::item_tree::{lower_file, ItemTree, ObjectData};
+use crate::item_tree::{lower_file_reusing, ItemTree, ObjectData};
 use crate::prelude;
 
 /// An object definition: the file it is declared in and its name there.
@@ -17,14 +17,27 @@ pub struct Def {
     pub name: String,
 }
 
-#[salsa::tracked(returns(ref))]
+/// Never compared with the previous tree (`no_eq`): a new text almost always
+/// makes a new tree, and comparing two large trees node by node to find out
+/// cost more than what it could save (the item tree is compared instead).
+#[salsa::tracked(returns(ref), no_eq)]
 pub fn parse(db: &dyn Db, file: SourceFile) -> Parse {
-    cvl_syntax::parse(file.text(db))
+    match file.parsed(db) {
+        Some(parsed) => Parse::clone(parsed),
+        None => cvl_syntax::parse(file.text(db)),
+    }
 }
 
 #[salsa::tracked(returns(ref))]
 pub fn item_tree(db: &dyn Db, file: SourceFile) -> Arc<ItemTree> {
-    Arc::new(lower_file(&parse(db, file).tree()))
+    let tree = parse(db, file).tree();
+    let previous = db.lowered().lock().ok().and_then(|mut l| l.remove(&file));
+    let mut lowered = previous.unwrap_or_default();
+    let items = lower_file_reusing(&tree, &mut lowered);
+    if let Ok(mut l) = db.lowered().lock() {
+        l.insert(file, lowered);
+    }
+    Arc::new(items)
 }
 
 /// One object's declarations; equal across edits of other objects.

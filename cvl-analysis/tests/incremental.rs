@@ -88,3 +88,40 @@ fn editing_one_body_reruns_only_what_it_reaches() {
     assert_eq!(count(&log, "object_checks_query"), 1, "{log:#?}");
     assert_eq!(count(&log, "evaluate_query"), 1, "{log:#?}");
 }
+
+#[test]
+fn an_edit_inside_one_body_reparses_and_lowers_only_that_object() {
+    use cvl_analysis::resolve::item_tree;
+    use cvl_syntax::{TextEdit, TextRange, TextSize};
+
+    let mut db = RootDatabase::default();
+    let file = db.add_file("lib.cvl".into(), LIB.into());
+    let before = item_tree(&db, file).clone();
+    let at = LIB.find("\"53\"").unwrap() + 1;
+    let edit = TextEdit {
+        delete: TextRange::empty(TextSize::from(at as u32)),
+        insert: "5".into(),
+    };
+    db.apply_edit(file, &edit);
+    assert!(file.parsed(&db).is_some(), "reparsed incrementally");
+    let after = item_tree(&db, file).clone();
+    let data = |tree: &cvl_analysis::item_tree::ItemTree, name: &str| {
+        tree.object(name).expect("object").data.clone()
+    };
+    assert!(!Arc::ptr_eq(&data(&before, "A"), &data(&after, "A")));
+    assert!(Arc::ptr_eq(&data(&before, "B"), &data(&after, "B")));
+    assert!(Arc::ptr_eq(&data(&before, "N"), &data(&after, "N")));
+
+    // The same answers as a database that read the edited text afresh.
+    let fresh = RootDatabase::default();
+    let same = fresh.add_file("lib.cvl".into(), edit.apply(LIB));
+    assert_eq!(
+        file_diagnostics(&db, file, &CheckOptions::default()),
+        file_diagnostics(&fresh, same, &CheckOptions::default())
+    );
+    assert_eq!(*item_tree(&db, file), *item_tree(&fresh, same));
+    // A whole new text goes back to parsing in full.
+    db.set_text(file, LIB.into());
+    assert!(file.parsed(&db).is_none());
+    assert_eq!(item_tree(&db, file), &before);
+}

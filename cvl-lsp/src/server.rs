@@ -359,12 +359,23 @@ impl LanguageServer for Server {
         let Some(doc) = ws.docs.get_mut(&uri) else {
             return;
         };
+        // One ranged change (what editors send while typing) goes to the
+        // analysis as an edit, which reparses only the object it falls in.
+        let mut single_edit = None;
+        let changes = params.content_changes.len();
         for change in params.content_changes {
             match change.range {
                 Some(range) => {
-                    let start = u32::from(doc.index.offset(range.start)) as usize;
-                    let end = u32::from(doc.index.offset(range.end)) as usize;
-                    doc.text.replace_range(start..end.max(start), &change.text);
+                    let start = doc.index.offset(range.start);
+                    let end = doc.index.offset(range.end).max(start);
+                    let (s, e) = (u32::from(start) as usize, u32::from(end) as usize);
+                    doc.text.replace_range(s..e, &change.text);
+                    if changes == 1 {
+                        single_edit = Some(cvl_syntax::TextEdit {
+                            delete: cvl_syntax::TextRange::new(start, end),
+                            insert: change.text,
+                        });
+                    }
                 }
                 None => doc.text = change.text,
             }
@@ -373,7 +384,10 @@ impl LanguageServer for Server {
         doc.version = params.text_document.version;
         let (file, text) = (doc.file, doc.text.clone());
         self.versions().insert(uri, params.text_document.version);
-        ws.db.set_text(file, text);
+        match single_edit {
+            Some(edit) if edit.apply(file.text(&ws.db)) == text => ws.db.apply_edit(file, &edit),
+            _ => ws.db.set_text(file, text),
+        }
         ws.refresh(file);
         self.republish(&ws, Some(file));
     }

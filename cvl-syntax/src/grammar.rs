@@ -117,7 +117,7 @@ fn object(p: &mut Parser) {
     p.finish_node();
 }
 
-fn body(p: &mut Parser) {
+pub(crate) fn body(p: &mut Parser) {
     p.start_node(BODY);
     p.bump(); // {
     loop {

@@ -51,6 +51,29 @@ impl<'t> Parser<'t> {
         (self.builder.finish(), self.errors)
     }
 
+    /// Parses the tokens of one object body, `{` to `}`, alone: what an
+    /// edit inside the body needs. `None` unless the body production took
+    /// exactly these tokens and closed on the last `}` itself; then (the
+    /// grammar looks at most one token ahead) a parse of the whole file
+    /// builds this same node here.
+    pub(crate) fn parse_body(mut self) -> Option<(GreenNode, Vec<SyntaxError>)> {
+        if self.tokens.first()?.kind != SyntaxKind::L_CURLY
+            || self.tokens.last()?.kind != SyntaxKind::R_CURLY
+        {
+            return None;
+        }
+        crate::grammar::body(&mut self);
+        if self.pos != self.tokens.len() {
+            return None;
+        }
+        let body = self.builder.finish();
+        let closed_by_body = matches!(
+            body.children().last(),
+            Some(NodeOrToken::Token(t)) if t.kind() == SyntaxKind::R_CURLY.into()
+        );
+        (body.kind() == SyntaxKind::BODY.into() && closed_by_body).then_some((body, self.errors))
+    }
+
     /// The kind of the `n`-th non-trivia token ahead (0 is the current one).
     pub(crate) fn nth(&self, n: usize) -> SyntaxKind {
         self.tokens[self.pos..]
