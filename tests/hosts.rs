@@ -228,6 +228,82 @@ fn ips_of(u: &Utility) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A static file server for `root` listening on 127.0.0.1 inside the
+/// network namespace `ns` (from a thread that joins it): there, `cvl`
+/// reaches it, and the hosts, whose 127.0.0.1 is their own, cannot. Stops
+/// when dropped.
+struct WebRepos {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WebRepos {
+    fn serve(ns: &str, root: PathBuf) -> WebRepos {
+        use std::io::{BufRead, Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: moves only this thread into the namespace.
+            let joined = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let file = root.join(path.trim_start_matches('/'));
+                let mut body = Vec::new();
+                let status =
+                    match std::fs::File::open(&file).and_then(|mut f| f.read_to_end(&mut body)) {
+                        Ok(_) if !path.contains("..") => "200 OK",
+                        _ => {
+                            body.clear();
+                            "404 Not Found"
+                        }
+                    };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        let port = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        WebRepos {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for WebRepos {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// How many program files an apply says it sent.
 fn sent_files(said: &str) -> u64 {
     said.lines()
@@ -243,12 +319,23 @@ fn the_suite_spans_three_hosts_over_ssh() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
     let lab = Lab::new(&dir);
+    // DNS comes from a web server only `cvl`'s namespace reaches: each
+    // host, unable to fetch it, is sent its files over SSH.
+    let web = WebRepos::serve(&ns("ctl"), dir.join("repos"));
     let u = Utility {
         dir: dir.clone(),
         cvl: cvl_binary(),
         ns: ns("ctl"),
         roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
-        env: Vec::new(),
+        env: vec![(
+            "CVL_MIRRORS".into(),
+            format!(
+                "http://virtualappliance.org/DNS=http://127.0.0.1:{}/DNS;\
+                 http://virtualappliance.org/=file://{}/repos/",
+                web.port,
+                dir.display()
+            ),
+        )],
         env_secrets: true,
     };
     u.publish_suite();
@@ -304,6 +391,10 @@ fn the_suite_spans_three_hosts_over_ssh() {
         started.elapsed().as_secs_f64()
     );
     assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
+    assert!(
+        said.contains("cannot reach the repository: its files were sent over SSH"),
+        "{said}"
+    );
     // The repositories are on this machine (file://): each host was sent
     // what its VMs need, once.
     let first_sent = sent_files(&said);

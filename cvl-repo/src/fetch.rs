@@ -488,6 +488,7 @@ impl Fetcher {
     }
 
     fn request_error(&self, url: &str, e: ureq::Error) -> String {
+        // Keep the wording `is_unreachable` recognizes.
         let secs = self.settings.timeout.as_secs_f64();
         match e {
             ureq::Error::StatusCode(code) => format!("{url} answered HTTP {code}"),
@@ -559,4 +560,11 @@ fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Whether a fetch error says the server could not be reached at all (no
+/// connection, no answer), as opposed to an answer that was wrong: what
+/// makes a copy (a mirror, files sent by the executor) worth trying.
+pub fn is_unreachable(error: &str) -> bool {
+    error.contains("cannot reach ") || error.contains(" did not answer within ")
 }

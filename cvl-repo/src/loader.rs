@@ -300,7 +300,7 @@ fn resolve_import(
         None => None,
     };
     let index = fetcher.index(&location).map_err(|e| {
-        if mapped != key.url || !(e.contains("cannot reach") || e.contains("did not answer")) {
+        if mapped != key.url || !crate::fetch::is_unreachable(&e) {
             return e;
         }
         // Unreachable and not mirrored: say how to read it from a copy.

@@ -15,7 +15,7 @@ use codespan_reporting::term::termcolor::ColorChoice;
 use cvl_executor::apply::{self as walk, Event, Outcome, Prepared};
 use cvl_executor::protocol::Fabric;
 use cvl_executor::protocol::{ProgramSource, Request, Response, VmId, VmStatus};
-use cvl_executor::staging::Staging;
+use cvl_executor::staging::{Staging, WebFallback};
 use cvl_executor::transport::ssh::{SshConnector, SshHost};
 use cvl_executor::transport::{Hosts, Links, LocalConnector};
 use cvl_planner::lower::SensitiveValues;
@@ -389,6 +389,9 @@ fn prepare(
     // A program here (a file:// repository, a folder) reaches other hosts
     // only by being sent: list its files once, for all who need it.
     let mut stagings: BTreeMap<String, Arc<Staging>> = BTreeMap::new();
+    // A web repository's program is fetched by each host; one a host cannot
+    // reach is downloaded here once and sent.
+    let mut fallbacks: BTreeMap<String, Arc<WebFallback>> = BTreeMap::new();
     // Only what boots or receives parameters needs them.
     let needed = plan.actions.iter().filter(|a| {
         matches!(
@@ -450,6 +453,19 @@ fn prepare(
             })?),
             ProgramSource::Staged { .. } => None,
         };
+        let web_fallback = match &program {
+            ProgramSource::Repository { url, version } if remote && url.starts_with("http") => {
+                Some(
+                    fallbacks
+                        .entry(format!("{url}@{version}"))
+                        .or_insert_with(|| {
+                            Arc::new(WebFallback::new(url.clone(), *version, settings.clone()))
+                        })
+                        .clone(),
+                )
+            }
+            _ => None,
+        };
         let params = walk::wire_params(&vm.params, sensitive.0.get(path).unwrap_or(&empty))
             .map_err(anyhow::Error::msg)?;
         out.insert(
@@ -459,6 +475,7 @@ fn prepare(
                 description,
                 params,
                 staging,
+                web_fallback,
             },
         );
     }

@@ -640,13 +640,21 @@ impl HostAgent {
                 let settings = cvl_repo::Settings::plain(self.root.clone());
                 let fetcher = cvl_repo::Fetcher::new(settings);
                 let location = cvl_repo::Location::parse(url, None).map_err(failed)?;
+                // Unreachable from here: the executor can send the files.
+                let fetch_failed = |e: String| {
+                    if cvl_repo::fetch::is_unreachable(&e) {
+                        (HostErrorKind::Unreachable, e)
+                    } else {
+                        failed(e)
+                    }
+                };
                 let index = fetcher
                     .index(&location)
-                    .map_err(failed)?
+                    .map_err(fetch_failed)?
                     .ok_or_else(|| failed(format!("{url} is not a repository")))?;
                 fetcher
                     .cache_version(&location, &index, *version)
-                    .map_err(failed)
+                    .map_err(fetch_failed)
             }
         }
     }

@@ -13,8 +13,8 @@ use cvl_planner::model::{Change, ComponentPath, ParamValue};
 use cvl_planner::plan::{Action, ActionKind, Plan};
 use cvl_planner::record;
 
-use crate::protocol::{Nic, ProgramSource, Request, Response, StartSpec, VmId};
-use crate::staging::Staging;
+use crate::protocol::{HostErrorKind, Nic, ProgramSource, Request, Response, StartSpec, VmId};
+use crate::staging::{Staging, WebFallback};
 use crate::transport::{Connector, Links};
 
 /// What the caller prepares for each component: where its program comes
@@ -29,6 +29,9 @@ pub struct Prepared {
     /// The program's files as this machine has them, for hosts that cannot
     /// fetch them themselves (a `file://` repository or a folder here).
     pub staging: Option<std::sync::Arc<Staging>>,
+    /// For a web repository: the files this machine downloads and sends
+    /// when a host answers that it cannot reach the repository.
+    pub web_fallback: Option<std::sync::Arc<WebFallback>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -138,8 +141,13 @@ enum Step {
         vm: VmId,
         files: Vec<String>,
     },
-    /// A start, after sending the program's files where the host lacks them.
-    Start(Box<StartSpec>, Option<std::sync::Arc<Staging>>),
+    /// A start, after sending the program's files where the host lacks
+    /// them; with a web fallback, sent only if the host cannot fetch them.
+    Start(
+        Box<StartSpec>,
+        Option<std::sync::Arc<Staging>>,
+        Option<std::sync::Arc<WebFallback>>,
+    ),
 }
 
 /// Runs `plan`. `record_changes` writes state changes (one transaction a
@@ -319,6 +327,7 @@ fn steps(
                 adopt: Vec::new(),
             }),
             prep.staging.clone(),
+            prep.web_fallback.clone(),
         ))
     };
     Ok(match action.action {
@@ -373,25 +382,44 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut timing = None;
     let mut adopt = Vec::new();
     for step in steps {
-        let (on, request) = match step {
-            Step::Call(request) => (host.to_string(), request),
-            Step::CallOn(other, request) => (other, request),
+        let response = match step {
+            Step::Call(request) => links.call(host, &request)?,
+            Step::CallOn(other, request) => links.call(&other, &request)?,
             Step::Carry { from, vm, files } => {
                 adopt = links.carry(&from, host, &vm, &files)?;
                 detail.push(format!("{} data disk(s) carried from {from}", adopt.len()));
                 continue;
             }
-            Step::Start(mut spec, staging) => {
+            Step::Start(mut spec, staging, fallback) => {
                 if let Some(staging) = staging {
                     if let Some(program) = links.stage(host, &staging)? {
                         spec.program = program;
                     }
                 }
                 spec.adopt = std::mem::take(&mut adopt);
-                (host.to_string(), Request::Start(spec))
+                let request = Request::Start(spec.clone());
+                let mut response = links.call(host, &request)?;
+                if let (Some(fallback), Response::Error { kind, message }) = (&fallback, &response)
+                {
+                    if *kind == HostErrorKind::Unreachable {
+                        // The host cannot reach the repository; this machine
+                        // can (it read the CVL from it): send the files.
+                        let staging = fallback.staging().map_err(|e| {
+                            format!("{message}; and this machine could not fetch it either: {e}")
+                        })?;
+                        if let Some(program) = links.stage(host, &staging)? {
+                            spec.program = program;
+                        }
+                        detail.push(format!(
+                            "{host} cannot reach the repository: its files were sent over SSH"
+                        ));
+                        response = links.call(host, &Request::Start(spec))?;
+                    }
+                }
+                response
             }
         };
-        match links.call(&on, &request)? {
+        match response {
             Response::Error { message, .. } => return Err(message),
             Response::Started {
                 pid,

@@ -204,6 +204,9 @@ pub enum HostErrorKind {
     Timeout,
     /// The request made no sense (a bug, or another version).
     BadRequest,
+    /// The host cannot reach the repository it was to fetch a program
+    /// from: the executor may send the files itself.
+    Unreachable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,6 +86,55 @@ impl Staging {
     }
 }
 
+/// A program a host was to fetch from a web repository it cannot reach
+/// (a repository on this machine's network only, a host without a route to
+/// it): this machine downloads the version once into its own cache,
+/// verified as every download is, lays it out as the repository, and sends
+/// it like a local repository's. Built on first need, shared by every host.
+pub struct WebFallback {
+    url: String,
+    version: u32,
+    settings: cvl_repo::Settings,
+    built: std::sync::OnceLock<Result<std::sync::Arc<Staging>, String>>,
+}
+
+impl WebFallback {
+    /// `url` is the repository's URL after mirrors; `settings` give this
+    /// machine's cache and timeouts.
+    pub fn new(url: String, version: u32, settings: cvl_repo::Settings) -> WebFallback {
+        WebFallback {
+            url,
+            version,
+            settings,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn staging(&self) -> Result<std::sync::Arc<Staging>, String> {
+        self.built
+            .get_or_init(|| self.build().map(std::sync::Arc::new))
+            .clone()
+    }
+
+    fn build(&self) -> Result<Staging, String> {
+        let fetcher = cvl_repo::Fetcher::new(self.settings.clone());
+        let location = cvl_repo::Location::parse(&self.url, None)?;
+        let index = fetcher
+            .index(&location)?
+            .ok_or_else(|| format!("{} is not a repository", self.url))?;
+        let version_dir = fetcher.cache_version(&location, &index, self.version)?;
+        // The cache keeps the repository's layout: ROOT/versions/N.
+        let root = version_dir
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| format!("{} is not in a repository layout", version_dir.display()))?;
+        let json = serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())?;
+        cvl_repo::write_atomic(&root.join(INDEX_FILE), &json)
+            .map_err(|e| format!("cannot write {}: {e}", root.join(INDEX_FILE).display()))?;
+        Staging::repository(&self.url, root, self.version)
+    }
+}
+
 fn local_file(name: &str, rel: &str, path: &Path) -> Result<(Incoming, PathBuf), String> {
     let (sha256, size) = cvl_repo::disk::hash_file(path)?;
     Ok((
