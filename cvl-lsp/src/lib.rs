@@ -5,6 +5,9 @@
 //! documents; `server` speaks the protocol; `line_index` converts byte
 //! offsets to LSP's UTF-16 positions. Only this crate knows LSP types.
 
+// Standard output is the protocol: nothing else may write to it.
+#![deny(clippy::print_stdout)]
+
 mod line_index;
 mod server;
 mod workspace;

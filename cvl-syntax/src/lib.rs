@@ -11,11 +11,13 @@ pub mod format;
 mod grammar;
 pub mod lexer;
 mod parser;
+mod reparsing;
 pub mod soup;
 mod syntax_kind;
 
 use std::fmt;
 
+pub use reparsing::TextEdit;
 pub use rowan::{TextRange, TextSize};
 pub use syntax_kind::SyntaxKind;
 
@@ -145,103 +147,11 @@ fn dump_node(node: &SyntaxNode, depth: usize, out: &mut String) {
 
 /// Parses a whole CVL file. Never fails and never loses a byte:
 /// `parse(t).syntax().to_string() == t` for every `t`.
-/// One change to a text: `delete` is replaced by `insert` (an editor's
-/// incremental change).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextEdit {
-    pub delete: TextRange,
-    pub insert: String,
-}
-
-impl TextEdit {
-    /// The text after the edit. Panics if `delete` is not inside `text` on
-    /// character boundaries.
-    pub fn apply(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        out.replace_range(
-            usize::from(self.delete.start())..usize::from(self.delete.end()),
-            &self.insert,
-        );
-        out
-    }
-}
-
-impl Parse {
-    /// The parse of the text after `edit`, built by parsing again only the
-    /// object body the edit falls in (between its braces) and sharing every
-    /// other node with this tree; `None` when that is not sound (the edit
-    /// touches a brace or leaves the body, the braces no longer balance, the
-    /// body would end elsewhere), and the caller parses the new text in
-    /// full. Equal to a full parse whenever it answers (a property test
-    /// checks this on random files and edits).
-    pub fn reparse(&self, edit: &TextEdit) -> Option<Parse> {
-        let root = self.syntax();
-        if edit.delete.end() > root.text_range().end() {
-            return None;
-        }
-        let body = match root.covering_element(edit.delete) {
-            rowan::NodeOrToken::Node(n) => n,
-            rowan::NodeOrToken::Token(t) => t.parent()?,
-        }
-        .ancestors()
-        .find(|n| n.kind() == SyntaxKind::BODY)?;
-        let range = body.text_range();
-        // The old body must have closed on its own `}` too: else its errors
-        // may sit at its end, where they cannot be told from what follows.
-        let closed = body
-            .last_child_or_token()
-            .is_some_and(|last| last.kind() == SyntaxKind::R_CURLY);
-        if !(closed && range.start() < edit.delete.start() && edit.delete.end() < range.end()) {
-            return None;
-        }
-        let local = TextEdit {
-            delete: edit.delete - range.start(),
-            insert: edit.insert.clone(),
-        };
-        let text = local.apply(&body.text().to_string());
-        let (tokens, lex_errors) = lexer::lex(&text);
-        let (green, parse_errors) = parser::Parser::new(&text, &tokens).parse_body()?;
-        let mut inside: Vec<SyntaxError> = lex_errors.into_iter().chain(parse_errors).collect();
-        inside.sort_by_key(|e| (e.range.start(), e.range.end()));
-        // Errors of the old body lie strictly between its braces; those of
-        // the object (at `{` itself, or before) and of what follows do not.
-        let grow = TextSize::of(edit.insert.as_str());
-        let shrink = edit.delete.len();
-        let mut errors: Vec<SyntaxError> = Vec::with_capacity(self.errors.len());
-        errors.extend(
-            self.errors
-                .iter()
-                .filter(|e| e.range.start() <= range.start())
-                .cloned(),
-        );
-        errors.extend(inside.into_iter().map(|mut e| {
-            e.range += range.start();
-            e
-        }));
-        errors.extend(
-            self.errors
-                .iter()
-                .filter(|e| e.range.start() >= range.end())
-                .map(|e| {
-                    let mut e = e.clone();
-                    e.range = TextRange::new(
-                        e.range.start() + grow - shrink,
-                        e.range.end() + grow - shrink,
-                    );
-                    e
-                }),
-        );
-        errors.sort_by_key(|e| (e.range.start(), e.range.end()));
-        Some(Parse {
-            green: body.replace_with(green),
-            errors,
-        })
-    }
-}
-
 pub fn parse(text: &str) -> Parse {
     let (tokens, mut errors) = lexer::lex(text);
-    let (green, parse_errors) = parser::Parser::new(text, &tokens).parse_file();
+    let mut parser = parser::Parser::new(text, &tokens);
+    grammar::source_file(&mut parser);
+    let (green, parse_errors) = parser.finish();
     errors.extend(parse_errors);
     errors.sort_by_key(|e| (e.range.start(), e.range.end()));
     Parse { green, errors }

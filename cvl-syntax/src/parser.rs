@@ -1,6 +1,7 @@
 //! The parser's machinery: a cursor over the tokens that skips trivia for
 //! lookahead, builds the rowan tree as it goes, and collects errors. The
-//! productions themselves live in `grammar`.
+//! productions live in `grammar`, which uses this; the entry points (a
+//! file, a body) are in `lib.rs` and `reparsing.rs`, which use both.
 //!
 //! Trivia before a node's first token is attached to the parent, not the node,
 //! so a comment above a statement belongs to the enclosing body.
@@ -46,32 +47,14 @@ impl<'t> Parser<'t> {
         }
     }
 
-    pub(crate) fn parse_file(mut self) -> (GreenNode, Vec<SyntaxError>) {
-        crate::grammar::source_file(&mut self);
+    /// The tree built and the errors found, once a production is done.
+    pub(crate) fn finish(self) -> (GreenNode, Vec<SyntaxError>) {
         (self.builder.finish(), self.errors)
     }
 
-    /// Parses the tokens of one object body, `{` to `}`, alone: what an
-    /// edit inside the body needs. `None` unless the body production took
-    /// exactly these tokens and closed on the last `}` itself; then (the
-    /// grammar looks at most one token ahead) a parse of the whole file
-    /// builds this same node here.
-    pub(crate) fn parse_body(mut self) -> Option<(GreenNode, Vec<SyntaxError>)> {
-        if self.tokens.first()?.kind != SyntaxKind::L_CURLY
-            || self.tokens.last()?.kind != SyntaxKind::R_CURLY
-        {
-            return None;
-        }
-        crate::grammar::body(&mut self);
-        if self.pos != self.tokens.len() {
-            return None;
-        }
-        let body = self.builder.finish();
-        let closed_by_body = matches!(
-            body.children().last(),
-            Some(NodeOrToken::Token(t)) if t.kind() == SyntaxKind::R_CURLY.into()
-        );
-        (body.kind() == SyntaxKind::BODY.into() && closed_by_body).then_some((body, self.errors))
+    /// Whether every token has been taken.
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.tokens.len()
     }
 
     /// The kind of the `n`-th non-trivia token ahead (0 is the current one).

@@ -7,11 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
-use cvl_analysis::{CheckOptions, Code, Diagnostic, Severity, Span};
+use cvl_analysis::{CheckOptions, Diagnostic, Severity};
 use cvl_repo::LockMode;
-use cvl_syntax::{TextRange, TextSize};
 
-use crate::files::Source;
 use crate::render::{self, Format};
 use crate::workspace::{self, LoadArgs};
 
@@ -30,25 +28,6 @@ pub struct CheckArgs {
     pub format: Format,
     #[command(flatten)]
     pub load: LoadArgs,
-}
-
-/// The syntax diagnostics of one source, including a non-UTF-8 file.
-pub fn syntax_diagnostics(source: &Source) -> Vec<Diagnostic> {
-    if let Some(bad) = source.invalid_utf8 {
-        let start = TextSize::from(bad.byte_offset as u32);
-        let rest = TextSize::of(&source.text[bad.byte_offset..]);
-        let range = TextRange::at(start, TextSize::from(3).min(rest));
-        return vec![Diagnostic::error(
-            Code::SyntaxError,
-            bad.to_string(),
-            Span {
-                file: source.name.clone(),
-                range,
-            },
-        )];
-    }
-    let parsed = cvl_syntax::parse(&source.text);
-    Diagnostic::from_syntax_errors(&source.name, parsed.errors())
 }
 
 pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {

@@ -17,6 +17,28 @@ pub struct Source {
 }
 
 impl Source {
+    /// The syntax diagnostics of this source, including a non-UTF-8 one
+    /// (shared by `check`, `fmt` and the workspace loader).
+    pub fn syntax_diagnostics(&self) -> Vec<cvl_analysis::Diagnostic> {
+        use cvl_analysis::{Code, Diagnostic, Span};
+        use cvl_syntax::{TextRange, TextSize};
+        if let Some(bad) = self.invalid_utf8 {
+            let start = TextSize::from(bad.byte_offset as u32);
+            let rest = TextSize::of(&self.text[bad.byte_offset..]);
+            let range = TextRange::at(start, TextSize::from(3).min(rest));
+            return vec![Diagnostic::error(
+                Code::SyntaxError,
+                bad.to_string(),
+                Span {
+                    file: self.name.clone(),
+                    range,
+                },
+            )];
+        }
+        let parsed = cvl_syntax::parse(&self.text);
+        Diagnostic::from_syntax_errors(&self.name, parsed.errors())
+    }
+
     pub fn from_bytes(name: String, path: Option<PathBuf>, bytes: Vec<u8>) -> Source {
         match cvl_syntax::decode_utf8(&bytes) {
             Ok(_) => Source {

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
 use cvl_syntax::format::{format_parse, FormatOptions};
 
-use crate::check::syntax_diagnostics;
 use crate::files;
 use crate::render::{self, Format, Sources};
 
@@ -37,7 +36,7 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
             Some(parsed) => {
                 cvl_analysis::Diagnostic::from_syntax_errors(&source.name, parsed.errors())
             }
-            None => syntax_diagnostics(&source),
+            None => source.syntax_diagnostics(),
         };
         if !diagnostics.is_empty() {
             let mut sources = Sources::default();

@@ -104,7 +104,7 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
         let source: Source = files::read(path)?;
         sources.add(&source.name, &source.text);
         if source.invalid_utf8.is_some() {
-            unreadable.extend(crate::check::syntax_diagnostics(&source));
+            unreadable.extend(source.syntax_diagnostics());
             continue;
         }
         let path = source
