@@ -408,7 +408,7 @@ impl Evaluator<'_> {
                 .collect(),
             Some(Writer::Assign { assign, context }) => {
                 let mut refs = Vec::new();
-                for value in assign.item(self.db).values {
+                for value in &assign.item(self.db).values {
                     value.refs(&mut refs);
                 }
                 refs.iter()

@@ -128,21 +128,49 @@ pub fn data_of(db: &dyn Db, def: &Def) -> Arc<ObjectData> {
         .unwrap_or_else(|| panic!("no data for {def:?}"))
 }
 
+/// One item of an object's data, read in place: the data is shared, the
+/// item never copied (copying an assignment's whole value tree on every
+/// look was a tenth of checking a large file).
+pub struct ItemRef<T: 'static> {
+    data: Arc<ObjectData>,
+    index: usize,
+    pick: fn(&ObjectData) -> &[T],
+}
+
+impl<T> std::ops::Deref for ItemRef<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &(self.pick)(&self.data)[self.index]
+    }
+}
+
 impl ParamDecl {
-    pub fn var(&self, db: &dyn Db) -> VarItem {
-        data_of(db, &self.owner).vars[self.index].clone()
+    pub fn var(&self, db: &dyn Db) -> ItemRef<VarItem> {
+        ItemRef {
+            data: data_of(db, &self.owner),
+            index: self.index,
+            pick: |d| &d.vars,
+        }
     }
 }
 
 impl CompDecl {
-    pub fn item(&self, db: &dyn Db) -> ComponentItem {
-        data_of(db, &self.owner).components[self.index].clone()
+    pub fn item(&self, db: &dyn Db) -> ItemRef<ComponentItem> {
+        ItemRef {
+            data: data_of(db, &self.owner),
+            index: self.index,
+            pick: |d| &d.components,
+        }
     }
 }
 
 impl AssignRef {
-    pub fn item(&self, db: &dyn Db) -> AssignItem {
-        data_of(db, &self.owner).assigns[self.index].clone()
+    pub fn item(&self, db: &dyn Db) -> ItemRef<AssignItem> {
+        ItemRef {
+            data: data_of(db, &self.owner),
+            index: self.index,
+            pick: |d| &d.assigns,
+        }
     }
 }
 
