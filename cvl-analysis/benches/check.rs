@@ -178,7 +178,7 @@ fn large(c: &mut Criterion) {
                         ),
                         insert: char::from(b'0' + round).to_string(),
                     };
-                    let edited = edit.apply(&text);
+                    let edited = edit.apply(&text).expect("the edit fits");
                     let start = Instant::now();
                     if incremental {
                         db.apply_edit(file, &edit);

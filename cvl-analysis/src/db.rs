@@ -140,9 +140,13 @@ impl RootDatabase {
     /// edit stays inside one object's body, only that body is parsed again
     /// and every other node of the tree is shared with the previous one (so
     /// that objects the edit did not touch are not lowered again either).
-    pub fn apply_edit(&mut self, file: SourceFile, edit: &cvl_syntax::TextEdit) {
+    /// Returns `false`, changing nothing, when the edit does not fit the
+    /// file's text.
+    pub fn apply_edit(&mut self, file: SourceFile, edit: &cvl_syntax::TextEdit) -> bool {
         use salsa::Setter;
-        let text = edit.apply(file.text(self));
+        let Some(text) = edit.apply(file.text(self)) else {
+            return false;
+        };
         let parsed = crate::resolve::parse(self, file)
             .reparse(edit)
             .map(Arc::new);
@@ -152,6 +156,7 @@ impl RootDatabase {
         file.set_parsed(self)
             .with_durability(salsa::Durability::LOW)
             .to(parsed);
+        true
     }
 
     /// Records how a file's imports resolved (the loader's job).

@@ -114,7 +114,7 @@ fn an_edit_inside_one_body_reparses_and_lowers_only_that_object() {
 
     // The same answers as a database that read the edited text afresh.
     let fresh = RootDatabase::default();
-    let same = fresh.add_file("lib.cvl".into(), edit.apply(LIB));
+    let same = fresh.add_file("lib.cvl".into(), edit.apply(LIB).unwrap());
     assert_eq!(
         file_diagnostics(&db, file, &CheckOptions::default()),
         file_diagnostics(&fresh, same, &CheckOptions::default())

@@ -384,8 +384,15 @@ impl LanguageServer for Server {
         doc.version = params.text_document.version;
         let (file, text) = (doc.file, doc.text.clone());
         self.versions().insert(uri, params.text_document.version);
+        // The edit applies to the analysis's text as to the editor's, or
+        // the editor's whole text replaces it.
+        let fits = single_edit
+            .as_ref()
+            .is_some_and(|edit| edit.apply(file.text(&ws.db)).as_deref() == Some(text.as_str()));
         match single_edit {
-            Some(edit) if edit.apply(file.text(&ws.db)) == text => ws.db.apply_edit(file, &edit),
+            Some(edit) if fits => {
+                ws.db.apply_edit(file, &edit);
+            }
             _ => ws.db.set_text(file, text),
         }
         ws.refresh(file);

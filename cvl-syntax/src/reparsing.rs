@@ -15,15 +15,19 @@ pub struct TextEdit {
 }
 
 impl TextEdit {
-    /// The text after the edit. Panics if `delete` is not inside `text` on
-    /// character boundaries.
-    pub fn apply(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        out.replace_range(
-            usize::from(self.delete.start())..usize::from(self.delete.end()),
-            &self.insert,
+    /// The text after the edit; `None` when `delete` is not inside `text`
+    /// on character boundaries (an edit meant for another text).
+    pub fn apply(&self, text: &str) -> Option<String> {
+        let (start, end) = (
+            usize::from(self.delete.start()),
+            usize::from(self.delete.end()),
         );
-        out
+        if end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            return None;
+        }
+        let mut out = text.to_string();
+        out.replace_range(start..end, &self.insert);
+        Some(out)
     }
 }
 
@@ -59,7 +63,7 @@ impl Parse {
             delete: edit.delete - range.start(),
             insert: edit.insert.clone(),
         };
-        let text = local.apply(&body.text().to_string());
+        let text = local.apply(&body.text().to_string())?;
         let (tokens, lex_errors) = lexer::lex(&text);
         let (green, parse_errors) = parse_body(&text, &tokens)?;
         let mut inside: Vec<SyntaxError> = lex_errors.into_iter().chain(parse_errors).collect();

@@ -88,7 +88,7 @@ fn check(text: &str, at: usize, len: usize, insert: &str) -> bool {
         delete: TextRange::new(TextSize::from(at as u32), TextSize::from(end as u32)),
         insert: insert.to_string(),
     };
-    let new_text = edit.apply(text);
+    let new_text = edit.apply(text).expect("the edit fits");
     let full = parse(&new_text);
     match parse(text).reparse(&edit) {
         Some(incremental) => {
@@ -143,4 +143,20 @@ fn typing_inside_a_body_is_reparsed_incrementally() {
     let open = text.find('{').unwrap();
     assert!(!check(text, open, 1, ""));
     assert!(!check(text, open + 3, 0, "}"));
+}
+
+/// An edit meant for another text (past its end, inside a character) is
+/// refused, not a panic.
+#[test]
+fn an_edit_that_does_not_fit_the_text_is_refused() {
+    let text = "A extends VMAppliance {\n  d = \"é\";\n}\n";
+    let inside_e = text.find('é').unwrap() + 1;
+    for (start, end) in [(inside_e, inside_e), (10, 200)] {
+        let edit = TextEdit {
+            delete: TextRange::new(TextSize::from(start as u32), TextSize::from(end as u32)),
+            insert: "x".into(),
+        };
+        assert_eq!(edit.apply(text), None);
+        assert!(parse(text).reparse(&edit).is_none());
+    }
 }
