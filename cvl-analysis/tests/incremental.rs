@@ -125,3 +125,78 @@ fn an_edit_inside_one_body_reparses_and_lowers_only_that_object() {
     assert!(file.parsed(&db).is_none());
     assert_eq!(item_tree(&db, file), &before);
 }
+
+mod edits {
+    //! Keystrokes through `apply_edit` (incremental reparsing, lowering
+    //! reused by green node) give the answers of a database that read the
+    //! final text afresh: the same item tree, the same diagnostics.
+
+    use cvl_analysis::resolve::item_tree;
+    use cvl_analysis::{file_diagnostics, CheckOptions, RootDatabase};
+    use cvl_syntax::{TextEdit, TextRange, TextSize};
+    use proptest::prelude::*;
+
+    const START: &str = "A extends VMAppliance {\n  var \"required\" d;\n  var p;\n  p = \"1\";\n  vm = \"a.vmx\";\n}\nB extends A {\n  d = { k => p };\n}\nN extends VANAppliance {\n  B b;\n  A a;\n  a.d = b.p;\n  vanIF = \"b.ethernet0\";\n}\n";
+
+    fn typed() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "",
+            "x",
+            "1",
+            "\"",
+            "}",
+            "{",
+            ";",
+            " ",
+            "\n",
+            "=",
+            ".",
+            "p",
+            "d",
+            "é",
+            "/*",
+            "*/",
+            "var q;",
+            "b.",
+            " extends A {",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn keystrokes_answer_as_a_fresh_read(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..3, typed()), 1..6)
+        ) {
+            let mut db = RootDatabase::default();
+            let file = db.add_file("t.cvl".into(), START.into());
+            let mut text = START.to_string();
+            file_diagnostics(&db, file, &CheckOptions::default());
+            for (at, len, insert) in edits {
+                let mut start = at.index(text.len() + 1);
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut end = (start + len).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let edit = TextEdit {
+                    delete: TextRange::new(TextSize::from(start as u32), TextSize::from(end as u32)),
+                    insert: insert.to_string(),
+                };
+                prop_assert!(db.apply_edit(file, &edit));
+                text = edit.apply(&text).unwrap();
+                let fresh = RootDatabase::default();
+                let same = fresh.add_file("t.cvl".into(), text.clone());
+                prop_assert_eq!(item_tree(&db, file), item_tree(&fresh, same), "{}", text);
+                prop_assert_eq!(
+                    file_diagnostics(&db, file, &CheckOptions::default()),
+                    file_diagnostics(&fresh, same, &CheckOptions::default()),
+                    "{}", text
+                );
+            }
+        }
+    }
+}
