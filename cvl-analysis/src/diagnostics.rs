@@ -6,114 +6,63 @@ use std::fmt;
 
 use cvl_syntax::TextRange;
 
-/// The stable, kebab-case diagnostic codes of the language reference (§10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Code {
-    SyntaxError,
-    UnresolvedName,
-    MissingRequired,
-    SensitiveLiteral,
-    SensitiveFlow,
-    DuplicateDeclaration,
-    InheritanceCycle,
-    ReferenceCycle,
-    InvalidComponentKind,
-    InvalidExtends,
-    BadVanif,
-    BadImport,
-    UnsupportedVersion,
-    RequiresUnsatisfied,
-    DependencyCycle,
-    BlacklistedVersion,
-    OverriddenAssignment,
-    UnknownAttribute,
-    MapValueNotScalar,
-    InvalidVm,
+/// Declares every diagnostic code once: its variant, its stable name and
+/// its one-line summary; the enum, `Code::ALL`, `as_str` and `summary` are
+/// generated from this list (and `tests/codes.rs` checks the reference's
+/// table against it).
+macro_rules! codes {
+    ($($variant:ident = $name:literal: $summary:literal,)*) => {
+        /// The stable, kebab-case diagnostic codes of the language reference (§10).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+
+            /// One line on what the code means, for `--help`, SARIF rules and hovers.
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $summary,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    SyntaxError = "syntax-error": "the text does not follow CVL's grammar",
+    UnresolvedName = "unresolved-name": "a name refers to nothing: a type, component, parameter or import",
+    MissingRequired = "missing-required": "a \"required\" parameter has no value in the deployed appliance",
+    SensitiveLiteral = "sensitive-literal": "a \"sensitive\" parameter is given a value written in a file",
+    SensitiveFlow = "sensitive-flow": "a sensitive value flows into a parameter that is not sensitive",
+    DuplicateDeclaration = "duplicate-declaration": "a parameter, component or object is declared twice",
+    InheritanceCycle = "inheritance-cycle": "objects extend each other in a cycle",
+    ReferenceCycle = "reference-cycle": "parameters refer to each other in a cycle",
+    InvalidComponentKind = "invalid-component-kind": "a component's kind may not be placed in this object",
+    InvalidExtends = "invalid-extends": "an object extends something it may not extend",
+    BadVanif = "bad-vanif": "vanIF does not name an interface",
+    BadImport = "bad-import": "an import cannot be resolved, fetched or verified",
+    UnsupportedVersion = "unsupported-version": "the file states a CVL version other than 0.8",
+    RequiresUnsatisfied = "requires-unsatisfied": "a required service is provided by no component",
+    DependencyCycle = "dependency-cycle": "components require each other's services in a cycle",
+    BlacklistedVersion = "blacklisted-version": "an imported version is on the administrator's blacklist",
+    OverriddenAssignment = "overridden-assignment": "an assignment is overridden later in the same object",
+    UnknownAttribute = "unknown-attribute": "a var attribute other than \"required\" or \"sensitive\"",
+    MapValueNotScalar = "map-value-not-scalar": "a map value refers to a parameter with several values",
+    InvalidVm = "invalid-vm": "the VM description that `vm` names is missing or invalid",
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
-        Code::SyntaxError,
-        Code::UnresolvedName,
-        Code::MissingRequired,
-        Code::SensitiveLiteral,
-        Code::SensitiveFlow,
-        Code::DuplicateDeclaration,
-        Code::InheritanceCycle,
-        Code::ReferenceCycle,
-        Code::InvalidComponentKind,
-        Code::InvalidExtends,
-        Code::BadVanif,
-        Code::BadImport,
-        Code::UnsupportedVersion,
-        Code::RequiresUnsatisfied,
-        Code::DependencyCycle,
-        Code::BlacklistedVersion,
-        Code::OverriddenAssignment,
-        Code::UnknownAttribute,
-        Code::MapValueNotScalar,
-        Code::InvalidVm,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::SyntaxError => "syntax-error",
-            Code::UnresolvedName => "unresolved-name",
-            Code::MissingRequired => "missing-required",
-            Code::SensitiveLiteral => "sensitive-literal",
-            Code::SensitiveFlow => "sensitive-flow",
-            Code::DuplicateDeclaration => "duplicate-declaration",
-            Code::InheritanceCycle => "inheritance-cycle",
-            Code::ReferenceCycle => "reference-cycle",
-            Code::InvalidComponentKind => "invalid-component-kind",
-            Code::InvalidExtends => "invalid-extends",
-            Code::BadVanif => "bad-vanif",
-            Code::BadImport => "bad-import",
-            Code::UnsupportedVersion => "unsupported-version",
-            Code::RequiresUnsatisfied => "requires-unsatisfied",
-            Code::DependencyCycle => "dependency-cycle",
-            Code::BlacklistedVersion => "blacklisted-version",
-            Code::OverriddenAssignment => "overridden-assignment",
-            Code::UnknownAttribute => "unknown-attribute",
-            Code::MapValueNotScalar => "map-value-not-scalar",
-            Code::InvalidVm => "invalid-vm",
-        }
-    }
-
-    /// One line on what the code means, for `--help`, SARIF rules and hovers.
-    pub fn summary(self) -> &'static str {
-        match self {
-            Code::SyntaxError => "the text does not follow CVL's grammar",
-            Code::UnresolvedName => {
-                "a name refers to nothing: a type, component, parameter or import"
-            }
-            Code::MissingRequired => {
-                "a \"required\" parameter has no value in the deployed appliance"
-            }
-            Code::SensitiveLiteral => {
-                "a \"sensitive\" parameter is given a value written in a file"
-            }
-            Code::SensitiveFlow => "a sensitive value flows into a parameter that is not sensitive",
-            Code::DuplicateDeclaration => "a parameter, component or object is declared twice",
-            Code::InheritanceCycle => "objects extend each other in a cycle",
-            Code::ReferenceCycle => "parameters refer to each other in a cycle",
-            Code::InvalidComponentKind => "a component's kind may not be placed in this object",
-            Code::InvalidExtends => "an object extends something it may not extend",
-            Code::BadVanif => "vanIF does not name an interface",
-            Code::BadImport => "an import cannot be resolved, fetched or verified",
-            Code::UnsupportedVersion => "the file states a CVL version other than 0.8",
-            Code::RequiresUnsatisfied => "a required service is provided by no component",
-            Code::DependencyCycle => "components require each other's services in a cycle",
-            Code::BlacklistedVersion => "an imported version is on the administrator's blacklist",
-            Code::OverriddenAssignment => "an assignment is overridden later in the same object",
-            Code::UnknownAttribute => "a var attribute other than \"required\" or \"sensitive\"",
-            Code::MapValueNotScalar => "a map value refers to a parameter with several values",
-            Code::InvalidVm => "the VM description that `vm` names is missing or invalid",
-        }
-    }
-
     pub fn from_name(code: &str) -> Option<Code> {
-        Code::ALL.into_iter().find(|c| c.as_str() == code)
+        Code::ALL.iter().copied().find(|c| c.as_str() == code)
     }
 }
 
