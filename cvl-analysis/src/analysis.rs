@@ -78,28 +78,29 @@ fn compute_file_diagnostics(
     // A reference cycle met by several evaluations (the object's own, a
     // VAN's that has it as a component) is one cycle: the same places. Kept
     // once, in the wording with the shortest names (the object's own).
-    let places = |d: &LocalDiagnostic| {
-        let mut places: Vec<Loc> = std::iter::once(d.loc.clone())
+    let places = |d: &LocalDiagnostic| -> FxHashSet<Loc> {
+        std::iter::once(d.loc.clone())
             .chain(d.labels.iter().map(|(l, _)| l.clone()))
-            .collect();
-        places.sort_by_key(|l| (l.object.clone(), l.range.start()));
-        places
+            .collect()
     };
-    let mut best: rustc_hash::FxHashMap<Vec<Loc>, usize> = Default::default();
+    let mut best: Vec<(FxHashSet<Loc>, usize)> = Vec::new();
     for (i, d) in local.iter().enumerate() {
         if d.code == Code::ReferenceCycle {
-            let slot = best.entry(places(d)).or_insert(i);
-            if d.message.len() < local[*slot].message.len() {
-                *slot = i;
+            let places = places(d);
+            match best.iter_mut().find(|(p, _)| *p == places) {
+                Some((_, kept)) if d.message.len() < local[*kept].message.len() => *kept = i,
+                Some(_) => {}
+                None => best.push((places, i)),
             }
         }
     }
-    let keep: FxHashSet<usize> = best.into_values().collect();
-    let mut index = 0;
-    local.retain(|d| {
-        index += 1;
-        d.code != Code::ReferenceCycle || keep.contains(&(index - 1))
-    });
+    let keep: FxHashSet<usize> = best.into_iter().map(|(_, i)| i).collect();
+    local = local
+        .into_iter()
+        .enumerate()
+        .filter(|(i, d)| d.code != Code::ReferenceCycle || keep.contains(i))
+        .map(|(_, d)| d)
+        .collect();
     out.extend(local.iter().map(|d| d.render(db)));
     // This file's diagnostics first, then those pointing into its imports.
     out.sort_by(|a, b| {

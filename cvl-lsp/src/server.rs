@@ -356,6 +356,12 @@ impl LanguageServer for Server {
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let uri = params.text_document.uri;
         let mut ws = self.lock();
+        // Only while the analysis holds the editor's text can it take an
+        // edit; else the editor's whole text replaces it.
+        let in_sync = ws
+            .docs
+            .get(&uri)
+            .is_some_and(|d| *d.file.text(&ws.db) == d.text);
         let Some(doc) = ws.docs.get_mut(&uri) else {
             return;
         };
@@ -384,15 +390,8 @@ impl LanguageServer for Server {
         doc.version = params.text_document.version;
         let (file, text) = (doc.file, doc.text.clone());
         self.versions().insert(uri, params.text_document.version);
-        // The edit applies to the analysis's text as to the editor's, or
-        // the editor's whole text replaces it.
-        let fits = single_edit
-            .as_ref()
-            .is_some_and(|edit| edit.apply(file.text(&ws.db)).as_deref() == Some(text.as_str()));
         match single_edit {
-            Some(edit) if fits => {
-                ws.db.apply_edit(file, &edit);
-            }
+            Some(edit) if in_sync && ws.db.apply_edit(file, &edit) => {}
             _ => ws.db.set_text(file, text),
         }
         ws.refresh(file);

@@ -45,22 +45,14 @@ pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmA
             continue; // set by a parent in another file: checked there
         }
         let path = dir.join(value);
-        let description = descriptions.entry(path.clone()).or_insert_with(|| std::fs::read_to_string(&path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!(
-                    "`vm` names `{value}`, which does not exist beside the file: write the VM \
-                     description there (memory, vcpus, [[disk]]; the format is in docs/vm-description.md)"
-                ),
-                _ => format!("cannot read `{value}`: {e}"),
-            })
-            .and_then(|text| VmDescription::parse(&text).map_err(|e| format!("`{value}`: {e}")))
-            .and_then(|d| {
-                d.check_files(&path)
-                    .map(|()| d)
-                    .map_err(|e| format!("`{value}`: {e}"))
-            })).clone();
-        let data_devices = cvl_analysis::evaluated_param(db, &def, "datadisks")
-            .and_then(|p| p.value)
+        let description = descriptions
+            .entry(path.clone())
+            .or_insert_with(|| read_description(&path, value))
+            .clone();
+        // Only the value: where it was assigned is not needed here.
+        let data_devices = cvl_analysis::eval::evaluate(db, &def)
+            .slot("datadisks")
+            .and_then(|slot| slot.value.strings())
             .map(|v| data_disk_devices(&v))
             .unwrap_or_default();
         out.push(VmAppliance {
@@ -72,6 +64,23 @@ pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmA
         });
     }
     out
+}
+
+/// The VM description `value` (`vm`'s value) names, at `path`, parsed and
+/// with its files checked.
+fn read_description(path: &Path, value: &str) -> Result<VmDescription, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "`vm` names `{value}`, which does not exist beside the file: write the VM \
+             description there (memory, vcpus, [[disk]]; the format is in docs/vm-description.md)"
+        ),
+        _ => format!("cannot read `{value}`: {e}"),
+    })?;
+    let description = VmDescription::parse(&text).map_err(|e| format!("`{value}`: {e}"))?;
+    description
+        .check_files(path)
+        .map_err(|e| format!("`{value}`: {e}"))?;
+    Ok(description)
 }
 
 /// `invalid-vm` errors for descriptions that exist but are wrong. A missing

@@ -436,35 +436,36 @@ fn prepare(
             .allocations
             .get(path)
             .is_some_and(|a| a.host != utility::LOCAL_HOST);
-        let staging = match &program {
-            _ if !remote => None,
+        // How the program reaches a remote host: sent from here (a local
+        // repository, a folder), or fetched by the host, this machine
+        // sending it only if the host cannot reach the web repository.
+        let (staging, web_fallback) = match &program {
+            _ if !remote => (None, None),
             ProgramSource::Repository { url, version } => {
+                let key = format!("{url}@{version}");
                 match cvl_repo::Location::parse(url, None) {
-                    Ok(cvl_repo::Location::Dir(dir)) => {
-                        Some(staged(&mut stagings, &format!("{url}@{version}"), || {
+                    Ok(cvl_repo::Location::Dir(dir)) => (
+                        Some(staged(&mut stagings, &key, || {
                             Staging::repository(url, &dir, *version)
-                        })?)
+                        })?),
+                        None,
+                    ),
+                    Ok(cvl_repo::Location::Http(_)) => {
+                        let fallback = fallbacks.entry(key).or_insert_with(|| {
+                            Arc::new(WebFallback::new(url.clone(), *version, settings.clone()))
+                        });
+                        (None, Some(fallback.clone()))
                     }
-                    _ => None,
+                    Err(_) => (None, None),
                 }
             }
-            ProgramSource::Folder { dir } => Some(staged(&mut stagings, dir, || {
-                Staging::folder(Path::new(dir))
-            })?),
-            ProgramSource::Staged { .. } => None,
-        };
-        let web_fallback = match &program {
-            ProgramSource::Repository { url, version } if remote && url.starts_with("http") => {
-                Some(
-                    fallbacks
-                        .entry(format!("{url}@{version}"))
-                        .or_insert_with(|| {
-                            Arc::new(WebFallback::new(url.clone(), *version, settings.clone()))
-                        })
-                        .clone(),
-                )
-            }
-            _ => None,
+            ProgramSource::Folder { dir } => (
+                Some(staged(&mut stagings, dir, || {
+                    Staging::folder(Path::new(dir))
+                })?),
+                None,
+            ),
+            ProgramSource::Staged { .. } => (None, None),
         };
         let params = walk::wire_params(&vm.params, sensitive.0.get(path).unwrap_or(&empty))
             .map_err(anyhow::Error::msg)?;
