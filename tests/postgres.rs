@@ -157,10 +157,17 @@ fn two_applies_on_one_state_one_waits_and_a_killed_one_is_taken_over() {
             wait,
         ])
     };
+    // Held applies: the apply lock only, not the writers' short
+    // transaction locks (a bigint key is classid:objid, objsubid 1).
     let applies_now = || {
         pg.psql(
             "cvl",
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND objsubid = 1 AND classid = {} AND objid = {}",
+                cvl_state::POSTGRES_APPLY_LOCK >> 32,
+                cvl_state::POSTGRES_APPLY_LOCK & 0xffff_ffff
+            ),
         )
     };
 

@@ -19,6 +19,7 @@ mod pg;
 mod schema;
 mod sqlite;
 
+pub use pg::APPLY_LOCK as POSTGRES_APPLY_LOCK;
 pub use schema::SCHEMA_VERSION;
 
 use std::fmt;

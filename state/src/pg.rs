@@ -18,7 +18,7 @@ use crate::schema::{self, DbError, Sql, Value, APPLICATION_ID, MIGRATIONS, SCHEM
 use crate::{ApplyLock, Result, StateError};
 
 /// The apply lock's key (`CVL2`); writers use `CVL1`.
-const APPLY_LOCK: i64 = 0x4356_4C32;
+pub const APPLY_LOCK: i64 = 0x4356_4C32;
 
 /// What `meta` says of a PostgreSQL database holding a CVL state.
 const APPLICATION: &str = "cvl-state";
