@@ -678,3 +678,98 @@ pub fn inlay_hints(db: &dyn Db, file: SourceFile) -> Vec<(TextSize, String)> {
     }
     out
 }
+
+/// The edits of a rename: each place to replace with the new name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub new_name: String,
+    pub targets: Vec<NavTarget>,
+}
+
+/// Renames the entity under `offset` everywhere in `files` (the files the
+/// user may edit). Refused, with the reason, when `new_name` is not a CVL
+/// name or when the entity is declared or used outside `files`.
+pub fn rename(
+    db: &dyn Db,
+    file: SourceFile,
+    offset: TextSize,
+    new_name: &str,
+    files: &[SourceFile],
+) -> Result<Rename, String> {
+    let valid = new_name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && new_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{new_name}` is not a CVL name (a letter, then letters, digits, _)"
+        ));
+    }
+    let targets = references(db, file, offset, files);
+    if targets.is_empty() {
+        return Err("there is no name to rename here".to_string());
+    }
+    if let Some(outside) = targets.iter().find(|t| !files.contains(&t.file)) {
+        return Err(format!(
+            "it is declared in `{}`, which is not part of this workspace (a published or predefined file) and cannot be renamed",
+            outside.file.name(db)
+        ));
+    }
+    Ok(Rename {
+        new_name: new_name.to_string(),
+        targets,
+    })
+}
+
+/// An object found by a workspace-wide search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSymbol {
+    pub name: String,
+    pub target: NavTarget,
+}
+
+/// The objects of `files` whose name contains `query`, case ignored.
+pub fn workspace_symbols(db: &dyn Db, query: &str, files: &[SourceFile]) -> Vec<WorkspaceSymbol> {
+    let query = query.to_lowercase();
+    let mut out = Vec::new();
+    for &file in files {
+        for object in &item_tree(db, file).objects {
+            let name = &object.data.name;
+            if name.text.to_lowercase().contains(&query) {
+                out.push(WorkspaceSymbol {
+                    name: name.text.clone(),
+                    target: NavTarget {
+                        file,
+                        range: name.range + object.start,
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The fixes of `file`'s diagnostics that touch `range` and edit only
+/// `file`: the quick fixes an editor offers there.
+pub fn code_actions(
+    db: &dyn Db,
+    file: SourceFile,
+    range: TextRange,
+) -> Vec<crate::diagnostics::Fix> {
+    let own = file.name(db);
+    let options = crate::CheckOptions::default();
+    crate::file_diagnostics(db, file, &options)
+        .into_iter()
+        .filter_map(|d| {
+            let fix = d.fix?;
+            let touches = &d.span.file == own
+                && (d.span.range.intersect(range).is_some()
+                    || d.span.range.contains_inclusive(range.start()));
+            let edits_here = fix.edits.iter().all(|(span, _)| &span.file == own);
+            (touches && edits_here).then_some(fix)
+        })
+        .collect()
+}

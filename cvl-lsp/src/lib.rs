@@ -1,18 +1,57 @@
 //! The CVL language server: LSP over stdio, on the same analysis as
 //! `cvl check`. Started by `cvl lsp`.
 //!
-//! `workspace` holds the database, the import loader and the open
-//! documents; `server` speaks the protocol; `line_index` converts byte
-//! offsets to LSP's UTF-16 positions. Only this crate knows LSP types.
+//! This file is the routing table: one line per request or notification,
+//! naming its handler. `state` holds the shared state and answers each
+//! request from a snapshot with no lock held; `world` is the analysis host,
+//! the import loader and the open documents; `handlers/` has a module per
+//! feature; `to_proto` converts the analysis's plain data to LSP types;
+//! `line_index` converts byte offsets to LSP's UTF-16 positions. Only this
+//! crate knows LSP types, and it never imports salsa.
 
 // Standard output is the protocol: nothing else may write to it.
 #![deny(clippy::print_stdout)]
 
+mod handlers;
 mod line_index;
-mod server;
-mod workspace;
+mod state;
+mod to_proto;
+mod world;
 
 pub use line_index::LineIndex;
+
+use handlers::*;
+use state::Server;
+use tower_lsp::jsonrpc::Result;
+use tower_lsp::lsp_types::*;
+use tower_lsp::LanguageServer;
+
+#[rustfmt::skip]
+#[tower_lsp::async_trait]
+impl LanguageServer for Server {
+    async fn initialize(&self, p: InitializeParams) -> Result<InitializeResult> { lifecycle::initialize(self, p) }
+    async fn initialized(&self, _: InitializedParams) { lifecycle::initialized(self).await }
+    async fn shutdown(&self) -> Result<()> { Ok(()) }
+
+    async fn did_open(&self, p: DidOpenTextDocumentParams) { documents::did_open(self, p) }
+    async fn did_change(&self, p: DidChangeTextDocumentParams) { documents::did_change(self, p) }
+    async fn did_close(&self, p: DidCloseTextDocumentParams) { documents::did_close(self, p) }
+
+    async fn hover(&self, p: HoverParams) -> Result<Option<Hover>> { self.request(p, hover::hover).await }
+    async fn goto_definition(&self, p: GotoDefinitionParams) -> Result<Option<GotoDefinitionResponse>> { self.request(p, navigation::goto_definition).await }
+    async fn references(&self, p: ReferenceParams) -> Result<Option<Vec<Location>>> { self.request(p, navigation::references).await }
+    async fn document_highlight(&self, p: DocumentHighlightParams) -> Result<Option<Vec<DocumentHighlight>>> { self.request(p, navigation::document_highlight).await }
+    async fn prepare_rename(&self, p: TextDocumentPositionParams) -> Result<Option<PrepareRenameResponse>> { self.request(p, rename::prepare_rename).await }
+    async fn rename(&self, p: RenameParams) -> Result<Option<WorkspaceEdit>> { self.request(p, rename::rename).await }
+    async fn completion(&self, p: CompletionParams) -> Result<Option<CompletionResponse>> { self.request(p, completion::completion).await }
+    async fn document_symbol(&self, p: DocumentSymbolParams) -> Result<Option<DocumentSymbolResponse>> { self.request(p, symbols::document_symbol).await }
+    async fn symbol(&self, p: WorkspaceSymbolParams) -> Result<Option<Vec<SymbolInformation>>> { self.request(p, symbols::workspace_symbol).await }
+    async fn folding_range(&self, p: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> { self.request(p, folding::folding_range).await }
+    async fn semantic_tokens_full(&self, p: SemanticTokensParams) -> Result<Option<SemanticTokensResult>> { self.request(p, semantic_tokens::semantic_tokens_full).await }
+    async fn formatting(&self, p: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> { self.request(p, formatting::formatting).await }
+    async fn inlay_hint(&self, p: InlayHintParams) -> Result<Option<Vec<InlayHint>>> { self.request(p, inlay_hints::inlay_hint).await }
+    async fn code_action(&self, p: CodeActionParams) -> Result<Option<CodeActionResponse>> { self.request(p, code_actions::code_action).await }
+}
 
 /// Serves LSP on standard input and output until the client sends `exit`
 /// (or closes the input). Returns whether `shutdown` came first: the
@@ -24,7 +63,7 @@ pub fn run_stdio() -> bool {
         .build()
         .expect("a tokio runtime starts");
     let shut_down = runtime.block_on(async {
-        let (service, socket) = tower_lsp::LspService::new(server::Server::new);
+        let (service, socket) = tower_lsp::LspService::new(Server::new);
         let watch = exit::Watch::new(service);
         let (shut_down, exited) = (watch.shut_down.clone(), watch.exited.clone());
         let serve =

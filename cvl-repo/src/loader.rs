@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cvl_analysis::item_tree::ImportKey;
-use cvl_analysis::resolve::item_tree;
-use cvl_analysis::{ImportResolutions, ResolvedImport, RootDatabase, SourceFile};
+use cvl_analysis::{AnalysisHost, ImportResolutions, ResolvedImport, SourceFile};
 
 use crate::display_path;
 use crate::fetch::{Fetcher, Location};
@@ -57,9 +56,9 @@ struct LockState {
 }
 
 /// Loads `roots` (with their texts, already read and UTF-8) and everything
-/// they import into `db`, then writes the locks that changed.
+/// they import into the analysis, then writes the locks that changed.
 pub fn load(
-    db: &mut RootDatabase,
+    db: &mut AnalysisHost,
     roots: &[(PathBuf, String)],
     options: &LoadOptions,
 ) -> LoadReport {
@@ -114,11 +113,11 @@ impl Loader {
 
     /// Adds a local root file, or replaces the text of one already known,
     /// and queues its imports for resolution.
-    pub fn add_root(&mut self, db: &mut RootDatabase, path: &Path, text: &str) -> SourceFile {
+    pub fn add_root(&mut self, db: &mut AnalysisHost, path: &Path, text: &str) -> SourceFile {
         let name = display_path(path);
         let file = match self.by_name.get(&name) {
             Some(&f) => {
-                if f.text(db) != text {
+                if db.file_text(f) != text {
                     db.set_text(f, text.to_string());
                 }
                 f
@@ -149,17 +148,18 @@ impl Loader {
     }
 
     /// Re-resolves a known file's imports if its import statements changed.
-    pub fn refresh(&mut self, db: &RootDatabase, file: SourceFile) {
+    pub fn refresh(&mut self, db: &AnalysisHost, file: SourceFile) {
         if self.resolved_keys.get(&file) != Some(&import_keys(db, file)) {
             self.queue.push(file);
         }
     }
 
     /// Resolves the imports of every queued file, loading what they import.
-    pub fn resolve(&mut self, db: &mut RootDatabase) {
+    pub fn resolve(&mut self, db: &mut AnalysisHost) {
         while let Some(file) = self.queue.pop() {
             let keys = import_keys(db, file);
-            if self.resolved_keys.get(&file) == Some(&keys) && !file.imports(db).entries.is_empty()
+            if self.resolved_keys.get(&file) == Some(&keys)
+                && !db.file_imports(file).entries.is_empty()
             {
                 continue;
             }
@@ -203,7 +203,7 @@ impl Loader {
                 resolutions.entries.push((key.clone(), result));
             }
             self.resolved_keys.insert(file, keys);
-            if *file.imports(db).as_ref() != resolutions {
+            if *db.file_imports(file) != resolutions {
                 db.set_imports(file, resolutions);
             }
         }
@@ -232,8 +232,8 @@ impl Loader {
     }
 }
 
-fn import_keys(db: &RootDatabase, file: SourceFile) -> Vec<ImportKey> {
-    item_tree(db, file)
+fn import_keys(db: &AnalysisHost, file: SourceFile) -> Vec<ImportKey> {
+    db.item_tree(file)
         .imports
         .iter()
         .filter_map(|i| i.key())

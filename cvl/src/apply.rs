@@ -256,9 +256,9 @@ fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<Exit
 /// `cvl stop FILE [PATH]`: plans the stop and carries it out.
 pub fn stop(args: deploy::StopArgs) -> Result<ExitCode> {
     let source = crate::files::read(&args.file)?;
-    let db = cvl_analysis::RootDatabase::default();
-    let file = db.add_file(source.name.clone(), source.text.clone());
-    let name = deploy::deployed(&db, file, &args.file, &args.deploy)?;
+    let mut host = cvl_analysis::AnalysisHost::new();
+    let file = host.add_file(source.name.clone(), source.text.clone());
+    let name = deploy::deployed(&host.analysis(), file, &args.file, &args.deploy)?;
     let _lock = lock_state(&format!("cvl stop {}", args.file.display()), &args.exec)?;
     let mut store = utility::open_state()?;
     let state = store.load()?;
@@ -600,9 +600,14 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let only = match &args.file {
         Some(path) => {
             let source = crate::files::read(path)?;
-            let db = cvl_analysis::RootDatabase::default();
-            let file = db.add_file(source.name.clone(), source.text.clone());
-            Some(deploy::deployed(&db, file, path, &args.deploy)?)
+            let mut host = cvl_analysis::AnalysisHost::new();
+            let file = host.add_file(source.name.clone(), source.text.clone());
+            Some(deploy::deployed(
+                &host.analysis(),
+                file,
+                path,
+                &args.deploy,
+            )?)
         }
         None => None,
     };

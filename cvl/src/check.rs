@@ -37,9 +37,9 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
     };
     for name in &args.deploy {
         let found = ws.roots.iter().any(|f| {
-            cvl_analysis::resolve::item_tree(&ws.db, *f)
-                .object(name)
-                .is_some()
+            ws.analysis
+                .item_tree(*f)
+                .is_ok_and(|tree| tree.object(name).is_some())
         });
         if !found {
             bail!("--deploy {name}: no object named `{name}` in the checked files");
@@ -47,14 +47,17 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
     }
     let mut diagnostics = ws.unreadable.clone();
     for (&file, path) in ws.roots.iter().zip(&ws.root_paths) {
-        diagnostics.extend(cvl_analysis::file_diagnostics(&ws.db, file, &options));
+        diagnostics.extend(ws.analysis.diagnostics(file, &options)?);
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        diagnostics.extend(cvl_repo::appliance::check(&ws.db, file, dir));
+        diagnostics.extend(
+            ws.analysis
+                .with_db(|db| cvl_repo::appliance::check(db, file, dir))?,
+        );
         // Keep each file's diagnostics in order of position.
-        let name = file.name(&ws.db);
+        let name = ws.analysis.file_name(file);
         let own = |d: &Diagnostic| d.span.file == *name;
         let start = diagnostics
             .iter()

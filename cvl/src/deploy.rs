@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
-use cvl_analysis::{CheckOptions, Def, Severity, SourceFile};
+use cvl_analysis::{Analysis, CheckOptions, Def, Severity, SourceFile};
 use cvl_planner::lower::{self, ImportFacts, Program, Programs};
 use cvl_planner::model::{ComponentPath, ParamValue};
 use cvl_planner::plan::{ActionKind, Plan};
@@ -94,7 +94,7 @@ pub struct GraphArgs {
 
 /// Reads VM descriptions where each appliance came from.
 struct RepoPrograms<'a> {
-    db: &'a dyn cvl_analysis::Db,
+    analysis: &'a Analysis,
     fetcher: Fetcher,
 }
 
@@ -114,7 +114,7 @@ impl Programs for RepoPrograms<'_> {
                 ..
             }) => cvl_repo::program::from_repository(&self.fetcher, repository, url, *version, vm)?,
             _ => {
-                let name = file.name(self.db);
+                let name = self.analysis.file_name(file);
                 let dir = Path::new(name).parent().unwrap_or(Path::new("."));
                 cvl_repo::program::from_folder(dir, vm, data_devices)?
             }
@@ -129,12 +129,12 @@ impl Programs for RepoPrograms<'_> {
 
 /// The object to deploy: `--deploy`, or the file's only object.
 pub(crate) fn deployed(
-    db: &cvl_analysis::RootDatabase,
+    analysis: &Analysis,
     file: SourceFile,
     path: &Path,
     deploy: &Option<String>,
 ) -> Result<String> {
-    let tree = cvl_analysis::resolve::item_tree(db, file);
+    let tree = analysis.item_tree(file)?;
     let names: Vec<&str> = tree
         .objects
         .iter()
@@ -176,11 +176,13 @@ pub(crate) fn make_plan(
         render::print(render::Format::Human, color, &ws.sources, &ws.unreadable)?;
         return Ok(None);
     };
-    let name = deployed(&ws.db, root, file, deploy)?;
+    let name = deployed(&ws.analysis, root, file, deploy)?;
     let options = CheckOptions {
         deploy: vec![name.clone()],
     };
-    let errors: Vec<_> = cvl_analysis::file_diagnostics(&ws.db, root, &options)
+    let errors: Vec<_> = ws
+        .analysis
+        .diagnostics(root, &options)?
         .into_iter()
         .filter(|d| d.severity == Severity::Error)
         .collect();
@@ -194,10 +196,13 @@ pub(crate) fn make_plan(
     }
     let def = Def { file: root, name };
     let mut programs = RepoPrograms {
-        db: &ws.db,
+        analysis: &ws.analysis,
         fetcher: Fetcher::new(load.options(LockMode::Use, file)?.settings),
     };
-    let lowered = lower::topology(&ws.db, &def, &mut programs).map_err(anyhow::Error::msg)?;
+    let lowered = ws
+        .analysis
+        .with_db(|db| lower::topology(db, &def, &mut programs))?
+        .map_err(anyhow::Error::msg)?;
     let mut store = utility::open_state()?;
     let state = store.load()?;
     let key = store.fingerprint_key()?;
@@ -209,7 +214,9 @@ pub(crate) fn make_plan(
         .map(|(k, v)| (k.clone(), v.as_str().to_string()))
         .collect();
     drop(supplied);
-    let (desired, sensitive) = lower::desired(&ws.db, &lowered, &alloc, &secrets, &key);
+    let (desired, sensitive) = ws
+        .analysis
+        .with_db(|db| lower::desired(db, &lowered, &alloc, &secrets, &key))?;
     secrets.values_mut().for_each(zeroize::Zeroize::zeroize);
     let options = cvl_planner::Options {
         target: target.clone().map(ComponentPath),

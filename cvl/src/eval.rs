@@ -60,7 +60,7 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
         render::print(render::Format::Human, color, &ws.sources, &ws.unreadable)?;
         return Ok(ExitCode::from(1));
     };
-    let tree = cvl_analysis::resolve::item_tree(&ws.db, file);
+    let tree = ws.analysis.item_tree(file)?;
     if tree.object(&args.object).is_none() {
         let names: Vec<&str> = tree
             .objects
@@ -85,14 +85,18 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
     let options = CheckOptions {
         deploy: vec![args.object.clone()],
     };
-    let errors: Vec<_> = cvl_analysis::file_diagnostics(&ws.db, file, &options)
+    let errors: Vec<_> = ws
+        .analysis
+        .diagnostics(file, &options)?
         .into_iter()
         .filter(|d| d.severity == Severity::Error)
         .collect();
     let allocations = cvl_analysis::eval::Allocations {
         values: args.assume.iter().cloned().collect(),
     };
-    let params = cvl_analysis::analysis::evaluated_params_with(&ws.db, &def, &allocations);
+    let params = ws
+        .analysis
+        .with_db(|db| cvl_analysis::analysis::evaluated_params_with(db, &def, &allocations))?;
     // An assumption about a parameter that does not exist is a typo, not a
     // preview: say so rather than ignore it.
     for (path, _) in &args.assume {

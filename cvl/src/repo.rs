@@ -170,7 +170,7 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         render::print(Format::Human, color, &ws.sources, &ws.unreadable)?;
         bail!("not publishing {}: it is not UTF-8", args.file.display());
     };
-    let diagnostics = cvl_analysis::file_diagnostics(&ws.db, file, &CheckOptions::default());
+    let diagnostics = ws.analysis.diagnostics(file, &CheckOptions::default())?;
     let errors: Vec<_> = diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -201,7 +201,10 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    for appliance in cvl_repo::appliance::vm_appliances(&ws.db, file, dir) {
+    let appliances = ws
+        .analysis
+        .with_db(|db| cvl_repo::appliance::vm_appliances(db, file, dir))?;
+    for appliance in appliances {
         let more = cvl_repo::appliance::publish_files(&appliance)
             .map_err(|e| anyhow::anyhow!("not publishing {}: {e}", args.file.display()))?;
         files.extend(more);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cvl_analysis::{Diagnostic, RootDatabase, SourceFile};
+use cvl_analysis::{Analysis, AnalysisHost, Diagnostic, SourceFile};
 use cvl_repo::{LoadOptions, LockMode, Mirror, Settings};
 
 use crate::files::{self, Source};
@@ -79,7 +79,9 @@ impl LoadArgs {
 
 /// The loaded files and everything needed to render diagnostics about them.
 pub struct Workspace {
-    pub db: RootDatabase,
+    /// The analysis of the loaded files (the CLI changes nothing after
+    /// loading: one snapshot answers every question).
+    pub analysis: Analysis,
     /// Root files that were read as UTF-8, in command-line order.
     pub roots: Vec<SourceFile>,
     /// The paths of `roots`.
@@ -113,17 +115,18 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
             .context("standard input cannot have imports")?;
         roots.push((path, source.text));
     }
-    let mut db = RootDatabase::default();
-    let report = cvl_repo::load(&mut db, &roots, &options);
+    let mut host = AnalysisHost::new();
+    let report = cvl_repo::load(&mut host, &roots, &options);
+    let analysis = host.analysis();
     let root_paths = roots.into_iter().map(|(p, _)| p).collect();
     for (file, _) in &report.files {
-        sources.add(file.name(&db), file.text(&db));
+        sources.add(analysis.file_name(*file), analysis.file_text(*file));
     }
     for notice in &report.notices {
         eprintln!("note: {notice}");
     }
-    let prelude = cvl_analysis::Db::prelude(&db);
-    sources.add(prelude.name(&db), prelude.text(&db));
+    let prelude = analysis.prelude();
+    sources.add(analysis.file_name(prelude), analysis.file_text(prelude));
     Ok(Workspace {
         roots: report.roots,
         root_paths,
@@ -132,6 +135,6 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
         lock_errors: report.lock_errors,
         locks_written: report.locks_written,
         file_count: paths.len(),
-        db,
+        analysis,
     })
 }

@@ -286,3 +286,103 @@ fn the_server_reads_the_examples_workspace_settings() {
     );
     client.stop();
 }
+
+/// A file of `n` objects like the large-file benchmark's (about 200 bytes
+/// each).
+fn large_file(n: usize) -> String {
+    let mut text = String::from("CVL = \"0.8\";\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "A{i} extends VMAppliance {{\n  var \"required\" domain, x{i};\n  var motd;\n  vm = \"a.vmx\";\n  motd = {{ host => \"h{i}\", dom => domain, n => {{ a => \"x y\", b => \"z\" }} }};\n  domain = \"acme{i}.org\";\n  x{i} = \"v\";\n}}\n"
+        ));
+    }
+    text
+}
+
+/// A request that takes long (a hover over a large file, which finds every
+/// name of the file first) does not delay an edit that follows it: the
+/// edit cancels it (the hover answers `ContentModified`, and the editor asks
+/// again), and a request after the edit is answered at once, not after the
+/// hover would have finished.
+#[test]
+fn a_slow_request_does_not_delay_the_edit_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let big_text = large_file(4000);
+    let small_text = "CVL = \"0.8\";\nSmall extends VMAppliance {\n  vm = \"s.vmx\";\n}\n";
+    let big = format!("file://{}/big.cvl", root.display());
+    let small = format!("file://{}/small.cvl", root.display());
+    std::fs::write(root.join("big.cvl"), &big_text).unwrap();
+    std::fs::write(root.join("small.cvl"), small_text).unwrap();
+    let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
+    );
+    client.notify("initialized", json!({}));
+    for (uri, text) in [(&big, big_text.as_str()), (&small, small_text)] {
+        client.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
+        );
+    }
+    client.diagnostics(&big, Some(1));
+    let on_big =
+        json!({ "textDocument": { "uri": big }, "position": pos(&big_text, "domain =", 200) });
+    let on_small =
+        json!({ "textDocument": { "uri": small }, "position": pos(small_text, "Small", 0) });
+    // One character typed inside an object: every later hover over the
+    // big file finds all of its names again.
+    let mut version = 1;
+    let mut text = big_text.clone();
+    let mut type_one = |client: &mut Client| {
+        version += 1;
+        let at = pos(&text, "x\"", 0);
+        text = text.replacen("x\"", "xy\"", 1);
+        client.notify(
+            "textDocument/didChange",
+            json!({
+                "textDocument": { "uri": big, "version": version },
+                "contentChanges": [{ "range": { "start": at, "end": at }, "text": "y" }],
+            }),
+        );
+    };
+
+    // How long the hover takes when nothing interrupts it.
+    type_one(&mut client);
+    let started = std::time::Instant::now();
+    let id = client.send_request("textDocument/hover", on_big.clone());
+    let answer = client.response(id);
+    let hover_alone = started.elapsed();
+    assert!(answer["result"]["contents"]["value"]
+        .as_str()
+        .is_some_and(|v| v.contains("domain")));
+
+    // The same hover, with an edit and a small request right behind it.
+    type_one(&mut client);
+    let slow = client.send_request("textDocument/hover", on_big.clone());
+    std::thread::sleep(hover_alone / 10); // the hover is under way
+    let sent = std::time::Instant::now();
+    type_one(&mut client);
+    let quick = client.send_request("textDocument/hover", on_small.clone());
+    let quick_answer = client.response(quick);
+    let after_edit = sent.elapsed();
+    assert!(quick_answer["result"]["contents"]["value"]
+        .as_str()
+        .is_some_and(|v| v.contains("Small")));
+    let slow_answer = client.response(slow);
+    assert_eq!(
+        slow_answer["error"]["code"], -32801,
+        "the edit cancels the hover (ContentModified): {slow_answer}"
+    );
+    assert!(
+        after_edit < hover_alone / 3,
+        "a request after the edit waited {after_edit:?}; the hover alone takes {hover_alone:?}"
+    );
+    eprintln!("hover alone {hover_alone:?}; edit + small request behind it {after_edit:?}");
+
+    // Asked again, the hover answers.
+    let again = client.request("textDocument/hover", on_big);
+    assert!(again["contents"]["value"].as_str().is_some());
+    client.stop();
+}

@@ -110,6 +110,34 @@ impl Client {
         }
     }
 
+    /// Sends a request without waiting for its answer; its id.
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        id
+    }
+
+    /// The whole answer to request `id` (`result` or `error`), keeping the
+    /// notifications that come before it.
+    pub fn response(&mut self, id: i64) -> Value {
+        let answer = |m: &Value| m["id"] == id && m.get("method").is_none();
+        if let Some(i) = self.notifications.iter().position(answer) {
+            return self.notifications.remove(i);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let message = self
+                .incoming
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no answer to request {id}"));
+            if answer(&message) {
+                return message;
+            }
+            self.notifications.push(message);
+        }
+    }
+
     pub fn request_error(&mut self, method: &str, params: Value) -> String {
         let id = self.next_id;
         self.next_id += 1;

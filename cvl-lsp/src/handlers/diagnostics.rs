@@ -1,0 +1,101 @@
+//! Publishing diagnostics: after a change, the changed file's and those of
+//! every workspace file importing it, computed on a snapshot off the async
+//! runtime, and sent only if no newer edit of the document came in
+//! meanwhile (a newer edit also cancels the computation).
+
+use std::path::Path;
+
+use cvl_analysis::{CheckOptions, SourceFile};
+use tower_lsp::lsp_types::{Diagnostic, Url};
+
+use crate::state::Server;
+use crate::to_proto;
+use crate::world::{Snapshot, World};
+
+/// One file's diagnostics, ready to publish.
+struct Publish {
+    uri: Url,
+    version: Option<i32>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Publishes, in the background, the diagnostics of `changed` and of every
+/// workspace file importing it (of every workspace file when `changed` is
+/// `None`).
+pub fn republish(server: &Server, world: &World, changed: Option<SourceFile>) {
+    let snap = world.snapshot();
+    let versions_now: Vec<(SourceFile, Option<i32>)> = snap
+        .local_files()
+        .iter()
+        .map(|&f| {
+            let version = world.docs.values().find(|d| d.file == f).map(|d| d.version);
+            (f, version)
+        })
+        .collect();
+    let client = server.client.clone();
+    let versions = server.versions.clone();
+    let publishing = server.publishing.clone();
+    // The snapshot goes to the blocking pool now, not inside a task that
+    // might wait for a runtime thread: an edit waits for every snapshot to
+    // be dropped, and may be holding a runtime thread while it waits.
+    let computed = tokio::task::spawn_blocking(move || compute(&snap, &versions_now, changed));
+    tokio::spawn(async move {
+        let Ok(Ok(batches)) = computed.await else {
+            return;
+        };
+        let _publishing = publishing.lock().await;
+        for batch in batches {
+            let current = versions
+                .lock()
+                .map(|v| v.get(&batch.uri).copied())
+                .unwrap_or(None);
+            if batch.version.is_some() && current != batch.version {
+                continue; // a newer edit superseded this result
+            }
+            client
+                .publish_diagnostics(batch.uri, batch.diagnostics, batch.version)
+                .await;
+        }
+    });
+}
+
+fn compute(
+    snap: &Snapshot,
+    files: &[(SourceFile, Option<i32>)],
+    changed: Option<SourceFile>,
+) -> cvl_analysis::Cancellable<Vec<Publish>> {
+    let names = snap.files_by_name();
+    let mut out = Vec::new();
+    for &(file, version) in files {
+        let affected = match changed {
+            None => true,
+            Some(c) => file == c || snap.analysis.imported_files(file)?.contains(&c),
+        };
+        let Some(uri) = snap.uri(file).filter(|_| affected) else {
+            continue;
+        };
+        let own = snap.analysis.file_name(file);
+        let mut all = snap.analysis.diagnostics(file, &CheckOptions::default())?;
+        let dir = uri
+            .to_file_path()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        if let Some(dir) = dir {
+            let vm_checks = snap
+                .analysis
+                .with_db(|db| cvl_repo::appliance::check(db, file, &dir))?;
+            all.extend(vm_checks);
+        }
+        let index = snap.line_index(file);
+        let diagnostics = all
+            .iter()
+            .map(|d| to_proto::diagnostic(snap, d, own, &index, &names))
+            .collect();
+        out.push(Publish {
+            uri,
+            version,
+            diagnostics,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,23 @@
+//! Semantic tokens of the whole document: keywords, strings, comments,
+//! types, parameters, components, operators.
+
+use tower_lsp::lsp_types::{SemanticTokensParams, SemanticTokensResult};
+
+use crate::state::Answer;
+use crate::to_proto;
+use crate::world::Snapshot;
+
+pub fn semantic_tokens_full(
+    snap: &Snapshot,
+    params: SemanticTokensParams,
+) -> Answer<Option<SemanticTokensResult>> {
+    let Some(file) = snap.file_of(&params.text_document.uri) else {
+        return Ok(None);
+    };
+    let index = snap.line_index(file);
+    let highlights = snap.analysis.highlights(file)?;
+    let text = snap.analysis.file_text(file);
+    Ok(Some(SemanticTokensResult::Tokens(
+        to_proto::semantic_tokens(text, &index, highlights),
+    )))
+}
