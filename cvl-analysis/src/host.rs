@@ -39,6 +39,10 @@ impl std::error::Error for Cancelled {}
 pub type Cancellable<T> = Result<T, Cancelled>;
 
 /// The analysis's only writer: it takes changes and hands out snapshots.
+///
+/// A change first cancels the snapshots still computing and waits until
+/// every snapshot is dropped: the thread that changes the host must not
+/// hold one itself.
 #[derive(Default)]
 pub struct AnalysisHost {
     db: RootDatabase,
