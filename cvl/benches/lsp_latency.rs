@@ -3,7 +3,8 @@
 //! for that version, over 200 edits, and the server's resident memory; on
 //! the generated workspace of 10,000 appliances in 100 files (the analysis
 //! benchmark's), and on one 1 MB file of 5,000 appliances. Prints figures;
-//! run with `cargo bench -p cvl --bench lsp_latency`.
+//! run with `cargo bench -p cvl --bench lsp_latency` (`CVL_BIN=PATH` measures
+//! another build of `cvl`).
 
 #[path = "../tests/common/lsp.rs"]
 mod lsp;
@@ -54,7 +55,11 @@ fn measure(label: &str, files: &[(String, String)], open: String, offset: usize)
     let uri = format!("file://{}/{open}", root.display());
 
     let start = Instant::now();
-    let mut client = lsp::Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
+    // `CVL_BIN` measures another build (an A/B of two commits in one run).
+    let cvl = std::env::var_os("CVL_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cvl").into());
+    let mut client = lsp::Client::start(&cvl, &root);
     client.request("initialize", json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }));
     client.notify("initialized", json!({}));
     client.notify(
