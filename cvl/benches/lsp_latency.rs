@@ -11,7 +11,6 @@ mod lsp;
 #[path = "../../cvl-analysis/benches/workspace.rs"]
 mod workspace;
 
-use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;

@@ -20,7 +20,8 @@ pub(super) fn check(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
             let Ok(Target::Param(p)) = resolved else {
                 continue;
             };
-            if !p.sensitive || !target.is_some_and(|t| !t.sensitive) {
+            let into_plain = target.is_some_and(|t| !t.sensitive);
+            if !(p.sensitive && into_plain) {
                 continue;
             }
             let var = p.var(db);
