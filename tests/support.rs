@@ -2,13 +2,14 @@
 //! (built from Debian packages by scripts/build-guest.sh), the suite
 //! published into local repositories, network namespaces that clean up
 //! after themselves (their processes killed, the namespace deleted, even
-//! when a test fails), and a guest-agent client to look inside guests.
+//! when a test fails), a guest-agent client to look inside guests, and the
+//! lab of three SSH hosts (`Lab`) that `hosts.rs` and the spread benchmark use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use cvl_executor::qmp::Agent;
 
@@ -585,4 +586,196 @@ pub fn assert_no_params_left() {
         .filter(|f| f.to_string_lossy().contains("cvl-params-"))
         .collect();
     assert!(left.is_empty(), "parameters files left behind: {left:?}");
+}
+
+/// The three test hosts of [`Lab`] and their addresses on the switch.
+pub const HOSTS: [(&str, &str); 3] = [
+    ("h1", "198.18.0.11"),
+    ("h2", "198.18.0.12"),
+    ("h3", "198.18.0.13"),
+];
+
+/// The network namespace of a lab node (`ctl` is where `cvl` runs).
+pub fn ns(host: &str) -> String {
+    format!("cvlm-{host}")
+}
+
+/// Runs a command that must succeed; its standard output.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The test's network: the switch, the controller, the hosts (dropped in
+/// reverse: hosts and their QEMUs first, the switch last).
+pub struct Lab {
+    dir: PathBuf,
+    namespaces: Vec<Netns>,
+    sshds: std::cell::RefCell<Vec<Child>>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.namespaces.clear(); // kills every process in them
+        for mut sshd in self.sshds.take() {
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
+    }
+}
+
+impl Lab {
+    pub fn new(dir: &Path) -> Lab {
+        let sw = Netns::new("cvlm-sw");
+        run(&[
+            "ip", "-n", "cvlm-sw", "link", "add", "sw0", "type", "bridge",
+        ]);
+        run(&[
+            "ip", "-n", "cvlm-sw", "link", "set", "sw0", "mtu", "1600", "up",
+        ]);
+        let mut namespaces = vec![sw];
+        let nodes = [("ctl", "198.18.0.2")].into_iter().chain(HOSTS);
+        for (i, (node, address)) in nodes.enumerate() {
+            let n = Netns::new(&ns(node));
+            let port = format!("p{i}");
+            run(&[
+                "ip", "-n", "cvlm-sw", "link", "add", &port, "mtu", "1600", "type", "veth", "peer",
+                "name", "up0", "netns", &n.name, "mtu", "1600",
+            ]);
+            run(&[
+                "ip", "-n", "cvlm-sw", "link", "set", &port, "master", "sw0", "up",
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &n.name,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "up0",
+            ]);
+            run(&["ip", "-n", &n.name, "link", "set", "up0", "up"]);
+            namespaces.push(n);
+        }
+        namespaces.reverse();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            dir.join("id_ed25519").to_str().unwrap(),
+        ]);
+        std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).unwrap();
+        let lab = Lab {
+            dir: dir.to_path_buf(),
+            namespaces,
+            sshds: Default::default(),
+        };
+        for (host, _) in HOSTS {
+            let root = lab.root(host);
+            std::fs::create_dir_all(&root).unwrap();
+            // This host's accelerator, as the agent remembers it: TCG (KVM
+            // hangs guests on these machines).
+            std::fs::write(root.join("accel"), "tcg").unwrap();
+            lab.new_host_key(host);
+            lab.start_sshd(host);
+        }
+        lab
+    }
+
+    pub fn root(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("root")
+    }
+
+    pub fn new_host_key(&self, host: &str) {
+        let key = self.dir.join(host).join("host_key");
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            key.to_str().unwrap(),
+        ]);
+    }
+
+    /// What `ssh-keygen -lf` prints for the host's key: the fingerprint an
+    /// administrator checks on the host itself.
+    pub fn fingerprint(&self, host: &str) -> String {
+        let key = self.dir.join(host).join("host_key.pub");
+        sh(&["ssh-keygen", "-lf", key.to_str().unwrap()])
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn start_sshd(&self, host: &str) {
+        let address = HOSTS.iter().find(|(h, _)| *h == host).unwrap().1;
+        let d = self.dir.join(host);
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {address}\nPort 22\nHostKey {}\nPidFile {}\n\
+                 AuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\n",
+                d.join("host_key").display(),
+                d.join("sshd.pid").display(),
+                self.dir.join("authorized_keys").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns(host),
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+            ])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd (openssh-server) is installed");
+        // Listening once the pidfile is there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.join("sshd.pid").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.sshds.borrow_mut().push(child);
+    }
+
+    /// Kills every sshd of the host: the listener and the connections.
+    pub fn kill_sshd(&self, host: &str) {
+        for pid in sh(&["ip", "netns", "pids", &ns(host)]).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                // SAFETY: a process of the test's own namespace.
+                unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join(host).join("sshd.pid"));
+    }
 }

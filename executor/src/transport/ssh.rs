@@ -5,6 +5,9 @@
 //! copied to `ROOT/bin/cvl-DIGEST` when the host lacks that digest, and run
 //! on one exec channel whose command line holds only that path and the
 //! root; parameters travel inside the conversation, never through a shell.
+//! One command both checks for the agent and starts it: every command costs
+//! a login shell on the host (its startup files included), so a connection
+//! to a host that has the agent runs exactly one.
 //!
 //! libssh2 serializes every call on a session, so one thread per host
 //! ([`pump`]) owns the channel in non-blocking mode: it writes what callers
@@ -24,7 +27,7 @@ use sha2::{Digest, Sha256};
 use ssh2::{Channel, HostKeyType, Session};
 
 use super::{Connector, Link, Mux};
-use crate::protocol::{Fabric, Request, Response};
+use crate::protocol::{Envelope, Fabric, Request, Response, PROTOCOL};
 
 /// A registered host, as the executor needs it.
 #[derive(Debug, Clone)]
@@ -125,17 +128,7 @@ impl Connector for SshConnector {
         let (session, socket) = open(&host.name, &host.address, host.port, self.timeout)?;
         verify(&session, host)?;
         authenticate(&session, host)?;
-        let agent = self.ensure_agent(&session, host)?;
-        let mut channel = session
-            .channel_session()
-            .map_err(|e| format!("host {name}: cannot open a channel: {e}"))?;
-        channel
-            .exec(&format!(
-                "exec {} host serve --root {}",
-                quote(&agent),
-                quote(&host.root)
-            ))
-            .map_err(|e| format!("host {name}: cannot start the host agent: {e}"))?;
+        let channel = self.start_agent(&session, host)?;
         let (tx, rx) = mpsc::channel();
         let mux = Mux::new(name, Box::new(Queue(tx)));
         let pumped = mux.clone();
@@ -148,7 +141,6 @@ impl Connector for SshConnector {
             mux,
             thread: Mutex::new(Some(thread)),
         };
-        link.mux.hello()?;
         if let Some(fabric) = &host.fabric {
             match link.call(
                 &Request::Fabric(fabric.clone()),
@@ -167,17 +159,94 @@ impl Connector for SshConnector {
     }
 }
 
+/// The exit status of the command that starts the agent when the host
+/// lacks this version of it.
+const AGENT_MISSING: i32 = 97;
+
 impl SshConnector {
-    /// `ROOT/bin/cvl-DIGEST` on the host, copied there when missing.
-    fn ensure_agent(&self, session: &Session, host: &SshHost) -> Result<String, String> {
-        let digest = self.digest()?;
-        let bin = format!("{}/bin", host.root.trim_end_matches('/'));
-        let agent = format!("{bin}/cvl-{digest}");
-        let (status, _) = run(session, &format!("test -x {}", quote(&agent)), &host.name)?;
-        if status == 0 {
-            return Ok(agent);
+    /// Starts `ROOT/bin/cvl-DIGEST host serve` on the host, copying the agent
+    /// there first when the host lacks it; the channel, past `hello`.
+    fn start_agent(&self, session: &Session, host: &SshHost) -> Result<Channel, String> {
+        let name = &host.name;
+        let agent = format!(
+            "{}/bin/cvl-{}",
+            host.root.trim_end_matches('/'),
+            self.digest()?
+        );
+        let command = format!(
+            "if [ -x {a} ]; then exec {a} host serve --root {r}; fi; exit {AGENT_MISSING}",
+            a = quote(&agent),
+            r = quote(&host.root)
+        );
+        let mut installed = false;
+        loop {
+            let fail = |e: &dyn std::fmt::Display| {
+                format!("host {name}: cannot start the host agent: {e}")
+            };
+            let mut channel = session.channel_session().map_err(|e| fail(&e))?;
+            channel.exec(&command).map_err(|e| fail(&e))?;
+            let hello = Envelope {
+                id: 0,
+                body: Request::Hello { protocol: PROTOCOL },
+            };
+            let mut line = serde_json::to_string(&hello).expect("a request serializes");
+            line.push('\n');
+            channel
+                .write_all(line.as_bytes())
+                .and_then(|()| channel.flush())
+                .map_err(|e| fail(&e))?;
+            // The answer, read byte by byte up to its end of line: nothing
+            // else is sent before it.
+            let mut answer = Vec::new();
+            let mut byte = [0u8; 1];
+            while answer.last() != Some(&b'\n') && answer.len() < 64 * 1024 {
+                match channel.read(&mut byte) {
+                    Ok(0) => break,
+                    Ok(_) => answer.push(byte[0]),
+                    Err(e) => return Err(fail(&e)),
+                }
+            }
+            if answer.is_empty() {
+                let mut said = String::new();
+                let _ = channel.stderr().read_to_string(&mut said);
+                let _ = channel.wait_close();
+                let status = channel.exit_status().unwrap_or(-1);
+                if status == AGENT_MISSING && !installed {
+                    self.install_agent(session, host, &agent)?;
+                    installed = true;
+                    continue;
+                }
+                return Err(format!(
+                    "host {name}: the host agent exited before answering (status {status}): {}",
+                    said.trim()
+                ));
+            }
+            return match serde_json::from_slice::<Envelope<Response>>(&answer) {
+                Ok(Envelope {
+                    body: Response::Hello { .. },
+                    ..
+                }) => Ok(channel),
+                Ok(Envelope {
+                    body: Response::Error { message, .. },
+                    ..
+                }) => Err(format!("host {name}: {message}")),
+                Ok(other) => Err(format!(
+                    "the host agent on {name} answered hello with {:?}",
+                    other.body
+                )),
+                Err(e) => Err(format!(
+                    "the host agent on {name} answered hello with something else ({e}): {}",
+                    String::from_utf8_lossy(&answer).trim()
+                )),
+            };
         }
-        let (status, said) = run(session, &format!("mkdir -p {}", quote(&bin)), &host.name)?;
+    }
+
+    /// Copies this `cvl` to `agent` on the host (through a temporary file,
+    /// then renamed: a host never runs half an agent).
+    fn install_agent(&self, session: &Session, host: &SshHost, agent: &str) -> Result<(), String> {
+        let bin = agent.rsplit_once('/').map_or(".", |(dir, _)| dir);
+        let (status, said) = run(session, &format!("mkdir -p {}", quote(bin)), &host.name)?;
         if status != 0 {
             return Err(format!("host {}: cannot create {bin}: {said}", host.name));
         }
@@ -203,7 +272,7 @@ impl SshConnector {
         }
         let (status, said) = run(
             session,
-            &format!("mv -f {} {}", quote(&tmp), quote(&agent)),
+            &format!("mv -f {} {}", quote(&tmp), quote(agent)),
             &host.name,
         )?;
         if status != 0 {
@@ -212,7 +281,7 @@ impl SshConnector {
                 host.name
             ));
         }
-        Ok(agent)
+        Ok(())
     }
 }
 
