@@ -5,6 +5,7 @@
 //! waits for the first, and when the first is killed mid-apply the second
 //! takes over and converges.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cvl_e2e::*;
@@ -229,4 +230,98 @@ fn two_applies_on_one_state_one_waits_and_a_killed_one_is_taken_over() {
     let status = u.cvl(&["status"]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     assert_no_params_left();
+}
+
+/// A team's server across a network: TLS as libpq's `sslmode` says. The
+/// test server takes TCP connections with TLS only, with a certificate for
+/// `localhost` signed by the test's own CA.
+#[test]
+fn the_state_reaches_postgresql_over_tls_as_sslmode_says() {
+    let pg = PgServer::start_tls();
+    pg.database("tls");
+    let port = pg.port.unwrap();
+    let ca = pg.file("ca.pem");
+    let url =
+        |host: &str, params: &str| format!("postgresql://postgres@{host}:{port}/tls?{params}");
+    let root = format!("sslrootcert={}", ca.display());
+
+    // Verified: the chain and the name, against the test's CA.
+    let mut store = Store::open_url(&url("localhost", &format!("sslmode=verify-full&{root}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.commit(&script()[0]).unwrap();
+    assert_eq!(store.load().unwrap().serial, 1);
+    drop(store);
+    // The certificate does not name 127.0.0.1: verify-full refuses it,
+    // verify-ca (the chain only) and require (encrypted, unchecked) take it.
+    let err = Store::open_url(&url("127.0.0.1", &format!("sslmode=verify-full&{root}")))
+        .err()
+        .expect("the name does not match");
+    assert!(err.to_string().contains("sslrootcert"), "{err}");
+    for params in [
+        format!("sslmode=verify-ca&{root}"),
+        "sslmode=require".to_string(),
+    ] {
+        let mut store =
+            Store::open_url(&url("127.0.0.1", &params)).unwrap_or_else(|e| panic!("{params}: {e}"));
+        assert_eq!(store.load().unwrap().serial, 1, "{params}");
+    }
+    // Without the CA, nothing verifies; without TLS, the server refuses.
+    let err = Store::open_url(&url("localhost", "sslmode=verify-full"))
+        .err()
+        .expect("an unknown CA");
+    assert!(
+        err.to_string().contains("certificate verify failed"),
+        "{err}"
+    );
+    let err = Store::open_url(&url("127.0.0.1", "sslmode=disable"))
+        .err()
+        .expect("the server takes TLS only");
+    assert!(err.to_string().contains("no encryption"), "{err}");
+    let err = Store::open_url(&url("localhost", "sslmode=verify-all"))
+        .err()
+        .expect("not an sslmode");
+    assert!(err.to_string().contains("verify-full"), "{err}");
+    // A password as libpq takes it when the URL has none: PGPASSWORD, or a
+    // password file only its owner may read (the binary, as a team's CI runs it).
+    pg.psql("tls", "CREATE ROLE team LOGIN SUPERUSER PASSWORD 'team-pw'");
+    let home = tempfile::tempdir().unwrap();
+    let state =
+        url("localhost", &format!("sslmode=verify-full&{root}")).replace("postgres@", "team@");
+    let hosts = |env: &[(&str, &str)]| {
+        Command::new(cvl_binary())
+            .args(["host", "list"])
+            .env("CVL_HOME", home.path())
+            .env("CVL_STATE", &state)
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = hosts(&[]);
+    assert!(!out.status.success(), "no password: {}", text(&out));
+    assert!(text(&out).contains("password"), "{}", text(&out));
+    assert!(hosts(&[("PGPASSWORD", "team-pw")]).status.success());
+    let pgpass = home.path().join("pgpass");
+    std::fs::write(
+        &pgpass,
+        format!(
+            "localhost:{port}:tls:team:team-pw
+"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, works) in [(0o644, false), (0o600, true)] {
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = hosts(&[("PGPASSFILE", pgpass.to_str().unwrap())]);
+        assert_eq!(out.status.success(), works, "mode {mode:o}: {}", text(&out));
+    }
+
+    // Every TCP connection that worked used TLS (the server takes no other),
+    // and the state written through it is there.
+    assert_eq!(
+        pg.psql("tls", "SELECT value FROM meta WHERE key = 'serial'"),
+        "1"
+    );
 }

@@ -476,10 +476,109 @@ pub fn escape(s: &str) -> String {
 pub struct PgServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// The TCP port, for a server started with [`PgServer::start_tls`].
+    pub port: Option<u16>,
 }
 
 impl PgServer {
+    /// A server on a local socket only.
     pub fn start() -> PgServer {
+        PgServer::start_with(|_| String::new())
+    }
+
+    /// A server on a local socket and on 127.0.0.1 with TLS, whose
+    /// certificate names `localhost` only, signed by the CA written to
+    /// `ca.pem` (see [`PgServer::file`]); TCP clients must use TLS, and the
+    /// role `team`, when it exists, its password.
+    pub fn start_tls() -> PgServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut server = PgServer::start_with(|dir| {
+            let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+            run(&[
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                &file("ca.key"),
+                "-out",
+                &file("ca.pem"),
+            ]);
+            run(&[
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &file("server.key"),
+                "-out",
+                &file("server.csr"),
+            ]);
+            std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+            run(&[
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                &file("server.csr"),
+                "-CA",
+                &file("ca.pem"),
+                "-CAkey",
+                &file("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &file("san.ext"),
+                "-out",
+                &file("server.pem"),
+            ]);
+            run(&[
+                "chown",
+                "postgres:postgres",
+                &file("server.key"),
+                &file("server.pem"),
+            ]);
+            run(&["chmod", "600", &file("server.key")]);
+            // TCP only with TLS: a plain connection is refused.
+            std::fs::write(
+                dir.join("pg_hba.conf"),
+                "local all all trust\nhostssl all team 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            run(&["chown", "postgres:postgres", &file("pg_hba.conf")]);
+            format!(
+                " -c listen_addresses=127.0.0.1 -p {port} -c ssl=on -c ssl_cert_file={} \
+                 -c ssl_key_file={} -c hba_file={}",
+                file("server.pem"),
+                file("server.key"),
+                file("pg_hba.conf")
+            )
+        });
+        server.port = Some(port);
+        server
+    }
+
+    /// A file in the server's folder (`ca.pem`).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `more` gives the server more options, from the server's folder.
+    fn start_with(more: impl FnOnce(&Path) -> String) -> PgServer {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is installed (Debian's postgresql)")
             .flatten()
@@ -514,7 +613,12 @@ impl PgServer {
                 "UTF8",
             ],
         );
-        let options = format!("-k {} -c listen_addresses='' -F", dir.path().display());
+        let extra = more(dir.path());
+        let options = if extra.is_empty() {
+            format!("-k {} -c listen_addresses='' -F", dir.path().display())
+        } else {
+            format!("-k {} -F{extra}", dir.path().display())
+        };
         as_postgres(
             "pg_ctl",
             &[
@@ -528,7 +632,11 @@ impl PgServer {
                 "start",
             ],
         );
-        PgServer { dir, bin }
+        PgServer {
+            dir,
+            bin,
+            port: None,
+        }
     }
 
     /// A new, empty database, and its URL.
@@ -541,6 +649,8 @@ impl PgServer {
             self.bin.join("createdb").to_str().unwrap(),
             "-h",
             self.dir.path().to_str().unwrap(),
+            "-p",
+            &self.port.unwrap_or(5432).to_string(),
             name,
         ]);
         self.url(name)
@@ -548,8 +658,9 @@ impl PgServer {
 
     pub fn url(&self, database: &str) -> String {
         format!(
-            "postgresql:///{database}?user=postgres&host={}",
-            self.dir.path().display()
+            "postgresql:///{database}?user=postgres&host={}&port={}",
+            self.dir.path().display(),
+            self.port.unwrap_or(5432)
         )
     }
 
@@ -558,6 +669,7 @@ impl PgServer {
         let out = Command::new("psql")
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.dir.path())
+            .args(["-p", &self.port.unwrap_or(5432).to_string()])
             .args(["-U", "postgres", "-d", database, "-c", sql])
             .output()
             .unwrap();

@@ -50,8 +50,10 @@ struct Cli {
     color: Color,
     /// Where the utility's state is: a SQLite file, or a PostgreSQL URL
     /// (`postgresql://cvl@db.example/cvl`) shared by a team and its CI.
-    /// Default: $CVL_STATE, else $CVL_HOME/state.db. Keep passwords out of
-    /// the command line: use $CVL_STATE, PGPASSWORD or ~/.pgpass.
+    /// Default: $CVL_STATE, else $CVL_HOME/state.db. Over TCP, TLS as libpq's
+    /// sslmode says (`?sslmode=verify-full&sslrootcert=FILE` for a server
+    /// across a network). Keep passwords out of the command line: use
+    /// $CVL_STATE, PGPASSWORD or ~/.pgpass (PGPASSFILE).
     #[arg(long, global = true, value_name = "FILE|URL")]
     state: Option<String>,
     #[command(subcommand)]

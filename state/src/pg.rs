@@ -4,15 +4,20 @@
 //! transaction behind a transaction-scoped advisory lock (one writer at a
 //! time), and the apply lock a session-scoped advisory lock held on a
 //! connection of its own: released when the apply ends or its process dies.
-//! Connections are plain (no TLS): use a local socket, or a tunnel.
+//! TCP connections use TLS (OpenSSL) as libpq's `sslmode` says: `disable`,
+//! `prefer` (the default), `require`, `verify-ca` and `verify-full`, the
+//! last two checking the server's certificate against `sslrootcert` (or the
+//! system's roots); a local socket never uses TLS.
 
 use std::error::Error as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres::error::SqlState;
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, IsolationLevel, NoTls};
+use postgres_openssl::MakeTlsConnector;
 
 use crate::schema::{self, DbError, Sql, Value, APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
 use crate::{ApplyLock, Result, StateError};
@@ -37,13 +42,195 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// How to reach the server: the URL for rust-postgres (which knows
+/// `sslmode` up to `require` only) and the TLS that libpq's `sslmode` and
+/// `sslrootcert` ask for.
+fn tls_of(url: &str) -> std::result::Result<(String, SslMode, Option<PathBuf>), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = SslMode::Prefer;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => {
+                mode = match value {
+                    "disable" => SslMode::Disable,
+                    "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(format!(
+                            "sslmode={other} is not one of disable, prefer, require, verify-ca, \
+                             verify-full"
+                        ))
+                    }
+                };
+            }
+            "sslrootcert" => root = Some(PathBuf::from(percent_decode(value))),
+            _ => kept.push(pair),
+        }
+    }
+    match mode {
+        SslMode::Disable => kept.push("sslmode=disable"),
+        SslMode::Prefer => kept.push("sslmode=prefer"),
+        _ => kept.push("sslmode=require"),
+    }
+    Ok((format!("{base}?{}", kept.join("&")), mode, root))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The TLS connector for `mode`: certificates checked for `verify-ca` (the
+/// chain) and `verify-full` (the chain and the host name), against `root`
+/// when given, else the system's roots.
+fn tls(mode: SslMode, root: Option<&PathBuf>) -> std::result::Result<MakeTlsConnector, String> {
+    let mut builder = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) {
+        builder.set_verify(SslVerifyMode::PEER);
+        if let Some(root) = root {
+            builder.set_ca_file(root).map_err(|e| {
+                format!(
+                    "cannot read sslrootcert {} (a PEM file of the CA certificates to trust): {e}",
+                    root.display()
+                )
+            })?;
+        }
+    } else {
+        // libpq's prefer and require: encrypted, the certificate unchecked.
+        builder.set_verify(SslVerifyMode::NONE);
+    }
+    let mut connector = MakeTlsConnector::new(builder.build());
+    if mode != SslMode::VerifyFull {
+        connector.set_callback(|config, _| {
+            config.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    Ok(connector)
+}
+
+/// The password libpq would use when the URL has none: `PGPASSWORD`, else
+/// the first line of `PGPASSFILE` (default `~/.pgpass`) that matches the
+/// connection. As libpq does, a password file that others may read is
+/// ignored.
+fn password_for(config: &postgres::Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(password) = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()) {
+        return Some(password);
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pgpass")))?;
+    let meta = std::fs::metadata(&file).ok()?;
+    if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 || meta.len() > 1 << 20 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    // A socket connection matches `localhost`, as in libpq.
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user()?;
+    let dbname = config.get_dbname().unwrap_or(user);
+    pgpass_lookup(&text, [&host, &port, dbname, user])
+}
+
+/// The password of the first `.pgpass` line whose host, port, database and
+/// user fields match `wanted` (`*` matches anything; `\:` and `\\` escape).
+fn pgpass_lookup(text: &str, wanted: [&str; 4]) -> Option<String> {
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut field = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => field.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        if fields.len() == 5
+            && fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(have, want)| have == "*" || have == want)
+        {
+            return fields.pop();
+        }
+    }
+    None
+}
+
 fn connect(url: &str) -> Result<Client> {
-    Client::connect(url, NoTls).map_err(|e| StateError::Io {
+    let fail = |detail: String| StateError::Io {
         path: PathBuf::from(redact(url)),
-        detail: format!(
-            "cannot connect to the state's PostgreSQL server: {}",
-            e.source().map_or(e.to_string(), |s| s.to_string())
-        ),
+        detail,
+    };
+    let (pg_url, mode, root) = tls_of(url).map_err(&fail)?;
+    let mut config: postgres::Config = pg_url
+        .parse()
+        .map_err(|e| fail(format!("not a PostgreSQL URL: {e}")))?;
+    if config.get_password().is_none() {
+        if let Some(password) = password_for(&config) {
+            config.password(password);
+        }
+    }
+    let connected = match mode {
+        SslMode::Disable => config.connect(NoTls),
+        _ => config.connect(tls(mode, root.as_ref()).map_err(&fail)?),
+    };
+    connected.map_err(|e| {
+        let why = e.source().map_or(e.to_string(), |s| s.to_string());
+        let hint = if why.contains("certificate verify failed") {
+            ": the server's certificate did not verify; give the CA that signed it with \
+             sslrootcert=FILE (verify-full also checks that the certificate names the host)"
+        } else {
+            ""
+        };
+        fail(format!(
+            "cannot connect to the state's PostgreSQL server: {why}{hint}"
+        ))
     })
 }
 
@@ -286,5 +473,56 @@ fn map(e: postgres::Error) -> DbError {
             e.as_db_error()
                 .map_or(e.to_string(), |d| d.message().to_string()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgpass_takes_the_first_matching_line() {
+        let text = "# team\n\
+                    db.example:5432:cvl:ci:first\n\
+                    *:*:cvl:ci:second\n\
+                    db\\:odd:5432:*:ci:with\\:colon\\\\\n\
+                    localhost:*:*:*:any\n";
+        let find = |host, port, db, user| pgpass_lookup(text, [host, port, db, user]);
+        assert_eq!(
+            find("db.example", "5432", "cvl", "ci").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            find("db.example", "6432", "cvl", "ci").as_deref(),
+            Some("second")
+        );
+        assert_eq!(
+            find("db:odd", "5432", "x", "ci").as_deref(),
+            Some("with:colon\\")
+        );
+        assert_eq!(find("localhost", "1", "x", "y").as_deref(), Some("any"));
+        assert_eq!(find("elsewhere", "5432", "x", "ci"), None);
+        assert_eq!(
+            pgpass_lookup("short:line\n", ["short", "line", "a", "b"]),
+            None
+        );
+    }
+
+    #[test]
+    fn sslmode_is_read_as_libpq_reads_it() {
+        let (url, mode, root) =
+            tls_of("postgresql://ci@db/cvl?sslmode=verify-full&sslrootcert=/etc/ca%20x.pem&application_name=cvl")
+                .unwrap();
+        assert_eq!(mode, SslMode::VerifyFull);
+        assert_eq!(root, Some(PathBuf::from("/etc/ca x.pem")));
+        assert_eq!(
+            url,
+            "postgresql://ci@db/cvl?application_name=cvl&sslmode=require"
+        );
+        let (url, mode, _) = tls_of("postgresql:///cvl?host=/run/postgresql").unwrap();
+        assert_eq!(mode, SslMode::Prefer);
+        assert_eq!(url, "postgresql:///cvl?host=/run/postgresql&sslmode=prefer");
+        let err = tls_of("postgresql://db/cvl?sslmode=verify").unwrap_err();
+        assert!(err.contains("verify-full"), "{err}");
     }
 }
