@@ -384,7 +384,13 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
             .collect::<Vec<_>>()
     };
     match kinds.first() {
-        Some(SyntaxKind::EXTENDS_KW) => return types(),
+        Some(SyntaxKind::EXTENDS_KW) => {
+            // Not the object being declared: it cannot extend itself.
+            let declared = before.get(1).filter(|t| t.kind() == SyntaxKind::IDENT);
+            let mut types = types();
+            types.retain(|c| declared.is_none_or(|d| d.text() != c.label));
+            return types;
+        }
         Some(SyntaxKind::VAR_KW | SyntaxKind::STRING) if in_attributes(&before) => {
             return ["required", "sensitive"]
                 .iter()

@@ -23,7 +23,6 @@ Net extends $0
 "#), @"
     Type Dns (object)
     Type Interface (object)
-    Type Net (object)
     Type VANAppliance (object)
     Type VMAppliance (object)
     ");
