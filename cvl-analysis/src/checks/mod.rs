@@ -9,10 +9,12 @@
 //! [`ObjectCtx`] and pushing what it finds (with a fix where there is an
 //! obvious one), call it below, and add a case folder
 //! `cvl/tests/diagnostics/<code>/` with `.cvl` inputs (their snapshots are
-//! written beside them on the first run). Checks that need evaluation
-//! (missing-required, reference-cycle, map-value-not-scalar, bad-vanif) are
-//! in `eval.rs`; those of a deployment (requires-unsatisfied,
-//! dependency-cycle) in `deploy.rs`.
+//! written beside them on the first run). `missing_required` reads an
+//! object's evaluation (`analysis.rs` calls it). What the evaluator finds as
+//! it evaluates (reference-cycle, map-value-not-scalar, bad-vanif) is
+//! reported from `eval.rs`, where the facts arise; the deployment's graph
+//! (requires-unsatisfied, dependency-cycle) from `deploy.rs`; a VM
+//! description's problems (invalid-vm), which need files, from `cvl-repo`.
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ mod duplicate_declaration;
 mod extends;
 mod imports;
 mod inheritance_cycle;
+pub(crate) mod missing_required;
 mod overridden_assignment;
 mod sensitive;
 mod unknown_attribute;
