@@ -3,6 +3,7 @@
 //! reads as: ask the analysis, convert the answer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cvl_analysis::ide::{self, CompletionKind, Highlight};
 use cvl_analysis::{Severity, SourceFile};
@@ -10,7 +11,6 @@ use cvl_syntax::{TextRange, TextSize};
 use tower_lsp::lsp_types::*;
 
 use crate::line_index::LineIndex;
-use crate::world::Snapshot;
 
 /// The semantic token types the server declares, in the order the indexes
 /// of [`semantic_tokens`] refer to.
@@ -46,13 +46,14 @@ pub fn severity(severity: Severity) -> DiagnosticSeverity {
 
 /// A diagnostic of `file` (whose name is `own`): the same code and message
 /// as `cvl check`; a diagnostic about another file is placed at the top and
-/// names it. Labels in files with a path become related information.
+/// names it. Labels in files with a path become related information, placed
+/// with `index_of` (which should build each file's index once).
 pub fn diagnostic(
-    snap: &Snapshot,
     d: &cvl_analysis::Diagnostic,
     own: &str,
     index: &LineIndex,
     names: &HashMap<String, (Url, SourceFile)>,
+    index_of: &mut dyn FnMut(SourceFile) -> Arc<LineIndex>,
 ) -> Diagnostic {
     let (range, mut message) = if d.span.file == own {
         (index.range(d.span.range), d.message.clone())
@@ -71,7 +72,7 @@ pub fn diagnostic(
         .iter()
         .filter_map(|l| {
             let (uri, other) = names.get(&l.span.file)?;
-            let label_index = snap.line_index(*other);
+            let label_index = index_of(*other);
             Some(DiagnosticRelatedInformation {
                 location: Location::new(uri.clone(), label_index.range(l.span.range)),
                 message: l.message.clone(),

@@ -386,3 +386,46 @@ fn a_slow_request_does_not_delay_the_edit_after_it() {
     assert!(again["contents"]["value"].as_str().is_some());
     client.stop();
 }
+
+/// A label in another file (where an inherited parameter is declared)
+/// becomes related information at its place in that file.
+#[test]
+fn labels_in_other_files_become_related_information() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("lib")).unwrap();
+    std::fs::write(root.join("lib/Dns.cvl"), DNS).unwrap();
+    let mine = "import { url => \"file://./lib\", cvl => \"Dns.cvl\" } Dns;\nMine extends Dns {\n  var domain;\n}\n";
+    std::fs::write(root.join("mine.cvl"), mine).unwrap();
+    let uri = format!("file://{}/mine.cvl", root.display());
+    let lib_uri = format!("file://{}/lib/Dns.cvl", root.display());
+    let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
+    client.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
+    );
+    client.notify("initialized", json!({}));
+    client.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": mine } }),
+    );
+    let diagnostics = client.diagnostics(&uri, Some(1));
+    let duplicate = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "duplicate-declaration")
+        .unwrap_or_else(|| panic!("{diagnostics:#}"));
+    let related = &duplicate["relatedInformation"][0];
+    assert_eq!(
+        related["location"]["uri"],
+        lib_uri.as_str(),
+        "{duplicate:#}"
+    );
+    assert_eq!(
+        related["location"]["range"]["start"],
+        pos(DNS, "domain;", 0),
+        "{duplicate:#}"
+    );
+    client.stop();
+}

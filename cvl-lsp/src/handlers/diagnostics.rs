@@ -3,11 +3,14 @@
 //! runtime, and sent only if no newer edit of the document came in
 //! meanwhile (a newer edit also cancels the computation).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use cvl_analysis::{CheckOptions, SourceFile};
 use tower_lsp::lsp_types::{Diagnostic, Url};
 
+use crate::line_index::LineIndex;
 use crate::state::Server;
 use crate::to_proto;
 use crate::world::{Snapshot, World};
@@ -65,6 +68,14 @@ fn compute(
     changed: Option<SourceFile>,
 ) -> cvl_analysis::Cancellable<Vec<Publish>> {
     let names = snap.files_by_name();
+    // Each file's line index built once, however many labels point into it.
+    let mut indexes: HashMap<SourceFile, Arc<LineIndex>> = HashMap::new();
+    let mut index_of = |f: SourceFile| -> Arc<LineIndex> {
+        indexes
+            .entry(f)
+            .or_insert_with(|| snap.line_index(f))
+            .clone()
+    };
     let mut out = Vec::new();
     for &(file, version) in files {
         let affected = match changed {
@@ -86,10 +97,10 @@ fn compute(
                 .with_db(|db| cvl_repo::appliance::check(db, file, &dir))?;
             all.extend(vm_checks);
         }
-        let index = snap.line_index(file);
+        let index = index_of(file);
         let diagnostics = all
             .iter()
-            .map(|d| to_proto::diagnostic(snap, d, own, &index, &names))
+            .map(|d| to_proto::diagnostic(d, own, &index, &names, &mut index_of))
             .collect();
         out.push(Publish {
             uri,
