@@ -152,29 +152,11 @@ fn the_suite_spans_three_hosts_over_ssh() {
     u.publish_suite();
 
     // Registering a host: first the fingerprint to check, then with it.
-    for (host, address) in HOSTS {
+    for (host, _) in HOSTS {
         let add = |extra: &[&str]| {
-            let identity = dir.join("id_ed25519");
-            let root = lab.root(host);
-            let mut args = vec![
-                "host",
-                "add",
-                host,
-                "--address",
-                address,
-                "--memory",
-                "1024",
-                "--max-vms",
-                "3",
-                "--uplink",
-                "up0",
-                "--identity",
-                identity.to_str().unwrap(),
-                "--root",
-                root.to_str().unwrap(),
-            ];
-            args.extend(extra);
-            u.cvl(&args)
+            let mut args = lab.host_add_args(host, 1024, 3);
+            args.extend(extra.iter().map(|a| a.to_string()));
+            u.cvl(&args.iter().map(String::as_str).collect::<Vec<_>>())
         };
         let out = add(&[]);
         let said = text(&out);

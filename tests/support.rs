@@ -777,16 +777,7 @@ impl Lab {
         }
         namespaces.reverse();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        run(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            dir.join("id_ed25519").to_str().unwrap(),
-        ]);
+        keygen(&dir.join("id_ed25519"));
         std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).unwrap();
         let lab = Lab {
             dir: dir.to_path_buf(),
@@ -814,16 +805,33 @@ impl Lab {
         std::fs::create_dir_all(key.parent().unwrap()).unwrap();
         let _ = std::fs::remove_file(&key);
         let _ = std::fs::remove_file(key.with_extension("pub"));
-        run(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            key.to_str().unwrap(),
-        ]);
+        keygen(&key);
+    }
+
+    /// The arguments of `cvl host add` for a lab host (its fingerprint not
+    /// among them), with the identity of [`Lab::new`].
+    pub fn host_add_args(&self, host: &str, memory_mib: u32, max_vms: u32) -> Vec<String> {
+        let address = HOSTS.iter().find(|(h, _)| *h == host).unwrap().1;
+        let identity = self.dir.join("id_ed25519");
+        [
+            "host",
+            "add",
+            host,
+            "--address",
+            address,
+            "--memory",
+            &memory_mib.to_string(),
+            "--max-vms",
+            &max_vms.to_string(),
+            "--uplink",
+            "up0",
+            "--identity",
+            identity.to_str().unwrap(),
+            "--root",
+            self.root(host).to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// What `ssh-keygen -lf` prints for the host's key: the fingerprint an
@@ -890,4 +898,18 @@ impl Lab {
         }
         let _ = std::fs::remove_file(self.dir.join(host).join("sshd.pid"));
     }
+}
+
+/// A new ed25519 key pair without a passphrase at `path` (and `path.pub`).
+fn keygen(path: &Path) {
+    run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
 }

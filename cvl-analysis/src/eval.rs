@@ -777,14 +777,44 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Reverses [`escape`]: every `%XX` becomes its byte (anything else stays
+/// as it is).
+pub fn unescape(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let (b'%', Some(&h), Some(&l)) = (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            if let (Some(h), Some(l)) = (hex(h), hex(l)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, unescape};
 
     #[test]
     fn escaping_nests() {
         assert_eq!(escape("x y"), "x%20y");
         assert_eq!(escape("a=x%20y"), "a%3Dx%2520y");
         assert_eq!(escape("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn unescaping_reverses_escaping() {
+        for text in ["x y", "a=x%20y", "é", "ide0:1", ""] {
+            assert_eq!(unescape(&escape(text)), text);
+        }
+        assert_eq!(unescape("100%"), "100%");
+        assert_eq!(unescape("%zz%4"), "%zz%4");
     }
 }

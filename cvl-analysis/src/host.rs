@@ -53,14 +53,6 @@ impl AnalysisHost {
         AnalysisHost::default()
     }
 
-    /// A host whose database records every query execution (see
-    /// [`AnalysisHost::take_log`]), for tests that prove reuse.
-    pub fn with_log() -> AnalysisHost {
-        AnalysisHost {
-            db: RootDatabase::new(true),
-        }
-    }
-
     /// A snapshot of the analysis as of now.
     pub fn analysis(&self) -> Analysis {
         Analysis {
@@ -105,12 +97,6 @@ impl AnalysisHost {
     /// borrowed.
     pub fn item_tree(&self, file: SourceFile) -> &ItemTree {
         crate::resolve::item_tree(&self.db, file)
-    }
-
-    /// The query executions recorded since the last call (see
-    /// [`AnalysisHost::with_log`]).
-    pub fn take_log(&self) -> Vec<String> {
-        self.db.take_log()
     }
 }
 
@@ -166,9 +152,14 @@ impl Analysis {
         self.with_db(|db| crate::resolve::item_tree(db, file).clone())
     }
 
-    /// Every parameter of a deployed object, evaluated.
-    pub fn evaluated_params(&self, def: &Def) -> Cancellable<Vec<EvaluatedParam>> {
-        self.with_db(|db| crate::evaluated_params(db, def))
+    /// Every parameter of a deployed object, evaluated once the utility
+    /// has allocated `allocations` (none: what is known before deploying).
+    pub fn evaluated_params(
+        &self,
+        def: &Def,
+        allocations: &crate::eval::Allocations,
+    ) -> Cancellable<Vec<EvaluatedParam>> {
+        self.with_db(|db| crate::analysis::evaluated_params_with(db, def, allocations))
     }
 
     pub fn hover(

@@ -191,6 +191,12 @@ impl Snapshot {
         }
     }
 
+    /// The file of an editor's document, and its line index.
+    pub fn document(&self, uri: &Url) -> Option<(SourceFile, Arc<LineIndex>)> {
+        let file = self.file_of(uri)?;
+        Some((file, self.line_index(file)))
+    }
+
     /// Every workspace file, for references and renames.
     pub fn local_files(&self) -> &[SourceFile] {
         &self.local_files

@@ -59,12 +59,8 @@ fn measure(label: &str, files: &[(String, String)], open: String, offset: usize)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_cvl").into());
     let mut client = lsp::Client::start(&cvl, &root);
-    client.request("initialize", json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }));
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
-    );
+    client.initialize(&root);
+    client.open(&uri, text);
     client.diagnostics(&uri, Some(1));
     let ready = start.elapsed();
 

@@ -94,9 +94,7 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
     let allocations = cvl_analysis::eval::Allocations {
         values: args.assume.iter().cloned().collect(),
     };
-    let params = ws
-        .analysis
-        .with_db(|db| cvl_analysis::analysis::evaluated_params_with(db, &def, &allocations))?;
+    let params = ws.analysis.evaluated_params(&def, &allocations)?;
     // An assumption about a parameter that does not exist is a typo, not a
     // preview: say so rather than ignore it.
     for (path, _) in &args.assume {

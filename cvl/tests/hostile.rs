@@ -535,15 +535,8 @@ fn the_language_server_refuses_the_same_repositories() {
     let uri = format!("file://{}/main.cvl", ws.display());
     let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &ws);
     let status_file = format!("/proc/{}/status", client.child.id());
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": format!("file://{}", ws.display()), "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": main } }),
-    );
+    client.initialize(&ws);
+    client.open(&uri, &main);
     let diagnostics = client.diagnostics(&uri, Some(1));
     let peak = peak_rss_kib(&status_file);
     let messages: Vec<&str> = diagnostics

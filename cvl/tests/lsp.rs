@@ -35,16 +35,9 @@ fn an_editor_session() {
     let lib_uri = format!("file://{}/lib/Dns.cvl", root.display());
 
     let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
-    let init = client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
-    );
+    let init = client.initialize(&root);
     assert_eq!(init["capabilities"]["positionEncoding"], "utf-16");
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": NET } }),
-    );
+    client.open(&uri, NET);
     let opened = client.diagnostics(&uri, Some(1));
     insta::assert_json_snapshot!("lsp_diagnostics_on_open", client.relative(&opened));
 
@@ -230,11 +223,7 @@ fn exit_ends_the_server_with_the_code_lsp_prescribes() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().canonicalize().unwrap();
         let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
-        client.request(
-            "initialize",
-            json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
-        );
-        client.notify("initialized", json!({}));
+        client.initialize(&root);
         let code = client.exit_keeping_input_open(shutdown);
         assert_eq!(
             code,
@@ -259,15 +248,8 @@ fn the_server_reads_the_examples_workspace_settings() {
     let text = std::fs::read_to_string(&file).unwrap();
     let mut client =
         Client::start_with_home(Path::new(env!("CARGO_BIN_EXE_cvl")), &root, home.path());
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
-    );
+    client.initialize(&root);
+    client.open(&uri, &text);
     let diagnostics = client.diagnostics(&uri, Some(1));
     let codes: Vec<&str> = diagnostics
         .as_array()
@@ -315,16 +297,9 @@ fn a_slow_request_does_not_delay_the_edit_after_it() {
     std::fs::write(root.join("big.cvl"), &big_text).unwrap();
     std::fs::write(root.join("small.cvl"), small_text).unwrap();
     let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
+    client.initialize(&root);
     for (uri, text) in [(&big, big_text.as_str()), (&small, small_text)] {
-        client.notify(
-            "textDocument/didOpen",
-            json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
-        );
+        client.open(uri, text);
     }
     client.diagnostics(&big, Some(1));
     let on_big =
@@ -400,15 +375,8 @@ fn labels_in_other_files_become_related_information() {
     let uri = format!("file://{}/mine.cvl", root.display());
     let lib_uri = format!("file://{}/lib/Dns.cvl", root.display());
     let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
-    client.request(
-        "initialize",
-        json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
-    );
-    client.notify("initialized", json!({}));
-    client.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": mine } }),
-    );
+    client.initialize(&root);
+    client.open(&uri, mine);
     let diagnostics = client.diagnostics(&uri, Some(1));
     let duplicate = diagnostics
         .as_array()

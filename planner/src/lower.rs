@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use cvl_analysis::eval::{evaluate, evaluate_with, Allocations, Elem, Evaluation, Writer};
+use cvl_analysis::eval::{
+    evaluate, evaluate_with, unescape, Allocations, Elem, Evaluation, Writer,
+};
 use cvl_analysis::resolve::{Def, Kind};
 use cvl_analysis::{Db, SourceFile};
 use rustc_hash::FxHashMap;
@@ -518,25 +520,6 @@ fn parse_map(text: &str) -> Vec<(String, String)> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (unescape(k), unescape(v)))
         .collect()
-}
-
-fn unescape(text: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if let (b'%', Some(&h), Some(&l)) = (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            if let (Some(h), Some(l)) = (hex(h), hex(l)) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

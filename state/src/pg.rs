@@ -78,7 +78,10 @@ fn tls_of(url: &str) -> std::result::Result<(String, SslMode, Option<PathBuf>), 
                     }
                 };
             }
-            "sslrootcert" => root = Some(PathBuf::from(percent_decode(value))),
+            "sslrootcert" => {
+                let path = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                root = Some(PathBuf::from(path.into_owned()));
+            }
             _ => kept.push(pair),
         }
     }
@@ -88,26 +91,6 @@ fn tls_of(url: &str) -> std::result::Result<(String, SslMode, Option<PathBuf>), 
         _ => kept.push("sslmode=require"),
     }
     Ok((format!("{base}?{}", kept.join("&")), mode, root))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The TLS connector for `mode`: certificates checked for `verify-ca` (the

@@ -43,28 +43,10 @@ fn main() {
         std::fs::write(dir.join(format!("{name}.cvl")), text).unwrap();
         format!("{name}.cvl")
     };
-    let identity = dir.join("id_ed25519");
-    for (host, address) in HOSTS {
-        let root = lab.root(host);
-        u.ok(&[
-            "host",
-            "add",
-            host,
-            "--address",
-            address,
-            "--memory",
-            "2304",
-            "--max-vms",
-            "11",
-            "--uplink",
-            "up0",
-            "--identity",
-            identity.to_str().unwrap(),
-            "--root",
-            root.to_str().unwrap(),
-            "--fingerprint",
-            &lab.fingerprint(host),
-        ]);
+    for (host, _) in HOSTS {
+        let mut args = lab.host_add_args(host, 2304, 11);
+        args.extend(["--fingerprint".to_string(), lab.fingerprint(host)]);
+        u.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     }
     u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
 

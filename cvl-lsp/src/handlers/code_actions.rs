@@ -12,10 +12,9 @@ pub fn code_action(
     params: CodeActionParams,
 ) -> Answer<Option<CodeActionResponse>> {
     let uri = &params.text_document.uri;
-    let Some(file) = snap.file_of(uri) else {
+    let Some((file, index)) = snap.document(uri) else {
         return Ok(None);
     };
-    let index = snap.line_index(file);
     let (start, end) = (
         index.offset(params.range.start),
         index.offset(params.range.end),

@@ -10,10 +10,9 @@ pub fn folding_range(
     snap: &Snapshot,
     params: FoldingRangeParams,
 ) -> Answer<Option<Vec<FoldingRange>>> {
-    let Some(file) = snap.file_of(&params.text_document.uri) else {
+    let Some((file, index)) = snap.document(&params.text_document.uri) else {
         return Ok(None);
     };
-    let index = snap.line_index(file);
     let ranges = snap.analysis.folding_ranges(file)?;
     Ok(Some(
         ranges

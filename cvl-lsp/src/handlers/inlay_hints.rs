@@ -7,10 +7,9 @@ use crate::to_proto;
 use crate::world::Snapshot;
 
 pub fn inlay_hint(snap: &Snapshot, params: InlayHintParams) -> Answer<Option<Vec<InlayHint>>> {
-    let Some(file) = snap.file_of(&params.text_document.uri) else {
+    let Some((file, index)) = snap.document(&params.text_document.uri) else {
         return Ok(None);
     };
-    let index = snap.line_index(file);
     let hints = snap.analysis.inlay_hints(file)?;
     Ok(Some(
         hints

@@ -11,10 +11,9 @@ pub fn semantic_tokens_full(
     snap: &Snapshot,
     params: SemanticTokensParams,
 ) -> Answer<Option<SemanticTokensResult>> {
-    let Some(file) = snap.file_of(&params.text_document.uri) else {
+    let Some((file, index)) = snap.document(&params.text_document.uri) else {
         return Ok(None);
     };
-    let index = snap.line_index(file);
     let highlights = snap.analysis.highlights(file)?;
     let text = snap.analysis.file_text(file);
     Ok(Some(SemanticTokensResult::Tokens(

@@ -12,10 +12,9 @@ pub fn document_symbol(
     snap: &Snapshot,
     params: DocumentSymbolParams,
 ) -> Answer<Option<DocumentSymbolResponse>> {
-    let Some(file) = snap.file_of(&params.text_document.uri) else {
+    let Some((file, index)) = snap.document(&params.text_document.uri) else {
         return Ok(None);
     };
-    let index = snap.line_index(file);
     let symbols = snap.analysis.document_symbols(file)?;
     Ok(Some(DocumentSymbolResponse::Nested(
         symbols

@@ -88,7 +88,43 @@ impl Client {
         self.send(message);
     }
 
+    /// The result of a request that must succeed.
     pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        let answer = self.response(id);
+        assert!(answer.get("error").is_none(), "{method}: {answer}");
+        answer["result"].clone()
+    }
+
+    /// The error message of a request that must fail.
+    pub fn request_error(&mut self, method: &str, params: Value) -> String {
+        let id = self.send_request(method, params);
+        self.response(id)["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// `initialize` on the workspace `root` (its answer), then `initialized`.
+    pub fn initialize(&mut self, root: &Path) -> Value {
+        let answer = self.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": format!("file://{}", root.display()), "capabilities": {} }),
+        );
+        self.notify("initialized", json!({}));
+        answer
+    }
+
+    /// Opens a document at version 1.
+    pub fn open(&mut self, uri: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": "cvl", "version": 1, "text": text } }),
+        );
+    }
+
+    /// Sends a request without waiting for its answer; its id.
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
         let mut message = json!({ "jsonrpc": "2.0", "id": id, "method": method });
@@ -96,25 +132,6 @@ impl Client {
             message["params"] = params;
         }
         self.send(message);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let message = self
-                .incoming
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no answer to {method}"));
-            if message["id"] == id && message.get("method").is_none() {
-                assert!(message.get("error").is_none(), "{method}: {message}");
-                return message["result"].clone();
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    /// Sends a request without waiting for its answer; its id.
-    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
         id
     }
 
@@ -125,7 +142,7 @@ impl Client {
         if let Some(i) = self.notifications.iter().position(answer) {
             return self.notifications.remove(i);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let message = self
                 .incoming
@@ -133,25 +150,6 @@ impl Client {
                 .unwrap_or_else(|_| panic!("no answer to request {id}"));
             if answer(&message) {
                 return message;
-            }
-            self.notifications.push(message);
-        }
-    }
-
-    pub fn request_error(&mut self, method: &str, params: Value) -> String {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
-        loop {
-            let message = self
-                .incoming
-                .recv_timeout(Duration::from_secs(20))
-                .expect("an answer");
-            if message["id"] == id {
-                return message["error"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
             }
             self.notifications.push(message);
         }
