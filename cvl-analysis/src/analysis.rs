@@ -4,11 +4,15 @@
 
 use rustc_hash::FxHashSet;
 
+use crate::checks::{
+    bad_vanif, dependency_cycle, map_value_not_scalar, missing_required, reference_cycle,
+    requires_unsatisfied,
+};
 use crate::checks::{file_checks, object_checks};
 use crate::db::{Db, SourceFile};
-use crate::deploy::dependency_diagnostics;
+use crate::deploy::start_order;
 use crate::diagnostics::{Code, Diagnostic, Loc, LocalDiagnostic, Severity};
-use crate::eval::{evaluate, evaluate_with, Allocations, Evaluation};
+use crate::eval::{evaluate, evaluate_with, Allocations, Evaluation, Problem};
 use crate::resolve::{item_tree, parse, Def};
 
 /// How a file is checked.
@@ -193,12 +197,22 @@ pub fn imported_files(db: &dyn Db, file: SourceFile) -> Vec<SourceFile> {
 /// parameters), plus dependency problems when it is deployed.
 pub fn evaluation_diagnostics(db: &dyn Db, def: &Def, deployed: bool) -> Vec<LocalDiagnostic> {
     let ev = evaluate(db, def);
-    let mut out: Vec<LocalDiagnostic> = ev.diagnostics.clone();
-    out.extend(crate::checks::missing_required::check(
-        db, def, ev, deployed,
-    ));
+    let mut out: Vec<LocalDiagnostic> = ev
+        .problems
+        .iter()
+        .map(|problem| match problem {
+            Problem::ReferenceCycle { names, places } => reference_cycle::diagnostic(names, places),
+            Problem::MapValueNotScalar { param, values, at } => {
+                map_value_not_scalar::diagnostic(param, *values, at)
+            }
+            Problem::BadVanif { problem, at } => bad_vanif::diagnostic(problem, at),
+        })
+        .collect();
+    out.extend(missing_required::check(db, def, ev, deployed));
     if deployed {
-        out.extend(dependency_diagnostics(db, def));
+        let order = start_order(db, def);
+        requires_unsatisfied::check(db, def, ev, order, &mut out);
+        dependency_cycle::check(db, ev, order, &mut out);
     }
     out
 }

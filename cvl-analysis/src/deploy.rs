@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::db::{Db, SourceFile};
-use crate::diagnostics::{Code, Loc, LocalDiagnostic, Severity};
+use crate::diagnostics::Loc;
 use crate::eval::{evaluate, Evaluation, Writer};
 use crate::resolve::{Def, Kind};
 
@@ -140,7 +140,8 @@ pub fn compute_start_order(ev: &Evaluation) -> StartOrder {
     }
 }
 
-fn requires_loc(db: &dyn Db, ev: &Evaluation, instance: usize) -> Loc {
+/// Where an appliance states what it requires (for diagnostics).
+pub(crate) fn requires_loc(db: &dyn Db, ev: &Evaluation, instance: usize) -> Loc {
     let slot = ev
         .slots
         .iter()
@@ -152,53 +153,12 @@ fn requires_loc(db: &dyn Db, ev: &Evaluation, instance: usize) -> Loc {
     }
 }
 
-fn label_of(ev: &Evaluation, instance: usize) -> String {
+/// An appliance as diagnostics name it: its path and its object.
+pub(crate) fn label_of(ev: &Evaluation, instance: usize) -> String {
     let inst = &ev.instances[instance];
     if inst.path.is_empty() {
         format!("`{}`", inst.ty.name)
     } else {
         format!("`{}` ({})", inst.path.join("."), inst.ty.name)
     }
-}
-
-/// The dependency problems of deploying `def`.
-pub fn dependency_diagnostics(db: &dyn Db, def: &Def) -> Vec<LocalDiagnostic> {
-    let ev = evaluate(db, def);
-    let order = start_order(db, def);
-    let mut out = Vec::new();
-    for (vm, service) in &order.unsatisfied {
-        out.push(
-            LocalDiagnostic::new(
-                Code::RequiresUnsatisfied,
-                Severity::Error,
-                format!(
-                    "{} requires \"{service}\", which no component of `{}` provides",
-                    label_of(ev, *vm),
-                    def.name
-                ),
-                requires_loc(db, ev, *vm),
-            )
-            .note(format!(
-                "add a component whose `provides` includes \"{service}\""
-            )),
-        );
-    }
-    if let Some(cycle) = &order.cycle {
-        let names: Vec<String> = cycle.iter().map(|&i| label_of(ev, i)).collect();
-        let mut diagnostic = LocalDiagnostic::new(
-            Code::DependencyCycle,
-            Severity::Error,
-            format!(
-                "dependency cycle: {} -> {}: none of them can start first",
-                names.join(" -> "),
-                names[0]
-            ),
-            requires_loc(db, ev, cycle[0]),
-        );
-        for &i in &cycle[1..] {
-            diagnostic = diagnostic.label(requires_loc(db, ev, i), "part of the cycle");
-        }
-        out.push(diagnostic);
-    }
-    out
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::db::{Db, SourceFile};
-use crate::diagnostics::{Code, Loc, LocalDiagnostic, Severity};
+use crate::diagnostics::Loc;
 use crate::item_tree::{Expr, Named};
 use crate::model::{object_model, AssignRef, ParamDecl};
 use crate::prelude::UTILITY_ALLOCATED;
@@ -140,13 +140,60 @@ pub struct MissingRequired {
     pub needed_by: Vec<usize>,
 }
 
+/// A problem found while evaluating, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Parameters that get their values from each other in a cycle: their
+    /// dotted names, and where each is assigned (first in source order
+    /// first).
+    ReferenceCycle {
+        names: Vec<String>,
+        places: Vec<Loc>,
+    },
+    /// A map value refers to a parameter with several values.
+    MapValueNotScalar {
+        param: String,
+        values: usize,
+        at: Loc,
+    },
+    /// `vanIF` names no interface it may name.
+    BadVanif { problem: VanifProblem, at: Loc },
+}
+
+/// Why a `vanIF` is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VanifProblem {
+    /// A VAN's `vanIF` names an interface, not one of a component's.
+    NotOfAComponent { path: String },
+    /// A VM's `vanIF` names none of its interfaces (`interfaces`).
+    NotAnInterfaceOf {
+        path: String,
+        object: String,
+        interfaces: Vec<String>,
+    },
+    /// A VAN's `vanIF` names no interface of its components.
+    NotAComponentInterface { path: String, object: String },
+    /// `vanIF` has several values.
+    Several(usize),
+}
+
+impl Problem {
+    fn at(&self) -> &Loc {
+        match self {
+            Problem::ReferenceCycle { places, .. } => &places[0],
+            Problem::MapValueNotScalar { at, .. } | Problem::BadVanif { at, .. } => at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
     pub def: Def,
     pub instances: Vec<Instance>,
     pub slots: Vec<Slot>,
-    /// Reference cycles, maps over lists, bad `vanIF`s.
-    pub diagnostics: Vec<LocalDiagnostic>,
+    /// What the evaluation found wrong (reference cycles, maps over lists,
+    /// bad `vanIF`s), each once; the rules of `checks/` word them.
+    pub problems: Vec<Problem>,
     pub missing: Vec<MissingRequired>,
     /// For every empty sensitive slot, the empty sensitive slot nobody
     /// assigns that it comes from (itself, when it is that one): where the
@@ -209,8 +256,8 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
         instances: Vec::new(),
         slots: Vec::new(),
         slot_index: FxHashMap::default(),
-        diagnostics: Vec::new(),
-        seen_diagnostics: FxHashSet::default(),
+        problems: Vec::new(),
+        seen_problems: FxHashSet::default(),
         done: Vec::new(),
     };
     ev.build_instances(def);
@@ -239,7 +286,7 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
         def: def.clone(),
         instances: ev.instances,
         slots: ev.slots,
-        diagnostics: ev.diagnostics,
+        problems: ev.problems,
         missing,
         sensitive_sources,
     }
@@ -251,18 +298,17 @@ struct Evaluator<'a> {
     instances: Vec<Instance>,
     slots: Vec<Slot>,
     slot_index: FxHashMap<(usize, String), usize>,
-    diagnostics: Vec<LocalDiagnostic>,
-    seen_diagnostics: FxHashSet<(Code, Loc)>,
+    problems: Vec<Problem>,
+    seen_problems: FxHashSet<(std::mem::Discriminant<Problem>, Loc)>,
     done: Vec<bool>,
 }
 
 impl Evaluator<'_> {
-    fn report(&mut self, diagnostic: LocalDiagnostic) {
-        if self
-            .seen_diagnostics
-            .insert((diagnostic.code, diagnostic.loc.clone()))
-        {
-            self.diagnostics.push(diagnostic);
+    /// Records a problem, once per kind and place.
+    fn report(&mut self, problem: Problem) {
+        let key = (std::mem::discriminant(&problem), problem.at().clone());
+        if self.seen_problems.insert(key) {
+            self.problems.push(problem);
         }
     }
 
@@ -481,20 +527,13 @@ impl Evaluator<'_> {
                 locs.push(Loc::in_object(&assign.owner, assign.item(self.db).range));
             }
         }
-        let Some((first, rest)) = locs.split_first() else {
+        if locs.is_empty() {
             return;
-        };
-        let mut diagnostic = LocalDiagnostic::new(
-            Code::ReferenceCycle,
-            Severity::Error,
-            format!("reference cycle: {} -> {}", names.join(" -> "), names[0]),
-            first.clone(),
-        )
-        .note("each of these parameters gets its value from the next: give one of them a value of its own");
-        for loc in rest {
-            diagnostic = diagnostic.label(loc.clone(), "part of the cycle");
         }
-        self.report(diagnostic);
+        self.report(Problem::ReferenceCycle {
+            names,
+            places: locs,
+        });
     }
 
     fn value_of(&mut self, slot: usize) -> Value {
@@ -591,17 +630,11 @@ impl Evaluator<'_> {
                     if v.elems.len() > 1 {
                         let dotted =
                             self.instances[self.slots[dep].instance].dotted(&self.slots[dep].name);
-                        self.report(LocalDiagnostic::new(
-                            Code::MapValueNotScalar,
-                            Severity::Error,
-                            format!(
-                                "`{}` has {} values, and a map value holds one: refer to a \
-                                 parameter with a single value",
-                                dotted,
-                                v.elems.len()
-                            ),
-                            Loc::in_object(&assign.owner, *range),
-                        ));
+                        self.report(Problem::MapValueNotScalar {
+                            param: dotted,
+                            values: v.elems.len(),
+                            at: Loc::in_object(&assign.owner, *range),
+                        });
                     }
                     match v.elems.first() {
                         None => String::new(),
@@ -654,39 +687,34 @@ impl Evaluator<'_> {
                     if !ok && component_unknown() {
                         continue;
                     }
+                    let path = path.clone();
                     if ok && kind == Kind::Van && segments.len() < 2 {
-                        Some(format!(
-                            "`{path}` must name an interface of a component, e.g. \"f.ethernet1\""
-                        ))
+                        Some(VanifProblem::NotOfAComponent { path })
                     } else if ok {
                         None
                     } else if kind == Kind::Vm {
-                        let interfaces: Vec<&str> = self.instances[i]
+                        let interfaces = self.instances[i]
                             .children
                             .iter()
                             .filter(|(_, c)| self.instances[*c].kind == Kind::Interface)
-                            .map(|(n, _)| n.as_str())
+                            .map(|(n, _)| n.clone())
                             .collect();
-                        Some(format!(
-                            "vanIF \"{path}\" names no interface of `{}`; its interfaces: {}",
-                            self.instances[i].ty.name,
-                            interfaces.join(", ")
-                        ))
+                        Some(VanifProblem::NotAnInterfaceOf {
+                            path,
+                            object: self.instances[i].ty.name.clone(),
+                            interfaces,
+                        })
                     } else {
-                        Some(format!(
-                            "vanIF \"{path}\" names no interface of a component of `{}` \
-                             (write \"component.interface\", e.g. \"f.ethernet1\")",
-                            self.instances[i].ty.name
-                        ))
+                        Some(VanifProblem::NotAComponentInterface {
+                            path,
+                            object: self.instances[i].ty.name.clone(),
+                        })
                     }
                 }
-                _ => Some(format!(
-                    "vanIF must be one interface, not {} values",
-                    strings.len()
-                )),
+                _ => Some(VanifProblem::Several(strings.len())),
             };
-            if let Some(message) = problem {
-                let loc = match &self.slots[slot].writer {
+            if let Some(problem) = problem {
+                let at = match &self.slots[slot].writer {
                     Some(Writer::Assign { assign, .. }) => {
                         Loc::in_object(&assign.owner, assign.item(self.db).range)
                     }
@@ -695,12 +723,7 @@ impl Evaluator<'_> {
                         Loc::in_object(&decl.owner, decl.var(self.db).name.range)
                     }
                 };
-                self.report(LocalDiagnostic::new(
-                    Code::BadVanif,
-                    Severity::Error,
-                    message,
-                    loc,
-                ));
+                self.report(Problem::BadVanif { problem, at });
             }
         }
     }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::publish::PublishFile;
 use crate::vm::{data_disk_devices, DiskSpec, VmDescription};
 use cvl_analysis::resolve::{item_tree, kind_of, Kind};
-use cvl_analysis::{Code, Def, Diagnostic, RootDatabase, Severity, SourceFile, Span};
+use cvl_analysis::{
+    Analysis, Cancellable, Code, Def, Diagnostic, RootDatabase, Severity, SourceFile, Span,
+};
 
 /// A VM appliance object of a file and its description, as far as found.
 pub struct VmAppliance {
@@ -22,7 +24,15 @@ pub struct VmAppliance {
 }
 
 /// Every VM appliance object of `file` whose `vm` is set in `file` itself.
-pub fn vm_appliances(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmAppliance> {
+pub fn vm_appliances(
+    analysis: &Analysis,
+    file: SourceFile,
+    dir: &Path,
+) -> Cancellable<Vec<VmAppliance>> {
+    analysis.with_db(|db| appliances_in(db, file, dir))
+}
+
+fn appliances_in(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmAppliance> {
     let mut out = Vec::new();
     // Many objects often name one description: read and check it once.
     let mut descriptions: std::collections::HashMap<PathBuf, Result<VmDescription, String>> =
@@ -86,9 +96,9 @@ fn read_description(path: &Path, value: &str) -> Result<VmDescription, String> {
 /// `invalid-vm` errors for descriptions that exist but are wrong. A missing
 /// one is not a problem yet (disks are often built after the CVL is
 /// written); `cvl publish` refuses it.
-pub fn check(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<Diagnostic> {
+pub fn check(analysis: &Analysis, file: SourceFile, dir: &Path) -> Cancellable<Vec<Diagnostic>> {
     let mut seen = std::collections::HashSet::new();
-    vm_appliances(db, file, dir)
+    Ok(vm_appliances(analysis, file, dir)?
         .into_iter()
         .filter(|a| a.path.exists() && seen.insert(a.path.clone()))
         .filter_map(|a| {
@@ -100,7 +110,7 @@ pub fn check(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<Diagnostic>
                 a.assigned_at,
             ))
         })
-        .collect()
+        .collect())
 }
 
 fn plain_name(file: &str) -> Result<String, String> {

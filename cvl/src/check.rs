@@ -52,10 +52,7 @@ pub fn run(args: CheckArgs, color: ColorChoice) -> Result<ExitCode> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        diagnostics.extend(
-            ws.analysis
-                .with_db(|db| cvl_repo::appliance::check(db, file, dir))?,
-        );
+        diagnostics.extend(cvl_repo::appliance::check(&ws.analysis, file, dir)?);
         // Keep each file's diagnostics in order of position.
         let name = ws.analysis.file_name(file);
         let own = |d: &Diagnostic| d.span.file == *name;

@@ -201,9 +201,7 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    let appliances = ws
-        .analysis
-        .with_db(|db| cvl_repo::appliance::vm_appliances(db, file, dir))?;
+    let appliances = cvl_repo::appliance::vm_appliances(&ws.analysis, file, dir)?;
     for appliance in appliances {
         let more = cvl_repo::appliance::publish_files(&appliance)
             .map_err(|e| anyhow::anyhow!("not publishing {}: {e}", args.file.display()))?;

@@ -9,12 +9,13 @@
 //! [`ObjectCtx`] and pushing what it finds (with a fix where there is an
 //! obvious one), call it below, and add a case folder
 //! `cvl/tests/diagnostics/<code>/` with `.cvl` inputs (their snapshots are
-//! written beside them on the first run). `missing_required` reads an
-//! object's evaluation (`analysis.rs` calls it). What the evaluator finds as
-//! it evaluates (reference-cycle, map-value-not-scalar, bad-vanif) is
-//! reported from `eval.rs`, where the facts arise; the deployment's graph
-//! (requires-unsatisfied, dependency-cycle) from `deploy.rs`; a VM
-//! description's problems (invalid-vm), which need files, from `cvl-repo`.
+//! written beside them on the first run). Rules over an evaluation
+//! (`missing_required`, and the problems the evaluator records as it
+//! evaluates: `reference_cycle`, `map_value_not_scalar`, `bad_vanif`) and
+//! over a deployment's start order (`requires_unsatisfied`,
+//! `dependency_cycle`) are called from `analysis.rs`; the evaluator and
+//! `deploy.rs` record facts, these modules word them. Only invalid-vm, which
+//! reads files, is `cvl-repo`'s (`appliance.rs`).
 
 use std::sync::Arc;
 
@@ -27,13 +28,18 @@ use crate::model::{resolve_path, PathError, Target};
 use crate::resolve::{item_tree, object_data, Def};
 
 mod assignment_names;
+pub(crate) mod bad_vanif;
 mod component_kind;
+pub(crate) mod dependency_cycle;
 mod duplicate_declaration;
 mod extends;
 mod imports;
 mod inheritance_cycle;
+pub(crate) mod map_value_not_scalar;
 pub(crate) mod missing_required;
 mod overridden_assignment;
+pub(crate) mod reference_cycle;
+pub(crate) mod requires_unsatisfied;
 mod sensitive;
 mod unknown_attribute;
 mod version;

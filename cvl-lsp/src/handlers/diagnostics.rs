@@ -92,9 +92,7 @@ fn compute(
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf));
         if let Some(dir) = dir {
-            let vm_checks = snap
-                .analysis
-                .with_db(|db| cvl_repo::appliance::check(db, file, &dir))?;
+            let vm_checks = cvl_repo::appliance::check(&snap.analysis, file, &dir)?;
             all.extend(vm_checks);
         }
         let index = index_of(file);
