@@ -1,12 +1,23 @@
-//! The salsa database: its inputs (files, with how their imports resolved)
-//! and the database type. Import resolution is an input: the analysis never
-//! reads a file or the network itself.
+//! The salsa database: its inputs (files, with how their imports resolved,
+//! and each file's shape and objects as the writer lowered them) and the
+//! database type. Import resolution is an input: the analysis never reads a
+//! file or the network itself.
+//!
+//! Why a file's objects are inputs and not only a query over its text:
+//! salsa re-verifies every memo that depends, however indirectly, on an
+//! input of the durability that changed. Were each object's queries derived
+//! from the text, a one-character edit in one object of a 5,000-object file
+//! would make salsa walk the dependencies of every object's memos (about
+//! 30 ms). Instead the writer lowers the file itself and sets only the
+//! edited object's input, at low durability; the file's shape (names,
+//! imports) and its other objects keep a higher one, so their memos are
+//! valid at a glance (see `RootDatabase::sync_objects`).
 
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-use crate::item_tree::{ImportKey, Lowered};
+use crate::item_tree::{lower_file_reusing, ImportKey, ItemTree, Lowered, ObjectData};
 
 /// One CVL file known to the analysis.
 #[salsa::input(debug)]
@@ -19,11 +30,62 @@ pub struct SourceFile {
     /// How each of the file's imports resolved, set by the loader.
     #[returns(ref)]
     pub imports: Arc<ImportResolutions>,
-    /// The parse of `text` when an edit was reparsed incrementally
-    /// ([`RootDatabase::apply_edit`]); `None`: parse `text` in full.
+    /// What name resolution reads of the file, set by the writer from the
+    /// lowered text (never derived from it by a query).
+    #[returns(ref)]
+    pub shape: Arc<FileShape>,
+    /// The parse of `text`, made by the writer (in full, or incrementally by
+    /// [`RootDatabase::apply_edit`]); `None`: parse `text` in full.
     #[default]
     #[returns(ref)]
     pub parsed: Option<Arc<cvl_syntax::Parse>>,
+}
+
+/// One object's declarations as its file was last lowered: an input of its
+/// own, so that an edit in another object of the file does not reach it.
+#[salsa::input(debug)]
+pub struct ObjectInput {
+    #[returns(ref)]
+    pub data: Arc<ObjectData>,
+}
+
+/// A file's objects by name and its imports: what name resolution and the
+/// per-object queries read of a file. Equal across edits inside object
+/// bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileShape {
+    /// Every object's name in source order, duplicates included.
+    pub names: Vec<String>,
+    /// The first object of each name: its index in `names` and its input.
+    pub by_name: FxHashMap<String, (usize, ObjectInput)>,
+    /// Each import's local name and key (`None` when incomplete).
+    pub imports: Vec<(String, Option<ImportKey>)>,
+}
+
+impl FileShape {
+    /// The shape of `tree`; `input` gives the input of each object's data
+    /// (a new one, or the one it had, brought up to date).
+    fn new(tree: &ItemTree, mut input: impl FnMut(&str, &Arc<ObjectData>) -> ObjectInput) -> Self {
+        let mut shape = FileShape {
+            names: Vec::with_capacity(tree.objects.len()),
+            by_name: FxHashMap::default(),
+            imports: tree
+                .imports
+                .iter()
+                .filter_map(|i| Some((i.name.as_ref()?.text.clone(), i.key())))
+                .collect(),
+        };
+        shape.by_name.reserve(tree.objects.len());
+        for (index, object) in tree.objects.iter().enumerate() {
+            let name = &object.data.name.text;
+            if !shape.by_name.contains_key(name) {
+                let handle = input(name, &object.data);
+                shape.by_name.insert(name.clone(), (index, handle));
+            }
+            shape.names.push(name.clone());
+        }
+        shape
+    }
 }
 
 /// The outcome of resolving each import of one file.
@@ -114,12 +176,27 @@ impl RootDatabase {
     /// durable: until it is edited with [`RootDatabase::set_text`], edits to
     /// other files never make salsa re-verify what depends only on it.
     pub fn add_file(&self, name: String, text: String) -> SourceFile {
-        SourceFile::builder(name, text, Arc::default())
-            .name_durability(salsa::Durability::HIGH)
-            .text_durability(salsa::Durability::HIGH)
-            .imports_durability(salsa::Durability::HIGH)
-            .parsed_durability(salsa::Durability::HIGH)
-            .new(self)
+        let high = salsa::Durability::HIGH;
+        let parse = cvl_syntax::parse(&text);
+        let mut lowered = Lowered::default();
+        let tree = lower_file_reusing(&parse.tree(), &mut lowered);
+        let shape = FileShape::new(&tree, |_, data| {
+            ObjectInput::builder(data.clone())
+                .data_durability(high)
+                .new(self)
+        });
+        let file = SourceFile::builder(name, text, Arc::default(), Arc::new(shape))
+            .name_durability(high)
+            .text_durability(high)
+            .imports_durability(high)
+            .shape_durability(high)
+            .parsed(Some(Arc::new(parse)))
+            .parsed_durability(high)
+            .new(self);
+        if let Ok(mut cache) = self.lowered.lock() {
+            cache.insert(file, lowered);
+        }
+        file
     }
 
     /// Replaces a file's text, as an editor does: a new revision; queries
@@ -134,6 +211,7 @@ impl RootDatabase {
                 .with_durability(salsa::Durability::LOW)
                 .to(None);
         }
+        self.sync_objects(file);
     }
 
     /// Applies one edit to a file's text, as an editor sends it: when the
@@ -156,7 +234,41 @@ impl RootDatabase {
         file.set_parsed(self)
             .with_durability(salsa::Durability::LOW)
             .to(parsed);
+        self.sync_objects(file);
         true
+    }
+
+    /// Brings a file's shape and object inputs up to date with its text,
+    /// setting only what changed: an object whose data changed gets it at
+    /// low durability; the shape, when names or imports changed, at medium.
+    /// So after an edit inside one object's body, only the memos that read
+    /// that object need more than a glance to be trusted again.
+    fn sync_objects(&mut self, file: SourceFile) {
+        use salsa::Setter;
+        let db: &Self = self;
+        let tree = crate::resolve::item_tree(db, file).clone();
+        let old = file.shape(db).clone();
+        let mut changed = Vec::new();
+        let shape = FileShape::new(&tree, |name, data| match old.by_name.get(name) {
+            Some(&(_, input)) => {
+                if input.data(db) != data {
+                    changed.push((input, data.clone()));
+                }
+                input
+            }
+            None => ObjectInput::new(db, data.clone()),
+        });
+        for (input, data) in changed {
+            input
+                .set_data(self)
+                .with_durability(salsa::Durability::LOW)
+                .to(data);
+        }
+        if shape != *old {
+            file.set_shape(self)
+                .with_durability(salsa::Durability::MEDIUM)
+                .to(Arc::new(shape));
+        }
     }
 
     /// Records how a file's imports resolved (the loader's job).

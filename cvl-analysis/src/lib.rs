@@ -24,9 +24,7 @@ pub mod prelude;
 pub mod resolve;
 mod suggest;
 
-pub use analysis::{
-    evaluated_param, evaluated_params, file_diagnostics, CheckOptions, EvaluatedParam,
-};
+pub use analysis::{evaluated_params, file_diagnostics, vm_setting, CheckOptions, EvaluatedParam};
 pub use db::{Db, ImportResolutions, ResolvedImport, RootDatabase, SourceFile};
 pub use diagnostics::{Code, Diagnostic, Label, Severity, Span};
 pub use host::{Analysis, AnalysisHost, Cancellable, Cancelled};

@@ -40,21 +40,25 @@ pub fn item_tree(db: &dyn Db, file: SourceFile) -> Arc<ItemTree> {
     Arc::new(items)
 }
 
-/// One object's declarations; equal across edits of other objects.
+/// One object's declarations; equal across edits of other objects. Read
+/// from the file's shape and the object's input, never from the text (see
+/// the `db` module), so it does not depend on the rest of the file.
 #[salsa::tracked(returns(ref))]
 pub fn object_data(db: &dyn Db, file: SourceFile, name: String) -> Option<Arc<ObjectData>> {
-    item_tree(db, file).object(&name).map(|o| o.data.clone())
+    let (_, input) = file.shape(db).by_name.get(&name)?;
+    Some(input.data(db).clone())
 }
 
 /// Where `def` stands in source order: its file's name and its index among
 /// the file's objects (stable across edits inside objects). What picks the
 /// one member of a cycle that reports it.
 pub fn source_order(db: &dyn Db, def: &Def) -> (String, usize) {
-    let index = item_tree(db, def.file)
+    let index = def
+        .file
+        .shape(db)
         .by_name
         .get(&def.name)
-        .copied()
-        .unwrap_or(usize::MAX);
+        .map_or(usize::MAX, |&(index, _)| index);
     (def.file.name(db).clone(), index)
 }
 
@@ -84,13 +88,12 @@ pub struct FileScope {
 
 #[salsa::tracked(returns(ref))]
 pub fn file_scope(db: &dyn Db, file: SourceFile) -> Arc<FileScope> {
-    let tree = item_tree(db, file);
+    let shape = file.shape(db);
     let mut scope = FileScope::default();
-    for import in &tree.imports {
-        let Some(name) = &import.name else { continue };
-        let target = match import.key() {
+    for (name, key) in &shape.imports {
+        let target = match key {
             None => Err("the import is incomplete".to_string()),
-            Some(key) => match file.imports(db).get(&key) {
+            Some(key) => match file.imports(db).get(key) {
                 None => Err(format!("`{}` was not loaded", key.url)),
                 Some(Err(e)) => Err(e.clone()),
                 Some(Ok(resolved)) => exported_object(db, resolved.file)
@@ -104,15 +107,16 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Arc<FileScope> {
         };
         scope
             .entries
-            .entry(name.text.clone())
+            .entry(name.clone())
             .or_insert(ScopeEntry::Import(target));
     }
-    for object in &tree.objects {
-        let name = object.data.name.text.clone();
-        scope
-            .entries
-            .entry(name.clone())
-            .or_insert(ScopeEntry::Object(Def { file, name }));
+    for name in &shape.names {
+        scope.entries.entry(name.clone()).or_insert_with(|| {
+            ScopeEntry::Object(Def {
+                file,
+                name: name.clone(),
+            })
+        });
     }
     Arc::new(scope)
 }
@@ -121,18 +125,18 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Arc<FileScope> {
 /// only object.
 #[salsa::tracked(returns(ref))]
 pub fn exported_object(db: &dyn Db, file: SourceFile) -> Result<String, String> {
-    let tree = item_tree(db, file);
+    let shape = file.shape(db);
     let file_name = file.name(db);
     let stem = file_name
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or(file_name)
         .trim_end_matches(".cvl");
-    if tree.object(stem).is_some() {
+    if shape.by_name.contains_key(stem) {
         return Ok(stem.to_string());
     }
-    match tree.objects.as_slice() {
-        [only] => Ok(only.data.name.text.clone()),
+    match shape.names.as_slice() {
+        [only] => Ok(only.clone()),
         [] => Err("the file declares no object to import".to_string()),
         _ => Err(format!(
             "the file declares several objects and none is named `{stem}` like the file"
@@ -163,7 +167,7 @@ pub fn resolve_type(db: &dyn Db, file: SourceFile, name: &str) -> Resolved {
         Some(ScopeEntry::Import(Err(e))) => return Resolved::BrokenImport(e.clone()),
         None => {}
     }
-    if file != prelude && item_tree(db, prelude).object(name).is_some() {
+    if file != prelude && prelude.shape(db).by_name.contains_key(name) {
         return Resolved::Def(Def {
             file: prelude,
             name: name.to_string(),
@@ -175,12 +179,7 @@ pub fn resolve_type(db: &dyn Db, file: SourceFile, name: &str) -> Resolved {
 /// Every type name usable in `file`, for "did you mean".
 pub fn type_names(db: &dyn Db, file: SourceFile) -> Vec<String> {
     let mut names: Vec<String> = file_scope(db, file).entries.keys().cloned().collect();
-    names.extend(
-        item_tree(db, db.prelude())
-            .objects
-            .iter()
-            .map(|o| o.data.name.text.clone()),
-    );
+    names.extend(db.prelude().shape(db).names.iter().cloned());
     names.sort();
     names.dedup();
     names

@@ -1,14 +1,12 @@
 //! Evaluation semantics on small in-memory workspaces: override order,
 //! laziness, nested maps, and the start order of a deployed VAN.
 
-use std::sync::Arc;
-
 use cvl_analysis::eval::{evaluate_with, Allocations};
-use cvl_analysis::{evaluated_params, Def, RootDatabase, SourceFile};
+use cvl_analysis::{evaluated_params, Def, RootDatabase};
 
 fn values(text: &str, object: &str) -> Vec<(String, Option<Vec<String>>)> {
     let db = RootDatabase::default();
-    let file = SourceFile::new(&db, "t.cvl".into(), text.into(), Arc::default());
+    let file = db.add_file("t.cvl".into(), text.into());
     let def = Def {
         file,
         name: object.into(),
@@ -72,7 +70,7 @@ fn allocated_values_are_unknown_until_allocated() {
     assert_eq!(value(&text, "X", "m"), None);
     assert_eq!(value(&text, "X", "ethernet0.ip"), None);
     let db = RootDatabase::default();
-    let file = SourceFile::new(&db, "t.cvl".into(), text, Arc::default());
+    let file = db.add_file("t.cvl".into(), text);
     let def = Def {
         file,
         name: "X".into(),
@@ -102,7 +100,7 @@ P extends VMAppliance { vm = \"p\"; requires = \"DHCP\", \"DNS\"; }
 G extends VANAppliance { F f; H h; D d; L l; M m; P p; vanIF = \"f.ethernet0\"; }
 ";
     let db = RootDatabase::default();
-    let file = SourceFile::new(&db, "t.cvl".into(), text.into(), Arc::default());
+    let file = db.add_file("t.cvl".into(), text.into());
     let def = Def {
         file,
         name: "G".into(),

@@ -46,12 +46,21 @@ fn count(log: &[String], query: &str) -> usize {
 #[test]
 fn editing_one_body_reruns_only_what_it_reaches() {
     let mut db = RootDatabase::new(true);
-    let lib = SourceFile::new(&db, "lib.cvl".into(), LIB.into(), Arc::default());
-    let other = SourceFile::new(&db, "other.cvl".into(), OTHER.into(), Arc::default());
+    let lib = db.add_file("lib.cvl".into(), LIB.into());
+    let other = db.add_file("other.cvl".into(), OTHER.into());
     let files = [lib, other];
     let before = check_all(&db, &files);
     let cold = db.take_log();
     assert!(count(&cold, "object_checks_query") >= 4, "{cold:#?}");
+
+    // The first edit of a file read from disk makes the edited object's
+    // input volatile (low durability): what reads it runs once more, since
+    // a durable result cannot stand for a volatile one.
+    db.set_text(lib, LIB.replace("\"53\"", "\"535\""));
+    assert_eq!(check_all(&db, &files), before);
+    let first = db.take_log();
+    assert_eq!(count(&first, "object_checks_query"), 2, "{first:#?}");
+    assert_eq!(count(&first, "evaluate_query"), 2, "{first:#?}");
 
     // A longer literal in A's body: every later byte of lib.cvl moves.
     db.set_text(lib, LIB.replace("\"53\"", "\"5353\""));

@@ -1,15 +1,13 @@
 //! No input the syntax fuzzer's generator makes can panic the analysis:
 //! checking every object as a library and as deployed, and evaluating it.
 
-use std::sync::Arc;
-
-use cvl_analysis::{file_diagnostics, CheckOptions, Def, RootDatabase, SourceFile};
+use cvl_analysis::{file_diagnostics, CheckOptions, Def, RootDatabase};
 use cvl_syntax::soup::token_soup;
 use proptest::prelude::*;
 
 fn analyse(text: &str) {
     let db = RootDatabase::default();
-    let file = SourceFile::new(&db, "soup.cvl".into(), text.into(), Arc::default());
+    let file = db.add_file("soup.cvl".into(), text.into());
     file_diagnostics(&db, file, &CheckOptions::default());
     let tree = cvl_analysis::resolve::item_tree(&db, file);
     let names: Vec<String> = tree

@@ -3,13 +3,16 @@
 //! Checked by `cvl check` and the language server (as `invalid-vm`), and
 //! gathered by `cvl publish`.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::publish::PublishFile;
 use crate::vm::{data_disk_devices, DiskSpec, VmDescription};
-use cvl_analysis::resolve::{item_tree, kind_of, Kind};
+use cvl_analysis::diagnostics::Loc;
+use cvl_analysis::resolve::item_tree;
 use cvl_analysis::{
-    Analysis, Cancellable, Code, Def, Diagnostic, RootDatabase, Severity, SourceFile, Span,
+    vm_setting, Analysis, Cancellable, Code, Def, Diagnostic, RootDatabase, Severity, SourceFile,
+    Span,
 };
 
 /// A VM appliance object of a file and its description, as far as found.
@@ -33,47 +36,49 @@ pub fn vm_appliances(
 }
 
 fn appliances_in(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmAppliance> {
-    let mut out = Vec::new();
     // Many objects often name one description: read and check it once.
-    let mut descriptions: std::collections::HashMap<PathBuf, Result<VmDescription, String>> =
-        std::collections::HashMap::new();
-    for object in &item_tree(db, file).objects {
-        let def = Def {
-            file,
-            name: object.data.name.text.clone(),
-        };
-        if kind_of(db, &def) != Kind::Vm {
-            continue;
-        }
-        let Some(vm) = cvl_analysis::evaluated_param(db, &def, "vm") else {
-            continue;
-        };
-        let (Some([value]), Some(at)) = (vm.value.as_deref(), &vm.assigned_at) else {
-            continue;
-        };
-        if at.file != *file.name(db) {
-            continue; // set by a parent in another file: checked there
-        }
-        let path = dir.join(value);
-        let description = descriptions
-            .entry(path.clone())
-            .or_insert_with(|| read_description(&path, value))
-            .clone();
-        // Only the value: where it was assigned is not needed here.
-        let data_devices = cvl_analysis::eval::evaluate(db, &def)
-            .slot("datadisks")
-            .and_then(|slot| slot.value.strings())
-            .map(|v| data_disk_devices(&v))
-            .unwrap_or_default();
-        out.push(VmAppliance {
-            vm: value.clone(),
-            assigned_at: at.clone(),
-            path,
-            description,
-            data_devices,
-        });
-    }
-    out
+    let mut descriptions: HashMap<PathBuf, Result<VmDescription, String>> = HashMap::new();
+    vm_settings(db, file)
+        .into_iter()
+        .map(|(def, vm, at)| {
+            let path = dir.join(&vm);
+            let description = descriptions
+                .entry(path.clone())
+                .or_insert_with(|| read_description(&path, &vm))
+                .clone();
+            // Only the value: where it was assigned is not needed here.
+            let data_devices = cvl_analysis::eval::evaluate(db, &def)
+                .slot("datadisks")
+                .and_then(|slot| slot.value.strings())
+                .map(|v| data_disk_devices(&v))
+                .unwrap_or_default();
+            VmAppliance {
+                vm,
+                assigned_at: at.span(db),
+                path,
+                description,
+                data_devices,
+            }
+        })
+        .collect()
+}
+
+/// Each VM appliance object of `file` whose `vm` is set in `file` itself:
+/// the object, the value, and where it is set.
+fn vm_settings(db: &RootDatabase, file: SourceFile) -> Vec<(Def, String, Loc)> {
+    item_tree(db, file)
+        .objects
+        .iter()
+        .filter_map(|object| {
+            let def = Def {
+                file,
+                name: object.data.name.text.clone(),
+            };
+            let (vm, at) = vm_setting(db, &def).clone()?;
+            // Set by a parent in another file: checked there.
+            (at.file == file).then_some((def, vm, at))
+        })
+        .collect()
 }
 
 /// The VM description `value` (`vm`'s value) names, at `path`, parsed and
@@ -97,20 +102,26 @@ fn read_description(path: &Path, value: &str) -> Result<VmDescription, String> {
 /// one is not a problem yet (disks are often built after the CVL is
 /// written); `cvl publish` refuses it.
 pub fn check(analysis: &Analysis, file: SourceFile, dir: &Path) -> Cancellable<Vec<Diagnostic>> {
-    let mut seen = std::collections::HashSet::new();
-    Ok(vm_appliances(analysis, file, dir)?
-        .into_iter()
-        .filter(|a| a.path.exists() && seen.insert(a.path.clone()))
-        .filter_map(|a| {
-            let message = a.description.err()?;
-            Some(Diagnostic::new(
-                Code::InvalidVm,
-                Severity::Error,
-                message,
-                a.assigned_at,
-            ))
-        })
-        .collect())
+    analysis.with_db(|db| {
+        // Each description once, at the first object naming it.
+        let mut seen = HashSet::new();
+        vm_settings(db, file)
+            .into_iter()
+            .filter_map(|(_, vm, at)| {
+                let path = dir.join(&vm);
+                if !seen.insert(path.clone()) || !path.exists() {
+                    return None;
+                }
+                let message = read_description(&path, &vm).err()?;
+                Some(Diagnostic::new(
+                    Code::InvalidVm,
+                    Severity::Error,
+                    message,
+                    at.span(db),
+                ))
+            })
+            .collect()
+    })
 }
 
 fn plain_name(file: &str) -> Result<String, String> {
