@@ -72,7 +72,7 @@ fn compute_file_diagnostics(
         for object in &item_tree(db, imported).objects {
             let def = Def {
                 file: imported,
-                name: object.data.name.text.clone(),
+                name: object.data.name.text.as_str().into(),
             };
             local.extend(object_checks(db, &def).iter().filter(errors).cloned());
         }
@@ -147,7 +147,14 @@ fn checked_objects(
             let name = o.data.name.text.clone();
             let deployed = options.deploy.contains(&name);
             let hints = options.deploy.is_empty() && !used.contains(name.as_str());
-            (Def { file, name }, deployed, hints)
+            (
+                Def {
+                    file,
+                    name: name.into(),
+                },
+                deployed,
+                hints,
+            )
         })
         .collect()
 }
@@ -160,7 +167,7 @@ fn checked_objects(
 fn object_diagnostics(
     db: &dyn Db,
     file: SourceFile,
-    name: String,
+    name: crate::resolve::Name,
     deployed: bool,
     hints: bool,
 ) -> std::sync::Arc<Vec<LocalDiagnostic>> {
@@ -279,7 +286,11 @@ pub fn vm_setting<'db>(db: &'db dyn Db, def: &Def) -> &'db Option<(String, Loc)>
 }
 
 #[salsa::tracked(returns(ref))]
-fn vm_setting_query(db: &dyn Db, file: SourceFile, name: String) -> Option<(String, Loc)> {
+fn vm_setting_query(
+    db: &dyn Db,
+    file: SourceFile,
+    name: crate::resolve::Name,
+) -> Option<(String, Loc)> {
     let def = Def { file, name };
     if crate::resolve::kind_of(db, &def) != crate::resolve::Kind::Vm {
         return None;

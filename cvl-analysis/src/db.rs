@@ -55,9 +55,9 @@ pub struct ObjectInput {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileShape {
     /// Every object's name in source order, duplicates included.
-    pub names: Vec<String>,
+    pub names: Vec<crate::resolve::Name>,
     /// The first object of each name: its index in `names` and its input.
-    pub by_name: FxHashMap<String, (usize, ObjectInput)>,
+    pub by_name: FxHashMap<crate::resolve::Name, (usize, ObjectInput)>,
     /// Each import's local name and key (`None` when incomplete).
     pub imports: Vec<(String, Option<ImportKey>)>,
 }
@@ -78,11 +78,16 @@ impl FileShape {
         shape.by_name.reserve(tree.objects.len());
         for (index, object) in tree.objects.iter().enumerate() {
             let name = &object.data.name.text;
-            if !shape.by_name.contains_key(name) {
-                let handle = input(name, &object.data);
-                shape.by_name.insert(name.clone(), (index, handle));
-            }
-            shape.names.push(name.clone());
+            let name: crate::resolve::Name = match shape.by_name.get_key_value(name.as_str()) {
+                Some((shared, _)) => shared.clone(),
+                None => {
+                    let handle = input(name, &object.data);
+                    let shared: crate::resolve::Name = name.as_str().into();
+                    shape.by_name.insert(shared.clone(), (index, handle));
+                    shared
+                }
+            };
+            shape.names.push(name);
         }
         shape
     }

@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::db::{Db, SourceFile};
 use crate::diagnostics::Loc;
 use crate::eval::{evaluate, Evaluation, Writer};
-use crate::resolve::{Def, Kind};
+use crate::resolve::{Def, Kind, Name};
 
 /// An edge: `before` must be running before `after` starts, for `service`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub fn start_order<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<StartOrder> {
 }
 
 #[salsa::tracked(returns(ref))]
-fn start_order_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<StartOrder> {
+fn start_order_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<StartOrder> {
     Arc::new(compute_start_order(evaluate(db, &Def { file, name })))
 }
 

@@ -182,7 +182,7 @@ impl Diagnostic {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Loc {
     pub file: crate::db::SourceFile,
-    pub object: Option<String>,
+    pub object: Option<crate::resolve::Name>,
     pub range: TextRange,
 }
 

@@ -19,7 +19,7 @@ use crate::diagnostics::Loc;
 use crate::item_tree::{Expr, Named};
 use crate::model::{object_model, AssignRef, ParamDecl};
 use crate::prelude::UTILITY_ALLOCATED;
-use crate::resolve::{Def, Kind};
+use crate::resolve::{Def, Kind, Name};
 
 /// Instances deeper or more numerous than this are not expanded.
 const MAX_INSTANCES: usize = 1_000_000;
@@ -240,7 +240,7 @@ pub fn evaluate<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<Evaluation> {
 }
 
 #[salsa::tracked(returns(ref))]
-fn evaluate_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Evaluation> {
+fn evaluate_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<Evaluation> {
     Arc::new(evaluate_with(
         db,
         &Def { file, name },
@@ -323,8 +323,8 @@ impl Evaluator<'_> {
         let mut next = 0;
         while next < self.instances.len() && self.instances.len() < MAX_INSTANCES {
             let model = object_model(self.db, &self.instances[next].ty).clone();
-            for name in &model.component_order {
-                let Some(ty) = model.components[name].ty.clone() else {
+            for (name, comp) in model.components() {
+                let Some(ty) = comp.ty.clone() else {
                     continue;
                 };
                 // A type that contains itself was reported by the checks.
@@ -332,7 +332,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let mut path = self.instances[next].path.clone();
-                path.push(name.clone());
+                path.push(name.to_string());
                 let index = self.instances.len();
                 self.instances.push(Instance {
                     path,
@@ -341,7 +341,9 @@ impl Evaluator<'_> {
                     parent: Some(next),
                     children: Vec::new(),
                 });
-                self.instances[next].children.push((name.clone(), index));
+                self.instances[next]
+                    .children
+                    .push((name.to_string(), index));
             }
             next += 1;
         }
@@ -362,13 +364,13 @@ impl Evaluator<'_> {
     fn build_slots(&mut self) {
         for (i, instance) in self.instances.iter().enumerate() {
             let model = object_model(self.db, &instance.ty);
-            for name in &model.param_order {
+            for (name, decl) in model.params() {
                 let index = self.slots.len();
-                self.slot_index.insert((i, name.clone()), index);
+                self.slot_index.insert((i, name.to_string()), index);
                 self.slots.push(Slot {
                     instance: i,
-                    name: name.clone(),
-                    decl: model.params[name].clone(),
+                    name: name.to_string(),
+                    decl: decl.clone(),
                     writer: None,
                     value: Value::default(),
                 });
@@ -398,7 +400,7 @@ impl Evaluator<'_> {
         order.sort_by_key(|&i| std::cmp::Reverse(self.instances[i].path.len()));
         for context in order {
             let model = object_model(self.db, &self.instances[context].ty).clone();
-            for assign in &model.assigns {
+            for assign in model.assigns() {
                 let item = assign.item(self.db);
                 if let Some(slot) = self.resolve(context, &item.target) {
                     self.slots[slot].writer = Some(Writer::Assign {
@@ -559,7 +561,7 @@ impl Evaluator<'_> {
                         .path
                         .last()
                         .cloned()
-                        .unwrap_or_else(|| inst.ty.name.clone());
+                        .unwrap_or_else(|| inst.ty.name.to_string());
                     vec![Elem::Str(own)]
                 } else {
                     Vec::new()
@@ -674,10 +676,8 @@ impl Evaluator<'_> {
                     let component_unknown = || {
                         segments.first().is_some_and(|first| {
                             let model = object_model(self.db, &self.instances[i].ty);
-                            let untyped = model
-                                .components
-                                .get(&first.text)
-                                .is_some_and(|c| c.ty.is_none());
+                            let untyped =
+                                model.component(&first.text).is_some_and(|c| c.ty.is_none());
                             untyped
                                 || self.instances[i].children.iter().any(|(n, c)| {
                                     *n == first.text && self.instances[*c].kind == Kind::Unknown
@@ -701,13 +701,13 @@ impl Evaluator<'_> {
                             .collect();
                         Some(VanifProblem::NotAnInterfaceOf {
                             path,
-                            object: self.instances[i].ty.name.clone(),
+                            object: self.instances[i].ty.name.to_string(),
                             interfaces,
                         })
                     } else {
                         Some(VanifProblem::NotAComponentInterface {
                             path,
-                            object: self.instances[i].ty.name.clone(),
+                            object: self.instances[i].ty.name.to_string(),
                         })
                     }
                 }

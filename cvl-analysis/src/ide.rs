@@ -55,7 +55,7 @@ pub fn occurrences(db: &dyn Db, file: SourceFile) -> Arc<Vec<Occurrence>> {
         }
         let def = Def {
             file,
-            name: data.name.text.clone(),
+            name: data.name.text.as_str().into(),
         };
         let abs = |r: TextRange| r + object.start;
         out.push(Occurrence {
@@ -74,7 +74,7 @@ pub fn occurrences(db: &dyn Db, file: SourceFile) -> Arc<Vec<Occurrence>> {
         }
         let model = object_model(db, &def);
         for var in &data.vars {
-            if let Some(p) = model.params.get(&var.name.text).filter(|p| p.owner == def) {
+            if let Some(p) = model.param(&var.name.text).filter(|p| p.owner == def) {
                 out.push(Occurrence {
                     range: abs(var.name.range),
                     entity: Entity::Param(p.clone()),
@@ -90,11 +90,7 @@ pub fn occurrences(db: &dyn Db, file: SourceFile) -> Arc<Vec<Occurrence>> {
                     is_declaration: false,
                 });
             }
-            if let Some(c) = model
-                .components
-                .get(&comp.name.text)
-                .filter(|c| c.owner == def)
-            {
+            if let Some(c) = model.component(&comp.name.text).filter(|c| c.owner == def) {
                 out.push(Occurrence {
                     range: abs(comp.name.range),
                     entity: Entity::Component(c.clone()),
@@ -247,7 +243,7 @@ fn describe_object(db: &dyn Db, def: &Def) -> String {
     let chain: Vec<&str> = resolve::ancestry(db, def)
         .chain
         .iter()
-        .map(|d| d.name.as_str())
+        .map(|d| d.name.as_ref())
         .collect();
     let mut text = format!(
         "```cvl\n{}\n```\n{}",
@@ -277,7 +273,7 @@ fn describe_param(db: &dyn Db, file: SourceFile, p: &ParamDecl) -> String {
     );
     if crate::prelude::UTILITY_ALLOCATED.contains(&var.name.text.as_str())
         && p.owner.file == db.prelude()
-        && p.owner.name == "Interface"
+        && &*p.owner.name == "Interface"
     {
         text.push_str(", allocated by the utility at deploy time");
     }
@@ -286,7 +282,7 @@ fn describe_param(db: &dyn Db, file: SourceFile, p: &ParamDecl) -> String {
     for object in &item_tree(db, file).objects {
         let def = Def {
             file,
-            name: object.data.name.text.clone(),
+            name: object.data.name.text.as_str().into(),
         };
         let ev = crate::eval::evaluate(db, &def);
         for slot in &ev.slots {
@@ -365,7 +361,7 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
         .find(|o| (o.data.range + o.start).contains_inclusive(offset))
         .map(|o| Def {
             file,
-            name: o.data.name.text.clone(),
+            name: o.data.name.text.as_str().into(),
         });
     let in_import = before
         .iter()
@@ -452,8 +448,7 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
     }
     let model = object_model(db, &container);
     let mut items = Vec::new();
-    for name in &model.param_order {
-        let p = &model.params[name];
+    for (name, p) in model.params() {
         let mut attrs = Vec::new();
         if p.required {
             attrs.push("\"required\"");
@@ -462,7 +457,7 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
             attrs.push("\"sensitive\"");
         }
         items.push(CompletionItem {
-            label: name.clone(),
+            label: name.to_string(),
             kind: CompletionKind::Parameter,
             detail: format!(
                 "var {}{name} ({})",
@@ -472,11 +467,12 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
             documentation: Some(format!("parameter declared in `{}`", p.owner.name)),
         });
     }
-    for name in &model.component_order {
-        let c = &model.components[name];
-        let ty = c.ty.as_ref().map_or("?".to_string(), |t| t.name.clone());
+    for (name, c) in model.components() {
+        let ty =
+            c.ty.as_ref()
+                .map_or("?".to_string(), |t| t.name.to_string());
         items.push(CompletionItem {
-            label: name.clone(),
+            label: name.to_string(),
             kind: CompletionKind::Component,
             detail: format!("{ty} {name}"),
             documentation: Some(format!("component declared in `{}`", c.owner.name)),
@@ -667,7 +663,7 @@ pub fn inlay_hints(db: &dyn Db, file: SourceFile) -> Vec<(TextSize, String)> {
     for object in &tree.objects {
         let def = Def {
             file,
-            name: object.data.name.text.clone(),
+            name: object.data.name.text.as_str().into(),
         };
         let ev = crate::eval::evaluate(db, &def);
         for assign in &object.data.assigns {

@@ -5,11 +5,9 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
 use crate::db::{Db, SourceFile};
 use crate::item_tree::{AssignItem, ComponentItem, Named, ObjectData, VarItem};
-use crate::resolve::{self, ancestry, kind_of, object_data, Def, Kind, Resolved};
+use crate::resolve::{self, ancestry, kind_of, object_data, ChainEnd, Def, Kind, Name, Resolved};
 
 /// A parameter's declaration: the object declaring it and its index there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,18 +32,21 @@ pub struct AssignRef {
     pub index: usize,
 }
 
+/// What an object has through its inheritance chain. What it inherits is
+/// its parent's model, shared (`base`), not copied: ten thousand appliances
+/// extending `VMAppliance` hold one copy of what `VMAppliance` declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectModel {
     pub def: Def,
     pub kind: Kind,
-    pub params: FxHashMap<String, ParamDecl>,
-    pub components: FxHashMap<String, CompDecl>,
-    /// Component names in declaration order (parents' first).
-    pub component_order: Vec<String>,
-    /// Parameter names in declaration order (parents' first).
-    pub param_order: Vec<String>,
-    /// The assignments that build the object, in execution order.
-    pub assigns: Vec<AssignRef>,
+    /// The parent's model, whose members come first; `None` at the top of
+    /// a chain, and for a chain that loops (whose members are all own).
+    base: Option<Arc<ObjectModel>>,
+    /// Members declared here and not above, in declaration order.
+    params: Vec<(String, ParamDecl)>,
+    components: Vec<(String, CompDecl)>,
+    /// The assignments written here, in source order.
+    assigns: Vec<AssignRef>,
 }
 
 /// `def`'s model through its inheritance chain.
@@ -54,26 +55,84 @@ pub fn object_model<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<ObjectModel> {
 }
 
 impl ObjectModel {
+    /// The models of the chain, from the top down to this one.
+    fn chain(&self) -> Vec<&ObjectModel> {
+        let mut chain = vec![self];
+        while let Some(base) = &chain[chain.len() - 1].base {
+            chain.push(base);
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// The parameter of this name, declared here or above.
+    pub fn param(&self, name: &str) -> Option<&ParamDecl> {
+        let mut model = Some(self);
+        while let Some(m) = model {
+            if let Some((_, p)) = m.params.iter().find(|(n, _)| n == name) {
+                return Some(p);
+            }
+            model = m.base.as_deref();
+        }
+        None
+    }
+
+    /// The component of this name, declared here or above.
+    pub fn component(&self, name: &str) -> Option<&CompDecl> {
+        let mut model = Some(self);
+        while let Some(m) = model {
+            if let Some((_, c)) = m.components.iter().find(|(n, _)| n == name) {
+                return Some(c);
+            }
+            model = m.base.as_deref();
+        }
+        None
+    }
+
+    /// Every parameter in declaration order, parents' first.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &ParamDecl)> {
+        self.chain()
+            .into_iter()
+            .flat_map(|m| m.params.iter().map(|(n, p)| (n.as_str(), p)))
+    }
+
+    /// Every component in declaration order, parents' first.
+    pub fn components(&self) -> impl Iterator<Item = (&str, &CompDecl)> {
+        self.chain()
+            .into_iter()
+            .flat_map(|m| m.components.iter().map(|(n, c)| (n.as_str(), c)))
+    }
+
+    /// The assignments that build the object, in execution order (parents'
+    /// first).
+    pub fn assigns(&self) -> impl Iterator<Item = &AssignRef> {
+        self.chain().into_iter().flat_map(|m| m.assigns.iter())
+    }
+
     /// Has the object a parameter or component of this name?
     pub fn declares(&self, name: &str) -> bool {
-        self.params.contains_key(name) || self.components.contains_key(name)
+        self.param(name).is_some() || self.component(name).is_some()
     }
 }
 
 #[salsa::tracked(returns(ref))]
-fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<ObjectModel> {
+fn object_model_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<ObjectModel> {
     let def = Def { file, name };
     let ancestry = ancestry(db, &def);
+    // The parent's own chain is this one's tail, except in a loop.
+    let (base, owners) = match (ancestry.end != ChainEnd::Cycle, ancestry.chain.get(1)) {
+        (true, Some(parent)) => (Some(object_model(db, parent).clone()), &ancestry.chain[..1]),
+        _ => (None, &ancestry.chain[..]),
+    };
     let mut model = ObjectModel {
         def: def.clone(),
         kind: kind_of(db, &def),
-        params: FxHashMap::default(),
-        components: FxHashMap::default(),
-        component_order: Vec::new(),
-        param_order: Vec::new(),
+        base,
+        params: Vec::new(),
+        components: Vec::new(),
         assigns: Vec::new(),
     };
-    for owner in ancestry.chain.iter().rev() {
+    for owner in owners.iter().rev() {
         let Some(data) = object_data(db, owner.file, owner.name.clone()) else {
             continue;
         };
@@ -81,16 +140,13 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Object
             if model.declares(&var.name.text) {
                 continue; // a duplicate, reported by the checks
             }
-            model.param_order.push(var.name.text.clone());
-            model.params.insert(
-                var.name.text.clone(),
-                ParamDecl {
-                    owner: owner.clone(),
-                    index,
-                    required: var.required,
-                    sensitive: var.sensitive,
-                },
-            );
+            let decl = ParamDecl {
+                owner: owner.clone(),
+                index,
+                required: var.required,
+                sensitive: var.sensitive,
+            };
+            model.params.push((var.name.text.clone(), decl));
         }
         for (index, comp) in data.components.iter().enumerate() {
             if model.declares(&comp.name.text) {
@@ -100,15 +156,12 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Object
                 Resolved::Def(d) => Some(d),
                 _ => None,
             };
-            model.component_order.push(comp.name.text.clone());
-            model.components.insert(
-                comp.name.text.clone(),
-                CompDecl {
-                    owner: owner.clone(),
-                    index,
-                    ty,
-                },
-            );
+            let decl = CompDecl {
+                owner: owner.clone(),
+                index,
+                ty,
+            };
+            model.components.push((comp.name.text.clone(), decl));
         }
         for index in 0..data.assigns.len() {
             model.assigns.push(AssignRef {
@@ -200,7 +253,7 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
     for (i, segment) in path.iter().enumerate() {
         let model = object_model(db, &current);
         let last = i + 1 == path.len();
-        if let Some(param) = model.params.get(&segment.text) {
+        if let Some(param) = model.param(&segment.text) {
             if last {
                 return Ok(Target::Param(param.clone()));
             }
@@ -215,7 +268,7 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
                 suggestion: None,
             });
         }
-        if let Some(comp) = model.components.get(&segment.text) {
+        if let Some(comp) = model.component(&segment.text) {
             if last {
                 return Ok(Target::Component(comp.clone()));
             }
@@ -232,9 +285,9 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
             }
             continue;
         }
-        let names = model.param_order.iter().chain(model.component_order.iter());
-        let suggestion = crate::suggest::did_you_mean(&segment.text, names.map(String::as_str))
-            .map(str::to_string);
+        let names = model.params().map(|(n, _)| n);
+        let names = names.chain(model.components().map(|(n, _)| n));
+        let suggestion = crate::suggest::did_you_mean(&segment.text, names).map(str::to_string);
         let hint = suggestion
             .as_ref()
             .map(|s| format!("; did you mean `{s}`?"))

@@ -10,11 +10,16 @@ use crate::db::{Db, SourceFile};
 use crate::item_tree::{lower_file_reusing, ItemTree, ObjectData};
 use crate::prelude;
 
+/// An object's name, shared: a [`Def`] is cloned into every parameter,
+/// assignment and instance that refers to the object, and keys every
+/// per-object query, so its clone is a reference count, not a copy.
+pub type Name = Arc<str>;
+
 /// An object definition: the file it is declared in and its name there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Def {
     pub file: SourceFile,
-    pub name: String,
+    pub name: Name,
 }
 
 /// Never compared with the previous tree (`no_eq`): a new text almost always
@@ -44,8 +49,8 @@ pub fn item_tree(db: &dyn Db, file: SourceFile) -> Arc<ItemTree> {
 /// from the file's shape and the object's input, never from the text (see
 /// the `db` module), so it does not depend on the rest of the file.
 #[salsa::tracked(returns(ref))]
-pub fn object_data(db: &dyn Db, file: SourceFile, name: String) -> Option<Arc<ObjectData>> {
-    let (_, input) = file.shape(db).by_name.get(&name)?;
+pub fn object_data(db: &dyn Db, file: SourceFile, name: Name) -> Option<Arc<ObjectData>> {
+    let (_, input) = file.shape(db).by_name.get(&*name)?;
     Some(input.data(db).clone())
 }
 
@@ -57,14 +62,14 @@ pub fn source_order(db: &dyn Db, def: &Def) -> (String, usize) {
         .file
         .shape(db)
         .by_name
-        .get(&def.name)
+        .get(&*def.name)
         .map_or(usize::MAX, |&(index, _)| index);
     (def.file.name(db).clone(), index)
 }
 
 /// The name after `extends`: changes only when that name does.
 #[salsa::tracked(returns(ref))]
-pub fn parent_name(db: &dyn Db, file: SourceFile, name: String) -> Option<String> {
+pub fn parent_name(db: &dyn Db, file: SourceFile, name: Name) -> Option<String> {
     object_data(db, file, name)
         .as_ref()?
         .parent
@@ -83,7 +88,7 @@ pub enum ScopeEntry {
 /// The names a file can use as types, besides the predefined ones.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileScope {
-    pub entries: FxHashMap<String, ScopeEntry>,
+    pub entries: FxHashMap<Name, ScopeEntry>,
 }
 
 #[salsa::tracked(returns(ref))]
@@ -107,7 +112,7 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Arc<FileScope> {
         };
         scope
             .entries
-            .entry(name.clone())
+            .entry(name.as_str().into())
             .or_insert(ScopeEntry::Import(target));
     }
     for name in &shape.names {
@@ -124,7 +129,7 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Arc<FileScope> {
 /// The object a file exports: the one named like the file's stem, else its
 /// only object.
 #[salsa::tracked(returns(ref))]
-pub fn exported_object(db: &dyn Db, file: SourceFile) -> Result<String, String> {
+pub fn exported_object(db: &dyn Db, file: SourceFile) -> Result<Name, String> {
     let shape = file.shape(db);
     let file_name = file.name(db);
     let stem = file_name
@@ -133,7 +138,7 @@ pub fn exported_object(db: &dyn Db, file: SourceFile) -> Result<String, String> 
         .unwrap_or(file_name)
         .trim_end_matches(".cvl");
     if shape.by_name.contains_key(stem) {
-        return Ok(stem.to_string());
+        return Ok(stem.into());
     }
     match shape.names.as_slice() {
         [only] => Ok(only.clone()),
@@ -170,7 +175,7 @@ pub fn resolve_type(db: &dyn Db, file: SourceFile, name: &str) -> Resolved {
     if file != prelude && prelude.shape(db).by_name.contains_key(name) {
         return Resolved::Def(Def {
             file: prelude,
-            name: name.to_string(),
+            name: name.into(),
         });
     }
     Resolved::Unresolved
@@ -178,8 +183,12 @@ pub fn resolve_type(db: &dyn Db, file: SourceFile, name: &str) -> Resolved {
 
 /// Every type name usable in `file`, for "did you mean".
 pub fn type_names(db: &dyn Db, file: SourceFile) -> Vec<String> {
-    let mut names: Vec<String> = file_scope(db, file).entries.keys().cloned().collect();
-    names.extend(db.prelude().shape(db).names.iter().cloned());
+    let mut names: Vec<String> = file_scope(db, file)
+        .entries
+        .keys()
+        .map(|n| n.to_string())
+        .collect();
+    names.extend(db.prelude().shape(db).names.iter().map(|n| n.to_string()));
     names.sort();
     names.dedup();
     names
@@ -209,7 +218,7 @@ pub fn ancestry<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<Ancestry> {
 }
 
 #[salsa::tracked(returns(ref))]
-fn ancestry_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Ancestry> {
+fn ancestry_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<Ancestry> {
     let def = Def { file, name };
     let mut chain = vec![def.clone()];
     let mut seen: FxHashSet<Def> = FxHashSet::default();
@@ -266,7 +275,7 @@ pub fn kind_of(db: &dyn Db, def: &Def) -> Kind {
     let prelude = db.prelude();
     for d in &ancestry.chain {
         if d.file == prelude {
-            match d.name.as_str() {
+            match &*d.name {
                 "VMAppliance" => return Kind::Vm,
                 "VANAppliance" => return Kind::Van,
                 "Interface" => return Kind::Interface,

@@ -23,7 +23,10 @@ fn analyse(text: &str) {
         },
     );
     for name in names {
-        let def = Def { file, name };
+        let def = Def {
+            file,
+            name: name.into(),
+        };
         cvl_analysis::evaluated_params(&db, &def);
         cvl_analysis::deploy::start_order(&db, &def);
     }

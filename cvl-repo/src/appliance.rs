@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use crate::publish::PublishFile;
 use crate::vm::{data_disk_devices, DiskSpec, VmDescription};
 use cvl_analysis::diagnostics::Loc;
-use cvl_analysis::resolve::item_tree;
 use cvl_analysis::{
     vm_setting, Analysis, Cancellable, Code, Def, Diagnostic, RootDatabase, Severity, SourceFile,
     Span,
@@ -66,13 +65,13 @@ fn appliances_in(db: &RootDatabase, file: SourceFile, dir: &Path) -> Vec<VmAppli
 /// Each VM appliance object of `file` whose `vm` is set in `file` itself:
 /// the object, the value, and where it is set.
 fn vm_settings(db: &RootDatabase, file: SourceFile) -> Vec<(Def, String, Loc)> {
-    item_tree(db, file)
-        .objects
+    file.shape(db)
+        .names
         .iter()
-        .filter_map(|object| {
+        .filter_map(|name| {
             let def = Def {
                 file,
-                name: object.data.name.text.clone(),
+                name: name.clone(),
             };
             let (vm, at) = vm_setting(db, &def).clone()?;
             // Set by a parent in another file: checked there.

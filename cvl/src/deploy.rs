@@ -194,7 +194,10 @@ pub(crate) fn make_plan(
             file.display()
         );
     }
-    let def = Def { file: root, name };
+    let def = Def {
+        file: root,
+        name: name.into(),
+    };
     let mut programs = RepoPrograms {
         analysis: &ws.analysis,
         fetcher: Fetcher::new(load.options(LockMode::Use, file)?.settings),
@@ -224,7 +227,7 @@ pub(crate) fn make_plan(
     let mut plan = cvl_planner::plan(desired, alloc, &state, &options)?;
     plan.source = Some(cvl_planner::plan::PlanSource {
         file: std::path::absolute(file)?.display().to_string(),
-        deploy: def.name.clone(),
+        deploy: def.name.to_string(),
         target: target.clone(),
     });
     Ok(Some((plan, sensitive)))

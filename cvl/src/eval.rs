@@ -80,7 +80,7 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
     }
     let def = Def {
         file,
-        name: args.object.clone(),
+        name: args.object.as_str().into(),
     };
     let options = CheckOptions {
         deploy: vec![args.object.clone()],

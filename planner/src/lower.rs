@@ -287,7 +287,7 @@ pub fn topology(
                             },
                         )?;
                         let appliance = ApplianceRef {
-                            name: owner,
+                            name: owner.to_string(),
                             source: program.source,
                             version: import.and_then(|f| f.version),
                             digest: program.digest,
@@ -347,7 +347,7 @@ pub fn topology(
         def: def.clone(),
         memory,
         topology: Topology {
-            deployment,
+            deployment: deployment.to_string(),
             vms,
             vans,
         },

@@ -83,7 +83,7 @@ fn contains(db: &dyn crate::db::Db, ty: &Def, def: &Def) -> bool {
         if !seen.insert(t.clone()) {
             continue;
         }
-        for comp in object_model(db, &t).components.values() {
+        for (_, comp) in object_model(db, &t).components() {
             if let Some(c) = &comp.ty {
                 if c == def || ancestry(db, c).chain.contains(def) {
                     return true;

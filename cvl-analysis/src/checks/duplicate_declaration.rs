@@ -79,18 +79,18 @@ pub(super) fn check_object(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) 
     });
     let inherited = |name: &str| -> Option<(Loc, String)> {
         let pm = parent_model.as_ref()?;
-        if let Some(p) = pm.params.get(name) {
+        if let Some(p) = pm.param(name) {
             let var = p.var(db);
             return Some((
                 Loc::in_object(&p.owner, var.name.range),
-                p.owner.name.clone(),
+                p.owner.name.to_string(),
             ));
         }
-        let c = pm.components.get(name)?;
+        let c = pm.component(name)?;
         let item = c.item(db);
         Some((
             Loc::in_object(&c.owner, item.name.range),
-            c.owner.name.clone(),
+            c.owner.name.to_string(),
         ))
     };
     let mut own: FxHashMap<&str, Loc> = FxHashMap::default();

@@ -8,7 +8,7 @@ use crate::resolve::{self, Def, Resolved};
 
 /// The predefined objects no object may extend directly.
 pub(super) fn is_abstract(def: &Def) -> bool {
-    matches!(def.name.as_str(), "Appliance" | "Interface")
+    matches!(def.name.as_ref(), "Appliance" | "Interface")
 }
 
 pub(super) fn check(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) {

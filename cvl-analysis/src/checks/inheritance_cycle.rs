@@ -30,7 +30,7 @@ pub(super) fn check(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
     if !first {
         return;
     }
-    let names: Vec<&str> = chain.chain.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<&str> = chain.chain.iter().map(|d| d.name.as_ref()).collect();
     let mut diag = error(
         Code::InheritanceCycle,
         format!(

@@ -25,7 +25,7 @@ use crate::db::{Db, SourceFile};
 use crate::diagnostics::{Code, Loc, LocalDiagnostic, Severity};
 use crate::item_tree::{AssignItem, ItemTree, Named, ObjectData};
 use crate::model::{resolve_path, PathError, Target};
-use crate::resolve::{item_tree, object_data, Def};
+use crate::resolve::{item_tree, object_data, Def, Name};
 
 mod assignment_names;
 pub(crate) mod bad_vanif;
@@ -101,7 +101,7 @@ pub fn object_checks<'db>(db: &'db dyn Db, def: &Def) -> &'db Arc<Vec<LocalDiagn
 }
 
 #[salsa::tracked(returns(ref))]
-fn object_checks_query(db: &dyn Db, file: SourceFile, name: String) -> Arc<Vec<LocalDiagnostic>> {
+fn object_checks_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<Vec<LocalDiagnostic>> {
     let def = Def { file, name };
     let mut out = Vec::new();
     if def.file == db.prelude() {
