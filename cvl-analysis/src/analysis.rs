@@ -279,30 +279,10 @@ fn params_of(db: &dyn Db, ev: &Evaluation) -> Vec<EvaluatedParam> {
 
 /// The `vm` a VM appliance sets: its one value and where it was assigned
 /// (`None` for other objects, or when `vm` is unset or not one string).
-/// Memoized per object: the VM-description check reads it of every object
-/// of a file after each edit, and an edit elsewhere leaves it valid.
+/// Part of the object's evaluation, so it costs no memo of its own, and an
+/// edit elsewhere leaves it valid.
 pub fn vm_setting<'db>(db: &'db dyn Db, def: &Def) -> &'db Option<(String, Loc)> {
-    vm_setting_query(db, def.file, def.name.clone())
-}
-
-#[salsa::tracked(returns(ref))]
-fn vm_setting_query(
-    db: &dyn Db,
-    file: SourceFile,
-    name: crate::resolve::Name,
-) -> Option<(String, Loc)> {
-    let def = Def { file, name };
-    if crate::resolve::kind_of(db, &def) != crate::resolve::Kind::Vm {
-        return None;
-    }
-    let ev = evaluate(db, &def);
-    let slot = ev.slot("vm")?;
-    let mut values = slot.value.strings()?;
-    let at = ev.origin(db, slot)?;
-    match values.len() {
-        1 => Some((values.pop()?, at)),
-        _ => None,
-    }
+    &evaluate(db, def).vm
 }
 
 fn param_of(db: &dyn Db, ev: &Evaluation, slot: &crate::eval::Slot) -> EvaluatedParam {

@@ -38,7 +38,7 @@ pub struct StartOrder {
 fn strings_of(ev: &Evaluation, instance: usize, name: &str) -> Vec<String> {
     ev.slots
         .iter()
-        .find(|s| s.instance == instance && s.name == name)
+        .find(|s| s.instance == instance && &*s.name == name)
         .and_then(|s| s.value.strings())
         .unwrap_or_default()
 }
@@ -145,7 +145,7 @@ pub(crate) fn requires_loc(db: &dyn Db, ev: &Evaluation, instance: usize) -> Loc
     let slot = ev
         .slots
         .iter()
-        .find(|s| s.instance == instance && s.name == "requires")
+        .find(|s| s.instance == instance && &*s.name == "requires")
         .expect("every appliance has requires");
     match &slot.writer {
         Some(Writer::Assign { assign, .. }) => Loc::in_object(&assign.owner, assign.item(db).range),

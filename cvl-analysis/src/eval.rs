@@ -21,6 +21,9 @@ use crate::model::{object_model, AssignRef, ParamDecl};
 use crate::prelude::UTILITY_ALLOCATED;
 use crate::resolve::{Def, Kind, Name};
 
+/// Instances with more parameters than this find them through a map.
+const MAX_SCANNED_SLOTS: usize = 32;
+
 /// Instances deeper or more numerous than this are not expanded.
 const MAX_INSTANCES: usize = 1_000_000;
 
@@ -89,25 +92,29 @@ pub struct Allocations {
 /// A component instance of the deployed object (the root has an empty path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    pub path: Vec<String>,
+    pub path: Vec<Name>,
     pub ty: Def,
     pub kind: Kind,
     pub parent: Option<usize>,
     /// Components in declaration order: name and instance index.
-    pub children: Vec<(String, usize)>,
+    pub children: Vec<(Name, usize)>,
 }
 
 impl Instance {
     pub fn dotted(&self, param: &str) -> String {
-        let mut parts = self.path.clone();
-        parts.push(param.to_string());
-        parts.join(".")
+        let mut dotted = String::new();
+        for part in &self.path {
+            dotted.push_str(part);
+            dotted.push('.');
+        }
+        dotted.push_str(param);
+        dotted
     }
 
     fn child(&self, name: &str) -> Option<usize> {
         self.children
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| &**n == name)
             .map(|(_, i)| *i)
     }
 }
@@ -126,7 +133,7 @@ pub enum Writer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
     pub instance: usize,
-    pub name: String,
+    pub name: Name,
     pub decl: ParamDecl,
     pub writer: Option<Writer>,
     pub value: Value,
@@ -199,6 +206,9 @@ pub struct Evaluation {
     /// assigns that it comes from (itself, when it is that one): where the
     /// user must supply a value.
     pub sensitive_sources: FxHashMap<usize, usize>,
+    /// For a VM appliance, its `vm` when that is one string: the value and
+    /// where it is assigned (what the VM-description check reads).
+    pub vm: Option<(String, Loc)>,
 }
 
 impl Evaluation {
@@ -210,11 +220,7 @@ impl Evaluation {
         };
         self.slots.iter().find(|s| {
             let path = &self.instances[s.instance].path;
-            s.name == name
-                && path
-                    .iter()
-                    .map(String::as_str)
-                    .eq(instance_path.iter().copied())
+            &*s.name == name && path.iter().map(|p| &**p).eq(instance_path.iter().copied())
         })
     }
 
@@ -255,7 +261,8 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
         allocations,
         instances: Vec::new(),
         slots: Vec::new(),
-        slot_index: FxHashMap::default(),
+        instance_slots: Vec::new(),
+        large_instances: FxHashMap::default(),
         problems: Vec::new(),
         seen_problems: FxHashSet::default(),
         done: Vec::new(),
@@ -265,7 +272,7 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
     ev.assign_writers();
     // vanIF decides which interface a VAN's defaultroute flows to.
     let vanifs: Vec<usize> = (0..ev.slots.len())
-        .filter(|&s| ev.slots[s].name == "vanIF")
+        .filter(|&s| &*ev.slots[s].name == "vanIF")
         .collect();
     ev.done = vec![false; ev.slots.len()];
     for s in vanifs {
@@ -282,6 +289,7 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
         .filter(|&s| ev.slots[s].decl.sensitive && ev.slots[s].value.is_empty())
         .map(|s| (s, ev.root_cause(s)))
         .collect();
+    let vm = ev.vm_setting();
     Evaluation {
         def: def.clone(),
         instances: ev.instances,
@@ -289,6 +297,7 @@ pub fn evaluate_with(db: &dyn Db, def: &Def, allocations: &Allocations) -> Evalu
         problems: ev.problems,
         missing,
         sensitive_sources,
+        vm,
     }
 }
 
@@ -297,7 +306,10 @@ struct Evaluator<'a> {
     allocations: &'a Allocations,
     instances: Vec<Instance>,
     slots: Vec<Slot>,
-    slot_index: FxHashMap<(usize, String), usize>,
+    /// Each instance's slots: they are contiguous, in declaration order.
+    instance_slots: Vec<std::ops::Range<usize>>,
+    /// Slots by name for instances with many (others are scanned).
+    large_instances: FxHashMap<usize, FxHashMap<Name, usize>>,
     problems: Vec<Problem>,
     seen_problems: FxHashSet<(std::mem::Discriminant<Problem>, Loc)>,
     done: Vec<bool>,
@@ -309,6 +321,25 @@ impl Evaluator<'_> {
         let key = (std::mem::discriminant(&problem), problem.at().clone());
         if self.seen_problems.insert(key) {
             self.problems.push(problem);
+        }
+    }
+
+    /// The root's `vm`, if the root is a VM appliance and `vm` is one
+    /// assigned string.
+    fn vm_setting(&self) -> Option<(String, Loc)> {
+        if self.instances.first()?.kind != Kind::Vm {
+            return None;
+        }
+        let slot = &self.slots[self.slot_of(0, "vm")?];
+        let Some(Writer::Assign { assign, .. }) = &slot.writer else {
+            return None;
+        };
+        match slot.value.elems.as_slice() {
+            [Elem::Str(value)] => Some((
+                value.clone(),
+                Loc::in_object(&assign.owner, assign.item(self.db).range),
+            )),
+            _ => None,
         }
     }
 
@@ -332,7 +363,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let mut path = self.instances[next].path.clone();
-                path.push(name.to_string());
+                path.push(name.clone());
                 let index = self.instances.len();
                 self.instances.push(Instance {
                     path,
@@ -341,9 +372,7 @@ impl Evaluator<'_> {
                     parent: Some(next),
                     children: Vec::new(),
                 });
-                self.instances[next]
-                    .children
-                    .push((name.to_string(), index));
+                self.instances[next].children.push((name.clone(), index));
             }
             next += 1;
         }
@@ -361,20 +390,34 @@ impl Evaluator<'_> {
         }
     }
 
+    /// The slot of parameter `name` of `instance`.
+    fn slot_of(&self, instance: usize, name: &str) -> Option<usize> {
+        let range = self.instance_slots.get(instance)?;
+        match self.large_instances.get(&instance) {
+            Some(by_name) => by_name.get(name).copied(),
+            None => range.clone().find(|&s| &*self.slots[s].name == name),
+        }
+    }
+
     fn build_slots(&mut self) {
         for (i, instance) in self.instances.iter().enumerate() {
             let model = object_model(self.db, &instance.ty);
+            let first = self.slots.len();
             for (name, decl) in model.params() {
-                let index = self.slots.len();
-                self.slot_index.insert((i, name.to_string()), index);
                 self.slots.push(Slot {
                     instance: i,
-                    name: name.to_string(),
+                    name: name.clone(),
                     decl: decl.clone(),
                     writer: None,
                     value: Value::default(),
                 });
             }
+            let range = first..self.slots.len();
+            if range.len() > MAX_SCANNED_SLOTS {
+                let by_name = range.clone().map(|s| (self.slots[s].name.clone(), s));
+                self.large_instances.insert(i, by_name.collect());
+            }
+            self.instance_slots.push(range);
         }
     }
 
@@ -391,7 +434,7 @@ impl Evaluator<'_> {
     fn resolve(&self, from: usize, path: &[Named]) -> Option<usize> {
         let (last, components) = path.split_last()?;
         let instance = self.walk(from, components)?;
-        self.slot_index.get(&(instance, last.text.clone())).copied()
+        self.slot_of(instance, &last.text)
     }
 
     fn assign_writers(&mut self) {
@@ -414,7 +457,7 @@ impl Evaluator<'_> {
 
     /// The interface instance through which `instance` joins its VAN.
     fn van_interface(&self, instance: usize) -> Option<usize> {
-        let slot = *self.slot_index.get(&(instance, "vanIF".to_string()))?;
+        let slot = self.slot_of(instance, "vanIF")?;
         let strings = self.slots[slot].value.strings()?;
         let [path] = strings.as_slice() else {
             return None;
@@ -432,10 +475,7 @@ impl Evaluator<'_> {
                 let Some(interface) = self.van_interface(child) else {
                     continue;
                 };
-                if let Some(&slot) = self
-                    .slot_index
-                    .get(&(interface, "defaultroute".to_string()))
-                {
+                if let Some(slot) = self.slot_of(interface, "defaultroute") {
                     if self.slots[slot].writer.is_none() {
                         self.slots[slot].writer = Some(Writer::VanDefaultRoute { van });
                     }
@@ -448,12 +488,9 @@ impl Evaluator<'_> {
     fn dependencies(&self, slot: usize) -> Vec<usize> {
         match &self.slots[slot].writer {
             None => Vec::new(),
-            Some(Writer::VanDefaultRoute { van }) => self
-                .slot_index
-                .get(&(*van, "defaultroute".to_string()))
-                .copied()
-                .into_iter()
-                .collect(),
+            Some(Writer::VanDefaultRoute { van }) => {
+                self.slot_of(*van, "defaultroute").into_iter().collect()
+            }
             Some(Writer::Assign { assign, context }) => {
                 let mut refs = Vec::new();
                 for value in &assign.item(self.db).values {
@@ -543,7 +580,7 @@ impl Evaluator<'_> {
         let instance = self.slots[slot].instance;
         match self.slots[slot].writer.clone() {
             None => {
-                let name = self.slots[slot].name.as_str();
+                let name = &*self.slots[slot].name;
                 let inst = &self.instances[instance];
                 let elems = if inst.kind == Kind::Interface && UTILITY_ALLOCATED.contains(&name) {
                     match self.allocations.values.get(&inst.dotted(name)) {
@@ -557,11 +594,7 @@ impl Evaluator<'_> {
                         None => Vec::new(),
                     }
                 } else if name == "name" {
-                    let own = inst
-                        .path
-                        .last()
-                        .cloned()
-                        .unwrap_or_else(|| inst.ty.name.to_string());
+                    let own = inst.path.last().unwrap_or(&inst.ty.name).to_string();
                     vec![Elem::Str(own)]
                 } else {
                     Vec::new()
@@ -570,9 +603,8 @@ impl Evaluator<'_> {
             }
             Some(Writer::VanDefaultRoute { van }) => {
                 let mut value = self
-                    .slot_index
-                    .get(&(van, "defaultroute".to_string()))
-                    .map(|&s| self.slots[s].value.clone())
+                    .slot_of(van, "defaultroute")
+                    .map(|s| self.slots[s].value.clone())
                     .unwrap_or_default();
                 value.sensitive |= sensitive;
                 value
@@ -656,7 +688,7 @@ impl Evaluator<'_> {
             if !matches!(kind, Kind::Vm | Kind::Van) {
                 continue;
             }
-            let Some(&slot) = self.slot_index.get(&(i, "vanIF".to_string())) else {
+            let Some(slot) = self.slot_of(i, "vanIF") else {
                 continue;
             };
             let Some(strings) = self.slots[slot].value.strings() else {
@@ -680,7 +712,7 @@ impl Evaluator<'_> {
                                 model.component(&first.text).is_some_and(|c| c.ty.is_none());
                             untyped
                                 || self.instances[i].children.iter().any(|(n, c)| {
-                                    *n == first.text && self.instances[*c].kind == Kind::Unknown
+                                    **n == *first.text && self.instances[*c].kind == Kind::Unknown
                                 })
                         })
                     };
@@ -697,7 +729,7 @@ impl Evaluator<'_> {
                             .children
                             .iter()
                             .filter(|(_, c)| self.instances[*c].kind == Kind::Interface)
-                            .map(|(n, _)| n.clone())
+                            .map(|(n, _)| n.to_string())
                             .collect();
                         Some(VanifProblem::NotAnInterfaceOf {
                             path,
@@ -737,7 +769,7 @@ impl Evaluator<'_> {
         for (s, slot) in self.slots.iter().enumerate() {
             let exempt = slot.decl.sensitive
                 || (self.instances[slot.instance].kind == Kind::Interface
-                    && UTILITY_ALLOCATED.contains(&slot.name.as_str()));
+                    && UTILITY_ALLOCATED.contains(&&*slot.name));
             if !slot.decl.required || exempt || !slot.value.is_empty() {
                 continue;
             }

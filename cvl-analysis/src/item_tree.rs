@@ -154,7 +154,7 @@ impl ItemTree {
     }
 }
 
-pub fn lower_file(file: &ast::SourceFile) -> ItemTree {
+pub fn lower_file(file: &ast::SourceFile) -> Arc<ItemTree> {
     lower_file_reusing(file, &mut Lowered::default())
 }
 
@@ -167,11 +167,21 @@ pub struct Lowered {
     /// By the address of the node held beside it (which keeps the address
     /// from being reused by another node).
     objects: FxHashMap<usize, (GreenNode, Arc<ObjectData>)>,
+    /// The whole file's summary, by its root node: the writer lowers a
+    /// file before the `item_tree` query asks, which then finds it here.
+    tree: Option<(GreenNode, Arc<ItemTree>)>,
 }
 
 /// [`lower_file`], reusing the data of objects found in `previous`, which
 /// is left holding this file's objects for the next time.
-pub fn lower_file_reusing(file: &ast::SourceFile, previous: &mut Lowered) -> ItemTree {
+pub fn lower_file_reusing(file: &ast::SourceFile, previous: &mut Lowered) -> Arc<ItemTree> {
+    let root = file.syntax().green().into_owned();
+    if let Some((green, tree)) = &previous.tree {
+        // The very node (not an equal one): a pointer compare.
+        if std::ptr::eq::<cvl_syntax::GreenNodeData>(&**green, &*root) {
+            return tree.clone();
+        }
+    }
     let mut next = Lowered::default();
     let tree = lower_items(file, |object| {
         let green = object.syntax().green().into_owned();
@@ -183,6 +193,8 @@ pub fn lower_file_reusing(file: &ast::SourceFile, previous: &mut Lowered) -> Ite
         next.objects.insert(key, (green, data.clone()));
         Some(data)
     });
+    let tree = Arc::new(tree);
+    next.tree = Some((root, tree.clone()));
     *previous = next;
     tree
 }

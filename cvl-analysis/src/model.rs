@@ -43,8 +43,8 @@ pub struct ObjectModel {
     /// a chain, and for a chain that loops (whose members are all own).
     base: Option<Arc<ObjectModel>>,
     /// Members declared here and not above, in declaration order.
-    params: Vec<(String, ParamDecl)>,
-    components: Vec<(String, CompDecl)>,
+    params: Vec<(Name, ParamDecl)>,
+    components: Vec<(Name, CompDecl)>,
     /// The assignments written here, in source order.
     assigns: Vec<AssignRef>,
 }
@@ -69,7 +69,7 @@ impl ObjectModel {
     pub fn param(&self, name: &str) -> Option<&ParamDecl> {
         let mut model = Some(self);
         while let Some(m) = model {
-            if let Some((_, p)) = m.params.iter().find(|(n, _)| n == name) {
+            if let Some((_, p)) = m.params.iter().find(|(n, _)| &**n == name) {
                 return Some(p);
             }
             model = m.base.as_deref();
@@ -81,7 +81,7 @@ impl ObjectModel {
     pub fn component(&self, name: &str) -> Option<&CompDecl> {
         let mut model = Some(self);
         while let Some(m) = model {
-            if let Some((_, c)) = m.components.iter().find(|(n, _)| n == name) {
+            if let Some((_, c)) = m.components.iter().find(|(n, _)| &**n == name) {
                 return Some(c);
             }
             model = m.base.as_deref();
@@ -90,17 +90,17 @@ impl ObjectModel {
     }
 
     /// Every parameter in declaration order, parents' first.
-    pub fn params(&self) -> impl Iterator<Item = (&str, &ParamDecl)> {
+    pub fn params(&self) -> impl Iterator<Item = (&Name, &ParamDecl)> {
         self.chain()
             .into_iter()
-            .flat_map(|m| m.params.iter().map(|(n, p)| (n.as_str(), p)))
+            .flat_map(|m| m.params.iter().map(|(n, p)| (n, p)))
     }
 
     /// Every component in declaration order, parents' first.
-    pub fn components(&self) -> impl Iterator<Item = (&str, &CompDecl)> {
+    pub fn components(&self) -> impl Iterator<Item = (&Name, &CompDecl)> {
         self.chain()
             .into_iter()
-            .flat_map(|m| m.components.iter().map(|(n, c)| (n.as_str(), c)))
+            .flat_map(|m| m.components.iter().map(|(n, c)| (n, c)))
     }
 
     /// The assignments that build the object, in execution order (parents'
@@ -146,7 +146,7 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<ObjectMo
                 required: var.required,
                 sensitive: var.sensitive,
             };
-            model.params.push((var.name.text.clone(), decl));
+            model.params.push((var.name.text.as_str().into(), decl));
         }
         for (index, comp) in data.components.iter().enumerate() {
             if model.declares(&comp.name.text) {
@@ -161,7 +161,9 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<ObjectMo
                 index,
                 ty,
             };
-            model.components.push((comp.name.text.clone(), decl));
+            model
+                .components
+                .push((comp.name.text.as_str().into(), decl));
         }
         for index in 0..data.assigns.len() {
             model.assigns.push(AssignRef {
@@ -285,8 +287,8 @@ pub fn resolve_path(db: &dyn Db, def: &Def, path: &[Named]) -> Result<Target, Pa
             }
             continue;
         }
-        let names = model.params().map(|(n, _)| n);
-        let names = names.chain(model.components().map(|(n, _)| n));
+        let names = model.params().map(|(n, _)| &**n);
+        let names = names.chain(model.components().map(|(n, _)| &**n));
         let suggestion = crate::suggest::did_you_mean(&segment.text, names).map(str::to_string);
         let hint = suggestion
             .as_ref()

@@ -42,7 +42,7 @@ pub fn item_tree(db: &dyn Db, file: SourceFile) -> Arc<ItemTree> {
     if let Ok(mut l) = db.lowered().lock() {
         l.insert(file, lowered);
     }
-    Arc::new(items)
+    items
 }
 
 /// One object's declarations; equal across edits of other objects. Read

@@ -48,6 +48,7 @@ pub type SyntaxNode = rowan::SyntaxNode<CvlLanguage>;
 pub type SyntaxToken = rowan::SyntaxToken<CvlLanguage>;
 pub type SyntaxElement = rowan::SyntaxElement<CvlLanguage>;
 pub type GreenNode = rowan::GreenNode;
+pub type GreenNodeData = rowan::GreenNodeData;
 
 /// A syntax error: a message and the byte range it is about. Every syntax
 /// error has the diagnostic code `syntax-error`.

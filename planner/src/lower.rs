@@ -128,7 +128,7 @@ impl<'a> Tree<'a> {
             .slots
             .iter()
             .enumerate()
-            .map(|(i, s)| ((s.instance, s.name.as_str()), i))
+            .map(|(i, s)| ((s.instance, &*s.name), i))
             .collect();
         Tree { ev, slots }
     }
@@ -162,7 +162,7 @@ impl<'a> Tree<'a> {
             at = self.ev.instances[at]
                 .children
                 .iter()
-                .find(|(n, _)| n == part)
+                .find(|(n, _)| **n == *part)
                 .map(|(_, i)| *i)?;
         }
         (self.ev.instances[at].kind == Kind::Interface).then_some(at)
@@ -301,7 +301,7 @@ pub fn topology(
                     .children
                     .iter()
                     .filter(|(_, c)| ev.instances[*c].kind == Kind::Interface)
-                    .map(|(name, c)| (name.clone(), tree.attach(i, *c)))
+                    .map(|(name, c)| (name.to_string(), tree.attach(i, *c)))
                     .collect();
                 appliances.insert(path.clone(), appliance);
                 vms.push(VmShape {

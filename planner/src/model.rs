@@ -19,7 +19,8 @@ impl ComponentPath {
         ComponentPath(String::new())
     }
 
-    pub fn new(parts: &[String]) -> ComponentPath {
+    pub fn new<S: AsRef<str>>(parts: &[S]) -> ComponentPath {
+        let parts: Vec<&str> = parts.iter().map(AsRef::as_ref).collect();
         ComponentPath(parts.join("."))
     }
 
