@@ -7,7 +7,7 @@
 //! they were on their own line. It refuses trees with syntax errors, and must
 //! never change the sequence of non-trivia tokens.
 
-use rowan::{GreenNodeData, Language, NodeOrToken, TextRange, TextSize};
+use rowan::{GreenNodeData, GreenTokenData, Language, NodeOrToken, TextRange, TextSize};
 
 use crate::{CvlLanguage, Parse, SyntaxError, SyntaxKind, SyntaxKind::*, SyntaxNode, SyntaxToken};
 
@@ -41,8 +41,9 @@ pub fn format_parse(parse: &Parse, options: FormatOptions) -> Result<String, Vec
         return Err(parse.errors().to_vec());
     }
     let root = parse.syntax();
-    let mut printer = Printer::new(options, Comments::of(&root));
-    printer.statements(&root);
+    let green = parse.green();
+    let mut printer = Printer::new(options, Comments::of(green), root.clone());
+    printer.statements(green, TextSize::from(0));
     printer.trailing_comments(&root);
     let mut out = printer.out;
     if !out.is_empty() {
@@ -72,9 +73,32 @@ struct Comment {
     newline_after: bool,
 }
 
+/// A child of a node in the green tree, with its offset in the file. The
+/// printer walks the green tree: it allocates nothing per node, where the
+/// red tree's cursors allocated one per node and token visited (a quarter of
+/// formatting a large file).
+#[derive(Clone, Copy)]
+enum Element<'a> {
+    Node(&'a GreenNodeData, TextSize),
+    Token(&'a GreenTokenData, TextSize),
+}
+
+impl Element<'_> {
+    fn kind(&self) -> SyntaxKind {
+        match self {
+            Element::Node(n, _) => kind(n.kind()),
+            Element::Token(t, _) => kind(t.kind()),
+        }
+    }
+}
+
 struct Printer {
     options: FormatOptions,
     comments: Comments,
+    /// The red tree, for the rare walks among trivia around comments.
+    root: SyntaxNode,
+    /// The kinds of the nodes being printed, innermost last.
+    open: Vec<SyntaxKind>,
     out: String,
     column: usize,
     indent: usize,
@@ -84,10 +108,12 @@ struct Printer {
 }
 
 impl Printer {
-    fn new(options: FormatOptions, comments: Comments) -> Self {
+    fn new(options: FormatOptions, comments: Comments, root: SyntaxNode) -> Self {
         Printer {
             options,
             comments,
+            root,
+            open: Vec::new(),
             out: String::new(),
             column: 0,
             indent: 0,
@@ -138,24 +164,21 @@ impl Printer {
         self.block_start = false;
     }
 
-    /// Prints the comments before `token`, then the token.
-    fn token(&mut self, token: &SyntaxToken) {
-        self.comments_before(token);
-        self.write_token(token);
-    }
-
-    fn write_token(&mut self, token: &SyntaxToken) {
-        if self.pending >= Sep::Newline && blank_line_before(token) {
+    /// Prints the comments before the token at `offset`, then the token.
+    fn token(&mut self, token: &GreenTokenData, offset: TextSize) {
+        self.comments_before(offset);
+        if self.pending >= Sep::Newline && self.comments.blank_line_before(offset) {
             self.sep(Sep::BlankLine);
         }
         self.write(token.text());
     }
 
-    fn comments_before(&mut self, token: &SyntaxToken) {
-        if !self.comments.precede(token) {
+    fn comments_before(&mut self, offset: TextSize) {
+        if !self.comments.precede(offset) {
             return;
         }
-        for comment in leading_comments(token) {
+        let token = self.root.token_at_offset(offset).right_biased();
+        for comment in token.iter().flat_map(leading_comments) {
             self.comment(&comment);
         }
     }
@@ -208,59 +231,63 @@ impl Printer {
         }
     }
 
-    fn element(&mut self, element: &NodeOrToken<SyntaxNode, SyntaxToken>) {
+    fn element(&mut self, element: Element<'_>) {
         match element {
-            NodeOrToken::Node(node) => self.node(node),
-            NodeOrToken::Token(token) => self.token(token),
+            Element::Node(node, offset) => self.node(node, offset),
+            Element::Token(token, offset) => self.token(token, offset),
         }
     }
 
-    fn node(&mut self, node: &SyntaxNode) {
-        match node.kind() {
-            ROOT => self.statements(node),
-            BODY => self.body(node),
-            VALUE_LIST => self.value_list(node),
-            MAP => self.map(node),
-            _ => self.generic(node),
+    fn node(&mut self, node: &GreenNodeData, offset: TextSize) {
+        let node_kind = kind(node.kind());
+        let parent = self.open.last().copied();
+        self.open.push(node_kind);
+        match node_kind {
+            ROOT => self.statements(node, offset),
+            BODY => self.body(node, offset),
+            VALUE_LIST => self.value_list(node, offset),
+            MAP => self.map(node, offset, parent == Some(IMPORT)),
+            _ => self.generic(node, offset),
         }
+        self.open.pop();
     }
 
     /// Children with their usual spacing: one space between, none around `.`
     /// and before `;` and `,`.
-    fn generic(&mut self, node: &SyntaxNode) {
+    fn generic(&mut self, node: &GreenNodeData, offset: TextSize) {
         let mut prev: Option<SyntaxKind> = None;
-        for element in significant_children(node) {
+        for element in significant_children(node, offset) {
             let kind = element.kind();
             if let Some(prev) = prev {
                 self.sep(space_between(prev, kind));
             }
-            self.element(&element);
+            self.element(element);
             prev = Some(kind);
         }
     }
 
     /// The statements of a file: one a line, single blank lines kept.
-    fn statements(&mut self, node: &SyntaxNode) {
-        for element in significant_children(node) {
+    fn statements(&mut self, node: &GreenNodeData, offset: TextSize) {
+        for element in significant_children(node, offset) {
             self.sep(Sep::Newline);
-            self.element(&element);
+            self.element(element);
         }
     }
 
-    fn body(&mut self, node: &SyntaxNode) {
-        let children: Vec<_> = significant_children(node).collect();
+    fn body(&mut self, node: &GreenNodeData, offset: TextSize) {
         let outer = self.indent;
-        let empty = children.len() == 2 && !self.comments.within(node.text_range());
-        for element in &children {
+        let empty = significant_children(node, offset).count() == 2
+            && !self.comments.within(TextRange::at(offset, node.text_len()));
+        for element in significant_children(node, offset) {
             match element {
-                NodeOrToken::Token(t) if t.kind() == L_CURLY => {
+                Element::Token(t, at) if kind(t.kind()) == L_CURLY => {
                     self.sep(Sep::Space);
-                    self.token(t);
+                    self.token(t, at);
                     self.indent = outer + self.options.indent_width;
                     self.block_start = true;
                 }
-                NodeOrToken::Token(t) if t.kind() == R_CURLY => {
-                    self.comments_before(t);
+                Element::Token(t, at) if kind(t.kind()) == R_CURLY => {
+                    self.comments_before(at);
                     self.indent = outer;
                     if !empty {
                         self.pending = Sep::Newline;
@@ -278,81 +305,77 @@ impl Printer {
 
     /// Flat when it fits and holds no comment; else one value a line, aligned
     /// under the first.
-    fn value_list(&mut self, node: &SyntaxNode) {
-        if self.fits_flat(node, 1) {
-            return self.generic(node);
+    fn value_list(&mut self, node: &GreenNodeData, offset: TextSize) {
+        if self.fits_flat(node, offset, 1) {
+            return self.generic(node, offset);
         }
         let outer = self.indent;
         self.indent = self.next_column();
-        for element in significant_children(node) {
+        for element in significant_children(node, offset) {
             let kind = element.kind();
+            self.element(element);
             if kind == COMMA {
-                self.element(&element);
                 self.sep(Sep::Newline);
-            } else {
-                self.element(&element);
             }
         }
         self.indent = outer;
     }
 
-    fn map(&mut self, node: &SyntaxNode) {
-        let in_import = node.parent().is_some_and(|p| p.kind() == IMPORT);
-        let has_trailing_comma = significant_children(node)
+    fn map(&mut self, node: &GreenNodeData, offset: TextSize, in_import: bool) {
+        let has_trailing_comma = significant_children(node, offset)
             .filter(|e| e.kind() != R_CURLY)
             .last()
             .is_some_and(|e| e.kind() == COMMA);
         // Like prettier: an import map written with a line break after `{`,
         // or with a trailing comma, stays one pair a line.
         let broken_by_author = first_token_followed_by_newline(node);
-        if !(in_import && (has_trailing_comma || broken_by_author)) && self.fits_flat(node, 1) {
-            return self.generic(node);
+        if !(in_import && (has_trailing_comma || broken_by_author))
+            && self.fits_flat(node, offset, 1)
+        {
+            return self.generic(node, offset);
         }
         let outer = self.indent;
         if in_import {
             // Block style: one pair a line, `}` back at the statement's indent.
-            for element in significant_children(node) {
-                match element.kind() {
-                    L_CURLY => {
-                        self.element(&element);
+            for element in significant_children(node, offset) {
+                match element {
+                    Element::Token(_, _) if element.kind() == L_CURLY => {
+                        self.element(element);
                         self.indent = outer + self.options.indent_width;
                         self.block_start = true;
                         self.sep(Sep::Newline);
                     }
-                    R_CURLY => {
-                        let NodeOrToken::Token(t) = &element else {
-                            unreachable!("`}}` is a token")
-                        };
-                        self.comments_before(t);
+                    Element::Token(t, at) if element.kind() == R_CURLY => {
+                        self.comments_before(at);
                         self.indent = outer;
                         self.pending = Sep::Newline;
                         self.write(t.text());
                     }
-                    COMMA => {
-                        self.element(&element);
+                    _ if element.kind() == COMMA => {
+                        self.element(element);
                         self.sep(Sep::Newline);
                     }
-                    _ => self.element(&element),
+                    _ => self.element(element),
                 }
             }
         } else {
             // Aligned style, as in the paper: `{ a => x,` then `  b => y }`.
-            for element in significant_children(node) {
+            for element in significant_children(node, offset) {
                 match element.kind() {
                     L_CURLY => {
-                        self.element(&element);
+                        self.element(element);
                         self.indent = self.column + 1;
                         self.sep(Sep::Space);
                     }
                     R_CURLY => {
                         self.sep(Sep::Space);
-                        self.element(&element);
+                        self.element(element);
                     }
                     COMMA => {
-                        self.element(&element);
+                        self.element(element);
                         self.sep(Sep::Newline);
                     }
-                    _ => self.element(&element),
+                    _ => self.element(element),
                 }
             }
         }
@@ -363,8 +386,8 @@ impl Printer {
     /// Measured on the green tree, which allocates nothing, and only as far
     /// as the line has room (a flat copy printed in full, for every list and
     /// map at every depth, was most of formatting a large file).
-    fn fits_flat(&self, node: &SyntaxNode, tail: usize) -> bool {
-        if self.comments.within(node.text_range()) {
+    fn fits_flat(&self, node: &GreenNodeData, offset: TextSize, tail: usize) -> bool {
+        if self.comments.within(TextRange::at(offset, node.text_len())) {
             return false;
         }
         let room = self
@@ -377,7 +400,7 @@ impl Printer {
             room,
             over: false,
         };
-        measure.node(&node.green());
+        measure.node(node);
         !measure.over
     }
 }
@@ -430,54 +453,66 @@ fn kind(raw: rowan::SyntaxKind) -> SyntaxKind {
     CvlLanguage::kind_from_raw(raw)
 }
 
-/// Where the file's comments are, found in one walk of the green tree: what
-/// lets the printer ask "a comment here?" without walking the tree again.
+/// Where the file's comments and blank lines are, found in one walk of the
+/// green tree: what lets the printer ask "a comment here?" or "a blank line
+/// before this token?" without walking the tree again.
 struct Comments {
     /// Start of every comment, in order.
-    starts: std::rc::Rc<[TextSize]>,
+    starts: Vec<TextSize>,
     /// Start of every non-trivia token with a comment among the trivia
     /// directly before it, in order.
-    preceded: std::rc::Rc<[TextSize]>,
+    preceded: Vec<TextSize>,
+    /// Start of every non-trivia token directly after whitespace holding an
+    /// empty line, in order.
+    after_blank: Vec<TextSize>,
 }
 
 impl Comments {
-    fn of(root: &SyntaxNode) -> Comments {
-        fn walk(
-            node: &GreenNodeData,
-            offset: &mut TextSize,
-            pending: &mut bool,
-            starts: &mut Vec<TextSize>,
-            preceded: &mut Vec<TextSize>,
-        ) {
+    fn of(root: &GreenNodeData) -> Comments {
+        /// The walk's state: the offset, and what the trivia just seen held.
+        struct Walk {
+            offset: TextSize,
+            comment_pending: bool,
+            blank_pending: bool,
+            found: Comments,
+        }
+        fn walk(node: &GreenNodeData, w: &mut Walk) {
             for child in node.children() {
                 match child {
-                    NodeOrToken::Node(n) => walk(n, offset, pending, starts, preceded),
+                    NodeOrToken::Node(n) => walk(n, w),
                     NodeOrToken::Token(t) => {
                         let k = kind(t.kind());
                         if k.is_comment() {
-                            starts.push(*offset);
-                            *pending = true;
-                        } else if !k.is_trivia() && std::mem::take(pending) {
-                            preceded.push(*offset);
+                            w.found.starts.push(w.offset);
+                            w.comment_pending = true;
+                            w.blank_pending = false;
+                        } else if k == WHITESPACE {
+                            w.blank_pending = t.text().matches('\n').nth(1).is_some();
+                        } else {
+                            if std::mem::take(&mut w.comment_pending) {
+                                w.found.preceded.push(w.offset);
+                            }
+                            if std::mem::take(&mut w.blank_pending) {
+                                w.found.after_blank.push(w.offset);
+                            }
                         }
-                        *offset += t.text_len();
+                        w.offset += t.text_len();
                     }
                 }
             }
         }
-        let (mut starts, mut preceded) = (Vec::new(), Vec::new());
-        let mut offset = root.text_range().start();
-        walk(
-            &root.green(),
-            &mut offset,
-            &mut false,
-            &mut starts,
-            &mut preceded,
-        );
-        Comments {
-            starts: starts.into(),
-            preceded: preceded.into(),
-        }
+        let mut w = Walk {
+            offset: TextSize::from(0),
+            comment_pending: false,
+            blank_pending: false,
+            found: Comments {
+                starts: Vec::new(),
+                preceded: Vec::new(),
+                after_blank: Vec::new(),
+            },
+        };
+        walk(root, &mut w);
+        w.found
     }
 
     /// Does a comment start inside `range`?
@@ -486,11 +521,15 @@ impl Comments {
         self.starts.get(i).is_some_and(|&s| s < range.end())
     }
 
-    /// Is `token` directly preceded by a comment?
-    fn precede(&self, token: &SyntaxToken) -> bool {
-        self.preceded
-            .binary_search(&token.text_range().start())
-            .is_ok()
+    /// Is the token at `offset` directly preceded by a comment?
+    fn precede(&self, offset: TextSize) -> bool {
+        self.preceded.binary_search(&offset).is_ok()
+    }
+
+    /// Did an empty line stand directly before the token at `offset` (after
+    /// any comment)?
+    fn blank_line_before(&self, offset: TextSize) -> bool {
+        self.after_blank.binary_search(&offset).is_ok()
     }
 }
 
@@ -502,11 +541,21 @@ fn space_between(prev: SyntaxKind, next: SyntaxKind) -> Sep {
     }
 }
 
+/// A node's children other than trivia, each with its offset.
 fn significant_children(
-    node: &SyntaxNode,
-) -> impl Iterator<Item = NodeOrToken<SyntaxNode, SyntaxToken>> {
-    node.children_with_tokens()
-        .filter(|e| !e.kind().is_trivia())
+    node: &GreenNodeData,
+    offset: TextSize,
+) -> impl Iterator<Item = Element<'_>> {
+    let mut at = offset;
+    node.children().filter_map(move |child| {
+        let start = at;
+        at += child.text_len();
+        match child {
+            NodeOrToken::Node(n) => Some(Element::Node(n, start)),
+            NodeOrToken::Token(t) if kind(t.kind()).is_trivia() => None,
+            NodeOrToken::Token(t) => Some(Element::Token(t, start)),
+        }
+    })
 }
 
 /// The trivia directly before `token`, in source order.
@@ -554,19 +603,15 @@ fn comments_of(trivia: &[SyntaxToken]) -> Vec<Comment> {
     comments
 }
 
-/// Is the first token of `node` (a map's `{`) followed by a line break?
-fn first_token_followed_by_newline(node: &SyntaxNode) -> bool {
-    node.first_token()
-        .and_then(|t| t.next_token())
-        .is_some_and(|t| t.kind() == WHITESPACE && t.text().contains('\n'))
-}
-
-/// Did an empty line stand directly before `token` (after any comment)?
-fn blank_line_before(token: &SyntaxToken) -> bool {
-    token
-        .prev_token()
-        .filter(|t| t.kind() == WHITESPACE)
-        .is_some_and(|w| w.text().matches('\n').count() > 1)
+/// Is the first token of `node` (a map's `{`) followed by a line break? The
+/// trivia after it belongs to the map itself (trivia before a node's first
+/// token is its parent's), so it is the map's second child.
+fn first_token_followed_by_newline(node: &GreenNodeData) -> bool {
+    let mut children = node.children();
+    let first_is_token = matches!(children.next(), Some(NodeOrToken::Token(_)));
+    first_is_token
+        && matches!(children.next(), Some(NodeOrToken::Token(t))
+            if kind(t.kind()) == WHITESPACE && t.text().contains('\n'))
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
     let paths = files::collect(&args.files)?;
     let mut failed = false;
     let mut changed = 0;
+    // Trees are freed on another thread: freeing a large file's tree cost
+    // a fifth of formatting it, and nothing needs to wait for it (the
+    // process may exit first).
+    let (free, trees) = std::sync::mpsc::channel::<cvl_syntax::Parse>();
+    std::thread::spawn(move || trees.into_iter().for_each(drop));
     for path in &paths {
         let source = files::read(path)?;
         // Parsed once: for its errors, then formatted.
@@ -49,11 +54,13 @@ pub fn run(args: FmtArgs, color: ColorChoice) -> Result<ExitCode> {
             failed = true;
             continue;
         }
-        let Some(parsed) = &parsed else {
+        let Some(parsed) = parsed else {
             unreachable!("a file that is not UTF-8 has a syntax error")
         };
-        let formatted = format_parse(parsed, FormatOptions::default())
+        let formatted = format_parse(&parsed, FormatOptions::default())
             .expect("a file without syntax errors formats");
+        // A closed channel (no thread) frees it here instead.
+        let _ = free.send(parsed);
         if source.path.is_none() {
             print!("{formatted}");
             continue;
