@@ -173,12 +173,50 @@ fn object_diagnostics(
 ) -> std::sync::Arc<Vec<LocalDiagnostic>> {
     let def = Def { file, name };
     let mut out: Vec<LocalDiagnostic> = object_checks(db, &def).as_ref().clone();
+    let evaluated = if deployed {
+        evaluation_diagnostics(db, &def, true)
+    } else {
+        evaluation_facts(db, &def).diagnostics.clone()
+    };
     out.extend(
-        evaluation_diagnostics(db, &def, deployed)
+        evaluated
             .into_iter()
             .filter(|d| d.severity != Severity::Hint || hints),
     );
     std::sync::Arc::new(out)
+}
+
+/// What checking an object needs of its evaluation when it is not
+/// deployed: the diagnostics and the `vm` setting, without the evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationFacts {
+    /// [`evaluation_diagnostics`] of the object as a library (hints kept).
+    pub diagnostics: Vec<LocalDiagnostic>,
+    /// See [`vm_setting`].
+    pub vm: Option<(String, Loc)>,
+}
+
+/// Memoized per object in place of its evaluation: checking a file keeps
+/// these few facts of each object, not the evaluation (instances, every
+/// parameter's slot), which was the largest part of the memory a large
+/// file's check held. What needs the evaluation itself (`cvl eval`,
+/// hovers, deployed objects) asks [`evaluate`], memoized on its own.
+pub fn evaluation_facts<'db>(db: &'db dyn Db, def: &Def) -> &'db EvaluationFacts {
+    evaluation_facts_query(db, def.file, def.name.clone())
+}
+
+#[salsa::tracked(returns(ref))]
+fn evaluation_facts_query(
+    db: &dyn Db,
+    file: SourceFile,
+    name: crate::resolve::Name,
+) -> EvaluationFacts {
+    let def = Def { file, name };
+    let ev = evaluate_with(db, &def, &Allocations::default());
+    EvaluationFacts {
+        diagnostics: diagnostics_of(db, &def, &ev, false),
+        vm: ev.vm,
+    }
 }
 
 /// Every file `file` imports, directly or not, each once.
@@ -203,7 +241,10 @@ pub fn imported_files(db: &dyn Db, file: SourceFile) -> Vec<SourceFile> {
 /// Evaluation problems of `def` (its cycles and maps, vanIF, required
 /// parameters), plus dependency problems when it is deployed.
 pub fn evaluation_diagnostics(db: &dyn Db, def: &Def, deployed: bool) -> Vec<LocalDiagnostic> {
-    let ev = evaluate(db, def);
+    diagnostics_of(db, def, evaluate(db, def), deployed)
+}
+
+fn diagnostics_of(db: &dyn Db, def: &Def, ev: &Evaluation, deployed: bool) -> Vec<LocalDiagnostic> {
     let mut out: Vec<LocalDiagnostic> = ev
         .problems
         .iter()
@@ -279,10 +320,10 @@ fn params_of(db: &dyn Db, ev: &Evaluation) -> Vec<EvaluatedParam> {
 
 /// The `vm` a VM appliance sets: its one value and where it was assigned
 /// (`None` for other objects, or when `vm` is unset or not one string).
-/// Part of the object's evaluation, so it costs no memo of its own, and an
-/// edit elsewhere leaves it valid.
+/// One of the object's [`EvaluationFacts`], so it costs no memo of its own,
+/// and an edit elsewhere leaves it valid.
 pub fn vm_setting<'db>(db: &'db dyn Db, def: &Def) -> &'db Option<(String, Loc)> {
-    &evaluate(db, def).vm
+    &evaluation_facts(db, def).vm
 }
 
 fn param_of(db: &dyn Db, ev: &Evaluation, slot: &crate::eval::Slot) -> EvaluatedParam {
