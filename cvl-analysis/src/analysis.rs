@@ -13,7 +13,7 @@ use crate::db::{Db, SourceFile};
 use crate::deploy::start_order;
 use crate::diagnostics::{Code, Diagnostic, Loc, LocalDiagnostic, Severity};
 use crate::eval::{evaluate, evaluate_with, Allocations, Evaluation, Problem};
-use crate::resolve::{item_tree, parse, Def};
+use crate::resolve::{item_tree, Def};
 
 /// How a file is checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,14 +58,14 @@ fn compute_file_diagnostics(
         );
     }
     let mut out: Vec<Diagnostic> =
-        crate::Diagnostic::from_syntax_errors(file.name(db), parse(db, file).errors());
+        crate::Diagnostic::from_syntax_errors(file.name(db), &item_tree(db, file).syntax_errors);
     // An error anywhere in what the file imports breaks it too: a file that
     // does not parse, an import that fails or was tampered with, a broken
     // object. (Their warnings and hints belong to their own checks.)
     for imported in imported_files(db, file) {
         out.extend(crate::Diagnostic::from_syntax_errors(
             imported.name(db),
-            parse(db, imported).errors(),
+            &item_tree(db, imported).syntax_errors,
         ));
         let errors = |d: &&LocalDiagnostic| d.severity == Severity::Error;
         local.extend(file_checks(db, imported).iter().filter(errors).cloned());

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-use crate::item_tree::{lower_file_reusing, ImportKey, ItemTree, Lowered, ObjectData};
+use crate::item_tree::{lower_parse, ImportKey, ItemTree, Lowered, ObjectData};
 
 /// One CVL file known to the analysis.
 #[salsa::input(debug)]
@@ -131,6 +131,9 @@ pub trait Db: salsa::Database {
     /// Each file's objects as last lowered, for `item_tree` to reuse (a
     /// cache of a pure function of green nodes: it never changes a result).
     fn lowered(&self) -> &Mutex<FxHashMap<SourceFile, Lowered>>;
+    /// Whether files keep their syntax trees once lowered (see
+    /// [`RootDatabase::batch`]).
+    fn retains_syntax(&self) -> bool;
 }
 
 /// The database: salsa's storage plus the prelude file.
@@ -141,6 +144,7 @@ pub struct RootDatabase {
     prelude: Option<SourceFile>,
     log: Option<Arc<Mutex<Vec<String>>>>,
     lowered: Arc<Mutex<FxHashMap<SourceFile, Lowered>>>,
+    retain_syntax: bool,
 }
 
 impl Default for RootDatabase {
@@ -168,12 +172,26 @@ impl RootDatabase {
             prelude: None,
             log,
             lowered: Arc::default(),
+            retain_syntax: true,
         };
         let prelude = db.add_file(
             crate::prelude::NAME.to_string(),
             crate::prelude::TEXT.to_string(),
         );
         db.prelude = Some(prelude);
+        db
+    }
+
+    /// A database for one check, as the CLI runs them: a file's syntax tree
+    /// is dropped once the file is lowered (the checks read the lowered
+    /// summary, which keeps the syntax errors). The tree of a large file
+    /// was the largest part of the memory a check held. Editor features
+    /// (hover, completion, incremental reparsing...) still answer, by
+    /// parsing the file again when asked: a language server keeps trees
+    /// (`RootDatabase::default`).
+    pub fn batch() -> Self {
+        let mut db = Self::new(false);
+        db.retain_syntax = false;
         db
     }
 
@@ -184,7 +202,10 @@ impl RootDatabase {
         let high = salsa::Durability::HIGH;
         let parse = cvl_syntax::parse(&text);
         let mut lowered = Lowered::default();
-        let tree = lower_file_reusing(&parse.tree(), &mut lowered);
+        let tree = lower_parse(&parse, &mut lowered, self.retain_syntax);
+        // The text's buffer moves into the input with it, unchanged.
+        lowered.set_text(&text, tree.clone());
+        let parsed = self.retain_syntax.then(|| Arc::new(parse));
         let shape = FileShape::new(&tree, |_, data| {
             ObjectInput::builder(data.clone())
                 .data_durability(high)
@@ -195,7 +216,7 @@ impl RootDatabase {
             .text_durability(high)
             .imports_durability(high)
             .shape_durability(high)
-            .parsed(Some(Arc::new(parse)))
+            .parsed(parsed)
             .parsed_durability(high)
             .new(self);
         if let Ok(mut cache) = self.lowered.lock() {
@@ -304,5 +325,9 @@ impl Db for RootDatabase {
 
     fn lowered(&self) -> &Mutex<FxHashMap<SourceFile, Lowered>> {
         &self.lowered
+    }
+
+    fn retains_syntax(&self) -> bool {
+        self.retain_syntax
     }
 }

@@ -53,6 +53,14 @@ impl AnalysisHost {
         AnalysisHost::default()
     }
 
+    /// A host for one check, as the CLI runs them: syntax trees are dropped
+    /// once files are lowered (see [`RootDatabase::batch`]).
+    pub fn batch() -> AnalysisHost {
+        AnalysisHost {
+            db: RootDatabase::batch(),
+        }
+    }
+
     /// A snapshot of the analysis as of now.
     pub fn analysis(&self) -> Analysis {
         Analysis {

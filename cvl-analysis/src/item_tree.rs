@@ -146,6 +146,9 @@ pub struct ItemTree {
     pub versions: Vec<(Option<String>, TextRange)>,
     /// Other top-level assignments, which are not allowed: their targets.
     pub stray_assignments: Vec<Named>,
+    /// The file's syntax errors (kept here so that checking needs no
+    /// syntax tree once the file is lowered).
+    pub syntax_errors: Vec<cvl_syntax::SyntaxError>,
 }
 
 impl ItemTree {
@@ -154,49 +157,68 @@ impl ItemTree {
     }
 }
 
-pub fn lower_file(file: &ast::SourceFile) -> Arc<ItemTree> {
-    lower_file_reusing(file, &mut Lowered::default())
+/// The summary of a parsed file, its syntax errors included.
+pub fn lower_file(parse: &cvl_syntax::Parse) -> Arc<ItemTree> {
+    lower_parse(parse, &mut Lowered::default(), true)
 }
 
 /// Objects already lowered, by their green node: an object whose node is
 /// the very node of the previous tree (incremental reparsing shares the
 /// nodes of every object an edit did not touch) is not lowered again. Its
 /// data is relative to its start, so it is the same wherever it now is.
+/// And the whole file's summary, by the text it was lowered from.
 #[derive(Default)]
 pub struct Lowered {
     /// By the address of the node held beside it (which keeps the address
     /// from being reused by another node).
     objects: FxHashMap<usize, (GreenNode, Arc<ObjectData>)>,
-    /// The whole file's summary, by its root node: the writer lowers a
-    /// file before the `item_tree` query asks, which then finds it here.
-    tree: Option<(GreenNode, Arc<ItemTree>)>,
+    /// The summary, by the address and length of the text it was lowered
+    /// from: the writer lowers a file as it sets its text, and the
+    /// `item_tree` query then finds it here without the syntax tree. The
+    /// text lives in the file's input until replaced, and a new text is
+    /// always made while the old one still exists, so a text's address
+    /// names it as long as this cache entry is the file's.
+    tree: Option<((usize, usize), Arc<ItemTree>)>,
 }
 
-/// [`lower_file`], reusing the data of objects found in `previous`, which
-/// is left holding this file's objects for the next time.
-pub fn lower_file_reusing(file: &ast::SourceFile, previous: &mut Lowered) -> Arc<ItemTree> {
-    let root = file.syntax().green().into_owned();
-    if let Some((green, tree)) = &previous.tree {
-        // The very node (not an equal one): a pointer compare.
-        if std::ptr::eq::<cvl_syntax::GreenNodeData>(&**green, &*root) {
-            return tree.clone();
-        }
+impl Lowered {
+    /// The summary lowered from this very text, if it is the last one.
+    pub fn for_text(&self, text: &str) -> Option<Arc<ItemTree>> {
+        let (key, tree) = self.tree.as_ref()?;
+        (*key == (text.as_ptr() as usize, text.len())).then(|| tree.clone())
     }
+
+    /// Records that `tree` was lowered from `text`.
+    pub fn set_text(&mut self, text: &str, tree: Arc<ItemTree>) {
+        self.tree = Some(((text.as_ptr() as usize, text.len()), tree));
+    }
+}
+
+/// Lowers `parse`, reusing the data of objects found in `previous`, which
+/// is left holding this file's objects for the next time when `keep_nodes`
+/// (holding them keeps their syntax alive: a batch check does not).
+pub fn lower_parse(
+    parse: &cvl_syntax::Parse,
+    previous: &mut Lowered,
+    keep_nodes: bool,
+) -> Arc<ItemTree> {
+    let file = parse.tree();
     let mut next = Lowered::default();
-    let tree = lower_items(file, |object| {
+    let mut tree = lower_items(&file, |object| {
         let green = object.syntax().green().into_owned();
         let key = std::ptr::addr_of!(*green) as usize;
         let data = match previous.objects.remove(&key) {
             Some((_, data)) => data,
             None => Arc::new(lower_object(object, object.syntax().text_range().start())?),
         };
-        next.objects.insert(key, (green, data.clone()));
+        if keep_nodes {
+            next.objects.insert(key, (green, data.clone()));
+        }
         Some(data)
     });
-    let tree = Arc::new(tree);
-    next.tree = Some((root, tree.clone()));
+    tree.syntax_errors = parse.errors().to_vec();
     *previous = next;
-    tree
+    Arc::new(tree)
 }
 
 fn lower_items(

@@ -7,7 +7,7 @@ use cvl_syntax::Parse;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::db::{Db, SourceFile};
-use crate::item_tree::{lower_file_reusing, ItemTree, ObjectData};
+use crate::item_tree::{lower_parse, ItemTree, ObjectData};
 use crate::prelude;
 
 /// An object's name, shared: a [`Def`] is cloned into every parameter,
@@ -33,16 +33,29 @@ pub fn parse(db: &dyn Db, file: SourceFile) -> Parse {
     }
 }
 
+/// The file's summary. Usually the writer has lowered the text already
+/// (`RootDatabase::sync_objects`), and this finds it without a syntax tree.
 #[salsa::tracked(returns(ref))]
 pub fn item_tree(db: &dyn Db, file: SourceFile) -> Arc<ItemTree> {
-    let tree = parse(db, file).tree();
-    let previous = db.lowered().lock().ok().and_then(|mut l| l.remove(&file));
-    let mut lowered = previous.unwrap_or_default();
-    let items = lower_file_reusing(&tree, &mut lowered);
+    let text = file.text(db);
+    let mut lowered = db
+        .lowered()
+        .lock()
+        .ok()
+        .and_then(|mut l| l.remove(&file))
+        .unwrap_or_default();
+    let tree = match lowered.for_text(text) {
+        Some(tree) => tree,
+        None => {
+            let tree = lower_parse(parse(db, file), &mut lowered, db.retains_syntax());
+            lowered.set_text(text, tree.clone());
+            tree
+        }
+    };
     if let Ok(mut l) = db.lowered().lock() {
         l.insert(file, lowered);
     }
-    items
+    tree
 }
 
 /// One object's declarations; equal across edits of other objects. Read

@@ -115,7 +115,8 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
             .context("standard input cannot have imports")?;
         roots.push((path, source.text));
     }
-    let mut host = AnalysisHost::new();
+    // One check: files keep no syntax tree once lowered.
+    let mut host = AnalysisHost::batch();
     let report = cvl_repo::load(&mut host, &roots, &options);
     let analysis = host.analysis();
     let root_paths = roots.into_iter().map(|(p, _)| p).collect();
