@@ -72,7 +72,7 @@ fn compute_file_diagnostics(
         for object in &item_tree(db, imported).objects {
             let def = Def {
                 file: imported,
-                name: object.data.name.text.as_str().into(),
+                name: object.data.name.text.clone(),
             };
             local.extend(object_checks(db, &def).iter().filter(errors).cloned());
         }
@@ -135,26 +135,19 @@ fn checked_objects(
             let data = &o.data;
             data.parent
                 .iter()
-                .map(|p| p.text.as_str())
-                .chain(data.components.iter().map(|c| c.ty.text.as_str()))
+                .map(|p| p.text.as_ref())
+                .chain(data.components.iter().map(|c| c.ty.text.as_ref()))
         })
         .collect();
     let mut seen = FxHashSet::default();
     tree.objects
         .iter()
-        .filter(|o| seen.insert(o.data.name.text.as_str()))
+        .filter(|o| seen.insert(o.data.name.text.as_ref()))
         .map(|o| {
             let name = o.data.name.text.clone();
-            let deployed = options.deploy.contains(&name);
-            let hints = options.deploy.is_empty() && !used.contains(name.as_str());
-            (
-                Def {
-                    file,
-                    name: name.into(),
-                },
-                deployed,
-                hints,
-            )
+            let deployed = options.deploy.iter().any(|d| **d == *name);
+            let hints = options.deploy.is_empty() && !used.contains(&*name);
+            (Def { file, name }, deployed, hints)
         })
         .collect()
 }

@@ -59,7 +59,7 @@ pub struct FileShape {
     /// The first object of each name: its index in `names` and its input.
     pub by_name: FxHashMap<crate::resolve::Name, (usize, ObjectInput)>,
     /// Each import's local name and key (`None` when incomplete).
-    pub imports: Vec<(String, Option<ImportKey>)>,
+    pub imports: Vec<(crate::resolve::Name, Option<ImportKey>)>,
 }
 
 impl FileShape {
@@ -78,11 +78,11 @@ impl FileShape {
         shape.by_name.reserve(tree.objects.len());
         for (index, object) in tree.objects.iter().enumerate() {
             let name = &object.data.name.text;
-            let name: crate::resolve::Name = match shape.by_name.get_key_value(name.as_str()) {
+            let name: crate::resolve::Name = match shape.by_name.get_key_value(&**name) {
                 Some((shared, _)) => shared.clone(),
                 None => {
                     let handle = input(name, &object.data);
-                    let shared: crate::resolve::Name = name.as_str().into();
+                    let shared: crate::resolve::Name = name.clone();
                     shape.by_name.insert(shared.clone(), (index, handle));
                     shared
                 }

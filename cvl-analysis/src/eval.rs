@@ -812,7 +812,7 @@ impl Evaluator<'_> {
 fn dotted_path(text: &str) -> Vec<Named> {
     text.split('.')
         .map(|s| Named {
-            text: s.to_string(),
+            text: s.into(),
             range: Default::default(),
         })
         .collect()

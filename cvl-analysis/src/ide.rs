@@ -55,7 +55,7 @@ pub fn occurrences(db: &dyn Db, file: SourceFile) -> Arc<Vec<Occurrence>> {
         }
         let def = Def {
             file,
-            name: data.name.text.as_str().into(),
+            name: data.name.text.clone(),
         };
         let abs = |r: TextRange| r + object.start;
         out.push(Occurrence {
@@ -271,7 +271,7 @@ fn describe_param(db: &dyn Db, file: SourceFile, p: &ParamDecl) -> String {
         "```cvl\nvar {attrs}{};\n```\nparameter of `{}`",
         var.name.text, p.owner.name
     );
-    if crate::prelude::UTILITY_ALLOCATED.contains(&var.name.text.as_str())
+    if crate::prelude::UTILITY_ALLOCATED.contains(&&*var.name.text)
         && p.owner.file == db.prelude()
         && &*p.owner.name == "Interface"
     {
@@ -282,7 +282,7 @@ fn describe_param(db: &dyn Db, file: SourceFile, p: &ParamDecl) -> String {
     for object in &item_tree(db, file).objects {
         let def = Def {
             file,
-            name: object.data.name.text.as_str().into(),
+            name: object.data.name.text.clone(),
         };
         let ev = crate::eval::evaluate(db, &def);
         for slot in &ev.slots {
@@ -361,7 +361,7 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
         .find(|o| (o.data.range + o.start).contains_inclusive(offset))
         .map(|o| Def {
             file,
-            name: o.data.name.text.as_str().into(),
+            name: o.data.name.text.clone(),
         });
     let in_import = before
         .iter()
@@ -429,7 +429,7 @@ pub fn completions(db: &dyn Db, file: SourceFile, offset: TextSize) -> Vec<Compl
         let mut i = 1;
         while i < before.len() && before[i].kind() == SyntaxKind::IDENT {
             path.push(Named {
-                text: before[i].text().to_string(),
+                text: before[i].text().into(),
                 range: Default::default(),
             });
             if before.get(i + 1).map(|t| t.kind()) != Some(SyntaxKind::DOT) {
@@ -531,7 +531,7 @@ pub fn document_symbols(db: &dyn Db, file: SourceFile) -> Vec<Symbol> {
     for import in &tree.imports {
         if let Some(name) = &import.name {
             out.push(Symbol {
-                name: name.text.clone(),
+                name: name.text.to_string(),
                 detail: import.url.clone().unwrap_or_default(),
                 kind: SymbolKind::Import,
                 range: import.range,
@@ -547,7 +547,7 @@ pub fn document_symbols(db: &dyn Db, file: SourceFile) -> Vec<Symbol> {
             .vars
             .iter()
             .map(|v| Symbol {
-                name: v.name.text.clone(),
+                name: v.name.text.to_string(),
                 detail: [
                     v.required.then_some("required"),
                     v.sensitive.then_some("sensitive"),
@@ -563,8 +563,8 @@ pub fn document_symbols(db: &dyn Db, file: SourceFile) -> Vec<Symbol> {
             })
             .collect();
         children.extend(d.components.iter().map(|c| Symbol {
-            name: c.name.text.clone(),
-            detail: c.ty.text.clone(),
+            name: c.name.text.to_string(),
+            detail: c.ty.text.to_string(),
             kind: SymbolKind::Component,
             range: abs(TextRange::new(c.ty.range.start(), c.name.range.end())),
             selection: abs(c.name.range),
@@ -572,7 +572,7 @@ pub fn document_symbols(db: &dyn Db, file: SourceFile) -> Vec<Symbol> {
         }));
         children.sort_by_key(|s| s.range.start());
         out.push(Symbol {
-            name: d.name.text.clone(),
+            name: d.name.text.to_string(),
             detail: d
                 .parent
                 .as_ref()
@@ -663,14 +663,14 @@ pub fn inlay_hints(db: &dyn Db, file: SourceFile) -> Vec<(TextSize, String)> {
     for object in &tree.objects {
         let def = Def {
             file,
-            name: object.data.name.text.as_str().into(),
+            name: object.data.name.text.clone(),
         };
         let ev = crate::eval::evaluate(db, &def);
         for assign in &object.data.assigns {
             if assign.values.iter().all(|v| matches!(v, Expr::Str { .. })) {
                 continue; // the literal says it all
             }
-            let path: Vec<&str> = assign.target.iter().map(|n| n.text.as_str()).collect();
+            let path: Vec<&str> = assign.target.iter().map(|n| n.text.as_ref()).collect();
             let Some(slot) = ev.slot(&path.join(".")) else {
                 continue;
             };
@@ -742,7 +742,7 @@ pub fn workspace_symbols(db: &dyn Db, query: &str, files: &[SourceFile]) -> Vec<
             let name = &object.data.name;
             if name.text.to_lowercase().contains(&query) {
                 out.push(WorkspaceSymbol {
-                    name: name.text.clone(),
+                    name: name.text.to_string(),
                     target: NavTarget {
                         file,
                         range: name.range + object.start,

@@ -11,10 +11,11 @@ use cvl_syntax::ast::{self, AstNode};
 use cvl_syntax::{GreenNode, SyntaxToken, TextRange, TextSize};
 use rustc_hash::FxHashMap;
 
-/// A name with where it was written (relative to its owner's start).
+/// A name with where it was written (relative to its owner's start). The
+/// text is shared: a file's lowering hands out one copy of each name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Named {
-    pub text: String,
+    pub text: crate::resolve::Name,
     pub range: TextRange,
 }
 
@@ -115,7 +116,7 @@ impl ImportItem {
         Some(ImportKey {
             url: self.url.clone()?,
             cvl: self.cvl.clone()?,
-            version: self.version.as_ref().map(|v| v.text.clone()),
+            version: self.version.as_ref().map(|v| v.text.to_string()),
         })
     }
 }
@@ -141,7 +142,7 @@ pub struct ItemTree {
     /// Objects in source order (duplicates included, for diagnostics).
     pub objects: Vec<ObjectItem>,
     /// The first object of each name.
-    pub by_name: FxHashMap<String, usize>,
+    pub by_name: FxHashMap<crate::resolve::Name, usize>,
     /// `CVL = "..."` statements: the version string and its range.
     pub versions: Vec<(Option<String>, TextRange)>,
     /// Other top-level assignments, which are not allowed: their targets.
@@ -218,6 +219,7 @@ pub fn lower_parse(
     });
     tree.syntax_errors = parse.errors().to_vec();
     *previous = next;
+    NAMES.with_borrow_mut(|names| *names = Default::default());
     Arc::new(tree)
 }
 
@@ -242,7 +244,7 @@ fn lower_items(
                     continue;
                 };
                 let segments = lower_path(&target, TextSize::from(0));
-                if segments.len() == 1 && segments[0].text == "CVL" {
+                if segments.len() == 1 && &*segments[0].text == "CVL" {
                     let value = assign.values().next().and_then(|v| match v {
                         ast::Value::Literal(l) => Some(l.value()),
                         _ => None,
@@ -261,9 +263,27 @@ fn rel(range: TextRange, base: TextSize) -> TextRange {
     range.checked_sub(base).unwrap_or(range)
 }
 
+thread_local! {
+    /// The names handed out while lowering one file (see [`lower_parse`]).
+    static NAMES: std::cell::RefCell<rustc_hash::FxHashSet<crate::resolve::Name>> =
+        Default::default();
+}
+
+/// The one copy of `text` for the file being lowered.
+fn intern(text: &str) -> crate::resolve::Name {
+    NAMES.with_borrow_mut(|names| match names.get(text) {
+        Some(name) => name.clone(),
+        None => {
+            let name: crate::resolve::Name = text.into();
+            names.insert(name.clone());
+            name
+        }
+    })
+}
+
 fn named(token: &SyntaxToken, base: TextSize) -> Named {
     Named {
-        text: token.text().to_string(),
+        text: intern(token.text()),
         range: rel(token.text_range(), base),
     }
 }
@@ -297,7 +317,7 @@ fn lower_object(object: &ast::Object, base: TextSize) -> Option<ObjectData> {
                         "required" => required = true,
                         "sensitive" => sensitive = true,
                         other => unknown.push(Named {
-                            text: other.to_string(),
+                            text: intern(other),
                             range: rel(attr.text_range(), base),
                         }),
                     }
@@ -361,7 +381,7 @@ fn lower_value(value: &ast::Value, base: TextSize) -> Expr {
                 .filter_map(|pair| {
                     let key = pair.key()?;
                     let key = Named {
-                        text: key.text(),
+                        text: intern(&key.text()),
                         range: rel(key.syntax().text_range(), base),
                     };
                     Some((key, lower_value(&pair.value()?, base)))
@@ -417,7 +437,10 @@ fn lower_import(import: &ast::Import) -> ImportItem {
                         true,
                     ));
                 }
-                item.version = Some(Named { text: v, range });
+                item.version = Some(Named {
+                    text: v.into(),
+                    range,
+                });
             }
             (k, _) if !IMPORT_KEYS.contains(&k) => {
                 let hint = crate::suggest::did_you_mean(k, IMPORT_KEYS.iter().copied())

@@ -146,7 +146,7 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<ObjectMo
                 required: var.required,
                 sensitive: var.sensitive,
             };
-            model.params.push((var.name.text.as_str().into(), decl));
+            model.params.push((var.name.text.as_ref().into(), decl));
         }
         for (index, comp) in data.components.iter().enumerate() {
             if model.declares(&comp.name.text) {
@@ -163,7 +163,7 @@ fn object_model_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<ObjectMo
             };
             model
                 .components
-                .push((comp.name.text.as_str().into(), decl));
+                .push((comp.name.text.as_ref().into(), decl));
         }
         for index in 0..data.assigns.len() {
             model.assigns.push(AssignRef {

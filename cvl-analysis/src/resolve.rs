@@ -82,7 +82,7 @@ pub fn source_order(db: &dyn Db, def: &Def) -> (String, usize) {
 
 /// The name after `extends`: changes only when that name does.
 #[salsa::tracked(returns(ref))]
-pub fn parent_name(db: &dyn Db, file: SourceFile, name: Name) -> Option<String> {
+pub fn parent_name(db: &dyn Db, file: SourceFile, name: Name) -> Option<Name> {
     object_data(db, file, name)
         .as_ref()?
         .parent
@@ -125,7 +125,7 @@ pub fn file_scope(db: &dyn Db, file: SourceFile) -> Arc<FileScope> {
         };
         scope
             .entries
-            .entry(name.as_str().into())
+            .entry(name.clone())
             .or_insert(ScopeEntry::Import(target));
     }
     for name in &shape.names {

@@ -13,7 +13,7 @@ fn analyse(text: &str) {
     let names: Vec<String> = tree
         .objects
         .iter()
-        .map(|o| o.data.name.text.clone())
+        .map(|o| o.data.name.text.to_string())
         .collect();
     file_diagnostics(
         &db,

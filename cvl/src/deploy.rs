@@ -138,7 +138,7 @@ pub(crate) fn deployed(
     let names: Vec<&str> = tree
         .objects
         .iter()
-        .map(|o| o.data.name.text.as_str())
+        .map(|o| o.data.name.text.as_ref())
         .collect();
     match deploy {
         Some(name) if names.contains(&name.as_str()) => Ok(name.clone()),

@@ -65,7 +65,7 @@ pub fn run(args: EvalArgs, color: ColorChoice) -> Result<ExitCode> {
         let names: Vec<&str> = tree
             .objects
             .iter()
-            .map(|o| o.data.name.text.as_str())
+            .map(|o| o.data.name.text.as_ref())
             .collect();
         bail!(
             "no object named `{}` in {} (it declares: {})",

@@ -40,7 +40,7 @@ pub(super) fn check(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
                          e.g. `{}.name`",
                         path.last().expect("a path has a segment").text,
                         path.iter()
-                            .map(|n| n.text.as_str())
+                            .map(|n| n.text.as_ref())
                             .collect::<Vec<_>>()
                             .join(".")
                     ),

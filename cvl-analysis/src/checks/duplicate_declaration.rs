@@ -16,7 +16,7 @@ pub(super) fn check_file(ctx: &FileCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
     let mut names: FxHashMap<&str, Loc> = FxHashMap::default();
     for import in &tree.imports {
         let Some(name) = &import.name else { continue };
-        if let Some(first) = names.get(name.text.as_str()) {
+        if let Some(first) = names.get(name.text.as_ref()) {
             out.push(
                 error(
                     Code::DuplicateDeclaration,
@@ -34,7 +34,7 @@ pub(super) fn check_file(ctx: &FileCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
         let name = &object.data.name;
         // Absolute: a second object of the same name has no Loc of its own.
         let loc = ctx.at(name.range + object.start);
-        if let Some(first) = names.get(name.text.as_str()) {
+        if let Some(first) = names.get(name.text.as_ref()) {
             let (message, label) = if tree
                 .object(&name.text)
                 .is_some_and(|o| o.start != object.start)
@@ -102,7 +102,7 @@ pub(super) fn check_object(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) 
         .chain(ctx.data.components.iter().map(|c| (&c.name, "component")));
     for (name, what) in declared {
         let name: &Named = name;
-        if let Some(first) = own.get(name.text.as_str()) {
+        if let Some(first) = own.get(name.text.as_ref()) {
             out.push(
                 error(
                     Code::DuplicateDeclaration,

@@ -118,7 +118,7 @@ fn object_checks_query(db: &dyn Db, file: SourceFile, name: Name) -> Arc<Vec<Loc
             item.values.iter().for_each(|v| v.refs(&mut names));
             Assignment {
                 item,
-                key: item.target.iter().map(|n| n.text.as_str()).collect(),
+                key: item.target.iter().map(|n| n.text.as_ref()).collect(),
                 target: resolve_path(db, &def, &item.target),
                 refs: names
                     .into_iter()

@@ -32,7 +32,7 @@ pub(super) fn check(ctx: &ObjectCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
                         "sensitive `{}` flows into `{key}`, which is not sensitive: its value \
                          would be stored and shown in plaintext; declare `{}` \"sensitive\" too",
                         path.iter()
-                            .map(|n| n.text.as_str())
+                            .map(|n| n.text.as_ref())
                             .collect::<Vec<_>>()
                             .join("."),
                         assignment.key.last().expect("a path has a segment")
