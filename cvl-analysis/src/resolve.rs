@@ -61,7 +61,9 @@ pub fn item_tree(db: &dyn Db, file: SourceFile) -> Arc<ItemTree> {
 /// One object's declarations; equal across edits of other objects. Read
 /// from the file's shape and the object's input, never from the text (see
 /// the `db` module), so it does not depend on the rest of the file.
-#[salsa::tracked(returns(ref))]
+///
+/// Not memoized: it reads two inputs (the file's shape, the object's data),
+/// which a memo would only copy; the caller depends on them directly.
 pub fn object_data(db: &dyn Db, file: SourceFile, name: Name) -> Option<Arc<ObjectData>> {
     let (_, input) = file.shape(db).by_name.get(&*name)?;
     Some(input.data(db).clone())
