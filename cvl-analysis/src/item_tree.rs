@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use cvl_syntax::ast::{self, AstNode};
-use cvl_syntax::{GreenNode, SyntaxToken, TextRange, TextSize};
+use cvl_syntax::{
+    kind_from_raw, GreenNode, GreenNodeData, SyntaxKind, SyntaxToken, TextRange, TextSize,
+};
 use rustc_hash::FxHashMap;
 
 /// A name with where it was written (relative to its owner's start). The
@@ -210,7 +212,7 @@ pub fn lower_parse(
         let key = std::ptr::addr_of!(*green) as usize;
         let data = match previous.objects.remove(&key) {
             Some((_, data)) => data,
-            None => Arc::new(lower_object(object, object.syntax().text_range().start())?),
+            None => Arc::new(lower_object(&green)?),
         };
         if keep_nodes {
             next.objects.insert(key, (green, data.clone()));
@@ -292,104 +294,209 @@ fn lower_path(path: &ast::Path, base: TextSize) -> Vec<Named> {
     path.segments().map(|t| named(&t, base)).collect()
 }
 
-fn lower_object(object: &ast::Object, base: TextSize) -> Option<ObjectData> {
-    let name = named(&object.name()?.ident()?, base);
+/// A node of an object's green tree with its offset from the object's start.
+/// Lowering walks the green tree: the red tree's cursors allocated one node
+/// per node and token visited, which made lowering cost as much as parsing.
+/// The accessors mirror `cvl_syntax::ast`'s (first child of a kind, tokens
+/// of a kind), so the two read the same trees the same way.
+#[derive(Clone, Copy)]
+struct Green<'a> {
+    node: &'a GreenNodeData,
+    offset: TextSize,
+}
+
+impl<'a> Green<'a> {
+    fn kind(self) -> SyntaxKind {
+        kind_from_raw(self.node.kind())
+    }
+
+    fn range(self) -> TextRange {
+        TextRange::at(self.offset, self.node.text_len())
+    }
+
+    fn nodes(self) -> impl Iterator<Item = Green<'a>> + 'a {
+        let mut at = self.offset;
+        self.node.children().filter_map(move |child| {
+            let offset = at;
+            at += child.text_len();
+            child.into_node().map(|node| Green { node, offset })
+        })
+    }
+
+    fn child(self, kind: SyntaxKind) -> Option<Green<'a>> {
+        self.nodes().find(|n| n.kind() == kind)
+    }
+
+    fn children(self, kind: SyntaxKind) -> impl Iterator<Item = Green<'a>> + 'a {
+        self.nodes().filter(move |n| n.kind() == kind)
+    }
+
+    /// The tokens of these kinds, with their text and relative range.
+    fn tokens(
+        self,
+        kinds: &'static [SyntaxKind],
+    ) -> impl Iterator<Item = (SyntaxKind, &'a str, TextRange)> + 'a {
+        let mut at = self.offset;
+        self.node.children().filter_map(move |child| {
+            let offset = at;
+            at += child.text_len();
+            let token = child.into_token()?;
+            let kind = kind_from_raw(token.kind());
+            kinds
+                .contains(&kind)
+                .then(|| (kind, token.text(), TextRange::at(offset, token.text_len())))
+        })
+    }
+
+    fn ident(self) -> Option<Named> {
+        self.tokens(&[SyntaxKind::IDENT])
+            .next()
+            .map(|(_, text, range)| Named {
+                text: intern(text),
+                range,
+            })
+    }
+
+    fn path(self) -> Vec<Named> {
+        self.tokens(&[SyntaxKind::IDENT])
+            .map(|(_, text, range)| Named {
+                text: intern(text),
+                range,
+            })
+            .collect()
+    }
+}
+
+/// The names of a `NAME_LIST` child: its `NAME`s that have one.
+fn declared_names(list_owner: Green<'_>) -> Vec<Named> {
+    list_owner
+        .child(SyntaxKind::NAME_LIST)
+        .into_iter()
+        .flat_map(|list| list.children(SyntaxKind::NAME))
+        .filter_map(|name| name.ident())
+        .collect()
+}
+
+/// One object's data, from its green node; ranges relative to its start.
+fn lower_object(object: &GreenNodeData) -> Option<ObjectData> {
+    use SyntaxKind::*;
+    let object = Green {
+        node: object,
+        offset: TextSize::from(0),
+    };
+    let name = object.child(NAME)?.ident()?;
     let parent = object
-        .parent()
-        .and_then(|p| p.ident())
-        .map(|t| named(&t, base));
+        .child(EXTENDS_CLAUSE)
+        .and_then(|e| e.child(TYPE_REF))
+        .and_then(|t| t.ident());
     let mut data = ObjectData {
         name,
         parent,
         vars: Vec::new(),
         components: Vec::new(),
         assigns: Vec::new(),
-        range: rel(object.syntax().text_range(), base),
+        range: object.range(),
     };
-    for stmt in object.statements() {
-        match stmt {
-            ast::Stmt::VarDecl(var) => {
+    let statements = object.child(BODY).into_iter().flat_map(|b| b.nodes());
+    for stmt in statements {
+        match stmt.kind() {
+            VAR_DECL => {
                 let mut required = false;
                 let mut sensitive = false;
                 let mut unknown = Vec::new();
-                for attr in var.attributes() {
-                    match cvl_syntax::lexer::unescape_string(attr.text()).as_str() {
+                let attributes = stmt.child(ATTR_LIST).into_iter();
+                for (_, text, range) in attributes.flat_map(|a| a.tokens(&[STRING])) {
+                    match cvl_syntax::lexer::unescape_string(text).as_str() {
                         "required" => required = true,
                         "sensitive" => sensitive = true,
                         other => unknown.push(Named {
                             text: intern(other),
-                            range: rel(attr.text_range(), base),
+                            range,
                         }),
                     }
                 }
-                let decl_range = rel(var.syntax().text_range(), base);
-                for name in var.names() {
-                    if let Some(ident) = name.ident() {
-                        data.vars.push(VarItem {
-                            name: named(&ident, base),
-                            required,
-                            sensitive,
-                            unknown_attributes: unknown.clone(),
-                            decl_range,
-                        });
-                    }
+                let decl_range = stmt.range();
+                for name in declared_names(stmt) {
+                    data.vars.push(VarItem {
+                        name,
+                        required,
+                        sensitive,
+                        unknown_attributes: unknown.clone(),
+                        decl_range,
+                    });
                 }
             }
-            ast::Stmt::ComponentDecl(decl) => {
-                let Some(ty) = decl.type_ref().and_then(|t| t.ident()) else {
+            COMPONENT_DECL => {
+                let Some(ty) = stmt.child(TYPE_REF).and_then(|t| t.ident()) else {
                     continue;
                 };
-                let ty = named(&ty, base);
-                for name in decl.names() {
-                    if let Some(ident) = name.ident() {
-                        data.components.push(ComponentItem {
-                            ty: ty.clone(),
-                            name: named(&ident, base),
-                        });
-                    }
+                for name in declared_names(stmt) {
+                    data.components.push(ComponentItem {
+                        ty: ty.clone(),
+                        name,
+                    });
                 }
             }
-            ast::Stmt::Assign(assign) => {
-                let Some(target) = assign.target() else {
+            ASSIGN => {
+                let Some(target) = stmt.child(PATH) else {
                     continue;
                 };
+                let values = stmt.child(VALUE_LIST).into_iter().flat_map(|l| l.nodes());
                 data.assigns.push(AssignItem {
-                    target: lower_path(&target, base),
-                    values: assign.values().map(|v| lower_value(&v, base)).collect(),
-                    range: rel(assign.syntax().text_range(), base),
+                    target: target.path(),
+                    values: values.filter_map(lower_value).collect(),
+                    range: stmt.range(),
                 });
             }
+            _ => {}
         }
     }
     Some(data)
 }
 
-fn lower_value(value: &ast::Value, base: TextSize) -> Expr {
-    let range = rel(value.syntax().text_range(), base);
-    match value {
-        ast::Value::Literal(l) => Expr::Str {
-            value: l.value(),
+/// A value element (a literal, a path, a map); `None` for other nodes.
+fn lower_value(value: Green<'_>) -> Option<Expr> {
+    use SyntaxKind::*;
+    let range = value.range();
+    Some(match value.kind() {
+        LITERAL => Expr::Str {
+            value: value
+                .tokens(&[STRING])
+                .next()
+                .map(|(_, text, _)| cvl_syntax::lexer::unescape_string(text))
+                .unwrap_or_default(),
             range,
         },
-        ast::Value::Path(p) => Expr::Ref {
-            path: lower_path(p, base),
+        PATH => Expr::Ref {
+            path: value.path(),
             range,
         },
-        ast::Value::Map(m) => Expr::Map {
-            pairs: m
-                .pairs()
+        MAP => Expr::Map {
+            pairs: value
+                .children(PAIR)
                 .filter_map(|pair| {
-                    let key = pair.key()?;
-                    let key = Named {
-                        text: intern(&key.text()),
-                        range: rel(key.syntax().text_range(), base),
+                    let key = pair.child(MAP_KEY)?;
+                    let text = match key.tokens(&[IDENT, STRING]).next() {
+                        Some((STRING, text, _)) => cvl_syntax::lexer::unescape_string(text),
+                        Some((_, text, _)) => text.to_string(),
+                        None => String::new(),
                     };
-                    Some((key, lower_value(&pair.value()?, base)))
+                    let key = Named {
+                        text: intern(&text),
+                        range: key.range(),
+                    };
+                    let value = pair.nodes().find_map(|n| {
+                        matches!(n.kind(), LITERAL | PATH | MAP)
+                            .then(|| lower_value(n))
+                            .flatten()
+                    })?;
+                    Some((key, value))
                 })
                 .collect(),
             range,
         },
-    }
+        _ => return None,
+    })
 }
 
 const IMPORT_KEYS: [&str; 3] = ["url", "cvl", "version"];

@@ -44,6 +44,11 @@ impl rowan::Language for CvlLanguage {
     }
 }
 
+/// The CVL kind of a green node or token (`GreenNodeData::kind`).
+pub fn kind_from_raw(raw: rowan::SyntaxKind) -> SyntaxKind {
+    <CvlLanguage as rowan::Language>::kind_from_raw(raw)
+}
+
 pub type SyntaxNode = rowan::SyntaxNode<CvlLanguage>;
 pub type SyntaxToken = rowan::SyntaxToken<CvlLanguage>;
 pub type SyntaxElement = rowan::SyntaxElement<CvlLanguage>;
