@@ -200,12 +200,17 @@ impl RootDatabase {
     /// other files never make salsa re-verify what depends only on it.
     pub fn add_file(&self, name: String, text: String) -> SourceFile {
         let high = salsa::Durability::HIGH;
-        let parse = cvl_syntax::parse(&text);
         let mut lowered = Lowered::default();
-        let tree = lower_parse(&parse, &mut lowered, self.retain_syntax);
+        let (tree, parsed) = if self.retain_syntax {
+            let parse = cvl_syntax::parse(&text);
+            let tree = lower_parse(&parse, &mut lowered, true);
+            (tree, Some(Arc::new(parse)))
+        } else {
+            // Item by item: never the whole file's tree at once.
+            (crate::item_tree::lower_text(&text), None)
+        };
         // The text's buffer moves into the input with it, unchanged.
         lowered.set_text(&text, tree.clone());
-        let parsed = self.retain_syntax.then(|| Arc::new(parse));
         let shape = FileShape::new(&tree, |_, data| {
             ObjectInput::builder(data.clone())
                 .data_durability(high)

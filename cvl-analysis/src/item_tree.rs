@@ -113,6 +113,21 @@ pub struct ImportItem {
 }
 
 impl ImportItem {
+    /// The same import, its ranges moved `offset` further into the file.
+    fn shifted(mut self, offset: TextSize) -> ImportItem {
+        if let Some(name) = &mut self.name {
+            name.range += offset;
+        }
+        if let Some(version) = &mut self.version {
+            version.range += offset;
+        }
+        for (range, _, _) in &mut self.problems {
+            *range += offset;
+        }
+        self.range += offset;
+        self
+    }
+
     /// The key the loader resolves this import by.
     pub fn key(&self) -> Option<ImportKey> {
         Some(ImportKey {
@@ -231,34 +246,66 @@ fn lower_items(
 ) -> ItemTree {
     let mut tree = ItemTree::default();
     for item in file.items() {
-        match item {
-            ast::Item::Import(import) => tree.imports.push(lower_import(&import)),
-            ast::Item::Object(object) => {
-                let start = object.syntax().text_range().start();
-                if let Some(data) = object_data(&object) {
-                    let index = tree.objects.len();
-                    tree.by_name.entry(data.name.text.clone()).or_insert(index);
-                    tree.objects.push(ObjectItem { start, data });
-                }
+        lower_item(&mut tree, item, TextSize::from(0), &mut object_data);
+    }
+    tree
+}
+
+/// Lowers a file item by item as it is parsed ([`cvl_syntax::parse_each_item`]),
+/// never holding the syntax tree of more than one item: how a batch
+/// database adds a file. The same summary as [`lower_file`].
+pub fn lower_text(text: &str) -> Arc<ItemTree> {
+    let mut tree = ItemTree::default();
+    let errors = cvl_syntax::parse_each_item(text, |green, offset| {
+        let node = cvl_syntax::SyntaxNode::new_root(green);
+        if let Some(item) = ast::Item::cast(node) {
+            lower_item(&mut tree, item, offset, &mut |object| {
+                Some(Arc::new(lower_object(&object.syntax().green())?))
+            });
+        }
+    });
+    tree.syntax_errors = errors;
+    NAMES.with_borrow_mut(|names| *names = Default::default());
+    Arc::new(tree)
+}
+
+/// Adds one top-level item to `tree`; the item's node starts at `offset`
+/// in the file (0 when it is a node of the whole file's tree, whose ranges
+/// are the file's already).
+fn lower_item(
+    tree: &mut ItemTree,
+    item: ast::Item,
+    offset: TextSize,
+    object_data: &mut impl FnMut(&ast::Object) -> Option<Arc<ObjectData>>,
+) {
+    match item {
+        ast::Item::Import(import) => tree.imports.push(lower_import(&import).shifted(offset)),
+        ast::Item::Object(object) => {
+            let start = object.syntax().text_range().start() + offset;
+            if let Some(data) = object_data(&object) {
+                let index = tree.objects.len();
+                tree.by_name.entry(data.name.text.clone()).or_insert(index);
+                tree.objects.push(ObjectItem { start, data });
             }
-            ast::Item::Assign(assign) => {
-                let Some(target) = assign.target() else {
-                    continue;
-                };
-                let segments = lower_path(&target, TextSize::from(0));
-                if segments.len() == 1 && &*segments[0].text == "CVL" {
-                    let value = assign.values().next().and_then(|v| match v {
-                        ast::Value::Literal(l) => Some(l.value()),
-                        _ => None,
-                    });
-                    tree.versions.push((value, assign.syntax().text_range()));
-                } else if let Some(first) = segments.into_iter().next() {
-                    tree.stray_assignments.push(first);
-                }
+        }
+        ast::Item::Assign(assign) => {
+            let Some(target) = assign.target() else {
+                return;
+            };
+            let segments = lower_path(&target, TextSize::from(0));
+            if segments.len() == 1 && &*segments[0].text == "CVL" {
+                let value = assign.values().next().and_then(|v| match v {
+                    ast::Value::Literal(l) => Some(l.value()),
+                    _ => None,
+                });
+                tree.versions
+                    .push((value, assign.syntax().text_range() + offset));
+            } else if let Some(mut first) = segments.into_iter().next() {
+                first.range += offset;
+                tree.stray_assignments.push(first);
             }
         }
     }
-    tree
 }
 
 fn rel(range: TextRange, base: TextSize) -> TextRange {

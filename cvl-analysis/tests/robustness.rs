@@ -8,8 +8,22 @@ use proptest::prelude::*;
 fn analyse(text: &str) {
     let db = RootDatabase::default();
     let file = db.add_file("soup.cvl".into(), text.into());
-    file_diagnostics(&db, file, &CheckOptions::default());
+    let diagnostics = file_diagnostics(&db, file, &CheckOptions::default());
     let tree = cvl_analysis::resolve::item_tree(&db, file);
+    // A batch database lowers item by item as it parses, keeping no tree:
+    // the same summary, the same diagnostics.
+    let batch = RootDatabase::batch();
+    let batch_file = batch.add_file("soup.cvl".into(), text.into());
+    assert_eq!(
+        **cvl_analysis::resolve::item_tree(&batch, batch_file),
+        **tree,
+        "{text}"
+    );
+    assert_eq!(
+        file_diagnostics(&batch, batch_file, &CheckOptions::default()),
+        diagnostics,
+        "{text}"
+    );
     let names: Vec<String> = tree
         .objects
         .iter()

@@ -163,6 +163,21 @@ pub fn parse(text: &str) -> Parse {
     Parse { green, errors }
 }
 
+/// Parses a whole CVL file as [`parse`] does, but hands each top-level item
+/// (import, object, assignment, or the error node of a stray token) to
+/// `each` as soon as it is parsed, with its offset, and builds no tree of
+/// the whole file: what a one-shot check needs, holding one item's tree at a
+/// time instead of the file's. Returns the syntax errors, as `parse` would.
+pub fn parse_each_item(text: &str, mut each: impl FnMut(GreenNode, TextSize)) -> Vec<SyntaxError> {
+    let (tokens, mut errors) = lexer::lex(text);
+    let mut parser = parser::Parser::streaming(text, &tokens, &mut each);
+    grammar::source_file(&mut parser);
+    let (_, parse_errors) = parser.finish();
+    errors.extend(parse_errors);
+    errors.sort_by_key(|e| (e.range.start(), e.range.end()));
+    errors
+}
+
 /// A byte offset's 1-based line and column (in characters), for messages.
 pub fn line_col(text: &str, offset: TextSize) -> (usize, usize) {
     let offset = (u32::from(offset) as usize).min(text.len());

@@ -21,6 +21,9 @@ pub(crate) struct Parser<'t> {
     /// End of the last non-trivia token bumped: where "expected X" points.
     last_end: TextSize,
     builder: TreeBuilder,
+    /// Where top-level items go as they are finished, instead of into the
+    /// tree (see [`crate::parse_each_item`]).
+    sink: Option<&'t mut dyn FnMut(GreenNode, TextSize)>,
     errors: Vec<SyntaxError>,
     /// How many maps are open: bounded so no input can overflow the stack.
     pub(crate) map_depth: u32,
@@ -42,9 +45,22 @@ impl<'t> Parser<'t> {
             pos: 0,
             last_end: TextSize::from(0),
             builder: TreeBuilder::default(),
+            sink: None,
             errors: Vec::new(),
             map_depth: 0,
         }
+    }
+
+    /// A parser that hands each top-level item to `sink` as it is finished,
+    /// with its offset, and keeps it out of the tree.
+    pub(crate) fn streaming(
+        text: &'t str,
+        tokens: &'t [Token],
+        sink: &'t mut dyn FnMut(GreenNode, TextSize),
+    ) -> Self {
+        let mut parser = Parser::new(text, tokens);
+        parser.sink = Some(sink);
+        parser
     }
 
     /// The tree built and the errors found, once a production is done.
@@ -190,7 +206,14 @@ impl<'t> Parser<'t> {
     }
 
     pub(crate) fn finish_node(&mut self) {
-        self.builder.finish_node();
+        let top_level = self.builder.parents.len() == 2;
+        match &mut self.sink {
+            Some(sink) if top_level => {
+                let (node, offset) = self.builder.take_node();
+                sink(node, offset);
+            }
+            _ => self.builder.finish_node(),
+        }
     }
 }
 
@@ -201,8 +224,11 @@ impl<'t> Parser<'t> {
 #[derive(Default)]
 struct TreeBuilder {
     children: Vec<NodeOrToken<GreenNode, GreenToken>>,
-    /// Open nodes: their kind and where their children start in `children`.
-    parents: Vec<(SyntaxKind, usize)>,
+    /// Open nodes: their kind, where their children start in `children`,
+    /// and their offset in the text.
+    parents: Vec<(SyntaxKind, usize, TextSize)>,
+    /// The end of the text taken so far.
+    offset: TextSize,
     /// Tokens whose text is fixed by their kind, by kind.
     fixed: Vec<Option<GreenToken>>,
     /// Short whitespace, by text.
@@ -252,17 +278,25 @@ impl TreeBuilder {
             }
             _ => GreenToken::new(kind.into(), text),
         };
+        self.offset += TextSize::of(text);
         self.children.push(NodeOrToken::Token(token));
     }
 
     fn start_node(&mut self, kind: SyntaxKind) {
-        self.parents.push((kind, self.children.len()));
+        self.parents.push((kind, self.children.len(), self.offset));
     }
 
     fn finish_node(&mut self) {
-        let (kind, first) = self.parents.pop().expect("a node is open");
-        let node = GreenNode::new(kind.into(), self.children.drain(first..));
+        let (node, _) = self.take_node();
         self.children.push(NodeOrToken::Node(node));
+    }
+
+    /// Finishes the open node and returns it with its offset, without
+    /// adding it to its parent.
+    fn take_node(&mut self) -> (GreenNode, TextSize) {
+        let (kind, first, offset) = self.parents.pop().expect("a node is open");
+        let node = GreenNode::new(kind.into(), self.children.drain(first..));
+        (node, offset)
     }
 
     fn finish(mut self) -> GreenNode {

@@ -18,6 +18,16 @@ fn meaning(text: &str) -> Vec<(SyntaxKind, String)> {
 fn check(text: &str) {
     let parsed = parse(text);
     assert_eq!(parsed.syntax().to_string(), text);
+    // Item by item, the same items at the same offsets, the same errors.
+    let mut items = Vec::new();
+    let errors = cvl_syntax::parse_each_item(text, |node, offset| items.push((node, offset)));
+    let expected: Vec<_> = parsed
+        .syntax()
+        .children()
+        .map(|n| (n.green().into_owned(), n.text_range().start()))
+        .collect();
+    assert_eq!(items, expected, "items of:\n{text}");
+    assert_eq!(errors, parsed.errors(), "errors of:\n{text}");
     for error in parsed.errors() {
         assert!(u32::from(error.range.end()) as usize <= text.len());
     }
