@@ -230,12 +230,17 @@ impl Evaluation {
 
     /// Where a slot's value was assigned, if anywhere.
     pub fn origin(&self, db: &dyn Db, slot: &Slot) -> Option<Loc> {
-        match &slot.writer {
-            Some(Writer::Assign { assign, .. }) => {
-                Some(Loc::in_object(&assign.owner, assign.item(db).range))
-            }
-            _ => None,
+        origin(db, slot)
+    }
+}
+
+/// Where a slot's value was assigned, if anywhere.
+fn origin(db: &dyn Db, slot: &Slot) -> Option<Loc> {
+    match &slot.writer {
+        Some(Writer::Assign { assign, .. }) => {
+            Some(Loc::in_object(&assign.owner, assign.item(db).range))
         }
+        _ => None,
     }
 }
 
@@ -331,14 +336,8 @@ impl Evaluator<'_> {
             return None;
         }
         let slot = &self.slots[self.slot_of(0, "vm")?];
-        let Some(Writer::Assign { assign, .. }) = &slot.writer else {
-            return None;
-        };
         match slot.value.elems.as_slice() {
-            [Elem::Str(value)] => Some((
-                value.clone(),
-                Loc::in_object(&assign.owner, assign.item(self.db).range),
-            )),
+            [Elem::Str(value)] => Some((value.clone(), origin(self.db, slot)?)),
             _ => None,
         }
     }

@@ -175,11 +175,6 @@ impl ItemTree {
     }
 }
 
-/// The summary of a parsed file, its syntax errors included.
-pub fn lower_file(parse: &cvl_syntax::Parse) -> Arc<ItemTree> {
-    lower_parse(parse, &mut Lowered::default(), true)
-}
-
 /// Objects already lowered, by their green node: an object whose node is
 /// the very node of the previous tree (incremental reparsing shares the
 /// nodes of every object an edit did not touch) is not lowered again. Its
@@ -253,7 +248,7 @@ fn lower_items(
 
 /// Lowers a file item by item as it is parsed ([`cvl_syntax::parse_each_item`]),
 /// never holding the syntax tree of more than one item: how a batch
-/// database adds a file. The same summary as [`lower_file`].
+/// database adds a file. The same summary as [`lower_parse`].
 pub fn lower_text(text: &str) -> Arc<ItemTree> {
     let mut tree = ItemTree::default();
     let errors = cvl_syntax::parse_each_item(text, |green, offset| {
@@ -362,12 +357,8 @@ impl<'a> Green<'a> {
     }
 
     fn nodes(self) -> impl Iterator<Item = Green<'a>> + 'a {
-        let mut at = self.offset;
-        self.node.children().filter_map(move |child| {
-            let offset = at;
-            at += child.text_len();
-            child.into_node().map(|node| Green { node, offset })
-        })
+        cvl_syntax::green_children(self.node, self.offset)
+            .filter_map(|(child, offset)| child.into_node().map(|node| Green { node, offset }))
     }
 
     fn child(self, kind: SyntaxKind) -> Option<Green<'a>> {
@@ -383,10 +374,7 @@ impl<'a> Green<'a> {
         self,
         kinds: &'static [SyntaxKind],
     ) -> impl Iterator<Item = (SyntaxKind, &'a str, TextRange)> + 'a {
-        let mut at = self.offset;
-        self.node.children().filter_map(move |child| {
-            let offset = at;
-            at += child.text_len();
+        cvl_syntax::green_children(self.node, self.offset).filter_map(move |(child, offset)| {
             let token = child.into_token()?;
             let kind = kind_from_raw(token.kind());
             kinds

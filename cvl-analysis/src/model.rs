@@ -65,28 +65,27 @@ impl ObjectModel {
         chain
     }
 
-    /// The parameter of this name, declared here or above.
-    pub fn param(&self, name: &str) -> Option<&ParamDecl> {
+    /// The member of this name in the list `members` picks, declared here
+    /// or above.
+    fn find<T>(&self, members: fn(&Self) -> &[(Name, T)], name: &str) -> Option<&T> {
         let mut model = Some(self);
         while let Some(m) = model {
-            if let Some((_, p)) = m.params.iter().find(|(n, _)| &**n == name) {
-                return Some(p);
+            if let Some((_, member)) = members(m).iter().find(|(n, _)| &**n == name) {
+                return Some(member);
             }
             model = m.base.as_deref();
         }
         None
     }
 
+    /// The parameter of this name, declared here or above.
+    pub fn param(&self, name: &str) -> Option<&ParamDecl> {
+        self.find(|m| &m.params, name)
+    }
+
     /// The component of this name, declared here or above.
     pub fn component(&self, name: &str) -> Option<&CompDecl> {
-        let mut model = Some(self);
-        while let Some(m) = model {
-            if let Some((_, c)) = m.components.iter().find(|(n, _)| &**n == name) {
-                return Some(c);
-            }
-            model = m.base.as_deref();
-        }
-        None
+        self.find(|m| &m.components, name)
     }
 
     /// Every parameter in declaration order, parents' first.

@@ -546,15 +546,10 @@ fn significant_children(
     node: &GreenNodeData,
     offset: TextSize,
 ) -> impl Iterator<Item = Element<'_>> {
-    let mut at = offset;
-    node.children().filter_map(move |child| {
-        let start = at;
-        at += child.text_len();
-        match child {
-            NodeOrToken::Node(n) => Some(Element::Node(n, start)),
-            NodeOrToken::Token(t) if kind(t.kind()).is_trivia() => None,
-            NodeOrToken::Token(t) => Some(Element::Token(t, start)),
-        }
+    crate::green_children(node, offset).filter_map(|(child, start)| match child {
+        NodeOrToken::Node(n) => Some(Element::Node(n, start)),
+        NodeOrToken::Token(t) if kind(t.kind()).is_trivia() => None,
+        NodeOrToken::Token(t) => Some(Element::Token(t, start)),
     })
 }
 

@@ -44,6 +44,26 @@ impl rowan::Language for CvlLanguage {
     }
 }
 
+/// A green node's children, each with its offset in the file, given the
+/// node's own (rowan keeps them but does not hand them out): what the
+/// formatter and the analysis's lowering walk instead of the red tree.
+pub fn green_children(
+    node: &GreenNodeData,
+    offset: TextSize,
+) -> impl Iterator<
+    Item = (
+        rowan::NodeOrToken<&GreenNodeData, &rowan::GreenTokenData>,
+        TextSize,
+    ),
+> {
+    let mut at = offset;
+    node.children().map(move |child| {
+        let start = at;
+        at += child.text_len();
+        (child, start)
+    })
+}
+
 /// The CVL kind of a green node or token (`GreenNodeData::kind`).
 pub fn kind_from_raw(raw: rowan::SyntaxKind) -> SyntaxKind {
     <CvlLanguage as rowan::Language>::kind_from_raw(raw)
