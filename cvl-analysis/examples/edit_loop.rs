@@ -9,6 +9,10 @@ use std::time::Instant;
 
 use cvl_analysis::{AnalysisHost, CheckOptions};
 
+/// The allocator `cvl` ships with (cvl/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let objects: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);

@@ -361,6 +361,22 @@ impl<'a> Green<'a> {
             .filter_map(|(child, offset)| child.into_node().map(|node| Green { node, offset }))
     }
 
+    /// The children other than trivia.
+    fn elements(self) -> impl Iterator<Item = Element<'a>> + 'a {
+        cvl_syntax::green_children(self.node, self.offset).filter_map(|(child, offset)| {
+            Some(match child {
+                cvl_syntax::NodeOrToken::Node(node) => Element::Node(Green { node, offset }),
+                cvl_syntax::NodeOrToken::Token(token) => {
+                    let kind = kind_from_raw(token.kind());
+                    if kind.is_trivia() {
+                        return None;
+                    }
+                    Element::Token(kind, token.text(), TextRange::at(offset, token.text_len()))
+                }
+            })
+        })
+    }
+
     fn child(self, kind: SyntaxKind) -> Option<Green<'a>> {
         self.nodes().find(|n| n.kind() == kind)
     }
@@ -383,32 +399,59 @@ impl<'a> Green<'a> {
         })
     }
 
+    /// The first name among the node's own tokens: an object's name, the
+    /// parent in an `extends` clause, a component's type.
     fn ident(self) -> Option<Named> {
-        self.tokens(&[SyntaxKind::IDENT])
-            .next()
-            .map(|(_, text, range)| Named {
-                text: intern(text),
-                range,
-            })
+        self.names().next()
     }
 
-    fn path(self) -> Vec<Named> {
+    /// The names among the node's own tokens: a PATH's segments, the names
+    /// of a NAME_LIST.
+    fn names(self) -> impl Iterator<Item = Named> + 'a {
         self.tokens(&[SyntaxKind::IDENT])
             .map(|(_, text, range)| Named {
                 text: intern(text),
                 range,
             })
-            .collect()
     }
 }
 
-/// The names of a `NAME_LIST` child: its `NAME`s that have one.
+/// A child of a green node other than trivia: a node, or a token's kind,
+/// text and range.
+#[derive(Clone, Copy)]
+enum Element<'a> {
+    Node(Green<'a>),
+    Token(SyntaxKind, &'a str, TextRange),
+}
+
+impl Element<'_> {
+    /// The path an assignment's target or a reference spells: a bare name
+    /// or a PATH node.
+    fn path(self) -> Option<Vec<Named>> {
+        match self {
+            Element::Token(SyntaxKind::IDENT, text, range) => Some(vec![Named {
+                text: intern(text),
+                range,
+            }]),
+            Element::Node(node) if node.kind() == SyntaxKind::PATH => Some(node.names().collect()),
+            _ => None,
+        }
+    }
+
+    fn range(self) -> TextRange {
+        match self {
+            Element::Node(node) => node.range(),
+            Element::Token(_, _, range) => range,
+        }
+    }
+}
+
+/// The names declared by a `NAME_LIST` child.
 fn declared_names(list_owner: Green<'_>) -> Vec<Named> {
     list_owner
         .child(SyntaxKind::NAME_LIST)
         .into_iter()
-        .flat_map(|list| list.children(SyntaxKind::NAME))
-        .filter_map(|name| name.ident())
+        .flat_map(|list| list.names())
         .collect()
 }
 
@@ -419,11 +462,8 @@ fn lower_object(object: &GreenNodeData) -> Option<ObjectData> {
         node: object,
         offset: TextSize::from(0),
     };
-    let name = object.child(NAME)?.ident()?;
-    let parent = object
-        .child(EXTENDS_CLAUSE)
-        .and_then(|e| e.child(TYPE_REF))
-        .and_then(|t| t.ident());
+    let name = object.ident()?;
+    let parent = object.child(EXTENDS_CLAUSE).and_then(|e| e.ident());
     let mut data = ObjectData {
         name,
         parent,
@@ -462,7 +502,7 @@ fn lower_object(object: &GreenNodeData) -> Option<ObjectData> {
                 }
             }
             COMPONENT_DECL => {
-                let Some(ty) = stmt.child(TYPE_REF).and_then(|t| t.ident()) else {
+                let Some(ty) = stmt.ident() else {
                     continue;
                 };
                 for name in declared_names(stmt) {
@@ -473,12 +513,15 @@ fn lower_object(object: &GreenNodeData) -> Option<ObjectData> {
                 }
             }
             ASSIGN => {
-                let Some(target) = stmt.child(PATH) else {
+                let Some(target) = stmt.elements().next().and_then(Element::path) else {
                     continue;
                 };
-                let values = stmt.child(VALUE_LIST).into_iter().flat_map(|l| l.nodes());
+                let values = stmt
+                    .child(VALUE_LIST)
+                    .into_iter()
+                    .flat_map(|l| l.elements());
                 data.assigns.push(AssignItem {
-                    target: target.path(),
+                    target,
                     values: values.filter_map(lower_value).collect(),
                     range: stmt.range(),
                 });
@@ -489,48 +532,42 @@ fn lower_object(object: &GreenNodeData) -> Option<ObjectData> {
     Some(data)
 }
 
-/// A value element (a literal, a path, a map); `None` for other nodes.
-fn lower_value(value: Green<'_>) -> Option<Expr> {
+/// A value element (a string, a path, a map); `None` for anything else.
+fn lower_value(value: Element<'_>) -> Option<Expr> {
     use SyntaxKind::*;
     let range = value.range();
-    Some(match value.kind() {
-        LITERAL => Expr::Str {
-            value: value
-                .tokens(&[STRING])
-                .next()
-                .map(|(_, text, _)| cvl_syntax::lexer::unescape_string(text))
-                .unwrap_or_default(),
+    Some(match value {
+        Element::Token(STRING, text, _) => Expr::Str {
+            value: cvl_syntax::lexer::unescape_string(text),
             range,
         },
-        PATH => Expr::Ref {
-            path: value.path(),
-            range,
-        },
-        MAP => Expr::Map {
-            pairs: value
+        Element::Node(map) if map.kind() == MAP => Expr::Map {
+            pairs: map
                 .children(PAIR)
                 .filter_map(|pair| {
-                    let key = pair.child(MAP_KEY)?;
-                    let text = match key.tokens(&[IDENT, STRING]).next() {
-                        Some((STRING, text, _)) => cvl_syntax::lexer::unescape_string(text),
-                        Some((_, text, _)) => text.to_string(),
-                        None => String::new(),
+                    // The key is the pair's first element when there is one.
+                    let mut elements = pair.elements().peekable();
+                    let (text, key_range) = match elements.peek() {
+                        Some(&Element::Token(STRING, text, range)) => {
+                            (cvl_syntax::lexer::unescape_string(text), range)
+                        }
+                        Some(&Element::Token(IDENT, text, range)) => (text.to_string(), range),
+                        _ => return None,
                     };
+                    elements.next();
                     let key = Named {
                         text: intern(&text),
-                        range: key.range(),
+                        range: key_range,
                     };
-                    let value = pair.nodes().find_map(|n| {
-                        matches!(n.kind(), LITERAL | PATH | MAP)
-                            .then(|| lower_value(n))
-                            .flatten()
-                    })?;
-                    Some((key, value))
+                    Some((key, elements.find_map(lower_value)?))
                 })
                 .collect(),
             range,
         },
-        _ => return None,
+        other => Expr::Ref {
+            path: other.path()?,
+            range,
+        },
     })
 }
 
@@ -539,10 +576,7 @@ const IMPORT_KEYS: [&str; 3] = ["url", "cvl", "version"];
 fn lower_import(import: &ast::Import) -> ImportItem {
     let base = TextSize::from(0);
     let mut item = ImportItem {
-        name: import
-            .name()
-            .and_then(|n| n.ident())
-            .map(|t| named(&t, base)),
+        name: import.name().map(|n| named(n.syntax(), base)),
         url: None,
         cvl: None,
         version: None,
@@ -560,7 +594,7 @@ fn lower_import(import: &ast::Import) -> ImportItem {
             Some(ast::Value::Literal(l)) => Some((l.value(), l.syntax().text_range())),
             Some(other) => {
                 item.problems.push((
-                    other.syntax().text_range(),
+                    other.text_range(),
                     format!("the import's `{key_text}` must be a quoted string"),
                     true,
                 ));

@@ -6,6 +6,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+/// The allocator `cvl` ships with (cvl/src/main.rs), so the figures are the
+/// command's; taplo runs under it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TARGET_BYTES: usize = 10 * 1024 * 1024;
 
 /// A realistic CVL corpus: imports, VM appliances with parameters, data disks

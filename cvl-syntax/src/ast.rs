@@ -1,8 +1,10 @@
-//! The typed AST: thin wrappers over rowan nodes with accessors. Accessors
+//! The typed AST: thin wrappers over rowan nodes and tokens with accessors.
+//! Single names, strings and map keys are bare tokens in the tree (see
+//! `grammar`); their types here wrap the token. Accessors
 //! return `Option` or possibly empty iterators because a broken file can lack
 //! anything; none of them allocates a tree or fails.
 
-use crate::{lexer, SyntaxKind, SyntaxKind::*, SyntaxNode, SyntaxToken};
+use crate::{lexer, SyntaxElement, SyntaxKind, SyntaxKind::*, SyntaxNode, SyntaxToken, TextRange};
 
 /// A typed view of one kind of node.
 pub trait AstNode: Sized {
@@ -87,32 +89,16 @@ ast_node!(
     ComponentDecl, COMPONENT_DECL
 );
 ast_node!(
-    /// A name referring to an object: a component's type or a parent.
-    TypeRef, TYPE_REF
-);
-ast_node!(
     /// Names being declared.
     NameList, NAME_LIST
-);
-ast_node!(
-    /// One name being declared.
-    Name, NAME
 );
 ast_node!(
     /// `target = value, value;`
     Assign, ASSIGN
 );
 ast_node!(
-    /// `a.b.c`: an assignment target or a reference.
-    Path, PATH
-);
-ast_node!(
     /// The values of an assignment.
     ValueList, VALUE_LIST
-);
-ast_node!(
-    /// `"text"`
-    Literal, LITERAL
 );
 ast_node!(
     /// `{ key => value, ... }`
@@ -122,10 +108,52 @@ ast_node!(
     /// `key => value`
     Pair, PAIR
 );
-ast_node!(
-    /// The key of a pair: a name or a string.
-    MapKey, MAP_KEY
+
+macro_rules! ast_token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(SyntaxToken);
+
+        impl $name {
+            pub fn syntax(&self) -> &SyntaxToken {
+                &self.0
+            }
+        }
+    };
+}
+
+ast_token!(
+    /// One name being declared: an object's, a parameter's, a component's,
+    /// an import's. A bare `IDENT` token, named by its place in its parent.
+    Name
 );
+ast_token!(
+    /// A name referring to an object: a parent after `extends` or a
+    /// component's type. A bare `IDENT` token.
+    TypeRef
+);
+ast_token!(
+    /// `"text"`: a `STRING` token.
+    Literal
+);
+ast_token!(
+    /// The key of a pair: an `IDENT` or `STRING` token.
+    MapKey
+);
+
+/// `a.b.c`: an assignment's target or a reference. A PATH node when dotted,
+/// a bare `IDENT` token when it is a single name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Path(SyntaxElement);
+
+/// One element of a value list, or a map's value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Value {
+    Literal(Literal),
+    Path(Path),
+    Map(Map),
+}
 
 ast_enum!(
     /// What a file holds at the top level.
@@ -134,10 +162,6 @@ ast_enum!(
 ast_enum!(
     /// What an object's body holds.
     Stmt { VarDecl, ComponentDecl, Assign }
-);
-ast_enum!(
-    /// One element of a value list, or a map's value.
-    Value { Literal, Path, Map }
 );
 
 fn child<N: AstNode>(node: &SyntaxNode) -> Option<N> {
@@ -148,10 +172,21 @@ fn children<N: AstNode>(node: &SyntaxNode) -> impl Iterator<Item = N> {
     node.children().filter_map(N::cast)
 }
 
-fn token(node: &SyntaxNode, kind: SyntaxKind) -> Option<SyntaxToken> {
+/// The tokens of `node` (not of its descendants) of one kind.
+fn tokens(node: &SyntaxNode, kind: SyntaxKind) -> impl Iterator<Item = SyntaxToken> {
     node.children_with_tokens()
         .filter_map(|it| it.into_token())
-        .find(|it| it.kind() == kind)
+        .filter(move |it| it.kind() == kind)
+}
+
+fn token(node: &SyntaxNode, kind: SyntaxKind) -> Option<SyntaxToken> {
+    tokens(node, kind).next()
+}
+
+/// The children of `node` other than trivia.
+fn significant(node: &SyntaxNode) -> impl Iterator<Item = SyntaxElement> {
+    node.children_with_tokens()
+        .filter(|it| !it.kind().is_trivia())
 }
 
 impl SourceFile {
@@ -173,21 +208,24 @@ impl Import {
     pub fn map(&self) -> Option<Map> {
         child(&self.0)
     }
+    /// The name after the map.
     pub fn name(&self) -> Option<Name> {
-        child(&self.0)
+        token(&self.0, IDENT).map(Name)
     }
 }
 
 impl Object {
     pub fn name(&self) -> Option<Name> {
-        child(&self.0)
+        token(&self.0, IDENT).map(Name)
     }
     pub fn extends_clause(&self) -> Option<ExtendsClause> {
         child(&self.0)
     }
     /// The parent named after `extends`.
     pub fn parent(&self) -> Option<TypeRef> {
-        self.extends_clause().and_then(|e| child(&e.0))
+        self.extends_clause()
+            .and_then(|e| token(&e.0, IDENT))
+            .map(TypeRef)
     }
     pub fn body(&self) -> Option<Body> {
         child(&self.0)
@@ -215,12 +253,9 @@ impl VarDecl {
     }
     /// The attribute strings as written, quotes included.
     pub fn attributes(&self) -> impl Iterator<Item = SyntaxToken> {
-        self.attr_list().into_iter().flat_map(|a| {
-            a.0.children_with_tokens()
-                .filter_map(|it| it.into_token())
-                .filter(|t| t.kind() == STRING)
-                .collect::<Vec<_>>()
-        })
+        self.attr_list()
+            .into_iter()
+            .flat_map(|a| tokens(&a.0, STRING).collect::<Vec<_>>())
     }
     pub fn names(&self) -> impl Iterator<Item = Name> {
         child::<NameList>(&self.0)
@@ -230,8 +265,9 @@ impl VarDecl {
 }
 
 impl ComponentDecl {
+    /// The type before the names.
     pub fn type_ref(&self) -> Option<TypeRef> {
-        child(&self.0)
+        token(&self.0, IDENT).map(TypeRef)
     }
     pub fn names(&self) -> impl Iterator<Item = Name> {
         child::<NameList>(&self.0)
@@ -242,35 +278,26 @@ impl ComponentDecl {
 
 impl NameList {
     pub fn names(&self) -> impl Iterator<Item = Name> {
-        children(&self.0)
+        tokens(&self.0, IDENT).map(Name)
     }
 }
 
 impl Name {
-    pub fn ident(&self) -> Option<SyntaxToken> {
-        token(&self.0, IDENT)
-    }
     pub fn text(&self) -> String {
-        self.ident()
-            .map(|t| t.text().to_string())
-            .unwrap_or_default()
+        self.0.text().to_string()
     }
 }
 
 impl TypeRef {
-    pub fn ident(&self) -> Option<SyntaxToken> {
-        token(&self.0, IDENT)
-    }
     pub fn text(&self) -> String {
-        self.ident()
-            .map(|t| t.text().to_string())
-            .unwrap_or_default()
+        self.0.text().to_string()
     }
 }
 
 impl Assign {
+    /// The path before `=`.
     pub fn target(&self) -> Option<Path> {
-        child(&self.0)
+        significant(&self.0).next().and_then(Path::cast)
     }
     pub fn value_list(&self) -> Option<ValueList> {
         child(&self.0)
@@ -283,12 +310,20 @@ impl Assign {
 }
 
 impl Path {
+    /// An `IDENT` token or a PATH node as a path.
+    pub fn cast(element: SyntaxElement) -> Option<Path> {
+        matches!(element.kind(), IDENT | PATH).then(|| Path(element))
+    }
+    pub fn syntax(&self) -> &SyntaxElement {
+        &self.0
+    }
     /// The names of the path, in order.
     pub fn segments(&self) -> impl Iterator<Item = SyntaxToken> {
-        self.0
-            .children_with_tokens()
-            .filter_map(|it| it.into_token())
-            .filter(|t| t.kind() == IDENT)
+        let (single, dotted) = match &self.0 {
+            SyntaxElement::Token(token) => (Some(token.clone()), None),
+            SyntaxElement::Node(node) => (None, Some(tokens(node, IDENT))),
+        };
+        single.into_iter().chain(dotted.into_iter().flatten())
     }
     /// The path as written without trivia: `l.ethernet0.ip`.
     pub fn text(&self) -> String {
@@ -297,21 +332,36 @@ impl Path {
     }
 }
 
+impl Value {
+    /// A `STRING` token, an `IDENT` token or PATH node, or a MAP node as a value.
+    pub fn cast(element: SyntaxElement) -> Option<Value> {
+        match element {
+            SyntaxElement::Token(token) if token.kind() == STRING => {
+                Some(Value::Literal(Literal(token)))
+            }
+            SyntaxElement::Node(node) if node.kind() == MAP => Some(Value::Map(Map(node))),
+            other => Path::cast(other).map(Value::Path),
+        }
+    }
+    pub fn text_range(&self) -> TextRange {
+        match self {
+            Value::Literal(l) => l.0.text_range(),
+            Value::Path(p) => p.0.text_range(),
+            Value::Map(m) => m.0.text_range(),
+        }
+    }
+}
+
 impl ValueList {
     pub fn values(&self) -> impl Iterator<Item = Value> {
-        children(&self.0)
+        significant(&self.0).filter_map(Value::cast)
     }
 }
 
 impl Literal {
-    pub fn token(&self) -> Option<SyntaxToken> {
-        token(&self.0, STRING)
-    }
     /// The string it denotes, escapes decoded.
     pub fn value(&self) -> String {
-        self.token()
-            .map(|t| lexer::unescape_string(t.text()))
-            .unwrap_or_default()
+        lexer::unescape_string(self.0.text())
     }
 }
 
@@ -322,27 +372,27 @@ impl Map {
 }
 
 impl Pair {
+    /// The name or string before `=>`: the pair's first element when present.
     pub fn key(&self) -> Option<MapKey> {
-        child(&self.0)
+        significant(&self.0)
+            .next()
+            .and_then(|it| it.into_token())
+            .filter(|t| matches!(t.kind(), IDENT | STRING))
+            .map(MapKey)
     }
+    /// The value after the key.
     pub fn value(&self) -> Option<Value> {
-        child(&self.0)
+        let skip = usize::from(self.key().is_some());
+        significant(&self.0).skip(skip).find_map(Value::cast)
     }
 }
 
 impl MapKey {
-    pub fn token(&self) -> Option<SyntaxToken> {
-        self.0
-            .children_with_tokens()
-            .filter_map(|it| it.into_token())
-            .find(|t| matches!(t.kind(), IDENT | STRING))
-    }
     /// The key it denotes: the name, or the string with escapes decoded.
     pub fn text(&self) -> String {
-        match self.token() {
-            Some(t) if t.kind() == STRING => lexer::unescape_string(t.text()),
-            Some(t) => t.text().to_string(),
-            None => String::new(),
+        match self.0.kind() {
+            STRING => lexer::unescape_string(self.0.text()),
+            _ => self.0.text().to_string(),
         }
     }
 }

@@ -98,7 +98,7 @@ fn object(p: &mut Parser) {
         p.start_node(EXTENDS_CLAUSE);
         p.bump();
         if p.at(IDENT) {
-            type_ref(p);
+            name(p);
         } else {
             p.error_expected("the name of the parent object after `extends`");
         }
@@ -195,7 +195,7 @@ fn var_decl(p: &mut Parser) {
 /// `Type a, b;`
 fn component_decl(p: &mut Parser) {
     p.start_node(COMPONENT_DECL);
-    type_ref(p);
+    name(p);
     name_list(p);
     p.expect(SEMICOLON, "after a component declaration");
     p.finish_node();
@@ -217,16 +217,11 @@ fn name_list(p: &mut Parser) {
     p.finish_node();
 }
 
+/// A name being declared, or naming an object (a parent, a component's
+/// type): a bare `IDENT` token. Its place in its parent says which it is; a
+/// node around every single token would double the nodes of a file.
 fn name(p: &mut Parser) {
-    p.start_node(NAME);
     p.bump();
-    p.finish_node();
-}
-
-fn type_ref(p: &mut Parser) {
-    p.start_node(TYPE_REF);
-    p.bump();
-    p.finish_node();
 }
 
 /// `a.b.c = value, value;`
@@ -245,8 +240,12 @@ fn assignment(p: &mut Parser) {
     p.finish_node();
 }
 
-/// `a.b.c`
+/// `a.b.c` as a PATH node; a single name is a bare `IDENT` token.
 fn path(p: &mut Parser) {
+    if p.nth(1) != DOT {
+        p.bump();
+        return;
+    }
     p.start_node(PATH);
     p.bump(); // the first name
     while p.at(DOT) {
@@ -276,14 +275,11 @@ fn value_list(p: &mut Parser) {
     p.finish_node();
 }
 
-/// A string, a reference or a map. Reports, without consuming, anything else.
+/// A string, a reference or a map (a `STRING` token, an `IDENT` token or a
+/// PATH node, a MAP node). Reports, without consuming, anything else.
 fn value(p: &mut Parser) {
     match p.current() {
-        STRING => {
-            p.start_node(LITERAL);
-            p.bump();
-            p.finish_node();
-        }
+        STRING => p.bump(),
         IDENT => path(p),
         L_CURLY => map(p),
         _ => p.error_expected("a value (a string, a name or a map)"),
@@ -329,13 +325,11 @@ fn map(p: &mut Parser) {
     p.map_depth -= 1;
 }
 
-/// `key => value`
+/// `key => value`, the key a bare `IDENT` or `STRING` token.
 fn pair(p: &mut Parser) {
     p.start_node(PAIR);
     if matches!(p.current(), IDENT | STRING) {
-        p.start_node(MAP_KEY);
         p.bump();
-        p.finish_node();
     } else {
         p.error_expected("a map key (a name or a string)");
     }

@@ -15,7 +15,10 @@ pub struct Token {
 
 /// The tokens of `text`, covering it exactly, and the lexical errors.
 pub fn lex(text: &str) -> (Vec<Token>, Vec<SyntaxError>) {
-    let mut tokens: Vec<Token> = Vec::with_capacity(text.len() / 4);
+    // About one token per three bytes in real files: room for one per two,
+    // so that a large file's tokens are never copied to grow (pages of the
+    // capacity left unused are never touched).
+    let mut tokens: Vec<Token> = Vec::with_capacity(text.len() / 2 + 1);
     let mut errors = Vec::new();
     let mut lexer = SyntaxKind::lexer(text);
     while let Some(result) = lexer.next() {

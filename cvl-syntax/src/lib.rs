@@ -18,7 +18,7 @@ mod syntax_kind;
 use std::fmt;
 
 pub use reparsing::TextEdit;
-pub use rowan::{TextRange, TextSize};
+pub use rowan::{NodeOrToken, TextRange, TextSize};
 pub use syntax_kind::SyntaxKind;
 
 /// The rowan language of CVL.

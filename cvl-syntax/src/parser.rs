@@ -14,10 +14,10 @@ use crate::{SyntaxError, SyntaxKind, TextRange, TextSize};
 pub(crate) struct Parser<'t> {
     text: &'t str,
     tokens: &'t [Token],
-    /// Start offset of each token, plus the end of the text.
-    starts: Vec<TextSize>,
     /// Index of the next token to bump (trivia included).
     pos: usize,
+    /// Where that token starts in the text.
+    offset: TextSize,
     /// End of the last non-trivia token bumped: where "expected X" points.
     last_end: TextSize,
     builder: TreeBuilder,
@@ -31,18 +31,11 @@ pub(crate) struct Parser<'t> {
 
 impl<'t> Parser<'t> {
     pub(crate) fn new(text: &'t str, tokens: &'t [Token]) -> Self {
-        let mut starts = Vec::with_capacity(tokens.len() + 1);
-        let mut offset = TextSize::from(0);
-        for token in tokens {
-            starts.push(offset);
-            offset += token.len;
-        }
-        starts.push(offset);
         Parser {
             text,
             tokens,
-            starts,
             pos: 0,
+            offset: TextSize::from(0),
             last_end: TextSize::from(0),
             builder: TreeBuilder::default(),
             sink: None,
@@ -92,24 +85,19 @@ impl<'t> Parser<'t> {
 
     /// The text of the current non-trivia token ("" at the end).
     pub(crate) fn current_text(&self) -> &'t str {
-        let mut i = self.pos;
-        while i < self.tokens.len() && self.tokens[i].kind.is_trivia() {
-            i += 1;
-        }
-        if i == self.tokens.len() {
-            return "";
-        }
-        let start = u32::from(self.starts[i]) as usize;
-        let end = u32::from(self.starts[i + 1]) as usize;
-        &self.text[start..end]
+        &self.text[self.current_range()]
     }
 
+    /// Where the current non-trivia token is (empty at the end).
     fn current_range(&self) -> TextRange {
-        let mut i = self.pos;
-        while i < self.tokens.len() && self.tokens[i].kind.is_trivia() {
-            i += 1;
+        let mut start = self.offset;
+        for token in &self.tokens[self.pos..] {
+            if !token.kind.is_trivia() {
+                return TextRange::at(start, token.len);
+            }
+            start += token.len;
         }
-        TextRange::new(self.starts[i], self.starts[(i + 1).min(self.tokens.len())])
+        TextRange::empty(start)
     }
 
     /// Attaches pending whitespace and comments to the node open now.
@@ -121,11 +109,11 @@ impl<'t> Parser<'t> {
 
     fn push_token(&mut self) {
         let token = self.tokens[self.pos];
-        let start = u32::from(self.starts[self.pos]) as usize;
-        let end = u32::from(self.starts[self.pos + 1]) as usize;
-        self.builder.token(token.kind, &self.text[start..end]);
+        let range = TextRange::at(self.offset, token.len);
+        self.builder.token(token.kind, &self.text[range]);
+        self.offset = range.end();
         if !token.kind.is_trivia() {
-            self.last_end = self.starts[self.pos + 1];
+            self.last_end = range.end();
         }
         self.pos += 1;
     }
@@ -217,11 +205,15 @@ impl<'t> Parser<'t> {
     }
 }
 
-/// Builds the green tree bottom-up. Tokens that recur (punctuation,
-/// keywords, whitespace, names) are shared from a small cache instead of
-/// allocated again; rowan's general interning cache, which hashes every token
-/// and node, costs more than it saves on parser output.
-#[derive(Default)]
+/// Builds the green tree bottom-up. Tokens that recur are shared instead of
+/// allocated again: punctuation and keywords by kind, whitespace from a small
+/// direct-mapped cache (a lookup is one hash of a short text and one
+/// comparison; a miss costs only the allocation it would have cost anyway).
+/// Names and strings are allocated each time: sharing them (from a map, or
+/// from this cache) made each use touch a token allocated far away in memory,
+/// and that cache miss cost more than a fresh allocation next to the node
+/// being built. rowan's interning `NodeCache`, which hashes every token and
+/// node, costs more than it saves on parser output.
 struct TreeBuilder {
     children: Vec<NodeOrToken<GreenNode, GreenToken>>,
     /// Open nodes: their kind, where their children start in `children`,
@@ -232,13 +224,34 @@ struct TreeBuilder {
     /// Tokens whose text is fixed by their kind, by kind.
     fixed: Vec<Option<GreenToken>>,
     /// Short whitespace, by text.
-    whitespace: rustc_hash::FxHashMap<Box<str>, GreenToken>,
-    /// Short names, by text.
-    names: rustc_hash::FxHashMap<Box<str>, GreenToken>,
+    whitespace: [Option<GreenToken>; WHITESPACE_SLOTS],
 }
 
-/// Longest text worth sharing.
+/// Longest whitespace worth sharing.
 const MAX_SHARED_LEN: usize = 32;
+/// Slots of the whitespace cache (a power of two; files use a few dozen
+/// different runs of whitespace).
+const WHITESPACE_SLOTS: usize = 256;
+
+impl Default for TreeBuilder {
+    fn default() -> Self {
+        TreeBuilder {
+            children: Vec::new(),
+            parents: Vec::new(),
+            offset: TextSize::from(0),
+            fixed: Vec::new(),
+            whitespace: [const { None }; WHITESPACE_SLOTS],
+        }
+    }
+}
+
+/// The cache slot of a run of whitespace.
+fn whitespace_slot(text: &str) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+    hasher.write(text.as_bytes());
+    (hasher.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize & (WHITESPACE_SLOTS - 1)
+}
 
 impl TreeBuilder {
     fn token(&mut self, kind: SyntaxKind, text: &str) {
@@ -261,19 +274,11 @@ impl TreeBuilder {
                     .get_or_insert_with(|| GreenToken::new(kind.into(), text))
                     .clone()
             }
-            SyntaxKind::WHITESPACE | SyntaxKind::IDENT if text.len() <= MAX_SHARED_LEN => {
-                let cache = if kind == SyntaxKind::WHITESPACE {
-                    &mut self.whitespace
-                } else {
-                    &mut self.names
-                };
-                match cache.get(text) {
-                    Some(token) => token.clone(),
-                    None => {
-                        let token = GreenToken::new(kind.into(), text);
-                        cache.insert(text.into(), token.clone());
-                        token
-                    }
+            SyntaxKind::WHITESPACE if text.len() <= MAX_SHARED_LEN => {
+                let slot = &mut self.whitespace[whitespace_slot(text)];
+                match slot {
+                    Some(token) if token.text() == text => token.clone(),
+                    _ => slot.insert(GreenToken::new(kind.into(), text)).clone(),
                 }
             }
             _ => GreenToken::new(kind.into(), text),

@@ -65,26 +65,19 @@ pub enum SyntaxKind {
     ATTR_LIST,
     /// e.g.: `DNS d, e;`
     COMPONENT_DECL,
-    /// e.g.: `DNS` in `DNS d;` or `extends DNS` (a name that refers to an object)
-    TYPE_REF,
     /// e.g.: `d, e` (names declared by `var` or a component declaration)
     NAME_LIST,
-    /// e.g.: `d` (a name being declared)
-    NAME,
     /// e.g.: `d.domain = domain;`
     ASSIGN,
-    /// e.g.: `l.ethernet0.ip` (a dotted reference, also an assignment's target)
+    /// e.g.: `l.ethernet0.ip` (a dotted reference or assignment target; an
+    /// undotted one is a bare `IDENT`)
     PATH,
     /// e.g.: `"a", b, { k => "v" }` (the right-hand side of an assignment)
     VALUE_LIST,
-    /// e.g.: `"acme.org"`
-    LITERAL,
     /// e.g.: `{ name => l.name, ip => l.ethernet0.ip }`
     MAP,
     /// e.g.: `name => l.name`
     PAIR,
-    /// e.g.: `name` or `"name"` before `=>`
-    MAP_KEY,
     /// Tokens the parser could not place; always carries an error.
     ERROR,
     /// A whole file.

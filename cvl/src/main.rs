@@ -3,6 +3,14 @@
 //! outcome into an exit code: 0 success, 1 problems found, 2 usage or I/O
 //! error.
 
+/// mimalloc, not glibc's malloc: parsing and checking allocate millions of
+/// small tree nodes, and glibc both costs more per allocation and hands
+/// freed memory back to the kernel at moments that make the next parse fault
+/// every page in again (a one-file `cvl check` of 10,000 objects ran a
+/// quarter faster, the parser's throughput a tenth; see ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod apply;
 mod blacklist;
 mod check;
