@@ -43,6 +43,10 @@ pub fn format_parse(parse: &Parse, options: FormatOptions) -> Result<String, Vec
     let root = parse.syntax();
     let green = parse.green();
     let mut printer = Printer::new(options, Comments::of(green), root.clone());
+    // About the input's size: room for it and a little growth, so that the
+    // output of a large file is never copied to grow.
+    let len = usize::from(green.text_len());
+    printer.out.reserve(len + len / 8 + 1);
     printer.statements(green, TextSize::from(0));
     printer.trailing_comments(&root);
     let mut out = printer.out;
@@ -157,9 +161,9 @@ impl Printer {
             }
         }
         self.out.push_str(text);
-        match text.rfind('\n') {
-            Some(i) => self.column = text[i + 1..].chars().count(),
-            None => self.column += text.chars().count(),
+        match columns(text) {
+            (true, after) => self.column = after,
+            (false, width) => self.column += width,
         }
         self.block_start = false;
     }
@@ -444,9 +448,28 @@ impl FlatMeasure {
         if std::mem::replace(&mut self.pending, Sep::None) != Sep::None && self.column > 0 {
             self.column += 1;
         }
-        self.column += text.chars().count();
-        self.over |= text.contains('\n') || self.column > self.room;
+        let (line_break, width) = columns(text);
+        self.column += width;
+        self.over |= line_break || self.column > self.room;
     }
+}
+
+/// Whether `text` holds a line break, and the characters after the last one
+/// (all of them when there is none): one pass over the bytes, which for the
+/// short texts of tokens beats searching for `\n` and then counting chars.
+fn columns(text: &str) -> (bool, usize) {
+    let mut line_break = false;
+    let mut width = 0;
+    for &byte in text.as_bytes() {
+        if byte == b'\n' {
+            line_break = true;
+            width = 0;
+        } else if byte & 0xC0 != 0x80 {
+            // Not a UTF-8 continuation byte: a character starts here.
+            width += 1;
+        }
+    }
+    (line_break, width)
 }
 
 fn kind(raw: rowan::SyntaxKind) -> SyntaxKind {
@@ -644,6 +667,14 @@ mod tests {
         let input = "import { url => \"http://x/G\", cvl => \"G.cvl\", } G;";
         let expected = "import {\n  url => \"http://x/G\",\n  cvl => \"G.cvl\",\n} G;\n";
         assert_eq!(fmt(input), expected);
+    }
+
+    #[test]
+    fn columns_count_characters_after_the_last_line_break() {
+        assert_eq!(columns(""), (false, 0));
+        assert_eq!(columns("a\u{e9}\u{20ac}"), (false, 3));
+        assert_eq!(columns("/* x\n   \u{e9}t\u{e9} */"), (true, 9));
+        assert_eq!(columns("/* a\n*/\n"), (true, 0));
     }
 
     #[test]
