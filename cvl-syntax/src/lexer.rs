@@ -18,31 +18,62 @@ pub fn lex(text: &str) -> (Vec<Token>, Vec<SyntaxError>) {
     // About one token per three bytes in real files: room for one per two,
     // so that a large file's tokens are never copied to grow (pages of the
     // capacity left unused are never touched).
-    let mut tokens: Vec<Token> = Vec::with_capacity(text.len() / 2 + 1);
-    let mut errors = Vec::new();
-    let mut lexer = SyntaxKind::lexer(text);
-    while let Some(result) = lexer.next() {
-        let span = lexer.span();
-        let len = TextSize::from((span.end - span.start) as u32);
-        match result {
-            Ok(kind) => {
-                if let Some(message) = validate(kind, lexer.slice()) {
-                    let range = TextRange::at(TextSize::from(span.start as u32), len);
-                    errors.push(SyntaxError::new(message, range));
-                }
-                tokens.push(Token { kind, len });
-            }
-            Err(()) => match tokens.last_mut() {
-                // Glue a run of invalid characters into one error token.
-                Some(last) if last.kind == SyntaxKind::ERROR_TOKEN => last.len += len,
-                _ => tokens.push(Token {
-                    kind: SyntaxKind::ERROR_TOKEN,
-                    len,
-                }),
-            },
+    let mut tokens = Vec::with_capacity(text.len() / 2 + 1);
+    let mut lexer = Lexer::new(text);
+    lexer.lex_into(&mut tokens, usize::MAX);
+    (tokens, lexer.errors)
+}
+
+/// Lexes a text a batch of tokens at a time: what the parser reads, so
+/// that a file's tokens (3.5 million for 10 MB) are never all held at once.
+pub(crate) struct Lexer<'t> {
+    lexer: logos::Lexer<'t, SyntaxKind>,
+    pub(crate) errors: Vec<SyntaxError>,
+}
+
+impl<'t> Lexer<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        Lexer {
+            lexer: SyntaxKind::lexer(text),
+            errors: Vec::new(),
         }
     }
-    (tokens, errors)
+
+    /// Appends up to about `n` more tokens to `out`; returns whether the
+    /// text holds more. A run of invalid characters is glued into one
+    /// `ERROR_TOKEN`, also across calls when that token is still last in
+    /// `out`.
+    pub(crate) fn lex_into(&mut self, out: &mut Vec<Token>, n: usize) -> bool {
+        let mut taken = 0;
+        while taken < n {
+            let Some(result) = self.lexer.next() else {
+                return false;
+            };
+            let span = self.lexer.span();
+            let len = TextSize::from((span.end - span.start) as u32);
+            match result {
+                Ok(kind) => {
+                    if let Some(message) = validate(kind, self.lexer.slice()) {
+                        let range = TextRange::at(TextSize::from(span.start as u32), len);
+                        self.errors.push(SyntaxError::new(message, range));
+                    }
+                    out.push(Token { kind, len });
+                    taken += 1;
+                }
+                Err(()) => match out.last_mut() {
+                    Some(last) if last.kind == SyntaxKind::ERROR_TOKEN => last.len += len,
+                    _ => {
+                        out.push(Token {
+                            kind: SyntaxKind::ERROR_TOKEN,
+                            len,
+                        });
+                        taken += 1;
+                    }
+                },
+            }
+        }
+        true
+    }
 }
 
 /// Checks the inside of a token whose start matched: closing delimiters and

@@ -174,12 +174,9 @@ fn dump_node(node: &SyntaxNode, depth: usize, out: &mut String) {
 /// Parses a whole CVL file. Never fails and never loses a byte:
 /// `parse(t).syntax().to_string() == t` for every `t`.
 pub fn parse(text: &str) -> Parse {
-    let (tokens, mut errors) = lexer::lex(text);
-    let mut parser = parser::Parser::new(text, &tokens);
+    let mut parser = parser::Parser::new(text);
     grammar::source_file(&mut parser);
-    let (green, parse_errors) = parser.finish();
-    errors.extend(parse_errors);
-    errors.sort_by_key(|e| (e.range.start(), e.range.end()));
+    let (green, errors) = parser.finish();
     Parse { green, errors }
 }
 
@@ -189,12 +186,9 @@ pub fn parse(text: &str) -> Parse {
 /// the whole file: what a one-shot check needs, holding one item's tree at a
 /// time instead of the file's. Returns the syntax errors, as `parse` would.
 pub fn parse_each_item(text: &str, mut each: impl FnMut(GreenNode, TextSize)) -> Vec<SyntaxError> {
-    let (tokens, mut errors) = lexer::lex(text);
-    let mut parser = parser::Parser::streaming(text, &tokens, &mut each);
+    let mut parser = parser::Parser::streaming(text, &mut each);
     grammar::source_file(&mut parser);
-    let (_, parse_errors) = parser.finish();
-    errors.extend(parse_errors);
-    errors.sort_by_key(|e| (e.range.start(), e.range.end()));
+    let (_, errors) = parser.finish();
     errors
 }
 

@@ -8,14 +8,22 @@
 
 use rowan::{GreenNode, GreenToken, NodeOrToken};
 
-use crate::lexer::Token;
+use crate::lexer::{Lexer, Token};
 use crate::{SyntaxError, SyntaxKind, TextRange, TextSize};
 
 pub(crate) struct Parser<'t> {
     text: &'t str,
-    tokens: &'t [Token],
-    /// Index of the next token to bump (trivia included).
+    /// Lexing runs as parsing goes, a batch of tokens at a time.
+    lexer: Lexer<'t>,
+    /// Whether the lexer has more tokens.
+    more: bool,
+    /// The current batch: the tokens from `pos` on are not taken yet.
+    tokens: Vec<Token>,
+    /// Index in `tokens` of the next token to bump (trivia included).
     pos: usize,
+    /// How many tokens from `pos` on are not trivia. At least `LOOKAHEAD`
+    /// unless the lexer has no more.
+    significant: usize,
     /// Where that token starts in the text.
     offset: TextSize,
     /// End of the last non-trivia token bumped: where "expected X" points.
@@ -30,35 +38,52 @@ pub(crate) struct Parser<'t> {
 }
 
 impl<'t> Parser<'t> {
-    pub(crate) fn new(text: &'t str, tokens: &'t [Token]) -> Self {
-        Parser {
+    pub(crate) fn new(text: &'t str) -> Self {
+        let mut parser = Parser {
             text,
-            tokens,
+            lexer: Lexer::new(text),
+            more: true,
+            tokens: Vec::with_capacity(2 * BATCH),
             pos: 0,
+            significant: 0,
             offset: TextSize::from(0),
             last_end: TextSize::from(0),
             builder: TreeBuilder::default(),
             sink: None,
             errors: Vec::new(),
             map_depth: 0,
-        }
+        };
+        parser.refill();
+        parser
+    }
+
+    /// Drops the tokens taken and lexes the next batch after those left.
+    fn refill(&mut self) {
+        self.tokens.drain(..self.pos);
+        self.pos = 0;
+        let start = self.tokens.len();
+        self.more = self.lexer.lex_into(&mut self.tokens, BATCH);
+        self.significant += self.tokens[start..]
+            .iter()
+            .filter(|t| !t.kind.is_trivia())
+            .count();
     }
 
     /// A parser that hands each top-level item to `sink` as it is finished,
     /// with its offset, and keeps it out of the tree.
-    pub(crate) fn streaming(
-        text: &'t str,
-        tokens: &'t [Token],
-        sink: &'t mut dyn FnMut(GreenNode, TextSize),
-    ) -> Self {
-        let mut parser = Parser::new(text, tokens);
+    pub(crate) fn streaming(text: &'t str, sink: &'t mut dyn FnMut(GreenNode, TextSize)) -> Self {
+        let mut parser = Parser::new(text);
         parser.sink = Some(sink);
         parser
     }
 
-    /// The tree built and the errors found, once a production is done.
+    /// The tree built and the errors found, lexical and syntactic, in the
+    /// order of the text, once a production is done.
     pub(crate) fn finish(self) -> (GreenNode, Vec<SyntaxError>) {
-        (self.builder.finish(), self.errors)
+        let mut errors = self.lexer.errors;
+        errors.extend(self.errors);
+        errors.sort_by_key(|e| (e.range.start(), e.range.end()));
+        (self.builder.finish(), errors)
     }
 
     /// Whether every token has been taken.
@@ -66,8 +91,13 @@ impl<'t> Parser<'t> {
         self.pos == self.tokens.len()
     }
 
-    /// The kind of the `n`-th non-trivia token ahead (0 is the current one).
+    /// The kind of the `n`-th non-trivia token ahead (0 is the current one;
+    /// `n < LOOKAHEAD`).
     pub(crate) fn nth(&self, n: usize) -> SyntaxKind {
+        debug_assert!(
+            n < LOOKAHEAD,
+            "the grammar looks {LOOKAHEAD} tokens ahead at most"
+        );
         self.tokens[self.pos..]
             .iter()
             .filter(|t| !t.kind.is_trivia())
@@ -112,10 +142,14 @@ impl<'t> Parser<'t> {
         let range = TextRange::at(self.offset, token.len);
         self.builder.token(token.kind, &self.text[range]);
         self.offset = range.end();
+        self.pos += 1;
         if !token.kind.is_trivia() {
             self.last_end = range.end();
+            self.significant -= 1;
+            if self.significant < LOOKAHEAD && self.more {
+                self.refill();
+            }
         }
-        self.pos += 1;
     }
 
     /// Adds the current token to the open node. Does nothing at the end.
@@ -204,6 +238,11 @@ impl<'t> Parser<'t> {
         }
     }
 }
+
+/// How many non-trivia tokens the grammar looks ahead: `nth(0)`, `nth(1)`.
+const LOOKAHEAD: usize = 2;
+/// Tokens lexed at a time: a batch stays in the cache while it is parsed.
+const BATCH: usize = 4096;
 
 /// Builds the green tree bottom-up. Tokens that recur are shared instead of
 /// allocated again: punctuation and keywords by kind, whitespace from a small

@@ -3,7 +3,6 @@
 //! alone and splices the new node into the old tree, sharing every other
 //! node; when that could differ from a full parse, it declines.
 
-use crate::lexer::{self, Token};
 use crate::{grammar, parser, GreenNode, Parse, SyntaxError, SyntaxKind, TextRange, TextSize};
 
 /// One change to a text: `delete` is replaced by `insert` (an editor's
@@ -64,10 +63,7 @@ impl Parse {
             insert: edit.insert.clone(),
         };
         let text = local.apply(&body.text().to_string())?;
-        let (tokens, lex_errors) = lexer::lex(&text);
-        let (green, parse_errors) = parse_body(&text, &tokens)?;
-        let mut inside: Vec<SyntaxError> = lex_errors.into_iter().chain(parse_errors).collect();
-        inside.sort_by_key(|e| (e.range.start(), e.range.end()));
+        let (green, inside) = parse_body(&text)?;
         // Errors of the old body lie strictly between its braces; those of
         // the object (at `{` itself, or before) and of what follows do not.
         let grow = TextSize::of(edit.insert.as_str());
@@ -104,15 +100,16 @@ impl Parse {
     }
 }
 
-/// Parses the tokens of one object body, `{` to `}`, alone. `None` unless
-/// the body production took exactly these tokens and closed on the last `}`
-/// itself; then (the grammar looks at most one token ahead) a parse of the
-/// whole file builds this same node here.
-fn parse_body(text: &str, tokens: &[Token]) -> Option<(GreenNode, Vec<SyntaxError>)> {
-    if tokens.first()?.kind != SyntaxKind::L_CURLY || tokens.last()?.kind != SyntaxKind::R_CURLY {
+/// Parses one object body, `{` to `}`, alone, with its errors (lexical and
+/// syntactic). `None` unless the body production took every token of `text`
+/// and closed on a `}` of its own, which is then the last token, as `{` is
+/// the first; then (the grammar looks at most one token ahead) a parse of
+/// the whole file builds this same node here.
+fn parse_body(text: &str) -> Option<(GreenNode, Vec<SyntaxError>)> {
+    if !text.starts_with('{') {
         return None;
     }
-    let mut parser = parser::Parser::new(text, tokens);
+    let mut parser = parser::Parser::new(text);
     grammar::body(&mut parser);
     if !parser.at_end() {
         return None;

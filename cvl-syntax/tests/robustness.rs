@@ -61,6 +61,49 @@ proptest! {
     }
 }
 
+/// The parser lexes a batch of tokens at a time: its tokens and errors are
+/// `lex`'s over the whole text, wherever a batch ends (inside a run of
+/// invalid characters, before an unterminated string, ...).
+fn check_batches(text: &str) {
+    let parsed = parse(text);
+    let tokens: Vec<(SyntaxKind, usize)> = parsed
+        .syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .map(|t| (t.kind(), t.text().len()))
+        .collect();
+    let (lexed, lex_errors) = cvl_syntax::lexer::lex(text);
+    let lexed: Vec<(SyntaxKind, usize)> = lexed
+        .iter()
+        .map(|t| (t.kind, u32::from(t.len) as usize))
+        .collect();
+    assert_eq!(tokens, lexed);
+    for error in &lex_errors {
+        assert!(parsed.errors().contains(error), "{error:?} lost");
+    }
+    check(text);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn files_longer_than_a_batch_of_tokens(
+        soups in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 60..90),
+        invalid in proptest::collection::vec((any::<proptest::sample::Index>(), "[#%€0-9]{1,6}"), 0..40),
+    ) {
+        let mut text: String = soups.iter().map(|bytes| token_soup(bytes)).collect();
+        for (at, run) in invalid {
+            let mut i = at.index(text.len() + 1);
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            text.insert_str(i, &run);
+        }
+        check_batches(&text);
+    }
+}
+
 /// Well-formed files built from random pieces: the formatter must accept them.
 fn well_formed() -> impl Strategy<Value = String> {
     let name = prop::sample::select(vec!["a", "b", "dom", "x1", "ethernet0"]);
