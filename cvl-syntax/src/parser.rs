@@ -43,7 +43,8 @@ impl<'t> Parser<'t> {
             text,
             lexer: Lexer::new(text),
             more: true,
-            tokens: Vec::with_capacity(2 * BATCH),
+            // A batch and what is left of the last; less for a short text.
+            tokens: Vec::with_capacity((2 * BATCH).min(text.len() / 2 + 2)),
             pos: 0,
             significant: 0,
             offset: TextSize::from(0),
