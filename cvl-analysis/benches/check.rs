@@ -12,15 +12,15 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use cvl_analysis::item_tree::ImportKey;
+use cvl_analysis::{
+    file_diagnostics, CheckOptions, ImportResolutions, ResolvedImport, RootDatabase, SourceFile,
+};
 
 /// The allocator `cvl` ships with (cvl/src/main.rs), so the figures are the
 /// command's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use cvl_analysis::item_tree::ImportKey;
-use cvl_analysis::{
-    file_diagnostics, CheckOptions, ImportResolutions, ResolvedImport, RootDatabase, SourceFile,
-};
 
 struct Loaded {
     db: RootDatabase,

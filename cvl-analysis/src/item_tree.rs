@@ -363,17 +363,15 @@ impl<'a> Green<'a> {
 
     /// The children other than trivia.
     fn elements(self) -> impl Iterator<Item = Element<'a>> + 'a {
-        cvl_syntax::green_children(self.node, self.offset).filter_map(|(child, offset)| {
-            Some(match child {
+        cvl_syntax::significant_green_children(self.node, self.offset).map(|(child, offset)| {
+            match child {
                 cvl_syntax::NodeOrToken::Node(node) => Element::Node(Green { node, offset }),
-                cvl_syntax::NodeOrToken::Token(token) => {
-                    let kind = kind_from_raw(token.kind());
-                    if kind.is_trivia() {
-                        return None;
-                    }
-                    Element::Token(kind, token.text(), TextRange::at(offset, token.text_len()))
-                }
-            })
+                cvl_syntax::NodeOrToken::Token(token) => Element::Token(
+                    kind_from_raw(token.kind()),
+                    token.text(),
+                    TextRange::at(offset, token.text_len()),
+                ),
+            }
         })
     }
 

@@ -1,8 +1,8 @@
 //! The typed AST: thin wrappers over rowan nodes and tokens with accessors.
 //! Single names, strings and map keys are bare tokens in the tree (see
-//! `grammar`); their types here wrap the token. Accessors
-//! return `Option` or possibly empty iterators because a broken file can lack
-//! anything; none of them allocates a tree or fails.
+//! `grammar`); their types here wrap the token. Accessors return `Option` or
+//! possibly empty iterators because a broken file can lack anything; none of
+//! them allocates a tree or fails.
 
 use crate::{lexer, SyntaxElement, SyntaxKind, SyntaxKind::*, SyntaxNode, SyntaxToken, TextRange};
 

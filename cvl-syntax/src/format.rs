@@ -569,10 +569,9 @@ fn significant_children(
     node: &GreenNodeData,
     offset: TextSize,
 ) -> impl Iterator<Item = Element<'_>> {
-    crate::green_children(node, offset).filter_map(|(child, start)| match child {
-        NodeOrToken::Node(n) => Some(Element::Node(n, start)),
-        NodeOrToken::Token(t) if kind(t.kind()).is_trivia() => None,
-        NodeOrToken::Token(t) => Some(Element::Token(t, start)),
+    crate::significant_green_children(node, offset).map(|(child, start)| match child {
+        NodeOrToken::Node(n) => Element::Node(n, start),
+        NodeOrToken::Token(t) => Element::Token(t, start),
     })
 }
 

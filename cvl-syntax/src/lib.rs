@@ -64,6 +64,19 @@ pub fn green_children(
     })
 }
 
+/// [`green_children`] without the trivia (whitespace, comments).
+pub fn significant_green_children(
+    node: &GreenNodeData,
+    offset: TextSize,
+) -> impl Iterator<
+    Item = (
+        rowan::NodeOrToken<&GreenNodeData, &rowan::GreenTokenData>,
+        TextSize,
+    ),
+> {
+    green_children(node, offset).filter(|(child, _)| !kind_from_raw(child.kind()).is_trivia())
+}
+
 /// The CVL kind of a green node or token (`GreenNodeData::kind`).
 pub fn kind_from_raw(raw: rowan::SyntaxKind) -> SyntaxKind {
     <CvlLanguage as rowan::Language>::kind_from_raw(raw)

@@ -21,11 +21,11 @@ pub(crate) struct Parser<'t> {
     tokens: Vec<Token>,
     /// Index in `tokens` of the next token to bump (trivia included).
     pos: usize,
+    /// Where that token starts in the text.
+    offset: TextSize,
     /// How many tokens from `pos` on are not trivia. At least `LOOKAHEAD`
     /// unless the lexer has no more.
     significant: usize,
-    /// Where that token starts in the text.
-    offset: TextSize,
     /// End of the last non-trivia token bumped: where "expected X" points.
     last_end: TextSize,
     builder: TreeBuilder,
@@ -46,8 +46,8 @@ impl<'t> Parser<'t> {
             // A batch and what is left of the last; less for a short text.
             tokens: Vec::with_capacity((2 * BATCH).min(text.len() / 2 + 2)),
             pos: 0,
-            significant: 0,
             offset: TextSize::from(0),
+            significant: 0,
             last_end: TextSize::from(0),
             builder: TreeBuilder::default(),
             sink: None,
@@ -290,7 +290,9 @@ fn whitespace_slot(text: &str) -> usize {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
     hasher.write(text.as_bytes());
-    (hasher.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize & (WHITESPACE_SLOTS - 1)
+    // The top bits of a multiplicative hash: one per slot index bit.
+    let bits = WHITESPACE_SLOTS.trailing_zeros();
+    (hasher.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
 }
 
 impl TreeBuilder {
