@@ -459,3 +459,38 @@ fn the_suite_spans_three_hosts_over_ssh() {
     assert_no_params_left();
     drop(lab);
 }
+
+/// Three components of one appliance start at once on one SSH host from a
+/// cold cache: the program (a `file://` repository on the controller) is
+/// staged to the host once, and the three starts share it.
+#[test]
+fn three_components_of_one_appliance_start_together_on_a_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let lab = Lab::new(&dir);
+    let u = Utility {
+        dir: dir.clone(),
+        cvl: cvl_binary(),
+        ns: ns("ctl"),
+        roots: vec![lab.root("h1")],
+        env: Vec::new(),
+        env_secrets: false,
+    };
+    let mut add = lab.host_add_args("h1", 2048, 6);
+    add.extend(["--fingerprint".to_string(), lab.fingerprint("h1")]);
+    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    let said = apply_replicas(&u);
+    assert!(sent_files(&said) >= 4, "{said}");
+    let placed = {
+        let status: serde_json::Value =
+            serde_json::from_str(&u.ok(&["status", "Replicas.cvl", "--format", "json"])).unwrap();
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["host"].as_str().unwrap_or_default().to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(placed, BTreeSet::from(["h1".to_string()]));
+}

@@ -351,3 +351,21 @@ fn faults_fail_clearly_and_the_next_apply_converges() {
     // However often `cvl apply` was killed, its agents cleaned up.
     assert_no_params_left();
 }
+
+/// Three components of one appliance start at once from a cold cache: each
+/// host-side fill of the program cache has one writer, the others reuse its
+/// verified files.
+#[test]
+fn three_components_of_one_appliance_start_together_from_a_cold_cache() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, u, _ns) = bare("cvl-e2e-replicas");
+    let said = apply_replicas(&u);
+    eprintln!("{said}");
+    u.ok(&[
+        "stop",
+        "Replicas.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+}

@@ -440,22 +440,58 @@ pub fn suite_text(name: &str) -> String {
 /// The utility in a temporary folder, the suite published; the namespace
 /// (dropped first: its QEMUs die before their folder goes).
 pub fn setup(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
+    let (tmp, u, netns) = bare(ns);
+    u.publish_suite();
+    (tmp, u, netns)
+}
+
+/// The utility in a temporary folder with nothing published, running
+/// appliances on this machine in the namespace `ns`.
+pub fn bare(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
     let tmp = tempfile::tempdir().unwrap();
     let netns = Netns::new(ns);
+    let dir = tmp.path().canonicalize().unwrap();
     let u = Utility {
-        dir: tmp.path().canonicalize().unwrap(),
+        roots: vec![dir.join("home/host")],
+        dir,
         cvl: cvl_binary(),
         ns: ns.to_string(),
-        roots: Vec::new(),
         env: Vec::new(),
         env_secrets: true,
     };
-    let u = Utility {
-        roots: vec![u.dir.join("home/host")],
-        ..u
-    };
-    u.publish_suite();
     (tmp, u, netns)
+}
+
+/// An appliance with nothing to configure, and a VAN of three of it: what
+/// users with replicated appliances (two web servers, two resolvers) write.
+pub const REPLICA: &str =
+    "CVL = \"0.8\";\nReplica extends VMAppliance {\n  vm = \"replica.vmx\";\n}\n";
+pub const REPLICAS: &str = "import { url => \"http://virtualappliance.org/Replica\", cvl => \"Replica.cvl\" } Replica;\n\
+    Replicas extends VANAppliance {\n  Replica a;\n  Replica b;\n  Replica c;\n  vanIF = \"a.ethernet0\";\n}\n";
+
+/// Publishes [`REPLICA`], writes [`REPLICAS`] as `Replicas.cvl`, applies it
+/// from a cold cache and checks that the three started in one go.
+pub fn apply_replicas(u: &Utility) -> String {
+    u.publish("Replica", REPLICA);
+    std::fs::write(u.dir.join("Replicas.cvl"), REPLICAS).unwrap();
+    let said = u.ok(&[
+        "apply",
+        "Replicas.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(said.contains("Applied 3 action(s) to Replicas"), "{said}");
+    assert!(!said.contains("FAILED"), "{said}");
+    let status: serde_json::Value =
+        serde_json::from_str(&u.ok(&["status", "Replicas.cvl", "--format", "json"])).unwrap();
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{status:#}");
+    assert!(
+        rows.iter().all(|r| r["agent"] == true && r["drift"] == ""),
+        "{status:#}"
+    );
+    said
 }
 
 pub fn escape(s: &str) -> String {

@@ -292,14 +292,25 @@ impl Fetcher {
                 // Files this cache holds (not a local repository read in
                 // place) carry a stamp once verified: a hit costs a stat.
                 let cached = copy_local || matches!(location, Location::Http(_));
+                // One writer per entry: others wait, then find it stamped.
+                let mut _fill = None;
                 if cached {
                     let local = paths::confined(&root, &rel)?;
+                    if !self.stamp_matches(&local, file) {
+                        _fill = Some(crate::fill::lock_entry(
+                            &self.settings.cache_dir().join("locks"),
+                            &local,
+                            &location.file_name(&rel),
+                            self.settings.fill_wait,
+                        )?);
+                    }
                     if self.stamp_matches(&local, file) {
                         if let Some(backing) = &file.backing {
                             pending.push(paths::check_backing(n, backing)?);
                         }
                         continue;
                     }
+                    crate::fill::sweep_parts(&local);
                 }
                 let local = match location {
                     Location::Dir(dir) if copy_local => {
@@ -321,7 +332,18 @@ impl Fetcher {
                             if self.settings.offline {
                                 return Err(format!("{base}/{rel} is not in the cache, and --offline forbids downloading it"));
                             }
-                            self.download(&format!("{base}/{rel}"), &local, file.size)?;
+                            let url = format!("{base}/{rel}");
+                            let resumed = self.download(&url, &local, file.size)?;
+                            // What an earlier writer left is never trusted:
+                            // a resumed file that does not verify is
+                            // downloaded whole once more.
+                            if resumed
+                                && !crate::disk::hash_file(&local)
+                                    .is_ok_and(|(h, size)| h == file.sha256 && size == file.size)
+                            {
+                                let _ = std::fs::remove_file(&local);
+                                self.download(&url, &local, file.size)?;
+                            }
                         }
                         local
                     }
@@ -411,10 +433,12 @@ impl Fetcher {
     }
 
     /// Downloads `url` to `dest` through `dest.part`, resuming a previous
-    /// partial download with an HTTP range request. The index declared the
+    /// partial download with an HTTP range request (then it returns `true`).
+    /// The caller holds `dest`'s fill lock, so the partial file has one
+    /// writer at a time. The index declared the
     /// file's `size`: a server that announces another length, or sends more,
     /// is refused at once and leaves nothing behind.
-    fn download(&self, url: &str, dest: &Path, size: u64) -> Result<(), String> {
+    fn download(&self, url: &str, dest: &Path, size: u64) -> Result<bool, String> {
         use std::io::Write;
         let part = dest.with_extension(format!(
             "{}part",
@@ -477,7 +501,14 @@ impl Fetcher {
                 start + copied
             ));
         }
-        std::fs::rename(&part, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))
+        std::fs::rename(&part, dest).map_err(|e| {
+            format!(
+                "cannot rename {} to {}: {e}",
+                part.display(),
+                dest.display()
+            )
+        })?;
+        Ok(resumed)
     }
 
     fn index_cache_path(&self, url: &str) -> PathBuf {
@@ -536,22 +567,27 @@ impl Fetcher {
     }
 }
 
-/// Copies `from` to `to` through a temporary file, synced, then renamed.
+/// Copies `from` to `to` through a temporary file of this writer's own,
+/// synced, then renamed; an error names the step and the path that failed.
 fn copy_file(from: &Path, to: &Path) -> Result<(), String> {
     let dir = to.parent().expect("a file in a folder");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = to.with_extension("part");
-    let result = std::fs::copy(from, &tmp)
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, to));
-    if let Err(e) = result {
+    let tmp = crate::fill::unique_part(to);
+    let result = (|| {
+        let mut input = std::fs::File::open(from)
+            .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let mut output = std::fs::File::create(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        std::io::copy(&mut input, &mut output)
+            .and_then(|_| output.sync_all())
+            .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), tmp.display()))?;
+        std::fs::rename(&tmp, to)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), to.display()))
+    })();
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "cannot copy {} into the cache: {e}",
-            from.display()
-        ));
     }
-    Ok(())
+    result.map_err(|e| format!("cannot copy a repository file into the cache: {e}"))
 }
 
 fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {

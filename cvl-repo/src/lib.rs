@@ -10,6 +10,7 @@ pub mod appliance;
 pub mod blacklist;
 pub mod disk;
 pub mod fetch;
+pub mod fill;
 pub mod index;
 pub mod loader;
 pub mod lock;
@@ -97,7 +98,7 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<
 }
 
 /// A number unique within this process, for temporary names.
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

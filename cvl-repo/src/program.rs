@@ -54,7 +54,13 @@ pub fn from_repository(
         hasher.update(disk.sha256.as_bytes());
     }
     Ok(ProgramFacts {
-        source: url.to_string(),
+        // As the import wrote it (mirrors apply where it is fetched), unless
+        // it is relative to the importing file: then where it resolved.
+        source: if Location::parse(url, None).is_ok() {
+            url.to_string()
+        } else {
+            location.url()
+        },
         digest: hex(&hasher.finalize()),
         memory_mib: description.memory,
     })

@@ -124,6 +124,9 @@ pub struct Settings {
     pub blacklist: crate::blacklist::Blacklist,
     /// The `cvl.toml` whose mirrors were added, for messages.
     pub workspace_file: Option<PathBuf>,
+    /// How long a fill of the cache waits for another writer of the same
+    /// entry (see [`crate::fill`]).
+    pub fill_wait: Duration,
 }
 
 impl Settings {
@@ -152,6 +155,7 @@ impl Settings {
             mirrors: Vec::new(),
             offline: false,
             timeout: Duration::from_secs(30),
+            fill_wait: crate::fill::DEFAULT_WAIT,
             blacklist: Default::default(),
             workspace_file: None,
         }

@@ -539,13 +539,15 @@ impl Progress {
                     elapsed,
                 },
             ) => {
-                let line = finished_line(component, action.as_str(), outcome, *elapsed);
-                match bars.remove(component) {
-                    Some(bar) => bar.finish_with_message(line),
-                    None => {
-                        let _ = multi.println(format!("  {line}"));
-                    }
+                // The spinner goes; its outcome is printed above the others
+                // as the plain output prints it (the spinner's template
+                // would show the action twice and wrap).
+                if let Some(bar) = bars.remove(component) {
+                    bar.finish_and_clear();
+                    multi.remove(&bar);
                 }
+                let line = finished_line(component, action.as_str(), outcome, *elapsed);
+                let _ = multi.println(format!("[{at:6.1}s] {line}"));
             }
             (None, Event::Began { component, action }) => {
                 println!("[{at:6.1}s] {:<7} {} ...", action.as_str(), component.0);

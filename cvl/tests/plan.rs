@@ -418,3 +418,47 @@ fn hosts_and_pools_are_administered_and_used() {
     let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(hosts.as_array().unwrap().len(), 1);
 }
+
+/// An import relative to the importing file (`file://./repos/X`) plans a
+/// program source the executor can read wherever it runs: absolute.
+#[test]
+fn a_relative_import_plans_an_absolute_program_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = |args: &[&str]| common::ok_in(dir, "home", args);
+    run(&["repo", "create", "repos/Replica"]);
+    let staged = common::stage(
+        dir,
+        "Replica",
+        &{
+            let f = dir.join("Replica.cvl");
+            std::fs::write(
+                &f,
+                "Replica extends VMAppliance {\n  vm = \"replica.vmx\";\n}\n",
+            )
+            .unwrap();
+            f
+        },
+        1,
+    );
+    run(&["publish", "repos/Replica", staged.to_str().unwrap()]);
+    std::fs::write(
+        dir.join("R.cvl"),
+        "import { url => \"file://./repos/Replica\", cvl => \"Replica.cvl\" } Replica;\n\
+         R extends VANAppliance {\n  Replica a;\n  vanIF = \"a.ethernet0\";\n}\n",
+    )
+    .unwrap();
+    let out = run(&["plan", "R.cvl", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let source = plan["desired"]["a"]["appliance"]["source"]
+        .as_str()
+        .unwrap();
+    let expected = format!(
+        "file://{}/repos/Replica",
+        dir.canonicalize().unwrap().display()
+    );
+    assert!(
+        source == expected || source == format!("file://{}/repos/Replica", dir.display()),
+        "{source}"
+    );
+}

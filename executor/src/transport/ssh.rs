@@ -253,7 +253,15 @@ impl SshConnector {
         let size = std::fs::metadata(&self.exe)
             .map_err(|e| format!("cannot read {}: {e}", self.exe.display()))?
             .len();
-        let tmp = format!("{agent}.part");
+        // A name of this copy's own: two controllers installing the same
+        // agent at once never write into one file.
+        let tmp = format!(
+            "{agent}.part-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
         let mut remote = session
             .scp_send(Path::new(&tmp), 0o755, size, None)
             .map_err(|e| format!("host {}: cannot copy the agent to {tmp}: {e}", host.name))?;
@@ -270,14 +278,22 @@ impl SshConnector {
             step(&mut remote)
                 .map_err(|e| format!("host {}: copying the agent failed: {e}", host.name))?;
         }
+        // Verified on the host before it takes the agent's name: its name
+        // is the first 128 bits of its SHA-256.
+        let digest = agent.rsplit_once("/cvl-").map_or("", |(_, d)| d);
         let (status, said) = run(
             session,
-            &format!("mv -f {} {}", quote(&tmp), quote(agent)),
+            &format!(
+                "d=$(sha256sum < {t} | cut -c1-32); if [ \"$d\" = {digest} ]; then mv -f {t} {a}; \
+                 else rm -f {t}; echo \"the copy of the agent at {t} hashes to $d, not {digest}\" >&2; exit 1; fi",
+                t = quote(&tmp),
+                a = quote(agent),
+            ),
             &host.name,
         )?;
         if status != 0 {
             return Err(format!(
-                "host {}: cannot install the agent: {said}",
+                "host {}: cannot install the agent at {agent}: {said}",
                 host.name
             ));
         }

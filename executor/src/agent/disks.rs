@@ -1,0 +1,181 @@
+//! Disks: program overlays on the published disks (replaced on an
+//! update), data disks (created empty once, never replaced), and reading
+//! a stopped VM's data disk to carry it to another host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::launch::running_pid;
+use super::{failed, hex, Fail, HostAgent};
+use crate::protocol::*;
+
+impl HostAgent {
+    /// The VM's program disks: a qcow2 overlay on each published disk of
+    /// `program`, made anew on an update (`fresh_program`), kept otherwise.
+    pub(super) fn program_overlays(
+        &self,
+        spec: &StartSpec,
+        description: &cvl_repo::vm::VmDescription,
+        program: &Path,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, Fail> {
+        let mut drives = Vec::new();
+        let data_devices: Vec<&str> = spec.data_disks.iter().map(|(d, _)| d.as_str()).collect();
+        for disk in &description.disks {
+            if data_devices.contains(&disk.device.as_str()) {
+                continue;
+            }
+            let base = program.join(&disk.file);
+            let overlay = dir.join(format!("program-{}.qcow2", file_safe(&disk.device)));
+            if spec.fresh_program || !overlay.exists() {
+                let tmp = overlay.with_extension("tmp");
+                let _ = std::fs::remove_file(&tmp);
+                let base = std::path::absolute(&base).map_err(|e| failed(e.to_string()))?;
+                qemu_img(&[
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-b",
+                    &base.to_string_lossy(),
+                    "-F",
+                    "qcow2",
+                    &tmp.to_string_lossy(),
+                ])?;
+                std::fs::rename(&tmp, &overlay).map_err(|e| failed(e.to_string()))?;
+            }
+            drives.push(overlay);
+        }
+        Ok(drives)
+    }
+
+    /// The VM's data disks: adopted where carried over from another host,
+    /// created empty where missing, never replaced.
+    pub(super) fn data_disks(&self, spec: &StartSpec, dir: &Path) -> Result<Vec<PathBuf>, Fail> {
+        for (file, dest) in &spec.adopt {
+            let disk = self.data_disk(&spec.vm, file)?;
+            if !disk.exists() {
+                std::fs::rename(self.incoming(dest)?, &disk).map_err(|e| {
+                    failed(format!(
+                        "cannot take the data disk {file} carried over: {e}"
+                    ))
+                })?;
+            }
+        }
+        let mut drives = Vec::new();
+        for (device, size) in &spec.data_disks {
+            let disk = dir.join(data_disk_file(device));
+            if !disk.exists() {
+                if !valid_size(size) {
+                    return Err(failed(format!(
+                        "the data disk {device} has the size {size:?}; give one like \"100M\" or \"2G\" in datadisks"
+                    )));
+                }
+                let tmp = disk.with_extension("tmp");
+                let _ = std::fs::remove_file(&tmp);
+                qemu_img(&["create", "-q", "-f", "qcow2", &tmp.to_string_lossy(), size])?;
+                std::fs::rename(&tmp, &disk).map_err(|e| failed(e.to_string()))?;
+            }
+            drives.push(disk);
+        }
+        Ok(drives)
+    }
+
+    /// The SHA-256 and size of a stopped VM's data disk, to carry it over.
+    pub(super) fn digest(&self, vm: &VmId, file: &str) -> Result<Response, Fail> {
+        let disk = self.data_disk(vm, file)?;
+        if running_pid(&self.vm_dir(vm)?).is_some() {
+            return Err(failed(format!(
+                "{vm} is running: stop it before carrying its disks"
+            )));
+        }
+        if !disk.exists() {
+            return Ok(Response::Digest {
+                sha256: None,
+                size: 0,
+            });
+        }
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(
+            &mut std::fs::File::open(&disk).map_err(|e| failed(e.to_string()))?,
+            &mut hasher,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        Ok(Response::Digest {
+            sha256: Some(hex(&hasher.finalize())),
+            size,
+        })
+    }
+
+    /// A piece of a VM's data disk (at most 8 MiB).
+    pub(super) fn get(
+        &self,
+        vm: &VmId,
+        file: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Response, Fail> {
+        use base64::Engine;
+        use std::io::{Read, Seek, SeekFrom};
+        let disk = self.data_disk(vm, file)?;
+        let mut input = std::fs::File::open(&disk).map_err(|e| failed(e.to_string()))?;
+        input
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| failed(e.to_string()))?;
+        let mut buf = Vec::new();
+        input
+            .take(len.min(8 << 20))
+            .read_to_end(&mut buf)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Response::Piece {
+            data: base64::engine::general_purpose::STANDARD.encode(&buf),
+        })
+    }
+
+    /// A VM's data disk file, by its name in the VM's folder.
+    fn data_disk(&self, vm: &VmId, file: &str) -> Result<PathBuf, Fail> {
+        let plain = file
+            .strip_prefix("data-")
+            .and_then(|f| f.strip_suffix(".qcow2"));
+        if !plain.is_some_and(|p| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        }) {
+            return Err((
+                HostErrorKind::BadRequest,
+                format!("`{file}` is not a data disk's name"),
+            ));
+        }
+        Ok(self.vm_dir(vm)?.join(file))
+    }
+}
+
+fn file_safe(device: &str) -> String {
+    device
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+fn valid_size(size: &str) -> bool {
+    let digits = size.trim_end_matches(['K', 'M', 'G', 'T', 'k']);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && digits != "0"
+}
+
+fn qemu_img(args: &[&str]) -> Result<(), Fail> {
+    let out = Command::new("qemu-img").args(args).output().map_err(|e| {
+        failed(format!(
+            "cannot run qemu-img (Debian: apt-get install qemu-utils): {e}"
+        ))
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "qemu-img {} failed: {}",
+            args[0],
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}

@@ -1,0 +1,328 @@
+//! Starting and stopping QEMU: the VM's disks, interfaces and guest
+//! contract put together on a command line with no parameter value on it,
+//! the accelerator that works here, and the QEMU process itself.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::guest::ParamsFile;
+use super::{failed, Fail, HostAgent};
+use crate::protocol::*;
+use crate::qmp::{Agent, Qmp};
+
+impl HostAgent {
+    pub(super) fn start(&self, spec: &StartSpec) -> Result<Response, Fail> {
+        let t0 = Instant::now();
+        let dir = self.vm_dir(&spec.vm)?;
+        if let Some(pid) = running_pid(&dir) {
+            if spec.fresh_program {
+                return Err(failed(format!(
+                    "{} is running: stop it before an update",
+                    spec.vm
+                )));
+            }
+            let deadline = Instant::now() + Duration::from_secs(spec.ready_timeout_secs);
+            Agent::wait(&dir.join("qga.sock"), deadline).map_err(|e| {
+                (
+                    HostErrorKind::Timeout,
+                    format!("{} runs but its guest agent does not answer: {e}", spec.vm),
+                )
+            })?;
+            return Ok(Response::Started {
+                pid,
+                already: true,
+                accel: std::fs::read_to_string(dir.join("accel")).unwrap_or_default(),
+                prepare_ms: 0,
+                boot_ms: 0,
+            });
+        }
+        let program = self.program_dir(&spec.program)?;
+        let description_path = program.join(&spec.description);
+        cvl_repo::paths::check_relative(&spec.description).map_err(failed)?;
+        let text = std::fs::read_to_string(&description_path)
+            .map_err(|e| failed(format!("cannot read {}: {e}", description_path.display())))?;
+        let description = cvl_repo::vm::VmDescription::parse(&text)
+            .map_err(|e| failed(format!("{}: {e}", description_path.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+
+        let mut drives = self.program_overlays(spec, &description, &program, &dir)?;
+        drives.extend(self.data_disks(spec, &dir)?);
+        let netdevs = self.attach_nics(spec, &dir)?;
+
+        let params = ParamsFile::write(&spec.params)?;
+        let accel = self.accel(&dir)?;
+        let launch = |accel: &str| -> Result<(), Fail> {
+            let mut args: Vec<String> = vec![
+                "-name".into(),
+                format!("cvl:{}", spec.vm),
+                "-accel".into(),
+                accel.into(),
+                "-machine".into(),
+                description.machine.clone(),
+                "-m".into(),
+                spec.memory_mib.max(description.memory).to_string(),
+                "-smp".into(),
+                description.vcpus.to_string(),
+                "-nodefaults".into(),
+                "-no-user-config".into(),
+                "-display".into(),
+                "none".into(),
+                "-serial".into(),
+                "file:console.log".into(),
+                "-daemonize".into(),
+                "-pidfile".into(),
+                "qemu.pid".into(),
+                "-qmp".into(),
+                "unix:qmp.sock,server=on,wait=off".into(),
+                "-chardev".into(),
+                "socket,path=qga.sock,server=on,wait=off,id=qga0".into(),
+                "-device".into(),
+                "virtio-serial".into(),
+                "-device".into(),
+                "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".into(),
+                "-fw_cfg".into(),
+                format!("name=opt/cvl/params,file={}", params.path.display()),
+            ];
+            if let Some(boot) = &description.boot {
+                args.extend([
+                    "-kernel".into(),
+                    program.join(&boot.kernel).to_string_lossy().into_owned(),
+                ]);
+                if let Some(initrd) = &boot.initrd {
+                    args.extend([
+                        "-initrd".into(),
+                        program.join(initrd).to_string_lossy().into_owned(),
+                    ]);
+                }
+                args.extend([
+                    "-append".into(),
+                    boot.cmdline
+                        .clone()
+                        .unwrap_or_else(|| "console=ttyS0 quiet".into()),
+                ]);
+            }
+            for drive in &drives {
+                args.extend([
+                    "-drive".into(),
+                    format!(
+                        "file={},if=virtio,format=qcow2",
+                        drive.file_name().unwrap().to_string_lossy()
+                    ),
+                ]);
+            }
+            for (id, tap, mac) in &netdevs {
+                args.extend([
+                    "-netdev".into(),
+                    format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+                    "-device".into(),
+                    format!("virtio-net-pci,netdev={id},mac={mac}"),
+                ]);
+            }
+            let out = Command::new("qemu-system-x86_64")
+                .args(&args)
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| failed(if e.kind() == std::io::ErrorKind::NotFound {
+                    "qemu-system-x86_64 is not installed on this host (Debian: apt-get install qemu-system-x86)".to_string()
+                } else {
+                    format!("cannot run qemu-system-x86_64: {e}")
+                }))?;
+            if !out.status.success() {
+                return Err(failed(format!(
+                    "qemu-system-x86_64 failed for {}: {}",
+                    spec.vm,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Ok(())
+        };
+        let prepare_ms = t0.elapsed().as_millis() as u64;
+        let t1 = Instant::now();
+        let ready_deadline = |secs: u64| Instant::now() + Duration::from_secs(secs);
+        launch(&accel.name)?;
+        let mut used = accel.name.clone();
+        let ready = if accel.trial {
+            // KVM that exists may still hang guests: give it a short trial.
+            match Agent::wait(
+                &dir.join("qga.sock"),
+                ready_deadline(spec.ready_timeout_secs.min(20)),
+            ) {
+                Ok(_) => {
+                    self.remember_accel("kvm");
+                    Ok(())
+                }
+                Err(_) => {
+                    kill_vm(&dir);
+                    self.remember_accel("tcg");
+                    used = "tcg".into();
+                    launch("tcg")?;
+                    Agent::wait(
+                        &dir.join("qga.sock"),
+                        ready_deadline(spec.ready_timeout_secs),
+                    )
+                    .map(|_| ())
+                }
+            }
+        } else {
+            Agent::wait(
+                &dir.join("qga.sock"),
+                ready_deadline(spec.ready_timeout_secs),
+            )
+            .map(|_| ())
+        };
+        drop(params);
+        let _ = std::fs::write(dir.join("accel"), &used);
+        if let Err(e) = ready {
+            kill_vm(&dir);
+            return Err((
+                HostErrorKind::Timeout,
+                format!(
+                    "{} did not become ready: its guest agent did not answer within {} s ({e}); \
+                     it was stopped; its console is in {}",
+                    spec.vm,
+                    spec.ready_timeout_secs,
+                    dir.join("console.log").display()
+                ),
+            ));
+        }
+        let pid = running_pid(&dir)
+            .ok_or_else(|| failed(format!("{} exited right after starting", spec.vm)))?;
+        Ok(Response::Started {
+            pid,
+            already: false,
+            accel: used,
+            prepare_ms,
+            boot_ms: t1.elapsed().as_millis() as u64,
+        })
+    }
+
+    fn accel(&self, _dir: &Path) -> Result<Accel, Fail> {
+        if let Ok(name) = std::env::var("CVL_ACCEL") {
+            if name != "kvm" && name != "tcg" {
+                return Err(failed(format!("CVL_ACCEL is {name:?}: use kvm or tcg")));
+            }
+            return Ok(Accel { name, trial: false });
+        }
+        if let Ok(name) = std::fs::read_to_string(self.root.join("accel")) {
+            return Ok(Accel {
+                name: name.trim().to_string(),
+                trial: false,
+            });
+        }
+        let kvm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        Ok(if kvm {
+            Accel {
+                name: "kvm".into(),
+                trial: true,
+            }
+        } else {
+            self.remember_accel("tcg");
+            Accel {
+                name: "tcg".into(),
+                trial: false,
+            }
+        })
+    }
+
+    fn remember_accel(&self, name: &str) {
+        let _ = cvl_repo::write_atomic(&self.root.join("accel"), name.as_bytes());
+    }
+
+    pub(super) fn stop(&self, vm: &VmId, timeout_secs: u64) -> Result<Response, Fail> {
+        let dir = self.vm_dir(vm)?;
+        let Some(pid) = running_pid(&dir) else {
+            return Ok(Response::Stopped {
+                how: "not running".into(),
+            });
+        };
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        let mut how = "agent";
+        let asked = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(2))
+            .and_then(|mut a| a.shutdown())
+            .is_ok();
+        if !asked {
+            how = "acpi";
+            if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
+                let _ = q.powerdown();
+            }
+        }
+        if !wait_exit(pid, deadline) {
+            how = "quit";
+            if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
+                let _ = q.quit();
+            }
+            if !wait_exit(pid, Instant::now() + Duration::from_secs(5)) {
+                how = "killed";
+                // SAFETY: signalling a process id read from our own pidfile.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                wait_exit(pid, Instant::now() + Duration::from_secs(5));
+            }
+        }
+        let _ = std::fs::remove_file(dir.join("qemu.pid"));
+        Ok(Response::Stopped { how: how.into() })
+    }
+}
+
+struct Accel {
+    name: String,
+    /// Not yet known to work here: try it briefly, fall back to TCG.
+    trial: bool,
+}
+
+/// The QEMU process of a VM folder, when its pidfile names a live one.
+pub fn running_pid(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join("qemu.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_qemu = cmdline.windows(11).any(|w| w == b"qemu-system");
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
+    (is_qemu && !zombie).then_some(pid)
+}
+
+pub(super) fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+    stat.is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+pub(super) fn wait_exit(pid: u32, deadline: Instant) -> bool {
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+pub(super) fn kill_vm(dir: &Path) {
+    if let Some(pid) = running_pid(dir) {
+        if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
+            let _ = q.quit();
+        }
+        if !wait_exit(pid, Instant::now() + Duration::from_secs(5)) {
+            // SAFETY: signalling a process id read from our own pidfile.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            wait_exit(pid, Instant::now() + Duration::from_secs(5));
+        }
+    }
+    let _ = std::fs::remove_file(dir.join("qemu.pid"));
+}
