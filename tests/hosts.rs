@@ -294,8 +294,8 @@ fn the_suite_spans_three_hosts_over_ssh() {
     )
     .unwrap();
     let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
-    assert!(said.contains("Applied 3 action(s)"), "{said}");
-    for c in ["d", "h", "l"] {
+    assert!(said.contains("Applied 5 action(s)"), "{said}");
+    for c in ["d", "h", "l", "m", "p"] {
         let params = u.params(c);
         assert!(
             params.contains(&format!("domain={}\n", escape(&meant))),
@@ -306,7 +306,7 @@ fn the_suite_spans_three_hosts_over_ssh() {
         !canary.exists(),
         "a parameter value ran as a command on a host"
     );
-    for c in ["d", "h", "l"] {
+    for c in ["d", "h", "l", "m", "p"] {
         let (code, _) = u
             .agent(c)
             .exec(

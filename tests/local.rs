@@ -107,9 +107,9 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
     let text_now = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text_now.replace("\"acme.org\"", "\"acme.com\"")).unwrap();
     let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
-    assert!(said.contains("Applied 3 action(s)"), "{said}");
+    assert!(said.contains("Applied 5 action(s)"), "{said}");
     assert_eq!(u.pids(), after, "a resend restarted something");
-    for c in ["d", "h", "l"] {
+    for c in ["d", "h", "l", "m", "p"] {
         assert!(
             u.params(c).contains("domain=acme%2Ecom\n"),
             "{c} did not get the new domain"
@@ -121,11 +121,63 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
             "{c}'s reload hook"
         );
     }
-    // Mail takes no domain: it got no resend.
+    // The firewall takes no domain: it got no resend.
     assert!(
-        u.agent("m").read_file("/run/cvl/reloads").is_err(),
-        "m was reloaded"
+        u.agent("f").read_file("/run/cvl/reloads").is_err(),
+        "f was reloaded"
     );
+
+    // `cvl exec`: the command's output and exit code, arguments untouched
+    // by any shell, output streamed as it comes.
+    let (code, out, err) = u.exec(
+        "d",
+        &[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+            "$(touch /tmp/x)",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (7, "out\n"), "{err}");
+    assert!(err.contains("err"), "{err}");
+    assert_eq!(
+        u.exec("d", &["test", "-e", "/tmp/x"]).0,
+        1,
+        "an argument ran"
+    );
+    let (code, _, err) = u.exec("d", &["no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, _, err) = u.exec("nope", &["true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("has no VM appliance `nope`") && err.contains("d, "),
+        "{err}"
+    );
+    let mut slow = u
+        .command(&[
+            "exec",
+            "AcmeSuite.cvl",
+            "d",
+            "--",
+            "sh",
+            "-c",
+            "echo first; sleep 4; echo second",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut lines = std::io::BufReader::new(slow.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut lines, &mut first).unwrap();
+    assert_eq!(first, "first\n");
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "the first line came only once the command had ended"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
+    assert_eq!(rest, "second\n");
+    assert!(slow.wait().unwrap().success());
 
     // A saved plan: applied while current, refused once the state moved on.
     u.ok(&[
@@ -152,7 +204,8 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
     let mut without = gws
         .replace("import { url => \"http://virtualappliance.org/Plone\", cvl => \"Plone.cvl\" } Plone;\n", "")
         .replace("  Plone p;\n", "")
-        .replace("  p.rootpw = rootpw;\n", "");
+        .replace("  p.rootpw = rootpw;\n", "")
+        .replace("  p.org = org;\n  p.domain = domain;\n", "");
     for (keep, drop) in [
         (
             "{ name => m.name, mac => m.ethernet0.mac, ip => m.ethernet0.ip }",
@@ -203,6 +256,9 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
         "still running: {:?}",
         u.pids()
     );
+    let (code, _, err) = u.exec("d", &["true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("is not running"), "{err}");
 
     // No secret rests in a file the utility wrote, nor in /dev/shm.
     let mut files = walk(&u.dir.join("home"));

@@ -114,7 +114,8 @@ pub fn text(out: &Output) -> String {
 }
 
 /// A VM description booting the guest directly, with one small program disk.
-pub const DESCRIPTION: &str = "memory = 192\nvcpus = 1\n\n[[disk]]\ndevice = \"virtio0\"\n\
+pub const DESCRIPTION: &str =
+    "memory = 192\nvcpus = 1\nmachine = \"q35\"\n\n[[disk]]\ndevice = \"virtio0\"\n\
     file = \"system.qcow2\"\n\n[boot]\nkernel = \"vmlinuz\"\ninitrd = \"initrd.img\"\n\
     cmdline = \"console=ttyS0 quiet\"\n";
 
@@ -375,6 +376,41 @@ impl Utility {
             self.ok(&["repo", "create", &repo]);
         }
         self.ok(&["publish", &repo, file.to_str().unwrap()]);
+    }
+
+    /// Publishes a folder scripts/build-appliance.sh made as the next
+    /// version of the appliance `name` (its repository made on first use).
+    pub fn publish_built(&self, name: &str, dir: &Path) -> String {
+        let repo = format!("repos/{name}");
+        if !self.dir.join(&repo).exists() {
+            self.ok(&["repo", "create", &repo]);
+        }
+        let file = dir.join(format!("{name}.cvl"));
+        self.ok(&["publish", &repo, file.to_str().unwrap()])
+    }
+
+    /// `cvl exec AcmeSuite.cvl COMPONENT -- ARGV`: its exit code, standard
+    /// output and standard error.
+    pub fn exec(&self, component: &str, argv: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["exec", "AcmeSuite.cvl", component, "--"];
+        args.extend(argv);
+        let out = self.cvl(&args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// [`Utility::exec`] that must succeed: its standard output.
+    pub fn exec_ok(&self, component: &str, argv: &[&str]) -> String {
+        let (code, out, err) = self.exec(component, argv);
+        assert_eq!(
+            code, 0,
+            "cvl exec {component} -- {argv:?}:
+{out}{err}"
+        );
+        out
     }
 
     /// The VM's folder, on whichever host runs it.
@@ -948,4 +984,76 @@ fn keygen(path: &Path) {
         "-f",
         path.to_str().unwrap(),
     ]);
+}
+
+/// The suite's six real appliances and the next versions of two of them,
+/// built from their recipes (appliances/) by scripts/build-appliance.sh, two
+/// at a time (the builder caches them in /var/cache/cvl-test): each name
+/// (`LDAP`, `LDAP-v2`, ...) and the folder `cvl publish` takes.
+pub fn real_appliances() -> BTreeMap<String, PathBuf> {
+    let recipes = [
+        ("Firewall", "Firewall"),
+        ("DHCP", "DHCP"),
+        ("DNS", "DNS"),
+        ("LDAP", "LDAP"),
+        ("Mail", "Mail"),
+        ("Plone", "Plone"),
+        ("LDAP-v2", "LDAP/v2"),
+        ("DNS-v2", "DNS/v2"),
+    ];
+    let out = workspace().join("target/cvl-appliances");
+    let started = Instant::now();
+    let build = |(name, recipe): (&str, &str)| {
+        let dir = out.join(name);
+        let said = Command::new(workspace().join("scripts/build-appliance.sh"))
+            .arg(workspace().join("appliances").join(recipe))
+            .arg(&dir)
+            .output()
+            .expect("scripts/build-appliance.sh runs");
+        assert!(
+            said.status.success(),
+            "building {name} failed:\n{}",
+            text(&said)
+        );
+        (name.to_string(), dir)
+    };
+    // Bases first (two at a time), then the variants built on them.
+    let mut built = BTreeMap::new();
+    for pair in recipes[..6].chunks(2) {
+        let done: Vec<_> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = pair
+                .iter()
+                .map(|r| scope.spawn(move || build(*r)))
+                .collect();
+            jobs.into_iter().map(|j| j.join().unwrap()).collect()
+        });
+        built.extend(done);
+    }
+    for r in &recipes[6..] {
+        let (name, dir) = build(*r);
+        built.insert(name, dir);
+    }
+    eprintln!(
+        "the appliances built (or taken from the cache) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    built
+}
+
+/// Runs `f` on a thread inside the network namespace `ns` (sockets it
+/// opens live there): the test as the outside world of a deployment.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let handle = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                // SAFETY: moves only this thread into the namespace.
+                let joined = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+    })
 }

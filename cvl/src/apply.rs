@@ -103,7 +103,7 @@ pub fn host_root() -> PathBuf {
 
 /// This machine, and the registered hosts over SSH. With two hosts or
 /// more, each learns the others' addresses: VANs span them over VXLAN.
-fn connector(state: &cvl_planner::model::UtilityState) -> Result<Hosts> {
+pub(crate) fn connector(state: &cvl_planner::model::UtilityState) -> Result<Hosts> {
     let exe = std::env::current_exe().context("cannot find the cvl executable")?;
     let resolve = |h: &cvl_planner::model::Host| -> Option<String> {
         let address = h.address.as_deref()?;
@@ -344,11 +344,22 @@ fn execute(
             plan.deployment
         );
         if !summary.timings.is_empty() {
-            let prepare: u64 = summary.timings.values().map(|t| t.0).sum();
+            let n = summary.timings.len() as u64;
+            let sum = |f: fn(&cvl_executor::apply::StartTiming) -> u64| -> u64 {
+                summary.timings.values().map(f).sum()
+            };
+            let (fetch, prepare, launch) = (
+                sum(|t| t.fetch_ms),
+                sum(|t| t.prepare_ms),
+                sum(|t| t.launch_ms),
+            );
             println!(
-                "Host work before booting (disks, launch): {} ms in all, {} ms per VM on average.",
-                prepare,
-                prepare / summary.timings.len() as u64
+                "Host work per VM started, on average: {} ms preparing it (disks, network, \
+                 parameters), {} ms for QEMU to start; {} ms in all making programs local \
+                 (fetched or copied into the hosts' caches and verified).",
+                prepare / n,
+                launch / n,
+                fetch
             );
         }
         if summary.sent.0 > 0 {
@@ -600,17 +611,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let mut store = utility::open_state()?;
     let state = store.load()?;
     let only = match &args.file {
-        Some(path) => {
-            let source = crate::files::read(path)?;
-            let mut host = cvl_analysis::AnalysisHost::new();
-            let file = host.add_file(source.name.clone(), source.text.clone());
-            Some(deploy::deployed(
-                &host.analysis(),
-                file,
-                path,
-                &args.deploy,
-            )?)
-        }
+        Some(path) => Some(deploy::deployment_of(path, &args.deploy)?),
         None => None,
     };
     let mut rows = Vec::new();

@@ -128,6 +128,14 @@ impl Programs for RepoPrograms<'_> {
 }
 
 /// The object to deploy: `--deploy`, or the file's only object.
+/// The deployment a file names: its only object, or `--deploy`'s.
+pub(crate) fn deployment_of(path: &Path, deploy: &Option<String>) -> Result<String> {
+    let source = crate::files::read(path)?;
+    let mut host = cvl_analysis::AnalysisHost::new();
+    let file = host.add_file(source.name.clone(), source.text.clone());
+    deployed(&host.analysis(), file, path, deploy)
+}
+
 pub(crate) fn deployed(
     analysis: &Analysis,
     file: SourceFile,

@@ -16,6 +16,7 @@ mod blacklist;
 mod check;
 mod deploy;
 mod eval;
+mod exec;
 mod files;
 mod fmt;
 mod render;
@@ -149,6 +150,21 @@ enum Command {
         died, one that runs though recorded stopped, a host that does not answer)."
     )]
     Status(apply::StatusArgs),
+    /// Run a command in a running appliance through its guest agent, and
+    /// exit with its exit code.
+    #[command(
+        after_help = "The command runs as root in the guest, with its arguments passed as \
+        they are (no shell parses them; run `sh -c '...'` for one); its output streams back as \
+        it comes. It reaches the guest through the QEMU guest agent, on whichever host runs it: \
+        no network and no SSH into the guest.\n\n\
+        Exit codes: the command's own; 125 when cvl cannot run it (the appliance is not \
+        deployed or not running, its guest agent does not answer); inside the guest, 127 when \
+        the command does not exist, 126 when it cannot be executed.\n\n\
+        Examples:\n  cvl exec AcmeSuite.cvl d -- cat /run/cvl/dnsmasq.conf\n  \
+        cvl exec AcmeSuite.cvl l -- ldapsearch -x -H ldap://localhost -b dc=acme,dc=org\n  \
+        cvl exec -i AcmeSuite.cvl l -- ldapadd -Y EXTERNAL -H ldapi:/// < people.ldif"
+    )]
+    Exec(exec::ExecArgs),
     /// Print a deployment's dependency graph (provides/requires) as Graphviz DOT.
     #[command(after_help = "Example: cvl graph AcmeSuite.cvl | dot -Tsvg > suite.svg")]
     Graph(deploy::GraphArgs),
@@ -247,6 +263,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply::apply(args, color),
         Command::Stop(args) => apply::stop(args),
         Command::Status(args) => apply::status(args),
+        Command::Exec(args) => exec::run(args),
         Command::Graph(args) => deploy::graph(args, color),
         Command::Host(command) => utility::host(command),
         Command::Pool(command) => utility::pool(command),

@@ -143,7 +143,13 @@ fn the_suite_plans_start_update_resend_and_remove() {
     let resend = suite.plan(&[]);
     assert_eq!(
         actions(&resend),
-        [("resend", "d"), ("resend", "h"), ("resend", "l")]
+        [
+            ("resend", "d"),
+            ("resend", "h"),
+            ("resend", "l"),
+            ("resend", "m"),
+            ("resend", "p")
+        ]
     );
     for a in &resend.actions {
         assert_eq!(a.reason, "domain \"acme.org\" -> \"acme.com\"");
@@ -175,7 +181,8 @@ fn the_suite_plans_start_update_resend_and_remove() {
     let mut without = gws
         .replace("import { url => \"http://virtualappliance.org/Plone\", cvl => \"Plone.cvl\" } Plone;\n", "")
         .replace("  Plone p;\n", "")
-        .replace("  p.rootpw = rootpw;\n", "");
+        .replace("  p.rootpw = rootpw;\n", "")
+        .replace("  p.org = org;\n  p.domain = domain;\n", "");
     for (keep, drop) in [
         (
             "{ name => m.name, mac => m.ethernet0.mac, ip => m.ethernet0.ip }",

@@ -85,14 +85,23 @@ pub enum Outcome {
 }
 
 /// How the apply went.
+/// Milliseconds a host spent on one start, apart (see
+/// [`Response::Started`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartTiming {
+    pub fetch_ms: u64,
+    pub prepare_ms: u64,
+    pub launch_ms: u64,
+    pub boot_ms: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Summary {
     pub done: Vec<ComponentPath>,
     pub failed: Vec<(ComponentPath, String)>,
     pub skipped: Vec<ComponentPath>,
-    /// Per started VM: milliseconds the host spent preparing (disks,
-    /// launch) and waiting for the guest.
-    pub timings: BTreeMap<ComponentPath, (u64, u64)>,
+    /// Per started VM: where the time of its start went.
+    pub timings: BTreeMap<ComponentPath, StartTiming>,
     /// Program files sent to hosts that lacked them: how many, how many bytes.
     pub sent: (u64, u64),
 }
@@ -182,7 +191,7 @@ pub fn apply(
     let mut summary = Summary::default();
     let mut skipped = vec![false; n];
     let mut running = 0;
-    let (tx, rx) = mpsc::channel::<(usize, Result<String, String>, Instant, Option<(u64, u64)>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<String, String>, Instant, Option<StartTiming>)>();
     let mut finished = 0;
     let links = Links::new(connector);
     let links = &links;
@@ -375,7 +384,7 @@ fn steps(
     })
 }
 
-type StepResult = Result<(String, Option<(u64, u64)>), String>;
+type StepResult = Result<(String, Option<StartTiming>), String>;
 
 fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut detail = Vec::new();
@@ -425,10 +434,17 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                 pid,
                 already,
                 accel,
+                fetch_ms,
                 prepare_ms,
+                launch_ms,
                 boot_ms,
             } => {
-                timing = Some((prepare_ms, boot_ms));
+                timing = Some(StartTiming {
+                    fetch_ms,
+                    prepare_ms,
+                    launch_ms,
+                    boot_ms,
+                });
                 detail.push(if already {
                     format!("already running (pid {pid})")
                 } else {

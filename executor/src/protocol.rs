@@ -161,6 +161,23 @@ pub enum Request {
         offset: u64,
         len: u64,
     },
+    /// Runs a command in the running guest through its agent (no network,
+    /// no SSH into the guest), its output kept in the guest for
+    /// [`Request::ExecPoll`]. `input` (base64) is its standard input.
+    ExecStart {
+        vm: VmId,
+        argv: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<String>,
+    },
+    /// What a command started by [`Request::ExecStart`] wrote past the
+    /// offsets, and its exit code once it has exited and all is read.
+    ExecPoll {
+        vm: VmId,
+        exec: ExecHandle,
+        stdout_offset: u64,
+        stderr_offset: u64,
+    },
     /// A piece of a file, at `offset`; the last piece makes the host
     /// verify the whole against `file.sha256` and put it in place.
     Put {
@@ -169,6 +186,14 @@ pub enum Request {
         /// Base64.
         data: String,
     },
+}
+
+/// A command running in a guest: its process there, and the name of the
+/// files its output goes to (`/run/cvl/exec/TAG.out`, `.err`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecHandle {
+    pub pid: i64,
+    pub tag: String,
 }
 
 /// How VANs span hosts: each VAN `n` with members on this host has a bridge
@@ -221,9 +246,15 @@ pub enum Response {
         /// `true` when it was already running.
         already: bool,
         accel: String,
-        /// Milliseconds spent preparing (disks, launch) and waiting for
-        /// the guest, apart.
+        /// Milliseconds spent, apart: making the program local (fetched or
+        /// copied into the host's cache, verified), preparing the VM (disks,
+        /// network, parameters), QEMU starting up, and the guest booting
+        /// until ready.
+        #[serde(default)]
+        fetch_ms: u64,
         prepare_ms: u64,
+        #[serde(default)]
+        launch_ms: u64,
         boot_ms: u64,
     },
     Stopped {
@@ -250,6 +281,16 @@ pub enum Response {
     /// A piece written; `complete` when the file is verified and in place.
     Stored {
         complete: bool,
+    },
+    ExecStarted {
+        exec: ExecHandle,
+    },
+    /// Output past the offsets asked for (base64), and the exit code once
+    /// the command has exited and its output is all read.
+    ExecOutput {
+        stdout: String,
+        stderr: String,
+        exit: Option<i64>,
     },
     /// The fabric is recorded; `links` VXLAN links were brought up to date.
     FabricSet {

@@ -195,6 +195,62 @@ impl Agent {
         }
     }
 
+    /// Starts `argv` in the guest without waiting: its process id in the
+    /// guest. `input`, when given, is its standard input.
+    pub fn spawn(&mut self, argv: &[String], input: Option<&[u8]>) -> std::io::Result<i64> {
+        let mut arguments = json!({ "path": argv[0], "arg": &argv[1..] });
+        if let Some(input) = input {
+            arguments["input-data"] = base64::engine::general_purpose::STANDARD
+                .encode(input)
+                .into();
+        }
+        let started = self.0.call("guest-exec", Some(arguments))?;
+        started["pid"]
+            .as_i64()
+            .ok_or_else(|| std::io::Error::other("guest-exec answered no pid"))
+    }
+
+    /// Whether a process [`Agent::spawn`] started has exited: its exit code.
+    pub fn exited(&mut self, pid: i64) -> std::io::Result<Option<i64>> {
+        let status = self
+            .0
+            .call("guest-exec-status", Some(json!({ "pid": pid })))?;
+        Ok((status["exited"] == true).then(|| {
+            status["exitcode"]
+                .as_i64()
+                .or_else(|| status["signal"].as_i64().map(|s| 128 + s))
+                .unwrap_or(-1)
+        }))
+    }
+
+    /// Up to `count` bytes of the guest's file `path` from `offset`; empty
+    /// at its end.
+    pub fn read_at(&mut self, path: &str, offset: u64, count: u64) -> std::io::Result<Vec<u8>> {
+        let handle = self.0.call(
+            "guest-file-open",
+            Some(json!({ "path": path, "mode": "r" })),
+        )?;
+        let read = self
+            .0
+            .call(
+                "guest-file-seek",
+                Some(json!({ "handle": handle, "offset": offset, "whence": "set" })),
+            )
+            .and_then(|_| {
+                self.0.call(
+                    "guest-file-read",
+                    Some(json!({ "handle": handle, "count": count })),
+                )
+            });
+        let _ = self
+            .0
+            .call("guest-file-close", Some(json!({ "handle": handle })));
+        let b64 = read?["buf-b64"].as_str().unwrap_or("").to_string();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(std::io::Error::other)
+    }
+
     /// Asks the guest to power off (the agent sends no answer on success).
     pub fn shutdown(&mut self) -> std::io::Result<()> {
         self.0.send(&json!({ "execute": "guest-shutdown" }))

@@ -1,6 +1,6 @@
 //! The guest contract (docs/guest-kit.md): parameters at boot through
-//! fw_cfg from a tmpfs file, resends through the guest agent, and what
-//! runs (process, QMP, guest agent).
+//! fw_cfg from a tmpfs file, resends through the guest agent, what runs
+//! (process, QMP, guest agent), and commands run inside (`cvl exec`).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,7 +14,112 @@ use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{Agent, Qmp};
 
+/// The most of a command's output one poll returns, per stream.
+const EXEC_PIECE: u64 = 1 << 20;
+
 impl HostAgent {
+    /// The guest agent of a running VM, or why there is none.
+    fn guest_agent(&self, vm: &VmId) -> Result<Agent, Fail> {
+        let dir = self.vm_dir(vm)?;
+        if running_pid(&dir).is_none() {
+            return Err(failed(format!(
+                "{vm} is not running: start it with `cvl apply`"
+            )));
+        }
+        Agent::connect(&dir.join("qga.sock"), Duration::from_secs(10)).map_err(|e| {
+            failed(format!(
+                "the guest agent of {vm} does not answer ({e}): the guest runs no \
+                 qemu-guest-agent, or has not finished booting (see its console.log)"
+            ))
+        })
+    }
+
+    /// Starts `argv` in the guest, its output going to files of its own
+    /// under /run/cvl/exec (tmpfs, mode 0700), read back by `exec_poll`.
+    /// The command runs through `sh -c 'exec "$@"'`: its arguments are
+    /// passed as they are, never parsed by a shell.
+    pub(super) fn exec_start(
+        &self,
+        vm: &VmId,
+        argv: &[String],
+        input: Option<&str>,
+    ) -> Result<Response, Fail> {
+        use base64::Engine;
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err((HostErrorKind::BadRequest, "no command to run".into()));
+        }
+        let input = input
+            .map(|i| base64::engine::general_purpose::STANDARD.decode(i))
+            .transpose()
+            .map_err(|e| {
+                (
+                    HostErrorKind::BadRequest,
+                    format!("input is not base64: {e}"),
+                )
+            })?;
+        let tag = format!(
+            "{:x}",
+            Sha256::digest(format!("{vm}{:?}{}", Instant::now(), std::process::id()).as_bytes())
+                [..8]
+                .iter()
+                .fold(0u64, |a, b| a << 8 | u64::from(*b))
+        );
+        let script = format!(
+            "umask 077; mkdir -p /run/cvl/exec && exec \"$@\" >/run/cvl/exec/{tag}.out 2>/run/cvl/exec/{tag}.err"
+        );
+        let mut full = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
+        full.extend(argv.iter().cloned());
+        let pid = self
+            .guest_agent(vm)?
+            .spawn(&full, input.as_deref())
+            .map_err(|e| failed(format!("cannot run {} in {vm}: {e}", argv[0])))?;
+        Ok(Response::ExecStarted {
+            exec: ExecHandle { pid, tag },
+        })
+    }
+
+    /// What the command wrote past the offsets; its exit code once it has
+    /// exited and nothing more is left to read (then its files go).
+    pub(super) fn exec_poll(
+        &self,
+        vm: &VmId,
+        exec: &ExecHandle,
+        stdout_offset: u64,
+        stderr_offset: u64,
+    ) -> Result<Response, Fail> {
+        use base64::Engine;
+        if !exec.tag.chars().all(|c| c.is_ascii_hexdigit()) || exec.tag.is_empty() {
+            return Err((HostErrorKind::BadRequest, "not a command's tag".into()));
+        }
+        let mut agent = self.guest_agent(vm)?;
+        let io = |e: std::io::Error| failed(format!("reading the command's output in {vm}: {e}"));
+        // Whether it has exited first: what it wrote before is all there.
+        let exit = agent.exited(exec.pid).map_err(io)?;
+        let out_path = format!("/run/cvl/exec/{}.out", exec.tag);
+        let err_path = format!("/run/cvl/exec/{}.err", exec.tag);
+        // A file not there yet: the command's shell has not opened it.
+        let mut read = |path: &str, offset: u64| match agent.read_at(path, offset, EXEC_PIECE) {
+            Err(e) if e.to_string().contains("No such file") => Ok(Vec::new()),
+            other => other.map_err(io),
+        };
+        let stdout = read(&out_path, stdout_offset)?;
+        let stderr = read(&err_path, stderr_offset)?;
+        let drained = stdout.len() < EXEC_PIECE as usize && stderr.len() < EXEC_PIECE as usize;
+        let exit = exit.filter(|_| drained);
+        if exit.is_some() {
+            let _ = agent.exec(
+                &["/bin/rm", "-f", &out_path, &err_path],
+                Duration::from_secs(10),
+            );
+        }
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        Ok(Response::ExecOutput {
+            stdout: b64(&stdout),
+            stderr: b64(&stderr),
+            exit,
+        })
+    }
+
     pub(super) fn resend(&self, vm: &VmId, params: &str) -> Result<Response, Fail> {
         let dir = self.vm_dir(vm)?;
         if running_pid(&dir).is_none() {

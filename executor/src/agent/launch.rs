@@ -33,11 +33,15 @@ impl HostAgent {
                 pid,
                 already: true,
                 accel: std::fs::read_to_string(dir.join("accel")).unwrap_or_default(),
+                fetch_ms: 0,
                 prepare_ms: 0,
+                launch_ms: 0,
                 boot_ms: 0,
             });
         }
         let program = self.program_dir(&spec.program)?;
+        let fetch_ms = t0.elapsed().as_millis() as u64;
+        let t0 = Instant::now();
         let description_path = program.join(&spec.description);
         cvl_repo::paths::check_relative(&spec.description).map_err(failed)?;
         let text = std::fs::read_to_string(&description_path)
@@ -53,7 +57,7 @@ impl HostAgent {
 
         let params = ParamsFile::write(&spec.params)?;
         let accel = self.accel(&dir)?;
-        let launch = |accel: &str| -> Result<(), Fail> {
+        let launch_qemu = |accel: &str| -> Result<(), Fail> {
             let mut args: Vec<String> = vec![
                 "-name".into(),
                 format!("cvl:{}", spec.vm),
@@ -82,9 +86,18 @@ impl HostAgent {
                 "virtio-serial".into(),
                 "-device".into(),
                 "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0".into(),
+                // The host's entropy, as clouds give it (virtio_rng).
+                "-device".into(),
+                "virtio-rng-pci".into(),
                 "-fw_cfg".into(),
                 format!("name=opt/cvl/params,file={}", params.path.display()),
             ];
+            if accel == "tcg" {
+                // Every feature TCG emulates, RDRAND among them: a guest's
+                // random pool is ready at once instead of seconds into its
+                // boot. (Under KVM the host's model stays the default.)
+                args.extend(["-cpu".into(), "max".into()]);
+            }
             if let Some(boot) = &description.boot {
                 args.extend([
                     "-kernel".into(),
@@ -138,52 +151,59 @@ impl HostAgent {
             }
             Ok(())
         };
+        // How long QEMU itself takes to start (until it daemonizes).
+        let launching = std::cell::Cell::new(Duration::ZERO);
+        let launch = |accel: &str| -> Result<(), Fail> {
+            let began = Instant::now();
+            let launched = launch_qemu(accel);
+            launching.set(launching.get() + began.elapsed());
+            launched
+        };
         let prepare_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
         let ready_deadline = |secs: u64| Instant::now() + Duration::from_secs(secs);
-        launch(&accel.name)?;
         let mut used = accel.name.clone();
         let ready = if accel.trial {
-            // KVM that exists may still hang guests: give it a short trial.
-            match Agent::wait(
-                &dir.join("qga.sock"),
-                ready_deadline(spec.ready_timeout_secs.min(20)),
-            ) {
-                Ok(_) => {
-                    self.remember_accel("kvm");
-                    Ok(())
-                }
-                Err(_) => {
-                    kill_vm(&dir);
+            // KVM that exists may still refuse QEMU, or hang or kill guests:
+            // a short trial, then TCG, remembered once a guest boots there.
+            let trial = launch(&used)
+                .map(|()| wait_ready(&dir, ready_deadline(spec.ready_timeout_secs.min(20))));
+            if let Ok(Ok(())) = trial {
+                self.remember_accel("kvm");
+                Ok(())
+            } else {
+                kill_vm(&dir);
+                used = "tcg".into();
+                launch(&used)?;
+                let ready = wait_ready(&dir, ready_deadline(spec.ready_timeout_secs));
+                if ready.is_ok() {
                     self.remember_accel("tcg");
-                    used = "tcg".into();
-                    launch("tcg")?;
-                    Agent::wait(
-                        &dir.join("qga.sock"),
-                        ready_deadline(spec.ready_timeout_secs),
-                    )
-                    .map(|_| ())
                 }
+                ready
             }
         } else {
-            Agent::wait(
-                &dir.join("qga.sock"),
-                ready_deadline(spec.ready_timeout_secs),
-            )
-            .map(|_| ())
+            launch(&used)?;
+            wait_ready(&dir, ready_deadline(spec.ready_timeout_secs))
         };
         drop(params);
         let _ = std::fs::write(dir.join("accel"), &used);
         if let Err(e) = ready {
             kill_vm(&dir);
+            let console = dir.join("console.log");
+            let why = match e {
+                NotReady::Exited => "it powered off while booting".to_string(),
+                NotReady::Silent(e) => format!(
+                    "its guest agent did not answer within {} s ({e}); it was stopped",
+                    spec.ready_timeout_secs
+                ),
+            };
             return Err((
                 HostErrorKind::Timeout,
                 format!(
-                    "{} did not become ready: its guest agent did not answer within {} s ({e}); \
-                     it was stopped; its console is in {}",
+                    "{} did not become ready: {why}. The end of its console ({}):\n{}",
                     spec.vm,
-                    spec.ready_timeout_secs,
-                    dir.join("console.log").display()
+                    console.display(),
+                    console_tail(&console)
                 ),
             ));
         }
@@ -193,8 +213,10 @@ impl HostAgent {
             pid,
             already: false,
             accel: used,
+            fetch_ms,
             prepare_ms,
-            boot_ms: t1.elapsed().as_millis() as u64,
+            launch_ms: launching.get().as_millis() as u64,
+            boot_ms: (t1.elapsed() - launching.get()).as_millis() as u64,
         })
     }
 
@@ -266,6 +288,64 @@ impl HostAgent {
         }
         let _ = std::fs::remove_file(dir.join("qemu.pid"));
         Ok(Response::Stopped { how: how.into() })
+    }
+}
+
+/// Why a guest did not become ready.
+enum NotReady {
+    /// QEMU exited (the guest powered off: the kit does when its start
+    /// hook fails).
+    Exited,
+    /// The guest agent did not answer in time.
+    Silent(std::io::Error),
+}
+
+/// Waits until the VM's guest agent answers, giving up early when QEMU
+/// exits (a guest that failed to start powers off: no need to wait out the
+/// timeout).
+fn wait_ready(dir: &Path, deadline: Instant) -> Result<(), NotReady> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match Agent::connect(
+            &dir.join("qga.sock"),
+            left.min(Duration::from_secs(2))
+                .max(Duration::from_millis(50)),
+        ) {
+            Ok(_) => return Ok(()),
+            Err(_) if running_pid(dir).is_none() => return Err(NotReady::Exited),
+            Err(e) if Instant::now() >= deadline => return Err(NotReady::Silent(e)),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The last lines of a console log, printable characters only, indented.
+pub(super) fn console_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+        let _ = file.take(4096).read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect::<String>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(12)..];
+    if tail.is_empty() {
+        "    (empty)".to_string()
+    } else {
+        tail.iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

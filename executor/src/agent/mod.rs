@@ -125,7 +125,9 @@ impl HostAgent {
             | Request::Missing { .. }
             | Request::Put { .. }
             | Request::Digest { .. }
-            | Request::Get { .. } => Ok(None),
+            | Request::Get { .. }
+            | Request::ExecStart { .. }
+            | Request::ExecPoll { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -156,6 +158,13 @@ impl HostAgent {
                 len,
             } => self.get(&vm, &file, offset, len),
             Request::Fabric(fabric) => self.set_fabric(&fabric),
+            Request::ExecStart { vm, argv, input } => self.exec_start(&vm, &argv, input.as_deref()),
+            Request::ExecPoll {
+                vm,
+                exec,
+                stdout_offset,
+                stderr_offset,
+            } => self.exec_poll(&vm, &exec, stdout_offset, stderr_offset),
             Request::Status { vms, all } => Ok(Response::Status {
                 unknown: if all { self.unknown(&vms) } else { Vec::new() },
                 // Each asks its guest: all at once, not one after another.

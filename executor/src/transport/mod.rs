@@ -42,6 +42,7 @@ pub fn deadline(request: &Request) -> Duration {
         Request::Start(spec) => spec.ready_timeout_secs + 900,
         Request::Stop { timeout_secs, .. } => timeout_secs + 60,
         Request::Resend { .. } => 120,
+        Request::ExecStart { .. } | Request::ExecPoll { .. } => 60,
         Request::Attic { .. } => 300,
         Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => 30,
         Request::Missing { .. } => 60,
@@ -440,6 +441,9 @@ fn what(request: &Request) -> String {
         Request::Missing { .. } | Request::Put { .. } => "a file transfer".to_string(),
         Request::Digest { vm, .. } | Request::Get { vm, .. } => {
             format!("reading the data disks of {vm}")
+        }
+        Request::ExecStart { vm, .. } | Request::ExecPoll { vm, .. } => {
+            format!("a command in {vm}")
         }
     }
 }

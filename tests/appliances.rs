@@ -1,0 +1,357 @@
+//! The Groupware suite's real appliances (appliances/: Debian packages on
+//! real program disks) applied on this machine in a network namespace the
+//! test creates, then used as their users would: from the namespace as the
+//! outside world, through the firewall, the web page and the mail server;
+//! from inside the VAN (`cvl exec`), DNS, LDAP and DHCP. Then an update
+//! that keeps LDAP's data and migrates its format, a resend that
+//! reconfigures running daemons without a restart, and hostile values that
+//! stay text.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use cvl_e2e::*;
+
+const NS: &str = "cvl-e2e-real";
+/// The outside world's address on the firewall's public network (the
+/// public pool is 198.19.0.1-253).
+const OUTSIDE: &str = "198.19.0.254/24";
+
+#[test]
+fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let built = real_appliances();
+    let (_tmp, u, _ns) = bare(NS);
+    for name in ["Firewall", "DHCP", "DNS", "LDAP", "Mail", "Plone"] {
+        u.publish_built(name, &built[name]);
+    }
+    u.publish("GroupwareSuite", &suite_text("GroupwareSuite"));
+    std::fs::write(u.dir.join("AcmeSuite.cvl"), suite_text("AcmeSuite")).unwrap();
+
+    // From nothing to six appliances whose services run.
+    let started = Instant::now();
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    let apply_s = started.elapsed().as_secs_f64();
+    eprintln!("apply of the real suite: {apply_s:.1} s\n{said}");
+    assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
+    for line in said.lines().filter(|l| l.contains("ready after")) {
+        eprintln!("  {line}");
+    }
+    for c in ["f", "h", "d", "l", "m", "p"] {
+        let times = u.exec_ok(c, &["cat", "/run/cvl/boot-times"]);
+        eprintln!(
+            "  {c}'s boot (s since its kernel started): {}",
+            times.replace('\n', "; ")
+        );
+    }
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    let ip = |c: &str, i: &str| {
+        plan["allocations"][c]["interfaces"][i]["ip"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{c}.{i} has no address: {plan:#}"))
+            .to_string()
+    };
+    let public = ip("f", "ethernet1");
+    run(&["ip", "-n", NS, "addr", "replace", OUTSIDE, "dev", "cvlpub"]);
+
+    // The outside world: the page and the mail server through the firewall,
+    // nothing else.
+    let page = http_get(&public, "/");
+    assert!(
+        page.contains("acme.org") && page.contains("Acme"),
+        "the page at {public} does not name the organization and domain:\n{page}"
+    );
+    let greeting = send_mail(&public, "alice@acme.org", "CVL-MAIL-1");
+    assert!(greeting.contains("m.acme.org"), "{greeting}");
+    let mailbox = u.exec_ok("m", &["sh", "-c", "cat /data/mail/alice/new/*"]);
+    assert!(mailbox.contains("CVL-MAIL-1"), "{mailbox}");
+    let closed = in_netns(NS, || {
+        TcpStream::connect_timeout(
+            &format!("{public}:389").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+    });
+    assert!(
+        closed.is_err(),
+        "port 389 is open from outside, though no service names it"
+    );
+
+    // Inside the VAN: every dnshosts name at d, LDAP's base, a DHCP lease.
+    for c in ["l", "m", "p"] {
+        let answer = u.exec_ok("d", &["nslookup", &format!("{c}.acme.org"), "127.0.0.1"]);
+        assert!(
+            answer.contains(&ip(c, "ethernet0")),
+            "d answers for {c}.acme.org:\n{answer}"
+        );
+    }
+    let base = u.exec_ok(
+        "l",
+        &[
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            "ldap://localhost",
+            "-b",
+            "dc=acme,dc=org",
+            "-s",
+            "base",
+        ],
+    );
+    assert!(
+        base.contains("dn: dc=acme,dc=org") && base.contains("o: Acme"),
+        "{base}"
+    );
+    let lease = u.exec_ok(
+        "p",
+        &[
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\n[ \"$1\" = bound ] && echo \"lease ip=$ip domain=$domain dns=$dns router=$router\"\\nexit 0\\n' > /tmp/show \
+             && chmod +x /tmp/show && udhcpc -i \"$(cvl-iface ethernet0)\" -n -q -f -t 5 -T 2 -s /tmp/show",
+        ],
+    );
+    let expected = format!(
+        "lease ip={} domain=acme.org dns={} router={}",
+        ip("p", "ethernet0"),
+        ip("d", "ethernet0"),
+        ip("f", "ethernet0")
+    );
+    assert!(lease.contains(&expected), "{lease}\n(expected {expected})");
+
+    // An update: an entry added, LDAP version 2 published (a new data
+    // format): only l restarts, every entry stays, the format migrates.
+    let before = u.pids();
+    let people = "dn: uid=alice,ou=people,dc=acme,dc=org\nobjectClass: inetOrgPerson\n\
+                  uid: alice\ncn: Alice\nsn: Liddell\nmail: alice@acme.org\n";
+    let mut add = u.command(&[
+        "exec",
+        "-i",
+        "AcmeSuite.cvl",
+        "l",
+        "--",
+        "ldapadd",
+        "-Q",
+        "-Y",
+        "EXTERNAL",
+        "-H",
+        "ldapi:///",
+    ]);
+    add.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(people.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ldapadd: {}", text(&out));
+    let v1_disk = std::fs::metadata(built["LDAP"].join("system.qcow2"))
+        .unwrap()
+        .len();
+    let said = u.publish_built("LDAP", &built["LDAP-v2"]);
+    eprintln!("LDAP version 2 published:\n{said}");
+    let delta = std::fs::metadata(u.dir.join("repos/LDAP/versions/2/system.qcow2"))
+        .unwrap()
+        .len();
+    eprintln!("LDAP v2's program disk: a delta of {delta} bytes on v1's {v1_disk}");
+    assert!(delta < v1_disk / 20, "the delta ({delta}) is not small");
+    u.ok(&["update-lock", "AcmeSuite.cvl"]);
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(said.contains("update l  LDAP 1 -> 2"), "{said}");
+    assert!(said.contains("Applied 1 action(s)"), "{said}");
+    let after = u.pids();
+    for c in ["f", "h", "d", "m", "p"] {
+        assert_eq!(before[c], after[c], "{c} restarted");
+    }
+    assert_ne!(before["l"], after["l"], "l did not restart");
+    let alice = u.exec_ok(
+        "l",
+        &[
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            "ldap://localhost",
+            "-b",
+            "dc=acme,dc=org",
+            "(mail=alice@acme.org)",
+            "cn",
+        ],
+    );
+    assert!(alice.contains("cn: Alice"), "alice is gone: {alice}");
+    let groups = u.exec_ok(
+        "l",
+        &[
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            "ldap://localhost",
+            "-b",
+            "ou=groups,dc=acme,dc=org",
+            "-s",
+            "base",
+            "ou",
+        ],
+    );
+    assert!(groups.contains("ou: groups"), "{groups}");
+    assert_eq!(u.exec_ok("l", &["cat", "/data/ldap/format"]).trim(), "2");
+
+    // DNS version 2 differs by one configuration file: published, it is a
+    // delta of a few clusters on version 1's disk.
+    u.publish_built("DNS", &built["DNS-v2"]);
+    let full = std::fs::metadata(u.dir.join("repos/DNS/versions/1/system.qcow2"))
+        .unwrap()
+        .len();
+    let delta = std::fs::metadata(u.dir.join("repos/DNS/versions/2/system.qcow2"))
+        .unwrap()
+        .len();
+    eprintln!("DNS v2's program disk: a delta of {delta} bytes on v1's {full}");
+    assert!(delta < full / 20, "the delta ({delta}) is not small");
+
+    // A resend: a new domain reaches the running daemons, no VM restarts.
+    let file = u.dir.join("AcmeSuite.cvl");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, original.replace("\"acme.org\"", "\"acme.com\"")).unwrap();
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert!(said.contains("resend"), "{said}");
+    assert_eq!(u.pids(), after, "a resend restarted a VM");
+    let answer = u.exec_ok("d", &["nslookup", "l.acme.com", "127.0.0.1"]);
+    assert!(answer.contains(&ip("l", "ethernet0")), "{answer}");
+    assert!(http_get(&public, "/").contains("acme.com"));
+    let greeting = send_mail(&public, "bob@acme.com", "CVL-MAIL-2");
+    assert!(greeting.contains("m.acme.com"), "{greeting}");
+
+    // Hostile values: configuration files stay valid, nothing runs, the
+    // page shows the text.
+    let hostile = "Acme \\\"Q\\\" <b>$(touch /tmp/pwned)</b>; `touch /tmp/pwned2`\\nx";
+    std::fs::write(
+        &file,
+        original
+            .replace("\"acme.org\"", "\"acme.com\"")
+            .replace("\"Acme\"", &format!("\"{hostile}\"")),
+    )
+    .unwrap();
+    let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
+    assert!(said.contains("resend"), "{said}");
+    assert_eq!(u.pids(), after, "a resend restarted a VM");
+    let page = http_get(&public, "/");
+    assert!(
+        page.contains(
+            "Acme &quot;Q&quot; &lt;b&gt;$(touch /tmp/pwned)&lt;/b&gt;; `touch /tmp/pwned2`"
+        ),
+        "{page}"
+    );
+    for c in ["l", "m", "p"] {
+        let (code, out, err) = u.exec(c, &["sh", "-c", "ls /tmp/pwned* 2>/dev/null"]);
+        assert_ne!(code, 0, "{c} ran a value: {out}{err}");
+    }
+    assert!(send_mail(&public, "carol@acme.com", "CVL-MAIL-3").contains("m.acme.com"));
+    assert!(u
+        .exec_ok(
+            "l",
+            &[
+                "ldapsearch",
+                "-x",
+                "-LLL",
+                "-H",
+                "ldap://localhost",
+                "-b",
+                "dc=acme,dc=org",
+                "-s",
+                "base",
+                "dc"
+            ]
+        )
+        .contains("dc: acme"));
+
+    u.stop_all();
+}
+
+/// `GET path` from the outside world: the body.
+fn http_get(host: &str, path: &str) -> String {
+    let host = host.to_string();
+    let path = path.to_string();
+    in_netns(NS, move || {
+        let mut stream = TcpStream::connect_timeout(
+            &format!("{host}:80").parse().unwrap(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("http://{host}{path}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+        answer
+    })
+}
+
+/// Sends a message to `to` through the mail server at `host`:25 from the
+/// outside world, checking every answer; the greeting.
+fn send_mail(host: &str, to: &str, marker: &str) -> String {
+    let (host, to, marker) = (host.to_string(), to.to_string(), marker.to_string());
+    in_netns(NS, move || {
+        let stream = TcpStream::connect_timeout(
+            &format!("{host}:25").parse().unwrap(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("smtp {host}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut answer = |expect: &str| {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                all.push_str(&line);
+                // Multi-line answers continue with `NNN-`.
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    break;
+                }
+            }
+            assert!(all.starts_with(expect), "expected {expect}, got: {all}");
+            all
+        };
+        let greeting = answer("220");
+        let mut say = |line: &str, expect: &str| {
+            writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+            answer(expect)
+        };
+        say("EHLO outside.example", "250");
+        say("MAIL FROM:<someone@outside.example>", "250");
+        say(&format!("RCPT TO:<{to}>"), "250");
+        say("DATA", "354");
+        say(&format!("Subject: hello\r\n\r\n{marker}\r\n."), "250");
+        say("QUIT", "221");
+        greeting
+    })
+}
