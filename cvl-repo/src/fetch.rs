@@ -106,6 +106,28 @@ fn join_url(base: &str, relative: &str) -> String {
     parts.join("/")
 }
 
+/// What a repository's index was when last read, so that asking again
+/// costs one small answer when nothing changed: a web server's `ETag` and
+/// `Last-Modified`, or a local index file's size, modification time and
+/// inode; and the index's SHA-256, for servers that send neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub file: Option<(u64, i64, i64, u64)>,
+    pub sha256: Option<String>,
+}
+
+/// What [`Fetcher::poll_index`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Polled {
+    /// The index is as it was.
+    Unchanged,
+    /// It changed (or this is the first look): the index, read and checked,
+    /// and how to ask next time.
+    Changed(Box<Index>, Validators),
+}
+
 /// Reads repositories. One per load; it holds the HTTP agent.
 pub struct Fetcher {
     settings: Settings,
@@ -119,6 +141,14 @@ impl Fetcher {
             .timeout_connect(Some(
                 settings.timeout.min(std::time::Duration::from_secs(10)),
             ))
+            // Many requests to one server at once (the utility service
+            // polls eight repositories at a time): their connections kept.
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(16)
+            // Each kept connection holds its buffers: 32 KiB in (headers
+            // and a read chunk), 16 KiB out (a request), not 128 each.
+            .input_buffer_size(32 << 10)
+            .output_buffer_size(16 << 10)
             .build();
         Fetcher {
             agent: config.into(),
@@ -168,6 +198,82 @@ impl Fetcher {
                 // Best effort: a cache that cannot be written only costs offline use.
                 let _ = crate::write_atomic(&cached, &bytes);
                 Ok(Some(index))
+            }
+        }
+    }
+
+    /// Whether the repository's index changed since `known`: for a web
+    /// repository a conditional request (`If-None-Match`,
+    /// `If-Modified-Since`: an unchanged index is a `304` with no body);
+    /// for a folder, its index file's size, time and inode. A changed index
+    /// is read and checked as [`Fetcher::index`] does.
+    pub fn poll_index(&self, location: &Location, known: &Validators) -> Result<Polled, String> {
+        match location {
+            Location::Dir(dir) => {
+                use std::os::unix::fs::MetadataExt;
+                let path = dir.join(INDEX_FILE);
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", crate::display_path(&path)))?;
+                let seen = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+                if known.file == Some(seen) {
+                    return Ok(Polled::Unchanged);
+                }
+                let index = self
+                    .index(location)?
+                    .ok_or_else(|| format!("{} is not a repository", location.display()))?;
+                Ok(Polled::Changed(
+                    Box::new(index),
+                    Validators {
+                        file: Some(seen),
+                        ..Validators::default()
+                    },
+                ))
+            }
+            Location::Http(base) => {
+                let url = format!("{base}/{INDEX_FILE}");
+                let mut request = self.agent.get(&url);
+                if let Some(etag) = &known.etag {
+                    request = request.header("If-None-Match", etag);
+                }
+                if let Some(date) = &known.last_modified {
+                    request = request.header("If-Modified-Since", date);
+                }
+                let mut response = request.call().map_err(|e| self.request_error(&url, e))?;
+                if response.status().as_u16() == 304 {
+                    return Ok(Polled::Unchanged);
+                }
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let mut validators = Validators {
+                    etag: header("etag"),
+                    last_modified: header("last-modified"),
+                    file: None,
+                    sha256: None,
+                };
+                let mut bytes = Vec::new();
+                response
+                    .body_mut()
+                    .as_reader()
+                    .take(DOCUMENT_LIMIT + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| format!("the download of {url} broke off: {e}"))?;
+                if bytes.len() as u64 > DOCUMENT_LIMIT {
+                    return Err(paths::too_large(&url, DOCUMENT_LIMIT));
+                }
+                // The same bytes again (a server without validators).
+                let digest = sha256_hex(&bytes);
+                if known.sha256.as_ref() == Some(&digest) {
+                    return Ok(Polled::Unchanged);
+                }
+                validators.sha256 = Some(digest);
+                let index = Index::parse(&bytes).map_err(|e| format!("{url}: {e}"))?;
+                let _ = crate::write_atomic(&self.index_cache_path(&url), &bytes);
+                Ok(Polled::Changed(Box::new(index), validators))
             }
         }
     }

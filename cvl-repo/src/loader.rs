@@ -24,6 +24,9 @@ pub enum LockMode {
     Locked,
     /// Resolve every import afresh and rewrite the lock (`cvl update-lock`).
     Update,
+    /// Resolve every import afresh as `Update` does, but write nothing:
+    /// what an update would take (the utility service's look).
+    Preview,
     /// Honour locked entries, never write (an editor's view).
     ReadOnly,
     /// Neither read nor write a lock.
@@ -132,7 +135,7 @@ impl Loader {
         let dir = absolute_parent(path);
         if self.lock_mode != LockMode::Ignore && !self.locks.contains_key(&dir) {
             let lock = match self.lock_mode {
-                LockMode::Update => LockFile::default(),
+                LockMode::Update | LockMode::Preview => LockFile::default(),
                 _ => LockFile::read(&dir).unwrap_or_else(|e| {
                     self.report.lock_errors.push(e);
                     LockFile::default()
@@ -221,7 +224,7 @@ impl Loader {
                      `cvl update-lock` and commit the result",
                     LockFile::path_in(&dir).display()
                 )),
-                LockMode::ReadOnly => {}
+                LockMode::ReadOnly | LockMode::Preview => {}
                 _ => match state.lock.write(&dir) {
                     Ok(()) => self.report.locks_written.push(LockFile::path_in(&dir)),
                     Err(e) => self.report.lock_errors.push(e),
@@ -346,7 +349,7 @@ fn resolve_import(
     }
     let locked = lock
         .as_ref()
-        .filter(|_| mode != LockMode::Update)
+        .filter(|_| !matches!(mode, LockMode::Update | LockMode::Preview))
         .and_then(|l| {
             l.lock
                 .find(&key.url, &key.cvl, key.version.as_deref())
@@ -367,7 +370,15 @@ fn resolve_import(
                 location.display()
             )
         })?,
-        (None, None) => index.latest().expect("checked non-empty"),
+        // The newest version the blacklist allows (the latest when it bars
+        // them all: then it is reported below).
+        (None, None) => fetcher
+            .settings()
+            .blacklist
+            .newest_allowed(&key.url, &index)
+            .and_then(|n| index.version(n))
+            .or_else(|| index.latest())
+            .expect("checked non-empty"),
     };
     let entry = version.file(&key.cvl).ok_or_else(|| {
         format!(
@@ -464,4 +475,62 @@ fn resolve_import(
         blacklisted,
         newer,
     })
+}
+
+/// Pins every import of `url` in the `cvl.lock` of `dir` to `version` (a
+/// rollback): the version's files are checked to exist in the repository
+/// (after mirrors) and their SHA-256 recorded, as a resolution would. The
+/// versions they were locked to before, once each.
+pub fn pin(settings: &Settings, dir: &Path, url: &str, version: u32) -> Result<Vec<u32>, String> {
+    let mut lock = LockFile::read(dir)?;
+    let fetcher = Fetcher::new(settings.clone());
+    let location = Location::parse(
+        &settings.map_url(url),
+        Some(&Location::Dir(dir.to_path_buf())),
+    )?;
+    let index = fetcher
+        .index(&location)?
+        .ok_or_else(|| format!("{} is not a repository", location.display()))?;
+    let target = index.version(version).ok_or_else(|| {
+        format!(
+            "{} has no version {version} (its versions: {})",
+            location.display(),
+            index
+                .versions
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let mut before = Vec::new();
+    let mut found = false;
+    // Imports that name their version are pinned by their own text.
+    for entry in lock
+        .imports
+        .iter_mut()
+        .filter(|e| e.url == url && e.requested.is_none())
+    {
+        found = true;
+        let file = target.file(&entry.cvl).ok_or_else(|| {
+            format!(
+                "version {version} of {url} has no file `{}`, which the import names",
+                entry.cvl
+            )
+        })?;
+        if !before.contains(&entry.version) {
+            before.push(entry.version);
+        }
+        entry.version = version;
+        entry.sha256 = file.sha256.clone();
+    }
+    if !found {
+        return Err(format!(
+            "{} has no import of {url} without a version of its own: nothing to pin (an \
+             import that names its version is changed in its file)",
+            LockFile::path_in(dir).display()
+        ));
+    }
+    lock.write(dir)?;
+    Ok(before)
 }

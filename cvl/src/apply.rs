@@ -48,8 +48,18 @@ pub struct ExecArgs {
     pub lock_timeout: std::time::Duration,
 }
 
+impl ExecArgs {
+    pub(crate) fn walk_options(&self) -> walk::Options {
+        walk::Options {
+            parallelism: self.parallelism,
+            stop_timeout_secs: self.stop_timeout,
+            ready_timeout_secs: self.ready_timeout,
+        }
+    }
+}
+
 /// One apply at a time on the state: held from planning to the end.
-fn lock_state(what: &str, exec: &ExecArgs) -> Result<cvl_state::ApplyLock> {
+pub(crate) fn lock_state(what: &str, exec: &ExecArgs) -> Result<cvl_state::ApplyLock> {
     let store = utility::open_state()?;
     match store.lock_apply(what, std::time::Duration::ZERO) {
         Err(cvl_state::StateError::Locked { holder, .. }) if !exec.lock_timeout.is_zero() => {
@@ -208,7 +218,7 @@ pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
         .load
         .options(cvl_repo::LockMode::Use, &args.file)?
         .settings;
-    execute(&plan, &sensitive, &settings, &args.exec)
+    execute(&plan, &sensitive, &settings, &args.exec, "cvl apply")
 }
 
 /// `cvl apply PLAN`: the saved plan, if it is still what `cvl plan` would
@@ -250,7 +260,7 @@ fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<Exit
         .load
         .options(cvl_repo::LockMode::Use, &args.file)?
         .settings;
-    execute(&saved, &sensitive, &settings, &args.exec)
+    execute(&saved, &sensitive, &settings, &args.exec, "cvl apply")
 }
 
 /// `cvl stop FILE [PATH]`: plans the stop and carries it out.
@@ -271,14 +281,24 @@ pub fn stop(args: deploy::StopArgs) -> Result<ExitCode> {
         }
     }
     let settings = cvl_repo::Settings::from_env().map_err(anyhow::Error::msg)?;
-    execute(&plan, &SensitiveValues::default(), &settings, &args.exec)
+    execute(
+        &plan,
+        &SensitiveValues::default(),
+        &settings,
+        &args.exec,
+        "cvl stop",
+    )
 }
 
-fn execute(
+/// Shows the plan, asks (unless --auto-approve), carries it out drawing
+/// progress, and says how it went. `command` names who runs it in the
+/// history.
+pub(crate) fn execute(
     plan: &Plan,
     sensitive: &SensitiveValues,
     settings: &cvl_repo::Settings,
     exec: &ExecArgs,
+    command: &str,
 ) -> Result<ExitCode> {
     deploy::output(plan, PlanFormat::Human, None)?;
     if !plan.has_changes() {
@@ -297,45 +317,18 @@ fn execute(
             return Ok(ExitCode::from(1));
         }
     }
-    let prepared = prepare(plan, sensitive, settings)?;
-    let mut store = utility::open_state()?;
-    // The state must still be the one planned against.
-    let now = store.load()?;
-    if now.lineage != plan.basis.lineage || now.serial != plan.basis.serial {
-        bail!(
-            "the state changed while the plan was shown (serial {} then, {} now): run again",
-            plan.basis.serial,
-            now.serial
-        );
-    }
-    let connector = connector(&now)?;
-    let options = walk::Options {
-        parallelism: exec.parallelism,
-        stop_timeout_secs: exec.stop_timeout,
-        ready_timeout_secs: exec.ready_timeout,
-    };
     let started = Instant::now();
     let mut progress = Progress::new(plan.actions.len());
-    let mut record_changes = |changes: &[cvl_planner::Change]| -> Result<(), String> {
-        store.commit(changes).map(|_| ()).map_err(|e| e.to_string())
-    };
-    let summary = walk::apply(
+    let summary = run_plan(
         plan,
-        &prepared,
-        &connector,
-        &mut record_changes,
+        sensitive,
+        settings,
+        &exec.walk_options(),
+        &person(command),
+        true,
         &mut |event| progress.event(event, started),
-        &options,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     progress.finish();
-    if summary.ok() {
-        let current = store.load()?;
-        store.commit(&record::finished(
-            plan,
-            current.deployments.get(&plan.deployment),
-        ))?;
-    }
     let elapsed = started.elapsed().as_secs_f64();
     if summary.ok() {
         println!(
@@ -387,6 +380,155 @@ fn execute(
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// Who runs a command, for the history: `cvl apply (alice)`.
+pub(crate) fn person(command: &str) -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    format!("{command} ({user})")
+}
+
+/// Carries `plan` out, asking nothing and drawing nothing (`events` says
+/// what happens): each step a state transaction, each finished action an
+/// entry of the deployment's history by `actor`. `whole`: the plan is all
+/// that `cvl plan` made, so its end is recorded (the deployment's VANs,
+/// and how it was applied, for the utility service); a part of one (the
+/// service acts one appliance at a time) records neither.
+pub(crate) fn run_plan(
+    plan: &Plan,
+    sensitive: &SensitiveValues,
+    settings: &cvl_repo::Settings,
+    options: &walk::Options,
+    actor: &str,
+    whole: bool,
+    events: &mut dyn FnMut(&Event),
+) -> Result<walk::Summary> {
+    let prepared = prepare(plan, sensitive, settings)?;
+    let store = std::cell::RefCell::new(utility::open_state()?);
+    // The state must still be the one planned against.
+    let now = store.borrow_mut().load()?;
+    if now.lineage != plan.basis.lineage || now.serial != plan.basis.serial {
+        bail!(
+            "the state changed since the plan was made (serial {} then, {} now): plan again",
+            plan.basis.serial,
+            now.serial
+        );
+    }
+    let connector = connector(&now)?;
+    let mut record_changes = |changes: &[cvl_planner::Change]| -> Result<(), String> {
+        store
+            .borrow_mut()
+            .commit(changes)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let mut logged = |event: &Event| {
+        if let Event::Finished {
+            component,
+            action,
+            outcome,
+            ..
+        } = event
+        {
+            if let Some(entry) = history_entry(plan, component, *action, outcome, actor) {
+                // The log is a record, not the state: it must not stop the apply.
+                if let Err(e) = store
+                    .borrow_mut()
+                    .commit(&[cvl_planner::Change::Logged(entry)])
+                {
+                    eprintln!("warning: the history entry was not written: {e}");
+                }
+            }
+        }
+        events(event);
+    };
+    let summary = walk::apply(
+        plan,
+        &prepared,
+        &connector,
+        &mut record_changes,
+        &mut logged,
+        options,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut store = store.into_inner();
+    if summary.ok() && whole {
+        let current = store.load()?;
+        let mut changes = record::finished(plan, current.deployments.get(&plan.deployment));
+        if let Some(source) = &plan.source {
+            changes.push(cvl_planner::Change::SourceSet {
+                deployment: plan.deployment.clone(),
+                source: deployment_source(source, settings),
+            });
+        }
+        store.commit(&changes)?;
+    }
+    Ok(summary)
+}
+
+/// How a deployment was applied, as the state keeps it: the file and
+/// object, and the mirrors that did not come from the `cvl.toml` beside
+/// the file (that one is read again).
+fn deployment_source(
+    source: &cvl_planner::plan::PlanSource,
+    settings: &cvl_repo::Settings,
+) -> cvl_planner::model::DeploymentSource {
+    let workspace = cvl_repo::settings::find_workspace_settings(Path::new(&source.file))
+        .ok()
+        .flatten()
+        .map(|w| w.mirrors)
+        .unwrap_or_default();
+    cvl_planner::model::DeploymentSource {
+        file: source.file.clone(),
+        deploy: source.deploy.clone(),
+        mirrors: settings
+            .mirrors
+            .iter()
+            .filter(|m| !workspace.contains(m))
+            .map(|m| format!("{}={}", m.from, m.to))
+            .collect(),
+        timeout_secs: settings.timeout.as_secs(),
+    }
+}
+
+/// The history entry of a finished action.
+fn history_entry(
+    plan: &Plan,
+    component: &ComponentPath,
+    action: cvl_planner::ActionKind,
+    outcome: &Outcome,
+    actor: &str,
+) -> Option<cvl_planner::model::HistoryEntry> {
+    let planned = plan.actions.iter().find(|a| a.component == *component)?;
+    let (from_version, to_version) = match &planned.why {
+        cvl_planner::plan::Reason::VersionChanged { from, to, .. } => (*from, *to),
+        _ if action.is_stopping() => (None, None),
+        _ => (
+            None,
+            plan.desired
+                .get(component)
+                .and_then(|d| d.appliance.version),
+        ),
+    };
+    let (outcome, detail) = match outcome {
+        Outcome::Done(detail) => ("done", format!("{}: {detail}", planned.reason)),
+        Outcome::Failed(message) => ("failed", format!("{}: {message}", planned.reason)),
+        Outcome::Skipped(because) => ("skipped", format!("{} failed first", because.0)),
+    };
+    Some(cvl_planner::model::HistoryEntry {
+        at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        deployment: plan.deployment.clone(),
+        component: component.0.clone(),
+        actor: actor.to_string(),
+        action: action.as_str().to_string(),
+        from_version,
+        to_version,
+        outcome: outcome.to_string(),
+        detail,
+    })
 }
 
 /// Each component's program source and wire parameters.
@@ -722,13 +864,46 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     let drift = rows
         .iter()
         .any(|r| !r["drift"].as_str().unwrap_or("").is_empty());
+    // The recorded version, and whether the blacklist bars it.
+    let blacklist = cvl_repo::blacklist::Blacklist::load(&cvl_repo::settings::default_home())
+        .map_err(anyhow::Error::msg)?;
+    let violations = cvl_utility::decide::violations(&state, &blacklist);
+    for r in &mut rows {
+        let (d, p) = (
+            r["deployment"].as_str().unwrap_or("").to_string(),
+            r["component"].as_str().unwrap_or("").to_string(),
+        );
+        let version = state
+            .deployments
+            .get(&d)
+            .and_then(|dep| dep.vms.get(&ComponentPath(p.clone())))
+            .and_then(|vm| vm.spec.appliance.version);
+        r["version"] = serde_json::json!(version);
+        let barred = violations
+            .iter()
+            .find(|v| v.deployment == d && v.component.0 == p);
+        r["blacklisted"] = match barred {
+            Some(v) => serde_json::json!(format!(
+                "version {} of {} is barred{}",
+                v.version,
+                v.url,
+                v.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )),
+            None => serde_json::Value::Null,
+        };
+    }
     match args.format {
         PlanFormat::Json => crate::render::print_json(&serde_json::Value::Array(rows))?,
         PlanFormat::Human => {
             if rows.is_empty() {
                 println!(
                     "The utility runs nothing{}.",
-                    only.map(|o| format!(" for {o}")).unwrap_or_default()
+                    only.as_ref()
+                        .map(|o| format!(" for {o}"))
+                        .unwrap_or_default()
                 );
             } else {
                 println!(
@@ -737,6 +912,13 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                 );
             }
             for r in &rows {
+                let mut notes = r["drift"].as_str().unwrap_or("").to_string();
+                if let Some(barred) = r["blacklisted"].as_str() {
+                    if !notes.is_empty() {
+                        notes.push_str("; ");
+                    }
+                    notes.push_str(&format!("BLACKLISTED: {barred}"));
+                }
                 println!(
                     "{:<14} {:<10} {:<8} {:<9} {:>8} {:<8} {:<6} {}",
                     r["deployment"].as_str().unwrap_or(""),
@@ -746,8 +928,22 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                     r["pid"].as_u64().map_or("-".to_string(), |p| p.to_string()),
                     r["qmp"].as_str().unwrap_or("-"),
                     if r["agent"] == true { "yes" } else { "no" },
-                    r["drift"].as_str().unwrap_or("")
+                    notes
                 );
+            }
+            // What the utility service may do to each, and what it will not
+            // take again.
+            for (name, d) in &state.deployments {
+                if only.as_ref().is_some_and(|o| o != name) {
+                    continue;
+                }
+                println!("\n{name}: policy {}", d.policy);
+                for f in &d.failed {
+                    println!(
+                        "  version {} of {} failed in {} at {}: {} (not taken again)",
+                        f.version, f.url, f.component.0, f.at, f.reason
+                    );
+                }
             }
         }
     }

@@ -32,6 +32,18 @@ pub enum BlacklistCommand {
         #[arg(long, value_enum, default_value_t = ListFormat::Human)]
         format: ListFormat,
     },
+    /// Every appliance the state records running a version the blacklist
+    /// bars (the paper's administrator query); exit code 1 when there is any.
+    #[command(
+        after_help = "The utility service (`cvl utility run`) updates such an appliance to the \
+        newest allowed version by itself; when no version is allowed it reports it, and with \
+        --enforce-blacklist stops it."
+    )]
+    Violations {
+        /// Output: for people, or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
     /// Lift a bar: every entry of the URL, or only the one for VERSIONS.
     Rm {
         /// The repository URL, as the entry names it.
@@ -60,6 +72,41 @@ pub fn run(command: BlacklistCommand) -> Result<ExitCode> {
             list.add(&url, versions, reason);
             list.save(&home).map_err(anyhow::Error::msg)?;
             eprintln!("barred versions {versions} of {url}");
+        }
+        BlacklistCommand::Violations { format } => {
+            let state = crate::utility::open_state()?.load()?;
+            let found = cvl_utility::decide::violations(&state, &list);
+            if format == ListFormat::Json {
+                let rows: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "deployment": v.deployment, "component": v.component.0,
+                            "url": v.url, "version": v.version, "reason": v.reason,
+                        })
+                    })
+                    .collect();
+                crate::render::print_json(&serde_json::Value::Array(rows))?;
+            } else if found.is_empty() {
+                println!("no appliance runs a barred version");
+            } else {
+                for v in &found {
+                    println!(
+                        "{}/{}  version {} of {}{}",
+                        v.deployment,
+                        v.component.0,
+                        v.version,
+                        v.url,
+                        v.reason
+                            .as_ref()
+                            .map(|r| format!("  ({r})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            if !found.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
         }
         BlacklistCommand::List { format } => {
             if format == ListFormat::Json {

@@ -175,13 +175,47 @@ pub(crate) fn make_plan(
     load: &LoadArgs,
     color: ColorChoice,
 ) -> Result<Option<(Plan, lower::SensitiveValues)>> {
-    let ws = workspace::load(
-        std::slice::from_ref(&file.to_path_buf()),
-        load,
-        LockMode::Use,
-    )?;
+    plan_with(
+        &PlanInput {
+            file,
+            deploy,
+            target,
+            options: load.options(LockMode::Use, file)?,
+        },
+        Some(color),
+    )
+}
+
+/// What to plan, however the command came to it: the deployment's file,
+/// its object and target, and how its imports load (the command line's
+/// settings and lock mode, or those the state recorded).
+pub(crate) struct PlanInput<'a> {
+    pub file: &'a Path,
+    pub deploy: &'a Option<String>,
+    pub target: &'a Option<String>,
+    pub options: cvl_repo::LoadOptions,
+}
+
+/// [`make_plan`] from a [`PlanInput`]. With `render`, the file's errors are
+/// printed for people; without (the service), the first one is the error.
+pub(crate) fn plan_with(
+    input: &PlanInput,
+    render: Option<ColorChoice>,
+) -> Result<Option<(Plan, lower::SensitiveValues)>> {
+    let PlanInput {
+        file,
+        deploy,
+        target,
+        ..
+    } = *input;
+    let ws = workspace::load_with(std::slice::from_ref(&file.to_path_buf()), &input.options)?;
     let Some(&root) = ws.roots.first() else {
-        render::print(render::Format::Human, color, &ws.sources, &ws.unreadable)?;
+        match render {
+            Some(color) => {
+                render::print(render::Format::Human, color, &ws.sources, &ws.unreadable)?
+            }
+            None => bail!("{} cannot be read as UTF-8", file.display()),
+        }
         return Ok(None);
     };
     let name = deployed(&ws.analysis, root, file, deploy)?;
@@ -195,6 +229,14 @@ pub(crate) fn make_plan(
         .filter(|d| d.severity == Severity::Error)
         .collect();
     if !errors.is_empty() {
+        let Some(color) = render else {
+            bail!(
+                "{} error(s) in {}, the first: {}: nothing was planned",
+                errors.len(),
+                file.display(),
+                errors[0].message
+            );
+        };
         render::print(render::Format::Human, color, &ws.sources, &errors)?;
         bail!(
             "{} error(s) in {} (shown above): nothing was planned",
@@ -208,7 +250,7 @@ pub(crate) fn make_plan(
     };
     let mut programs = RepoPrograms {
         analysis: &ws.analysis,
-        fetcher: Fetcher::new(load.options(LockMode::Use, file)?.settings),
+        fetcher: Fetcher::new(input.options.settings.clone()),
     };
     let lowered = ws
         .analysis

@@ -19,9 +19,12 @@ mod eval;
 mod exec;
 mod files;
 mod fmt;
+mod history;
 mod render;
 mod repo;
 mod secrets;
+mod service;
+mod update;
 mod utility;
 mod workspace;
 
@@ -137,6 +140,26 @@ enum Command {
         CVL_SECRET_ACMESUITE_ROOTPW=... cvl apply AcmeSuite.cvl --auto-approve"
     )]
     Apply(apply::ApplyArgs),
+    /// Take the newest allowed versions of a deployment's imports (or of one
+    /// component's) into cvl.lock, then plan and apply as `cvl apply` does.
+    #[command(
+        after_help = "The paper's `cui update`. Versions the administrator's blacklist bars \
+        are not taken, nor versions that failed their health gate in this deployment (`cvl \
+        history` lists them). With PATH only that component's import changes, and only its \
+        update (and what it waits for) runs; data disks stay, as in every update.\n\n\
+        Examples:\n  cvl update AcmeSuite.cvl\n  cvl update AcmeSuite.cvl d --auto-approve"
+    )]
+    Update(update::UpdateArgs),
+    /// Put a component's previous version back (program disks only: its
+    /// data disks stay), and keep the utility service from taking the
+    /// version it leaves again.
+    #[command(
+        after_help = "Pins the component's import in cvl.lock to the newest allowed version \
+        before the one it runs (or --to N), records the one it leaves as failed in the \
+        deployment (the service takes a newer version, never that one), then plans and applies \
+        as `cvl apply` does.\n\nExample: cvl rollback AcmeSuite.cvl l"
+    )]
+    Rollback(update::RollbackArgs),
     /// Stop a deployment, or one component and everything that requires it.
     #[command(
         after_help = "Stops run dependents first: the guest agent's shutdown, then \
@@ -171,6 +194,18 @@ enum Command {
     /// Register, list and remove the QEMU hosts the utility runs appliances on.
     #[command(subcommand)]
     Host(utility::HostCommand),
+    /// What happened to deployments: who or what did what, when, from which
+    /// version to which, and how it went.
+    #[command(
+        after_help = "Every action `cvl apply`, `cvl update`, `cvl rollback`, `cvl stop` and \
+        the utility service (`cvl utility run`) carried out, newest last, and what the service \
+        left for a person. --format json for scripts."
+    )]
+    History(history::HistoryArgs),
+    /// Show and set what the utility service may do to a deployment by
+    /// itself (updates and resends; at any time, or in a window).
+    #[command(subcommand)]
+    Policy(history::PolicyCommand),
     /// Show and set the pools the utility allocates from.
     #[command(subcommand)]
     Pool(utility::PoolCommand),
@@ -221,6 +256,9 @@ enum Command {
         a terminal they ask for what is missing."
     )]
     Secrets(secrets::SecretsCommand),
+    /// The utility service: keeps deployed appliances up to date by itself.
+    #[command(subcommand)]
+    Utility(service::UtilityCommand),
     /// Run the language server (LSP over stdin/stdout) for editors.
     #[command(
         after_help = "Editors start it themselves: see editors/ for VS Code, Neovim and Helix.\n\
@@ -262,11 +300,16 @@ fn main() -> ExitCode {
         Command::Show(args) => deploy::show(args),
         Command::Apply(args) => apply::apply(args, color),
         Command::Stop(args) => apply::stop(args),
+        Command::Update(args) => update::update(args, color),
+        Command::Rollback(args) => update::rollback(args, color),
         Command::Status(args) => apply::status(args),
         Command::Exec(args) => exec::run(args),
         Command::Graph(args) => deploy::graph(args, color),
         Command::Host(command) => utility::host(command),
         Command::Pool(command) => utility::pool(command),
+        Command::History(args) => history::history(args),
+        Command::Utility(command) => service::run(command),
+        Command::Policy(command) => history::policy(command),
         Command::UpdateLock { files, load } => update_lock(&files, &load),
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),

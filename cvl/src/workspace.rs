@@ -97,8 +97,13 @@ pub struct Workspace {
 
 pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Workspace> {
     let start = paths.first().cloned().unwrap_or_else(|| PathBuf::from("."));
+    load_with(paths, &args.options(lock, &start)?)
+}
+
+/// [`load`] with its options made already (the utility service's, from
+/// what the state recorded).
+pub fn load_with(paths: &[PathBuf], options: &LoadOptions) -> Result<Workspace> {
     let paths = files::collect(paths)?;
-    let options = args.options(lock, &start)?;
     let mut sources = Sources::default();
     let mut unreadable = Vec::new();
     let mut roots = Vec::new();
@@ -117,7 +122,7 @@ pub fn load(paths: &[PathBuf], args: &LoadArgs, lock: LockMode) -> Result<Worksp
     }
     // One check: files keep no syntax tree once lowered.
     let mut host = AnalysisHost::batch();
-    let report = cvl_repo::load(&mut host, &roots, &options);
+    let report = cvl_repo::load(&mut host, &roots, options);
     let analysis = host.analysis();
     let root_paths = roots.into_iter().map(|(p, _)| p).collect();
     for (file, _) in &report.files {

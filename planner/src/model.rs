@@ -265,6 +265,148 @@ pub struct VmRecord {
 pub struct DeploymentState {
     pub vms: BTreeMap<ComponentPath, VmRecord>,
     pub vans: BTreeMap<ComponentPath, u32>,
+    /// How it was last applied: what the utility service re-plans it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<DeploymentSource>,
+    /// What the utility service may do to it by itself.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Versions that failed their health gate here, by repository and
+    /// version: never taken again automatically (a newer version is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedVersion>,
+}
+
+/// How a deployment was applied, so that the utility service can plan it
+/// again without the user's shell: the file, the object, and the settings
+/// that resolved its imports (`cvl.toml` beside the file and its `cvl.lock`
+/// are found again from the file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentSource {
+    /// The CVL file, absolute.
+    pub file: String,
+    /// The deployed object.
+    pub deploy: String,
+    /// Mirrors from the command line and `$CVL_MIRRORS`, `FROM=TO`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
+    /// How long one request to a repository may take, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// What the utility service may do to a deployment by itself: updates and
+/// resends (never a start, stop or removal: those wait for a person), when
+/// `auto` is on and the time is inside `window` (when one is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub auto: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            auto: true,
+            window: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.auto, self.window) {
+            (false, _) => write!(f, "auto off"),
+            (true, None) => write!(f, "auto on"),
+            (true, Some(w)) => write!(f, "auto on, window {w}"),
+        }
+    }
+}
+
+/// A daily maintenance window in UTC, minutes since midnight; it may wrap
+/// past midnight (`22:00-04:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Window {
+    /// `HH:MM-HH:MM`.
+    pub fn parse(text: &str) -> Result<Window, String> {
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+        };
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("`{text}` is not a window: write it HH:MM-HH:MM (UTC)"))?;
+        match (minutes(a), minutes(b)) {
+            (Some(start), Some(end)) if start != end => Ok(Window { start, end }),
+            (Some(_), Some(_)) => Err(format!("`{text}` is an empty window")),
+            _ => Err(format!(
+                "`{text}` is not a window: write it HH:MM-HH:MM (UTC), 00:00 to 23:59"
+            )),
+        }
+    }
+
+    /// Whether `minute` (since midnight, UTC) is inside.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02} UTC",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
+}
+
+/// A version of an appliance that failed its health gate in a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedVersion {
+    /// The repository, as the import writes it.
+    pub url: String,
+    pub version: u32,
+    /// The component it failed in.
+    pub component: ComponentPath,
+    /// RFC 3339.
+    pub at: String,
+    pub reason: String,
+}
+
+/// One thing that happened to a deployment, kept in its history (the
+/// state's log, not its model: the planner never reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// RFC 3339.
+    pub at: String,
+    pub deployment: String,
+    /// The component, `""` for the deployment as a whole.
+    pub component: String,
+    /// Who or what: `service`, or the command a person ran (`cvl apply`).
+    pub actor: String,
+    /// `update`, `resend`, `rollback`, `start`, `stop`, `report`, ...
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<u32>,
+    /// `done`, `failed`, `rolled back`, `pending` (waits for a person), ...
+    pub outcome: String,
+    pub detail: String,
 }
 
 /// A QEMU host the utility runs appliances on.
@@ -368,6 +510,23 @@ pub enum Change {
         deployment: String,
         path: ComponentPath,
     },
+    /// How the deployment was applied (kept while it has VMs or VANs).
+    SourceSet {
+        deployment: String,
+        source: DeploymentSource,
+    },
+    PolicySet {
+        deployment: String,
+        policy: Policy,
+    },
+    /// A version failed its health gate in the deployment.
+    VersionFailed {
+        deployment: String,
+        failed: FailedVersion,
+    },
+    /// An entry of the state's log ([`HistoryEntry`]); the model in memory
+    /// does not hold the log.
+    Logged(HistoryEntry),
 }
 
 impl UtilityState {
@@ -428,10 +587,29 @@ impl UtilityState {
                         d.vans.remove(&path);
                     }
                 }
+                // Kept while the deployment has VMs or VANs (below).
+                Change::SourceSet { deployment, source } => {
+                    self.deployments.entry(deployment).or_default().source = Some(source);
+                }
+                Change::PolicySet { deployment, policy } => {
+                    self.deployments.entry(deployment).or_default().policy = policy;
+                }
+                Change::VersionFailed { deployment, failed } => {
+                    let d = self.deployments.entry(deployment).or_default();
+                    d.failed
+                        .retain(|f| !(f.url == failed.url && f.version == failed.version));
+                    d.failed.push(failed);
+                    d.failed
+                        .sort_by(|a, b| (&a.url, a.version).cmp(&(&b.url, b.version)));
+                }
+                Change::Logged(_) => {}
             }
         }
         self.deployments
             .retain(|_, d| !d.vms.is_empty() || !d.vans.is_empty());
-        self.serial += 1;
+        // The log is not the state: writing only to it leaves the serial.
+        if changes.is_empty() || !changes.iter().all(|c| matches!(c, Change::Logged(_))) {
+            self.serial += 1;
+        }
     }
 }

@@ -46,6 +46,11 @@ pub enum StateError {
         path: PathBuf,
         waited: Duration,
     },
+    /// A `cvl utility run` already serves this state.
+    ServiceRunning {
+        path: PathBuf,
+        holder: String,
+    },
     /// Another `cvl` is applying a plan to this state.
     Locked {
         path: PathBuf,
@@ -100,6 +105,12 @@ impl fmt::Display for StateError {
                     format!(", still after {} s", waited.as_secs())
                 }
             ),
+            StateError::ServiceRunning { path, holder } => write!(
+                f,
+                "a utility service already runs on {} ({holder}): one service per state; stop \
+                 it first (or use another state)",
+                path.display()
+            ),
             StateError::Conflict { detail } => {
                 write!(f, "the change contradicts the state: {detail}")
             }
@@ -112,8 +123,32 @@ impl std::error::Error for StateError {}
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
-/// The apply lock, released when dropped, or when the process holding it
-/// dies (the kernel drops its `flock`; PostgreSQL ends its session).
+/// Which of the state's two locks: one apply at a time, one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    Apply,
+    Service,
+}
+
+impl LockKind {
+    fn held(self, path: &Path, holder: String, waited: Duration) -> StateError {
+        match self {
+            LockKind::Apply => StateError::Locked {
+                path: path.to_path_buf(),
+                holder,
+                waited,
+            },
+            LockKind::Service => StateError::ServiceRunning {
+                path: path.to_path_buf(),
+                holder,
+            },
+        }
+    }
+}
+
+/// A lock on the state (the apply lock, the service lock), released when
+/// dropped, or when the process holding it dies (the kernel drops its
+/// `flock`; PostgreSQL ends its session).
 pub enum ApplyLock {
     None,
     File(std::fs::File),
@@ -212,10 +247,20 @@ impl Store {
     /// `wait` for a holder to finish, then fails naming it. `who` says what
     /// this process is doing, for the next one to read.
     pub fn lock_apply(&self, who: &str, wait: Duration) -> Result<ApplyLock> {
+        self.lock(LockKind::Apply, who, wait)
+    }
+
+    /// Takes the state's service lock for the life of a `cvl utility run`:
+    /// a second service on the same state is refused, naming the first.
+    pub fn lock_service(&self, who: &str) -> Result<ApplyLock> {
+        self.lock(LockKind::Service, who, Duration::ZERO)
+    }
+
+    fn lock(&self, kind: LockKind, who: &str, wait: Duration) -> Result<ApplyLock> {
         match &self.backend {
             Backend::Sqlite(_) if self.place == Path::new(":memory:") => Ok(ApplyLock::None),
-            Backend::Sqlite(_) => sqlite::lock_apply(&self.place, who, wait),
-            Backend::Postgres { url, .. } => pg::lock_apply(url, who, wait),
+            Backend::Sqlite(_) => sqlite::lock(&self.place, kind, who, wait),
+            Backend::Postgres { url, .. } => pg::lock(url, kind, who, wait),
         }
     }
 
@@ -254,6 +299,16 @@ impl Store {
     /// Everything the utility knows, read in one transaction.
     pub fn load(&mut self) -> Result<UtilityState> {
         self.read(schema::load)
+    }
+
+    /// The log of what was done (`cvl history`), newest last: at most
+    /// `limit` entries, of one deployment or of all.
+    pub fn history(
+        &mut self,
+        deployment: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<cvl_planner::model::HistoryEntry>> {
+        self.read(|tx| schema::history(tx, deployment, limit))
     }
 
     /// Records `changes` in one transaction (one writer at a time) and

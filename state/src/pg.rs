@@ -318,16 +318,28 @@ pub(crate) fn write<T>(
     Ok(out)
 }
 
-/// The apply lock: a session-scoped advisory lock on a connection of its
-/// own; who holds it is written in `meta`.
-pub(crate) fn lock_apply(url: &str, who: &str, wait: Duration) -> Result<ApplyLock> {
+/// The service lock's advisory key: one `cvl utility run` per state.
+pub const SERVICE_LOCK: i64 = 0x4356_4C33;
+
+/// The apply (or service) lock: a session-scoped advisory lock on a
+/// connection of its own; who holds it is written in `meta`.
+pub(crate) fn lock(
+    url: &str,
+    kind: crate::LockKind,
+    who: &str,
+    wait: Duration,
+) -> Result<ApplyLock> {
+    let (key, meta_key) = match kind {
+        crate::LockKind::Apply => (APPLY_LOCK, "apply_lock"),
+        crate::LockKind::Service => (SERVICE_LOCK, "service_lock"),
+    };
     let place = PathBuf::from(redact(url));
     let fail = |e: postgres::Error| crate::db_error(&place, wait, map(e));
     let mut client = connect(url)?;
     let started = Instant::now();
     loop {
         let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&APPLY_LOCK])
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .map_err(fail)?
             .get(0);
         if got {
@@ -335,23 +347,19 @@ pub(crate) fn lock_apply(url: &str, who: &str, wait: Duration) -> Result<ApplyLo
         }
         if started.elapsed() >= wait {
             let holder = client
-                .query_opt("SELECT value FROM meta WHERE key = 'apply_lock'", &[])
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&meta_key])
                 .map_err(fail)?
                 .map(|r| r.get::<_, String>(0))
                 .unwrap_or_default();
-            return Err(StateError::Locked {
-                path: place,
-                holder: crate::holder_or_unknown(&holder),
-                waited: wait,
-            });
+            return Err(kind.held(&place, crate::holder_or_unknown(&holder), wait));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     client
         .execute(
-            "INSERT INTO meta (key, value) VALUES ('apply_lock', $1) \
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&crate::holder(who)],
+            &[&meta_key, &crate::holder(who)],
         )
         .map_err(fail)?;
     Ok(ApplyLock::Session(Box::new(client)))

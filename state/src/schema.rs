@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use cvl_planner::model::{
-    Change, ComponentPath, DeploymentState, Host, Pools, Status, UtilityState, VmRecord,
+    Change, ComponentPath, DeploymentState, FailedVersion, HistoryEntry, Host, Policy, Pools,
+    Status, UtilityState, VmRecord,
 };
 
 /// `CVL1`: in SQLite's header, this file is a CVL state database; in
@@ -72,6 +73,37 @@ ALTER TABLE hosts ADD COLUMN root TEXT;
 "#,
     r#"
 ALTER TABLE hosts ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+"#,
+    // The utility service: how each deployment was applied and what it may
+    // do to it, the versions that failed there, and the log of what was done.
+    r#"
+CREATE TABLE deployments (
+    name TEXT PRIMARY KEY,
+    source TEXT,
+    policy TEXT NOT NULL
+);
+CREATE TABLE failed_versions (
+    deployment TEXT NOT NULL,
+    url TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    component TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (deployment, url, version)
+);
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    component TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    from_version INTEGER,
+    to_version INTEGER,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX history_by_deployment ON history (deployment, id);
 "#,
 ];
 
@@ -278,6 +310,34 @@ pub fn load(tx: &mut dyn Sql) -> Result<UtilityState, DbError> {
             .vans
             .insert(ComponentPath(text(&r, 1)?), int(&r, 2)?);
     }
+    for r in tx.query("SELECT name, source, policy FROM deployments", &[])? {
+        let name = text(&r, 0)?;
+        let Some(d) = deployments.get_mut(&name) else {
+            continue;
+        };
+        let json = |what: &str, e: serde_json::Error| {
+            DbError::Corrupt(format!("the {what} of the deployment {name}: {e}"))
+        };
+        if let Some(source) = opt_text(&r, 1)? {
+            d.source = Some(serde_json::from_str(&source).map_err(|e| json("source", e))?);
+        }
+        d.policy = serde_json::from_str(&text(&r, 2)?).map_err(|e| json("policy", e))?;
+    }
+    for r in tx.query(
+        "SELECT deployment, url, version, component, at, reason FROM failed_versions \
+         ORDER BY deployment, url, version",
+        &[],
+    )? {
+        if let Some(d) = deployments.get_mut(&text(&r, 0)?) {
+            d.failed.push(FailedVersion {
+                url: text(&r, 1)?,
+                version: int(&r, 2)?,
+                component: ComponentPath(text(&r, 3)?),
+                at: text(&r, 4)?,
+                reason: text(&r, 5)?,
+            });
+        }
+    }
     Ok(UtilityState {
         lineage,
         serial,
@@ -292,7 +352,21 @@ pub fn commit(tx: &mut dyn Sql, changes: &[Change]) -> Result<u64, DbError> {
     for change in changes {
         apply(tx, change)?;
     }
-    // Deployments are implied by their rows: nothing to tidy.
+    // The log is not the state: writing only to it leaves the serial (a
+    // plan made before stays current).
+    if !changes.is_empty() && changes.iter().all(|c| matches!(c, Change::Logged(_))) {
+        return meta(tx, "serial")?
+            .parse::<u64>()
+            .map_err(|_| DbError::Corrupt("the serial is not a number".to_string()));
+    }
+    // A deployment is its VMs and VANs: what is kept about one that has
+    // neither goes with it (its log stays).
+    let gone = "NOT IN (SELECT deployment FROM vms UNION SELECT deployment FROM vans)";
+    tx.execute(&format!("DELETE FROM deployments WHERE name {gone}"), &[])?;
+    tx.execute(
+        &format!("DELETE FROM failed_versions WHERE deployment {gone}"),
+        &[],
+    )?;
     let serial = meta(tx, "serial")?.parse::<u64>().unwrap_or(0) + 1;
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'serial'",
@@ -414,8 +488,108 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
                 &[deployment.into(), (&path.0).into()],
             )?;
         }
+        Change::SourceSet { deployment, source } => {
+            let json = serde_json::to_string(source).expect("a source serializes");
+            let policy = serde_json::to_string(&Policy::default()).expect("a policy serializes");
+            tx.execute(
+                "INSERT INTO deployments (name, source, policy) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET source = excluded.source",
+                &[deployment.into(), json.into(), policy.into()],
+            )?;
+        }
+        Change::PolicySet { deployment, policy } => {
+            let json = serde_json::to_string(policy).expect("a policy serializes");
+            tx.execute(
+                "INSERT INTO deployments (name, source, policy) VALUES (?1, NULL, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET policy = excluded.policy",
+                &[deployment.into(), json.into()],
+            )?;
+        }
+        Change::VersionFailed { deployment, failed } => {
+            tx.execute(
+                "INSERT INTO failed_versions (deployment, url, version, component, at, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (deployment, url, version) DO UPDATE SET \
+                 component = excluded.component, at = excluded.at, reason = excluded.reason",
+                &[
+                    deployment.into(),
+                    (&failed.url).into(),
+                    failed.version.into(),
+                    (&failed.component.0).into(),
+                    (&failed.at).into(),
+                    (&failed.reason).into(),
+                ],
+            )?;
+        }
+        Change::Logged(entry) => {
+            // Ids in order of writing; one writer at a time.
+            let next = tx.query("SELECT COALESCE(MAX(id), 0) + 1 FROM history", &[])?;
+            let id: i64 = next.first().map_or(Ok(1), |r| int(r, 0))?;
+            tx.execute(
+                "INSERT INTO history (id, at, deployment, component, actor, action, \
+                 from_version, to_version, outcome, detail) \
+                 VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                &[
+                    (&entry.at).into(),
+                    (&entry.deployment).into(),
+                    (&entry.component).into(),
+                    (&entry.actor).into(),
+                    (&entry.action).into(),
+                    entry.from_version.into(),
+                    entry.to_version.into(),
+                    (&entry.outcome).into(),
+                    (&entry.detail).into(),
+                    id.into(),
+                ],
+            )?;
+        }
     }
     Ok(())
+}
+
+/// The log, newest last: every deployment's, or one's; at most `limit`
+/// entries (the newest).
+pub fn history(
+    tx: &mut dyn Sql,
+    deployment: Option<&str>,
+    limit: u32,
+) -> Result<Vec<HistoryEntry>, DbError> {
+    let columns = "SELECT at, deployment, component, actor, action, from_version, to_version, \
+                   outcome, detail FROM history";
+    let rows = match deployment {
+        Some(d) => tx.query(
+            &format!("{columns} WHERE deployment = ?1 ORDER BY id DESC LIMIT ?2"),
+            &[d.into(), limit.into()],
+        )?,
+        None => tx.query(
+            &format!("{columns} ORDER BY id DESC LIMIT ?1"),
+            &[limit.into()],
+        )?,
+    };
+    let opt_int = |r: &[Value], i: usize| -> Result<Option<u32>, DbError> {
+        match r.get(i) {
+            Some(Value::Null) => Ok(None),
+            _ => int(r, i).map(Some),
+        }
+    };
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                at: text(r, 0)?,
+                deployment: text(r, 1)?,
+                component: text(r, 2)?,
+                actor: text(r, 3)?,
+                action: text(r, 4)?,
+                from_version: opt_int(r, 5)?,
+                to_version: opt_int(r, 6)?,
+                outcome: text(r, 7)?,
+                detail: text(r, 8)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 fn write_pools(tx: &mut dyn Sql, pools: &Pools) -> Result<(), DbError> {

@@ -215,11 +215,19 @@ fn map(e: rusqlite::Error) -> DbError {
     }
 }
 
-/// `state.db.apply-lock` beside the database, `flock`ed while held; it
-/// says who holds it.
-pub(crate) fn lock_apply(db: &Path, who: &str, wait: Duration) -> Result<ApplyLock> {
+/// `state.db.apply-lock` (or `.service-lock`, as `kind` says) beside the
+/// database, `flock`ed while held; it says who holds it.
+pub(crate) fn lock(
+    db: &Path,
+    kind: crate::LockKind,
+    who: &str,
+    wait: Duration,
+) -> Result<ApplyLock> {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".apply-lock");
+    name.push(match kind {
+        crate::LockKind::Apply => ".apply-lock",
+        crate::LockKind::Service => ".service-lock",
+    });
     let path: PathBuf = db.with_file_name(name);
     let io = |e: std::io::Error| StateError::Io {
         path: path.clone(),
@@ -241,11 +249,7 @@ pub(crate) fn lock_apply(db: &Path, who: &str, wait: Duration) -> Result<ApplyLo
         }
         if started.elapsed() >= wait {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(StateError::Locked {
-                path: db.to_path_buf(),
-                holder: crate::holder_or_unknown(&holder),
-                waited: wait,
-            });
+            return Err(kind.held(db, crate::holder_or_unknown(&holder), wait));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -92,7 +92,7 @@ fn change() -> impl Strategy<Value = Change> {
                 format!("v{i}")
             }),
         }),
-        (deployment, 0u8..3).prop_map(|(d, i)| Change::VanRemoved {
+        (deployment.clone(), 0u8..3).prop_map(|(d, i)| Change::VanRemoved {
             deployment: d,
             path: ComponentPath(if i == 0 {
                 String::new()
@@ -113,6 +113,48 @@ fn change() -> impl Strategy<Value = Change> {
         (0u8..3).prop_map(|i| Change::HostRemoved {
             name: format!("h{i}")
         }),
+        (deployment.clone(), 0u8..3).prop_map(|(d, i)| Change::SourceSet {
+            deployment: d,
+            source: DeploymentSource {
+                file: format!("/srv/{i}.cvl"),
+                deploy: "Acme".into(),
+                mirrors: vec![format!("http://a/=file:///r{i}/")],
+                timeout_secs: 30,
+            },
+        }),
+        (deployment.clone(), any::<bool>(), 0u16..1440).prop_map(|(d, auto, start)| {
+            Change::PolicySet {
+                deployment: d,
+                policy: Policy {
+                    auto,
+                    window: (start % 3 == 0).then_some(Window {
+                        start,
+                        end: (start + 60) % 1440,
+                    }),
+                },
+            }
+        }),
+        (deployment.clone(), 1u32..4, 0u8..2).prop_map(|(d, v, u)| Change::VersionFailed {
+            deployment: d,
+            failed: FailedVersion {
+                url: format!("http://repo/{u}"),
+                version: v,
+                component: ComponentPath("c1".into()),
+                at: "2026-12-02T00:00:00Z".into(),
+                reason: "not ready".into(),
+            },
+        }),
+        deployment.prop_map(|d| Change::Logged(HistoryEntry {
+            at: "2026-12-02T00:00:00Z".into(),
+            deployment: d,
+            component: "c1".into(),
+            actor: "service".into(),
+            action: "update".into(),
+            from_version: Some(1),
+            to_version: Some(2),
+            outcome: "done".into(),
+            detail: String::new(),
+        })),
     ]
 }
 

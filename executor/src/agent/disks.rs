@@ -13,7 +13,11 @@ use crate::protocol::*;
 
 impl HostAgent {
     /// The VM's program disks: a qcow2 overlay on each published disk of
-    /// `program`, made anew on an update (`fresh_program`), kept otherwise.
+    /// `program`, made anew on an update (`fresh_program`), kept otherwise
+    /// unless they were made from another program (an update cut short
+    /// before its new overlays were made: the start that finishes it must
+    /// not boot the old version). `dir/program` says which program the
+    /// overlays are of.
     pub(super) fn program_overlays(
         &self,
         spec: &StartSpec,
@@ -21,6 +25,14 @@ impl HostAgent {
         program: &Path,
         dir: &Path,
     ) -> Result<Vec<PathBuf>, Fail> {
+        let identity = format!(
+            "{}\n{}\n",
+            serde_json::to_string(&spec.program).expect("a program source serializes"),
+            spec.description
+        );
+        let marker = dir.join("program");
+        let fresh = spec.fresh_program
+            || std::fs::read_to_string(&marker).map_or(true, |made| made != identity);
         let mut drives = Vec::new();
         let data_devices: Vec<&str> = spec.data_disks.iter().map(|(d, _)| d.as_str()).collect();
         for disk in &description.disks {
@@ -29,7 +41,7 @@ impl HostAgent {
             }
             let base = program.join(&disk.file);
             let overlay = dir.join(format!("program-{}.qcow2", file_safe(&disk.device)));
-            if spec.fresh_program || !overlay.exists() {
+            if fresh || !overlay.exists() {
                 let tmp = overlay.with_extension("tmp");
                 let _ = std::fs::remove_file(&tmp);
                 let base = std::path::absolute(&base).map_err(|e| failed(e.to_string()))?;
@@ -47,6 +59,10 @@ impl HostAgent {
                 std::fs::rename(&tmp, &overlay).map_err(|e| failed(e.to_string()))?;
             }
             drives.push(overlay);
+        }
+        if fresh {
+            cvl_repo::write_atomic(&marker, identity.as_bytes())
+                .map_err(|e| failed(format!("cannot write {}: {e}", marker.display())))?;
         }
         Ok(drives)
     }

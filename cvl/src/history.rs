@@ -1,0 +1,161 @@
+//! `cvl history` (who or what did what to a deployment, when, from which
+//! version to which, and how it went: the utility service's automatic
+//! actions and people's applies alike) and `cvl policy` (what the service
+//! may do to a deployment by itself).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use cvl_planner::model::{Policy, Window};
+
+use crate::render;
+use crate::utility::{self, ListFormat};
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// Only this deployment's (default: every deployment's).
+    pub deployment: Option<String>,
+    /// At most this many entries, the newest.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+    /// Output: for people, or JSON for scripts.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    pub format: ListFormat,
+}
+
+pub fn history(args: HistoryArgs) -> Result<ExitCode> {
+    let mut store = utility::open_state()?;
+    let entries = store.history(args.deployment.as_deref(), args.limit)?;
+    if args.format == ListFormat::Json {
+        render::print_json(&serde_json::json!({
+            "format_version": "1",
+            "entries": entries,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        match &args.deployment {
+            Some(d) => println!("nothing recorded for {d}"),
+            None => println!("nothing recorded yet"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &entries {
+        let versions = match (e.from_version, e.to_version) {
+            (Some(a), Some(b)) => format!(" {a} -> {b}"),
+            (None, Some(b)) => format!(" version {b}"),
+            (Some(a), None) => format!(" from {a}"),
+            (None, None) => String::new(),
+        };
+        let what = if e.component.is_empty() {
+            e.deployment.clone()
+        } else {
+            format!("{}/{}", e.deployment, e.component)
+        };
+        println!(
+            "{}  {:<8} {what}{versions}: {} by {}",
+            e.at, e.action, e.outcome, e.actor
+        );
+        if !e.detail.is_empty() {
+            println!("    {}", e.detail.replace('\n', "\n    "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Show each deployment's policy (or one's).
+    Show {
+        /// Only this deployment's (default: every deployment's).
+        deployment: Option<String>,
+        /// Output: for people, or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Change what the utility service may do to a deployment by itself.
+    Set {
+        /// The deployment (as `cvl status` names it).
+        deployment: String,
+        /// Updates and resends taken automatically (`on`), or left for a
+        /// person (`off`).
+        #[arg(long, value_parser = on_off)]
+        auto: Option<bool>,
+        /// Only inside this daily window, UTC (`02:00-04:00`; it may wrap
+        /// past midnight); `none` for any time.
+        #[arg(long, value_name = "HH:MM-HH:MM|none")]
+        window: Option<String>,
+    },
+}
+
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("`{text}`: say on or off")),
+    }
+}
+
+pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
+    let mut store = utility::open_state()?;
+    let state = store.load()?;
+    match command {
+        PolicyCommand::Show { deployment, format } => {
+            let rows: Vec<(&String, &Policy)> = state
+                .deployments
+                .iter()
+                .filter(|(name, _)| deployment.as_ref().is_none_or(|d| d == *name))
+                .map(|(name, d)| (name, &d.policy))
+                .collect();
+            if let (Some(d), true) = (&deployment, rows.is_empty()) {
+                bail!("no deployment named {d} in the state (see `cvl status`)");
+            }
+            if format == ListFormat::Json {
+                let json: serde_json::Map<String, serde_json::Value> = rows
+                    .iter()
+                    .map(|(n, p)| ((*n).clone(), serde_json::to_value(p).unwrap_or_default()))
+                    .collect();
+                render::print_json(&serde_json::Value::Object(json))?;
+            } else {
+                for (name, policy) in rows {
+                    println!("{name}: {policy}");
+                }
+            }
+        }
+        PolicyCommand::Set {
+            deployment,
+            auto,
+            window,
+        } => {
+            let Some(d) = state.deployments.get(&deployment) else {
+                bail!(
+                    "no deployment named {deployment} in the state (it has: {})",
+                    state
+                        .deployments
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            if auto.is_none() && window.is_none() {
+                bail!("say what to change: --auto on|off, --window HH:MM-HH:MM|none");
+            }
+            let mut policy = d.policy;
+            if let Some(auto) = auto {
+                policy.auto = auto;
+            }
+            match window.as_deref() {
+                Some("none") => policy.window = None,
+                Some(w) => policy.window = Some(Window::parse(w).map_err(anyhow::Error::msg)?),
+                None => {}
+            }
+            store.commit(&[cvl_planner::Change::PolicySet {
+                deployment: deployment.clone(),
+                policy,
+            }])?;
+            println!("{deployment}: {policy}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

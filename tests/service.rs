@@ -1,0 +1,569 @@
+//! The utility service (`cvl utility run`) keeping a running VAN up to date
+//! by itself, on real QEMU guests in a namespace the test creates: a
+//! published version is taken with nothing typed, its data kept and the
+//! other appliance untouched; a version that never becomes ready is rolled
+//! back and not retried; a newer good one is taken; blacklisted versions
+//! are left for allowed ones, reported when none is, and stopped only when
+//! the service enforces the blacklist; a new component in a new VAN version
+//! waits for a person; a person's apply meets the service's lock; a second
+//! service is refused; a repository that hangs, fails or serves nonsense
+//! costs only its own deployment. Then the service is SIGKILLed in the
+//! middle of updates, and each time, started again, it converges.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cvl_e2e::*;
+
+const ALPHA: &str = "CVL = \"0.8\";\nAlpha extends VMAppliance {\n  \
+    datadisks = { device => \"ide0:1\", size => \"16M\" };\n  vm = \"alpha.vmx\";\n}\n";
+const BETA: &str = "CVL = \"0.8\";\nBeta extends VMAppliance {\n  vm = \"beta.vmx\";\n}\n";
+/// The VAN, published like any appliance, and the user's file deploying it.
+const PAIR_VAN: &str =
+    "import { url => \"http://virtualappliance.org/Alpha\", cvl => \"Alpha.cvl\" } Alpha;\n\
+    import { url => \"http://virtualappliance.org/Beta\", cvl => \"Beta.cvl\" } Beta;\n\
+    PairVan extends VANAppliance {\n  Alpha a;\n  Beta b;\n  vanIF = \"a.ethernet0\";\n}\n";
+const PAIR: &str =
+    "import { url => \"http://virtualappliance.org/PairVan\", cvl => \"PairVan.cvl\" } PairVan;\n\
+    Pair extends PairVan {}\n";
+
+/// Alpha 1, Beta 1, the VAN, and Pair applied.
+fn deploy_pair(u: &Utility) {
+    publish_alpha(u, 1, false);
+    u.publish("Beta", BETA);
+    u.publish("PairVan", PAIR_VAN);
+    std::fs::write(u.dir.join("Pair.cvl"), PAIR).unwrap();
+    u.ok(&[
+        "apply",
+        "Pair.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+}
+
+/// A VM description of the tiny guest; `version` only changes its
+/// program's digest (an update to take), `broken` makes a guest that never
+/// becomes ready (its kernel finds no init).
+fn description(version: u32, broken: bool) -> String {
+    let mut d = DESCRIPTION.replace("memory = 192", &format!("memory = {}", 160 + version));
+    if broken {
+        d = d.replace(
+            "console=ttyS0 quiet",
+            "console=ttyS0 quiet rdinit=/bin/false",
+        );
+    }
+    d
+}
+
+fn publish_alpha(u: &Utility, version: u32, broken: bool) {
+    let guest = guest();
+    let file = stage(
+        &u.dir,
+        &guest,
+        "Alpha",
+        ALPHA,
+        &description(version, broken),
+    );
+    if !u.dir.join("repos/Alpha").exists() {
+        u.ok(&["repo", "create", "repos/Alpha"]);
+    }
+    u.ok(&["publish", "repos/Alpha", file.to_str().unwrap()]);
+}
+
+fn vm_dir(u: &Utility, component: &str) -> PathBuf {
+    u.dir.join("home/host/vms/Pair").join(component)
+}
+
+fn pid(u: &Utility, component: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(vm_dir(u, component).join("qemu.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// The version the state records `component` running, and its status.
+fn recorded(u: &Utility, component: &str) -> (Option<u64>, String) {
+    let out = u.cvl(&["status", "Pair.cvl", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["component"] == component)
+        .map(|r| {
+            (
+                r["version"].as_u64(),
+                r["recorded"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or((None, String::new()))
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            // What every service of the test said, for the reader.
+            let logs: Vec<String> = LOGS
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .collect();
+            panic!(
+                "{what}: not within {} s; the services said:\n{}",
+                limit.as_secs(),
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every service log of the running test.
+static LOGS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn agent(u: &Utility, component: &str) -> Agent {
+    Agent::connect(
+        &vm_dir(u, component).join("qga.sock"),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
+fn write_marker(u: &Utility, marker: &str) {
+    let script =
+        format!("echo {marker} | dd of=/dev/vdb bs=512 count=1 conv=sync 2>/dev/null && sync");
+    let (code, out) = agent(u, "a")
+        .exec(&["/bin/sh", "-c", &script], Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+}
+
+fn read_marker(u: &Utility, len: usize) -> String {
+    let (_, data) = agent(u, "a")
+        .exec(
+            &["/bin/sh", "-c", &format!("head -c {len} /dev/vdb")],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// `cvl utility run` in the background, its log in `service-N.log`.
+struct Service {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(u: &Utility, n: u32, extra: &[&str]) -> Service {
+        let log = u.dir.join(format!("service-{n}.log"));
+        LOGS.lock().unwrap().push(log.clone());
+        let mut args = vec![
+            "utility",
+            "run",
+            "--interval",
+            "2s",
+            "--ready-timeout",
+            "20",
+            "--stop-timeout",
+            "10",
+        ];
+        args.extend(extra);
+        let child = u
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Service { child, log }
+    }
+
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_service_keeps_a_van_up_to_date_by_itself() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, u, _ns) = bare("cvl-e2e-service");
+    deploy_pair(&u);
+    // A second deployment, from a web repository that will misbehave.
+    let web = Flaky::serve(&u.ns, u.dir.join("repos"));
+    std::fs::create_dir_all(u.dir.join("other")).unwrap();
+    std::fs::write(
+        u.dir.join("other/Solo.cvl"),
+        format!(
+            "import {{ url => \"http://127.0.0.1:{}/Beta\", cvl => \"Beta.cvl\" }} Beta;\n\
+             Solo extends Beta {{\n  var \"required\" \"sensitive\" token;\n}}\n",
+            web.port
+        ),
+    )
+    .unwrap();
+    // Its sensitive value comes from the environment of this apply only:
+    // the service, which lacks it, skips the deployment and says so.
+    let out = u
+        .command(&[
+            "apply",
+            "other/Solo.cvl",
+            "--auto-approve",
+            "--stop-timeout",
+            "10",
+        ])
+        .env("CVL_SECRET_SOLO_TOKEN", "Canary-Solo-7Q5x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    write_marker(&u, "CVLDATA-SERVICE");
+    let b_pid = pid(&u, "b").unwrap();
+
+    let service = Service::start(&u, 1, &["--metrics", "127.0.0.1:9464"]);
+    wait_for("the service's first round", Duration::from_secs(60), || {
+        service.said().contains("\"event\":\"round\"")
+    });
+    assert!(
+        service
+            .said()
+            .contains("its sensitive values cannot be had (CVL_SECRET_SOLO_TOKEN)"),
+        "{}",
+        service.said()
+    );
+    // A second service on the same state is refused, naming the first.
+    let out = u.cvl(&["utility", "run", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("a utility service already runs"),
+        "{}",
+        text(&out)
+    );
+
+    // A new version is published: taken with nothing typed, data kept,
+    // the other appliance untouched.
+    let a_pid = pid(&u, "a").unwrap();
+    let published = Instant::now();
+    publish_alpha(&u, 2, false);
+    wait_for("a updated to version 2", Duration::from_secs(90), || {
+        recorded(&u, "a") == (Some(2), "running".into())
+    });
+    eprintln!(
+        "version 2 published to a running it: {:.1} s",
+        published.elapsed().as_secs_f64()
+    );
+    assert_ne!(pid(&u, "a"), Some(a_pid));
+    assert_eq!(pid(&u, "b"), Some(b_pid), "b restarted");
+    assert_eq!(read_marker(&u, 15), "CVLDATA-SERVICE");
+    let history = u.ok(&["history", "Pair"]);
+    assert!(
+        history.contains("update   Pair/a 1 -> 2: done by service"),
+        "{history}"
+    );
+
+    // A person's apply while the service updates: refused, naming it.
+    publish_alpha(&u, 3, true);
+    wait_for(
+        "the service at work on version 3",
+        Duration::from_secs(60),
+        || {
+            service.said().contains("\"action\":\"update\"")
+                && service.said().matches("action_began").count() >= 2
+        },
+    );
+    let out = u.cvl(&["apply", "Pair.cvl", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cvl utility run: updating Pair"),
+        "{}",
+        text(&out)
+    );
+
+    // Version 3 never becomes ready: rolled back to 2, data kept, and not
+    // tried again.
+    wait_for(
+        "the rollback to version 2",
+        Duration::from_secs(120),
+        || {
+            u.ok(&["history", "Pair"])
+                .contains("rolled back by service")
+        },
+    );
+    wait_for("a running version 2 again", Duration::from_secs(30), || {
+        recorded(&u, "a") == (Some(2), "running".into())
+    });
+    assert_eq!(read_marker(&u, 15), "CVLDATA-SERVICE");
+    let status = u.ok(&["status", "Pair.cvl"]);
+    assert!(
+        status.contains("version 3 of http://virtualappliance.org/Alpha failed in a"),
+        "{status}"
+    );
+    let attempts = |s: &str| s.matches("version 3 failed its health gate").count();
+    let before = attempts(&u.ok(&["history", "Pair"]));
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        attempts(&u.ok(&["history", "Pair"])),
+        before,
+        "version 3 was tried again"
+    );
+    assert_eq!(recorded(&u, "a").0, Some(2));
+
+    // A later good version is taken.
+    publish_alpha(&u, 4, false);
+    wait_for("a updated to version 4", Duration::from_secs(90), || {
+        recorded(&u, "a") == (Some(4), "running".into())
+    });
+
+    // The metrics say what happened.
+    let metrics = in_netns(&u.ns, || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9464").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    });
+    assert!(metrics.contains("cvl_updates_applied_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("cvl_updates_rolled_back_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cvl_deployments 2"), "{metrics}");
+
+    // A new component in a newly published VAN version: not started,
+    // reported.
+    u.publish(
+        "PairVan",
+        &PAIR_VAN.replace("  Beta b;\n", "  Beta b;\n  Beta c;\n"),
+    );
+    wait_for(
+        "the new component reported",
+        Duration::from_secs(30),
+        || u.ok(&["history", "Pair"]).contains("start c (new)"),
+    );
+    assert!(!vm_dir(&u, "c").exists(), "the service started c");
+
+    // Blacklisted with a newer allowed version published: updated to it.
+    publish_alpha(&u, 5, false);
+    u.ok(&["blacklist", "add", "http://virtualappliance.org/Alpha", "4"]);
+    wait_for("a updated to version 5", Duration::from_secs(90), || {
+        recorded(&u, "a") == (Some(5), "running".into())
+    });
+    // With every version barred: reported, marked, not stopped.
+    u.ok(&[
+        "blacklist",
+        "add",
+        "http://virtualappliance.org/Alpha",
+        "*",
+        "--reason",
+        "CVE-TEST",
+    ]);
+    wait_for("the violation reported", Duration::from_secs(30), || {
+        service.said().contains("\"event\":\"violation\"")
+    });
+    let out = u.cvl(&["blacklist", "violations"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("Pair/a  version 5 of http://virtualappliance.org/Alpha  (CVE-TEST)"),
+        "{}",
+        text(&out)
+    );
+    assert!(u.ok(&["status", "Pair.cvl"]).contains("BLACKLISTED"));
+    assert!(
+        pid(&u, "a").is_some(),
+        "stopped without --enforce-blacklist"
+    );
+
+    // Repositories that hang, fail and serve nonsense: the other
+    // deployment's repository backs off, reported; this one is served.
+    for mode in [Flaky::HANG, Flaky::ERROR, Flaky::BROKEN] {
+        web.mode.store(mode, Ordering::SeqCst);
+        let seen = service.said().matches("repository_failed").count();
+        wait_for(
+            "the failing repository reported",
+            Duration::from_secs(60),
+            || service.said().matches("repository_failed").count() > seen,
+        );
+    }
+    web.mode.store(Flaky::OK, Ordering::SeqCst);
+    assert!(
+        service.said().contains("\"next_try_s\""),
+        "{}",
+        service.said()
+    );
+
+    // Enforced: the barred appliance stops.
+    service.kill();
+    let enforcing = Service::start(&u, 2, &["--enforce-blacklist"]);
+    wait_for(
+        "a stopped by the enforced blacklist",
+        Duration::from_secs(60),
+        || pid(&u, "a").is_none(),
+    );
+    assert!(enforcing.said().contains("enforce_blacklist"));
+    assert!(pid(&u, "b").is_some(), "b was stopped too");
+    enforcing.kill();
+}
+
+#[test]
+fn a_service_killed_mid_update_converges_when_started_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, u, _ns) = bare("cvl-e2e-service-kill");
+    deploy_pair(&u);
+    write_marker(&u, "CVLDATA-KILLED");
+    // Killed at a different point of each update (when it began, while the
+    // guest stops, while the new one boots), with a random part on top.
+    let random = |n: u32| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        f64::from((nanos >> n) % 1000) / 1000.0
+    };
+    for (version, after) in [(2u32, 0.0f64), (3, 0.3), (4, 2.0)] {
+        let after = after + random(version) * 0.5;
+        let service = Service::start(&u, version, &[]);
+        wait_for("the service's first round", Duration::from_secs(60), || {
+            service.said().contains("\"event\":\"started\"")
+        });
+        publish_alpha(&u, version, false);
+        wait_for("the update began", Duration::from_secs(60), || {
+            service.said().contains("action_began")
+        });
+        std::thread::sleep(Duration::from_secs_f64(after));
+        // SIGKILL: no chance to tidy up.
+        service.kill();
+        let again = Service::start(&u, version + 100, &[]);
+        wait_for(
+            &format!("a running version {version} after the kill"),
+            Duration::from_secs(120),
+            || recorded(&u, "a") == (Some(u64::from(version)), "running".into()),
+        );
+        assert!(pid(&u, "a").is_some());
+        assert_eq!(read_marker(&u, 14), "CVLDATA-KILLED", "data lost");
+        let finished: Vec<String> = again
+            .said()
+            .lines()
+            .filter(|l| l.contains("action_finished"))
+            .map(str::to_string)
+            .collect();
+        eprintln!(
+            "killed {after} s into the update to {version}; started again, it did: {finished:?}"
+        );
+        again.kill();
+    }
+
+    // By hand: back to the version before, its data kept; then `cvl
+    // update` does not take the version left again.
+    let said = u.ok(&[
+        "rollback",
+        "Pair.cvl",
+        "a",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    assert!(said.contains("update a  Alpha 4 -> 3"), "{said}");
+    assert_eq!(recorded(&u, "a"), (Some(3), "running".into()));
+    assert_eq!(read_marker(&u, 14), "CVLDATA-KILLED", "data lost");
+    let said = u.ok(&["update", "Pair.cvl", "a", "--auto-approve"]);
+    assert!(said.contains("No changes"), "{said}");
+    publish_alpha(&u, 5, false);
+    let said = u.ok(&[
+        "update",
+        "Pair.cvl",
+        "a",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    assert!(said.contains("update a  Alpha 3 -> 5"), "{said}");
+    let history = u.ok(&["history", "Pair"]);
+    assert!(
+        history.contains("Pair/a 4 -> 3: done by cvl rollback"),
+        "{history}"
+    );
+    assert!(
+        history.contains("Pair/a 3 -> 5: done by cvl update"),
+        "{history}"
+    );
+}
+
+/// A static file server in the test's namespace whose behaviour changes on
+/// demand: serving, hanging, answering 500, or serving a broken index.
+struct Flaky {
+    port: u16,
+    mode: Arc<AtomicU8>,
+}
+
+impl Flaky {
+    const OK: u8 = 0;
+    const HANG: u8 = 1;
+    const ERROR: u8 = 2;
+    const BROKEN: u8 = 3;
+
+    fn serve(ns: &str, root: PathBuf) -> Flaky {
+        let mode = Arc::new(AtomicU8::new(Flaky::OK));
+        let listener = in_netns(ns, || TcpListener::bind("127.0.0.1:0").unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let m = mode.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (m, root) = (m.clone(), root.clone());
+                std::thread::spawn(move || answer(stream, &root, m.load(Ordering::SeqCst)));
+            }
+        });
+        Flaky { port, mode }
+    }
+}
+
+fn answer(mut stream: std::net::TcpStream, root: &Path, mode: u8) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+            break;
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let reply = |stream: &mut std::net::TcpStream, status: &str, body: &[u8]| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(body);
+    };
+    match mode {
+        Flaky::HANG => std::thread::sleep(Duration::from_secs(120)),
+        Flaky::ERROR => reply(&mut stream, "500 Internal Server Error", b"oops"),
+        Flaky::BROKEN if path.ends_with("cvl-repository.json") => {
+            reply(&mut stream, "200 OK", b"{\"format\": 1, \"versions\": [{")
+        }
+        _ => match std::fs::read(root.join(path.trim_start_matches('/'))) {
+            Ok(bytes) if !path.contains("..") => reply(&mut stream, "200 OK", &bytes),
+            _ => reply(&mut stream, "404 Not Found", b"no"),
+        },
+    }
+}
