@@ -18,6 +18,8 @@ pub struct ProgramFacts {
     /// SHA-256 over the description and the program disks' digests.
     pub digest: String,
     pub memory_mib: u32,
+    /// It runs the QEMU guest agent (parameters can be resent).
+    pub agent: bool,
 }
 
 /// The program of a versioned appliance: `vm` names its description among
@@ -63,6 +65,7 @@ pub fn from_repository(
         },
         digest: hex(&hasher.finalize()),
         memory_mib: description.memory,
+        agent: description.agent,
     })
 }
 
@@ -105,6 +108,7 @@ pub fn from_folder(dir: &Path, vm: &str, data_devices: &[String]) -> Result<Prog
         source: crate::display_path(&path),
         digest: hex(&hasher.finalize()),
         memory_mib: description.memory,
+        agent: description.agent,
     })
 }
 

@@ -5,6 +5,9 @@
 //! memory = 256            # MiB
 //! vcpus = 1
 //! machine = "pc"          # QEMU machine type (default "pc")
+//! guest = "kit"           # how it takes its parameters: "kit" (fw_cfg, the
+//!                         # guest kit) or "cloud-init" (a NoCloud seed)
+//! agent = true            # it runs the QEMU guest agent (default true)
 //!
 //! [[disk]]                # program disks, in boot order
 //! device = "ide0:0"       # CVL's `datadisks` names data disks by device
@@ -37,10 +40,35 @@ pub struct VmDescription {
     pub disks: Vec<DiskSpec>,
     #[serde(default)]
     pub boot: Option<BootSpec>,
+    /// How the guest takes its parameters.
+    #[serde(default)]
+    pub guest: GuestContract,
+    /// Whether the image runs the QEMU guest agent: without one, a changed
+    /// parameter cannot be resent, and the appliance restarts instead.
+    #[serde(default = "yes")]
+    pub agent: bool,
+}
+
+/// The two ways a guest takes its parameters (docs/guest-kit.md,
+/// docs/cloud-images.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestContract {
+    /// The guest kit: parameters through fw_cfg, ready when the guest agent
+    /// answers.
+    #[default]
+    Kit,
+    /// Any cloud-init image: a NoCloud seed (meta-data, network-config,
+    /// user-data) on a CD-ROM, ready when cloud-init's final stage says so.
+    CloudInit,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_machine() -> String {

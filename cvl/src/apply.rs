@@ -39,7 +39,9 @@ pub struct ExecArgs {
     /// Seconds a guest has to power off before QEMU is told to quit.
     #[arg(long, value_name = "SECS", default_value_t = 180)]
     pub stop_timeout: u64,
-    /// Seconds a guest has to answer its guest agent after booting.
+    /// Seconds a guest has to be ready after booting: its guest agent answers
+    /// (the guest kit), or cloud-init says so at the end of its final stage
+    /// (a cloud image: minutes under TCG).
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub ready_timeout: u64,
     /// How long to wait for another `cvl apply` or `cvl stop` on the same
@@ -812,7 +814,8 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
             serde_json::json!({
                 "deployment": d, "component": p, "host": host, "recorded": recorded,
                 "pid": seen.and_then(|s| s.pid), "qmp": seen.and_then(|s| s.qmp.clone()),
-                "agent": seen.is_some_and(|s| s.agent), "drift": drift,
+                "agent": seen.is_some_and(|s| s.agent),
+                "expects_agent": seen.is_none_or(|s| s.expects_agent), "drift": drift,
             })
         };
         match answer {
@@ -821,7 +824,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                     let drift = match (recorded, seen.pid.is_some()) {
                         (Status::Running, false) => "DRIFT: recorded running, but no process",
                         (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
-                        (Status::Running, true) if !seen.agent => "guest agent not answering",
+                        (Status::Running, true) if seen.expects_agent && !seen.agent => {
+                            "guest agent not answering"
+                        }
                         (Status::Starting | Status::Stopping | Status::Failed, _) => {
                             "an apply did not finish: run cvl plan"
                         }
@@ -927,7 +932,11 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                     r["recorded"].as_str().unwrap_or(""),
                     r["pid"].as_u64().map_or("-".to_string(), |p| p.to_string()),
                     r["qmp"].as_str().unwrap_or("-"),
-                    if r["agent"] == true { "yes" } else { "no" },
+                    match (&r["agent"], &r["expects_agent"]) {
+                        (serde_json::Value::Bool(true), _) => "yes",
+                        (_, serde_json::Value::Bool(false)) => "none",
+                        _ => "no",
+                    },
                     notes
                 );
             }

@@ -123,6 +123,7 @@ impl Programs for RepoPrograms<'_> {
             source: facts.source,
             digest: facts.digest,
             memory_mib: facts.memory_mib,
+            agent: facts.agent,
         })
     }
 }

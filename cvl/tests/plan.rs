@@ -469,3 +469,67 @@ fn a_relative_import_plans_an_absolute_program_source() {
         "{source}"
     );
 }
+
+/// An appliance whose image runs no guest agent (a cloud image without
+/// qemu-guest-agent) cannot take a resend: a changed parameter plans a
+/// restart, and the plan says why.
+#[test]
+fn a_changed_parameter_of_a_guest_without_an_agent_plans_a_restart() {
+    let suite = Suite::new();
+    let ex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/groupware/suite");
+    // Plone 2: the same CVL, its image without a guest agent.
+    let staged = common::stage(&suite.dir, "Plone", &ex.join("Plone.cvl"), 4);
+    let description = staged.with_file_name("plone.vmx");
+    let text = std::fs::read_to_string(&description).unwrap();
+    std::fs::write(
+        &description,
+        format!("guest = \"cloud-init\"\nagent = false\n{text}"),
+    )
+    .unwrap();
+    common::ok_in(
+        &suite.dir,
+        "home",
+        &[
+            "publish",
+            "--mirror",
+            &suite.mirror(),
+            "repos/Plone",
+            staged.to_str().unwrap(),
+        ],
+    );
+    suite.update_lock();
+    let first = suite.plan(&[]);
+    assert_eq!(first.actions.len(), 6);
+    suite.record_applied(&first);
+
+    let file = suite.dir.join("AcmeSuite.cvl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("domain = \"acme.org\"", "domain = \"acme.com\""),
+    )
+    .unwrap();
+    let plan = suite.plan(&[]);
+    assert_eq!(
+        actions(&plan),
+        [
+            ("resend", "d"),
+            ("resend", "h"),
+            ("resend", "l"),
+            ("resend", "m"),
+            ("update", "p")
+        ]
+    );
+    let p = plan.actions.iter().find(|a| a.component.0 == "p").unwrap();
+    assert_eq!(
+        p.reason.to_string(),
+        "resend needs a restart: p has no guest agent (domain \"acme.org\" -> \"acme.com\")"
+    );
+    // The terminal plan says the same.
+    let shown = suite.cvl(&["show", "plan.json"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("resend needs a restart: p has no guest agent"),
+        "{shown}"
+    );
+}

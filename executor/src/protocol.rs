@@ -218,6 +218,18 @@ pub struct VmStatus {
     pub qmp: Option<String>,
     /// The guest agent answered a ping.
     pub agent: bool,
+    /// The guest runs an agent at all: false for a cloud image described
+    /// with `agent = false`, whose silence is not drift.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub expects_agent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

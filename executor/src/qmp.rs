@@ -87,6 +87,13 @@ impl Qmp {
         self.0.call("system_powerdown", None).map(|_| ())
     }
 
+    /// Takes the medium out of a removable drive (the device's id).
+    pub fn eject(&mut self, device: &str) -> std::io::Result<()> {
+        self.0
+            .call("eject", Some(json!({ "id": device, "force": true })))
+            .map(|_| ())
+    }
+
     pub fn quit(&mut self) -> std::io::Result<()> {
         self.0.call("quit", None).map(|_| ())
     }

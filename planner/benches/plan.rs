@@ -48,6 +48,7 @@ impl Programs for OneProgram {
             source: "bench".into(),
             digest: "d".into(),
             memory_mib: 128,
+            agent: true,
         })
     }
 }

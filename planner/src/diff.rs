@@ -113,6 +113,13 @@ pub fn plan(
         }
         match (program, have.status) {
             (Some(reason), _) => actions.push(action(ActionKind::Update, path, reason, changes)),
+            (None, Status::Running) if !changes.is_empty() && !want.agent && !moved => {
+                let reason = Reason::ResendNeedsRestart {
+                    component: path.clone(),
+                    changes: changes.clone(),
+                };
+                actions.push(action(ActionKind::Update, path, reason, changes));
+            }
             (None, Status::Running) if !changes.is_empty() => {
                 let reason = Reason::ParamsChanged {
                     changes: changes.clone(),

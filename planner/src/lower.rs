@@ -44,6 +44,9 @@ pub struct Program {
     /// SHA-256 over the VM description and its disks.
     pub digest: String,
     pub memory_mib: u32,
+    /// It runs the QEMU guest agent: without one, parameters cannot be
+    /// resent to it, and it restarts instead.
+    pub agent: bool,
 }
 
 /// Reads VM descriptions: the I/O the planner leaves to its caller.
@@ -95,6 +98,8 @@ pub struct Lowered {
     pub appliances: BTreeMap<ComponentPath, ApplianceRef>,
     /// Each VM's memory, MiB.
     pub memory: FxHashMap<ComponentPath, u32>,
+    /// The VMs whose image runs no guest agent.
+    pub no_agent: rustc_hash::FxHashSet<ComponentPath>,
     /// Every sensitive parameter the user must supply.
     pub sensitive_inputs: Vec<SensitiveInput>,
     /// SHA-256 over every file the deployment reads.
@@ -250,7 +255,8 @@ pub fn topology(
     let mut vans = Vec::new();
     let mut appliances = BTreeMap::new();
     type ProgramKey = (SourceFile, String, Vec<String>);
-    let mut programs_seen: FxHashMap<ProgramKey, (ApplianceRef, u32)> = FxHashMap::default();
+    let mut programs_seen: FxHashMap<ProgramKey, (ApplianceRef, u32, bool)> = FxHashMap::default();
+    let mut no_agent = rustc_hash::FxHashSet::default();
     for (i, inst) in ev.instances.iter().enumerate() {
         let path = tree.path(i);
         match inst.kind {
@@ -276,7 +282,7 @@ pub fn topology(
                 };
                 let data_devices = data_devices(&tree, i);
                 let key = (file, vm.clone(), data_devices.clone());
-                let (appliance, memory_mib) = match programs_seen.get(&key) {
+                let (appliance, memory_mib, agent) = match programs_seen.get(&key) {
                     Some(known) => known.clone(),
                     None => {
                         let import = facts.get(&file);
@@ -293,8 +299,9 @@ pub fn topology(
                             digest: program.digest,
                             import_site: import.map(|f| f.site.clone()),
                         };
-                        programs_seen.insert(key, (appliance.clone(), program.memory_mib));
-                        (appliance, program.memory_mib)
+                        programs_seen
+                            .insert(key, (appliance.clone(), program.memory_mib, program.agent));
+                        (appliance, program.memory_mib, program.agent)
                     }
                 };
                 let interfaces = inst
@@ -304,6 +311,9 @@ pub fn topology(
                     .map(|(name, c)| (name.to_string(), tree.attach(i, *c)))
                     .collect();
                 appliances.insert(path.clone(), appliance);
+                if !agent {
+                    no_agent.insert(path.clone());
+                }
                 vms.push(VmShape {
                     path,
                     memory_mib,
@@ -346,6 +356,7 @@ pub fn topology(
     Ok(Lowered {
         def: def.clone(),
         memory,
+        no_agent,
         topology: Topology {
             deployment: deployment.to_string(),
             vms,
@@ -468,6 +479,7 @@ pub fn desired(
         }
         let data_disks = data_disks(&tree, i);
         let memory_mib = lowered.memory.get(&path).copied().unwrap_or(0);
+        let agent = !lowered.no_agent.contains(&path);
         vms.insert(
             path,
             DesiredVm {
@@ -477,6 +489,7 @@ pub fn desired(
                 params,
                 memory_mib,
                 data_disks,
+                agent,
             },
         );
     }

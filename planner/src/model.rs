@@ -180,6 +180,18 @@ pub struct DesiredVm {
     pub requires: Vec<String>,
     pub memory_mib: u32,
     pub data_disks: Vec<DataDisk>,
+    /// It runs the QEMU guest agent: parameters can be resent to it
+    /// (otherwise it restarts with them).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub agent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The whole desired state of one deployment.

@@ -169,6 +169,12 @@ pub enum Reason {
     ApplianceReplaced { from: String, to: String },
     /// Only parameters changed.
     ParamsChanged { changes: Vec<ParamChange> },
+    /// Only parameters changed, but the guest runs no guest agent to take
+    /// them while it runs: it restarts with them.
+    ResendNeedsRestart {
+        component: ComponentPath,
+        changes: Vec<ParamChange>,
+    },
     /// No longer in the deployment.
     Removed,
     /// Its host is drained.
@@ -208,6 +214,14 @@ impl fmt::Display for Reason {
             Reason::ParamsChanged { changes } => {
                 let parts: Vec<String> = changes.iter().map(ToString::to_string).collect();
                 f.write_str(&parts.join("; "))
+            }
+            Reason::ResendNeedsRestart { component, changes } => {
+                let parts: Vec<String> = changes.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "resend needs a restart: {component} has no guest agent ({})",
+                    parts.join("; ")
+                )
             }
             Reason::Removed => f.write_str("no longer in the deployment"),
             Reason::StopRequested { because_of: None } => f.write_str("stop requested"),

@@ -97,6 +97,7 @@ fn spec(version: u32, provides: &[String], requires: &[String], param: &str) -> 
         requires: requires.to_vec(),
         memory_mib: 128,
         data_disks: Vec::new(),
+        agent: true,
     }
 }
 

@@ -37,6 +37,7 @@ fn record(version: u32, batch: u64, mac: u32, ip: Option<u32>, status: Status) -
                 device: "ide0:1".into(),
                 size: "100M".into(),
             }],
+            agent: true,
         },
         alloc: VmAlloc {
             host: "local".into(),

@@ -82,6 +82,7 @@ fn main() {
                     requires: vec![],
                     memory_mib: 64,
                     data_disks: vec![],
+                    agent: true,
                 },
                 alloc: VmAlloc {
                     host: "local".into(),

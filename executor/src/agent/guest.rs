@@ -14,6 +14,61 @@ use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{Agent, Qmp};
 
+/// How a guest takes its parameters and says it is ready: the VM
+/// description's `guest` (and `agent`). Both read the parameters from
+/// fw_cfg; the kit's ready is its guest agent answering, cloud-init's a word
+/// on the ready port (the seed's per-boot script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Contract {
+    Kit,
+    CloudInit { agent: bool },
+}
+
+impl Contract {
+    pub(super) fn of(description: &cvl_repo::vm::VmDescription) -> Contract {
+        match description.guest {
+            cvl_repo::vm::GuestContract::Kit => Contract::Kit,
+            cvl_repo::vm::GuestContract::CloudInit => Contract::CloudInit {
+                agent: description.agent,
+            },
+        }
+    }
+
+    /// The contract a VM was started with (its folder's `contract`).
+    pub(super) fn of_vm(dir: &Path) -> Contract {
+        match std::fs::read_to_string(dir.join("contract")).as_deref() {
+            Ok("cloud-init") => Contract::CloudInit { agent: true },
+            Ok("cloud-init without agent") => Contract::CloudInit { agent: false },
+            _ => Contract::Kit,
+        }
+    }
+
+    pub(super) fn expects_agent(self) -> bool {
+        !matches!(self, Contract::CloudInit { agent: false })
+    }
+
+    /// What a resend runs once the new parameters are in place: the kit's
+    /// reload hook, or a cloud image's own when it has one.
+    fn reload(self) -> &'static str {
+        match self {
+            Contract::Kit => "exec /sbin/cvl-reload",
+            Contract::CloudInit { .. } => {
+                "if [ -x /etc/cvl/reload ]; then exec /etc/cvl/reload; fi; exit 0"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Contract::Kit => "kit",
+            Contract::CloudInit { agent: true } => "cloud-init",
+            Contract::CloudInit { agent: false } => "cloud-init without agent",
+        })
+    }
+}
+
 /// The most of a command's output one poll returns, per stream.
 const EXEC_PIECE: u64 = 1 << 20;
 
@@ -125,27 +180,35 @@ impl HostAgent {
         if running_pid(&dir).is_none() {
             return Err(failed(format!("{vm} is not running: nothing to resend to")));
         }
+        let contract = Contract::of_vm(&dir);
+        if !contract.expects_agent() {
+            return Err(failed(format!(
+                "{vm} runs no guest agent: its parameters change by a restart (plan again)"
+            )));
+        }
         let mut agent = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(10))
             .map_err(|e| failed(format!("the guest agent of {vm} does not answer: {e}")))?;
         let io = |e: std::io::Error| failed(format!("resend to {vm}: {e}"));
         let t = Duration::from_secs(30);
         // The file is made 0600 before the values go in.
         agent
-            .exec(&["/bin/sh", "-c", "umask 077; : > /run/cvl/params.new"], t)
-            .map_err(io)?;
-        agent
-            .write_file("/run/cvl/params.new", params.as_bytes())
-            .map_err(io)?;
-        let (code, _) = agent
             .exec(
                 &[
                     "/bin/sh",
                     "-c",
-                    "mv /run/cvl/params.new /run/cvl/params && exec /sbin/cvl-reload",
+                    "mkdir -p /run/cvl; umask 077; : > /run/cvl/params.new",
                 ],
                 t,
             )
             .map_err(io)?;
+        agent
+            .write_file("/run/cvl/params.new", params.as_bytes())
+            .map_err(io)?;
+        let then = format!(
+            "mv /run/cvl/params.new /run/cvl/params && {}",
+            contract.reload()
+        );
+        let (code, _) = agent.exec(&["/bin/sh", "-c", &then], t).map_err(io)?;
         if code != 0 {
             return Err(failed(format!(
                 "the reload hook of {vm} exited with {code}"
@@ -186,6 +249,7 @@ impl HostAgent {
                 pid: None,
                 qmp: None,
                 agent: false,
+                expects_agent: true,
             };
         };
         let pid = running_pid(&dir);
@@ -203,6 +267,7 @@ impl HostAgent {
             pid,
             qmp,
             agent,
+            expects_agent: Contract::of_vm(&dir).expects_agent(),
         }
     }
 }
@@ -221,8 +286,9 @@ impl ParamsFile {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix("cvl-params-")
+            let Some(pid) = ["cvl-params-", "cvl-seed-"]
+                .iter()
+                .find_map(|prefix| name.strip_prefix(prefix))
                 .and_then(|rest| rest.split('-').next())
                 .and_then(|pid| pid.parse::<u32>().ok())
             else {
@@ -235,16 +301,29 @@ impl ParamsFile {
     }
 
     pub(super) fn write(params: &str) -> Result<ParamsFile, Fail> {
+        ParamsFile::write_as("params", params.as_bytes())
+    }
+
+    /// A cloud-init guest's seed volume, on tmpfs too (it holds nothing
+    /// sensitive, but nothing of a VM's start is written to disk).
+    pub(super) fn seed(bytes: &[u8]) -> Result<ParamsFile, Fail> {
+        ParamsFile::write_as("seed", bytes)
+    }
+
+    fn write_as(kind: &str, bytes: &[u8]) -> Result<ParamsFile, Fail> {
         let dir = Path::new("/dev/shm");
         if !dir.is_dir() {
             return Err(failed(
                 "/dev/shm (tmpfs) is missing: parameters are never written to disk",
             ));
         }
+        let mut salt = Sha256::new();
+        salt.update(format!("{:?}", Instant::now()).as_bytes());
+        salt.update(bytes);
         let path = dir.join(format!(
-            "cvl-params-{}-{:x}",
+            "cvl-{kind}-{}-{:x}",
             std::process::id(),
-            Sha256::digest(format!("{:?}{params}", Instant::now()).as_bytes())[..6]
+            salt.finalize()[..6]
                 .iter()
                 .fold(0u64, |a, b| a << 8 | u64::from(*b))
         ));
@@ -254,8 +333,7 @@ impl ParamsFile {
             .mode(0o600)
             .open(&path)
             .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
-        file.write_all(params.as_bytes())
-            .map_err(|e| failed(e.to_string()))?;
+        file.write_all(bytes).map_err(|e| failed(e.to_string()))?;
         Ok(ParamsFile { path })
     }
 }

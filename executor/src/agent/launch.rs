@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::guest::ParamsFile;
+use super::cloud_init::SeedInput;
+use super::guest::{Contract, ParamsFile};
 use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{Agent, Qmp};
@@ -56,6 +57,26 @@ impl HostAgent {
         let netdevs = self.attach_nics(spec, &dir)?;
 
         let params = ParamsFile::write(&spec.params)?;
+        // How the guest takes them, and knows to say it is ready.
+        let contract = Contract::of(&description);
+        std::fs::write(dir.join("contract"), contract.to_string())
+            .map_err(|e| failed(e.to_string()))?;
+        let seed = match contract {
+            Contract::CloudInit { .. } => {
+                let identity = format!(
+                    "{}\0{}\0{}\0{}",
+                    spec.vm.deployment,
+                    spec.vm.path,
+                    serde_json::to_string(&spec.program).expect("a program source serializes"),
+                    cvl_repo::index::sha256_hex(text.as_bytes()),
+                );
+                let volume = SeedInput::from_params(&spec.params, &identity)
+                    .volume()
+                    .map_err(|e| failed(format!("cannot make the NoCloud seed: {e}")))?;
+                Some(ParamsFile::seed(&volume)?)
+            }
+            Contract::Kit => None,
+        };
         let accel = self.accel(&dir)?;
         let launch_qemu = |accel: &str| -> Result<(), Fail> {
             let mut args: Vec<String> = vec![
@@ -116,6 +137,23 @@ impl HostAgent {
                         .unwrap_or_else(|| "console=ttyS0 quiet".into()),
                 ]);
             }
+            if let Some(seed) = &seed {
+                // cloud-init's NoCloud seed on a CD-ROM (ejected once the
+                // guest is ready), and the port it says it is ready on.
+                args.extend([
+                    "-drive".into(),
+                    format!(
+                        "if=none,id=cvlseed,media=cdrom,readonly=on,format=raw,file={}",
+                        seed.path.display()
+                    ),
+                    "-device".into(),
+                    "ide-cd,drive=cvlseed,id=cvlseedcd".into(),
+                    "-chardev".into(),
+                    "socket,path=ready.sock,server=on,wait=off,id=cvlready".into(),
+                    "-device".into(),
+                    format!("virtserialport,chardev=cvlready,name={READY_PORT}"),
+                ]);
+            }
             for drive in &drives {
                 args.extend([
                     "-drive".into(),
@@ -166,8 +204,13 @@ impl HostAgent {
         let ready = if accel.trial {
             // KVM that exists may still refuse QEMU, or hang or kill guests:
             // a short trial, then TCG, remembered once a guest boots there.
-            let trial = launch(&used)
-                .map(|()| wait_ready(&dir, ready_deadline(spec.ready_timeout_secs.min(20))));
+            let trial = launch(&used).map(|()| {
+                wait_ready(
+                    &dir,
+                    contract,
+                    ready_deadline(spec.ready_timeout_secs.min(20)),
+                )
+            });
             if let Ok(Ok(())) = trial {
                 self.remember_accel("kvm");
                 Ok(())
@@ -175,7 +218,7 @@ impl HostAgent {
                 kill_vm(&dir);
                 used = "tcg".into();
                 launch(&used)?;
-                let ready = wait_ready(&dir, ready_deadline(spec.ready_timeout_secs));
+                let ready = wait_ready(&dir, contract, ready_deadline(spec.ready_timeout_secs));
                 if ready.is_ok() {
                     self.remember_accel("tcg");
                 }
@@ -183,9 +226,16 @@ impl HostAgent {
             }
         } else {
             launch(&used)?;
-            wait_ready(&dir, ready_deadline(spec.ready_timeout_secs))
+            wait_ready(&dir, contract, ready_deadline(spec.ready_timeout_secs))
         };
         drop(params);
+        if ready.is_ok() && seed.is_some() {
+            // Read: out of the guest's drive, and gone from the host.
+            if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(5)) {
+                let _ = q.eject("cvlseedcd");
+            }
+        }
+        drop(seed);
         let _ = std::fs::write(dir.join("accel"), &used);
         if let Err(e) = ready {
             kill_vm(&dir);
@@ -193,9 +243,14 @@ impl HostAgent {
             let why = match e {
                 NotReady::Exited => "it powered off while booting".to_string(),
                 NotReady::Silent(e) => format!(
-                    "its guest agent did not answer within {} s ({e}); it was stopped",
+                    "{} within {} s ({e}); it was stopped",
+                    match contract {
+                        Contract::Kit => "its guest agent did not answer",
+                        Contract::CloudInit { .. } => "cloud-init did not say it was ready",
+                    },
                     spec.ready_timeout_secs
                 ),
+                NotReady::Said(what) => format!("the guest said: {what}; it was stopped"),
             };
             return Err((
                 HostErrorKind::Timeout,
@@ -296,14 +351,27 @@ enum NotReady {
     /// QEMU exited (the guest powered off: the kit does when its start
     /// hook fails).
     Exited,
-    /// The guest agent did not answer in time.
+    /// The guest did not say it was ready in time.
     Silent(std::io::Error),
+    /// The guest said why it is not (cloud-init's per-boot script).
+    Said(String),
 }
 
-/// Waits until the VM's guest agent answers, giving up early when QEMU
-/// exits (a guest that failed to start powers off: no need to wait out the
-/// timeout).
-fn wait_ready(dir: &Path, deadline: Instant) -> Result<(), NotReady> {
+/// The virtio-serial port a cloud-init guest says "ready" on.
+pub(super) const READY_PORT: &str = "org.cvl.ready.0";
+
+/// Waits until the guest is ready as its contract says, giving up early
+/// when QEMU exits (a guest that failed to start powers off: no need to
+/// wait out the timeout).
+fn wait_ready(dir: &Path, contract: Contract, deadline: Instant) -> Result<(), NotReady> {
+    match contract {
+        Contract::Kit => wait_agent(dir, deadline),
+        Contract::CloudInit { .. } => wait_said(dir, deadline),
+    }
+}
+
+/// The guest kit's ready: its guest agent answers.
+fn wait_agent(dir: &Path, deadline: Instant) -> Result<(), NotReady> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match Agent::connect(
@@ -315,6 +383,63 @@ fn wait_ready(dir: &Path, deadline: Instant) -> Result<(), NotReady> {
             Err(_) if running_pid(dir).is_none() => return Err(NotReady::Exited),
             Err(e) if Instant::now() >= deadline => return Err(NotReady::Silent(e)),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// cloud-init's ready: its per-boot script writes `ready` (or `failed:
+/// why`) on the ready port, at the end of its final stage.
+fn wait_said(dir: &Path, deadline: Instant) -> Result<(), NotReady> {
+    use std::io::BufRead;
+    let socket = dir.join("ready.sock");
+    loop {
+        if running_pid(dir).is_none() {
+            return Err(NotReady::Exited);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(NotReady::Silent(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no word on the ready port",
+            )));
+        }
+        let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        // Read in short slices, to notice QEMU exiting.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) if line.ends_with('\n') => {
+                    let said = line.trim().to_string();
+                    if said == "ready" {
+                        return Ok(());
+                    }
+                    if let Some(why) = said.strip_prefix("failed:") {
+                        return Err(NotReady::Said(why.trim().to_string()));
+                    }
+                    line.clear();
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if running_pid(dir).is_none() {
+                        return Err(NotReady::Exited);
+                    }
+                }
+                Err(_) => break,
+            }
         }
     }
 }

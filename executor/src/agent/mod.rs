@@ -21,6 +21,7 @@
 //! [`attic`] (removed VMs).
 
 mod attic;
+pub mod cloud_init;
 mod disks;
 mod guest;
 mod incoming;
@@ -181,6 +182,7 @@ impl HostAgent {
                                 pid: None,
                                 qmp: None,
                                 agent: false,
+                                expects_agent: true,
                             })
                         })
                         .collect()
