@@ -100,8 +100,18 @@ pub struct StatusArgs {
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
     /// Output: for people, or JSON for scripts.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
-    pub format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+    pub format: StatusFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// A table, a line per VM (host, recorded state, PID, QMP, guest agent,
+    /// drift), then each deployment's policy.
+    Human,
+    /// An array of objects, one per VM: deployment, component, host,
+    /// version, recorded, pid, qmp, agent, expects_agent, blacklisted, drift.
+    Json,
 }
 
 /// Where this machine's host agent keeps VMs: `$CVL_HOST_ROOT`, else
@@ -901,8 +911,8 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         };
     }
     match args.format {
-        PlanFormat::Json => crate::render::print_json(&serde_json::Value::Array(rows))?,
-        PlanFormat::Human => {
+        StatusFormat::Json => crate::render::print_json(&serde_json::Value::Array(rows))?,
+        StatusFormat::Human => {
             if rows.is_empty() {
                 println!(
                     "The utility runs nothing{}.",

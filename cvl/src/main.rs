@@ -20,6 +20,7 @@ mod exec;
 mod files;
 mod fmt;
 mod history;
+mod install;
 mod render;
 mod repo;
 mod secrets;
@@ -56,7 +57,7 @@ use codespan_reporting::term::termcolor::ColorChoice;
         Every command that reads CVL takes --mirror, --offline and --timeout, and those that use \
         cvl.lock take --locked; see each command's --help."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// When to color output.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     color: Color,
@@ -267,6 +268,24 @@ enum Command {
         diagnostics as `cvl check`."
     )]
     Lsp,
+    /// Print a shell's completion script for cvl (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:\n  \
+        cvl completions bash > /etc/bash_completion.d/cvl\n  \
+        cvl completions zsh > \"${fpath[1]}/_cvl\"\n  \
+        cvl completions fish > ~/.config/fish/completions/cvl.fish\n\n\
+        The Debian package installs the bash, zsh and fish scripts.")]
+    Completions {
+        /// The shell whose script to print.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages: cvl(1) and one per command (cvl-apply(1), cvl-host-add(1), ...).
+    #[command(after_help = "For packagers: `cvl man --out target/man && man -l \
+        target/man/cvl-apply.1`. The pages are made from the same text as --help.")]
+    Man {
+        /// The folder to write the pages into (made if missing).
+        #[arg(long, value_name = "DIR", default_value = "man")]
+        out: PathBuf,
+    },
     /// Print a file's lossless syntax tree and its syntax errors.
     Parse {
         /// The file to parse (`-` for standard input).
@@ -331,6 +350,8 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             })
         }
+        Command::Completions { shell } => install::completions(shell),
+        Command::Man { out } => install::man(&out),
         Command::Parse { file } => parse(&file),
     };
     match result {

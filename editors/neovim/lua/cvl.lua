@@ -1,9 +1,13 @@
 -- CVL for Neovim (0.7 and later): starts the language server `cvl lsp` for
--- CVL buffers, one client per workspace folder. Filetype detection and
--- highlighting come from ftdetect/cvl.vim and syntax/cvl.vim beside this.
+-- CVL buffers, one client per workspace folder. Filetype detection comes
+-- from ftdetect/cvl.vim; highlighting from tree-sitter when the CVL parser
+-- is installed (parser/cvl.so on the runtime path, built from
+-- editors/tree-sitter-cvl; its queries are queries/cvl/ beside this), else
+-- from syntax/cvl.vim.
 --
 --   require("cvl").setup()                          -- `cvl` on $PATH
 --   require("cvl").setup({ cmd = { "/path/to/cvl", "lsp" } })
+--   require("cvl").setup({ treesitter = false })    -- syntax/cvl.vim only
 local M = {}
 
 local clients = {}
@@ -29,12 +33,35 @@ end
 -- Exposed for tests.
 M.root_of = root_of
 
+-- Tree-sitter highlighting for `buf` when the CVL parser is installed:
+-- whether it started.
+local function treesitter(buf)
+  local add = (vim.treesitter.language and vim.treesitter.language.add)
+    or vim.treesitter.require_language
+  if not add or not pcall(add, "cvl") then
+    return false
+  end
+  if vim.treesitter.start then
+    vim.treesitter.start(buf, "cvl") -- 0.8 and later
+  else
+    vim.treesitter.highlighter.new(vim.treesitter.get_parser(buf, "cvl"))
+    vim.bo[buf].syntax = ""
+  end
+  return true
+end
+
+-- Exposed for tests.
+M.treesitter = treesitter
+
 function M.setup(opts)
   opts = opts or {}
   local cmd = opts.cmd or { "cvl", "lsp" }
   vim.api.nvim_create_autocmd("FileType", {
     pattern = "cvl",
     callback = function(args)
+      if opts.treesitter ~= false then
+        treesitter(args.buf)
+      end
       local root = root_of(vim.api.nvim_buf_get_name(args.buf))
       local id = clients[root]
       if id == nil or vim.lsp.get_client_by_id(id) == nil then

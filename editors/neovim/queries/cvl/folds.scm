@@ -1,0 +1,1 @@
+../../../tree-sitter-cvl/queries/folds.scm

@@ -1,0 +1,4 @@
+; Fold object bodies, maps and block comments.
+(body) @fold
+(map) @fold
+(comment) @fold
