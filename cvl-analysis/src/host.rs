@@ -186,6 +186,39 @@ impl Analysis {
         self.with_db(|db| ide::goto_definition(db, file, offset))
     }
 
+    /// The object named under `offset`, as a type hierarchy shows it.
+    pub fn type_at(
+        &self,
+        file: SourceFile,
+        offset: TextSize,
+    ) -> Cancellable<Option<ide::TypeItem>> {
+        self.with_db(|db| ide::type_at(db, file, offset))
+    }
+
+    /// The object `name` of `file`, as a type hierarchy shows it.
+    pub fn type_item(&self, def: &Def) -> Cancellable<Option<ide::TypeItem>> {
+        self.with_db(|db| ide::type_item(db, def))
+    }
+
+    /// What `def` extends.
+    pub fn supertypes(&self, def: &Def) -> Cancellable<Vec<ide::TypeItem>> {
+        self.with_db(|db| ide::supertypes(db, def))
+    }
+
+    /// The objects of `files` that extend `def`.
+    pub fn subtypes(&self, def: &Def, files: &[SourceFile]) -> Cancellable<Vec<ide::TypeItem>> {
+        self.with_db(|db| ide::subtypes(db, def, files))
+    }
+
+    /// The components of `files` whose type is `def`.
+    pub fn components_of_type(
+        &self,
+        def: &Def,
+        files: &[SourceFile],
+    ) -> Cancellable<Vec<ide::NavTarget>> {
+        self.with_db(|db| ide::components_of_type(db, def, files))
+    }
+
     /// Every occurrence in `files` of what the name under `offset` denotes,
     /// its declaration first.
     pub fn references(

@@ -775,3 +775,103 @@ pub fn code_actions(
         })
         .collect()
 }
+
+/// An object as a type hierarchy shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeItem {
+    pub def: Def,
+    /// `VM appliance`, `VAN appliance`, ...
+    pub kind: &'static str,
+    /// Its name, where it is declared.
+    pub name_range: TextRange,
+    /// The whole object.
+    pub range: TextRange,
+}
+
+/// The object named under `offset` (its declaration, an `extends`, a
+/// component's type, an import's name).
+pub fn type_at(db: &dyn Db, file: SourceFile, offset: TextSize) -> Option<TypeItem> {
+    match occurrence_at(db, file, offset)?.entity {
+        Entity::Object(def) => type_item(db, &def),
+        _ => None,
+    }
+}
+
+/// A type hierarchy's item for `def`; `None` for what has no declaration
+/// to show (the prelude's root marker).
+pub fn type_item(db: &dyn Db, def: &Def) -> Option<TypeItem> {
+    let data = data(db, def)?;
+    let start = object_start(db, def);
+    let kind = match kind_of(db, def) {
+        resolve::Kind::Vm => "VM appliance",
+        resolve::Kind::Van => "VAN appliance",
+        resolve::Kind::Interface => "interface",
+        resolve::Kind::Appliance => "appliance",
+        resolve::Kind::Unknown => "object",
+    };
+    Some(TypeItem {
+        def: def.clone(),
+        kind,
+        name_range: data.name.range + start,
+        range: data.range + start,
+    })
+}
+
+/// What `def` extends: its parent, through imports and the prelude (one
+/// item: CVL has single inheritance).
+pub fn supertypes(db: &dyn Db, def: &Def) -> Vec<TypeItem> {
+    let Some(parent) = data(db, def).and_then(|d| d.parent.clone()) else {
+        return Vec::new();
+    };
+    match resolve::resolve_type(db, def.file, &parent.text) {
+        Resolved::Def(p) => type_item(db, &p).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The objects in `files` that extend `def` directly.
+pub fn subtypes(db: &dyn Db, def: &Def, files: &[SourceFile]) -> Vec<TypeItem> {
+    let mut out = Vec::new();
+    for &file in files {
+        for object in &item_tree(db, file).objects {
+            let Some(parent) = &object.data.parent else {
+                continue;
+            };
+            if let Resolved::Def(p) = resolve::resolve_type(db, file, &parent.text) {
+                if &p == def {
+                    let child = Def {
+                        file,
+                        name: object.data.name.text.clone(),
+                    };
+                    if let Some(item) = type_item(db, &child) {
+                        if !out.contains(&item) {
+                            out.push(item);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every component declaration in `files` whose type is `def`: where the
+/// appliance is used (`DNS d;`), as the name of the component.
+pub fn components_of_type(db: &dyn Db, def: &Def, files: &[SourceFile]) -> Vec<NavTarget> {
+    let mut out = Vec::new();
+    for &file in files {
+        for object in &item_tree(db, file).objects {
+            for comp in &object.data.components {
+                if let Resolved::Def(ty) = resolve::resolve_type(db, file, &comp.ty.text) {
+                    if &ty == def {
+                        out.push(NavTarget {
+                            file,
+                            range: comp.name.range + object.start,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -14,11 +14,13 @@
 
 mod handlers;
 mod line_index;
+pub mod preview;
 mod state;
 mod to_proto;
 mod world;
 
 pub use line_index::LineIndex;
+pub use preview::{PlanPreview, PreviewAction, Previewer, Running};
 
 use handlers::*;
 use state::Server;
@@ -51,19 +53,32 @@ impl LanguageServer for Server {
     async fn formatting(&self, p: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> { self.request(p, formatting::formatting).await }
     async fn inlay_hint(&self, p: InlayHintParams) -> Result<Option<Vec<InlayHint>>> { self.request(p, inlay_hints::inlay_hint).await }
     async fn code_action(&self, p: CodeActionParams) -> Result<Option<CodeActionResponse>> { self.request(p, code_actions::code_action).await }
+    async fn code_lens(&self, p: CodeLensParams) -> Result<Option<Vec<CodeLens>>> { self.request(p, plan::code_lens).await }
+    async fn execute_command(&self, p: ExecuteCommandParams) -> Result<Option<serde_json::Value>> { self.request(p, plan::execute_command).await }
+    async fn prepare_type_hierarchy(&self, p: TypeHierarchyPrepareParams) -> Result<Option<Vec<TypeHierarchyItem>>> { self.request(p, hierarchy::prepare).await }
+    async fn supertypes(&self, p: TypeHierarchySupertypesParams) -> Result<Option<Vec<TypeHierarchyItem>>> { self.request(p, hierarchy::supertypes).await }
+    async fn subtypes(&self, p: TypeHierarchySubtypesParams) -> Result<Option<Vec<TypeHierarchyItem>>> { self.request(p, hierarchy::subtypes).await }
 }
 
 /// Serves LSP on standard input and output until the client sends `exit`
 /// (or closes the input). Returns whether `shutdown` came first: the
 /// process should then exit with 0, else with 1 (LSP's rule).
 pub fn run_stdio() -> bool {
+    run_stdio_with(None)
+}
+
+/// [`run_stdio`] with a previewer: the plan in the editor (code lenses,
+/// hints, hover, the `cvl.showPlan` and `cvl.showGraph` commands) and what
+/// the state runs.
+pub fn run_stdio_with(previewer: Option<std::sync::Arc<dyn Previewer>>) -> bool {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
     let shut_down = runtime.block_on(async {
-        let (service, socket) = tower_lsp::LspService::new(Server::new);
+        let (service, socket) =
+            tower_lsp::LspService::new(move |client| Server::new(client, previewer.clone()));
         let watch = exit::Watch::new(service);
         let (shut_down, exited) = (watch.shut_down.clone(), watch.exited.clone());
         let serve =
@@ -89,7 +104,7 @@ mod exit {
     use std::sync::Arc;
     use std::task::{Context, Poll};
 
-    use tower_lsp::jsonrpc::Request;
+    use tower_lsp::jsonrpc::{Request, Response};
 
     pub struct Watch<S> {
         inner: S,
@@ -107,10 +122,14 @@ mod exit {
         }
     }
 
-    impl<S: tower_service::Service<Request>> tower_service::Service<Request> for Watch<S> {
+    impl<S> tower_service::Service<Request> for Watch<S>
+    where
+        S: tower_service::Service<Request, Response = Option<Response>>,
+        S::Future: Send + 'static,
+    {
         type Response = S::Response;
         type Error = S::Error;
-        type Future = S::Future;
+        type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
 
         fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             self.inner.poll_ready(cx)
@@ -125,7 +144,29 @@ mod exit {
                 "exit" => self.exited.notify_one(),
                 _ => {}
             }
-            future
+            Box::pin(async move {
+                let response = future.await?;
+                Ok(match response {
+                    Some(r) if method == "initialize" => Some(with_type_hierarchy(r)),
+                    other => other,
+                })
+            })
         }
+    }
+
+    /// tower-lsp 0.20's `ServerCapabilities` has no field for LSP 3.17's
+    /// type hierarchy: the server answers its requests, and says so here.
+    fn with_type_hierarchy(response: Response) -> Response {
+        let (id, body) = response.into_parts();
+        let body = body.map(|mut value| {
+            if let Some(caps) = value
+                .get_mut("capabilities")
+                .and_then(|c| c.as_object_mut())
+            {
+                caps.insert("typeHierarchyProvider".into(), true.into());
+            }
+            value
+        });
+        Response::from_parts(id, body)
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cvl_analysis::Cancelled;
@@ -12,6 +13,7 @@ use tower_lsp::jsonrpc::{Error, ErrorCode};
 use tower_lsp::lsp_types::Url;
 use tower_lsp::Client;
 
+use crate::preview::Previewer;
 use crate::world::{Snapshot, World};
 
 pub struct Server {
@@ -26,6 +28,34 @@ pub struct Server {
     pub(crate) settings_problem: Option<String>,
     /// The workspace folder, from `initialize` until `initialized` loads it.
     pub(crate) root: Mutex<Option<PathBuf>>,
+    /// Plans and the state, from the `cvl` command (`None` in tests of
+    /// this crate alone).
+    pub(crate) previewer: Option<Arc<dyn Previewer>>,
+    /// The plan preview, unless the client's settings turn it off
+    /// (`initializationOptions: { "planPreview": false }`).
+    pub(crate) preview_on: Arc<AtomicBool>,
+    /// Whether the client can be asked to refresh its code lenses and
+    /// inlay hints (after an edit, or when the state changes).
+    pub(crate) refresh: Arc<Refresh>,
+}
+
+/// What the client can be asked to refresh.
+#[derive(Default)]
+pub struct Refresh {
+    pub code_lens: AtomicBool,
+    pub inlay_hints: AtomicBool,
+}
+
+impl Refresh {
+    /// Asks the client to ask again for what it can refresh.
+    pub async fn now(&self, client: &Client) {
+        if self.code_lens.load(Ordering::Relaxed) {
+            let _ = client.code_lens_refresh().await;
+        }
+        if self.inlay_hints.load(Ordering::Relaxed) {
+            let _ = client.inlay_hint_refresh().await;
+        }
+    }
 }
 
 /// Why a request has no answer.
@@ -46,8 +76,9 @@ impl From<Cancelled> for Failure {
 pub type Answer<T> = std::result::Result<T, Failure>;
 
 impl Server {
-    pub fn new(client: Client) -> Server {
+    pub fn new(client: Client, previewer: Option<Arc<dyn Previewer>>) -> Server {
         let (world, settings_problem) = World::new();
+        let off = std::env::var("CVL_LSP_PLAN_PREVIEW").is_ok_and(|v| v == "0" || v == "off");
         Server {
             client,
             world: Arc::new(Mutex::new(world)),
@@ -55,7 +86,19 @@ impl Server {
             publishing: Arc::default(),
             settings_problem,
             root: Mutex::new(None),
+            previewer,
+            preview_on: Arc::new(AtomicBool::new(!off)),
+            refresh: Arc::default(),
         }
+    }
+
+    /// A snapshot of the world, with the previewer when the preview is on.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut snap = self.world().snapshot();
+        if self.preview_on.load(Ordering::Relaxed) {
+            snap.previewer = self.previewer.clone();
+        }
+        snap
     }
 
     /// The world, to change it. Never held across an `.await`, nor while
@@ -81,7 +124,7 @@ impl Server {
         P: Send + 'static,
         T: Send + 'static,
     {
-        let snap = self.world().snapshot();
+        let snap = self.snapshot();
         match tokio::task::spawn_blocking(move || handler(&snap, params)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(Failure::Cancelled)) => Err(Error {

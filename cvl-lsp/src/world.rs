@@ -13,6 +13,7 @@ use cvl_syntax::{TextRange, TextSize};
 use tower_lsp::lsp_types::{Location, TextDocumentPositionParams, Url};
 
 use crate::line_index::LineIndex;
+use crate::preview::Previewer;
 
 pub struct Document {
     pub file: SourceFile,
@@ -153,6 +154,7 @@ impl World {
                 .iter()
                 .map(|(uri, d)| (uri.clone(), (d.file, d.index.clone())))
                 .collect(),
+            previewer: None,
         }
     }
 }
@@ -166,6 +168,8 @@ pub struct Snapshot {
     local: Arc<HashMap<PathBuf, SourceFile>>,
     paths: Arc<HashMap<SourceFile, PathBuf>>,
     open: HashMap<Url, (SourceFile, Arc<LineIndex>)>,
+    /// Plans and the state, when the plan preview is on.
+    pub previewer: Option<Arc<dyn Previewer>>,
 }
 
 impl Snapshot {
@@ -175,6 +179,22 @@ impl Snapshot {
         }
         let path = uri.to_file_path().ok()?;
         self.local.get(&path).copied()
+    }
+
+    /// The file at `uri` among every loaded one (imports too).
+    pub fn loaded_file(&self, uri: &Url) -> Option<SourceFile> {
+        self.file_of(uri).or_else(|| {
+            let path = uri.to_file_path().ok()?;
+            self.paths
+                .iter()
+                .find(|(_, p)| **p == path)
+                .map(|(f, _)| *f)
+        })
+    }
+
+    /// The path a file was loaded from.
+    pub fn path(&self, file: SourceFile) -> Option<&Path> {
+        self.paths.get(&file).map(PathBuf::as_path)
     }
 
     pub fn uri(&self, file: SourceFile) -> Option<Url> {

@@ -245,43 +245,70 @@ pub(crate) fn plan_with(
             file.display()
         );
     }
+    let mut store = utility::open_state()?;
+    let state = store.load()?;
+    let key = store.fingerprint_key()?;
+    let plan = plan_analysis(
+        &ws.analysis,
+        root,
+        file,
+        &name,
+        target,
+        &input.options.settings,
+        &state,
+        &key,
+    )?;
+    Ok(Some(plan))
+}
+
+/// The plan of the object `name` of `root` (the file at `file`) as
+/// `analysis` has it, against `state`: what `cvl plan` does once the files
+/// are loaded and the state read, and what the language server's preview
+/// does on its own analysis and a read-only view of the state. The file must
+/// have no errors.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_analysis(
+    analysis: &Analysis,
+    root: SourceFile,
+    file: &Path,
+    name: &str,
+    target: &Option<String>,
+    settings: &cvl_repo::Settings,
+    state: &cvl_planner::model::UtilityState,
+    key: &[u8],
+) -> Result<(Plan, lower::SensitiveValues)> {
     let def = Def {
         file: root,
         name: name.into(),
     };
     let mut programs = RepoPrograms {
-        analysis: &ws.analysis,
-        fetcher: Fetcher::new(input.options.settings.clone()),
+        analysis,
+        fetcher: Fetcher::new(settings.clone()),
     };
-    let lowered = ws
-        .analysis
+    let lowered = analysis
         .with_db(|db| lower::topology(db, &def, &mut programs))?
         .map_err(anyhow::Error::msg)?;
-    let mut store = utility::open_state()?;
-    let state = store.load()?;
-    let key = store.fingerprint_key()?;
     let hosts = utility::hosts_or_local(&state.hosts);
-    let alloc = cvl_planner::allocate(&lowered.topology, &state, &hosts)?;
+    let alloc = cvl_planner::allocate(&lowered.topology, state, &hosts)?;
     let supplied = crate::secrets::supply(&def.name, &lowered.sensitive_inputs)?;
     let mut secrets: BTreeMap<String, String> = supplied
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().to_string()))
         .collect();
     drop(supplied);
-    let (desired, sensitive) = ws
-        .analysis
-        .with_db(|db| lower::desired(db, &lowered, &alloc, &secrets, &key))?;
+    let (desired, sensitive) =
+        analysis.with_db(|db| lower::desired(db, &lowered, &alloc, &secrets, key))?;
     secrets.values_mut().for_each(zeroize::Zeroize::zeroize);
     let options = cvl_planner::Options {
         target: target.clone().map(ComponentPath),
     };
-    let mut plan = cvl_planner::plan(desired, alloc, &state, &options)?;
+    let mut plan = cvl_planner::plan(desired, alloc, state, &options)?;
     plan.source = Some(cvl_planner::plan::PlanSource {
         file: std::path::absolute(file)?.display().to_string(),
         deploy: def.name.to_string(),
         target: target.clone(),
     });
-    Ok(Some((plan, sensitive)))
+    Ok((plan, sensitive))
 }
 
 pub fn plan(args: PlanArgs, color: ColorChoice) -> Result<ExitCode> {
@@ -318,6 +345,13 @@ pub fn graph(args: GraphArgs, color: ColorChoice) -> Result<ExitCode> {
     let Some((plan, _)) = make_plan(&args.file, &args.deploy, &None, &args.load, color)? else {
         return Ok(ExitCode::from(1));
     };
+    print!("{}", dot(&plan));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plan's deployment as a Graphviz graph: a box per component, an arrow
+/// from each provider to what requires it.
+pub(crate) fn dot(plan: &Plan) -> String {
     let mut out = String::from("digraph deployment {\n  rankdir=LR;\n  node [shape=box];\n");
     let mut providers: BTreeMap<&str, Vec<&ComponentPath>> = BTreeMap::new();
     for (path, vm) in &plan.desired {
@@ -342,8 +376,7 @@ pub fn graph(args: GraphArgs, color: ColorChoice) -> Result<ExitCode> {
         }
     }
     out.push_str("}\n");
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 pub(crate) fn output(plan: &Plan, format: PlanFormat, out: Option<&Path>) -> Result<()> {
@@ -369,7 +402,7 @@ pub(crate) fn output(plan: &Plan, format: PlanFormat, out: Option<&Path>) -> Res
 
 /// The plan for people: a summary line per action in the order they can
 /// run, then each component's details.
-fn human(w: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
+pub(crate) fn human(w: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
     if !plan.has_changes() {
         writeln!(
             w,

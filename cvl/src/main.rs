@@ -21,6 +21,7 @@ mod files;
 mod fmt;
 mod history;
 mod install;
+mod preview;
 mod render;
 mod repo;
 mod secrets;
@@ -344,7 +345,8 @@ fn main() -> ExitCode {
             // faster.
             // SAFETY: this prctl only sets a flag on this process's memory.
             unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-            Ok(if cvl_lsp::run_stdio() {
+            let previewer = std::sync::Arc::new(preview::StatePreviewer::default());
+            Ok(if cvl_lsp::run_stdio_with(Some(previewer)) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -45,6 +45,51 @@ pub fn open_state() -> Result<Store> {
     }
 }
 
+/// The state for looking only (the language server's preview): `None`
+/// when there is none yet. SQLite is opened read-only; a PostgreSQL state
+/// is only ever read through it.
+pub fn open_state_read_only() -> Result<Option<Store>> {
+    let location = state_location();
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Store::open_url(&location)
+            .map(Some)
+            .map_err(anyhow::Error::new);
+    }
+    let path = std::path::Path::new(&location);
+    if !cvl_state::exists(path) {
+        return Ok(None);
+    }
+    Store::open_read_only(path)
+        .map(Some)
+        .map_err(anyhow::Error::new)
+}
+
+/// Something that changes whenever the state does: for SQLite, the sizes
+/// and times of its file and write-ahead log; for PostgreSQL, its serial.
+pub fn state_version() -> Option<String> {
+    let location = state_location();
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        let mut store = Store::open_url(&location).ok()?;
+        return store
+            .load()
+            .ok()
+            .map(|s| format!("{}:{}", s.lineage, s.serial));
+    }
+    let stamp = |p: &str| {
+        std::fs::metadata(p).ok().map(|m| {
+            let time = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{}@{time}", m.len())
+        })
+    };
+    let db = stamp(&location)?;
+    let wal = stamp(&format!("{location}-wal")).unwrap_or_default();
+    Some(format!("{db}/{wal}"))
+}
+
 /// Where the host agent keeps its files on a registered host, unless
 /// `cvl host add --root` says otherwise.
 pub const DEFAULT_HOST_ROOT: &str = "/var/lib/cvl";

@@ -122,3 +122,137 @@ fn neovim_roots_the_workspace_at_the_marker() {
         );
     }
 }
+
+const LENS_DRIVER: &str = r#"
+local buf = vim.api.nvim_get_current_buf()
+local function client()
+  return vim.lsp.get_active_clients()[1]
+end
+vim.wait(15000, function() return client() ~= nil and client().initialized end, 50)
+local lenses = {}
+vim.wait(15000, function()
+  local answer = vim.lsp.buf_request_sync(buf, "textDocument/codeLens",
+    { textDocument = vim.lsp.util.make_text_document_params(buf) }, 5000)
+  lenses = {}
+  for _, r in pairs(answer or {}) do
+    for _, l in ipairs(r.result or {}) do
+      table.insert(lenses, l.command and l.command.title or "")
+    end
+  end
+  return #lenses > 0
+end, 200)
+-- The type hierarchy of `Web` where `Net` declares a component of it.
+local params = { textDocument = vim.lsp.util.make_text_document_params(buf),
+                 position = { line = 2, character = 3 } }
+local prepared = vim.lsp.buf_request_sync(buf, "textDocument/prepareTypeHierarchy", params, 5000)
+local item
+for _, r in pairs(prepared or {}) do item = r.result and r.result[1] end
+local supertypes = {}
+if item then
+  local answer = vim.lsp.buf_request_sync(buf, "typeHierarchy/supertypes", { item = item }, 5000)
+  for _, r in pairs(answer or {}) do
+    for _, i in ipairs(r.result or {}) do table.insert(supertypes, i.name) end
+  end
+end
+-- The lens's command, carried out by the configuration: the plan in a
+-- scratch buffer.
+local shown = ""
+local lens_answer = vim.lsp.buf_request_sync(buf, "textDocument/codeLens",
+  { textDocument = vim.lsp.util.make_text_document_params(buf) }, 5000)
+for id, r in pairs(lens_answer or {}) do
+  for _, l in ipairs(r.result or {}) do
+    if l.command and l.command.command == "cvl.showPlan" then
+      vim.lsp.commands["cvl.showPlan"](l.command, { client_id = id, bufnr = buf })
+      shown = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+    end
+  end
+end
+vim.fn.writefile({ vim.fn.json_encode({ lenses = lenses, item = item and item.name or vim.NIL,
+  supertypes = supertypes, shown = shown }) }, vim.env.CVL_TEST_OUT)
+vim.cmd("qall!")
+"#;
+
+/// Code lenses (the plan against a state, an appliance's uses) and type
+/// hierarchy answers reach Neovim's client; the configuration carries out
+/// the lens's `cvl.showPlan`.
+#[test]
+fn neovim_receives_plan_lenses_and_the_type_hierarchy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    std::fs::write(
+        dir.join("net.cvl"),
+        "import { url => \"file://./lib\", cvl => \"Web.cvl\" } Web;\nNet extends VANAppliance {\n  Web a;\n  vanIF = \"a.ethernet0\";\n}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(
+        dir.join("lib/Web.cvl"),
+        "Web extends VMAppliance {\n  vm = \"web.vmx\";\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lib/web.vmx"),
+        "memory = 64\n\n[[disk]]\ndevice = \"ide0:0\"\nfile = \"disk.img\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("lib/disk.img"), vec![0u8; 4096]).unwrap();
+    // A state: the utility's, empty (made by a command that reads it).
+    let home = dir.join(".home");
+    let made = Command::new(env!("CARGO_BIN_EXE_cvl"))
+        .args(["pool", "show"])
+        .env("CVL_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    assert!(home.join("state.db").is_file());
+    std::fs::write(dir.join("driver.lua"), LENS_DRIVER).unwrap();
+    let editors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/neovim");
+    let setup = format!(
+        "lua require('cvl').setup({{ cmd = {{ '{}', 'lsp' }} }})",
+        env!("CARGO_BIN_EXE_cvl")
+    );
+    let out_file = dir.join("out.json");
+    let mut child = Command::new("nvim")
+        .args(["--headless", "--clean"])
+        .args(["--cmd", &format!("set runtimepath^={}", editors.display())])
+        .args(["--cmd", "filetype on"])
+        .args(["-c", &setup])
+        .args(["-c", "edit net.cvl"])
+        .args(["-c", "luafile driver.lua"])
+        .current_dir(&dir)
+        .env("CVL_TEST_OUT", &out_file)
+        .env("CVL_HOME", &home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("headless Neovim did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result"))
+            .unwrap();
+    let lenses: Vec<&str> = result["lenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lenses, ["plan: 1 to start"], "{result:#}");
+    assert_eq!(result["item"], "Web", "{result:#}");
+    assert_eq!(result["supertypes"][0], "VMAppliance", "{result:#}");
+    assert!(
+        result["shown"]
+            .as_str()
+            .unwrap()
+            .starts_with("Plan for Net: 1 to start."),
+        "{result:#}"
+    );
+}

@@ -219,6 +219,17 @@ impl Store {
         })
     }
 
+    /// Opens an existing SQLite state for reading only: nothing is created
+    /// or written (see `sqlite::open_read_only`). For looking, never for
+    /// `commit`, which then fails.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::open_read_only(path)?),
+            place: path.to_path_buf(),
+            busy_wait: Duration::from_secs(2),
+        })
+    }
+
     /// A state in memory, for tests.
     pub fn in_memory() -> Result<Store> {
         Ok(Store {

@@ -35,6 +35,54 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens an existing state for reading only (a language server's plan
+/// preview): nothing is created, migrated or written, not even the journal
+/// mode. A state of another schema version is refused: a command that
+/// writes migrates it first.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StateError::Io {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    if app != APPLICATION_ID {
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "it is not a CVL state".to_string(),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StateError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "its schema is version {version}, older than this cvl's {SCHEMA_VERSION}: \
+                 any command that writes it (`cvl apply`, `cvl pool show`) migrates it"
+            ),
+        });
+    }
+    set_busy_wait(&conn, Duration::from_secs(2));
+    Ok(conn)
+}
+
 pub(crate) fn in_memory() -> Result<Connection> {
     let path = Path::new(":memory:");
     let mut conn = Connection::open_in_memory().map_err(|e| StateError::Io {

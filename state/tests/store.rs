@@ -391,3 +391,44 @@ fn the_database_itself_refuses_a_shared_mac() {
     assert_eq!(state.serial, serial);
     assert_eq!(state.deployments["D"].vms.len(), 1);
 }
+
+/// The language server's view: an existing state read without a byte of
+/// it changing, while a writer holds the write lock; a commit through it
+/// fails; no state, a foreign file: clear errors, nothing created.
+#[test]
+fn a_read_only_store_reads_and_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .commit(&[Change::HostRemoved { name: "x".into() }])
+        .unwrap();
+    let serial = store.load().unwrap().serial;
+    drop(store);
+    let bytes = std::fs::read(&path).unwrap();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut viewer = Store::open_read_only(&path).unwrap();
+    assert_eq!(viewer.load().unwrap().serial, serial);
+    assert!(!viewer.fingerprint_key().unwrap().is_empty());
+    assert!(viewer
+        .commit(&[Change::HostRemoved { name: "y".into() }])
+        .is_err());
+    drop(viewer);
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the state changed");
+
+    let missing = dir.path().join("none.db");
+    assert!(Store::open_read_only(&missing).is_err());
+    assert!(!missing.exists(), "a read-only open created a state");
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let Err(err) = Store::open_read_only(&foreign) else {
+        panic!("a foreign file opened as a state");
+    };
+    assert!(err.to_string().contains("not a CVL state"), "{err}");
+}

@@ -8,6 +8,7 @@ mod fixture;
 
 mod code_actions;
 mod completion;
+mod hierarchy;
 mod hover;
 mod inlay_hints;
 mod navigation;

@@ -36,6 +36,7 @@ pub fn republish(server: &Server, world: &World, changed: Option<SourceFile>) {
         })
         .collect();
     let client = server.client.clone();
+    let refresh = server.refresh.clone();
     let versions = server.versions.clone();
     let publishing = server.publishing.clone();
     // The snapshot goes to the blocking pool now, not inside a task that
@@ -59,6 +60,10 @@ pub fn republish(server: &Server, world: &World, changed: Option<SourceFile>) {
                 .publish_diagnostics(batch.uri, batch.diagnostics, batch.version)
                 .await;
         }
+        drop(_publishing);
+        // The plan's lenses and hints follow the same edit (asked apart:
+        // a client slow to answer holds up nothing).
+        tokio::spawn(async move { refresh.now(&client).await });
     });
 }
 

@@ -1,5 +1,5 @@
 //! Hover: what the name under the cursor denotes, its declaration and final
-//! values, in markdown.
+//! values, in markdown; on a deployed object's name, its plan too.
 
 use tower_lsp::lsp_types::{Hover, HoverParams};
 
@@ -12,8 +12,13 @@ pub fn hover(snap: &Snapshot, params: HoverParams) -> Answer<Option<Hover>> {
         return Ok(None);
     };
     let index = snap.line_index(file);
-    Ok(snap
-        .analysis
-        .hover(file, offset)?
-        .map(|answer| to_proto::hover(&index, answer)))
+    let mut answer = snap.analysis.hover(file, offset)?;
+    // A deployed object's name: what applying it would do, in order.
+    if let Some(plan) = super::plan::hover_text(snap, file, offset)? {
+        if let Some((_, text)) = answer.as_mut() {
+            text.push_str("\n\n---\n\n");
+            text.push_str(&plan);
+        }
+    }
+    Ok(answer.map(|answer| to_proto::hover(&index, answer)))
 }

@@ -1,10 +1,13 @@
 //! `initialize` (what the server can do) and `initialized` (load the
 //! workspace folder, then publish its diagnostics).
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use tower_lsp::jsonrpc::Result;
 use tower_lsp::lsp_types::*;
 
-use crate::handlers::diagnostics;
+use crate::handlers::{diagnostics, plan};
 use crate::state::Server;
 use crate::to_proto::TOKEN_TYPES;
 
@@ -18,6 +21,33 @@ pub fn initialize(server: &Server, params: InitializeParams) -> Result<Initializ
         .or_else(|| params.root_uri.as_ref().and_then(|u| u.to_file_path().ok()));
     // Loading the workspace may fetch imports: done after answering.
     *server.root.lock().unwrap_or_else(|e| e.into_inner()) = root;
+    // `initializationOptions: { "planPreview": false }` turns the preview off.
+    if let Some(false) = params
+        .initialization_options
+        .as_ref()
+        .and_then(|o| o.get("planPreview"))
+        .and_then(|v| v.as_bool())
+    {
+        server.preview_on.store(false, Ordering::Relaxed);
+    }
+    let workspace = params.capabilities.workspace.as_ref();
+    let refresh = |c: Option<bool>| c.unwrap_or(false);
+    server.refresh.code_lens.store(
+        refresh(
+            workspace
+                .and_then(|w| w.code_lens.as_ref())
+                .and_then(|c| c.refresh_support),
+        ),
+        Ordering::Relaxed,
+    );
+    server.refresh.inlay_hints.store(
+        refresh(
+            workspace
+                .and_then(|w| w.inlay_hint.as_ref())
+                .and_then(|c| c.refresh_support),
+        ),
+        Ordering::Relaxed,
+    );
     Ok(InitializeResult {
         server_info: Some(ServerInfo {
             name: "cvl".into(),
@@ -51,6 +81,13 @@ fn capabilities() -> ServerCapabilities {
         document_formatting_provider: Some(OneOf::Left(true)),
         inlay_hint_provider: Some(OneOf::Left(true)),
         code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+        code_lens_provider: Some(CodeLensOptions {
+            resolve_provider: Some(false),
+        }),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: plan::COMMANDS.iter().map(|c| c.to_string()).collect(),
+            work_done_progress_options: Default::default(),
+        }),
         semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
             SemanticTokensOptions {
                 legend: SemanticTokensLegend {
@@ -91,4 +128,34 @@ pub async fn initialized(server: &Server) {
     }
     let world = server.world();
     diagnostics::republish(server, &world, None);
+    drop(world);
+    watch_state(server);
+}
+
+/// Refreshes the plan's lenses and hints when the state changes (an apply
+/// in a terminal, the utility service): its version is looked at every
+/// two seconds, which costs a `stat`.
+fn watch_state(server: &Server) {
+    let Some(previewer) = server.previewer.clone() else {
+        return;
+    };
+    let (client, refresh, on) = (
+        server.client.clone(),
+        server.refresh.clone(),
+        server.preview_on.clone(),
+    );
+    tokio::spawn(async move {
+        let mut seen = previewer.state_version();
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if !on.load(Ordering::Relaxed) {
+                continue;
+            }
+            let now = previewer.state_version();
+            if now != seen {
+                seen = now;
+                refresh.now(&client).await;
+            }
+        }
+    });
 }

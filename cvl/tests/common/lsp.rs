@@ -28,11 +28,23 @@ impl Client {
     /// As [`Client::start`], with the utility home elsewhere (to leave
     /// `root` untouched).
     pub fn start_with_home(cvl: &Path, root: &Path, home: &Path) -> Client {
+        Client::start_with_env(cvl, root, home, &[])
+    }
+
+    /// As [`Client::start_with_home`], with more environment (mirrors,
+    /// secrets).
+    pub fn start_with_env(
+        cvl: &Path,
+        root: &Path,
+        home: &Path,
+        env: &[(String, String)],
+    ) -> Client {
         let mut child = Command::new(cvl)
             .arg("lsp")
             .current_dir(root)
             .env_remove("CVL_MIRRORS")
             .env("CVL_HOME", home)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -153,6 +165,30 @@ impl Client {
             }
             self.notifications.push(message);
         }
+    }
+
+    /// Waits for a request from the server (`workspace/codeLens/refresh`),
+    /// answers it with `null`, and returns it.
+    pub fn server_request(&mut self, method: &str) -> Value {
+        let matches = |m: &Value| m["method"] == method && m.get("id").is_some();
+        let found = match self.notifications.iter().position(matches) {
+            Some(i) => self.notifications.remove(i),
+            None => {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let message = self
+                        .incoming
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        .unwrap_or_else(|_| panic!("the server sent no {method}"));
+                    if matches(&message) {
+                        break message;
+                    }
+                    self.notifications.push(message);
+                }
+            }
+        };
+        self.send(json!({ "jsonrpc": "2.0", "id": found["id"].clone(), "result": null }));
+        found
     }
 
     /// Waits for diagnostics of `uri` at `version` (or any, when `None`).

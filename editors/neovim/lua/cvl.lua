@@ -8,6 +8,11 @@
 --   require("cvl").setup()                          -- `cvl` on $PATH
 --   require("cvl").setup({ cmd = { "/path/to/cvl", "lsp" } })
 --   require("cvl").setup({ treesitter = false })    -- syntax/cvl.vim only
+--   require("cvl").setup({ codelens = false })      -- no plan lenses
+--
+-- Code lenses (`:lua vim.lsp.codelens.run()` on one): the plan of a
+-- deployed object against the utility's state, and where an appliance is
+-- used and runs; type hierarchy through `textDocument/prepareTypeHierarchy`.
 local M = {}
 
 local clients = {}
@@ -53,6 +58,45 @@ end
 -- Exposed for tests.
 M.treesitter = treesitter
 
+-- A scratch buffer in a new window, holding `text`.
+local function scratch(text, filetype)
+  vim.cmd("new")
+  local buf = vim.api.nvim_get_current_buf()
+  vim.bo[buf].buftype = "nofile"
+  vim.bo[buf].bufhidden = "wipe"
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(text, "\n", { plain = true }))
+  if filetype then
+    vim.bo[buf].filetype = filetype
+  end
+end
+
+-- The commands the server's code lenses name, carried out here: the plan
+-- (`cvl.showPlan`) and the graph (`cvl.showGraph`, DOT) in a scratch
+-- buffer, asked of the server (`cvl.planText`, `cvl.graphText`); the uses of an appliance
+-- (`cvl.showReferences`) in the quickfix list.
+local function server_text(server_command, filetype)
+  return function(command, ctx)
+    local client = vim.lsp.get_client_by_id(ctx.client_id)
+    local answer = client.request_sync("workspace/executeCommand", {
+      command = server_command,
+      arguments = command.arguments,
+    }, 20000, ctx.bufnr)
+    if answer and answer.result then
+      scratch(answer.result, filetype)
+    else
+      vim.notify("cvl: " .. vim.inspect(answer and answer.err), vim.log.levels.WARN)
+    end
+  end
+end
+
+vim.lsp.commands["cvl.showPlan"] = server_text("cvl.planText", nil)
+vim.lsp.commands["cvl.showGraph"] = server_text("cvl.graphText", "dot")
+vim.lsp.commands["cvl.showReferences"] = function(command)
+  local items = vim.lsp.util.locations_to_items(command.arguments[3] or {}, "utf-16")
+  vim.fn.setqflist({}, " ", { title = "cvl: uses", items = items })
+  vim.cmd("copen")
+end
+
 function M.setup(opts)
   opts = opts or {}
   local cmd = opts.cmd or { "cvl", "lsp" }
@@ -69,6 +113,15 @@ function M.setup(opts)
         clients[root] = id
       end
       vim.lsp.buf_attach_client(args.buf, id)
+      -- The plan's code lenses (and what uses each appliance), kept fresh.
+      if opts.codelens ~= false then
+        vim.api.nvim_create_autocmd({ "BufEnter", "InsertLeave", "CursorHold" }, {
+          buffer = args.buf,
+          callback = function()
+            pcall(vim.lsp.codelens.refresh)
+          end,
+        })
+      end
     end,
   })
 end
