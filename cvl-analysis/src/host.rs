@@ -210,6 +210,45 @@ impl Analysis {
         self.with_db(|db| ide::subtypes(db, def, files))
     }
 
+    /// For each object of `file`, the components of `files` whose type it
+    /// is (one pass over the workspace, whatever the number of objects).
+    pub fn components_by_type(
+        &self,
+        file: SourceFile,
+        files: &[SourceFile],
+    ) -> Cancellable<Vec<(Def, Vec<ide::NavTarget>)>> {
+        self.with_db(|db| {
+            let tree = crate::resolve::item_tree(db, file);
+            let mut out: Vec<(Def, Vec<ide::NavTarget>)> = tree
+                .objects
+                .iter()
+                .map(|o| {
+                    let def = Def {
+                        file,
+                        name: o.data.name.text.clone(),
+                    };
+                    (def, Vec::new())
+                })
+                .collect();
+            let index: rustc_hash::FxHashMap<Def, usize> = out
+                .iter()
+                .enumerate()
+                .map(|(i, (d, _))| (d.clone(), i))
+                .collect();
+            for &f in files {
+                for (ty, range) in ide::component_types(db, f).iter() {
+                    if let Some(&i) = index.get(ty) {
+                        out[i].1.push(ide::NavTarget {
+                            file: f,
+                            range: *range,
+                        });
+                    }
+                }
+            }
+            out
+        })
+    }
+
     /// The components of `files` whose type is `def`.
     pub fn components_of_type(
         &self,

@@ -860,18 +860,30 @@ pub fn subtypes(db: &dyn Db, def: &Def, files: &[SourceFile]) -> Vec<TypeItem> {
 pub fn components_of_type(db: &dyn Db, def: &Def, files: &[SourceFile]) -> Vec<NavTarget> {
     let mut out = Vec::new();
     for &file in files {
-        for object in &item_tree(db, file).objects {
-            for comp in &object.data.components {
-                if let Resolved::Def(ty) = resolve::resolve_type(db, file, &comp.ty.text) {
-                    if &ty == def {
-                        out.push(NavTarget {
-                            file,
-                            range: comp.name.range + object.start,
-                        });
-                    }
-                }
+        for (ty, range) in component_types(db, file).iter() {
+            if ty == def {
+                out.push(NavTarget {
+                    file,
+                    range: *range,
+                });
             }
         }
     }
     out
+}
+
+/// Each component declaration of `file`: its type and its name's range.
+/// Cached per file: a workspace-wide question (who uses `DNS`?) re-reads
+/// only the files an edit touched.
+#[salsa::tracked(returns(ref))]
+pub fn component_types(db: &dyn Db, file: SourceFile) -> Arc<Vec<(Def, TextRange)>> {
+    let mut out = Vec::new();
+    for object in &item_tree(db, file).objects {
+        for comp in &object.data.components {
+            if let Resolved::Def(ty) = resolve::resolve_type(db, file, &comp.ty.text) {
+                out.push((ty, comp.name.range + object.start));
+            }
+        }
+    }
+    Arc::new(out)
 }

@@ -5,6 +5,7 @@
 //! asks for a sensitive value: those the environment or an unlocked agent
 //! supply are compared by fingerprint, the others count as unchanged.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -15,8 +16,15 @@ use cvl_planner::plan::{Action, ActionKind, Plan, Reason, Shown};
 
 use crate::{deploy, utility};
 
-/// The state and its fingerprint key.
-type Known = Arc<(UtilityState, Vec<u8>)>;
+/// The state as read: itself, its fingerprint key, and what runs each
+/// appliance (by the appliance's name), indexed once per read.
+struct Loaded {
+    state: UtilityState,
+    key: Vec<u8>,
+    running: HashMap<String, Vec<Running>>,
+}
+
+type Known = Arc<Loaded>;
 
 /// The state as last read, by its version: read again only when it changed.
 type Cached = Option<(String, Known)>;
@@ -43,7 +51,26 @@ impl StatePreviewer {
         };
         let state = store.load().map_err(|e| e.to_string())?;
         let key = store.fingerprint_key().map_err(|e| e.to_string())?;
-        let state = Arc::new((state, key));
+        let mut running: HashMap<String, Vec<Running>> = HashMap::new();
+        for (deployment, d) in &state.deployments {
+            for (path, vm) in &d.vms {
+                running
+                    .entry(vm.spec.appliance.name.clone())
+                    .or_default()
+                    .push(Running {
+                        deployment: deployment.clone(),
+                        component: path.0.clone(),
+                        host: vm.alloc.host.clone(),
+                        version: vm.spec.appliance.version,
+                        status: vm.status.as_str().to_string(),
+                    });
+            }
+        }
+        let state = Arc::new(Loaded {
+            state,
+            key,
+            running,
+        });
         *cached = Some((version, state.clone()));
         Ok(Some(state))
     }
@@ -75,7 +102,14 @@ impl StatePreviewer {
             .and_then(|s| s.with_workspace(path.parent().unwrap_or(Path::new("."))))
             .map_err(|e| e.to_string())?;
         let (plan, _sensitive) = deploy::plan_analysis(
-            analysis, file, path, object, &None, &settings, &state.0, &state.1,
+            analysis,
+            file,
+            path,
+            object,
+            &None,
+            &settings,
+            &state.state,
+            &state.key,
         )
         .map_err(|e| {
             format!("{e:#}")
@@ -130,29 +164,15 @@ impl Previewer for StatePreviewer {
     }
 
     fn running(&self, name: &str) -> Vec<Running> {
-        let Ok(Some(state)) = self.state() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (deployment, d) in &state.0.deployments {
-            for (path, vm) in &d.vms {
-                if vm.spec.appliance.name == name {
-                    out.push(Running {
-                        deployment: deployment.clone(),
-                        component: path.0.clone(),
-                        host: vm.alloc.host.clone(),
-                        version: vm.spec.appliance.version,
-                        status: vm.status.as_str().to_string(),
-                    });
-                }
-            }
+        match self.state() {
+            Ok(Some(state)) => state.running.get(name).cloned().unwrap_or_default(),
+            _ => Vec::new(),
         }
-        out
     }
 
     fn deployments(&self) -> Vec<String> {
         match self.state() {
-            Ok(Some(state)) => state.0.deployments.keys().cloned().collect(),
+            Ok(Some(state)) => state.state.deployments.keys().cloned().collect(),
             _ => Vec::new(),
         }
     }

@@ -9,7 +9,7 @@
 //! without them sends `cvl.showPlan` here, which answers the same text. Planned by the [`Previewer`](crate::preview::Previewer) on the
 //! request's snapshot: an edit cancels what is still analysing.
 
-use cvl_analysis::{Def, SourceFile};
+use cvl_analysis::SourceFile;
 use cvl_syntax::TextSize;
 use serde_json::Value;
 use tower_lsp::lsp_types::{CodeLens, CodeLensParams, Command, ExecuteCommandParams, Url};
@@ -88,12 +88,11 @@ pub fn code_lens(snap: &Snapshot, params: CodeLensParams) -> Answer<Option<Vec<C
         });
     }
     // Where each appliance is used, and what runs it.
-    for o in &tree.objects {
-        let def = Def {
-            file,
-            name: o.data.name.text.clone(),
+    let uses = snap.analysis.components_by_type(file, snap.local_files())?;
+    for (def, components) in uses {
+        let Some(o) = tree.object(&def.name) else {
+            continue;
         };
-        let components = snap.analysis.components_of_type(&def, snap.local_files())?;
         let running = snap
             .previewer
             .as_ref()
