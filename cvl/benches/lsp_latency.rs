@@ -15,15 +15,6 @@ use std::time::Instant;
 
 use serde_json::json;
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     let files = workspace::generate(100, 100);
     let (name, text) = &files[51];
@@ -100,9 +91,6 @@ fn measure(label: &str, files: &[(String, String)], open: String, offset: usize)
         ms(ready)
     );
     println!("  didChange -> publishDiagnostics over {} edits: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms", samples.len(), p(0.5), p(0.9), p(0.99), ms(*samples.last().unwrap()));
-    println!(
-        "  server resident memory: {:.0} MiB",
-        rss_mib(client.child.id())
-    );
+    println!("  server resident memory: {:.0} MiB", client.rss_mib());
     client.stop();
 }

@@ -22,15 +22,6 @@ use cvl_planner::plan::Plan;
 use cvl_planner::record;
 use serde_json::json;
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     let cvl = std::env::var_os("CVL_BIN")
         .map(std::path::PathBuf::from)
@@ -213,9 +204,6 @@ fn measure(cvl: &Path, root: &Path, home: &Path, files: &[(String, String)], pre
         p(&mut diag_ms, 0.5),
         p(&mut diag_ms, 0.9)
     );
-    println!(
-        "  server resident memory: {:.0} MiB",
-        rss_mib(client.child.id())
-    );
+    println!("  server resident memory: {:.0} MiB", client.rss_mib());
     client.stop();
 }

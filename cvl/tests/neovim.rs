@@ -32,41 +32,13 @@ fn neovim_receives_the_servers_diagnostics() {
         "Dns extends VMApplianse {\n  vm = \"dns.vm\";\n}\n",
     )
     .unwrap();
-    std::fs::write(dir.join("driver.lua"), DRIVER).unwrap();
-    let editors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/neovim");
-    let setup = format!(
-        "lua require('cvl').setup({{ cmd = {{ '{}', 'lsp' }} }})",
-        env!("CARGO_BIN_EXE_cvl")
+    let result = drive(
+        dir,
+        &dir.join(".home"),
+        "broken.cvl",
+        DRIVER,
+        Duration::from_secs(40),
     );
-    let out_file = dir.join("out.json");
-    let mut child = Command::new("nvim")
-        .args(["--headless", "--clean"])
-        .args(["--cmd", &format!("set runtimepath^={}", editors.display())])
-        .args(["--cmd", "filetype on"])
-        .args(["-c", &setup])
-        .args(["-c", "edit broken.cvl"])
-        .args(["-c", "luafile driver.lua"])
-        .current_dir(dir)
-        .env("CVL_TEST_OUT", &out_file)
-        .env("CVL_HOME", dir.join(".home"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Neovim quits itself; never let a stuck editor hang the suite.
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("headless Neovim did not finish in 40 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result"))
-            .unwrap();
     assert_eq!(result["filetype"], "cvl", "{result:#}");
     assert_eq!(result["ok"], true, "no diagnostics arrived: {result:#}");
     let diagnostics = result["diagnostics"].as_array().unwrap();
@@ -205,40 +177,7 @@ fn neovim_receives_plan_lenses_and_the_type_hierarchy() {
         .unwrap();
     assert!(made.status.success(), "{made:?}");
     assert!(home.join("state.db").is_file());
-    std::fs::write(dir.join("driver.lua"), LENS_DRIVER).unwrap();
-    let editors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/neovim");
-    let setup = format!(
-        "lua require('cvl').setup({{ cmd = {{ '{}', 'lsp' }} }})",
-        env!("CARGO_BIN_EXE_cvl")
-    );
-    let out_file = dir.join("out.json");
-    let mut child = Command::new("nvim")
-        .args(["--headless", "--clean"])
-        .args(["--cmd", &format!("set runtimepath^={}", editors.display())])
-        .args(["--cmd", "filetype on"])
-        .args(["-c", &setup])
-        .args(["-c", "edit net.cvl"])
-        .args(["-c", "luafile driver.lua"])
-        .current_dir(&dir)
-        .env("CVL_TEST_OUT", &out_file)
-        .env("CVL_HOME", &home)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("headless Neovim did not finish in 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result"))
-            .unwrap();
+    let result = drive(&dir, &home, "net.cvl", LENS_DRIVER, Duration::from_secs(60));
     let lenses: Vec<&str> = result["lenses"]
         .as_array()
         .unwrap()
@@ -255,4 +194,50 @@ fn neovim_receives_plan_lenses_and_the_type_hierarchy() {
             .starts_with("Plan for Net: 1 to start."),
         "{result:#}"
     );
+}
+
+/// Runs headless Neovim in `dir` with the configuration of `editors/neovim`
+/// (the server being this build's `cvl lsp`, its home `home`), opens
+/// `file`, then runs `driver` (Lua that writes its findings as JSON to
+/// $CVL_TEST_OUT and quits); the findings. A stuck editor fails the test
+/// after `limit` instead of hanging the suite.
+fn drive(
+    dir: &std::path::Path,
+    home: &std::path::Path,
+    file: &str,
+    driver: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    std::fs::write(dir.join("driver.lua"), driver).unwrap();
+    let editors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/neovim");
+    let setup = format!(
+        "lua require('cvl').setup({{ cmd = {{ '{}', 'lsp' }} }})",
+        env!("CARGO_BIN_EXE_cvl")
+    );
+    let out_file = dir.join("out.json");
+    let mut child = Command::new("nvim")
+        .args(["--headless", "--clean"])
+        .args(["--cmd", &format!("set runtimepath^={}", editors.display())])
+        .args(["--cmd", "filetype on"])
+        .args(["-c", &setup])
+        .args(["-c", &format!("edit {file}")])
+        .args(["-c", "luafile driver.lua"])
+        .current_dir(dir)
+        .env("CVL_TEST_OUT", &out_file)
+        .env("CVL_HOME", home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("headless Neovim did not finish in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serde_json::from_slice(&std::fs::read(&out_file).expect("the driver wrote its result")).unwrap()
 }

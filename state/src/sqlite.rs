@@ -48,28 +48,14 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
         path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    };
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(corrupt)?;
-    let app: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(corrupt)?;
+    let (version, app, _) = header(&conn, path)?;
     if app != APPLICATION_ID {
         return Err(StateError::Corrupt {
             path: path.to_path_buf(),
             detail: "it is not a CVL state".to_string(),
         });
     }
-    if version > SCHEMA_VERSION {
-        return Err(StateError::NewerSchema {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
+    not_newer(version, path)?;
     if version < SCHEMA_VERSION {
         return Err(StateError::Corrupt {
             path: path.to_path_buf(),
@@ -99,27 +85,14 @@ fn init(conn: &mut Connection, path: &Path) -> Result<()> {
         detail: e.to_string(),
     };
     // Read before anything writes: a damaged or foreign file fails here.
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(corrupt)?;
-    let app: i64 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(corrupt)?;
-    let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(corrupt)?;
+    let (version, app, tables) = header(conn, path)?;
     if tables > 0 && app != APPLICATION_ID {
         return Err(StateError::Corrupt {
             path: path.to_path_buf(),
             detail: "it is an SQLite database of something else".to_string(),
         });
     }
-    if version > SCHEMA_VERSION {
-        return Err(StateError::NewerSchema {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
+    not_newer(version, path)?;
     set_busy_wait(conn, Duration::from_secs(10));
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(corrupt)?;
@@ -129,6 +102,32 @@ fn init(conn: &mut Connection, path: &Path) -> Result<()> {
         .map_err(corrupt)?;
     if version < SCHEMA_VERSION {
         migrate(conn, path)?;
+    }
+    Ok(())
+}
+
+/// A file's schema version, application id and number of tables, read
+/// without writing.
+fn header(conn: &Connection, path: &Path) -> Result<(i64, i64, i64)> {
+    let corrupt = |e: rusqlite::Error| StateError::Corrupt {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let read =
+        |sql: &str| -> Result<i64> { conn.query_row(sql, [], |r| r.get(0)).map_err(corrupt) };
+    let version = read("PRAGMA user_version")?;
+    let app = read("PRAGMA application_id")?;
+    let tables = read("SELECT count(*) FROM sqlite_master")?;
+    Ok((version, app, tables))
+}
+
+/// Refuses a schema newer than this cvl's (a newer cvl wrote it).
+fn not_newer(version: i64, path: &Path) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(StateError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+        });
     }
     Ok(())
 }

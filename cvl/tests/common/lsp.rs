@@ -245,6 +245,17 @@ impl Client {
         panic!("the server did not exit after `exit` while its input stayed open");
     }
 
+    /// The server's resident memory, MiB (for the benchmarks).
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
     pub fn stop(mut self) {
         self.request("shutdown", Value::Null);
         self.notify("exit", Value::Null);
