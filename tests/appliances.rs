@@ -5,12 +5,16 @@
 //! from inside the VAN (`cvl exec`), DNS, LDAP and DHCP. Then an update
 //! that keeps LDAP's data and migrates its format, a resend that
 //! reconfigures running daemons without a restart, and hostile values that
-//! stay text.
+//! stay text. The status page (`cvl utility run --http`) is watched in
+//! headless Chromium meanwhile: the six running, a box per appliance in
+//! the VAN's picture, the LDAP update pending and then done, without a
+//! reload (screenshots under target/status-page/).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use cvl_e2e::browser::{screenshots, Browser};
 use cvl_e2e::*;
 
 const NS: &str = "cvl-e2e-real";
@@ -128,6 +132,47 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     );
     assert!(lease.contains(&expected), "{lease}\n(expected {expected})");
 
+    // The status page, in a real browser, while the suite runs: the
+    // service left to report updates (its policy off), so that the page
+    // shows one pending and then done by the apply below.
+    u.ok(&["policy", "set", "AcmeSuite", "--auto", "off"]);
+    let mut service = u.spawn(&[
+        "utility",
+        "run",
+        "--interval",
+        "2s",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let page_addr = started_http(&mut service);
+    let service = KillOnDrop(service);
+    let browser = Browser::start_in(Some(NS));
+    let base = format!("http://{page_addr}");
+    browser.goto(&base);
+    browser.wait_for(
+        "return document.querySelectorAll('section[data-deployment=\"AcmeSuite\"] li.s-running').length === 6",
+        Duration::from_secs(60),
+    );
+    browser.screenshot(&screenshots().join("suite-overview.png"));
+    browser.goto(&format!("{base}/hosts"));
+    browser.screenshot(&screenshots().join("suite-hosts.png"));
+    browser.goto(&format!("{base}/deployments/AcmeSuite"));
+    let boxes = browser.run(
+        "return Array.from(document.querySelectorAll('svg g.van')).map(v => [v.getAttribute('data-van'), \
+         Array.from(v.querySelectorAll('g.appliance')).map(a => a.getAttribute('data-component')).sort()])",
+        serde_json::json!([]),
+    );
+    assert_eq!(
+        boxes,
+        serde_json::json!([["", ["d", "f", "h", "l", "m", "p"]]]),
+        "a box per appliance, grouped by VAN"
+    );
+    browser.screenshot(&screenshots().join("suite-deployment.png"));
+    browser.run("window.__stay = 7; return 1", serde_json::json!([]));
+    // l's box's second line: its version and state.
+    let box_text =
+        "document.querySelector('g.appliance[data-component=\"l\"] text:last-of-type').textContent";
+
     // An update: an entry added, LDAP version 2 published (a new data
     // format): only l restarts, every entry stays, the format migrates.
     let before = u.pids();
@@ -168,6 +213,13 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         .len();
     eprintln!("LDAP v2's program disk: a delta of {delta} bytes on v1's {v1_disk}");
     assert!(delta < v1_disk / 20, "the delta ({delta}) is not small");
+    // The open page learns of the new version by itself (the service polls
+    // the repository) ...
+    let pending = browser.wait_for(
+        &format!("return {box_text}.includes('update pending') && {box_text}"),
+        Duration::from_secs(60),
+    );
+    eprintln!("the page, after the publish: l {pending}");
     u.ok(&["update-lock", "AcmeSuite.cvl"]);
     let said = u.ok(&[
         "apply",
@@ -178,6 +230,19 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     ]);
     assert!(said.contains("update l  LDAP 1 -> 2"), "{said}");
     assert!(said.contains("Applied 1 action(s)"), "{said}");
+    // ... and shows it done, without a reload.
+    browser.wait_for(
+        &format!("return {box_text}.includes('v2 · running')"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        browser.run("return window.__stay", serde_json::json!([])),
+        serde_json::json!(7),
+        "the page reloaded"
+    );
+    browser.screenshot(&screenshots().join("suite-updated.png"));
+    drop(browser);
+    drop(service);
     let after = u.pids();
     for c in ["f", "h", "d", "m", "p"] {
         assert_eq!(before[c], after[c], "{c} restarted");
@@ -285,6 +350,16 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         .contains("dc: acme"));
 
     u.stop_all();
+}
+
+/// A process killed when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `GET path` from the outside world: the body.

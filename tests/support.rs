@@ -1057,3 +1057,147 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
             .unwrap()
     })
 }
+
+pub mod browser;
+
+/// A generated state for the status page: `deployments` deployments of
+/// `per` appliances each, in a VAN of their own (network numbers from 1),
+/// recorded running on host `local` (nothing runs: the survey reports
+/// drift), each with a plain `title` parameter (`title(d, i)`) and a
+/// sensitive `password` whose fingerprint is `FINGERPRINT-d-i`; every
+/// appliance but the first requires `DNS`, which the first provides.
+pub fn status_state(
+    deployments: usize,
+    per: usize,
+    title: impl Fn(usize, usize) -> String,
+) -> Vec<cvl_planner::model::Change> {
+    use cvl_planner::model::*;
+    let mut changes = vec![Change::HostAdded(Host {
+        name: "local".into(),
+        port: 22,
+        memory_mib: 16384,
+        max_vms: 64,
+        ..Default::default()
+    })];
+    for d in 0..deployments {
+        let name = format!("D{d:04}");
+        let network = d as u32 + 1;
+        changes.push(Change::VanRecorded {
+            deployment: name.clone(),
+            path: ComponentPath::root(),
+            network,
+        });
+        for i in 0..per {
+            let mut params = BTreeMap::new();
+            params.insert(
+                "title".to_string(),
+                ParamValue::Plain {
+                    values: vec![title(d, i)],
+                },
+            );
+            params.insert(
+                "password".to_string(),
+                ParamValue::Sensitive {
+                    fingerprint: Some(format!("FINGERPRINT-{d}-{i}")),
+                    supply: "CVL_SECRET_PASSWORD".into(),
+                },
+            );
+            let ip = format!("10.{}.{}.{}", network >> 8, network & 255, i + 2);
+            changes.push(Change::VmRecorded {
+                deployment: name.clone(),
+                path: ComponentPath(format!("c{i}")),
+                record: Box::new(VmRecord {
+                    spec: DesiredVm {
+                        appliance: ApplianceRef {
+                            name: if i == 0 {
+                                "DNS".into()
+                            } else {
+                                format!("App{i}")
+                            },
+                            source: format!("http://repo.example/App{i}"),
+                            version: Some(1),
+                            digest: "sha256:00".into(),
+                            import_site: None,
+                        },
+                        params,
+                        provides: if i == 0 { vec!["DNS".into()] } else { vec![] },
+                        requires: if i == 0 { vec![] } else { vec!["DNS".into()] },
+                        memory_mib: 128,
+                        data_disks: vec![],
+                        agent: true,
+                    },
+                    alloc: VmAlloc {
+                        host: "local".into(),
+                        interfaces: BTreeMap::from([(
+                            "ethernet0".to_string(),
+                            InterfaceAlloc {
+                                mac: format!("0a:c7:1a:{:02x}:{:02x}:{:02x}", d >> 8, d & 255, i),
+                                ip: Some(ip),
+                                network: Some(network),
+                                subnet: Some(format!("10.{}.{}.0/24", network >> 8, network & 255)),
+                                netmask: Some("255.255.255.0".into()),
+                            },
+                        )]),
+                    },
+                    status: Status::Running,
+                }),
+            });
+        }
+    }
+    changes
+}
+
+/// `cvl utility run --http 127.0.0.1:0` on the state in `home`, with more
+/// arguments; the child and the address it serves on.
+pub fn status_service(cvl: &Path, home: &Path, more: &[&str]) -> (Child, String) {
+    let mut child = Command::new(cvl)
+        .args([
+            "utility",
+            "run",
+            "--interval",
+            "1h",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args(more)
+        .env("CVL_HOME", home)
+        .env("CVL_HOST_ROOT", home.join("host"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = started_http(&mut child);
+    (child, addr)
+}
+
+/// Reads a starting service's log up to its `started` line: the address
+/// of its status page. The rest of the log goes on to this test's stderr.
+pub fn started_http(child: &mut Child) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("the service stopped before it started:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["event"] == "started" {
+            break event["http"]
+                .as_str()
+                .expect("no http in the started line")
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("service: {line}");
+        }
+    });
+    addr
+}

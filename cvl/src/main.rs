@@ -26,6 +26,7 @@ mod render;
 mod repo;
 mod secrets;
 mod service;
+mod status_page;
 mod update;
 mod utility;
 mod workspace;

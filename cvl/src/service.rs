@@ -58,7 +58,13 @@ pub enum UtilityCommand {
         Sensitive values come from the environment (CVL_SECRET_...) or the user agent's \
         socket; a deployment whose values cannot be had is reported and skipped.\n\n\
         Exit codes: 0 after --once, 2 when it cannot start (another service on the state).\n\n\
+        The status page (--http) shows every deployment and appliance with its state (running, \
+        stopped, drift, blacklisted, update pending, rolled back), each deployment's VANs as a \
+        picture, the hosts' load, and the same as JSON under /api/ (format_version 1); an open \
+        page follows changes by itself. Off loopback it needs --http-token-file.\n\n\
         Examples:\n  cvl utility run --interval 5m --metrics 127.0.0.1:9464\n  \
+        cvl utility run --http 127.0.0.1:8080\n  \
+        cvl utility run --http 0.0.0.0:8443 --http-token-file /etc/cvl/status-token\n  \
         cvl utility run --once --auto-approve   (one round, from cron)"
     )]
     Run(ServiceArgs),
@@ -74,6 +80,20 @@ pub struct ServiceArgs {
     /// address: 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Serve the status page (deployments, their VANs as pictures, hosts,
+    /// and the same as JSON under /api/) at http://ADDR/ (127.0.0.1:8080;
+    /// port 0 picks one, logged at start). Read-only.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The token the status page asks of every request (`Authorization:
+    /// Bearer TOKEN`, or the password of the browser's login), from a file
+    /// only you can read; needed when --http is not a loopback address.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
+    /// How often the status page's hosts are asked about their VMs (drift,
+    /// last contact).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub survey_interval: Duration,
     /// Stop appliances that run a barred version when no allowed version is
     /// published (without it they are only reported).
     #[arg(long)]
@@ -113,6 +133,19 @@ pub fn run(command: UtilityCommand) -> Result<ExitCode> {
             bail!("--metrics {addr}: serve metrics on a loopback address (127.0.0.1:PORT), behind a proxy that guards them elsewhere");
         }
     }
+    let token = match (&args.http, &args.http_token_file) {
+        (_, Some(file)) => Some(crate::status_page::read_token(file)?),
+        (Some(addr), None) if !addr.ip().is_loopback() => {
+            eprintln!(
+                "error: --http {addr}: a status page off loopback needs a token: \
+                 --http-token-file FILE (a line of at least 16 bytes, mode 600), or use \
+                 --http 127.0.0.1:{}",
+                addr.port()
+            );
+            return Ok(ExitCode::from(2));
+        }
+        _ => None,
+    };
     let store = utility::open_state()?;
     let _service = match store.lock_service("cvl utility run") {
         Ok(lock) => lock,
@@ -127,20 +160,33 @@ pub fn run(command: UtilityCommand) -> Result<ExitCode> {
     if let Some(addr) = args.metrics {
         serve_metrics(addr, metrics.clone())?;
     }
+    let page = Arc::new(crate::status_page::Shared::default());
+    let http = match args.http {
+        Some(addr) => Some(crate::status_page::start(
+            addr,
+            token,
+            page.clone(),
+            args.survey_interval,
+        )?),
+        None => None,
+    };
     log(
         "started",
         serde_json::json!({
             "interval_s": args.interval.as_secs(),
             "metrics": args.metrics.map(|a| a.to_string()),
+            "http": http.map(|a| a.to_string()),
             "enforce_blacklist": args.enforce_blacklist,
         }),
     );
     let mut service = Service {
         args,
         metrics,
+        page,
         repos: HashMap::new(),
         reported: HashMap::new(),
         evaluated: BTreeSet::new(),
+        planned_at: HashMap::new(),
         retry: BTreeSet::new(),
         blacklist_seen: None,
         resume_pending: BTreeSet::new(),
@@ -198,6 +244,8 @@ struct Repo {
 struct Service {
     args: ServiceArgs,
     metrics: Arc<Mutex<Metrics>>,
+    /// What the status page shows of the service's own knowledge.
+    page: Arc<crate::status_page::Shared>,
     /// By location URL (after mirrors).
     repos: HashMap<String, Repo>,
     /// What was last reported per deployment and kind (not said again
@@ -205,6 +253,10 @@ struct Service {
     reported: HashMap<(String, &'static str), String>,
     /// Deployments planned at least once since the service started.
     evaluated: BTreeSet<String>,
+    /// Each deployment's VMs (versions and statuses) when it was last
+    /// planned: planned again once someone else changed them (what waits
+    /// for a person may be done).
+    planned_at: HashMap<String, u64>,
     /// Deployments to plan again next round though nothing changed (the
     /// apply lock was held).
     retry: BTreeSet<String>,
@@ -266,16 +318,22 @@ impl Service {
         for (name, settings) in &settings_of {
             let repos = &repos_of[name];
             let first = !self.evaluated.contains(name);
+            let records = records_digest(&state, name);
+            let changed_by_others = self.planned_at.get(name).is_some_and(|&d| d != records);
             let due = first
                 || blacklist_changed
                 || self.retry.contains(name)
                 || self.resume_pending.contains(name)
                 || repos.iter().any(|r| changed.contains(r))
+                || changed_by_others
                 || interrupted_apply(&state, name);
             if !due {
                 continue;
             }
             self.evaluated.insert(name.clone());
+            // As planned from: the service's own changes make it plan once
+            // more next round (finding nothing), others' are never missed.
+            self.planned_at.insert(name.clone(), records);
             self.retry.remove(name);
             let resume = self.resume_pending.remove(name);
             planned += 1;
@@ -292,6 +350,7 @@ impl Service {
         } else {
             state
         };
+
         let violations = decide::violations(&state, &blacklist);
         self.metrics
             .lock()
@@ -322,6 +381,13 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .rounds += 1;
+        let known: BTreeSet<&String> = state.deployments.keys().collect();
+        self.page.update(|live| {
+            live.last_round = Some(now());
+            live.pending.retain(|d, _| known.contains(d));
+            live.held.retain(|d, _| known.contains(d));
+            live.problems.retain(|d, _| known.contains(d));
+        });
         log(
             "round",
             serde_json::json!({
@@ -480,6 +546,43 @@ impl Service {
             return Ok(());
         }
         let decision = decide::decide(&preview, &policy, decide::minute_of_day(SystemTime::now()));
+        // What waits, for the status page: for a person, or for the policy.
+        let waiting: BTreeMap<ComponentPath, cvl_utility::web::Pending> = decision
+            .pending
+            .iter()
+            .chain(
+                decision
+                    .held
+                    .as_ref()
+                    .map_or(&[][..], |_| &decision.act[..]),
+            )
+            .map(|&i| &preview.actions[i])
+            .map(|a| {
+                let from = d
+                    .vms
+                    .get(&a.component)
+                    .and_then(|vm| vm.spec.appliance.version);
+                let what = format!("{} {}: {}", a.action.as_str(), a.component.0, a.reason);
+                (
+                    a.component.clone(),
+                    cvl_utility::web::Pending { from, what },
+                )
+            })
+            .collect();
+        self.page.update(|live| {
+            live.problems.remove(name);
+            if waiting.is_empty() {
+                live.pending.remove(name);
+            } else {
+                live.pending.insert(name.to_string(), waiting);
+            }
+            match &decision.held {
+                Some(why) => live
+                    .held
+                    .insert(name.to_string(), format!("updates wait: {why}")),
+                None => live.held.remove(name),
+            };
+        });
         let pending: Vec<String> = decision
             .pending
             .iter()
@@ -776,6 +879,14 @@ impl Service {
     /// Logs `what` about a deployment, unless it said the same last time;
     /// whether it was said.
     fn report(&mut self, deployment: &str, kind: &'static str, what: String) -> bool {
+        if matches!(
+            kind,
+            "failed" | "unreadable" | "secrets_missing" | "enforce_failed"
+        ) {
+            self.page.update(|live| {
+                live.problems.insert(deployment.to_string(), what.clone());
+            });
+        }
         let key = (deployment.to_string(), kind);
         if self.reported.get(&key) == Some(&what) {
             return false;
@@ -812,6 +923,22 @@ impl Service {
         })])?;
         Ok(())
     }
+}
+
+/// A digest of a deployment's VMs as recorded: component, version,
+/// program and status of each.
+fn records_digest(state: &cvl_planner::model::UtilityState, deployment: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Some(d) = state.deployments.get(deployment) {
+        for (path, vm) in &d.vms {
+            path.0.hash(&mut hasher);
+            vm.spec.appliance.version.hash(&mut hasher);
+            vm.spec.appliance.digest.hash(&mut hasher);
+            vm.status.as_str().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// A plan restricted to one component's action (what it waits for is
@@ -979,7 +1106,7 @@ impl Service {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
@@ -993,7 +1120,7 @@ fn jitter() -> f64 {
 }
 
 /// One JSON line on stderr.
-fn log(event: &str, fields: serde_json::Value) {
+pub(crate) fn log(event: &str, fields: serde_json::Value) {
     let mut line = serde_json::json!({ "time": now(), "event": event });
     if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
         line.extend(fields);

@@ -141,6 +141,12 @@ pub enum Request {
         #[serde(default)]
         all: bool,
     },
+    /// The end of a VM's console log (at most `lines` lines of the last
+    /// 16 KiB, printable characters only): read-only.
+    Console {
+        vm: VmId,
+        lines: u32,
+    },
     /// The other hosts a VAN's bridge here reaches over VXLAN: kept by the
     /// host, applied to the VXLAN links it has and to those it creates.
     Fabric(Fabric),
@@ -314,6 +320,10 @@ pub enum Response {
         /// asked with `all`): what the state does not know.
         #[serde(default)]
         unknown: Vec<VmStatus>,
+    },
+    /// A console's last lines, oldest first.
+    Console {
+        lines: Vec<String>,
     },
     Error {
         kind: HostErrorKind,

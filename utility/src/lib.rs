@@ -8,6 +8,9 @@
 //!   repositories.
 //! - [`metrics`]: the service's counters and gauges, rendered as
 //!   Prometheus text.
+//! - [`web`]: the status page (`cvl utility run --http`): views of a
+//!   snapshot the service publishes, a deployment's picture, templates,
+//!   and the read-only HTTP server.
 //!
 //! The loop itself (polling repositories, planning, acting through the
 //! executor under the state's apply lock, the health gate and rollback) is
@@ -16,3 +19,4 @@
 
 pub mod decide;
 pub mod metrics;
+pub mod web;

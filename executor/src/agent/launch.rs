@@ -446,12 +446,27 @@ fn wait_said(dir: &Path, deadline: Instant) -> Result<(), NotReady> {
 
 /// The last lines of a console log, printable characters only, indented.
 pub(super) fn console_tail(path: &Path) -> String {
+    let tail = console_lines(path, 12);
+    if tail.is_empty() {
+        "    (empty)".to_string()
+    } else {
+        tail.iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// At most `max` last non-blank lines of the console log's last 16 KiB,
+/// printable characters only (a guest writes what it likes there).
+pub(super) fn console_lines(path: &Path, max: usize) -> Vec<String> {
     use std::io::{Read, Seek, SeekFrom};
+    const WINDOW: u64 = 16 * 1024;
     let mut text = Vec::new();
     if let Ok(mut file) = std::fs::File::open(path) {
         let len = file.metadata().map_or(0, |m| m.len());
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
-        let _ = file.take(4096).read_to_end(&mut text);
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
+        let _ = file.take(WINDOW).read_to_end(&mut text);
     }
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<String> = text
@@ -463,15 +478,7 @@ pub(super) fn console_tail(path: &Path) -> String {
         })
         .filter(|l| !l.trim().is_empty())
         .collect();
-    let tail = &lines[lines.len().saturating_sub(12)..];
-    if tail.is_empty() {
-        "    (empty)".to_string()
-    } else {
-        tail.iter()
-            .map(|l| format!("    {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+    lines[lines.len().saturating_sub(max)..].to_vec()
 }
 
 struct Accel {

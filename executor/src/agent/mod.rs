@@ -122,6 +122,7 @@ impl HostAgent {
             }
             Request::Hello { .. }
             | Request::Status { .. }
+            | Request::Console { .. }
             | Request::Fabric(_)
             | Request::Missing { .. }
             | Request::Put { .. }
@@ -159,6 +160,9 @@ impl HostAgent {
                 len,
             } => self.get(&vm, &file, offset, len),
             Request::Fabric(fabric) => self.set_fabric(&fabric),
+            Request::Console { vm, lines } => self.vm_dir(&vm).map(|dir| Response::Console {
+                lines: launch::console_lines(&dir.join("console.log"), lines.min(200) as usize),
+            }),
             Request::ExecStart { vm, argv, input } => self.exec_start(&vm, &argv, input.as_deref()),
             Request::ExecPoll {
                 vm,

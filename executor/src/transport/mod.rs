@@ -44,7 +44,10 @@ pub fn deadline(request: &Request) -> Duration {
         Request::Resend { .. } => 120,
         Request::ExecStart { .. } | Request::ExecPoll { .. } => 60,
         Request::Attic { .. } => 300,
-        Request::Hello { .. } | Request::Status { .. } | Request::Fabric(_) => 30,
+        Request::Hello { .. }
+        | Request::Status { .. }
+        | Request::Console { .. }
+        | Request::Fabric(_) => 30,
         Request::Missing { .. } => 60,
         // Hashing a whole data disk, or reading a piece of one.
         Request::Digest { .. } | Request::Get { .. } => 600,
@@ -437,6 +440,7 @@ fn what(request: &Request) -> String {
         Request::Resend { vm, .. } => format!("the resend to {vm}"),
         Request::Attic { vm } => format!("the removal of {vm}"),
         Request::Status { .. } => "a status request".to_string(),
+        Request::Console { vm, .. } => format!("reading the console of {vm}"),
         Request::Fabric(_) => "the fabric".to_string(),
         Request::Missing { .. } | Request::Put { .. } => "a file transfer".to_string(),
         Request::Digest { vm, .. } | Request::Get { vm, .. } => {

@@ -1,0 +1,272 @@
+//! The service's side of its status page (`cvl utility run --http`): the
+//! page itself is `cvl_utility::web`; here is what feeds it. A publisher
+//! thread reads the state (read-only) when it changes, with its recent
+//! history, the blacklist and what the service and the host survey know,
+//! and publishes that as a snapshot; a survey thread asks every host about
+//! its VMs (drift, last contact) every few seconds; consoles are read
+//! through the host agent when an appliance's page asks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cvl_executor::protocol::{Request, Response, VmId};
+use cvl_executor::transport::Links;
+use cvl_planner::model::ComponentPath;
+use cvl_utility::web::{self, Feed, HostSeen, Live, Snapshot, Survey};
+
+use crate::apply;
+use crate::utility;
+
+/// How many history entries the pages draw from.
+const HISTORY: u32 = 500;
+/// How often the state's version is looked at.
+const LOOK: Duration = Duration::from_millis(500);
+
+/// What the service shares with its page: its own knowledge, and a count
+/// of changes to it (so the publisher knows to publish).
+#[derive(Default)]
+pub struct Shared {
+    pub live: Mutex<(u64, Live)>,
+    survey: Mutex<(u64, Survey)>,
+}
+
+impl Shared {
+    /// Changes what the service knows.
+    pub fn update(&self, f: impl FnOnce(&mut Live)) {
+        let mut guard = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let before = guard.1.clone();
+        f(&mut guard.1);
+        if guard.1 != before {
+            guard.0 += 1;
+        }
+    }
+}
+
+/// The token for a non-loopback page, from a file of the user's only:
+/// its first line, at least 16 bytes.
+pub fn read_token(path: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("--http-token-file {}: cannot read it", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "--http-token-file {}: others can read it (mode {:o}); `chmod 600 {}` and try again",
+            path.display(),
+            meta.mode() & 0o777,
+            path.display()
+        );
+    }
+    if meta.len() > 4096 {
+        bail!(
+            "--http-token-file {}: more than 4 KiB; a token is one line",
+            path.display()
+        );
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let token = first.strip_suffix(b"\r").unwrap_or(first).to_vec();
+    if token.len() < 16 {
+        bail!(
+            "--http-token-file {}: the token is shorter than 16 bytes; make one with \
+             `head -c 24 /dev/urandom | base64 > {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// Starts the page on `addr`: the server, the publisher and the survey.
+/// The address bound.
+pub fn start(
+    addr: SocketAddr,
+    token: Option<Vec<u8>>,
+    shared: Arc<Shared>,
+    survey_every: Duration,
+) -> Result<SocketAddr> {
+    let console: Arc<web::ConsoleReader> = Arc::new(console_tail);
+    let (bound, feed) = web::serve(web::Config { addr, token }, console)
+        .with_context(|| format!("cannot serve the status page on {addr}"))?;
+    // The first snapshot before the service says it started: a page is
+    // never drawn from nothing.
+    let mut seen = None;
+    if let Ok(first) = snapshot(&shared) {
+        feed.publish(first);
+        seen = Some(generations(&shared));
+    }
+    let publisher = shared.clone();
+    std::thread::Builder::new()
+        .name("status-publisher".into())
+        .spawn(move || publish(&feed, &publisher, seen))?;
+    std::thread::Builder::new()
+        .name("status-survey".into())
+        .spawn(move || survey(&shared, survey_every))?;
+    Ok(bound)
+}
+
+/// Publishes a snapshot whenever the state, the service's knowledge or the
+/// survey changed.
+fn publish(feed: &Feed, shared: &Shared, mut seen: Option<Generations>) {
+    let mut failing = false;
+    loop {
+        let now = generations(shared);
+        if seen.as_ref() != Some(&now) {
+            match snapshot(shared) {
+                Ok(snapshot) => {
+                    feed.publish(snapshot);
+                    seen = Some(now);
+                    failing = false;
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    crate::service::log(
+                        "status_page_failed",
+                        serde_json::json!({ "error": format!("{e:#}") }),
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+        std::thread::sleep(LOOK);
+    }
+}
+
+/// What tells that a snapshot is out of date: the state's version, and
+/// the count of changes to the service's knowledge and to the survey.
+type Generations = (Option<String>, u64, u64);
+
+fn generations(shared: &Shared) -> Generations {
+    (
+        utility::state_version(),
+        shared.live.lock().unwrap_or_else(|e| e.into_inner()).0,
+        shared.survey.lock().unwrap_or_else(|e| e.into_inner()).0,
+    )
+}
+
+fn snapshot(shared: &Shared) -> Result<Snapshot> {
+    let Some(mut store) = utility::open_state_read_only()? else {
+        return Ok(Snapshot {
+            hosts: utility::hosts_or_local(&[]),
+            taken_at: crate::service::now(),
+            ..Snapshot::default()
+        });
+    };
+    let state = store.load()?;
+    let history = store.history(None, HISTORY)?;
+    drop(store);
+    let blacklist = cvl_repo::blacklist::Blacklist::load(&cvl_repo::settings::default_home())
+        .unwrap_or_default();
+    Ok(Snapshot {
+        hosts: utility::hosts_or_local(&state.hosts),
+        state,
+        history,
+        blacklist,
+        live: shared
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone(),
+        survey: shared
+            .survey
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone(),
+        taken_at: crate::service::now(),
+    })
+}
+
+/// Asks the hosts about their VMs every `every`: what drifted, and when
+/// each last answered.
+fn survey(shared: &Shared, every: Duration) {
+    let mut last_contact: std::collections::BTreeMap<String, String> = Default::default();
+    loop {
+        let started = Instant::now();
+        let asked = utility::open_state_read_only()
+            .and_then(|store| match store {
+                Some(mut store) => Ok(store.load()?),
+                None => Ok(Default::default()),
+            })
+            .and_then(|state| apply::survey(&state, None));
+        if let Ok((seen, answered)) = asked {
+            let mut survey = Survey::default();
+            for s in seen {
+                if !s.drift.is_empty() && s.deployment != "-" {
+                    survey
+                        .drift
+                        .insert((s.deployment, ComponentPath(s.component)), s.drift);
+                }
+            }
+            for (host, answer) in answered {
+                let error = match answer {
+                    Ok(()) => {
+                        last_contact.insert(host.clone(), crate::service::now());
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                survey.hosts.insert(
+                    host.clone(),
+                    HostSeen {
+                        last_contact: last_contact.get(&host).cloned(),
+                        error,
+                    },
+                );
+            }
+            let mut guard = shared.survey.lock().unwrap_or_else(|e| e.into_inner());
+            // Contact times change every time: published only when
+            // something else did, or a minute passed.
+            let changed = guard.1.drift != survey.drift
+                || guard
+                    .1
+                    .hosts
+                    .iter()
+                    .map(|(h, s)| (h, &s.error))
+                    .ne(survey.hosts.iter().map(|(h, s)| (h, &s.error)));
+            let stale = guard.1.hosts.values().any(|s| {
+                s.last_contact.as_deref().is_some_and(|t| {
+                    humantime::parse_rfc3339(t)
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(60))
+                })
+            });
+            if changed || stale || guard.0 == 0 {
+                guard.1 = survey;
+                guard.0 += 1;
+            }
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+}
+
+/// An appliance's console tail, from its host's agent.
+fn console_tail(deployment: &str, component: &str, host: &str) -> Result<String, String> {
+    let state = utility::open_state_read_only()
+        .and_then(|store| match store {
+            Some(mut store) => Ok(store.load()?),
+            None => Ok(Default::default()),
+        })
+        .map_err(|e| format!("{e:#}"))?;
+    let connector = apply::connector(&state).map_err(|e| format!("{e:#}"))?;
+    let links = Links::new(&connector);
+    let request = Request::Console {
+        vm: VmId {
+            deployment: deployment.to_string(),
+            path: component.to_string(),
+        },
+        lines: 40,
+    };
+    match links.call(host, &request)? {
+        Response::Console { lines } if lines.is_empty() => Ok("(empty)".to_string()),
+        Response::Console { lines } => Ok(lines.join("\n")),
+        Response::Error { message, .. } => Err(message),
+        other => Err(format!("host {host} answered {other:?}")),
+    }
+}
