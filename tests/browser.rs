@@ -265,6 +265,15 @@ impl Browser {
         }
     }
 
+    /// Resizes the window (CSS pixels).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.session_call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
     /// A PNG of the window, written to `path`.
     pub fn screenshot(&self, path: &Path) {
         use base64::Engine;

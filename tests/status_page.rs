@@ -167,6 +167,28 @@ fn the_status_page_shows_the_state_escapes_values_and_follows_changes() {
 
     browser.goto(&base);
     browser.screenshot(&screenshots().join("generated-overview.png"));
+    // On a phone's width nothing makes the page itself scroll sideways
+    // (wide tables and the picture scroll in their own boxes).
+    browser.resize(390, 844);
+    for path in [
+        "/",
+        "/deployments/D0000",
+        "/deployments/D0001/appliances/c2",
+        "/hosts",
+    ] {
+        browser.goto(&format!("{base}{path}"));
+        let fits = browser.run(
+            "return [document.documentElement.scrollWidth, window.innerWidth]",
+            json!([]),
+        );
+        assert!(
+            fits[0].as_u64() <= fits[1].as_u64(),
+            "{path} is wider than a phone: {fits}"
+        );
+    }
+    browser.goto(&base);
+    browser.screenshot(&screenshots().join("generated-overview-phone.png"));
+    browser.resize(1280, 900);
     browser.goto(&format!("{base}/hosts"));
     let host = browser.run(
         "return document.querySelector('tr[data-host=\"local\"]').innerText",

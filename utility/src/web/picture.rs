@@ -385,29 +385,80 @@ pub fn layout(d: &DeploymentView) -> Picture {
 }
 
 /// Each appliance's start layer: 0 for one that requires nothing here,
-/// else one more than its providers' deepest (cycles cut off).
+/// else one more than its deepest provider. A cycle (two appliances that
+/// each need the other) is cut where a depth-first walk from the
+/// appliances in their order, provider to requirer, closes it: the first
+/// of them stays on top.
 fn depths(d: &DeploymentView) -> Vec<usize> {
+    let n = d.appliances.len();
     let index: BTreeMap<&str, usize> = d
         .appliances
         .iter()
         .enumerate()
         .map(|(i, a)| (a.component.as_str(), i))
         .collect();
-    let mut depth = vec![0; d.appliances.len()];
-    for _ in 0..d.appliances.len() {
-        let mut moved = false;
-        for e in &d.edges {
-            let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str()))
-            else {
-                continue;
-            };
-            if depth[to] < depth[from] + 1 && depth[from] + 1 < d.appliances.len() {
-                depth[to] = depth[from] + 1;
-                moved = true;
+    let mut requirers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for e in &d.edges {
+        if let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str())) {
+            if from != to && !requirers[from].contains(&to) {
+                requirers[from].push(to);
             }
         }
-        if !moved {
-            break;
+    }
+    // The walk: 0 unvisited, 1 on its stack, 2 done; an edge to a node on
+    // the stack closes a cycle and is cut.
+    let mut mark = vec![0u8; n];
+    let mut cut = std::collections::BTreeSet::new();
+    for root in 0..n {
+        if mark[root] != 0 {
+            continue;
+        }
+        mark[root] = 1;
+        let mut stack = vec![(root, 0usize)];
+        while let Some((node, next)) = stack.last_mut() {
+            let node = *node;
+            match requirers[node].get(*next).copied() {
+                Some(r) => {
+                    *next += 1;
+                    match mark[r] {
+                        0 => {
+                            mark[r] = 1;
+                            stack.push((r, 0));
+                        }
+                        1 => {
+                            cut.insert((node, r));
+                        }
+                        _ => {}
+                    }
+                }
+                None => {
+                    mark[node] = 2;
+                    stack.pop();
+                }
+            }
+        }
+    }
+    // Longest paths over what is left, in topological order (Kahn).
+    let mut waiting = vec![0usize; n];
+    for (from, rs) in requirers.iter().enumerate() {
+        for &r in rs {
+            if !cut.contains(&(from, r)) {
+                waiting[r] += 1;
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| waiting[i] == 0).collect();
+    let mut depth = vec![0usize; n];
+    while let Some(node) = ready.pop() {
+        for &r in &requirers[node] {
+            if cut.contains(&(node, r)) {
+                continue;
+            }
+            depth[r] = depth[r].max(depth[node] + 1);
+            waiting[r] -= 1;
+            if waiting[r] == 0 {
+                ready.push(r);
+            }
         }
     }
     depth
@@ -578,8 +629,19 @@ mod tests {
                 .y
         };
         assert!(y_of("x") < y_of("y") && y_of("y") < y_of("z"));
+        // The suite's DNS and DHCP need each other; LDAP needs both: the
+        // cycle is cut at the first, the rest below the two.
         let mut cyclic = d.clone();
-        cyclic.edges.push(edge("z", "x"));
+        cyclic.appliances = vec![row("d", "h"), row("h", "h"), row("l", "h")];
+        cyclic.vans[0].members = vec!["d".into(), "h".into(), "l".into()];
+        cyclic.edges = vec![
+            edge("d", "h"),
+            edge("h", "d"),
+            edge("d", "l"),
+            edge("h", "l"),
+        ];
+        assert_eq!(depths(&cyclic), vec![0, 1, 2]);
+        cyclic.edges.push(edge("l", "d"));
         assert_eq!(layout(&cyclic).bands[0].cells[0].boxes.len(), 3);
     }
 }
