@@ -221,7 +221,6 @@ pub fn overview(s: &Snapshot, page: Option<usize>) -> Overview {
         Shown::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let mut appliances = 0;
     let mut attention = Vec::new();
-    let mut attention_count = 0;
     for (name, d) in &s.state.deployments {
         for (path, vm) in &d.vms {
             appliances += 1;
@@ -229,16 +228,18 @@ pub fn overview(s: &Snapshot, page: Option<usize>) -> Overview {
             *by_state.entry(state.as_str()).or_default() += 1;
             // Stopped is what a person asked for: not something to look at.
             if !matches!(state, Shown::Running | Shown::Stopped) {
-                attention_count += 1;
-                if attention.len() < PER_PAGE {
-                    attention.push(row(s, name, path, vm));
-                }
+                attention.push((state, name, path, vm));
             }
         }
     }
-    attention.sort_by(|a, b| {
-        (a.state, &a.deployment, &a.component).cmp(&(b.state, &b.deployment, &b.component))
-    });
+    // The most pressing first, then by name; rows only for those shown.
+    attention.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let attention_count = attention.len();
+    let attention: Vec<ApplianceRow> = attention
+        .into_iter()
+        .take(PER_PAGE)
+        .map(|(_, name, path, vm)| row(s, name, path, vm))
+        .collect();
     let count = s.state.deployments.len();
     let pages = count.div_ceil(PER_PAGE).max(1);
     let (number, skip, take) = match page {
@@ -724,11 +725,12 @@ pub fn hosts(s: &Snapshot) -> HostsView {
     }
 }
 
-/// A path segment with every byte but `[A-Za-z0-9._-]` percent-encoded.
+/// A path segment with every byte but the unreserved `[A-Za-z0-9._~-]`
+/// percent-encoded.
 pub fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -749,4 +751,155 @@ pub fn appliance_href(deployment: &str, component: &str) -> String {
         segment(deployment),
         segment(component)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cvl_planner::model::*;
+    use cvl_repo::blacklist::{Entry, VersionRange};
+
+    fn vm(version: u32, status: Status) -> VmRecord {
+        VmRecord {
+            spec: DesiredVm {
+                appliance: ApplianceRef {
+                    name: "A".into(),
+                    source: "http://r/A".into(),
+                    version: Some(version),
+                    digest: String::new(),
+                    import_site: None,
+                },
+                params: BTreeMap::from([(
+                    "secret".to_string(),
+                    ParamValue::Sensitive {
+                        fingerprint: Some("F".into()),
+                        supply: "S".into(),
+                    },
+                )]),
+                provides: vec![],
+                requires: vec![],
+                memory_mib: 100,
+                data_disks: vec![],
+                agent: true,
+            },
+            alloc: VmAlloc {
+                host: "h".into(),
+                interfaces: BTreeMap::new(),
+            },
+            status,
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut d = DeploymentState::default();
+        for (name, version, status) in [
+            ("barred", 3, Status::Running),
+            ("drifting", 1, Status::Running),
+            ("pending", 1, Status::Running),
+            ("done", 2, Status::Running),
+            ("back", 1, Status::Running),
+            ("off", 1, Status::Stopped),
+            ("fine", 1, Status::Running),
+        ] {
+            d.vms
+                .insert(ComponentPath(name.into()), vm(version, status));
+        }
+        d.failed.push(FailedVersion {
+            url: "http://r/A".into(),
+            version: 2,
+            component: ComponentPath("back".into()),
+            at: "t".into(),
+            reason: "not ready".into(),
+        });
+        let mut s = Snapshot::default();
+        s.state.deployments.insert("D".into(), d);
+        s.blacklist.entries.push(Entry {
+            url: "http://r/A".into(),
+            versions: VersionRange { from: 3, to: 3 },
+            reason: Some("CVE".into()),
+            added: String::new(),
+        });
+        s.survey.drift.insert(
+            ("D".into(), ComponentPath("drifting".into())),
+            "DRIFT: recorded running, but no process".into(),
+        );
+        let pending = |from| Pending {
+            from: Some(from),
+            what: "update: A 1 -> 2".into(),
+        };
+        s.live.pending.insert(
+            "D".into(),
+            BTreeMap::from([
+                (ComponentPath("pending".into()), pending(1)),
+                // Planned at 1, but 2 runs now: someone applied it.
+                (ComponentPath("done".into()), pending(1)),
+            ]),
+        );
+        s
+    }
+
+    #[test]
+    fn each_appliance_is_shown_in_its_most_pressing_state() {
+        let o = overview(&snapshot(), Some(1));
+        let states: Vec<(&str, &str)> = o.deployments[0]
+            .appliances
+            .iter()
+            .map(|a| (a.component.as_str(), a.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("back", "rolled back"),
+                ("barred", "blacklisted"),
+                ("done", "running"),
+                ("drifting", "drift"),
+                ("fine", "running"),
+                ("off", "stopped"),
+                ("pending", "update pending"),
+            ]
+        );
+        // What needs a look: the most pressing first; stopped is not in it.
+        let attention: Vec<&str> = o.attention.iter().map(|a| a.component.as_str()).collect();
+        assert_eq!(attention, ["barred", "drifting", "back", "pending"]);
+        assert_eq!(o.totals.by_state["running"], 2);
+        assert_eq!(o.totals.by_state["failed"], 0);
+        assert!(o.attention[0].note.contains("CVE"));
+    }
+
+    #[test]
+    fn sensitive_values_are_only_named() {
+        let a = appliance(&snapshot(), "D", "fine").unwrap();
+        assert_eq!(a.params[0].value, None);
+        assert!(a.params[0].sensitive);
+        assert!(!serde_json::to_string(&a).unwrap().contains("\"F\""));
+    }
+
+    #[test]
+    fn the_overview_pages_by_a_hundred_deployments() {
+        let mut s = Snapshot::default();
+        for i in 0..250 {
+            s.state
+                .deployments
+                .insert(format!("D{i:03}"), DeploymentState::default());
+        }
+        let third = overview(&s, Some(3));
+        assert_eq!((third.page.number, third.page.of), (3, 3));
+        assert_eq!(third.deployments.len(), 50);
+        assert_eq!(third.deployments[0].name, "D200");
+        assert_eq!(overview(&s, Some(99)).page.number, 3);
+        assert_eq!(overview(&s, None).deployments.len(), 250);
+    }
+
+    #[test]
+    fn urls_encode_what_is_not_plain() {
+        assert_eq!(
+            appliance_href("Acme Suite", ""),
+            "/deployments/Acme%20Suite/appliances/~"
+        );
+        assert_eq!(
+            appliance_href("A", "van.d"),
+            "/deployments/A/appliances/van.d"
+        );
+        assert_eq!(deployment_href("a/b?c"), "/deployments/a%2Fb%3Fc");
+    }
 }
