@@ -195,7 +195,8 @@ impl Browser {
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    "--disable-component-update", "--disable-sync", "--disable-crash-reporter",
+                    "--window-size=1280,900",
                     format!("--user-data-dir={}", browser._profile.path().display()),
                 ],
             },
@@ -297,6 +298,22 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Whatever of the browser outlived its driver (a test that failed
+        // mid-way): every process started with this session's profile.
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == profile.as_bytes())
+            {
+                // SAFETY: a signal to a process this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
     }
 }
 
