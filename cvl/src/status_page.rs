@@ -188,12 +188,7 @@ fn survey(shared: &Shared, every: Duration) {
     let mut last_contact: std::collections::BTreeMap<String, String> = Default::default();
     loop {
         let started = Instant::now();
-        let asked = utility::open_state_read_only()
-            .and_then(|store| match store {
-                Some(mut store) => Ok(store.load()?),
-                None => Ok(Default::default()),
-            })
-            .and_then(|state| apply::survey(&state, None));
+        let asked = read_state().and_then(|state| apply::survey(&state, None));
         if let Ok((seen, answered)) = asked {
             let mut survey = Survey::default();
             for s in seen {
@@ -246,14 +241,17 @@ fn survey(shared: &Shared, every: Duration) {
     }
 }
 
+/// The state, read-only; empty when there is none yet.
+fn read_state() -> Result<cvl_planner::model::UtilityState> {
+    match utility::open_state_read_only()? {
+        Some(mut store) => Ok(store.load()?),
+        None => Ok(Default::default()),
+    }
+}
+
 /// An appliance's console tail, from its host's agent.
 fn console_tail(deployment: &str, component: &str, host: &str) -> Result<String, String> {
-    let state = utility::open_state_read_only()
-        .and_then(|store| match store {
-            Some(mut store) => Ok(store.load()?),
-            None => Ok(Default::default()),
-        })
-        .map_err(|e| format!("{e:#}"))?;
+    let state = read_state().map_err(|e| format!("{e:#}"))?;
     let connector = apply::connector(&state).map_err(|e| format!("{e:#}"))?;
     let links = Links::new(&connector);
     let request = Request::Console {

@@ -80,17 +80,10 @@ pub struct Violation {
 /// Every appliance the state records running (or starting) on a version
 /// the blacklist bars: the paper's administrator query.
 pub fn violations(state: &UtilityState, blacklist: &Blacklist) -> Vec<Violation> {
-    use cvl_planner::model::Status;
     let mut out = Vec::new();
     for (deployment, d) in &state.deployments {
         for (path, vm) in &d.vms {
-            if matches!(vm.status, Status::Stopped | Status::Stopping) {
-                continue;
-            }
-            let Some(version) = vm.spec.appliance.version else {
-                continue;
-            };
-            if let Some(entry) = blacklist.bars(&vm.spec.appliance.source, version) {
+            if let Some((version, entry)) = barred(vm, blacklist) {
                 out.push(Violation {
                     deployment: deployment.clone(),
                     component: path.clone(),
@@ -102,6 +95,22 @@ pub fn violations(state: &UtilityState, blacklist: &Blacklist) -> Vec<Violation>
         }
     }
     out
+}
+
+/// Whether one recorded VM violates the blacklist: not stopped, and its
+/// version barred. The version and the entry that bars it.
+pub fn barred<'b>(
+    vm: &cvl_planner::model::VmRecord,
+    blacklist: &'b Blacklist,
+) -> Option<(u32, &'b cvl_repo::blacklist::Entry)> {
+    use cvl_planner::model::Status;
+    if matches!(vm.status, Status::Stopped | Status::Stopping) {
+        return None;
+    }
+    let version = vm.spec.appliance.version?;
+    blacklist
+        .bars(&vm.spec.appliance.source, version)
+        .map(|entry| (version, entry))
 }
 
 /// The blacklist a deployment's updates are chosen against: the

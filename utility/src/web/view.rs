@@ -315,19 +315,16 @@ fn policy_text(p: &cvl_planner::model::Policy) -> String {
 
 /// How one appliance is shown, and why.
 fn shown(s: &Snapshot, deployment: &str, path: &ComponentPath, vm: &VmRecord) -> (Shown, String) {
-    let running = matches!(vm.status, Status::Running | Status::Starting);
-    if let Some(version) = vm.spec.appliance.version.filter(|_| running) {
-        if let Some(entry) = s.blacklist.bars(&vm.spec.appliance.source, version) {
-            let why = entry
-                .reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            return (
-                Shown::Blacklisted,
-                format!("version {version} is blacklisted{why}"),
-            );
-        }
+    if let Some((version, entry)) = crate::decide::barred(vm, &s.blacklist) {
+        let why = entry
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        return (
+            Shown::Blacklisted,
+            format!("version {version} is blacklisted{why}"),
+        );
     }
     if let Some(drift) = s.survey.drift.get(&(deployment.to_string(), path.clone())) {
         return (Shown::Drift, drift.clone());
@@ -353,6 +350,7 @@ fn shown(s: &Snapshot, deployment: &str, path: &ComponentPath, vm: &VmRecord) ->
             .filter(|f| vm.spec.appliance.version.is_some_and(|v| v < f.version))
             .max_by_key(|f| f.version)
     });
+    let running = matches!(vm.status, Status::Running | Status::Starting);
     if let Some(f) = failed.filter(|_| running) {
         return (
             Shown::RolledBack,
