@@ -64,7 +64,9 @@ install -D -m 0644 packaging/cvl-utility.service "$root/lib/systemd/system/cvl-u
 install -d "$doc/docs" "$doc/examples"
 install -m 0644 README.md ARCHITECTURE.md "$doc/"
 install -m 0644 docs/*.md "$doc/docs/"
-cp -r examples/groupware "$doc/examples/"
+# Whole, as README tells a user to use them (`cp -r .../examples . && cvl
+# check examples`): cvl.toml maps the paper's URLs to repos/ beside it.
+cp -r examples/groupware examples/repos examples/cvl.toml "$doc/examples/"
 find "$doc/examples" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 license=$(sed -n '/^\[workspace.package\]/,/^\[/ s/^license = "\(.*\)"/\1/p' Cargo.toml)
 cat > "$doc/copyright" <<EOF

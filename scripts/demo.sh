@@ -7,24 +7,71 @@
 # touch this machine's network; the namespace plays the outside world on
 # the firewall's public side), then uses it: the web page and the mail
 # server through the firewall, and through `cvl exec` a DNS answer for
-# every name and an LDAP search. Then it says where to look and how to stop.
-# Usage (as root): scripts/demo.sh [WORKDIR]     (default: a fresh temporary folder)
+# every name DNS serves and an LDAP search. Every check says what it got;
+# one that fails says so, the rest still run, and the demo exits 1 at the
+# end naming what failed. Then it says where to look and how to stop.
+#
+# Usage (as root): scripts/demo.sh [--profile PROFILE] [WORKDIR]
+#                  (default: the release build, a fresh temporary folder;
+#                  tests/demo.rs runs it with `--profile dev`, the build the
+#                  tests already have)
 # Afterwards:      scripts/demo.sh --stop WORKDIR
+#
+# No step depends on a pipeline's reader staying open: output is captured
+# whole into variables and read from there (a `| head` under pipefail
+# fails whenever the writer outlives the reader).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ns=cvl-demo
 # The outside world's address on the firewall's public network (the pool
 # is 198.19.0.1-253: RFC 2544's benchmarking range, never routed).
 outside=198.19.0.254
+
+# Kills what is left in the namespace and deletes it.
+remove_namespace() {
+  local pids
+  pids=$(ip netns pids $ns 2>/dev/null || true)
+  if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    sleep 0.5
+  fi
+  ip netns del $ns 2>/dev/null || true
+}
+
 if [ "${1:-}" = "--stop" ]; then
   work=${2:?usage: demo.sh --stop WORKDIR}
   export CVL_HOME="$work/home"
-  ip netns exec $ns "$root/target/release/cvl" stop "$work/AcmeSuite.cvl" --auto-approve --stop-timeout 20
-  ip netns del $ns 2>/dev/null || true
-  exit 0
+  status=0
+  # The binary the demo ran (its build profile's).
+  cvl=$(cat "$work/.cvl" 2>/dev/null || echo "$root/target/release/cvl")
+  if [ -e "/run/netns/$ns" ] && [ -f "$work/AcmeSuite.cvl" ]; then
+    ip netns exec $ns "$cvl" stop "$work/AcmeSuite.cvl" --auto-approve \
+      --stop-timeout 20 || status=$?
+  fi
+  remove_namespace
+  exit $status
+fi
+
+profile=release
+if [ "${1:-}" = "--profile" ]; then
+  profile=${2:?usage: demo.sh --profile PROFILE [WORKDIR]}
+  shift 2
 fi
 step() { printf '\n== %s\n' "$*"; }
+# The checks that failed, named at the end.
+failed=()
+ok() { printf '  ok: %s\n' "$*"; }
+fail() { printf '  FAILED: %s\n' "$*"; failed+=("$*"); }
+# Prints captured text indented (nothing reads past its end).
+indent() { [ -z "$1" ] || printf '%s\n' "$1" | sed 's/^/    /'; }
+
 if [ "$(id -u)" != 0 ]; then echo "demo.sh: run as root (VANs are bridges and taps)" >&2; exit 2; fi
+if [ -n "$(ip netns pids $ns 2>/dev/null || true)" ]; then
+  echo "demo.sh: a demo already runs in the network namespace $ns: stop it first" \
+    "(scripts/demo.sh --stop WORKDIR, the folder it printed)" >&2
+  exit 2
+fi
 
 step "installing what is missing (QEMU, mmdebstrap, e2fsprogs, busybox)"
 need=()
@@ -41,11 +88,12 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends --allow-downgrades "${need[@]}" qemu-system-x86 "qemu-utils=$v"
 fi
 
-cargo build --release -q -p cvl --manifest-path "$root/Cargo.toml"
-cvl="$root/target/release/cvl"
+cargo build --profile "$profile" -q -p cvl --manifest-path "$root/Cargo.toml"
+case $profile in dev|test) cvl="$root/target/debug/cvl" ;; *) cvl="$root/target/$profile/cvl" ;; esac
 work="$(realpath -m "${1:-$(mktemp -d)}")"
 mkdir -p "$work"
 cd "$work"
+echo "$cvl" > .cvl
 export CVL_HOME="$work/home"
 # The work folder's workspace settings: the paper's URLs read from ./repos/.
 printf '[mirrors]\n"http://virtualappliance.org/" = "repos/"\n' > cvl.toml
@@ -56,20 +104,23 @@ printf '%s\n' Firewall DHCP DNS LDAP Mail Plone |
   xargs -P 2 -I{} "$root/scripts/build-appliance.sh" "$root/appliances/{}" "$work/src/{}"
 echo "built in $(( $(date +%s) - t0 )) s:"
 for name in Firewall DHCP DNS LDAP Mail Plone; do
-  printf '  %-8s %s program disk, %s packages\n' "$name" \
-    "$(du -h --apparent-size "$work/src/$name/system.qcow2" | cut -f1)" \
-    "$(sed -n '/^# packages/,/^# files/p' "$work/src/$name/manifest.txt" | grep -vc '^#')"
+  size=$(du -h --apparent-size "$work/src/$name/system.qcow2" | cut -f1)
+  packages=$(sed -n '/^# packages/,/^# files/p' "$work/src/$name/manifest.txt" | grep -vc '^#')
+  printf '  %-8s %s program disk, %s packages\n' "$name" "$size" "$packages"
 done
 
 step "publishing the six appliances of the suite"
+# The first line of a command's output (captured whole: the command is
+# never cut off mid-write).
+first_line() { local out; out=$("$@"); printf '%s\n' "${out%%$'\n'*}"; }
 for name in Firewall DHCP DNS LDAP Mail Plone; do
   [ -d "repos/$name" ] || "$cvl" repo create "repos/$name" >/dev/null
-  "$cvl" publish "repos/$name" "$work/src/$name/$name.cvl" | head -n 1
+  first_line "$cvl" publish "repos/$name" "$work/src/$name/$name.cvl"
 done
 [ -d repos/GroupwareSuite ] || "$cvl" repo create repos/GroupwareSuite >/dev/null
 mkdir -p "$work/src/GroupwareSuite"
 cp "$root/examples/groupware/suite/GroupwareSuite.cvl" "$work/src/GroupwareSuite/"
-"$cvl" publish repos/GroupwareSuite "$work/src/GroupwareSuite/GroupwareSuite.cvl" | head -n 1
+first_line "$cvl" publish repos/GroupwareSuite "$work/src/GroupwareSuite/GroupwareSuite.cvl"
 cp "$root/examples/groupware/suite/AcmeSuite.cvl" .
 
 step "the plan"
@@ -78,7 +129,8 @@ export CVL_SECRET_ACMESUITE_ROOTPW=demo-root CVL_SECRET_ACMESUITE_ROOTDNPASS=dem
 export CVL_SECRET_ACMESUITE_PROXYPW=demo-proxy CVL_SECRET_ACMESUITE_SMTPPW=demo-smtp
 ip netns add $ns 2>/dev/null || true
 ip netns exec $ns ip link set lo up
-"$cvl" plan AcmeSuite.cvl > plan.txt && head -n 12 plan.txt
+"$cvl" plan AcmeSuite.cvl > plan.txt
+sed -n '1,12p' plan.txt
 
 step "applying it on this machine (network namespace $ns)"
 t0=$(date +%s)
@@ -86,33 +138,73 @@ ip netns exec $ns "$cvl" apply AcmeSuite.cvl --auto-approve
 echo "from nothing to six appliances serving: $(( $(date +%s) - t0 )) s"
 
 step "what runs"
-ip netns exec $ns "$cvl" status
+ip netns exec $ns "$cvl" status || fail "cvl status reports drift (above)"
 
 step "using it"
-# The namespace is the outside world on the firewall's public network.
-ip netns exec $ns ip addr replace "$outside/24" dev cvlpub
-public=$(ip netns exec $ns "$cvl" plan AcmeSuite.cvl --format json |
-  sed -n 's/.*"ethernet1": *{[^}]*"ip": *"\([0-9.]*\)".*/\1/p' | head -n 1)
-[ -n "$public" ] || public=198.19.0.1
 in_ns() { ip netns exec $ns "$@"; }
+# The namespace is the outside world on the firewall's public network.
+in_ns ip addr replace "$outside/24" dev cvlpub
+plan_json=$(in_ns "$cvl" plan AcmeSuite.cvl --format json)
+public=$(sed -n 's/.*"ethernet1": *{[^}]*"ip": *"\([0-9.]*\)".*/\1/p' <<<"$plan_json")
+public=${public%%$'\n'*}
+[ -n "$public" ] || public=198.19.0.1
+domain=acme.org
+
 echo "-- the web page at http://$public/ (Plone, through the firewall):"
-in_ns /bin/busybox wget -q -O - "http://$public/" | sed -n 's/.*<p>\(.*\)<\/p>.*/  \1/p' | sed 's/<[^>]*>//g' | head -n 1
+page=$(in_ns /bin/busybox timeout 20 /bin/busybox wget -q -O - "http://$public/" 2>&1) || true
+text=$(sed -n 's/.*<p>\(.*\)<\/p>.*/\1/p' <<<"$page" | sed 's/<[^>]*>//g')
+indent "${text%%$'\n'*}"
+if grep -q "id=\"domain\">$domain<" <<<"$page"; then
+  ok "the page names the domain $domain"
+else
+  fail "the web page at http://$public/ does not name $domain (got: ${page:0:200})"
+fi
+
 echo "-- the mail server's greeting at $public:25 (through the firewall):"
-printf 'QUIT\r\n' | in_ns /bin/busybox timeout 10 /bin/busybox nc "$public" 25 | head -n 1 | sed 's/^/  /'
+# QUIT is sent at once; nc reads until the server closes after its 221.
+smtp=$(in_ns /bin/busybox timeout 10 /bin/busybox nc "$public" 25 <<<$'QUIT\r' 2>&1) || true
+greeting=${smtp%%$'\n'*}
+greeting=${greeting%$'\r'}
+indent "$greeting"
+if [[ $greeting == "220 "*"$domain"* ]]; then
+  ok "a 220 greeting naming $domain"
+else
+  fail "no 220 greeting from $public:25 (got: ${smtp:0:200})"
+fi
+
 echo "-- a port the firewall does not forward ($public:389) is closed:"
 if in_ns /bin/busybox timeout 5 /bin/busybox nc "$public" 389 </dev/null >/dev/null 2>&1; then
-  echo "  OPEN (unexpected)"
+  fail "$public:389 is open through the firewall"
 else
-  echo "  closed"
+  ok "closed"
 fi
-echo "-- DNS answers at d, asked inside it (cvl exec):"
-for name in l m p; do
-  in_ns "$cvl" exec AcmeSuite.cvl d -- nslookup "$name.acme.org" 127.0.0.1 2>/dev/null |
-    awk '/^Name:/ { n = $2 } /^Address:/ && n { print "  " n " -> " $2; exit }'
-done
+
+echo "-- DNS answers at d for every name it serves (dnshosts), asked inside it (cvl exec):"
+dnshosts=$(in_ns "$cvl" exec AcmeSuite.cvl d -- cvl-param -m dnshosts name ip 2>&1) || {
+  fail "cannot read d's dnshosts: $dnshosts"
+  dnshosts=
+}
+[ -n "$dnshosts" ] || fail "d serves no names (dnshosts is empty)"
+while read -r name ip; do
+  [ -n "$name" ] || continue
+  answer=$(in_ns "$cvl" exec AcmeSuite.cvl d -- nslookup "$name.$domain" 127.0.0.1 2>&1) || true
+  got=$(awk '/^Name:/ { n = $2 } /^Address:/ && n { print $2; exit }' <<<"$answer")
+  if [ "$got" = "$ip" ]; then
+    ok "$name.$domain -> $got"
+  else
+    fail "DNS: $name.$domain should be $ip, got '${got:-no answer}'"
+  fi
+done <<<"$dnshosts"
+
 echo "-- LDAP at l: the organization's entry (cvl exec l -- ldapsearch):"
-in_ns "$cvl" exec AcmeSuite.cvl l -- ldapsearch -x -LLL -H ldap://localhost -b dc=acme,dc=org -s base o |
-  sed 's/^/  /'
+entry=$(in_ns "$cvl" exec AcmeSuite.cvl l -- \
+  ldapsearch -x -LLL -H ldap://localhost -b dc=acme,dc=org -s base o 2>&1) || true
+indent "$entry"
+if grep -qx "o: Acme" <<<"$entry"; then
+  ok "the entry dc=acme,dc=org names o: Acme"
+else
+  fail "LDAP: no entry dc=acme,dc=org with o: Acme"
+fi
 
 step "where to look next"
 cat <<NEXT
@@ -125,3 +217,10 @@ Change a parameter in AcmeSuite.cvl (the domain, the organization) and run \`cvl
 $ns\`: the appliances reconfigure their daemons without a restart.
 Stop it all:  $root/scripts/demo.sh --stop $work
 NEXT
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\nThe demo ran, but %d check(s) failed:\n' "${#failed[@]}" >&2
+  printf '  - %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+printf '\nEvery check passed.\n'

@@ -33,6 +33,14 @@ step "cvl check DNS.cvl (an installed example)"
 cvl check --color never DNS.cvl
 step "cvl fmt --check on the installed examples"
 cvl fmt --check DNS.cvl Firewall.cvl
+step "the installed examples, copied elsewhere, check without an error (as README says)"
+mkdir -p /tmp/user && cd /tmp/user
+cp -r /usr/share/doc/cvl/examples .
+cvl check --color never examples > /tmp/check.log 2>&1 || { cat /tmp/check.log; exit 1; }
+if grep -q '^error' /tmp/check.log; then cat /tmp/check.log; exit 1; fi
+step "cvl eval of the paper's user file, in place in the copy"
+cvl eval examples/groupware/AcmeGroupware.cvl -o AcmeGroupware > /dev/null
+cd / && rm -rf /tmp/user
 step "man -w cvl: $(man -w cvl)"
 man -w cvl-apply cvl-utility-run cvl-host-add > /dev/null
 step "completions for bash, zsh and fish"

@@ -418,4 +418,120 @@ mod tests {
         walk(&super::Cli::command(), "cvl", &mut missing);
         assert!(missing.is_empty(), "without help: {missing:#?}");
     }
+
+    /// The `cvl ...` invocations of a help text's examples (`Examples:`
+    /// lines, and `Example: ...`), as words: a line's comment (after a run
+    /// of spaces) dropped, cut at pipes, redirections and `&&`, a leading
+    /// `VAR=value` skipped.
+    fn examples(help: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let mut in_examples = false;
+        // A line ending in ` \` goes on on the next one.
+        let mut lines: Vec<String> = Vec::new();
+        for line in help.lines() {
+            match lines.last_mut() {
+                Some(last) if last.ends_with(" \\") => {
+                    last.truncate(last.len() - 1);
+                    last.push_str(line.trim_start());
+                }
+                _ => lines.push(line.to_string()),
+            }
+        }
+        for line in &lines {
+            let trimmed = line.trim_start();
+            // A comment on a line of its own: `(connects, ...)`.
+            if in_examples && trimmed.starts_with('(') {
+                continue;
+            }
+            let code = if let Some(rest) = trimmed.strip_prefix("Example:") {
+                in_examples = false;
+                rest.trim_start()
+            } else if trimmed.starts_with("Examples:") {
+                in_examples = true;
+                continue;
+            } else if in_examples && line.starts_with("  ") && !trimmed.is_empty() {
+                trimmed
+            } else {
+                in_examples = false;
+                continue;
+            };
+            let code = code.split("  ").next().unwrap_or_default();
+            let words = shell_words::split(code).unwrap_or_else(|e| {
+                panic!("an example does not parse as shell words: {code}: {e}")
+            });
+            for part in words.split(|w| ["|", "&&", "||", ";"].contains(&w.as_str())) {
+                let mut part: Vec<String> = part
+                    .iter()
+                    .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+                    .take_while(|w| !w.starts_with('>') && !w.starts_with('<'))
+                    .cloned()
+                    .collect();
+                if part.first().is_some_and(|w| w == "cvl") {
+                    part.retain(|w| !w.is_empty());
+                    out.push(part);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every example in every command's help (and so in the manual pages,
+    /// made from the same text) parses as written: its commands, options
+    /// and values exist and fit.
+    #[test]
+    fn every_example_in_the_help_parses() {
+        fn walk(command: &clap::Command, found: &mut Vec<(String, Vec<String>)>) {
+            for help in [command.get_after_help(), command.get_after_long_help()]
+                .into_iter()
+                .flatten()
+            {
+                for example in examples(&help.to_string()) {
+                    found.push((command.get_name().to_string(), example));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, found);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&super::Cli::command(), &mut found);
+        assert!(found.len() > 20, "too few examples found: {found:?}");
+        let bad: Vec<String> = found
+            .iter()
+            .filter_map(|(page, words)| {
+                let parsed = <super::Cli as clap::Parser>::try_parse_from(words);
+                parsed.err().map(|e| {
+                    let why = e.to_string();
+                    let why = why.lines().next().unwrap_or_default().to_string();
+                    format!("{page}: `{}`: {why}", words.join(" "))
+                })
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "examples that do not parse:\n  {}",
+            bad.join("\n  ")
+        );
+    }
+
+    /// The example finder itself: comments, pipes, redirections, `&&`.
+    #[test]
+    fn examples_are_found_in_help_text() {
+        let help = "Some text.\n\nExamples:\n  cvl a --b   (a comment)\n  \
+            X=1 cvl c && cvl d | dot > out.svg\n  cvl e \"two words\" < in\n  \
+            cvl g --h \\\n      --i\n      (said of g)\nAfter.\n\
+            Example: cvl f";
+        let words: Vec<String> = examples(help).into_iter().map(|w| w.join(" ")).collect();
+        assert_eq!(
+            words,
+            [
+                "cvl a --b",
+                "cvl c",
+                "cvl d",
+                "cvl e two words",
+                "cvl g --h --i",
+                "cvl f"
+            ]
+        );
+    }
 }

@@ -65,7 +65,7 @@ pub enum UtilityCommand {
         Examples:\n  cvl utility run --interval 5m --metrics 127.0.0.1:9464\n  \
         cvl utility run --http 127.0.0.1:8080\n  \
         cvl utility run --http 0.0.0.0:8443 --http-token-file /etc/cvl/status-token\n  \
-        cvl utility run --once --auto-approve   (one round, from cron)"
+        cvl utility run --once   (one round, from cron)"
     )]
     Run(ServiceArgs),
 }

@@ -121,9 +121,8 @@ fn check_invocations(code: &str, tree: &mut BTreeMap<String, String>, problems: 
                 {
                     continue;
                 }
-                let roff = format!("\\-\\-{}", option.replace('-', "\\-"));
-                let known = tree.get(&current).is_some_and(|page| page.contains(&roff))
-                    || tree["cvl"].contains(&roff);
+                let known = tree.get(&current).is_some_and(|page| defines(page, option))
+                    || global(tree, option);
                 if !known {
                     problems.push(format!("`{current}` has no option --{option}"));
                 }
@@ -146,6 +145,31 @@ fn check_invocations(code: &str, tree: &mut BTreeMap<String, String>, problems: 
             positional += 1;
         }
     }
+}
+
+/// Whether a command's page defines `--option` (in its synopsis or its
+/// options, where the manual sets it in bold; not merely names it in a
+/// sentence). A hidden command's page is its `--help` text.
+fn defines(page: &str, option: &str) -> bool {
+    let escaped = option.replace('-', "\\-");
+    page.contains(&format!("\\fB\\-\\-{escaped}\\fR"))
+        || (!page.starts_with('.')
+            && page.lines().any(|l| {
+                l.trim_start()
+                    .split([' ', ','])
+                    .any(|w| w == format!("\\-\\-{escaped}"))
+            }))
+}
+
+/// Whether `--option` is one of the options every command takes (those
+/// in `cvl`'s own synopsis).
+fn global(tree: &BTreeMap<String, String>, option: &str) -> bool {
+    let synopsis = tree["cvl"]
+        .split(".SH SYNOPSIS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH").next())
+        .unwrap_or_default();
+    defines(synopsis, option)
 }
 
 /// A command the manual leaves out (`cvl host serve`, which the utility
@@ -258,6 +282,65 @@ fn every_command_option_and_path_the_docs_name_exists() {
     );
 }
 
+/// The examples of a command's page (`Examples:` lines and `Example: ...`),
+/// unescaped, with their line numbers; a line going on (` \\`) joined.
+fn page_examples(page: &str) -> Vec<(usize, String)> {
+    let text = page.replace("\\-", "-").replace("\\*(Aq", "'");
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut in_examples = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some((_, rest)) = out.last_mut().filter(|(_, l)| l.ends_with(" \\")) {
+            rest.truncate(rest.len() - 1);
+            rest.push_str(trimmed);
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix("Example:") {
+            out.push((i + 1, rest.trim().to_string()));
+            in_examples = false;
+        } else if trimmed.starts_with("Examples:") {
+            in_examples = true;
+        } else if in_examples && line.starts_with("  ") && !trimmed.starts_with('(') {
+            // The comment after a run of spaces is not code.
+            out.push((
+                i + 1,
+                trimmed.split("  ").next().unwrap_or_default().to_string(),
+            ));
+        } else if !line.starts_with("  ") {
+            in_examples = false;
+        }
+    }
+    out
+}
+
+/// Every example in every command's help (the manual pages are made from
+/// the same text) names commands and options that exist, for the command
+/// it runs.
+#[test]
+fn every_example_in_every_commands_help_exists() {
+    let mut tree = command_tree();
+    let pages: Vec<(String, String)> = tree.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut problems = Vec::new();
+    let mut examples = 0;
+    for (name, page) in &pages {
+        for (line, code) in page_examples(page) {
+            examples += 1;
+            let mut here = Vec::new();
+            check_invocations(&code, &mut tree, &mut here);
+            problems.extend(
+                here.into_iter()
+                    .map(|p| format!("{name}.1 line {line}: {p}")),
+            );
+        }
+    }
+    assert!(examples > 20, "too few examples found: {examples}");
+    assert!(
+        problems.is_empty(),
+        "examples in the help name what does not exist:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
 /// The checker itself finds what is wrong.
 #[test]
 fn the_checker_finds_unknown_commands_options_and_paths() {
@@ -272,6 +355,18 @@ fn the_checker_finds_unknown_commands_options_and_paths() {
         &mut problems,
     );
     check_invocations("cvl host add h1 --memory 4096", &mut tree, &mut problems);
+    // An option of another command, and one the top page names only in a
+    // sentence, are not options of this one.
+    check_invocations(
+        "cvl utility run --once --auto-approve",
+        &mut tree,
+        &mut problems,
+    );
+    check_invocations(
+        "cvl fmt --color never --state x --mirror a=b",
+        &mut tree,
+        &mut problems,
+    );
     check_paths(
         "scripts/no-such-script.sh and scripts/build-deb.sh",
         &workspace(),
@@ -284,6 +379,8 @@ fn the_checker_finds_unknown_commands_options_and_paths() {
             "`cvl` has no subcommand `aply`",
             "`cvl-apply` has no option --auto-aprove",
             "`cvl-host` has no subcommand `ad`",
+            "`cvl-utility-run` has no option --auto-approve",
+            "`cvl-fmt` has no option --mirror",
             "`scripts/no-such-script.sh` does not exist",
         ]
     );
