@@ -101,7 +101,7 @@ build_boot() {
   done
   mknod -m 600 "$ir/dev/console" c 5 1
   for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
-    cp "$(find "$work/pkg/lib/modules/$kver" -name "$m.ko" | head -n 1)" "$ir/lib/modules/"
+    cp "$(find "$work/pkg/lib/modules/$kver" -name "$m.ko" -print -quit)" "$ir/lib/modules/"
   done
   cp "$kit/initramfs-init" "$ir/init"
   chmod 755 "$ir/init"
@@ -133,7 +133,7 @@ install_modules() {
   local dep="$tree/$kver/modules.dep" files=()
   for m in "${wanted[@]}"; do
     local line
-    line=$(grep -E "(^|/)${m//_/[_-]}\.ko(\.[a-z]+)?:" "$dep" | head -n 1) ||
+    line=$(grep -m 1 -E "(^|/)${m//_/[_-]}\.ko(\.[a-z]+)?:" "$dep") ||
       die "kernel $kver has no module $m (named in $list)"
     files+=(${line/:/})
   done
@@ -300,7 +300,7 @@ if [ ! -s "$image/done" ]; then
       fi
     done > "$commands"
     E2FSPROGS_FAKE_TIME=$epoch debugfs -w -f "$commands" "$image.tmp/disk.raw" >/dev/null 2>"$log" || true
-    if grep -v -E '^debugfs|rm: File not found|mkdir: .* already exists|^$' "$log" | grep -q .; then
+    if grep -q -v -E '^debugfs|rm: File not found|mkdir: .* already exists|^$' "$log"; then
       cat "$log" >&2
       die "debugfs could not write $recipe's files"
     fi
@@ -328,7 +328,7 @@ src=$recipe
 cvl_file="$src/$(head -n 1 "$src/cvl")"
 [ "$(basename "$cvl_file")" = "$name.cvl" ] || die "$src/cvl names $cvl_file, not a $name.cvl"
 cp "$cvl_file" "$out/$name.cvl"
-vm=$(sed -n 's/.*vm = "\([^"]*\)".*/\1/p' "$out/$name.cvl" | head -n 1)
+vm=$(sed -n 's/.*vm = "\([^"]*\)".*/\1/p;T;q' "$out/$name.cvl")
 [ -n "$vm" ] || die "$src/$name.cvl sets no vm"
 [ -f "$src/$vm" ] || die "$name.cvl sets vm = \"$vm\", which $src lacks"
 cp "$src/$vm" "$out/$vm"

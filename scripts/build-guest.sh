@@ -41,7 +41,7 @@ mknod -m 600 $root/dev/console c 5 1
 mkdir -p "$root/lib/modules/$kver"
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
          virtio_console virtio_blk failover net_failover virtio_net virtio_rng qemu_fw_cfg; do
-  f=$(find "pkg/lib/modules/$kver" -name "$m.ko" | head -n 1)
+  f=$(find "pkg/lib/modules/$kver" -name "$m.ko" -print -quit)
   [ -n "$f" ] && cp "$f" "$root/lib/modules/$kver/"
 done
 depmod -b $root "$kver" 2>/dev/null

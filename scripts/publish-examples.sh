@@ -29,7 +29,7 @@ publish() { # publish NAME FILE [TIMES]
   mkdir -p "$dir"
   cp "$file" "$dir/"
   local vm
-  vm=$(sed -n 's/.*vm = "\(.*\)";.*/\1/p' "$file" | head -n1)
+  vm=$(sed -n 's/.*vm = "\(.*\)";.*/\1/p;T;q' "$file")
   if [ -n "$vm" ]; then
     [ -f "$stage/system.qcow2" ] || qemu-img create -q -f qcow2 "$stage/system.qcow2" 1M
     cp "$stage/system.qcow2" "$dir/system.qcow2"
