@@ -567,3 +567,315 @@ fn answer(mut stream: std::net::TcpStream, root: &Path, mode: u8) {
         },
     }
 }
+
+/// An appliance with a password, and the VAN of the decisions test: `a`
+/// and `c` run Alpha, `k` keeps the deployment's password.
+const KEEPER: &str = "CVL = \"0.8\";\nKeeper extends VMAppliance {\n  \
+    var \"required\" \"sensitive\" secret;\n  vm = \"keeper.vmx\";\n}\n";
+const LAB_VAN: &str =
+    "import { url => \"http://virtualappliance.org/Alpha\", cvl => \"Alpha.cvl\" } Alpha;\n\
+    import { url => \"http://virtualappliance.org/Keeper\", cvl => \"Keeper.cvl\" } Keeper;\n\
+    LabVan extends VANAppliance {\n  var \"required\" \"sensitive\" secret;\n  Alpha a;\n  \
+    Keeper k;\n  Alpha c;\n  k.secret = secret;\n  vanIF = \"a.ethernet0\";\n}\n";
+const LAB: &str =
+    "import { url => \"http://virtualappliance.org/LabVan\", cvl => \"LabVan.cvl\" } LabVan;\n\
+    Lab extends LabVan {}\n";
+
+fn lab_dir(u: &Utility, component: &str) -> PathBuf {
+    u.dir.join("home/host/vms/Lab").join(component)
+}
+
+fn lab_pid(u: &Utility, component: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(lab_dir(u, component).join("qemu.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// The password `k` runs with, read back from its parameters.
+fn lab_secret(u: &Utility) -> String {
+    let mut agent =
+        Agent::connect(&lab_dir(u, "k").join("qga.sock"), Duration::from_secs(10)).unwrap();
+    let params = String::from_utf8(agent.read_file("/run/cvl/params").unwrap()).unwrap();
+    params
+        .lines()
+        .find_map(|l| l.strip_prefix("secret="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The version and status the state records for a component of Lab.
+fn lab_recorded(u: &Utility, component: &str) -> (Option<u64>, String) {
+    let out = u.cvl(&["status", "Lab.cvl", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["component"] == component)
+        .map(|r| {
+            (
+                r["version"].as_u64(),
+                r["recorded"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or((None, String::new()))
+}
+
+/// GET `path` of the service's status page, from inside the namespace.
+fn page_get(u: &Utility, addr: &str, path: &str) -> String {
+    in_netns(&u.ns, || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or(out)
+    })
+}
+
+/// What a person decides stands: a rotated password is not put back, a
+/// stopped appliance is not started, a held update runs once the policy
+/// lets it (turned on again; a window that opens), and a password rotated
+/// in the vault is resent by the service once.
+#[test]
+fn a_persons_decisions_stand_and_held_updates_are_released() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, mut u, _ns) = bare("cvl-e2e-decisions");
+    u.env
+        .push(("CVL_SECRET_LAB_SECRET".into(), "OldSecret1".into()));
+    publish_alpha(&u, 1, false);
+    u.publish("Keeper", KEEPER);
+    u.publish("LabVan", LAB_VAN);
+    std::fs::write(u.dir.join("Lab.cvl"), LAB).unwrap();
+    u.ok(&["apply", "Lab.cvl", "--auto-approve", "--stop-timeout", "10"]);
+    assert_eq!(lab_secret(&u), "OldSecret1");
+
+    // The service runs with the old password in its environment.
+    let service = Service::start(&u, 1, &["--http", "127.0.0.1:0"]);
+    wait_for("the service's first round", Duration::from_secs(60), || {
+        service.said().contains("\"event\":\"round\"")
+    });
+    let addr = service
+        .said()
+        .lines()
+        .find(|l| l.contains("\"event\":\"started\""))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["http"].as_str().map(str::to_string))
+        .expect("the service says where its page is");
+
+    // A person rotates the password, and stops a.
+    let out = u
+        .command(&["apply", "Lab.cvl", "--auto-approve", "--stop-timeout", "10"])
+        .env("CVL_SECRET_LAB_SECRET", "NewSecret2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("resend"), "{}", text(&out));
+    assert_eq!(lab_secret(&u), "NewSecret2");
+    u.ok(&[
+        "stop",
+        "Lab.cvl",
+        "a",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    assert_eq!(lab_recorded(&u, "a").1, "stopped");
+
+    // A new Alpha: c (running) is updated by the service; a (stopped) is
+    // not started, k keeps the person's password.
+    publish_alpha(&u, 2, false);
+    wait_for("c updated to version 2", Duration::from_secs(90), || {
+        lab_recorded(&u, "c") == (Some(2), "running".into())
+    });
+    wait_for("the waits reported", Duration::from_secs(30), || {
+        let history = u.ok(&["history", "Lab"]);
+        history.contains("the service's value differs from the one applied by cvl apply")
+            && history.contains("a person stopped it")
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(lab_secret(&u), "NewSecret2", "the old password came back");
+    assert!(lab_pid(&u, "a").is_none(), "the service started a");
+    assert_eq!(lab_recorded(&u, "a"), (Some(1), "stopped".into()));
+    let history = u.ok(&["history", "Lab"]);
+    assert!(
+        !history
+            .lines()
+            .any(|l| l.contains("resend   Lab/k") && l.contains("by service")),
+        "{history}"
+    );
+    assert!(
+        !history
+            .lines()
+            .any(|l| l.contains("Lab/a") && l.contains("done by service")),
+        "{history}"
+    );
+    // The page lists both as waiting for a person.
+    wait_for(
+        "the page shows both waiting",
+        Duration::from_secs(20),
+        || {
+            let json: serde_json::Value =
+                serde_json::from_str(&page_get(&u, &addr, "/api/deployments/Lab"))
+                    .unwrap_or_default();
+            let note = |c: &str| -> String {
+                json["appliances"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["component"] == c)
+                    .map(|a| format!("{} {}", a["state"], a["note"]))
+                    .unwrap_or_default()
+            };
+            note("a").contains("waits for a person") && note("k").contains("waits for a person")
+        },
+    );
+
+    // Auto off: a new version is held; on again: it runs within two
+    // intervals (2 s each), not at the next publish.
+    u.ok(&["policy", "set", "Lab", "--auto", "off"]);
+    publish_alpha(&u, 3, false);
+    wait_for("the update held", Duration::from_secs(30), || {
+        service.said().contains("auto off")
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(lab_recorded(&u, "c").0, Some(2), "taken while auto is off");
+    let shown = u.ok(&["policy", "show", "Lab"]);
+    assert!(
+        shown.contains("updates wait for a person: auto is off"),
+        "{shown}"
+    );
+    let on = Instant::now();
+    u.ok(&["policy", "set", "Lab", "--auto", "on"]);
+    let began = service.said().matches("\"action\":\"update\"").count();
+    wait_for("the held update begun", Duration::from_secs(30), || {
+        service.said().matches("\"action\":\"update\"").count() > began
+    });
+    let released = on.elapsed();
+    eprintln!(
+        "auto on to the held update begun: {:.1} s",
+        released.as_secs_f64()
+    );
+    assert!(released < Duration::from_secs(8), "{released:?}");
+    wait_for("c updated to version 3", Duration::from_secs(90), || {
+        lab_recorded(&u, "c") == (Some(3), "running".into())
+    });
+
+    // A window that opens two minutes from now: held until it opens, taken
+    // within two intervals of its opening.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opens_at = (now / 60 + 2) * 60;
+    let start = (opens_at / 60) % 1440;
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        ((start + 30) % 1440) / 60,
+        (start + 30) % 60
+    );
+    u.ok(&["policy", "set", "Lab", "--window", &window]);
+    publish_alpha(&u, 4, false);
+    wait_for(
+        "the update held by the window",
+        Duration::from_secs(30),
+        || service.said().contains("outside its maintenance window"),
+    );
+    let began = service.said().matches("\"action\":\"update\"").count();
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    while wall() < opens_at as f64 - 1.0 {
+        assert_eq!(
+            service.said().matches("\"action\":\"update\"").count(),
+            began,
+            "taken before its window opened"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_for("the update in the window", Duration::from_secs(30), || {
+        service.said().matches("\"action\":\"update\"").count() > began
+    });
+    let late = wall() - opens_at as f64;
+    eprintln!("window opened to the held update begun: {late:.1} s");
+    assert!(late < 8.0, "{late} s after the window opened");
+    wait_for("c updated to version 4", Duration::from_secs(90), || {
+        lab_recorded(&u, "c") == (Some(4), "running".into())
+    });
+    u.ok(&["policy", "set", "Lab", "--window", "none"]);
+    service.kill();
+
+    // One source of truth: the user agent. The service, with no password in
+    // its environment, reads it from the agent; rotated there, it is resent
+    // by the service once, and a person's next plan has nothing to do.
+    u.env.retain(|(k, _)| k != "CVL_SECRET_LAB_SECRET");
+    u.ok(&["agent"]);
+    let mut unlock = u
+        .command(&["secrets", "unlock", "--passphrase-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    unlock
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"vault passphrase\n")
+        .unwrap();
+    assert!(unlock.wait().unwrap().success());
+    let set = |value: &str| {
+        let mut c = u
+            .command(&["secrets", "set", "Lab/secret", "--stdin"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{value}\n").as_bytes())
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+    };
+    set("NewSecret2");
+    // A person starts a again (at the version the service left for a
+    // person), the password from the agent.
+    let said = u.ok(&["apply", "Lab.cvl", "--auto-approve", "--stop-timeout", "10"]);
+    assert!(said.contains("Alpha 1 -> 4"), "{said}");
+    assert!(lab_pid(&u, "a").is_some(), "{said}");
+    let service = Service::start(&u, 2, &[]);
+    wait_for(
+        "the second service's first round",
+        Duration::from_secs(60),
+        || service.said().contains("\"event\":\"round\""),
+    );
+    set("VaultSecret3");
+    wait_for("the vault's value resent", Duration::from_secs(60), || {
+        lab_secret(&u) == "VaultSecret3"
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let history = u.ok(&["history", "Lab"]);
+    let resends: Vec<&str> = history
+        .lines()
+        .filter(|l| l.contains("resend   Lab/k") && l.contains("done by service"))
+        .collect();
+    assert_eq!(resends.len(), 1, "{history}");
+    assert!(
+        service.said().contains("\"event\":\"sensitive_changed\""),
+        "{}",
+        service.said()
+    );
+    let plan = u.ok(&["plan", "Lab.cvl"]);
+    assert!(
+        plan.contains("No changes"),
+        "a person's plan after the service's resend:\n{plan}"
+    );
+    service.kill();
+    let _ = u.cvl(&["agent", "--stop"]);
+}

@@ -297,3 +297,87 @@ fn wait_json(addr: &str, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `/metrics` is served by the service's HTTP stack from its snapshot, and
+/// parses with the Prometheus project's own OpenMetrics parser (Python's
+/// `prometheus_client`, Debian's python3-prometheus-client): every family,
+/// the appliances by status as the state records them. Read-only.
+#[test]
+fn metrics_parse_with_the_prometheus_parser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut store = cvl_state::Store::open(&home.join("state.db")).unwrap();
+    store
+        .commit(&status_state(2, 3, |d, i| format!("Title {d}.{i}")))
+        .unwrap();
+    // One appliance stopped: the gauge must say 5 running, 1 stopped.
+    store
+        .commit(&[Change::VmStatus {
+            deployment: "D0001".into(),
+            path: ComponentPath("c1".into()),
+            status: Status::Stopped,
+        }])
+        .unwrap();
+    drop(store);
+    let (child, started) = status_service_started(
+        &cvl_binary(),
+        &home,
+        &["--metrics", "127.0.0.1:0", "--survey-interval", "1h"],
+    );
+    let metrics_addr = started["metrics"].as_str().unwrap().to_string();
+    let _service = Killed(child);
+    let scrape = http("GET", &metrics_addr, "/metrics", &[], None);
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    assert!(
+        scrape
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        scrape.header("content-type")
+    );
+    let parser = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in f.samples:\n\
+        \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n\
+        \x20       print(f.name, f.type, s.name, labels, s.value)\n";
+    let mut python = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (Debian's, with python3-prometheus-client)");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.body.as_bytes())
+        .unwrap();
+    let parsed = python.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "the Prometheus parser refused /metrics:\n{}\n{}",
+        String::from_utf8_lossy(&parsed.stderr),
+        scrape.body
+    );
+    let samples = String::from_utf8_lossy(&parsed.stdout).into_owned();
+    eprintln!("{samples}");
+    for line in [
+        "cvl_deployments gauge cvl_deployments  2.0",
+        "cvl_appliances gauge cvl_appliances status=running 5.0",
+        "cvl_appliances gauge cvl_appliances status=stopped 1.0",
+        "cvl_updates_applied counter cvl_updates_applied_total  0.0",
+        "cvl_poll_rounds counter cvl_poll_rounds_total",
+        "cvl_blacklist_violations gauge cvl_blacklist_violations  0.0",
+    ] {
+        assert!(samples.contains(line), "`{line}` missing:\n{samples}");
+    }
+    // Read-only, and nothing else is served there.
+    let post = http("POST", &metrics_addr, "/metrics", &[], Some(""));
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET"));
+    assert_eq!(http("GET", &metrics_addr, "/", &[], None).status, 404);
+}

@@ -42,6 +42,21 @@ pub fn cvl_binary() -> PathBuf {
     cvl
 }
 
+/// The `cvl` a benchmark measures: the release build (built now if
+/// needed), or `$CVL_E2E_CVL`.
+pub fn release_binary() -> PathBuf {
+    if let Some(cvl) = std::env::var_os("CVL_E2E_CVL") {
+        return PathBuf::from(cvl);
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--release", "-p", "cvl", "--bin", "cvl"])
+        .current_dir(workspace())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --release -p cvl failed");
+    workspace().join("target/release/cvl")
+}
+
 /// The guest's kernel and initramfs (built once, kept in target/).
 pub fn guest() -> PathBuf {
     let out = workspace().join("target/cvl-guest");
@@ -1150,6 +1165,21 @@ pub fn status_state(
 /// `cvl utility run --http 127.0.0.1:0` on the state in `home`, with more
 /// arguments; the child and the address it serves on.
 pub fn status_service(cvl: &Path, home: &Path, more: &[&str]) -> (Child, String) {
+    let (child, started) = status_service_started(cvl, home, more);
+    let addr = started["http"]
+        .as_str()
+        .expect("no http in the started line")
+        .to_string();
+    (child, addr)
+}
+
+/// [`status_service`], with the whole `started` line (where it serves
+/// `/metrics` too, with `--metrics 127.0.0.1:0`).
+pub fn status_service_started(
+    cvl: &Path,
+    home: &Path,
+    more: &[&str],
+) -> (Child, serde_json::Value) {
     let mut child = Command::new(cvl)
         .args([
             "utility",
@@ -1167,13 +1197,22 @@ pub fn status_service(cvl: &Path, home: &Path, more: &[&str]) -> (Child, String)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = started_http(&mut child);
-    (child, addr)
+    let started = started_event(&mut child);
+    (child, started)
 }
 
 /// Reads a starting service's log up to its `started` line: the address
 /// of its status page. The rest of the log goes on to this test's stderr.
 pub fn started_http(child: &mut Child) -> String {
+    started_event(child)["http"]
+        .as_str()
+        .expect("no http in the started line")
+        .to_string()
+}
+
+/// A starting service's `started` line; the rest of its log goes on to
+/// this test's stderr.
+pub fn started_event(child: &mut Child) -> serde_json::Value {
     use std::io::BufRead;
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
@@ -1188,10 +1227,7 @@ pub fn started_http(child: &mut Child) -> String {
             continue;
         };
         if event["event"] == "started" {
-            break event["http"]
-                .as_str()
-                .expect("no http in the started line")
-                .to_string();
+            break event;
         }
     };
     std::thread::spawn(move || {

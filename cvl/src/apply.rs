@@ -10,22 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
-use cvl_executor::apply::{self as walk, Event, Outcome, Prepared};
-use cvl_executor::protocol::Fabric;
-use cvl_executor::protocol::{ProgramSource, Request, Response, VmId, VmStatus};
-use cvl_executor::staging::{Staging, WebFallback};
-use cvl_executor::transport::ssh::{SshConnector, SshHost};
-use cvl_executor::transport::{Hosts, Links, LocalConnector};
+use cvl_executor::apply::{self as walk, Event, Outcome};
 use cvl_planner::lower::SensitiveValues;
-use cvl_planner::model::{ComponentPath, ParamValue, Status};
+use cvl_planner::model::ComponentPath;
 use cvl_planner::plan::Plan;
-use cvl_planner::record;
-use std::sync::Arc;
 
 use crate::deploy::{self, PlanFormat};
-use crate::utility;
 use crate::workspace::LoadArgs;
 
 #[derive(clap::Args, Clone)]
@@ -62,7 +54,7 @@ impl ExecArgs {
 
 /// One apply at a time on the state: held from planning to the end.
 pub(crate) fn lock_state(what: &str, exec: &ExecArgs) -> Result<cvl_state::ApplyLock> {
-    let store = utility::open_state()?;
+    let store = cvl_ops::state::open()?;
     match store.lock_apply(what, std::time::Duration::ZERO) {
         Err(cvl_state::StateError::Locked { holder, .. }) if !exec.lock_timeout.is_zero() => {
             eprintln!(
@@ -93,6 +85,25 @@ pub struct ApplyArgs {
 }
 
 #[derive(clap::Args)]
+pub struct StopArgs {
+    /// The CVL file of the deployment.
+    pub file: PathBuf,
+    /// A component to stop, with everything that requires it (default: all).
+    pub path: Option<String>,
+    /// The object to deploy (default: the file's only object).
+    #[arg(long, value_name = "OBJ")]
+    pub deploy: Option<String>,
+    /// Save the stop plan here too.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
+    /// `json`: print the plan only, change nothing.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(clap::Args)]
 pub struct StatusArgs {
     /// Only this file's deployment (default: every deployment).
     pub file: Option<PathBuf>,
@@ -112,80 +123,6 @@ pub enum StatusFormat {
     /// An array of objects, one per VM: deployment, component, host,
     /// version, recorded, pid, qmp, agent, expects_agent, blacklisted, drift.
     Json,
-}
-
-/// Where this machine's host agent keeps VMs: `$CVL_HOST_ROOT`, else
-/// `$CVL_HOME/host`.
-pub fn host_root() -> PathBuf {
-    std::env::var_os("CVL_HOST_ROOT")
-        .filter(|r| !r.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cvl_repo::settings::default_home().join("host"))
-}
-
-/// This machine, and the registered hosts over SSH. With two hosts or
-/// more, each learns the others' addresses: VANs span them over VXLAN.
-pub(crate) fn connector(state: &cvl_planner::model::UtilityState) -> Result<Hosts> {
-    let exe = std::env::current_exe().context("cannot find the cvl executable")?;
-    let resolve = |h: &cvl_planner::model::Host| -> Option<String> {
-        let address = h.address.as_deref()?;
-        use std::net::ToSocketAddrs;
-        (address, h.port)
-            .to_socket_addrs()
-            .ok()?
-            .next()
-            .map(|a| a.ip().to_string())
-    };
-    let addresses: BTreeMap<&str, Option<String>> = state
-        .hosts
-        .iter()
-        .map(|h| (h.name.as_str(), resolve(h)))
-        .collect();
-    let hosts = state
-        .hosts
-        .iter()
-        .filter_map(|h| {
-            let address = h.address.clone()?;
-            let fabric = addresses[h.name.as_str()].clone().and_then(|local| {
-                let peers: Vec<String> = addresses
-                    .iter()
-                    .filter(|(n, _)| **n != h.name)
-                    .filter_map(|(_, a)| a.clone())
-                    .collect();
-                // Peers for VXLAN; an uplink for public addresses.
-                (!peers.is_empty() || h.uplink.is_some()).then(|| Fabric {
-                    local,
-                    peers,
-                    uplink: h.uplink.clone(),
-                })
-            });
-            Some((
-                h.name.clone(),
-                SshHost {
-                    name: h.name.clone(),
-                    address,
-                    port: h.port,
-                    user: h.user.clone().unwrap_or_else(|| "root".to_string()),
-                    identity: h.identity.clone().map(PathBuf::from),
-                    host_key: h.host_key.clone(),
-                    root: h
-                        .root
-                        .clone()
-                        .unwrap_or_else(|| utility::DEFAULT_HOST_ROOT.to_string()),
-                    fabric,
-                },
-            ))
-        })
-        .collect();
-    Ok(Hosts {
-        local: LocalConnector {
-            exe: exe.clone(),
-            root: std::path::absolute(host_root())?,
-            name: utility::LOCAL_HOST.to_string(),
-        },
-        ssh: SshConnector::new(hosts, exe)
-            .remember_digest_in(cvl_repo::settings::default_home().join("cache/agent-digest")),
-    })
 }
 
 /// A saved plan, if `path` holds one.
@@ -276,13 +213,13 @@ fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<Exit
 }
 
 /// `cvl stop FILE [PATH]`: plans the stop and carries it out.
-pub fn stop(args: deploy::StopArgs) -> Result<ExitCode> {
+pub fn stop(args: StopArgs) -> Result<ExitCode> {
     let source = crate::files::read(&args.file)?;
     let mut host = cvl_analysis::AnalysisHost::new();
     let file = host.add_file(source.name.clone(), source.text.clone());
-    let name = deploy::deployed(&host.analysis(), file, &args.file, &args.deploy)?;
+    let name = cvl_ops::plan::deployed(&host.analysis(), file, &args.file, args.deploy.as_deref())?;
     let _lock = lock_state(&format!("cvl stop {}", args.file.display()), &args.exec)?;
-    let mut store = utility::open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     let target = args.path.clone().map(ComponentPath);
     let plan = cvl_planner::plan_stop(&state, &name, target.as_ref())?;
@@ -331,12 +268,12 @@ pub(crate) fn execute(
     }
     let started = Instant::now();
     let mut progress = Progress::new(plan.actions.len());
-    let summary = run_plan(
+    let summary = cvl_ops::run::run_plan(
         plan,
         sensitive,
         settings,
         &exec.walk_options(),
-        &person(command),
+        &cvl_ops::run::person(command),
         true,
         &mut |event| progress.event(event, started),
     )?;
@@ -380,8 +317,8 @@ pub(crate) fn execute(
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("\nThe apply did not finish ({elapsed:.1} s):");
-        for (component, message) in &summary.failed {
-            eprintln!("  failed  {}: {message}", component.0);
+        for (component, failure) in &summary.failed {
+            eprintln!("  failed  {}: {failure}", component.0);
         }
         for component in &summary.skipped {
             eprintln!("  skipped {}: it waits for a failed action", component.0);
@@ -392,274 +329,6 @@ pub(crate) fn execute(
         );
         Ok(ExitCode::from(1))
     }
-}
-
-/// Who runs a command, for the history: `cvl apply (alice)`.
-pub(crate) fn person(command: &str) -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        // SAFETY: getuid has no preconditions.
-        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
-    format!("{command} ({user})")
-}
-
-/// Carries `plan` out, asking nothing and drawing nothing (`events` says
-/// what happens): each step a state transaction, each finished action an
-/// entry of the deployment's history by `actor`. `whole`: the plan is all
-/// that `cvl plan` made, so its end is recorded (the deployment's VANs,
-/// and how it was applied, for the utility service); a part of one (the
-/// service acts one appliance at a time) records neither.
-pub(crate) fn run_plan(
-    plan: &Plan,
-    sensitive: &SensitiveValues,
-    settings: &cvl_repo::Settings,
-    options: &walk::Options,
-    actor: &str,
-    whole: bool,
-    events: &mut dyn FnMut(&Event),
-) -> Result<walk::Summary> {
-    let prepared = prepare(plan, sensitive, settings)?;
-    let store = std::cell::RefCell::new(utility::open_state()?);
-    // The state must still be the one planned against.
-    let now = store.borrow_mut().load()?;
-    if now.lineage != plan.basis.lineage || now.serial != plan.basis.serial {
-        bail!(
-            "the state changed since the plan was made (serial {} then, {} now): plan again",
-            plan.basis.serial,
-            now.serial
-        );
-    }
-    let connector = connector(&now)?;
-    let mut record_changes = |changes: &[cvl_planner::Change]| -> Result<(), String> {
-        store
-            .borrow_mut()
-            .commit(changes)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    let mut logged = |event: &Event| {
-        if let Event::Finished {
-            component,
-            action,
-            outcome,
-            ..
-        } = event
-        {
-            if let Some(entry) = history_entry(plan, component, *action, outcome, actor) {
-                // The log is a record, not the state: it must not stop the apply.
-                if let Err(e) = store
-                    .borrow_mut()
-                    .commit(&[cvl_planner::Change::Logged(entry)])
-                {
-                    eprintln!("warning: the history entry was not written: {e}");
-                }
-            }
-        }
-        events(event);
-    };
-    let summary = walk::apply(
-        plan,
-        &prepared,
-        &connector,
-        &mut record_changes,
-        &mut logged,
-        options,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let mut store = store.into_inner();
-    if summary.ok() && whole {
-        let current = store.load()?;
-        let mut changes = record::finished(plan, current.deployments.get(&plan.deployment));
-        if let Some(source) = &plan.source {
-            changes.push(cvl_planner::Change::SourceSet {
-                deployment: plan.deployment.clone(),
-                source: deployment_source(source, settings),
-            });
-        }
-        store.commit(&changes)?;
-    }
-    Ok(summary)
-}
-
-/// How a deployment was applied, as the state keeps it: the file and
-/// object, and the mirrors that did not come from the `cvl.toml` beside
-/// the file (that one is read again).
-fn deployment_source(
-    source: &cvl_planner::plan::PlanSource,
-    settings: &cvl_repo::Settings,
-) -> cvl_planner::model::DeploymentSource {
-    let workspace = cvl_repo::settings::find_workspace_settings(Path::new(&source.file))
-        .ok()
-        .flatten()
-        .map(|w| w.mirrors)
-        .unwrap_or_default();
-    cvl_planner::model::DeploymentSource {
-        file: source.file.clone(),
-        deploy: source.deploy.clone(),
-        mirrors: settings
-            .mirrors
-            .iter()
-            .filter(|m| !workspace.contains(m))
-            .map(|m| format!("{}={}", m.from, m.to))
-            .collect(),
-        timeout_secs: settings.timeout.as_secs(),
-    }
-}
-
-/// The history entry of a finished action.
-fn history_entry(
-    plan: &Plan,
-    component: &ComponentPath,
-    action: cvl_planner::ActionKind,
-    outcome: &Outcome,
-    actor: &str,
-) -> Option<cvl_planner::model::HistoryEntry> {
-    let planned = plan.actions.iter().find(|a| a.component == *component)?;
-    let (from_version, to_version) = match &planned.why {
-        cvl_planner::plan::Reason::VersionChanged { from, to, .. } => (*from, *to),
-        _ if action.is_stopping() => (None, None),
-        _ => (
-            None,
-            plan.desired
-                .get(component)
-                .and_then(|d| d.appliance.version),
-        ),
-    };
-    let (outcome, detail) = match outcome {
-        Outcome::Done(detail) => ("done", format!("{}: {detail}", planned.reason)),
-        Outcome::Failed(message) => ("failed", format!("{}: {message}", planned.reason)),
-        Outcome::Skipped(because) => ("skipped", format!("{} failed first", because.0)),
-    };
-    Some(cvl_planner::model::HistoryEntry {
-        at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        deployment: plan.deployment.clone(),
-        component: component.0.clone(),
-        actor: actor.to_string(),
-        action: action.as_str().to_string(),
-        from_version,
-        to_version,
-        outcome: outcome.to_string(),
-        detail,
-    })
-}
-
-/// Each component's program source and wire parameters.
-fn prepare(
-    plan: &Plan,
-    sensitive: &SensitiveValues,
-    settings: &cvl_repo::Settings,
-) -> Result<BTreeMap<ComponentPath, Prepared>> {
-    let mut out = BTreeMap::new();
-    let empty = BTreeMap::new();
-    // A program here (a file:// repository, a folder) reaches other hosts
-    // only by being sent: list its files once, for all who need it.
-    let mut stagings: BTreeMap<String, Arc<Staging>> = BTreeMap::new();
-    // A web repository's program is fetched by each host; one a host cannot
-    // reach is downloaded here once and sent.
-    let mut fallbacks: BTreeMap<String, Arc<WebFallback>> = BTreeMap::new();
-    // Only what boots or receives parameters needs them.
-    let needed = plan.actions.iter().filter(|a| {
-        matches!(
-            a.action,
-            cvl_planner::ActionKind::Start
-                | cvl_planner::ActionKind::Update
-                | cvl_planner::ActionKind::Resend
-                | cvl_planner::ActionKind::Move
-        )
-    });
-    for path in needed.map(|a| &a.component) {
-        let Some(vm) = plan.desired.get(path) else {
-            continue;
-        };
-        let description = match vm.params.get("vm") {
-            Some(ParamValue::Plain { values }) if !values.is_empty() => values[0].clone(),
-            _ => bail!("{path} has no `vm`"),
-        };
-        let app = &vm.appliance;
-        let program = match app.version {
-            Some(version) => {
-                let mapped = settings.map_url(&app.source);
-                let location =
-                    cvl_repo::Location::parse(&mapped, None).map_err(anyhow::Error::msg)?;
-                ProgramSource::Repository {
-                    url: location.url(),
-                    version,
-                }
-            }
-            None => {
-                let desc = std::path::absolute(&app.source)?;
-                ProgramSource::Folder {
-                    dir: desc
-                        .parent()
-                        .unwrap_or(Path::new("/"))
-                        .display()
-                        .to_string(),
-                }
-            }
-        };
-        let remote = plan
-            .allocations
-            .get(path)
-            .is_some_and(|a| a.host != utility::LOCAL_HOST);
-        // How the program reaches a remote host: sent from here (a local
-        // repository, a folder), or fetched by the host, this machine
-        // sending it only if the host cannot reach the web repository.
-        let (staging, web_fallback) = match &program {
-            _ if !remote => (None, None),
-            ProgramSource::Repository { url, version } => {
-                let key = format!("{url}@{version}");
-                match cvl_repo::Location::parse(url, None) {
-                    Ok(cvl_repo::Location::Dir(dir)) => (
-                        Some(staged(&mut stagings, &key, || {
-                            Staging::repository(url, &dir, *version)
-                        })?),
-                        None,
-                    ),
-                    Ok(cvl_repo::Location::Http(_)) => {
-                        let fallback = fallbacks.entry(key).or_insert_with(|| {
-                            Arc::new(WebFallback::new(url.clone(), *version, settings.clone()))
-                        });
-                        (None, Some(fallback.clone()))
-                    }
-                    Err(_) => (None, None),
-                }
-            }
-            ProgramSource::Folder { dir } => (
-                Some(staged(&mut stagings, dir, || {
-                    Staging::folder(Path::new(dir))
-                })?),
-                None,
-            ),
-            ProgramSource::Staged { .. } => (None, None),
-        };
-        let params = walk::wire_params(&vm.params, sensitive.0.get(path).unwrap_or(&empty))
-            .map_err(anyhow::Error::msg)?;
-        out.insert(
-            path.clone(),
-            Prepared {
-                program,
-                description,
-                params,
-                staging,
-                web_fallback,
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// The staging of `key` (a repository version or a folder), listed once.
-fn staged(
-    stagings: &mut BTreeMap<String, Arc<Staging>>,
-    key: &str,
-    list: impl FnOnce() -> Result<Staging, String>,
-) -> Result<Arc<Staging>> {
-    if let Some(s) = stagings.get(key) {
-        return Ok(s.clone());
-    }
-    let staging = Arc::new(list().map_err(anyhow::Error::msg)?);
-    stagings.insert(key.to_string(), staging.clone());
-    Ok(staging)
 }
 
 /// Progress: a spinner line per running appliance on a terminal (indicatif),
@@ -753,7 +422,7 @@ fn finished_line(
             component.0,
             elapsed.as_secs_f64()
         ),
-        Outcome::Failed(message) => format!("{action:<7} {}: FAILED: {message}", component.0),
+        Outcome::Failed(failure) => format!("{action:<7} {}: FAILED: {failure}", component.0),
         Outcome::Skipped(because) => format!(
             "{action:<7} {}: skipped ({} failed)",
             component.0, because.0
@@ -762,13 +431,13 @@ fn finished_line(
 }
 
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
-    let mut store = utility::open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     let only = match &args.file {
-        Some(path) => Some(deploy::deployment_of(path, &args.deploy)?),
+        Some(path) => Some(cvl_ops::plan::deployment_of(path, args.deploy.as_deref())?),
         None => None,
     };
-    let (seen, _) = survey(&state, only.as_deref())?;
+    let (seen, _) = cvl_ops::survey::survey(&state, only.as_deref())?;
     let mut rows: Vec<serde_json::Value> = seen
         .iter()
         .map(|s| {
@@ -876,156 +545,4 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Per host: whether it answered the survey, or why not.
-pub(crate) type Answered = BTreeMap<String, Result<(), String>>;
-
-/// One VM as its host sees it, beside what the state records.
-pub(crate) struct Seen {
-    pub deployment: String,
-    pub component: String,
-    pub host: String,
-    /// The recorded status, `-` for a VM the state does not know.
-    pub recorded: String,
-    /// What the host said, `None` when it did not answer.
-    pub vm: Option<VmStatus>,
-    /// What differs (empty: nothing).
-    pub drift: String,
-}
-
-/// Asks every host at once (one request each) about every VM the state
-/// places there (of one deployment, with `only`) and the VMs it runs that
-/// the state does not know. Also, per host, whether it answered.
-pub(crate) fn survey(
-    state: &cvl_planner::model::UtilityState,
-    only: Option<&str>,
-) -> Result<(Vec<Seen>, Answered)> {
-    let mut rows = Vec::new();
-    let mut answered = BTreeMap::new();
-    let connector = connector(state)?;
-    let mut by_host: BTreeMap<String, Vec<(String, ComponentPath, Status)>> = BTreeMap::new();
-    for host in utility::hosts_or_local(&state.hosts) {
-        by_host.entry(host.name).or_default();
-    }
-    for (deployment, d) in &state.deployments {
-        if only.is_some_and(|o| o != deployment) {
-            continue;
-        }
-        for (path, record) in &d.vms {
-            by_host.entry(record.alloc.host.clone()).or_default().push((
-                deployment.clone(),
-                path.clone(),
-                record.status,
-            ));
-        }
-    }
-    let links = Links::new(&connector);
-    let answers: Vec<Result<Response, String>> = std::thread::scope(|scope| {
-        let asks: Vec<_> = by_host
-            .iter()
-            .map(|(host, vms)| {
-                let ids: Vec<VmId> = vms
-                    .iter()
-                    .map(|(d, p, _)| VmId {
-                        deployment: d.clone(),
-                        path: p.0.clone(),
-                    })
-                    .collect();
-                let links = &links;
-                scope.spawn(move || {
-                    links.call(
-                        host,
-                        &Request::Status {
-                            vms: ids,
-                            all: true,
-                        },
-                    )
-                })
-            })
-            .collect();
-        asks.into_iter()
-            .map(|a| {
-                a.join()
-                    .unwrap_or_else(|_| Err("the status request panicked".into()))
-            })
-            .collect()
-    });
-    for ((host, vms), answer) in by_host.iter().zip(answers) {
-        let row = |d: &str, p: &str, recorded: &str, vm: Option<&VmStatus>, drift: String| Seen {
-            deployment: d.to_string(),
-            component: p.to_string(),
-            host: host.clone(),
-            recorded: recorded.to_string(),
-            vm: vm.cloned(),
-            drift,
-        };
-        match answer {
-            Ok(Response::Status { vms: seen, unknown }) => {
-                answered.insert(host.clone(), Ok(()));
-                for ((deployment, path, recorded), seen) in vms.iter().zip(&seen) {
-                    let drift = match (recorded, seen.pid.is_some()) {
-                        (Status::Running, false) => "DRIFT: recorded running, but no process",
-                        (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
-                        (Status::Running, true) if seen.expects_agent && !seen.agent => {
-                            "guest agent not answering"
-                        }
-                        (Status::Starting | Status::Stopping | Status::Failed, _) => {
-                            "an apply did not finish: run cvl plan"
-                        }
-                        _ => "",
-                    };
-                    rows.push(row(
-                        deployment,
-                        &path.0,
-                        recorded.as_str(),
-                        Some(seen),
-                        drift.into(),
-                    ));
-                }
-                for vm in &unknown {
-                    if only.is_some_and(|o| o != vm.vm.deployment) {
-                        continue;
-                    }
-                    let drift = "DRIFT: runs, but the state does not know it".to_string();
-                    rows.push(row(&vm.vm.deployment, &vm.vm.path, "-", Some(vm), drift));
-                }
-            }
-            Ok(other) => {
-                answered.insert(host.clone(), Err(format!("answered {other:?}")));
-            }
-            Err(e) => {
-                if vms.is_empty() {
-                    rows.push(row(
-                        "-",
-                        "-",
-                        "-",
-                        None,
-                        format!("DRIFT: host does not answer: {e}"),
-                    ));
-                }
-                for (deployment, path, recorded) in vms {
-                    let drift = format!("DRIFT: host does not answer: {e}");
-                    rows.push(row(deployment, &path.0, recorded.as_str(), None, drift));
-                }
-                answered.insert(host.clone(), Err(e));
-            }
-        }
-    }
-    Ok((rows, answered))
-}
-
-/// `cvl host serve --root ROOT`: the host agent on stdin/stdout.
-pub fn serve(root: &Path) -> Result<ExitCode> {
-    // The executor may vanish (killed, or its SSH connection cut): an answer
-    // that cannot be written is dropped, and the operations under way
-    // finish (each removes its parameters file), rather than the agent
-    // dying of SIGPIPE in the middle of them.
-    // SAFETY: setting a signal's disposition before any thread starts.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    cvl_executor::agent::serve(root, stdin.lock(), stdout)?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use cvl_repo::blacklist::{Blacklist, VersionRange};
 
-use crate::utility::ListFormat;
+use crate::render::ListFormat;
 
 #[derive(clap::Subcommand)]
 pub enum BlacklistCommand {
@@ -74,7 +74,7 @@ pub fn run(command: BlacklistCommand) -> Result<ExitCode> {
             eprintln!("barred versions {versions} of {url}");
         }
         BlacklistCommand::Violations { format } => {
-            let state = crate::utility::open_state()?.load()?;
+            let state = cvl_ops::state::open()?.load()?;
             let found = cvl_utility::decide::violations(&state, &list);
             if format == ListFormat::Json {
                 let rows: Vec<serde_json::Value> = found

@@ -1,8 +1,7 @@
 //! `cvl plan`, `cvl show`, `cvl stop` and `cvl graph`: the deployed object
 //! through the planner (lower, allocate, desired, diff) against the
-//! utility's state, rendered for people or as JSON. The planner is pure;
-//! this module does its I/O: loading CVL, reading VM descriptions,
-//! sensitive values from the environment, the state store, plan files.
+//! utility's state (`cvl_ops::plan`), rendered for people or as JSON, and
+//! plan files.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,15 +10,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use codespan_reporting::term::termcolor::ColorChoice;
-use cvl_analysis::{Analysis, CheckOptions, Def, Severity, SourceFile};
-use cvl_planner::lower::{self, ImportFacts, Program, Programs};
+use cvl_ops::plan::Planned;
+use cvl_planner::lower::SensitiveValues;
 use cvl_planner::model::{ComponentPath, ParamValue};
 use cvl_planner::plan::{ActionKind, Plan};
-use cvl_repo::{Fetcher, LockMode};
+use cvl_repo::LockMode;
 
 use crate::render;
-use crate::utility;
-use crate::workspace::{self, LoadArgs};
+use crate::workspace::LoadArgs;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -54,25 +52,6 @@ pub struct PlanArgs {
 }
 
 #[derive(clap::Args)]
-pub struct StopArgs {
-    /// The CVL file of the deployment.
-    pub file: PathBuf,
-    /// A component to stop, with everything that requires it (default: all).
-    pub path: Option<String>,
-    /// The object to deploy (default: the file's only object).
-    #[arg(long, value_name = "OBJ")]
-    pub deploy: Option<String>,
-    /// Save the stop plan here too.
-    #[arg(long, value_name = "PLAN")]
-    pub out: Option<PathBuf>,
-    /// `json`: print the plan only, change nothing.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
-    pub format: PlanFormat,
-    #[command(flatten)]
-    pub exec: crate::apply::ExecArgs,
-}
-
-#[derive(clap::Args)]
 pub struct ShowArgs {
     /// A plan saved by `cvl plan --out`.
     pub plan: PathBuf,
@@ -92,80 +71,6 @@ pub struct GraphArgs {
     pub load: LoadArgs,
 }
 
-/// Reads VM descriptions where each appliance came from.
-struct RepoPrograms<'a> {
-    analysis: &'a Analysis,
-    fetcher: Fetcher,
-}
-
-impl Programs for RepoPrograms<'_> {
-    fn program(
-        &mut self,
-        file: SourceFile,
-        vm: &str,
-        import: Option<&ImportFacts>,
-        data_devices: &[String],
-    ) -> Result<Program, String> {
-        let facts = match import {
-            Some(ImportFacts {
-                url,
-                version: Some(version),
-                repository: Some(repository),
-                ..
-            }) => cvl_repo::program::from_repository(&self.fetcher, repository, url, *version, vm)?,
-            _ => {
-                let name = self.analysis.file_name(file);
-                let dir = Path::new(name).parent().unwrap_or(Path::new("."));
-                cvl_repo::program::from_folder(dir, vm, data_devices)?
-            }
-        };
-        Ok(Program {
-            source: facts.source,
-            digest: facts.digest,
-            memory_mib: facts.memory_mib,
-            agent: facts.agent,
-        })
-    }
-}
-
-/// The object to deploy: `--deploy`, or the file's only object.
-/// The deployment a file names: its only object, or `--deploy`'s.
-pub(crate) fn deployment_of(path: &Path, deploy: &Option<String>) -> Result<String> {
-    let source = crate::files::read(path)?;
-    let mut host = cvl_analysis::AnalysisHost::new();
-    let file = host.add_file(source.name.clone(), source.text.clone());
-    deployed(&host.analysis(), file, path, deploy)
-}
-
-pub(crate) fn deployed(
-    analysis: &Analysis,
-    file: SourceFile,
-    path: &Path,
-    deploy: &Option<String>,
-) -> Result<String> {
-    let tree = analysis.item_tree(file)?;
-    let names: Vec<&str> = tree
-        .objects
-        .iter()
-        .map(|o| o.data.name.text.as_ref())
-        .collect();
-    match deploy {
-        Some(name) if names.contains(&name.as_str()) => Ok(name.clone()),
-        Some(name) => bail!(
-            "no object named `{name}` in {} (it declares: {})",
-            path.display(),
-            names.join(", ")
-        ),
-        None if names.len() == 1 => Ok(names[0].to_string()),
-        None => bail!(
-            "{} declares {} objects ({}): name the one to deploy with --deploy",
-            path.display(),
-            names.len(),
-            names.join(", ")
-        ),
-    }
-}
-
 /// A plan of the file's deployment against the state, with the sensitive
 /// values it carries (memory only), or the reason there is none (already
 /// printed when it is the file's errors).
@@ -175,140 +80,58 @@ pub(crate) fn make_plan(
     target: &Option<String>,
     load: &LoadArgs,
     color: ColorChoice,
-) -> Result<Option<(Plan, lower::SensitiveValues)>> {
-    plan_with(
-        &PlanInput {
+) -> Result<Option<(Plan, SensitiveValues)>> {
+    planned(
+        &cvl_ops::plan::Input {
             file,
-            deploy,
-            target,
+            deploy: deploy.as_deref(),
+            target: target.as_deref(),
             options: load.options(LockMode::Use, file)?,
         },
-        Some(color),
+        color,
     )
 }
 
-/// What to plan, however the command came to it: the deployment's file,
-/// its object and target, and how its imports load (the command line's
-/// settings and lock mode, or those the state recorded).
-pub(crate) struct PlanInput<'a> {
-    pub file: &'a Path,
-    pub deploy: &'a Option<String>,
-    pub target: &'a Option<String>,
-    pub options: cvl_repo::LoadOptions,
-}
-
-/// [`make_plan`] from a [`PlanInput`]. With `render`, the file's errors are
-/// printed for people; without (the service), the first one is the error.
-pub(crate) fn plan_with(
-    input: &PlanInput,
-    render: Option<ColorChoice>,
-) -> Result<Option<(Plan, lower::SensitiveValues)>> {
-    let PlanInput {
-        file,
-        deploy,
-        target,
-        ..
-    } = *input;
-    let ws = workspace::load_with(std::slice::from_ref(&file.to_path_buf()), &input.options)?;
-    let Some(&root) = ws.roots.first() else {
-        match render {
-            Some(color) => {
-                render::print(render::Format::Human, color, &ws.sources, &ws.unreadable)?
+/// `cvl_ops::plan::plan` for a person at a terminal (asked for what is
+/// missing): newer versions noted, the file's errors rendered.
+pub(crate) fn planned(
+    input: &cvl_ops::plan::Input,
+    color: ColorChoice,
+) -> Result<Option<(Plan, SensitiveValues)>> {
+    match cvl_ops::plan::plan(input, &mut crate::secrets::Terminal)? {
+        Planned::Plan {
+            plan,
+            sensitive,
+            notices,
+        } => {
+            for notice in notices {
+                eprintln!("note: {notice}");
             }
-            None => bail!("{} cannot be read as UTF-8", file.display()),
+            Ok(Some((plan, sensitive)))
         }
-        return Ok(None);
-    };
-    let name = deployed(&ws.analysis, root, file, deploy)?;
-    let options = CheckOptions {
-        deploy: vec![name.clone()],
-    };
-    let errors: Vec<_> = ws
-        .analysis
-        .diagnostics(root, &options)?
-        .into_iter()
-        .filter(|d| d.severity == Severity::Error)
-        .collect();
-    if !errors.is_empty() {
-        let Some(color) = render else {
+        Planned::Errors {
+            loaded,
+            errors,
+            notices,
+        } => {
+            for notice in notices {
+                eprintln!("note: {notice}");
+            }
+            let mut sources = render::Sources::default();
+            for file in &loaded.files {
+                sources.add(
+                    loaded.analysis.file_name(*file),
+                    loaded.analysis.file_text(*file),
+                );
+            }
+            render::print(render::Format::Human, color, &sources, &errors)?;
             bail!(
-                "{} error(s) in {}, the first: {}: nothing was planned",
+                "{} error(s) in {} (shown above): nothing was planned",
                 errors.len(),
-                file.display(),
-                errors[0].message
+                input.file.display()
             );
-        };
-        render::print(render::Format::Human, color, &ws.sources, &errors)?;
-        bail!(
-            "{} error(s) in {} (shown above): nothing was planned",
-            errors.len(),
-            file.display()
-        );
+        }
     }
-    let mut store = utility::open_state()?;
-    let state = store.load()?;
-    let key = store.fingerprint_key()?;
-    let plan = plan_analysis(
-        &ws.analysis,
-        root,
-        file,
-        &name,
-        target,
-        &input.options.settings,
-        &state,
-        &key,
-    )?;
-    Ok(Some(plan))
-}
-
-/// The plan of the object `name` of `root` (the file at `file`) as
-/// `analysis` has it, against `state`: what `cvl plan` does once the files
-/// are loaded and the state read, and what the language server's preview
-/// does on its own analysis and a read-only view of the state. The file must
-/// have no errors.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn plan_analysis(
-    analysis: &Analysis,
-    root: SourceFile,
-    file: &Path,
-    name: &str,
-    target: &Option<String>,
-    settings: &cvl_repo::Settings,
-    state: &cvl_planner::model::UtilityState,
-    key: &[u8],
-) -> Result<(Plan, lower::SensitiveValues)> {
-    let def = Def {
-        file: root,
-        name: name.into(),
-    };
-    let mut programs = RepoPrograms {
-        analysis,
-        fetcher: Fetcher::new(settings.clone()),
-    };
-    let lowered = analysis
-        .with_db(|db| lower::topology(db, &def, &mut programs))?
-        .map_err(anyhow::Error::msg)?;
-    let hosts = utility::hosts_or_local(&state.hosts);
-    let alloc = cvl_planner::allocate(&lowered.topology, state, &hosts)?;
-    let supplied = crate::secrets::supply(&def.name, &lowered.sensitive_inputs)?;
-    let mut secrets: BTreeMap<String, String> = supplied
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().to_string()))
-        .collect();
-    drop(supplied);
-    let (desired, sensitive) =
-        analysis.with_db(|db| lower::desired(db, &lowered, &alloc, &secrets, key))?;
-    secrets.values_mut().for_each(zeroize::Zeroize::zeroize);
-    let options = cvl_planner::Options {
-        target: target.clone().map(ComponentPath),
-    };
-    let mut plan = cvl_planner::plan(desired, alloc, state, &options)?;
-    plan.source = Some(cvl_planner::plan::PlanSource {
-        file: std::path::absolute(file)?.display().to_string(),
-        deploy: def.name.to_string(),
-        target: target.clone(),
-    });
-    Ok((plan, sensitive))
 }
 
 pub fn plan(args: PlanArgs, color: ColorChoice) -> Result<ExitCode> {

@@ -15,8 +15,6 @@ use cvl_executor::protocol::{Request, Response, VmId};
 use cvl_executor::transport::Links;
 use cvl_planner::model::ComponentPath;
 
-use crate::{apply, deploy, utility};
-
 /// What `cvl exec` exits with when it cannot run the command at all (as
 /// `docker exec` does): the command's own codes stay unambiguous.
 pub const CANNOT_RUN: u8 = 125;
@@ -59,13 +57,13 @@ pub fn run(args: ExecArgs) -> Result<ExitCode> {
 }
 
 fn exec(args: &ExecArgs) -> Result<ExitCode> {
-    let deployment = deploy::deployment_of(&args.file, &args.deploy)?;
+    let deployment = cvl_ops::plan::deployment_of(&args.file, args.deploy.as_deref())?;
     let path = if args.component == "." {
         String::new()
     } else {
         args.component.clone()
     };
-    let mut store = utility::open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     let Some(recorded) = state.deployments.get(&deployment) else {
         bail!(
@@ -98,7 +96,7 @@ fn exec(args: &ExecArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let connector = apply::connector(&state)?;
+    let connector = cvl_ops::hosts::connector(&state)?;
     let links = Links::new(&connector);
     let host = &vm.alloc.host;
     let id = VmId {

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use cvl_planner::model::{Policy, Window};
 
+use cvl_utility::decide;
+
 use crate::render;
-use crate::utility::{self, ListFormat};
+use crate::render::ListFormat;
 
 #[derive(clap::Args)]
 pub struct HistoryArgs {
@@ -24,7 +26,7 @@ pub struct HistoryArgs {
 }
 
 pub fn history(args: HistoryArgs) -> Result<ExitCode> {
-    let mut store = utility::open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let entries = store.history(args.deployment.as_deref(), args.limit)?;
     if args.format == ListFormat::Json {
         render::print_json(&serde_json::json!({
@@ -97,7 +99,7 @@ fn on_off(text: &str) -> Result<bool, String> {
 }
 
 pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
-    let mut store = utility::open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     match command {
         PolicyCommand::Show { deployment, format } => {
@@ -110,15 +112,20 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
             if let (Some(d), true) = (&deployment, rows.is_empty()) {
                 bail!("no deployment named {d} in the state (see `cvl status`)");
             }
+            let minute = decide::minute_of_day(std::time::SystemTime::now());
             if format == ListFormat::Json {
                 let json: serde_json::Map<String, serde_json::Value> = rows
                     .iter()
-                    .map(|(n, p)| ((*n).clone(), serde_json::to_value(p).unwrap_or_default()))
+                    .map(|(n, p)| {
+                        let mut value = serde_json::to_value(p).unwrap_or_default();
+                        value["updates"] = decide::runs_when(p, minute).into();
+                        ((*n).clone(), value)
+                    })
                     .collect();
                 render::print_json(&serde_json::Value::Object(json))?;
             } else {
                 for (name, policy) in rows {
-                    println!("{name}: {policy}");
+                    println!("{name}: {policy}; {}", decide::runs_when(policy, minute));
                 }
             }
         }
@@ -154,7 +161,11 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
                 deployment: deployment.clone(),
                 policy,
             }])?;
-            println!("{deployment}: {policy}");
+            let minute = decide::minute_of_day(std::time::SystemTime::now());
+            println!(
+                "{deployment}: {policy}; {}",
+                decide::runs_when(&policy, minute)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

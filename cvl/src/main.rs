@@ -26,7 +26,6 @@ mod render;
 mod repo;
 mod secrets;
 mod service;
-mod status_page;
 mod update;
 mod utility;
 mod workspace;
@@ -169,7 +168,7 @@ enum Command {
         ACPI, then QEMU's quit after --stop-timeout. `--format json` prints the plan and \
         changes nothing."
     )]
-    Stop(deploy::StopArgs),
+    Stop(apply::StopArgs),
     /// What really runs, asked of the hosts, beside what the state says.
     #[command(
         after_help = "Exit code 1 when anything drifted from the state (a VM that \
@@ -305,7 +304,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     if let Some(state) = &cli.state {
-        utility::set_state_location(state);
+        cvl_ops::state::set_location(state);
     }
     let color = match cli.color {
         Color::Always => ColorChoice::Always,

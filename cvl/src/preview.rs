@@ -1,7 +1,7 @@
 //! The language server's plan preview (`cvl_lsp::Previewer`): a deployment
 //! planned from the server's own analysis, unsaved edits included, against
 //! a read-only view of the utility's state, exactly as `cvl plan` plans it
-//! (`deploy::plan_analysis`). Nothing here takes the apply lock, writes, or
+//! (`cvl_ops::plan::plan_analysis`). Nothing here takes the apply lock, writes, or
 //! asks for a sensitive value: those the environment or an unlocked agent
 //! supply are compared by fingerprint, the others count as unchanged.
 
@@ -14,7 +14,7 @@ use cvl_lsp::{PlanPreview, PreviewAction, Previewer, Running};
 use cvl_planner::model::UtilityState;
 use cvl_planner::plan::{Action, ActionKind, Plan, Reason, Shown};
 
-use crate::{deploy, utility};
+use crate::deploy;
 
 /// The state as read: itself, its fingerprint key, and what runs each
 /// appliance (by the appliance's name), indexed once per read.
@@ -37,7 +37,7 @@ pub struct StatePreviewer {
 impl StatePreviewer {
     /// The state and its fingerprint key, `None` when there is no state.
     fn state(&self) -> Result<Option<Known>, String> {
-        let Some(version) = utility::state_version() else {
+        let Some(version) = cvl_ops::state::version() else {
             return Ok(None);
         };
         let mut cached = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,7 +46,8 @@ impl StatePreviewer {
                 return Ok(Some(state.clone()));
             }
         }
-        let Some(mut store) = utility::open_state_read_only().map_err(|e| format!("{e:#}"))? else {
+        let Some(mut store) = cvl_ops::state::open_read_only().map_err(|e| format!("{e:#}"))?
+        else {
             return Ok(None);
         };
         let state = store.load().map_err(|e| e.to_string())?;
@@ -101,15 +102,16 @@ impl StatePreviewer {
         let settings = cvl_repo::Settings::from_env()
             .and_then(|s| s.with_workspace(path.parent().unwrap_or(Path::new("."))))
             .map_err(|e| e.to_string())?;
-        let (plan, _sensitive) = deploy::plan_analysis(
+        let (plan, _sensitive) = cvl_ops::plan::plan_analysis(
             analysis,
             file,
             path,
             object,
-            &None,
+            None,
             &settings,
             &state.state,
             &state.key,
+            &mut cvl_ops::secrets::Nobody,
         )
         .map_err(|e| {
             format!("{e:#}")
@@ -178,7 +180,7 @@ impl Previewer for StatePreviewer {
     }
 
     fn state_version(&self) -> Option<String> {
-        utility::state_version()
+        cvl_ops::state::version()
     }
 }
 

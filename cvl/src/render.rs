@@ -238,3 +238,10 @@ pub fn print_json(value: &Value) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut lock, value)?;
     writeln!(lock)
 }
+
+/// How a list is printed: for people, or JSON for scripts.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Human,
+    Json,
+}

@@ -4,26 +4,24 @@
 //! environment first (CI), then from the agent; where both lack one and a
 //! terminal is attached, the user is asked without echo.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cvl_planner::lower::SensitiveInput;
 use cvl_secrets::client::Client;
 use cvl_secrets::protocol::{Request, Secret};
 use cvl_secrets::Error;
 
-use crate::utility::ListFormat;
+use crate::render::ListFormat;
 
 fn home() -> PathBuf {
     cvl_repo::settings::default_home()
 }
 
 fn socket() -> PathBuf {
-    cvl_secrets::socket_path(&home())
+    cvl_ops::secrets::socket()
 }
 
 #[derive(clap::Args)]
@@ -320,118 +318,27 @@ pub fn run(command: SecretsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The values of `inputs` for `deployment`, by input path: from
-/// `CVL_SECRET_…` (or the descriptor `CVL_SECRET_…_FD` names), then from
-/// the agent; where a terminal is attached, what both lack is asked for
-/// (and kept in the agent when one runs). What stays missing is left out:
-/// the plan lists it with the ways to supply it.
-pub fn supply(deployment: &str, inputs: &[SensitiveInput]) -> Result<BTreeMap<String, Secret>> {
-    let mut values = BTreeMap::new();
-    for input in inputs {
-        if let Some(v) = from_env(&input.env)? {
-            values.insert(input.path.clone(), v);
-        }
+/// A person at this terminal, asked for what the environment and the
+/// agent lack (`cvl plan`, `cvl apply`); without a terminal, nobody is.
+pub struct Terminal;
+
+impl cvl_ops::secrets::Ask for Terminal {
+    fn can_ask(&self) -> bool {
+        terminal()
     }
-    let missing: Vec<&SensitiveInput> = inputs
-        .iter()
-        .filter(|i| !values.contains_key(&i.path))
-        .collect();
-    if missing.is_empty() {
-        return Ok(values);
+
+    fn unlock(&mut self, client: &mut Client) -> Result<()> {
+        unlock(client, false)
     }
-    let ask = terminal();
-    let mut agent = match Client::connect(&socket()) {
-        Ok(c) => Some(c),
-        Err(Error::NotRunning(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(c) = agent.as_mut() {
-        if c.status()?.locked {
-            if ask {
-                unlock(c, false)?;
-            } else {
-                eprintln!(
-                    "note: the agent is locked and no terminal is attached: its values were not \
-                     used (`cvl secrets unlock`)"
-                );
-                agent = None;
-            }
-        }
-    }
-    if let Some(c) = agent.as_mut() {
-        let keys: Vec<String> = missing
-            .iter()
-            .map(|i| cvl_secrets::key(deployment, &i.path))
-            .collect();
-        let mut got = c.get(&keys)?;
-        for (input, key) in missing.iter().zip(&keys) {
-            if let Some(v) = got.remove(key) {
-                values.insert(input.path.clone(), v);
-            }
-        }
-    }
-    if !ask {
-        return Ok(values);
-    }
-    for input in inputs {
-        if values.contains_key(&input.path) {
-            continue;
-        }
-        let key = cvl_secrets::key(deployment, &input.path);
+
+    fn value(&mut self, key: &str) -> Result<Secret> {
         let value = prompt(&format!("Sensitive value {key}: "))?;
-        if value.is_empty() {
-            continue;
-        }
-        match agent.as_mut() {
-            Some(c) => {
-                c.call(&Request::Set {
-                    key: key.clone(),
-                    value: value.clone(),
-                })?;
-            }
-            None => eprintln!(
+        if !value.is_empty() && Client::connect(&socket()).is_err() {
+            eprintln!(
                 "note: used for this run only; start `cvl agent` to keep values (encrypted) \
                  across runs"
-            ),
+            );
         }
-        values.insert(input.path.clone(), value);
+        Ok(value)
     }
-    Ok(values)
-}
-
-/// `NAME` from the environment, or the descriptor `NAME_FD` names (read to
-/// its end; one trailing newline dropped).
-fn from_env(name: &str) -> Result<Option<Secret>> {
-    if let Some(v) = std::env::var_os(name) {
-        let v = v
-            .into_string()
-            .map_err(|_| anyhow::anyhow!("{name} is not valid UTF-8"))?;
-        return Ok(Some(Secret::new(v)));
-    }
-    let fd_var = format!("{name}_FD");
-    let Ok(fd) = std::env::var(&fd_var) else {
-        return Ok(None);
-    };
-    let fd: i32 = fd
-        .trim()
-        .parse()
-        .ok()
-        .filter(|fd| *fd > 2)
-        .with_context(|| format!("{fd_var}={fd} is not a file descriptor number above 2"))?;
-    // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        bail!("{fd_var}={fd}: no such open file descriptor");
-    }
-    // SAFETY: the descriptor is open and was handed to us by the caller for
-    // this purpose; we take ownership and close it after reading.
-    let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let mut bytes = Vec::new();
-    std::io::Read::take(&mut file, 1 << 20)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read descriptor {fd} named by {fd_var}"))?;
-    let mut value = String::from_utf8(bytes).with_context(|| format!("{fd_var}: not UTF-8"))?;
-    if value.ends_with('\n') {
-        value.pop();
-    }
-    Ok(Some(Secret::new(value)))
 }

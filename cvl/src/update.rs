@@ -16,8 +16,7 @@ use cvl_planner::model::{ComponentPath, FailedVersion};
 use cvl_repo::LockMode;
 
 use crate::apply::{self, ExecArgs};
-use crate::deploy::{self, PlanFormat, PlanInput};
-use crate::utility;
+use crate::deploy::{self, PlanFormat};
 use crate::workspace::FetchArgs;
 
 #[derive(clap::Args)]
@@ -55,19 +54,10 @@ pub struct RollbackArgs {
     pub fetch: FetchArgs,
 }
 
-/// The folder whose `cvl.lock` a root file uses.
-fn lock_dir(file: &Path) -> Result<PathBuf> {
-    let absolute = std::path::absolute(file)?;
-    Ok(absolute
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/")))
-}
-
 pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
     let _lock = apply::lock_state(&format!("cvl update {}", args.file.display()), &args.exec)?;
-    let name = deploy::deployment_of(&args.file, &args.deploy)?;
-    let mut store = utility::open_state()?;
+    let name = cvl_ops::plan::deployment_of(&args.file, args.deploy.as_deref())?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     let mut options = args.fetch.options(LockMode::Update, &args.file)?;
     // Versions that failed their health gate here are not taken again.
@@ -77,25 +67,24 @@ pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
         // Only this component's import: its lock entries go, and a plain
         // load resolves them afresh.
         let url = component_url(&state, &name, path, &args, &options)?;
-        let dir = lock_dir(&args.file)?;
+        let dir = cvl_ops::plan::lock_dir(&args.file)?;
         let mut lock = cvl_repo::lock::LockFile::read(&dir).map_err(anyhow::Error::msg)?;
         lock.imports
             .retain(|e| !(e.url == url && e.requested.is_none()));
         lock.write(&dir).map_err(anyhow::Error::msg)?;
         options.lock = LockMode::Use;
     }
-    let target = args.path.clone();
-    let planned = deploy::plan_with(
-        &PlanInput {
+    let planned = deploy::planned(
+        &cvl_ops::plan::Input {
             file: &args.file,
-            deploy: &args.deploy,
-            target: &target,
+            deploy: args.deploy.as_deref(),
+            target: args.path.as_deref(),
             options: cvl_repo::LoadOptions {
                 settings: options.settings.clone(),
                 lock: options.lock,
             },
         },
-        Some(color),
+        color,
     );
     let (plan, sensitive) = match planned {
         Ok(Some(p)) => p,
@@ -134,19 +123,17 @@ fn component_url(
     {
         return Ok(vm.spec.appliance.source.clone());
     }
-    let planned = deploy::plan_with(
-        &PlanInput {
-            file: &args.file,
-            deploy: &args.deploy,
-            target: &None,
-            options: cvl_repo::LoadOptions {
-                settings: options.settings.clone(),
-                lock: LockMode::ReadOnly,
-            },
+    let input = cvl_ops::plan::Input {
+        file: &args.file,
+        deploy: args.deploy.as_deref(),
+        target: None,
+        options: cvl_repo::LoadOptions {
+            settings: options.settings.clone(),
+            lock: LockMode::ReadOnly,
         },
-        None,
-    )?
-    .context("the file cannot be planned")?;
+    };
+    let planned =
+        cvl_ops::plan::plan(&input, &mut crate::secrets::Terminal)?.or_first_error(&args.file)?;
     planned
         .0
         .desired
@@ -171,8 +158,8 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
         &format!("cvl rollback {} {}", args.file.display(), args.path),
         &args.exec,
     )?;
-    let name = deploy::deployment_of(&args.file, &args.deploy)?;
-    let mut store = utility::open_state()?;
+    let name = cvl_ops::plan::deployment_of(&args.file, args.deploy.as_deref())?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     let component = ComponentPath(args.path.clone());
     let Some(vm) = state
@@ -198,12 +185,12 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
         Some(n) => n,
         None => previous_allowed(&options.settings, &state, &name, &url, current, &args.file)?,
     };
-    let dir = lock_dir(&args.file)?;
+    let dir = cvl_ops::plan::lock_dir(&args.file)?;
     cvl_repo::loader::pin(&options.settings, &dir, &url, to).map_err(anyhow::Error::msg)?;
     eprintln!(
         "cvl.lock now pins {url} to version {to}; version {current} is recorded as failed in {name}"
     );
-    let who = apply::person("cvl rollback");
+    let who = cvl_ops::run::person("cvl rollback");
     store.commit(&[cvl_planner::Change::VersionFailed {
         deployment: name.clone(),
         failed: FailedVersion {
@@ -215,15 +202,14 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
         },
     }])?;
     drop(store);
-    let target = Some(args.path.clone());
-    let planned = deploy::plan_with(
-        &PlanInput {
+    let planned = deploy::planned(
+        &cvl_ops::plan::Input {
             file: &args.file,
-            deploy: &args.deploy,
-            target: &target,
+            deploy: args.deploy.as_deref(),
+            target: Some(&args.path),
             options,
         },
-        Some(color),
+        color,
     );
     let (plan, sensitive) = match planned {
         Ok(Some(p)) => p,
@@ -251,7 +237,7 @@ fn previous_allowed(
     let fetcher = cvl_repo::Fetcher::new(settings.clone());
     let location = cvl_repo::Location::parse(
         &settings.map_url(url),
-        Some(&cvl_repo::Location::Dir(lock_dir(file)?)),
+        Some(&cvl_repo::Location::Dir(cvl_ops::plan::lock_dir(file)?)),
     )
     .map_err(anyhow::Error::msg)?;
     let index = fetcher

@@ -3,127 +3,16 @@
 //! With no host registered, this machine is the one host.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use cvl_executor::transport::ssh::HostKey;
 use cvl_planner::model::{Change, Host, Pools};
-use cvl_state::Store;
 
-use crate::render;
+use crate::render::{self, ListFormat};
 
-static STATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// `--state`: overrides `$CVL_STATE` for this process.
-pub fn set_state_location(location: &str) {
-    let _ = STATE.set(location.to_string());
-}
-
-/// Where the state is: `--state`, else `$CVL_STATE`, else
-/// `$CVL_HOME/state.db`. A `postgres://` or `postgresql://` URL names a
-/// PostgreSQL database; anything else is a SQLite file.
-pub fn state_location() -> String {
-    STATE
-        .get()
-        .cloned()
-        .or_else(|| std::env::var("CVL_STATE").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| {
-            cvl_repo::settings::default_home()
-                .join("state.db")
-                .display()
-                .to_string()
-        })
-}
-
-pub fn open_state() -> Result<Store> {
-    let location = state_location();
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        Store::open_url(&location).map_err(anyhow::Error::new)
-    } else {
-        Store::open(std::path::Path::new(&location)).map_err(anyhow::Error::new)
-    }
-}
-
-/// The state for looking only (the language server's preview): `None`
-/// when there is none yet. SQLite is opened read-only; a PostgreSQL state
-/// is only ever read through it.
-pub fn open_state_read_only() -> Result<Option<Store>> {
-    let location = state_location();
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Store::open_url(&location)
-            .map(Some)
-            .map_err(anyhow::Error::new);
-    }
-    let path = std::path::Path::new(&location);
-    if !cvl_state::exists(path) {
-        return Ok(None);
-    }
-    Store::open_read_only(path)
-        .map(Some)
-        .map_err(anyhow::Error::new)
-}
-
-/// Something that changes whenever the state does: for SQLite, the sizes
-/// and times of its file and write-ahead log; for PostgreSQL, its serial.
-pub fn state_version() -> Option<String> {
-    let location = state_location();
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        let mut store = Store::open_url(&location).ok()?;
-        return store
-            .load()
-            .ok()
-            .map(|s| format!("{}:{}", s.lineage, s.serial));
-    }
-    let stamp = |p: &str| {
-        std::fs::metadata(p).ok().map(|m| {
-            let time = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            format!("{}@{time}", m.len())
-        })
-    };
-    let db = stamp(&location)?;
-    let wal = stamp(&format!("{location}-wal")).unwrap_or_default();
-    Some(format!("{db}/{wal}"))
-}
-
-/// Where the host agent keeps its files on a registered host, unless
-/// `cvl host add --root` says otherwise.
-pub const DEFAULT_HOST_ROOT: &str = "/var/lib/cvl";
-
-/// The name of the embedded default host: this machine.
-pub const LOCAL_HOST: &str = "local";
-
-/// The hosts to place on: the registered ones, or this machine.
-pub fn hosts_or_local(registered: &[Host]) -> Vec<Host> {
-    if !registered.is_empty() {
-        return registered.to_vec();
-    }
-    vec![Host {
-        name: LOCAL_HOST.to_string(),
-        address: None,
-        port: 22,
-        host_key: None,
-        memory_mib: local_memory_mib(),
-        max_vms: 64,
-        ..Default::default()
-    }]
-}
-
-/// This machine's memory, from /proc/meminfo (4 GiB when unreadable).
-fn local_memory_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(4096, |kib| kib / 1024)
-}
+use cvl_ops::hosts::{hosts_or_local, DEFAULT_HOST_ROOT, LOCAL_HOST};
 
 #[derive(clap::Subcommand)]
 pub enum HostCommand {
@@ -214,12 +103,6 @@ pub enum HostCommand {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ListFormat {
-    Human,
-    Json,
-}
-
 #[derive(clap::Subcommand)]
 pub enum PoolCommand {
     /// Show the pools: VAN network numbers, public addresses, the MAC prefix.
@@ -249,9 +132,9 @@ pub enum PoolName {
 
 pub fn host(command: HostCommand) -> Result<ExitCode> {
     if let HostCommand::Serve { root } = &command {
-        return crate::apply::serve(root);
+        return serve(root);
     }
-    let mut store = open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     match command {
         HostCommand::Add {
@@ -479,7 +362,7 @@ fn scan_and_check(
 }
 
 pub fn pool(command: PoolCommand) -> Result<ExitCode> {
-    let mut store = open_state()?;
+    let mut store = cvl_ops::state::open()?;
     let state = store.load()?;
     match command {
         PoolCommand::Show { format } => {
@@ -553,4 +436,19 @@ fn range(text: &str) -> Result<(&str, &str)> {
 fn mac_prefix(p: &Pools) -> String {
     let m = p.mac_prefix;
     format!("{:02x}:{:02x}:{:02x}", m[0], m[1], m[2])
+}
+
+/// `cvl host serve --root ROOT`: the host agent on stdin/stdout.
+pub fn serve(root: &Path) -> Result<ExitCode> {
+    // The executor may vanish (killed, or its SSH connection cut): an answer
+    // that cannot be written is dropped, and the operations under way
+    // finish (each removes its parameters file), rather than the agent
+    // dying of SIGPIPE in the middle of them.
+    // SAFETY: setting a signal's disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    cvl_executor::agent::serve(root, stdin.lock(), stdout)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -79,9 +79,48 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done(String),
-    Failed(String),
+    Failed(Failure),
     /// Not run: something it waits for failed.
     Skipped(ComponentPath),
+}
+
+/// Why an action failed: what kind of failure, for callers that decide by
+/// it (the service's health gate), and the host's words, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The guest started but did not become ready within its gate (it
+    /// stayed silent, said it failed, or powered off while booting): the
+    /// host stopped it. The health gate's failure.
+    NotReady,
+    /// The host could not do it: QEMU would not start, a disk or file
+    /// failed, the program could not be had.
+    Host,
+    /// The host could not be reached, or its conversation broke.
+    Unreachable,
+    /// The plan could not be carried out as written (a component it does
+    /// not describe or allocate): a bug, or a plan from elsewhere.
+    Plan,
+}
+
+impl Failure {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// How the apply went.
@@ -98,7 +137,7 @@ pub struct StartTiming {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub done: Vec<ComponentPath>,
-    pub failed: Vec<(ComponentPath, String)>,
+    pub failed: Vec<(ComponentPath, Failure)>,
     pub skipped: Vec<ComponentPath>,
     /// Per started VM: where the time of its start went.
     pub timings: BTreeMap<ComponentPath, StartTiming>,
@@ -191,7 +230,8 @@ pub fn apply(
     let mut summary = Summary::default();
     let mut skipped = vec![false; n];
     let mut running = 0;
-    let (tx, rx) = mpsc::channel::<(usize, Result<String, String>, Instant, Option<StartTiming>)>();
+    let (tx, rx) =
+        mpsc::channel::<(usize, Result<String, Failure>, Instant, Option<StartTiming>)>();
     let mut finished = 0;
     let links = Links::new(connector);
     let links = &links;
@@ -206,7 +246,8 @@ pub fn apply(
                     action: action.action,
                 });
                 // What it cannot even describe fails it, not the apply.
-                let steps = steps(plan, action, prepared, options);
+                let steps = steps(plan, action, prepared, options)
+                    .map_err(|e| Failure::new(FailureKind::Plan, e));
                 let host = plan
                     .allocations
                     .get(&action.component)
@@ -243,11 +284,11 @@ pub fn apply(
                     }
                     Outcome::Done(detail)
                 }
-                Err(message) => {
+                Err(failure) => {
                     record_changes(&record::failed(plan, action))?;
                     summary
                         .failed
-                        .push((action.component.clone(), message.clone()));
+                        .push((action.component.clone(), failure.clone()));
                     // Everything that waits on it, transitively, is skipped.
                     let mut stack = dependents[i].clone();
                     while let Some(d) = stack.pop() {
@@ -264,7 +305,7 @@ pub fn apply(
                             stack.extend(dependents[d].iter().copied());
                         }
                     }
-                    Outcome::Failed(message)
+                    Outcome::Failed(failure)
                 }
             };
             events(&Event::Finished {
@@ -384,52 +425,74 @@ fn steps(
     })
 }
 
-type StepResult = Result<(String, Option<StartTiming>), String>;
+type StepResult = Result<(String, Option<StartTiming>), Failure>;
+
+/// A host request's answer; a conversation that broke is `Unreachable`.
+fn call(links: &Links, host: &str, request: &Request) -> Result<Response, Failure> {
+    links
+        .call(host, request)
+        .map_err(|e| Failure::new(FailureKind::Unreachable, e))
+}
 
 fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
+    let unreachable = |e: String| Failure::new(FailureKind::Unreachable, e);
     let mut detail = Vec::new();
     let mut timing = None;
     let mut adopt = Vec::new();
     for step in steps {
         let response = match step {
-            Step::Call(request) => links.call(host, &request)?,
-            Step::CallOn(other, request) => links.call(&other, &request)?,
+            Step::Call(request) => call(links, host, &request)?,
+            Step::CallOn(other, request) => call(links, &other, &request)?,
             Step::Carry { from, vm, files } => {
-                adopt = links.carry(&from, host, &vm, &files)?;
+                adopt = links
+                    .carry(&from, host, &vm, &files)
+                    .map_err(|e| Failure::new(FailureKind::Host, e))?;
                 detail.push(format!("{} data disk(s) carried from {from}", adopt.len()));
                 continue;
             }
             Step::Start(mut spec, staging, fallback) => {
                 if let Some(staging) = staging {
-                    if let Some(program) = links.stage(host, &staging)? {
+                    if let Some(program) = links.stage(host, &staging).map_err(unreachable)? {
                         spec.program = program;
                     }
                 }
                 spec.adopt = std::mem::take(&mut adopt);
                 let request = Request::Start(spec.clone());
-                let mut response = links.call(host, &request)?;
+                let mut response = call(links, host, &request)?;
                 if let (Some(fallback), Response::Error { kind, message }) = (&fallback, &response)
                 {
                     if *kind == HostErrorKind::Unreachable {
                         // The host cannot reach the repository; this machine
                         // can (it read the CVL from it): send the files.
                         let staging = fallback.staging().map_err(|e| {
-                            format!("{message}; and this machine could not fetch it either: {e}")
+                            Failure::new(
+                                FailureKind::Host,
+                                format!(
+                                    "{message}; and this machine could not fetch it either: {e}"
+                                ),
+                            )
                         })?;
-                        if let Some(program) = links.stage(host, &staging)? {
+                        if let Some(program) = links.stage(host, &staging).map_err(unreachable)? {
                             spec.program = program;
                         }
                         detail.push(format!(
                             "{host} cannot reach the repository: its files were sent over SSH"
                         ));
-                        response = links.call(host, &Request::Start(spec))?;
+                        response = call(links, host, &Request::Start(spec))?;
                     }
                 }
                 response
             }
         };
         match response {
-            Response::Error { message, .. } => return Err(message),
+            Response::Error { kind, message } => {
+                let kind = match kind {
+                    HostErrorKind::Timeout => FailureKind::NotReady,
+                    HostErrorKind::BadRequest => FailureKind::Plan,
+                    HostErrorKind::Failed | HostErrorKind::Unreachable => FailureKind::Host,
+                };
+                return Err(Failure::new(kind, message));
+            }
             Response::Started {
                 pid,
                 already,
@@ -458,7 +521,12 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
             Response::Resent => detail.push("parameters resent, reload hook ran".to_string()),
             Response::Moved { to } if to.is_empty() => detail.push("nothing to move".to_string()),
             Response::Moved { to } => detail.push(format!("moved to {to}")),
-            other => return Err(format!("unexpected answer from the host: {other:?}")),
+            other => {
+                return Err(Failure::new(
+                    FailureKind::Host,
+                    format!("unexpected answer from the host: {other:?}"),
+                ))
+            }
         }
     }
     Ok((detail.join("; "), timing))

@@ -42,6 +42,17 @@ struct Shared {
     wake: Condvar,
     stopping: Mutex<bool>,
     memory_locked: bool,
+    /// Raised whenever the values it answers with may change (unlocked,
+    /// locked, forgotten, set, removed): a reader such as the utility
+    /// service asks again only then.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A bound socket, ready to serve: binding first lets the caller that
@@ -96,6 +107,7 @@ impl Agent {
                 wake: Condvar::new(),
                 stopping: Mutex::new(false),
                 memory_locked,
+                generation: Default::default(),
             }),
         })
     }
@@ -188,6 +200,7 @@ fn forget_when_due(shared: &Shared) {
                 let now = Instant::now();
                 if now >= due {
                     *unlocked = None; // values and key zeroized on drop
+                    shared.changed();
                     continue;
                 }
                 due - now
@@ -328,6 +341,7 @@ fn handle_inner(shared: &Shared, request: &Request) -> Result<Response, Error> {
                 key,
                 at: Instant::now(),
             });
+            shared.changed();
             shared.wake.notify_all();
             Ok(Response {
                 status: Some(status(shared, &unlocked)),
@@ -336,6 +350,7 @@ fn handle_inner(shared: &Shared, request: &Request) -> Result<Response, Error> {
         }
         Request::Lock => {
             *unlocked = None;
+            shared.changed();
             Ok(Response::default())
         }
         Request::Stop => Ok(Response::default()),
@@ -367,6 +382,7 @@ fn handle_inner(shared: &Shared, request: &Request) -> Result<Response, Error> {
                 };
                 return Err(e);
             }
+            shared.changed();
             Ok(Response::default())
         }
         Request::Remove { key } => {
@@ -381,6 +397,7 @@ fn handle_inner(shared: &Shared, request: &Request) -> Result<Response, Error> {
                 u.values.0.insert(key.clone(), old);
                 return Err(e);
             }
+            shared.changed();
             Ok(Response::default())
         }
         Request::Passwd { old, new } => {
@@ -392,6 +409,7 @@ fn handle_inner(shared: &Shared, request: &Request) -> Result<Response, Error> {
                 key,
                 at: Instant::now(),
             });
+            shared.changed();
             shared.wake.notify_all();
             Ok(Response::default())
         }
@@ -429,5 +447,6 @@ fn status(shared: &Shared, unlocked: &Option<Unlocked>) -> Status {
         }),
         memory_locked: shared.memory_locked,
         values: unlocked.as_ref().map_or(0, |u| u.values.0.len()),
+        generation: shared.generation.load(std::sync::atomic::Ordering::Relaxed),
     }
 }

@@ -87,4 +87,7 @@ pub struct Status {
     /// Whether the agent's memory is locked against swapping.
     pub memory_locked: bool,
     pub values: usize,
+    /// Raised whenever the values it answers with may have changed.
+    #[serde(default)]
+    pub generation: u64,
 }

@@ -1,43 +1,207 @@
-//! What the utility service does by itself, as pure functions of a plan, a
-//! policy, the state and the clock: which actions it carries out (updates
-//! and resends) and which wait for a person (starts, stops, removals,
-//! moves), whether the policy lets it act now, which running appliances
-//! violate the blacklist, and how long a failing repository is left alone.
-//! The service's loop (in `cvl`) only wires these to the planner, the
-//! executor and the state.
+//! What the utility service does by itself, as pure functions of a plan,
+//! the deployment as recorded, a policy, what the service knows of its own
+//! sensitive values, and the clock: which actions it carries out (updates
+//! and resends of running appliances) and which wait for a person (starts,
+//! stops, removals, moves; anything that would start an appliance a person
+//! stopped; anything that would put back a sensitive value a person
+//! changed), whether the policy lets it act now and when it will, which
+//! running appliances violate the blacklist, and how long a failing
+//! repository is left alone. The service's loop (`cvl-service`) only wires
+//! these to the planner, the executor and the state.
 
-use cvl_planner::model::{ComponentPath, Policy, UtilityState};
-use cvl_planner::plan::{ActionKind, Plan};
+use std::collections::BTreeMap;
+
+use cvl_planner::model::{
+    ComponentPath, DeploymentState, ParamValue, Policy, Status, UtilityState,
+};
+use cvl_planner::plan::{ActionKind, Plan, Reason};
 use cvl_repo::blacklist::Blacklist;
 
 /// What the service does with a plan made from the newest allowed versions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
     /// Indices into the plan's actions it carries out, in the plan's order
-    /// (dependencies first): updates and resends.
+    /// (dependencies first): updates and resends of running appliances,
+    /// and starts that finish what an interrupted start began.
     pub act: Vec<usize>,
-    /// Indices of the actions that wait for a person.
-    pub pending: Vec<usize>,
+    /// Indices of the actions that wait for a person, and why.
+    pub pending: Vec<(usize, Wait)>,
     /// Why the service does not act now although there is work (the
     /// policy), when it does not.
     pub held: Option<String>,
 }
 
-/// Whether the service may carry out `kind` by itself.
+/// Why an action waits for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// Starts, stops, removals and moves are a person's to do.
+    Kind(ActionKind),
+    /// The appliance is recorded stopped (or stopping): a person stopped it
+    /// (`cvl stop`), and only a person starts it again, whatever the action
+    /// (an update or a resend would start it).
+    Stopped(Status),
+    /// Sensitive values the service would send differ from those a person
+    /// applied, and the service's own source did not change them since it
+    /// last obtained them: sending them would undo the person's change
+    /// (a rotated password put back).
+    AppliedByOthers(Vec<String>),
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::Kind(kind) => write!(f, "a {} is a person's to do", kind.as_str()),
+            Wait::Stopped(status) => write!(
+                f,
+                "it is recorded {}: a person stopped it, and only a person starts it again",
+                status.as_str()
+            ),
+            Wait::AppliedByOthers(params) => write!(
+                f,
+                "the service's value of {} differs from the one applied, and the service's own \
+                 source did not change it: not resent",
+                params.join(", ")
+            ),
+        }
+    }
+}
+
+/// Whether the service may carry out `kind` by itself at all.
 pub fn automatic(kind: ActionKind) -> bool {
     matches!(kind, ActionKind::Update | ActionKind::Resend)
 }
 
+/// What the service knew of each sensitive value when it last planned a
+/// deployment: (component, parameter) to the fingerprints of the value its
+/// own source gave (its environment, or the user agent it reads) and of
+/// the value applied then.
+pub type Seen = BTreeMap<(ComponentPath, String), SeenValue>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenValue {
+    pub ours: String,
+    pub applied: String,
+}
+
+/// A sensitive value the service would send that differs from the one
+/// recorded as applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensitiveDifference {
+    pub component: ComponentPath,
+    pub param: String,
+    /// The fingerprint the service's source gives now.
+    pub ours: String,
+    /// The fingerprint of what runs.
+    pub applied: String,
+    /// The service's own source changed the value since the service last
+    /// planned, and nobody applied another value since: the change is the
+    /// service's to send.
+    pub ours_changed: bool,
+}
+
+/// Every sensitive value of `plan` (the service's values) that differs
+/// from what `recorded` says runs, and whether each is the service's own
+/// change; and what the service knows after this planning (to pass next
+/// time). A difference is the service's only when its source changed the
+/// value since it last planned while what runs stayed as it was: a value
+/// the service has never seen (it just started), or one applied by anyone
+/// since, is a person's, and is never put back.
+pub fn sensitive_differences(
+    plan: &Plan,
+    recorded: Option<&DeploymentState>,
+    seen: &Seen,
+) -> (Vec<SensitiveDifference>, Seen) {
+    let mut out = Vec::new();
+    let mut next = Seen::new();
+    let Some(recorded) = recorded else {
+        return (out, next);
+    };
+    for (component, desired) in &plan.desired {
+        let Some(vm) = recorded.vms.get(component) else {
+            continue;
+        };
+        for (param, value) in &desired.params {
+            let ParamValue::Sensitive {
+                fingerprint: Some(ours),
+                ..
+            } = value
+            else {
+                continue;
+            };
+            let Some(ParamValue::Sensitive {
+                fingerprint: Some(applied),
+                ..
+            }) = vm.spec.params.get(param)
+            else {
+                continue;
+            };
+            let key = (component.clone(), param.clone());
+            let now = SeenValue {
+                ours: ours.clone(),
+                applied: applied.clone(),
+            };
+            if ours == applied {
+                next.insert(key, now);
+                continue;
+            }
+            let before = seen.get(&key);
+            let ours_changed = before.is_some_and(|b| b.applied == *applied && b.ours != *ours);
+            // The service's own change is remembered as not yet sent, so
+            // that it is still its own next time (a held update, a busy lock).
+            next.insert(
+                key,
+                match before {
+                    Some(b) if ours_changed => b.clone(),
+                    _ => now,
+                },
+            );
+            out.push(SensitiveDifference {
+                component: component.clone(),
+                param: param.clone(),
+                ours: ours.clone(),
+                applied: applied.clone(),
+                ours_changed,
+            });
+        }
+    }
+    (out, next)
+}
+
 /// Splits `plan` into what the service carries out now, what waits for a
-/// person, and whether the policy holds it back at `minute` (UTC minutes
-/// since midnight).
-pub fn decide(plan: &Plan, policy: &Policy, minute: u16) -> Decision {
+/// person (and why), and whether the policy holds it back at `minute`
+/// (UTC minutes since midnight). `recorded` is the deployment as the state
+/// has it; `differences` what [`sensitive_differences`] found.
+pub fn decide(
+    plan: &Plan,
+    recorded: Option<&DeploymentState>,
+    differences: &[SensitiveDifference],
+    policy: &Policy,
+    minute: u16,
+) -> Decision {
     let mut decision = Decision::default();
     for (i, action) in plan.actions.iter().enumerate() {
-        if automatic(action.action) {
-            decision.act.push(i);
+        let status = recorded
+            .and_then(|d| d.vms.get(&action.component))
+            .map(|vm| vm.status);
+        let others: Vec<String> = differences
+            .iter()
+            .filter(|d| d.component == action.component && !d.ours_changed)
+            .map(|d| d.param.clone())
+            .collect();
+        let wait = if finishes_a_start(action) {
+            None
+        } else if let Some(status @ (Status::Stopped | Status::Stopping)) = status {
+            Some(Wait::Stopped(status))
+        } else if !automatic(action.action) {
+            Some(Wait::Kind(action.action))
+        } else if !others.is_empty() {
+            Some(Wait::AppliedByOthers(others))
         } else {
-            decision.pending.push(i);
+            None
+        };
+        match wait {
+            Some(wait) => decision.pending.push((i, wait)),
+            None => decision.act.push(i),
         }
     }
     if !decision.act.is_empty() {
@@ -46,14 +210,72 @@ pub fn decide(plan: &Plan, policy: &Policy, minute: u16) -> Decision {
     decision
 }
 
-/// Why the policy keeps the service from acting at `minute`, if it does.
+/// A start that finishes what an interrupted start or update began (the
+/// VM recorded `starting`: the one who began it meant it to run), which
+/// the service may do. One recorded `stopping` was being stopped: that is
+/// never finished with a start.
+pub fn finishes_a_start(action: &cvl_planner::plan::Action) -> bool {
+    action.action == ActionKind::Start
+        && matches!(
+            action.why,
+            Reason::NotRunning {
+                status: Status::Starting
+            }
+        )
+}
+
+/// Why the policy keeps the service from acting at `minute`, if it does,
+/// with when it will act.
 pub fn held(policy: &Policy, minute: u16) -> Option<String> {
     if !policy.auto {
-        return Some("the deployment's policy is auto off".to_string());
+        return Some(
+            "the deployment's policy is auto off (they run once a person sets it on: `cvl \
+             policy set DEPLOYMENT --auto on`)"
+                .to_string(),
+        );
     }
     match policy.window {
-        Some(w) if !w.contains(minute) => Some(format!("outside its maintenance window {w}")),
+        Some(w) if !w.contains(minute) => Some(format!(
+            "outside its maintenance window {w}; they run when it opens, in {}",
+            minutes_text(minutes_until(w.start, minute))
+        )),
         _ => None,
+    }
+}
+
+/// When a deployment's held work runs, for people: `None` when nothing
+/// holds it (any time), else what it waits for.
+pub fn runs_when(policy: &Policy, minute: u16) -> String {
+    match (policy.auto, policy.window) {
+        (false, _) => "updates wait for a person: auto is off".to_string(),
+        (true, None) => "updates run as soon as they are published".to_string(),
+        (true, Some(w)) if w.contains(minute) => format!(
+            "updates run now: the window {w} is open (it closes in {})",
+            minutes_text(minutes_until(w.end, minute))
+        ),
+        (true, Some(w)) => format!(
+            "updates run when the window {w} opens, in {}",
+            minutes_text(minutes_until(w.start, minute))
+        ),
+    }
+}
+
+/// Minutes from `minute` until the clock next reads `at` (both since
+/// midnight UTC): 1 to 1440.
+pub fn minutes_until(at: u16, minute: u16) -> u16 {
+    let d = (1440 + at - minute % 1440) % 1440;
+    if d == 0 {
+        1440
+    } else {
+        d
+    }
+}
+
+fn minutes_text(minutes: u16) -> String {
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
     }
 }
 
@@ -174,6 +396,270 @@ mod tests {
             window: None,
         };
         assert!(held(&off, 10 * 60).unwrap().contains("auto off"));
+    }
+
+    use cvl_planner::model::{ApplianceRef, DesiredVm, VmAlloc, VmRecord};
+    use cvl_planner::plan::{Action, Basis};
+
+    fn vm(version: u32, secret: &str) -> DesiredVm {
+        DesiredVm {
+            appliance: ApplianceRef {
+                name: "Store".into(),
+                source: "http://r/Store".into(),
+                version: Some(version),
+                digest: format!("d{version}"),
+                import_site: None,
+            },
+            params: [(
+                "secret".to_string(),
+                ParamValue::Sensitive {
+                    fingerprint: Some(secret.to_string()),
+                    supply: "CVL_SECRET_LAB_SECRET".into(),
+                },
+            )]
+            .into(),
+            provides: vec![],
+            requires: vec![],
+            memory_mib: 64,
+            data_disks: vec![],
+            agent: true,
+        }
+    }
+
+    fn recorded(vms: &[(&str, u32, &str, Status)]) -> DeploymentState {
+        DeploymentState {
+            vms: vms
+                .iter()
+                .map(|(c, v, s, status)| {
+                    (
+                        ComponentPath(c.to_string()),
+                        VmRecord {
+                            spec: vm(*v, s),
+                            alloc: VmAlloc {
+                                host: "local".into(),
+                                interfaces: Default::default(),
+                            },
+                            status: *status,
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A plan whose desired VMs are `desired` and whose actions are
+    /// `actions` (kind, component, reason).
+    fn plan(desired: &[(&str, u32, &str)], actions: &[(ActionKind, &str, Reason)]) -> Plan {
+        Plan {
+            format_version: "1".into(),
+            deployment: "Lab".into(),
+            basis: Basis {
+                lineage: "l".into(),
+                serial: 1,
+                inputs_digest: String::new(),
+            },
+            actions: actions
+                .iter()
+                .map(|(kind, c, why)| Action {
+                    action: *kind,
+                    component: ComponentPath(c.to_string()),
+                    reason: why.to_string(),
+                    why: why.clone(),
+                    changes: vec![],
+                    after: vec![],
+                    from_host: None,
+                })
+                .collect(),
+            allocations: Default::default(),
+            vans: Default::default(),
+            desired: desired
+                .iter()
+                .map(|(c, v, s)| (ComponentPath(c.to_string()), vm(*v, s)))
+                .collect(),
+            missing_secrets: vec![],
+            source: None,
+        }
+    }
+
+    fn version(from: u32, to: u32) -> Reason {
+        Reason::VersionChanged {
+            appliance: "Store".into(),
+            from: Some(from),
+            to: Some(to),
+            site: None,
+        }
+    }
+
+    const ON: Policy = Policy {
+        auto: true,
+        window: None,
+    };
+
+    #[test]
+    fn a_stopped_appliance_is_never_updated_or_started_by_the_service() {
+        let state = recorded(&[
+            ("s", 1, "A", Status::Stopped),
+            ("t", 1, "A", Status::Running),
+            ("u", 1, "A", Status::Stopping),
+            ("v", 1, "A", Status::Starting),
+        ]);
+        let p = plan(
+            &[("s", 2, "A"), ("t", 2, "A"), ("u", 1, "A"), ("v", 1, "A")],
+            &[
+                (ActionKind::Update, "s", version(1, 2)),
+                (ActionKind::Update, "t", version(1, 2)),
+                (
+                    ActionKind::Start,
+                    "u",
+                    Reason::NotRunning {
+                        status: Status::Stopping,
+                    },
+                ),
+                (
+                    ActionKind::Start,
+                    "v",
+                    Reason::NotRunning {
+                        status: Status::Starting,
+                    },
+                ),
+            ],
+        );
+        let d = decide(&p, Some(&state), &[], &ON, 0);
+        // t's update, and v's interrupted start (recorded starting: whoever
+        // began it meant it to run).
+        assert_eq!(d.act, [1, 3]);
+        assert_eq!(
+            d.pending,
+            [
+                (0, Wait::Stopped(Status::Stopped)),
+                (2, Wait::Stopped(Status::Stopping))
+            ]
+        );
+        assert!(d.pending[0]
+            .1
+            .to_string()
+            .contains("only a person starts it"));
+    }
+
+    #[test]
+    fn starts_stops_removals_and_moves_wait_for_a_person() {
+        let state = recorded(&[("a", 1, "A", Status::Failed)]);
+        let p = plan(
+            &[("a", 1, "A"), ("b", 1, "A")],
+            &[
+                (
+                    ActionKind::Start,
+                    "a",
+                    Reason::NotRunning {
+                        status: Status::Failed,
+                    },
+                ),
+                (ActionKind::Start, "b", Reason::New),
+                (ActionKind::Remove, "c", Reason::Removed),
+            ],
+        );
+        let d = decide(&p, Some(&state), &[], &ON, 0);
+        assert!(d.act.is_empty());
+        assert_eq!(
+            d.pending,
+            [
+                (0, Wait::Kind(ActionKind::Start)),
+                (1, Wait::Kind(ActionKind::Start)),
+                (2, Wait::Kind(ActionKind::Remove))
+            ]
+        );
+        assert_eq!(d.held, None);
+    }
+
+    #[test]
+    fn a_sensitive_value_a_person_applied_is_never_put_back() {
+        // The service saw A applied with A from its source; a person then
+        // applied B (`CVL_SECRET_...=B cvl apply`).
+        let mut seen = Seen::new();
+        let key = (ComponentPath("w".into()), "secret".to_string());
+        seen.insert(
+            key.clone(),
+            SeenValue {
+                ours: "A".into(),
+                applied: "A".into(),
+            },
+        );
+        let state = recorded(&[("w", 1, "B", Status::Running)]);
+        // An update of w would resend A with it.
+        let p = plan(
+            &[("w", 2, "A")],
+            &[(ActionKind::Update, "w", version(1, 2))],
+        );
+        let (diffs, next) = sensitive_differences(&p, Some(&state), &seen);
+        assert_eq!(diffs.len(), 1);
+        assert!(!diffs[0].ours_changed);
+        let d = decide(&p, Some(&state), &diffs, &ON, 0);
+        assert!(d.act.is_empty());
+        assert_eq!(
+            d.pending,
+            [(0, Wait::AppliedByOthers(vec!["secret".into()]))]
+        );
+        // And it stays a person's: planned again, the same.
+        let (diffs, _) = sensitive_differences(&p, Some(&state), &next);
+        assert!(!diffs[0].ours_changed);
+        // A service that just started has seen nothing: not its change.
+        let (diffs, _) = sensitive_differences(&p, Some(&state), &Seen::new());
+        assert!(!diffs[0].ours_changed);
+    }
+
+    #[test]
+    fn the_services_own_rotation_is_sent_and_stays_its_own_while_held() {
+        let key = (ComponentPath("w".into()), "secret".to_string());
+        let mut seen = Seen::new();
+        seen.insert(
+            key.clone(),
+            SeenValue {
+                ours: "A".into(),
+                applied: "A".into(),
+            },
+        );
+        let state = recorded(&[("w", 1, "A", Status::Running)]);
+        // Its source (the agent) now says B.
+        let resend = Reason::ParamsChanged { changes: vec![] };
+        let p = plan(&[("w", 1, "B")], &[(ActionKind::Resend, "w", resend)]);
+        let (diffs, next) = sensitive_differences(&p, Some(&state), &seen);
+        assert!(diffs[0].ours_changed);
+        let off = Policy {
+            auto: false,
+            window: None,
+        };
+        let d = decide(&p, Some(&state), &diffs, &off, 0);
+        assert_eq!(d.act, [0]);
+        assert!(d.held.unwrap().contains("auto off"));
+        // Held: next time it is still the service's own change.
+        let (diffs, next) = sensitive_differences(&p, Some(&state), &next);
+        assert!(diffs[0].ours_changed);
+        // But once a person applies yet another value (C), it is theirs.
+        let theirs = recorded(&[("w", 1, "C", Status::Running)]);
+        let (diffs, _) = sensitive_differences(&p, Some(&theirs), &next);
+        assert!(!diffs[0].ours_changed);
+        // Sent: no difference, and what was sent is what was seen.
+        let sent = recorded(&[("w", 1, "B", Status::Running)]);
+        let (diffs, next) = sensitive_differences(&p, Some(&sent), &next);
+        assert!(diffs.is_empty());
+        assert_eq!(next[&key].ours, "B");
+    }
+
+    #[test]
+    fn held_work_says_when_it_runs() {
+        let w = Window::parse("02:00-04:00").unwrap();
+        let on = Policy {
+            auto: true,
+            window: Some(w),
+        };
+        let at_noon = held(&on, 12 * 60).unwrap();
+        assert!(at_noon.contains("in 14 h"), "{at_noon}");
+        assert_eq!(held(&on, 2 * 60 + 30), None);
+        assert!(runs_when(&on, 60).contains("opens, in 1 h"));
+        assert!(runs_when(&on, 2 * 60 + 30).contains("closes in 1 h 30 min"));
+        assert_eq!(minutes_until(120, 120), 1440);
+        assert_eq!(minutes_until(0, 1439), 1);
     }
 
     #[test]

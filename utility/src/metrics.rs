@@ -1,12 +1,21 @@
-//! The utility service's metrics, rendered in Prometheus' text exposition
-//! format (version 0.0.4): counters of what it did since it started, and
-//! gauges of what it sees now (deployments, appliances by state, blacklist
-//! violations, when each repository last answered).
+//! The utility service's metrics, in the OpenMetrics text format (which
+//! Prometheus scrapes), encoded by `prometheus-client`: counters of what
+//! the service did since it started, and gauges of what it sees now
+//! (deployments, appliances by state, blacklist violations, when each
+//! repository last answered). Rendered from the service's counters and
+//! its latest snapshot of the state: a scrape never opens the state.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use cvl_planner::model::{Status, UtilityState};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// What the service counts and remembers between rounds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,16 +37,45 @@ pub struct Metrics {
     pub violations: u64,
 }
 
+type Labels = Vec<(&'static str, String)>;
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let g = Gauge::<i64>::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauges<'a>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let family = Family::<Labels, Gauge>::default();
+    for (key, value) in values {
+        family
+            .get_or_create(&vec![(label, key.to_string())])
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+    registry.register(name, help, family);
+}
+
 impl Metrics {
-    /// The text a Prometheus scrape gets, with the state's gauges.
+    /// The text a scrape gets: the counters, and the gauges of `state`.
     pub fn render(&self, state: &UtilityState) -> String {
-        let mut out = String::new();
-        family(
-            &mut out,
+        let mut registry = Registry::default();
+        gauge(
+            &mut registry,
             "cvl_deployments",
-            "gauge",
-            "Deployments in the state.",
-            [(String::new(), state.deployments.len() as u64)],
+            "Deployments in the state",
+            state.deployments.len() as u64,
         );
         let mut by_status: BTreeMap<&str, u64> = [
             Status::Starting,
@@ -54,93 +92,68 @@ impl Metrics {
                 *by_status.entry(vm.status.as_str()).or_default() += 1;
             }
         }
-        family(
-            &mut out,
+        gauges(
+            &mut registry,
             "cvl_appliances",
-            "gauge",
-            "VM appliances in the state, by recorded status.",
-            by_status
-                .into_iter()
-                .map(|(status, n)| (format!("{{status=\"{status}\"}}"), n)),
+            "VM appliances in the state, by recorded status",
+            "status",
+            by_status,
         );
         for (name, help, value) in [
             (
-                "cvl_updates_applied_total",
-                "Updates the service carried out that passed their health gate.",
+                "cvl_updates_applied",
+                "Updates the service carried out that passed their health gate",
                 self.updates_applied,
             ),
             (
-                "cvl_updates_rolled_back_total",
-                "Updates that failed their health gate and were rolled back.",
+                "cvl_updates_rolled_back",
+                "Updates that failed their health gate and were rolled back",
                 self.updates_rolled_back,
             ),
             (
-                "cvl_updates_failed_total",
-                "Updates or rollbacks that failed otherwise.",
+                "cvl_updates_failed",
+                "Updates or rollbacks that failed otherwise",
                 self.updates_failed,
             ),
             (
-                "cvl_resends_applied_total",
-                "Parameter resends the service carried out.",
+                "cvl_resends_applied",
+                "Parameter resends the service carried out",
                 self.resends_applied,
             ),
             (
-                "cvl_poll_rounds_total",
-                "Rounds of polling the deployments' repositories.",
+                "cvl_poll_rounds",
+                "Rounds of polling the deployments' repositories",
                 self.rounds,
             ),
         ] {
-            family(&mut out, name, "counter", help, [(String::new(), value)]);
+            counter(&mut registry, name, help, value);
         }
-        family(
-            &mut out,
+        gauge(
+            &mut registry,
             "cvl_blacklist_violations",
-            "gauge",
-            "Appliances running a version the blacklist bars.",
-            [(String::new(), self.violations)],
+            "Appliances running a version the blacklist bars",
+            self.violations,
         );
-        family(
-            &mut out,
+        gauges(
+            &mut registry,
             "cvl_repository_last_success_timestamp_seconds",
-            "gauge",
-            "When each repository last answered a poll (Unix time).",
-            self.last_poll
-                .iter()
-                .map(|(repo, at)| (format!("{{repository=\"{}\"}}", label(repo)), *at)),
+            "When each repository last answered a poll (Unix time)",
+            "repository",
+            self.last_poll.iter().map(|(r, at)| (r.as_str(), *at)),
         );
-        family(
-            &mut out,
+        gauges(
+            &mut registry,
             "cvl_repository_poll_failures",
-            "gauge",
-            "Failed polls in a row, per repository.",
+            "Failed polls in a row, per repository",
+            "repository",
             self.poll_failures
                 .iter()
-                .map(|(repo, n)| (format!("{{repository=\"{}\"}}", label(repo)), u64::from(*n))),
+                .map(|(r, n)| (r.as_str(), u64::from(*n))),
         );
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
     }
-}
-
-/// One metric family: its help and type, then a sample per label set.
-fn family(
-    out: &mut String,
-    name: &str,
-    kind: &str,
-    help: &str,
-    samples: impl IntoIterator<Item = (String, u64)>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
-}
-
-/// A label value escaped as the format says (backslash, quote, newline).
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -155,12 +168,22 @@ mod tests {
         };
         m.last_poll.insert("http://r/\"x\"".into(), 1700000000);
         let text = m.render(&UtilityState::default());
-        assert!(text
-            .contains("# TYPE cvl_updates_applied_total counter\ncvl_updates_applied_total 2\n"));
-        assert!(text.contains("cvl_appliances{status=\"running\"} 0\n"));
-        assert!(text.contains(
-            "cvl_repository_last_success_timestamp_seconds{repository=\"http://r/\\\"x\\\"\"} 1700000000\n"
-        ));
+        assert!(
+            text.contains("# TYPE cvl_updates_applied counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("\ncvl_updates_applied_total 2\n"), "{text}");
+        assert!(
+            text.contains("cvl_appliances{status=\"running\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cvl_repository_last_success_timestamp_seconds{repository=\"http://r/\\\"x\\\"\"} 1700000000\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
         // Every sample line belongs to a family declared before it.
         let mut declared = Vec::new();
         for line in text.lines() {
@@ -168,7 +191,8 @@ mod tests {
                 declared.push(rest.split(' ').next().unwrap().to_string());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert_eq!(declared.last().map(String::as_str), Some(name), "{line}");
+                let family = declared.last().unwrap();
+                assert!(name.starts_with(family.as_str()), "{line}");
             }
         }
     }

@@ -9,12 +9,13 @@
 //! - [`picture`]: a deployment's SVG layout: hosts as columns, VANs as
 //!   bands, VXLAN links, provides/requires arrows, public addresses.
 //! - [`pages`]: askama templates (`templates/`) turning views into HTML.
-//! - [`server`]: axum routes, the token, GET only, server-sent events.
+//! - [`server`]: axum routes, the token, GET only, server-sent events;
+//!   the runtime the status page and `/metrics` share ([`Web`]).
 
 pub mod pages;
 pub mod picture;
 pub mod server;
 pub mod view;
 
-pub use server::{serve, Config, ConsoleReader, Feed};
+pub use server::{Config, ConsoleReader, Counters, Feed, Web};
 pub use view::{HostSeen, Live, Pending, Snapshot, Survey};

@@ -66,47 +66,113 @@ struct Shared {
     console: Arc<ConsoleReader>,
 }
 
-/// Binds `config.addr` (the error is the caller's to report) and serves
-/// from a thread of its own; the address bound (port 0 picks one) and the
-/// feed to publish snapshots through.
-pub fn serve(config: Config, console: Arc<ConsoleReader>) -> std::io::Result<(SocketAddr, Feed)> {
-    if !config.addr.ip().is_loopback() && config.token.is_none() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "a status page on a non-loopback address needs a token",
-        ));
+/// The service's HTTP endpoints (the status page, metrics) on one tokio
+/// runtime of their own (two worker threads), and the feed of snapshots
+/// they all draw from. Dropping it stops them.
+pub struct Web {
+    runtime: tokio::runtime::Runtime,
+    feed: Feed,
+    snapshots: watch::Receiver<Arc<Versioned>>,
+}
+
+/// What a metrics scrape renders: the service's counters, as of now.
+pub type Counters = dyn Fn() -> crate::metrics::Metrics + Send + Sync;
+
+impl Web {
+    pub fn start() -> std::io::Result<Web> {
+        let (tx, rx) = watch::channel(Arc::new(Versioned::default()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cvl-http")
+            .enable_all()
+            .build()?;
+        Ok(Web {
+            runtime,
+            feed: Feed(tx),
+            snapshots: rx,
+        })
     }
-    let listener = std::net::TcpListener::bind(config.addr)?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = watch::channel(Arc::new(Versioned::default()));
-    let shared = Arc::new(Shared {
-        feed: rx,
-        token: config.token,
-        console,
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("cvl-status-page")
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("cvl-status-page".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        eprintln!("status page: {e}");
-                        return;
-                    }
-                };
-                if let Err(e) = axum::serve(listener, router(shared)).await {
-                    eprintln!("status page: {e}");
-                }
-            });
-        })?;
-    Ok((addr, Feed(tx)))
+
+    /// Where snapshots are published for every endpoint.
+    pub fn feed(&self) -> Feed {
+        self.feed.clone()
+    }
+
+    /// Serves the status page on `config.addr` (the error, such as the
+    /// address in use, is the caller's to report); the address bound
+    /// (port 0 picks one).
+    pub fn serve_page(
+        &self,
+        config: Config,
+        console: Arc<ConsoleReader>,
+    ) -> std::io::Result<SocketAddr> {
+        if !config.addr.ip().is_loopback() && config.token.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "a status page on a non-loopback address needs a token",
+            ));
+        }
+        let shared = Arc::new(Shared {
+            feed: self.snapshots.clone(),
+            token: config.token,
+            console,
+        });
+        self.serve(config.addr, router(shared))
+    }
+
+    /// Serves `/metrics` on `addr`: the counters and the latest snapshot's
+    /// state, in the OpenMetrics text format. GET only.
+    pub fn serve_metrics(
+        &self,
+        addr: SocketAddr,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<SocketAddr> {
+        let snapshots = self.snapshots.clone();
+        let metrics = move || {
+            let now = snapshots.borrow().clone();
+            counters().render(&now.snapshot.state)
+        };
+        let router = Router::new()
+            .route(
+                "/metrics",
+                get(move || async move {
+                    (
+                        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                        metrics(),
+                    )
+                }),
+            )
+            .fallback(|| async { (StatusCode::NOT_FOUND, "only /metrics is here\n") })
+            .layer(middleware::from_fn(get_only));
+        self.serve(addr, router)
+    }
+
+    fn serve(&self, addr: SocketAddr, router: Router) -> std::io::Result<SocketAddr> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        let _guard = self.runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        self.runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                eprintln!("http {bound}: {e}");
+            }
+        });
+        Ok(bound)
+    }
+}
+
+/// Everything here is read-only: every method but GET answers 405.
+async fn get_only(request: Request, next: Next) -> Response {
+    if request.method() != Method::GET {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET")],
+            "read-only: GET only\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 fn router(shared: Arc<Shared>) -> Router {

@@ -3,10 +3,10 @@
 //! for that version, over 200 edits, and the server's resident memory; on
 //! the generated workspace of 10,000 appliances in 100 files (the analysis
 //! benchmark's), and on one 1 MB file of 5,000 appliances. Prints figures;
-//! run with `cargo bench -p cvl --bench lsp_latency` (`CVL_BIN=PATH` measures
+//! run with `cargo bench -p cvl-e2e --bench lsp_latency` (`CVL_BIN=PATH` measures
 //! another build of `cvl`).
 
-#[path = "../tests/common/lsp.rs"]
+#[path = "../../cvl/tests/common/lsp.rs"]
 mod lsp;
 #[path = "../../cvl-analysis/benches/workspace.rs"]
 mod workspace;
@@ -48,7 +48,7 @@ fn measure(label: &str, files: &[(String, String)], open: String, offset: usize)
     // `CVL_BIN` measures another build (an A/B of two commits in one run).
     let cvl = std::env::var_os("CVL_BIN")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cvl").into());
+        .unwrap_or_else(cvl_e2e::release_binary);
     let mut client = lsp::Client::start(&cvl, &root);
     client.initialize(&root);
     client.open(&uri, text);

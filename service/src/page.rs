@@ -1,12 +1,11 @@
-//! The service's side of its status page (`cvl utility run --http`): the
-//! page itself is `cvl_utility::web`; here is what feeds it. A publisher
-//! thread reads the state (read-only) when it changes, with its recent
-//! history, the blacklist and what the service and the host survey know,
-//! and publishes that as a snapshot; a survey thread asks every host about
-//! its VMs (drift, last contact) every few seconds; consoles are read
-//! through the host agent when an appliance's page asks.
+//! What feeds the service's HTTP endpoints (`cvl-utility`'s `web`: the
+//! status page and `/metrics`): a publisher thread reads the state
+//! (read-only) when it changes, with its recent history, the blacklist and
+//! what the service and the host survey know, and publishes that as a
+//! snapshot; a survey thread asks every host about its VMs (drift, last
+//! contact) every few seconds; consoles are read through the host agent
+//! when an appliance's page asks.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,21 +14,23 @@ use anyhow::{bail, Context, Result};
 use cvl_executor::protocol::{Request, Response, VmId};
 use cvl_executor::transport::Links;
 use cvl_planner::model::ComponentPath;
-use cvl_utility::web::{self, Feed, HostSeen, Live, Snapshot, Survey};
+use cvl_utility::web::{Feed, HostSeen, Live, Snapshot, Survey};
 
-use crate::apply;
-use crate::utility;
+use crate::journal::log;
 
 /// How many history entries the pages draw from.
 const HISTORY: u32 = 500;
 /// How often the state's version is looked at.
 const LOOK: Duration = Duration::from_millis(500);
+/// How soon a snapshot that could not be read is tried again.
+const RETRY: Duration = Duration::from_millis(100);
 
-/// What the service shares with its page: its own knowledge, and a count
-/// of changes to it (so the publisher knows to publish).
+/// What the service shares with its pages: its own knowledge, what the
+/// survey found, and a count of changes to each (so the publisher knows
+/// to publish).
 #[derive(Default)]
 pub struct Shared {
-    pub live: Mutex<(u64, Live)>,
+    live: Mutex<(u64, Live)>,
     survey: Mutex<(u64, Survey)>,
 }
 
@@ -42,6 +43,15 @@ impl Shared {
         if guard.1 != before {
             guard.0 += 1;
         }
+    }
+
+    /// What the last survey found.
+    pub fn survey(&self) -> Survey {
+        self.survey
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
     }
 }
 
@@ -81,39 +91,50 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>> {
     Ok(token)
 }
 
-/// Starts the page on `addr`: the server, the publisher and the survey.
-/// The address bound.
-pub fn start(
-    addr: SocketAddr,
-    token: Option<Vec<u8>>,
-    shared: Arc<Shared>,
-    survey_every: Duration,
-) -> Result<SocketAddr> {
-    let console: Arc<web::ConsoleReader> = Arc::new(console_tail);
-    let (bound, feed) = web::serve(web::Config { addr, token }, console)
-        .with_context(|| format!("cannot serve the status page on {addr}"))?;
-    // The first snapshot before the service says it started: a page is
-    // never drawn from nothing.
+/// Publishes the first snapshot before returning (a page is never drawn
+/// from nothing: a failed read is tried again at once, for up to a
+/// second), then keeps publishing from a thread of its own. With `survey`,
+/// hosts are also asked about their VMs that often.
+pub fn feed(feed: Feed, shared: Arc<Shared>, survey_every: Option<Duration>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1);
     let mut seen = None;
-    if let Ok(first) = snapshot(&shared) {
-        feed.publish(first);
-        seen = Some(generations(&shared));
+    loop {
+        let now = generations(&shared);
+        match snapshot(&shared) {
+            Ok(first) => {
+                feed.publish(first);
+                seen = Some(now);
+                break;
+            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(RETRY),
+            Err(e) => {
+                log(
+                    "status_page_failed",
+                    serde_json::json!({ "error": format!("{e:#}") }),
+                );
+                break;
+            }
+        }
     }
     let publisher = shared.clone();
     std::thread::Builder::new()
         .name("status-publisher".into())
         .spawn(move || publish(&feed, &publisher, seen))?;
-    std::thread::Builder::new()
-        .name("status-survey".into())
-        .spawn(move || survey(&shared, survey_every))?;
-    Ok(bound)
+    if let Some(every) = survey_every {
+        std::thread::Builder::new()
+            .name("status-survey".into())
+            .spawn(move || survey(&shared, every))?;
+    }
+    Ok(())
 }
 
 /// Publishes a snapshot whenever the state, the service's knowledge or the
-/// survey changed.
+/// survey changed; one that cannot be read is tried again soon, not at the
+/// next change.
 fn publish(feed: &Feed, shared: &Shared, mut seen: Option<Generations>) {
     let mut failing = false;
     loop {
+        // Taken before the read: a change while reading is seen next time.
         let now = generations(shared);
         if seen.as_ref() != Some(&now) {
             match snapshot(shared) {
@@ -122,14 +143,17 @@ fn publish(feed: &Feed, shared: &Shared, mut seen: Option<Generations>) {
                     seen = Some(now);
                     failing = false;
                 }
-                Err(e) if !failing => {
+                Err(e) => {
+                    if !failing {
+                        log(
+                            "status_page_failed",
+                            serde_json::json!({ "error": format!("{e:#}") }),
+                        );
+                    }
                     failing = true;
-                    crate::service::log(
-                        "status_page_failed",
-                        serde_json::json!({ "error": format!("{e:#}") }),
-                    );
+                    std::thread::sleep(RETRY);
+                    continue;
                 }
-                Err(_) => {}
             }
         }
         std::thread::sleep(LOOK);
@@ -142,17 +166,17 @@ type Generations = (Option<String>, u64, u64);
 
 fn generations(shared: &Shared) -> Generations {
     (
-        utility::state_version(),
+        cvl_ops::state::version(),
         shared.live.lock().unwrap_or_else(|e| e.into_inner()).0,
         shared.survey.lock().unwrap_or_else(|e| e.into_inner()).0,
     )
 }
 
 fn snapshot(shared: &Shared) -> Result<Snapshot> {
-    let Some(mut store) = utility::open_state_read_only()? else {
+    let Some(mut store) = cvl_ops::state::open_read_only()? else {
         return Ok(Snapshot {
-            hosts: utility::hosts_or_local(&[]),
-            taken_at: crate::service::now(),
+            hosts: cvl_ops::hosts::hosts_or_local(&[]),
+            taken_at: cvl_ops::state::now(),
             ..Snapshot::default()
         });
     };
@@ -162,7 +186,7 @@ fn snapshot(shared: &Shared) -> Result<Snapshot> {
     let blacklist = cvl_repo::blacklist::Blacklist::load(&cvl_repo::settings::default_home())
         .unwrap_or_default();
     Ok(Snapshot {
-        hosts: utility::hosts_or_local(&state.hosts),
+        hosts: cvl_ops::hosts::hosts_or_local(&state.hosts),
         state,
         history,
         blacklist,
@@ -172,13 +196,8 @@ fn snapshot(shared: &Shared) -> Result<Snapshot> {
             .unwrap_or_else(|e| e.into_inner())
             .1
             .clone(),
-        survey: shared
-            .survey
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone(),
-        taken_at: crate::service::now(),
+        survey: shared.survey(),
+        taken_at: cvl_ops::state::now(),
     })
 }
 
@@ -188,7 +207,7 @@ fn survey(shared: &Shared, every: Duration) {
     let mut last_contact: std::collections::BTreeMap<String, String> = Default::default();
     loop {
         let started = Instant::now();
-        let asked = read_state().and_then(|state| apply::survey(&state, None));
+        let asked = cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None));
         if let Ok((seen, answered)) = asked {
             let mut survey = Survey::default();
             for s in seen {
@@ -201,7 +220,7 @@ fn survey(shared: &Shared, every: Duration) {
             for (host, answer) in answered {
                 let error = match answer {
                     Ok(()) => {
-                        last_contact.insert(host.clone(), crate::service::now());
+                        last_contact.insert(host.clone(), cvl_ops::state::now());
                         None
                     }
                     Err(e) => Some(e),
@@ -241,18 +260,10 @@ fn survey(shared: &Shared, every: Duration) {
     }
 }
 
-/// The state, read-only; empty when there is none yet.
-fn read_state() -> Result<cvl_planner::model::UtilityState> {
-    match utility::open_state_read_only()? {
-        Some(mut store) => Ok(store.load()?),
-        None => Ok(Default::default()),
-    }
-}
-
 /// An appliance's console tail, from its host's agent.
-fn console_tail(deployment: &str, component: &str, host: &str) -> Result<String, String> {
-    let state = read_state().map_err(|e| format!("{e:#}"))?;
-    let connector = apply::connector(&state).map_err(|e| format!("{e:#}"))?;
+pub fn console_tail(deployment: &str, component: &str, host: &str) -> Result<String, String> {
+    let state = cvl_ops::state::read().map_err(|e| format!("{e:#}"))?;
+    let connector = cvl_ops::hosts::connector(&state).map_err(|e| format!("{e:#}"))?;
     let links = Links::new(&connector);
     let request = Request::Console {
         vm: VmId {

@@ -5,10 +5,10 @@
 //! the time to the code lens's answer (the plan against the state) beside
 //! the time to the edit's diagnostics, over 100 edits; the server's
 //! resident memory with the preview on and off. Prints figures; run with
-//! `cargo bench -p cvl --bench plan_preview` (`CVL_BIN=PATH` measures
+//! `cargo bench -p cvl-e2e --bench plan_preview` (`CVL_BIN=PATH` measures
 //! another build of `cvl`).
 
-#[path = "../tests/common/lsp.rs"]
+#[path = "../../cvl/tests/common/lsp.rs"]
 mod lsp;
 #[path = "../../cvl-analysis/benches/workspace.rs"]
 #[allow(dead_code)] // the large file is the other bench's
@@ -25,7 +25,7 @@ use serde_json::json;
 fn main() {
     let cvl = std::env::var_os("CVL_BIN")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cvl").into());
+        .unwrap_or_else(cvl_e2e::release_binary);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
     // Each file's VAN deployable as it is: its required domain set.

@@ -1,0 +1,25 @@
+//! What the toolchain does to deployments, for every caller the same way:
+//! the `cvl` command (a person at a terminal, or CI), the utility service
+//! (`cvl-service`), and the language server's plan preview.
+//!
+//! - [`state`]: where the utility's state is, opened read-write or only
+//!   to look.
+//! - [`hosts`]: the hosts to place on (this machine when none is
+//!   registered) and the connector that reaches their agents.
+//! - [`secrets`]: sensitive values from the environment, the user agent,
+//!   or (through the caller's [`secrets::Ask`]) a person.
+//! - [`plan`]: a deployment's CVL loaded, checked and planned against the
+//!   state.
+//! - [`run`]: a plan carried out through the executor, each step a state
+//!   transaction and each finished action an entry of the history.
+//! - [`survey`]: what every host says runs, beside what the state records.
+//!
+//! Nothing here prints, asks or renders: callers draw progress from
+//! [`run`]'s events and render diagnostics from [`plan::Planned`].
+
+pub mod hosts;
+pub mod plan;
+pub mod run;
+pub mod secrets;
+pub mod state;
+pub mod survey;

@@ -1,0 +1,145 @@
+//! What runs, asked of the hosts: every VM the state places on each host
+//! (one request per host, all at once) beside what the state records, with
+//! what differs (drift), and the VMs a host runs that the state does not
+//! know. `cvl status`, the status page and the service ask the same way.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use cvl_executor::protocol::{Request, Response, VmId, VmStatus};
+use cvl_executor::transport::Links;
+use cvl_planner::model::{ComponentPath, Status, UtilityState};
+
+/// Per host: whether it answered the survey, or why not.
+pub type Answered = BTreeMap<String, Result<(), String>>;
+
+/// One VM as its host sees it, beside what the state records.
+pub struct Seen {
+    pub deployment: String,
+    pub component: String,
+    pub host: String,
+    /// The recorded status, `-` for a VM the state does not know.
+    pub recorded: String,
+    /// What the host said, `None` when it did not answer.
+    pub vm: Option<VmStatus>,
+    /// What differs (empty: nothing).
+    pub drift: String,
+}
+
+/// Asks every host at once (one request each) about every VM the state
+/// places there (of one deployment, with `only`) and the VMs it runs that
+/// the state does not know. Also, per host, whether it answered.
+pub fn survey(state: &UtilityState, only: Option<&str>) -> Result<(Vec<Seen>, Answered)> {
+    let mut rows = Vec::new();
+    let mut answered = BTreeMap::new();
+    let connector = crate::hosts::connector(state)?;
+    let mut by_host: BTreeMap<String, Vec<(String, ComponentPath, Status)>> = BTreeMap::new();
+    for host in crate::hosts::hosts_or_local(&state.hosts) {
+        by_host.entry(host.name).or_default();
+    }
+    for (deployment, d) in &state.deployments {
+        if only.is_some_and(|o| o != deployment) {
+            continue;
+        }
+        for (path, record) in &d.vms {
+            by_host.entry(record.alloc.host.clone()).or_default().push((
+                deployment.clone(),
+                path.clone(),
+                record.status,
+            ));
+        }
+    }
+    let links = Links::new(&connector);
+    let answers: Vec<Result<Response, String>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = by_host
+            .iter()
+            .map(|(host, vms)| {
+                let ids: Vec<VmId> = vms
+                    .iter()
+                    .map(|(d, p, _)| VmId {
+                        deployment: d.clone(),
+                        path: p.0.clone(),
+                    })
+                    .collect();
+                let links = &links;
+                scope.spawn(move || {
+                    links.call(
+                        host,
+                        &Request::Status {
+                            vms: ids,
+                            all: true,
+                        },
+                    )
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .map(|a| {
+                a.join()
+                    .unwrap_or_else(|_| Err("the status request panicked".into()))
+            })
+            .collect()
+    });
+    for ((host, vms), answer) in by_host.iter().zip(answers) {
+        let row = |d: &str, p: &str, recorded: &str, vm: Option<&VmStatus>, drift: String| Seen {
+            deployment: d.to_string(),
+            component: p.to_string(),
+            host: host.clone(),
+            recorded: recorded.to_string(),
+            vm: vm.cloned(),
+            drift,
+        };
+        match answer {
+            Ok(Response::Status { vms: seen, unknown }) => {
+                answered.insert(host.clone(), Ok(()));
+                for ((deployment, path, recorded), seen) in vms.iter().zip(&seen) {
+                    let drift = match (recorded, seen.pid.is_some()) {
+                        (Status::Running, false) => "DRIFT: recorded running, but no process",
+                        (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
+                        (Status::Running, true) if seen.expects_agent && !seen.agent => {
+                            "guest agent not answering"
+                        }
+                        (Status::Starting | Status::Stopping | Status::Failed, _) => {
+                            "an apply did not finish: run cvl plan"
+                        }
+                        _ => "",
+                    };
+                    rows.push(row(
+                        deployment,
+                        &path.0,
+                        recorded.as_str(),
+                        Some(seen),
+                        drift.into(),
+                    ));
+                }
+                for vm in &unknown {
+                    if only.is_some_and(|o| o != vm.vm.deployment) {
+                        continue;
+                    }
+                    let drift = "DRIFT: runs, but the state does not know it".to_string();
+                    rows.push(row(&vm.vm.deployment, &vm.vm.path, "-", Some(vm), drift));
+                }
+            }
+            Ok(other) => {
+                answered.insert(host.clone(), Err(format!("answered {other:?}")));
+            }
+            Err(e) => {
+                if vms.is_empty() {
+                    rows.push(row(
+                        "-",
+                        "-",
+                        "-",
+                        None,
+                        format!("DRIFT: host does not answer: {e}"),
+                    ));
+                }
+                for (deployment, path, recorded) in vms {
+                    let drift = format!("DRIFT: host does not answer: {e}");
+                    rows.push(row(deployment, &path.0, recorded.as_str(), None, drift));
+                }
+                answered.insert(host.clone(), Err(e));
+            }
+        }
+    }
+    Ok((rows, answered))
+}
