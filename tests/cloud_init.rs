@@ -280,15 +280,7 @@ fn publish_cloud(u: &Utility, name: &str, image: &Path, disk: &str, agent: bool)
                 .unwrap();
         }
     }
-    let repo = format!("repos/{name}");
-    if !u.dir.join(&repo).exists() {
-        u.ok(&["repo", "create", &repo]);
-    }
-    u.ok(&[
-        "publish",
-        &repo,
-        src.join(format!("{name}.cvl")).to_str().unwrap(),
-    ]);
+    u.publish_file(name, &src.join(format!("{name}.cvl")));
 }
 
 fn write_deployment(u: &Utility, motd: &str) {

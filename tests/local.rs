@@ -292,7 +292,7 @@ fn faults_fail_clearly_and_the_next_apply_converges() {
         "console=ttyS0 quiet rdinit=/bin/false",
     );
     let dhcp = stage(&u.dir, &guest, "DHCP", &suite_text("DHCP"), &broken);
-    u.ok(&["publish", "repos/DHCP", dhcp.to_str().unwrap()]);
+    u.publish_file("DHCP", &dhcp);
     u.ok(&["update-lock", "AcmeSuite.cvl"]);
     let out = u.cvl(&[
         "apply",

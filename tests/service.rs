@@ -70,10 +70,7 @@ fn publish_alpha(u: &Utility, version: u32, broken: bool) {
         ALPHA,
         &description(version, broken),
     );
-    if !u.dir.join("repos/Alpha").exists() {
-        u.ok(&["repo", "create", "repos/Alpha"]);
-    }
-    u.ok(&["publish", "repos/Alpha", file.to_str().unwrap()]);
+    u.publish_file("Alpha", &file);
 }
 
 fn vm_dir(u: &Utility, component: &str) -> PathBuf {
@@ -170,13 +167,14 @@ impl Service {
         let mut args = vec![
             "utility",
             "run",
-            "--interval",
-            "2s",
             "--ready-timeout",
             "20",
             "--stop-timeout",
             "10",
         ];
+        if !extra.contains(&"--interval") {
+            args.extend(["--interval", "2s"]);
+        }
         args.extend(extra);
         let child = u
             .command(&args)
@@ -878,4 +876,219 @@ fn a_persons_decisions_stand_and_held_updates_are_released() {
     );
     service.kill();
     let _ = u.cvl(&["agent", "--stop"]);
+}
+
+/// The crash test's VAN: `a` (with a data disk) provides what `b` requires.
+const CRASH_VAN: &str =
+    "import { url => \"http://virtualappliance.org/Alpha\", cvl => \"Alpha.cvl\" } Alpha;\n\
+    import { url => \"http://virtualappliance.org/Beta\", cvl => \"Beta.cvl\" } Beta;\n\
+    CrashVan extends VANAppliance {\n  Alpha a;\n  Beta b;\n  a.provides = \"Store\";\n  \
+    b.requires = \"Store\";\n  vanIF = \"a.ethernet0\";\n}\n";
+const CRASH: &str =
+    "import { url => \"http://virtualappliance.org/CrashVan\", cvl => \"CrashVan.cvl\" } CrashVan;\n\
+    Crash extends CrashVan {}\n";
+
+fn crash_dir(u: &Utility, component: &str) -> PathBuf {
+    u.dir.join("home/host/vms/Crash").join(component)
+}
+
+fn crash_pid(u: &Utility, component: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(crash_dir(u, component).join("qemu.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// SIGKILL, as the kernel's OOM killer or a QEMU crash would.
+fn kill_qemu(pid: u32) {
+    // SAFETY: signalling a QEMU of the test's own.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn crash_marker(u: &Utility) -> String {
+    let mut agent =
+        Agent::connect(&crash_dir(u, "a").join("qga.sock"), Duration::from_secs(10)).unwrap();
+    let (_, data) = agent
+        .exec(
+            &["/bin/sh", "-c", "head -c 13 /dev/vdb"],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// Crashed appliances restart (with their data), in dependency order when
+/// all died at once (a reboot), never one a person stopped; one that
+/// crashes five times in a minute is recorded failed and left to a person;
+/// with restarts off, nothing is restarted.
+#[test]
+fn crashed_appliances_restart_and_a_crash_loop_is_left_to_a_person() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, u, _ns) = bare("cvl-e2e-crash");
+    publish_alpha(&u, 1, false);
+    u.publish("Beta", BETA);
+    u.publish("CrashVan", CRASH_VAN);
+    std::fs::write(u.dir.join("Crash.cvl"), CRASH).unwrap();
+    u.ok(&[
+        "apply",
+        "Crash.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    let mut agent = Agent::connect(
+        &crash_dir(&u, "a").join("qga.sock"),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let (code, _) = agent
+        .exec(
+            &[
+                "/bin/sh",
+                "-c",
+                "echo CVLDATA-CRASH | dd of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null",
+            ],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(code, 0);
+    drop(agent);
+    let service = Service::start(&u, 1, &["--interval", "1h", "--survey-interval", "2s"]);
+    wait_for("the service's first round", Duration::from_secs(60), || {
+        service.said().contains("\"event\":\"round\"")
+    });
+
+    // Killed: running again (a new QEMU) with its data, within a survey
+    // interval plus its boot; the history has the crash's console.
+    let before = crash_pid(&u, "a").unwrap();
+    let killed = Instant::now();
+    kill_qemu(before);
+    wait_for("a restarted", Duration::from_secs(45), || {
+        crash_pid(&u, "a").is_some_and(|p| p != before)
+            && u.ok(&["history", "Crash"]).contains("restarted by service")
+    });
+    let took = killed.elapsed().as_secs_f64();
+    let said = service.said();
+    let ready: f64 = said
+        .lines()
+        .rev()
+        .filter(|l| l.contains("\"action_finished\"") && l.contains("\"component\":\"a\""))
+        .filter_map(|l| l.split("ready after ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse().ok())
+        .next()
+        .expect("the restart's boot time");
+    eprintln!("killed to running again: {took:.1} s, of which the boot {ready:.1} s");
+    assert!(took < 15.0 + ready, "{took} s");
+    assert_eq!(crash_marker(&u), "CVLDATA-CRASH");
+    let history = u.ok(&["history", "Crash"]);
+    assert!(
+        history.contains("The end of its console before the restart"),
+        "{history}"
+    );
+    assert!(pid_of_b_unchanged(&u), "b was restarted");
+
+    // A host that restarted: the service and every QEMU gone at once, the
+    // host agent's folders kept. The service, started again, brings them
+    // back, providers first.
+    service.kill();
+    for c in ["a", "b"] {
+        kill_qemu(crash_pid(&u, c).unwrap());
+    }
+    let service = Service::start(&u, 2, &["--interval", "1h", "--survey-interval", "2s"]);
+    wait_for(
+        "both back after the 'reboot'",
+        Duration::from_secs(90),
+        || crash_pid(&u, "a").is_some() && crash_pid(&u, "b").is_some(),
+    );
+    let said = service.said();
+    let began: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("\"action_began\""))
+        .filter_map(|l| l.split("\"component\":\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(began, ["a", "b"], "{said}");
+
+    // A person stops b: it stays stopped.
+    u.ok(&[
+        "stop",
+        "Crash.cvl",
+        "b",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+        "--lock-timeout",
+        "60s",
+    ]);
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(crash_pid(&u, "b").is_none(), "the service started b");
+
+    // A crash loop: killed five times in a minute, a is recorded failed,
+    // reported, and not restarted a sixth time.
+    let loop_started = Instant::now();
+    for n in 1..=5 {
+        let pid = crash_pid(&u, "a").unwrap();
+        kill_qemu(pid);
+        if n < 5 {
+            wait_for(
+                &format!("a restarted after kill {n}"),
+                Duration::from_secs(45),
+                || crash_pid(&u, "a").is_some_and(|p| p != pid),
+            );
+        }
+    }
+    assert!(
+        loop_started.elapsed() < Duration::from_secs(60),
+        "the five kills took {:?}",
+        loop_started.elapsed()
+    );
+    wait_for("the crash loop given up", Duration::from_secs(30), || {
+        u.ok(&["history", "Crash"]).contains("gave up by service")
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(crash_pid(&u, "a").is_none(), "restarted a sixth time");
+    let out = u.cvl(&["status", "Crash.cvl", "--format", "json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"recorded\": \"failed\""),
+        "{}",
+        text(&out)
+    );
+
+    // A person brings it back, and sets restarts off: a crash then waits.
+    u.ok(&[
+        "apply",
+        "Crash.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+        "--lock-timeout",
+        "60s",
+    ]);
+    u.ok(&["policy", "set", "Crash", "--restart", "off"]);
+    let pid = crash_pid(&u, "a").unwrap();
+    kill_qemu(pid);
+    wait_for(
+        "the crash reported, not restarted",
+        Duration::from_secs(30),
+        || u.ok(&["history", "Crash"]).contains("restarts are off"),
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(crash_pid(&u, "a").is_none(), "restarted with restarts off");
+    let metrics = service.said();
+    assert!(metrics.contains("\"event\":\"crashed\""), "{metrics}");
+    service.kill();
+}
+
+/// b was never restarted by a's crash (a restart of a provider leaves what
+/// requires it running, as an update of it does).
+fn pid_of_b_unchanged(u: &Utility) -> bool {
+    let history = u.ok(&["history", "Crash"]);
+    !history
+        .lines()
+        .any(|l| l.contains("Crash/b") && l.contains("by service"))
 }

@@ -273,6 +273,7 @@ impl Utility {
                 ),
             )
             .env("CVL_ACCEL", "tcg")
+            .env("CVL_KEY_PASSPHRASE", "test publisher passphrase")
             .envs(SECRETS.into_iter().filter(|_| self.env_secrets))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
@@ -386,22 +387,35 @@ impl Utility {
     pub fn publish(&self, name: &str, text: &str) {
         let guest = guest();
         let file = stage(&self.dir, &guest, name, text, DESCRIPTION);
-        let repo = format!("repos/{name}");
-        if !self.dir.join(&repo).exists() {
-            self.ok(&["repo", "create", &repo]);
+        self.publish_file(name, &file);
+    }
+
+    /// The publisher's signing key of this utility's repositories (made on
+    /// first use; its passphrase is in every command's environment).
+    pub fn key(&self) -> PathBuf {
+        let key = self.dir.join("publisher.key");
+        if !key.exists() {
+            self.ok(&["key", "generate", key.to_str().unwrap()]);
         }
-        self.ok(&["publish", &repo, file.to_str().unwrap()]);
+        key
+    }
+
+    /// Publishes `file` as the next version of `repos/NAME`, signed (the
+    /// repository made, signed, on first use). What `cvl publish` said.
+    pub fn publish_file(&self, name: &str, file: &Path) -> String {
+        let repo = format!("repos/{name}");
+        let key = self.key();
+        let key = key.to_str().unwrap();
+        if !self.dir.join(&repo).exists() {
+            self.ok(&["repo", "create", &repo, "--key", key]);
+        }
+        self.ok(&["publish", &repo, file.to_str().unwrap(), "--key", key])
     }
 
     /// Publishes a folder scripts/build-appliance.sh made as the next
     /// version of the appliance `name` (its repository made on first use).
     pub fn publish_built(&self, name: &str, dir: &Path) -> String {
-        let repo = format!("repos/{name}");
-        if !self.dir.join(&repo).exists() {
-            self.ok(&["repo", "create", &repo]);
-        }
-        let file = dir.join(format!("{name}.cvl"));
-        self.ok(&["publish", &repo, file.to_str().unwrap()])
+        self.publish_file(name, &dir.join(format!("{name}.cvl")))
     }
 
     /// `cvl exec AcmeSuite.cvl COMPONENT -- ARGV`: its exit code, standard

@@ -51,6 +51,7 @@ fn load() -> Loaded {
             repository: None,
             files: Vec::new(),
             blacklisted: None,
+            unsigned: None,
         };
         db.set_imports(
             file,

@@ -121,6 +121,9 @@ pub struct ResolvedImport {
     /// Set when the version is on the administrator's blacklist: why, and
     /// what to use instead.
     pub blacklisted: Option<String>,
+    /// Set when the repository is not signed: what that means, and how to
+    /// sign it.
+    pub unsigned: Option<String>,
 }
 
 /// What every query can ask of the database beyond its inputs.

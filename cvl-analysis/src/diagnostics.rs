@@ -58,6 +58,7 @@ codes! {
     UnknownAttribute = "unknown-attribute": "a var attribute other than \"required\" or \"sensitive\"",
     MapValueNotScalar = "map-value-not-scalar": "a map value refers to a parameter with several values",
     InvalidVm = "invalid-vm": "the VM description that `vm` names is missing or invalid",
+    UnsignedRepository = "unsigned-repository": "an import comes from a repository its publisher did not sign",
 }
 
 impl Code {

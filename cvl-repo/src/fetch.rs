@@ -116,6 +116,12 @@ pub struct Validators {
     pub last_modified: Option<String>,
     pub file: Option<(u64, i64, i64, u64)>,
     pub sha256: Option<String>,
+    /// A local repository's `tuf/timestamp.json`, as the index above.
+    pub metadata: Option<(u64, i64, i64, u64)>,
+    /// Whether the repository is signed (then the validators are its
+    /// timestamp's: polling it costs one conditional request); `None`
+    /// before the first look.
+    pub signed: Option<bool>,
 }
 
 /// What [`Fetcher::poll_index`] found.
@@ -127,6 +133,16 @@ pub enum Polled {
     /// and how to ask next time.
     Changed(Box<Index>, Validators),
 }
+
+/// What a conditional request found.
+enum Conditional {
+    Unchanged,
+    Missing,
+    Body(Vec<u8>, Validators),
+}
+
+/// A repository's timestamp, relative to it.
+const TIMESTAMP: &str = "tuf/timestamp.json";
 
 /// Reads repositories. One per load; it holds the HTTP agent.
 pub struct Fetcher {
@@ -176,6 +192,7 @@ impl Fetcher {
                     };
                 }
                 let bytes = paths::read_inside(dir, INDEX_FILE, DOCUMENT_LIMIT)?;
+                self.trusted(location, &bytes)?;
                 Index::parse(&bytes).map(Some)
             }
             Location::Http(base) => {
@@ -185,6 +202,7 @@ impl Fetcher {
                     let bytes = paths::read_limited(&cached, DOCUMENT_LIMIT).map_err(|_| {
                         format!("{url} is not in the cache, and --offline forbids downloading it")
                     })?;
+                    self.trusted(location, &bytes)?;
                     return Index::parse(&bytes).map(Some);
                 }
                 let bytes = self.get(&url, DOCUMENT_LIMIT).map_err(|e| {
@@ -194,6 +212,7 @@ impl Fetcher {
                         e
                     }
                 })?;
+                self.trusted(location, &bytes)?;
                 let index = Index::parse(&bytes)?;
                 // Best effort: a cache that cannot be written only costs offline use.
                 let _ = crate::write_atomic(&cached, &bytes);
@@ -202,22 +221,35 @@ impl Fetcher {
         }
     }
 
+    /// Holds an index's bytes to what the repository's publisher signed,
+    /// when it is signed (verified once per load: [`crate::trust::check`]).
+    fn trusted(&self, location: &Location, bytes: &[u8]) -> Result<crate::trust::Trust, String> {
+        let trust = crate::trust::check(&self.settings, location).map_err(|e| e.to_string())?;
+        crate::trust::check_index_of(&self.settings, &trust, location, bytes)
+            .map_err(|e| e.to_string())?;
+        Ok(trust)
+    }
+
     /// Whether the repository's index changed since `known`: for a web
     /// repository a conditional request (`If-None-Match`,
     /// `If-Modified-Since`: an unchanged index is a `304` with no body);
     /// for a folder, its index file's size, time and inode. A changed index
     /// is read and checked as [`Fetcher::index`] does.
     pub fn poll_index(&self, location: &Location, known: &Validators) -> Result<Polled, String> {
+        use std::os::unix::fs::MetadataExt;
+        let stat = |m: std::fs::Metadata| (m.len(), m.mtime(), m.mtime_nsec(), m.ino());
         match location {
             Location::Dir(dir) => {
-                use std::os::unix::fs::MetadataExt;
                 let path = dir.join(INDEX_FILE);
                 let meta = std::fs::metadata(&path)
                     .map_err(|e| format!("cannot read {}: {e}", crate::display_path(&path)))?;
-                let seen = (meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
-                if known.file == Some(seen) {
+                let seen = stat(meta);
+                let stamp = std::fs::metadata(dir.join(TIMESTAMP)).ok().map(stat);
+                if known.file == Some(seen) && known.metadata == stamp {
                     return Ok(Polled::Unchanged);
                 }
+                // Changed: verified afresh, not from what this reader saw.
+                self.settings.trust.forget(&location.url());
                 let index = self
                     .index(location)?
                     .ok_or_else(|| format!("{} is not a repository", location.display()))?;
@@ -225,57 +257,100 @@ impl Fetcher {
                     Box::new(index),
                     Validators {
                         file: Some(seen),
+                        metadata: stamp,
+                        signed: Some(stamp.is_some()),
                         ..Validators::default()
                     },
                 ))
             }
             Location::Http(base) => {
+                // A signed repository: its timestamp says whether anything
+                // changed (one conditional request; a 304 when nothing did).
+                if known.signed != Some(false) {
+                    let url = format!("{base}/{TIMESTAMP}");
+                    match self.conditional(&url, known)? {
+                        Conditional::Missing => {}
+                        Conditional::Unchanged => return Ok(Polled::Unchanged),
+                        Conditional::Body(_, v) if v.sha256 == known.sha256 => {
+                            return Ok(Polled::Unchanged)
+                        }
+                        Conditional::Body(_, mut validators) => {
+                            self.settings.trust.forget(&location.url());
+                            let index = self.index(location)?.ok_or_else(|| {
+                                format!("{} is not a repository", location.display())
+                            })?;
+                            validators.signed = Some(true);
+                            return Ok(Polled::Changed(Box::new(index), validators));
+                        }
+                    }
+                }
                 let url = format!("{base}/{INDEX_FILE}");
-                let mut request = self.agent.get(&url);
-                if let Some(etag) = &known.etag {
-                    request = request.header("If-None-Match", etag);
-                }
-                if let Some(date) = &known.last_modified {
-                    request = request.header("If-Modified-Since", date);
-                }
-                let mut response = request.call().map_err(|e| self.request_error(&url, e))?;
-                if response.status().as_u16() == 304 {
-                    return Ok(Polled::Unchanged);
-                }
-                let header = |name: &str| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
+                let known = if known.signed == Some(false) {
+                    known.clone()
+                } else {
+                    Validators::default()
                 };
-                let mut validators = Validators {
-                    etag: header("etag"),
-                    last_modified: header("last-modified"),
-                    file: None,
-                    sha256: None,
+                let (bytes, mut validators) = match self.conditional(&url, &known)? {
+                    Conditional::Unchanged => return Ok(Polled::Unchanged),
+                    Conditional::Missing => return Err(format!("{url} answered HTTP 404")),
+                    Conditional::Body(bytes, validators) => (bytes, validators),
                 };
-                let mut bytes = Vec::new();
-                response
-                    .body_mut()
-                    .as_reader()
-                    .take(DOCUMENT_LIMIT + 1)
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| format!("the download of {url} broke off: {e}"))?;
-                if bytes.len() as u64 > DOCUMENT_LIMIT {
-                    return Err(paths::too_large(&url, DOCUMENT_LIMIT));
-                }
                 // The same bytes again (a server without validators).
-                let digest = sha256_hex(&bytes);
-                if known.sha256.as_ref() == Some(&digest) {
+                if known.sha256.is_some() && known.sha256 == validators.sha256 {
                     return Ok(Polled::Unchanged);
                 }
-                validators.sha256 = Some(digest);
+                validators.signed = Some(false);
+                self.settings.trust.forget(&location.url());
+                self.trusted(location, &bytes)?;
                 let index = Index::parse(&bytes).map_err(|e| format!("{url}: {e}"))?;
                 let _ = crate::write_atomic(&self.index_cache_path(&url), &bytes);
                 Ok(Polled::Changed(Box::new(index), validators))
             }
         }
+    }
+
+    /// A conditional GET of `url` against `known`'s validators: unchanged,
+    /// missing, or its body (at most [`DOCUMENT_LIMIT`]) with new
+    /// validators (its SHA-256 among them).
+    fn conditional(&self, url: &str, known: &Validators) -> Result<Conditional, String> {
+        let mut request = self.agent.get(url);
+        if let Some(etag) = &known.etag {
+            request = request.header("If-None-Match", etag);
+        }
+        if let Some(date) = &known.last_modified {
+            request = request.header("If-Modified-Since", date);
+        }
+        let mut response = match request.call() {
+            Err(ureq::Error::StatusCode(404)) => return Ok(Conditional::Missing),
+            other => other.map_err(|e| self.request_error(url, e))?,
+        };
+        if response.status().as_u16() == 304 {
+            return Ok(Conditional::Unchanged);
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let mut validators = Validators {
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+            ..Validators::default()
+        };
+        let mut bytes = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(DOCUMENT_LIMIT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("the download of {url} broke off: {e}"))?;
+        if bytes.len() as u64 > DOCUMENT_LIMIT {
+            return Err(paths::too_large(url, DOCUMENT_LIMIT));
+        }
+        validators.sha256 = Some(sha256_hex(&bytes));
+        Ok(Conditional::Body(bytes, validators))
     }
 
     /// A version's document (its CVL file), verified against the index's
@@ -638,12 +713,18 @@ impl Fetcher {
     /// A document of at most `limit` bytes, held in memory: refused as soon
     /// as the server announces or sends more.
     fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, String> {
+        self.get_optional(url, limit)?
+            .ok_or_else(|| format!("{url} answered HTTP 404"))
+    }
+
+    /// [`Fetcher::get`], but a document the server does not have (`404`)
+    /// is `None`.
+    pub(crate) fn get_optional(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         let secs = self.settings.timeout.as_secs_f64();
-        let mut response = self
-            .agent
-            .get(url)
-            .call()
-            .map_err(|e| self.request_error(url, e))?;
+        let mut response = match self.agent.get(url).call() {
+            Err(ureq::Error::StatusCode(404)) => return Ok(None),
+            other => other.map_err(|e| self.request_error(url, e))?,
+        };
         let expected = content_length(&response);
         if expected.is_some_and(|n| n > limit) {
             return Err(paths::too_large(url, limit));
@@ -669,7 +750,7 @@ impl Fetcher {
                 ));
             }
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod program;
 pub mod publish;
 pub mod settings;
+pub mod trust;
 pub mod vm;
 
 use std::io::Write;

@@ -51,6 +51,19 @@ pub struct LoadReport {
     pub lock_errors: Vec<String>,
     /// Newer versions the lock did not take, once each.
     pub notices: Vec<String>,
+    /// What each repository imported is trusted as: by import URL.
+    pub trust: TrustReport,
+}
+
+/// What the repositories a load read are trusted as.
+#[derive(Debug, Clone, Default)]
+pub struct TrustReport {
+    /// Imports from repositories nobody signed (by URL as written).
+    pub unsigned: std::collections::BTreeSet<String>,
+    /// Signed repositories, as verified (by import URL).
+    pub signed: std::collections::BTreeMap<String, std::sync::Arc<crate::trust::Verified>>,
+    /// Repositories refused, and why.
+    pub refused: Vec<crate::trust::TrustError>,
 }
 
 struct LockState {
@@ -135,7 +148,11 @@ impl Loader {
         let dir = absolute_parent(path);
         if self.lock_mode != LockMode::Ignore && !self.locks.contains_key(&dir) {
             let lock = match self.lock_mode {
-                LockMode::Update | LockMode::Preview => LockFile::default(),
+                // Versions resolved afresh; the roots trusted stay.
+                LockMode::Update | LockMode::Preview => LockFile {
+                    roots: LockFile::read(&dir).map(|l| l.roots).unwrap_or_default(),
+                    ..LockFile::default()
+                },
                 _ => LockFile::read(&dir).unwrap_or_else(|e| {
                     self.report.lock_errors.push(e);
                     LockFile::default()
@@ -175,7 +192,14 @@ impl Loader {
                     continue;
                 }
                 let lock = lock_dir.as_ref().and_then(|d| self.locks.get_mut(d));
-                let outcome = resolve_import(&self.fetcher, key, &base, lock, self.lock_mode);
+                let outcome = resolve_import(
+                    &self.fetcher,
+                    key,
+                    &base,
+                    lock,
+                    self.lock_mode,
+                    &mut self.report.trust,
+                );
                 let result = outcome.map(|mut fetched| {
                     if let Some(notice) = fetched.newer.take() {
                         if !self.report.notices.contains(&notice) {
@@ -201,6 +225,7 @@ impl Loader {
                         repository,
                         files: fetched.files,
                         blacklisted: fetched.blacklisted,
+                        unsigned: fetched.unsigned,
                     }
                 });
                 resolutions.entries.push((key.clone(), result));
@@ -265,6 +290,8 @@ struct Fetched {
     /// Said when cvl.lock keeps an unpinned import on an older version than
     /// the newest one allowed (as cargo reports versions it did not take).
     newer: Option<String>,
+    /// Why the repository it came from is not trusted beyond its sums.
+    unsigned: Option<String>,
 }
 
 /// `scheme://host/` of a URL (the URL itself when it has no path).
@@ -280,8 +307,9 @@ fn resolve_import(
     fetcher: &Fetcher,
     key: &ImportKey,
     base: &Location,
-    lock: Option<&mut LockState>,
+    mut lock: Option<&mut LockState>,
     mode: LockMode,
+    report: &mut TrustReport,
 ) -> Result<Fetched, String> {
     crate::paths::check_relative(&key.cvl).map_err(|e| {
         format!("the import's `cvl` key must name a file inside the repository: {e}")
@@ -302,7 +330,22 @@ fn resolve_import(
         ),
         None => None,
     };
+    // Where trust in it starts: an administrator's root, else the root
+    // cvl.lock pinned the first time.
+    let anchor = crate::trust::admin_anchor(fetcher.settings(), &key.url).or_else(|| {
+        lock.as_ref()
+            .and_then(|l| l.lock.roots.get(&key.url))
+            .map(|pin| crate::trust::Anchor::Pin(pin.clone()))
+    });
+    if let Some(anchor) = anchor {
+        fetcher.settings().trust.anchor(&location.url(), anchor);
+    }
     let index = fetcher.index(&location).map_err(|e| {
+        if let Some(refused) = fetcher.settings().trust.refused(&location.url()) {
+            if !report.refused.contains(&refused) {
+                report.refused.push(refused);
+            }
+        }
         if mapped != key.url || !crate::fetch::is_unreachable(&e) {
             return e;
         }
@@ -339,6 +382,7 @@ fn resolve_import(
             blacklisted: None,
             files: Vec::new(),
             newer: None,
+            unsigned: None,
         });
     };
     if index.versions.is_empty() {
@@ -405,6 +449,41 @@ fn resolve_import(
     }
     let bytes = fetcher.version_file(&location, version.version, entry)?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", key.cvl))?;
+    // What the repository is trusted as: signed (its root pinned on first
+    // use, and after a rotation its chain signed), or not.
+    let trust = fetcher
+        .settings()
+        .trust
+        .verified(&location.url())
+        .unwrap_or(crate::trust::Trust::Unsigned);
+    let (signed, unsigned) = match &trust {
+        crate::trust::Trust::Signed(verified) => {
+            if let Some(state) = lock.as_deref_mut() {
+                let pinned = state.lock.roots.get(&key.url);
+                if pinned.is_none_or(|p| p.version < verified.root.version) {
+                    state
+                        .lock
+                        .roots
+                        .insert(key.url.clone(), verified.root.clone());
+                    state.changed = true;
+                }
+            }
+            report.signed.insert(key.url.clone(), verified.clone());
+            (format!("; {}", verified.describe()), None)
+        }
+        crate::trust::Trust::Unsigned => (
+            {
+                report.unsigned.insert(key.url.clone());
+                String::new()
+            },
+            Some(format!(
+                "{} is not signed: anyone who can change its files, or stand between this \
+                 machine and it, can change what runs; its publisher signs it with `cvl repo \
+                 sign DIR --key FILE` (docs/repositories.md)",
+                key.url
+            )),
+        ),
+    };
     if locked.is_none() {
         if let Some(state) = lock {
             state.lock.upsert(LockEntry {
@@ -463,7 +542,7 @@ fn resolve_import(
         path,
         version: Some(version.version),
         detail: format!(
-            "version {} of {}{via}, published {}, SHA-256 {}",
+            "version {} of {}{via}, published {}, SHA-256 {}{signed}",
             version.version, key.url, version.published, entry.sha256
         ),
         files: version
@@ -474,6 +553,7 @@ fn resolve_import(
         base: location,
         blacklisted,
         newer,
+        unsigned,
     })
 }
 

@@ -1,11 +1,14 @@
 //! `cvl.lock`: beside a root file, the version and SHA-256 each import of its
-//! graph resolved to. Honoured on later loads (an unpinned import stays on
+//! graph resolved to, and the root each signed repository is trusted with. Honoured on later loads (an unpinned import stays on
 //! its locked version until `cvl update-lock`), so a build is reproducible
 //! and a repository that changes a published version is caught.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::trust::Pin;
 
 pub const LOCK_FILE: &str = "cvl.lock";
 
@@ -24,6 +27,11 @@ pub struct LockEntry {
 pub struct LockFile {
     pub format: u32,
     pub imports: Vec<LockEntry>,
+    /// The root each signed repository was first read with, or rotated to
+    /// since (by the URL its imports write): trust on first use. Later
+    /// reads accept only what that root's chain signs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roots: BTreeMap<String, Pin>,
 }
 
 impl Default for LockFile {
@@ -31,6 +39,7 @@ impl Default for LockFile {
         LockFile {
             format: 1,
             imports: Vec::new(),
+            roots: BTreeMap::new(),
         }
     }
 }

@@ -46,15 +46,8 @@ pub fn from_repository(
     let text = fetcher.version_file(&location, version, file)?;
     let text = String::from_utf8(text).map_err(|_| format!("`{vm}` is not UTF-8"))?;
     let description = VmDescription::parse(&text).map_err(|e| format!("`{vm}`: {e}"))?;
-    let mut hasher = Sha256::new();
-    hasher.update(file.sha256.as_bytes());
-    for (_, name) in description.files() {
-        let disk = entry.file(name).ok_or_else(|| {
-            format!("version {version} of {url} lacks `{name}`, which `{vm}` names")
-        })?;
-        hasher.update(name.as_bytes());
-        hasher.update(disk.sha256.as_bytes());
-    }
+    let digest = version_digest(entry, vm, &description)
+        .map_err(|e| format!("version {version} of {url} {e}"))?;
     Ok(ProgramFacts {
         // As the import wrote it (mirrors apply where it is fetched), unless
         // it is relative to the importing file: then where it resolved.
@@ -63,10 +56,33 @@ pub fn from_repository(
         } else {
             location.url()
         },
-        digest: hex(&hasher.finalize()),
+        digest,
         memory_mib: description.memory,
         agent: description.agent,
     })
+}
+
+/// The digest of a published version's program (its description `vm`
+/// and every disk it names, by the SHA-256 the version lists): what a plan
+/// records, and what a host holds the program it fetched to.
+pub fn version_digest(
+    entry: &crate::index::VersionEntry,
+    vm: &str,
+    description: &VmDescription,
+) -> Result<String, String> {
+    let file = entry
+        .file(vm)
+        .ok_or_else(|| format!("has no VM description `{vm}`"))?;
+    let mut hasher = Sha256::new();
+    hasher.update(file.sha256.as_bytes());
+    for (_, name) in description.files() {
+        let disk = entry
+            .file(name)
+            .ok_or_else(|| format!("lacks `{name}`, which `{vm}` names"))?;
+        hasher.update(name.as_bytes());
+        hasher.update(disk.sha256.as_bytes());
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 /// The program of an appliance set in a local file: the description beside

@@ -57,8 +57,13 @@ fn scan(dir: &Path) -> Result<Vec<VersionEntry>, String> {
     Ok(versions)
 }
 
-/// Rebuilds the index from the manifests, under the repository's lock.
-fn rebuild_index(dir: &Path) -> Result<Index, String> {
+/// What signs a repository's files once a publish changed them (its
+/// `tuf/` metadata, `crate::trust::sign`), under the publish lock.
+pub type Signer<'a> = &'a dyn Fn(&Path) -> Result<(), String>;
+
+/// Rebuilds the index from the manifests, under the repository's lock,
+/// then signs the result with `signer` (a signed repository).
+fn rebuild_index(dir: &Path, signer: Option<Signer>) -> Result<Index, String> {
     let lock_path = dir.join(".cvl-publish.lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -73,7 +78,32 @@ fn rebuild_index(dir: &Path) -> Result<Index, String> {
         versions: scan(dir)?,
     };
     write_index(dir, &index)?;
+    if let Some(sign) = signer {
+        sign(dir).map_err(|e| {
+            format!(
+                "{e}; the version is published but not signed: sign it with `cvl repo refresh \
+                 {} --key FILE`",
+                dir.display()
+            )
+        })?;
+    }
     Ok(index)
+}
+
+/// Runs `f` under the repository's publish lock (what a publish holds
+/// while it rebuilds the index and signs): a refresh or rotation of its
+/// metadata never interleaves with a publish.
+pub fn locked<T>(dir: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    let lock_path = dir.join(".cvl-publish.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    f()
 }
 
 /// A file to publish, by its name in the version.
@@ -95,12 +125,25 @@ impl PublishFile {
 }
 
 /// Publishes `files` as the next version of the repository in `dir`, with
-/// `cvl` naming the CVL file among them. Returns the new version.
-pub fn publish(dir: &Path, cvl: &str, files: &[PublishFile]) -> Result<VersionEntry, String> {
+/// `cvl` naming the CVL file among them, signed by `signer` when the
+/// repository is signed (it refuses to publish without one). Returns the
+/// new version.
+pub fn publish(
+    dir: &Path,
+    cvl: &str,
+    files: &[PublishFile],
+    signer: Option<Signer>,
+) -> Result<VersionEntry, String> {
     if !dir.join(INDEX_FILE).exists() {
         return Err(format!(
             "{} is not a repository: create it with `cvl repo create {}`",
             dir.display(),
+            dir.display()
+        ));
+    }
+    if signer.is_none() && crate::trust::is_signed(dir) {
+        return Err(format!(
+            "{} is signed: publish with its key (`--key FILE`); nothing was published",
             dir.display()
         ));
     }
@@ -176,7 +219,7 @@ pub fn publish(dir: &Path, cvl: &str, files: &[PublishFile]) -> Result<VersionEn
         let _ = std::fs::remove_dir_all(&tmp);
     }
     let version = result?;
-    rebuild_index(dir)?;
+    rebuild_index(dir, signer)?;
     Ok(version)
 }
 

@@ -15,6 +15,9 @@ pub struct WorkspaceSettings {
     pub path: PathBuf,
     /// `[mirrors]`, in file order, relative targets made absolute.
     pub mirrors: Vec<Mirror>,
+    /// `[trust]`: the root.json an administrator pins for a repository (by
+    /// the URL imports write), relative paths made absolute.
+    pub trust: Vec<(String, PathBuf)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -22,6 +25,8 @@ pub struct WorkspaceSettings {
 struct WorkspaceFile {
     #[serde(default)]
     mirrors: toml::Table,
+    #[serde(default)]
+    trust: toml::Table,
 }
 
 /// The nearest `cvl.toml` in `start` (a file's folder, or the file itself)
@@ -82,9 +87,21 @@ fn read_workspace_settings(path: &Path) -> Result<WorkspaceSettings, String> {
         };
         mirrors.push(Mirror { from, to });
     }
+    let mut trust = Vec::new();
+    for (url, root) in file.trust {
+        let Some(root) = root.as_str().filter(|r| !r.is_empty()) else {
+            return Err(format!(
+                "{}: the trusted root of `{url}` must be the path of a root.json (relative to \
+                 this file)",
+                path.display()
+            ));
+        };
+        trust.push((url, dir.join(root)));
+    }
     Ok(WorkspaceSettings {
         path: path.to_path_buf(),
         mirrors,
+        trust,
     })
 }
 
@@ -127,6 +144,12 @@ pub struct Settings {
     /// How long a fill of the cache waits for another writer of the same
     /// entry (see [`crate::fill`]).
     pub fill_wait: Duration,
+    /// Signed repositories: where trust in each starts, and what was
+    /// verified, shared by every reader made from these settings.
+    pub trust: std::sync::Arc<crate::trust::Table>,
+    /// Roots pinned by a `cvl.toml`'s `[trust]` table: import URL to a
+    /// root.json.
+    pub anchors: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Settings {
@@ -158,6 +181,8 @@ impl Settings {
             fill_wait: crate::fill::DEFAULT_WAIT,
             blacklist: Default::default(),
             workspace_file: None,
+            trust: Default::default(),
+            anchors: Default::default(),
         }
     }
 
@@ -166,6 +191,7 @@ impl Settings {
     pub fn with_workspace(mut self, start: &Path) -> Result<Settings, String> {
         if let Some(ws) = find_workspace_settings(start)? {
             self.mirrors.extend(ws.mirrors);
+            self.anchors.extend(ws.trust);
             self.workspace_file = Some(ws.path);
         }
         Ok(self)

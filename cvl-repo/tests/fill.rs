@@ -60,6 +60,7 @@ fn repository(dir: &Path, mib: usize) -> PathBuf {
                 source: disk,
             },
         ],
+        None,
     )
     .unwrap();
     repo

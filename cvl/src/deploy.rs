@@ -87,6 +87,7 @@ pub(crate) fn make_plan(
             deploy: deploy.as_deref(),
             target: target.as_deref(),
             options: load.options(LockMode::Use, file)?,
+            crashed: Default::default(),
         },
         color,
     )
@@ -103,6 +104,7 @@ pub(crate) fn planned(
             plan,
             sensitive,
             notices,
+            ..
         } => {
             for notice in notices {
                 eprintln!("note: {notice}");
@@ -113,6 +115,7 @@ pub(crate) fn planned(
             loaded,
             errors,
             notices,
+            ..
         } => {
             for notice in notices {
                 eprintln!("note: {notice}");

@@ -87,6 +87,15 @@ pub enum PolicyCommand {
         /// past midnight); `none` for any time.
         #[arg(long, value_name = "HH:MM-HH:MM|none")]
         window: Option<String>,
+        /// Start again an appliance whose QEMU crashed (`on`, the default:
+        /// at any time, with back-off, given up after 5 crashes in a
+        /// minute), or leave it for a person (`off`).
+        #[arg(long, value_parser = on_off)]
+        restart: Option<bool>,
+        /// Take updates from repositories nobody signed too (`on`), or
+        /// leave them for a person (`off`, the default).
+        #[arg(long, value_parser = on_off)]
+        allow_unsigned: Option<bool>,
     },
 }
 
@@ -133,6 +142,8 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
             deployment,
             auto,
             window,
+            restart,
+            allow_unsigned,
         } => {
             let Some(d) = state.deployments.get(&deployment) else {
                 bail!(
@@ -145,12 +156,21 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
                         .join(", ")
                 );
             };
-            if auto.is_none() && window.is_none() {
-                bail!("say what to change: --auto on|off, --window HH:MM-HH:MM|none");
+            if auto.is_none() && window.is_none() && restart.is_none() && allow_unsigned.is_none() {
+                bail!(
+                    "say what to change: --auto on|off, --window HH:MM-HH:MM|none, --restart \
+                     on|off, --allow-unsigned on|off"
+                );
             }
             let mut policy = d.policy;
             if let Some(auto) = auto {
                 policy.auto = auto;
+            }
+            if let Some(restart) = restart {
+                policy.restart = restart;
+            }
+            if let Some(allow) = allow_unsigned {
+                policy.allow_unsigned = allow;
             }
             match window.as_deref() {
                 Some("none") => policy.window = None,

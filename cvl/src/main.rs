@@ -21,6 +21,7 @@ mod files;
 mod fmt;
 mod history;
 mod install;
+mod key;
 mod preview;
 mod render;
 mod repo;
@@ -205,7 +206,8 @@ enum Command {
     )]
     History(history::HistoryArgs),
     /// Show and set what the utility service may do to a deployment by
-    /// itself (updates and resends; at any time, or in a window).
+    /// itself (updates and resends, at any time or in a window; restarts
+    /// of crashed appliances).
     #[command(subcommand)]
     Policy(history::PolicyCommand),
     /// Show and set the pools the utility allocates from.
@@ -229,9 +231,12 @@ enum Command {
         published.\n\nExample: cvl repo create repos/DNS && cvl publish repos/DNS src/DNS.cvl"
     )]
     Publish(repo::PublishArgs),
-    /// Create, list and verify appliance repositories.
+    /// Create, list, verify, sign and trust appliance repositories.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
+    /// Publishers' signing keys for signed repositories.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// The utility administrator's blacklist of repository versions that
     /// must not be run (kept in $CVL_HOME/blacklist.json).
     #[command(subcommand)]
@@ -333,6 +338,7 @@ fn main() -> ExitCode {
         Command::UpdateLock { files, load } => update_lock(&files, &load),
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),
+        Command::Key(command) => key::run(command),
         Command::Blacklist(command) => blacklist::run(command),
         Command::Agent(args) => secrets::agent(args),
         Command::Secrets(command) => secrets::run(command),

@@ -112,6 +112,7 @@ impl StatePreviewer {
             &state.state,
             &state.key,
             &mut cvl_ops::secrets::Nobody,
+            &Default::default(),
         )
         .map_err(|e| {
             format!("{e:#}")

@@ -9,6 +9,7 @@ use codespan_reporting::term::termcolor::ColorChoice;
 use cvl_analysis::{CheckOptions, Severity};
 use cvl_repo::index::Index;
 use cvl_repo::publish::{self, PublishFile};
+use cvl_repo::trust::sign;
 use cvl_repo::{Fetcher, Location, LockMode};
 
 use crate::render::{self, Format};
@@ -16,10 +17,104 @@ use crate::workspace::{self, FetchArgs, LoadArgs};
 
 #[derive(clap::Subcommand)]
 pub enum RepoCommand {
-    /// Create an empty repository in a folder.
+    /// Create an empty repository in a folder; with --key, a signed one
+    /// whose root trusts that key.
+    #[command(
+        after_help = "A signed repository carries The Update Framework's metadata in \
+        tuf/: its root (which keys are trusted, how many must sign it), and targets, snapshot \
+        and timestamp (every file with its length and SHA-256, signed). Readers pin its root the \
+        first time they read it and accept only what that root's chain signs; every later \
+        publish needs the key.\n\n\
+        Examples:\n  cvl repo create repos/DNS --key publisher.key\n  \
+        cvl repo create repos/DNS --key a.key --key b.key --key c.key --threshold 2   (2 of 3 for the root)"
+    )]
     Create {
         /// The folder (created if missing).
         dir: PathBuf,
+        /// A signing key its root trusts (repeatable: --threshold of them
+        /// must sign a new root; any one signs publishes).
+        #[arg(long, value_name = "FILE")]
+        key: Vec<PathBuf>,
+        /// How many of the keys must sign a new root.
+        #[arg(long, value_name = "N", default_value_t = 1, requires = "key")]
+        threshold: u64,
+        /// How long its timestamp stays valid (`7d`, `12h`).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Sign a repository's metadata again with a fresh timestamp (what a
+    /// publisher's cron runs before the last one expires).
+    #[command(
+        after_help = "Subscribers stop taking updates from a repository whose \
+        timestamp has expired (a freeze attack looks the same): refresh well before --expires \
+        runs out.\n\nExample: cvl repo refresh repos/DNS --key publisher.key --expires 7d"
+    )]
+    Refresh {
+        /// The repository's folder.
+        dir: PathBuf,
+        /// A signing key the repository's root trusts.
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
+        /// How long the new timestamp stays valid.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Replace the keys a signed repository trusts: a new root signed by
+    /// the old keys (as many as the old root asks) and the new.
+    #[command(
+        after_help = "Subscribers follow the rotation (each new root must be signed \
+        by its predecessor's threshold); what is signed with an old key alone afterwards is \
+        refused.\n\nExample: cvl repo rotate-key repos/DNS --key old.key --new-key new.key"
+    )]
+    RotateKey {
+        /// The repository's folder.
+        dir: PathBuf,
+        /// A key of the current root (repeat as its threshold asks).
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
+        /// A key the new root trusts (repeatable).
+        #[arg(long, value_name = "FILE", required = true)]
+        new_key: Vec<PathBuf>,
+        /// How many of the new keys must sign the root after this one.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        threshold: u64,
+        /// How long the new timestamp stays valid.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Sign an existing unsigned repository in place (its root trusts the
+    /// key given); nothing of its versions changes.
+    #[command(
+        after_help = "Subscribers that read it unsigned pin its root the next time \
+        they read it.\n\nExample: cvl repo sign repos/DNS --key publisher.key"
+    )]
+    Sign {
+        /// The repository's folder.
+        dir: PathBuf,
+        /// The key its root trusts (repeatable, with --threshold).
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
+        /// How many of the keys must sign a new root.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        threshold: u64,
+        /// How long its timestamp stays valid.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Pin a repository's root out of band (from its publisher, not from
+    /// the repository): every reader on this machine starts its trust there.
+    #[command(
+        after_help = "Without a pin, the first read of a signed repository trusts its \
+        first root (trust on first use) and records it in cvl.lock. A pin set here (kept in \
+        $CVL_HOME/trust/) or in a cvl.toml's [trust] table comes first.\n\n\
+        Example: cvl repo trust http://repos.example.org/DNS --root dns-root.json"
+    )]
+    Trust {
+        /// The repository's URL, as imports write it.
+        url: String,
+        /// The root.json its publisher gave you.
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
     },
     /// List a repository's versions with their dates and files' SHA-256.
     Log {
@@ -62,15 +157,112 @@ pub struct PublishArgs {
     pub repo: PathBuf,
     /// The appliance's CVL file.
     pub file: PathBuf,
+    /// The signing key of a signed repository (its targets, snapshot and
+    /// timestamp are signed again with the new version in them).
+    #[arg(long, value_name = "FILE")]
+    pub key: Vec<PathBuf>,
+    /// How long the new timestamp stays valid (a signed repository).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub expires: std::time::Duration,
     #[command(flatten)]
     pub load: LoadArgs,
 }
 
 pub fn run(command: RepoCommand) -> Result<ExitCode> {
     match command {
-        RepoCommand::Create { dir } => {
+        RepoCommand::Create {
+            dir,
+            key,
+            threshold,
+            expires,
+        } => {
+            let keys = crate::key::load(&key)?;
             publish::create(&dir).map_err(anyhow::Error::msg)?;
-            eprintln!("created an empty repository in {}", dir.display());
+            if keys.is_empty() {
+                eprintln!(
+                    "created an empty repository in {} (unsigned: readers are warned; sign it \
+                     with `cvl repo sign`)",
+                    dir.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let refs: Vec<&_> = keys.iter().collect();
+            let signed = sign::init(&dir, &refs, threshold, expires).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "created an empty signed repository in {}: its root trusts {}; timestamp valid \
+                 until {}",
+                dir.display(),
+                signed.root,
+                signed.expires
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::Refresh { dir, key, expires } => {
+            let keys = crate::key::load(&key)?;
+            let refs: Vec<&_> = keys.iter().collect();
+            let signed = publish::locked(&dir, || sign::sign(&dir, &refs, expires))
+                .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "signed {} again: {} files, timestamp version {} valid until {}",
+                dir.display(),
+                signed.targets,
+                signed.timestamp_version,
+                signed.expires
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::RotateKey {
+            dir,
+            key,
+            new_key,
+            threshold,
+            expires,
+        } => {
+            let old = crate::key::load(&key)?;
+            let new = crate::key::load(&new_key)?;
+            let (old, new): (Vec<&_>, Vec<&_>) = (old.iter().collect(), new.iter().collect());
+            let signed =
+                publish::locked(&dir, || sign::rotate(&dir, &old, &new, threshold, expires))
+                    .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "{} now trusts {}, signed by the old root's keys and the new",
+                dir.display(),
+                signed.root
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::Sign {
+            dir,
+            key,
+            threshold,
+            expires,
+        } => {
+            if !dir.join(cvl_repo::index::INDEX_FILE).is_file() {
+                bail!("{} is not a repository", dir.display());
+            }
+            let keys = crate::key::load(&key)?;
+            let refs: Vec<&_> = keys.iter().collect();
+            let signed = publish::locked(&dir, || sign::init(&dir, &refs, threshold, expires))
+                .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "signed {}: {} files; its root trusts {}; timestamp valid until {}",
+                dir.display(),
+                signed.targets,
+                signed.root,
+                signed.expires
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RepoCommand::Trust { url, root } => {
+            let bytes =
+                std::fs::read(&root).with_context(|| format!("cannot read {}", root.display()))?;
+            let pin = cvl_repo::trust::pin_of(&bytes)
+                .with_context(|| format!("{} is not a TUF root.json", root.display()))?;
+            let home = cvl_repo::settings::default_home();
+            let path = cvl_repo::trust::anchor_path(&home, &url);
+            cvl_repo::write_atomic(&path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{url}: readers on this machine now start from {pin}");
             Ok(ExitCode::SUCCESS)
         }
         RepoCommand::Fetch {
@@ -207,7 +399,17 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("not publishing {}: {e}", args.file.display()))?;
         files.extend(more);
     }
-    let version = publish::publish(&args.repo, &name, &files).map_err(anyhow::Error::msg)?;
+    let keys = crate::key::load(&args.key)?;
+    let refs: Vec<&_> = keys.iter().collect();
+    let expires = args.expires;
+    let sign_it = |dir: &std::path::Path| sign::sign(dir, &refs, expires).map(drop);
+    let signer: Option<publish::Signer> = if keys.is_empty() {
+        None
+    } else {
+        Some(&sign_it)
+    };
+    let version =
+        publish::publish(&args.repo, &name, &files, signer).map_err(anyhow::Error::msg)?;
     eprintln!(
         "published {} as version {} of {}",
         name,

@@ -24,7 +24,11 @@ pub enum UtilityCommand {
         back (the service resends one only when its own source, the user agent or its \
         environment, changed it). Updates its policy holds (`cvl policy set`: auto off, a \
         maintenance window) run once the policy lets them: when it is set on again, when the \
-        window opens. What it did: `cvl history`. One JSON line per event on stderr.\n\n\
+        window opens. An appliance whose QEMU crashed (recorded running, no process: \
+        killed, or its host restarted) is started again within a --survey-interval, with \
+        back-off, and left failed for a person after 5 crashes in a minute (`cvl policy set \
+        --restart off` to leave every crash to a person). What it did: `cvl history`. One \
+        JSON line per event on stderr.\n\n\
         Sensitive values come from the environment (CVL_SECRET_...) or the user agent's \
         socket; rotate them with `cvl secrets set` (docs/utility.md); a deployment whose values \
         cannot be had is reported and skipped.\n\n\
@@ -62,9 +66,10 @@ pub struct ServiceArgs {
     /// only you can read; needed when --http is not a loopback address.
     #[arg(long, value_name = "FILE", requires = "http")]
     pub http_token_file: Option<PathBuf>,
-    /// How often the status page's hosts are asked about their VMs (drift,
-    /// last contact).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How often the hosts are asked about their VMs: a crashed appliance
+    /// is restarted (its policy permitting) that soon after its crash, and
+    /// the status page shows drift and each host's last contact.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub survey_interval: Duration,
     /// Stop appliances that run a barred version when no allowed version is
     /// published (without it they are only reported).

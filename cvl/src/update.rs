@@ -83,6 +83,7 @@ pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
                 settings: options.settings.clone(),
                 lock: options.lock,
             },
+            crashed: Default::default(),
         },
         color,
     );
@@ -131,6 +132,7 @@ fn component_url(
             settings: options.settings.clone(),
             lock: LockMode::ReadOnly,
         },
+        crashed: Default::default(),
     };
     let planned =
         cvl_ops::plan::plan(&input, &mut crate::secrets::Terminal)?.or_first_error(&args.file)?;
@@ -208,6 +210,7 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
             deploy: args.deploy.as_deref(),
             target: Some(&args.path),
             options,
+            crashed: Default::default(),
         },
         color,
     );

@@ -106,7 +106,7 @@ fn check_sarif_is_sarif() {
     let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
         .as_array()
         .unwrap();
-    assert_eq!(rules.len(), 20);
+    assert_eq!(rules.len(), 21);
 }
 
 #[test]

@@ -38,10 +38,11 @@ fn json(out: &Output) -> Value {
 fn publish(dir: &Path, name: &str, file: &Path, times: usize) {
     let repo = format!("repos/{name}");
     if !dir.join(&repo).exists() {
-        ok(dir, &["repo", "create", &repo]);
+        common::create_signed(dir, &repo);
     }
     // Staged as a publisher keeps it: with a VM description and a disk.
     let file = common::stage(dir, name, file, 4);
+    let key = common::key(dir);
     for _ in 0..times {
         ok(
             dir,
@@ -51,6 +52,8 @@ fn publish(dir: &Path, name: &str, file: &Path, times: usize) {
                 &mirror(dir),
                 &repo,
                 file.to_str().unwrap(),
+                "--key",
+                &key,
             ],
         );
     }

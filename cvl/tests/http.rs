@@ -115,13 +115,22 @@ fn publish_figure3(dir: &Path) {
         ("Groupware", 1),
     ] {
         let repo = format!("repos/{name}");
-        ok(dir, "home", &["repo", "create", &repo]);
+        common::create_signed(dir, &repo);
         let file = common::stage(dir, name, &examples().join(format!("{name}.cvl")), 4);
+        let key = common::key(dir);
         for _ in 0..times {
             ok(
                 dir,
                 "home",
-                &["publish", "--mirror", &local, &repo, file.to_str().unwrap()],
+                &[
+                    "publish",
+                    "--mirror",
+                    &local,
+                    &repo,
+                    file.to_str().unwrap(),
+                    "--key",
+                    &key,
+                ],
             );
         }
     }

@@ -375,6 +375,10 @@ fn steps(
                 fresh_program: fresh,
                 ready_timeout_secs: options.ready_timeout_secs,
                 adopt: Vec::new(),
+                expect_digest: desired
+                    .appliance
+                    .version
+                    .map(|_| desired.appliance.digest.clone()),
             }),
             prep.staging.clone(),
             prep.web_fallback.clone(),

@@ -109,6 +109,11 @@ pub struct StartSpec {
     /// Taken only where the VM has no such disk yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopt: Vec<(String, String)>,
+    /// The digest of the program the plan was made from (its description
+    /// and disks, as the verified index lists them): a published version
+    /// this host fetches must have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

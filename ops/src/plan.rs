@@ -4,7 +4,7 @@
 //! and the planner's diff. What `cvl plan` and `cvl apply` show, what the
 //! utility service acts on, and what the editor's preview draws.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +12,7 @@ use cvl_analysis::{Analysis, AnalysisHost, CheckOptions, Def, Diagnostic, Severi
 use cvl_planner::lower::{self, ImportFacts, Program, Programs, SensitiveValues};
 use cvl_planner::model::{ComponentPath, UtilityState};
 use cvl_planner::plan::Plan;
+use cvl_repo::loader::TrustReport;
 use cvl_repo::{Fetcher, LoadOptions};
 
 use crate::secrets::Ask;
@@ -24,6 +25,9 @@ pub struct Input<'a> {
     pub deploy: Option<&'a str>,
     pub target: Option<&'a str>,
     pub options: LoadOptions,
+    /// Components recorded running whose QEMU is gone: started again
+    /// (the service's restart of a crash; empty for people).
+    pub crashed: BTreeSet<ComponentPath>,
 }
 
 /// The files a plan was made from, for rendering what is wrong with them.
@@ -40,6 +44,8 @@ pub enum Planned {
         loaded: Loaded,
         errors: Vec<Diagnostic>,
         notices: Vec<String>,
+        /// Repositories refused (an attack named) are among the errors.
+        trust: TrustReport,
     },
     Plan {
         plan: Plan,
@@ -47,10 +53,19 @@ pub enum Planned {
         sensitive: SensitiveValues,
         /// Newer versions the lock did not take, once each.
         notices: Vec<String>,
+        /// Which repositories are signed (and until when), which are not.
+        trust: TrustReport,
     },
 }
 
 impl Planned {
+    /// What the repositories read are trusted as.
+    pub fn trust(&self) -> &TrustReport {
+        match self {
+            Planned::Plan { trust, .. } | Planned::Errors { trust, .. } => trust,
+        }
+    }
+
     /// The plan, or the first error as the error (for callers that render
     /// nothing: the service).
     pub fn or_first_error(self, file: &Path) -> Result<(Plan, SensitiveValues)> {
@@ -97,6 +112,7 @@ pub fn plan(input: &Input, ask: &mut dyn Ask) -> Result<Planned> {
             loaded: Loaded { analysis, files },
             errors,
             notices: report.notices,
+            trust: report.trust,
         });
     }
     let mut store = crate::state::open()?;
@@ -113,11 +129,13 @@ pub fn plan(input: &Input, ask: &mut dyn Ask) -> Result<Planned> {
         &state,
         &key,
         ask,
+        &input.crashed,
     )?;
     Ok(Planned::Plan {
         plan,
         sensitive,
         notices: report.notices,
+        trust: report.trust,
     })
 }
 
@@ -149,6 +167,7 @@ pub fn plan_analysis(
     state: &UtilityState,
     key: &[u8],
     ask: &mut dyn Ask,
+    crashed: &BTreeSet<ComponentPath>,
 ) -> Result<(Plan, SensitiveValues)> {
     let def = Def {
         file: root,
@@ -174,6 +193,7 @@ pub fn plan_analysis(
     secrets.values_mut().for_each(zeroize::Zeroize::zeroize);
     let options = cvl_planner::Options {
         target: target.map(|t| ComponentPath(t.to_string())),
+        crashed: crashed.clone(),
     };
     let mut plan = cvl_planner::plan(desired, alloc, state, &options)?;
     plan.source = Some(cvl_planner::plan::PlanSource {

@@ -26,6 +26,15 @@ pub struct Seen {
     pub drift: String,
 }
 
+impl Seen {
+    /// Recorded running, and its host answered that no QEMU runs it:
+    /// crashed, killed, or its host restarted.
+    pub fn crashed(&self) -> bool {
+        self.recorded == Status::Running.as_str()
+            && self.vm.as_ref().is_some_and(|v| v.pid.is_none())
+    }
+}
+
 /// Asks every host at once (one request each) about every VM the state
 /// places there (of one deployment, with `only`) and the VMs it runs that
 /// the state does not know. Also, per host, whether it answered.

@@ -308,12 +308,20 @@ pub struct DeploymentSource {
 
 /// What the utility service may do to a deployment by itself: updates and
 /// resends (never a start, stop or removal: those wait for a person), when
-/// `auto` is on and the time is inside `window` (when one is set).
+/// `auto` is on and the time is inside `window` (when one is set); and,
+/// with `restart` (on unless set off), start again an appliance whose QEMU
+/// crashed, at any time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub auto: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub restart: bool,
+    /// Updates from repositories nobody signed are taken too (off: they
+    /// wait for a person).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsigned: bool,
 }
 
 impl Default for Policy {
@@ -321,6 +329,8 @@ impl Default for Policy {
         Policy {
             auto: true,
             window: None,
+            restart: true,
+            allow_unsigned: false,
         }
     }
 }
@@ -328,10 +338,17 @@ impl Default for Policy {
 impl std::fmt::Display for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.auto, self.window) {
-            (false, _) => write!(f, "auto off"),
-            (true, None) => write!(f, "auto on"),
-            (true, Some(w)) => write!(f, "auto on, window {w}"),
+            (false, _) => write!(f, "auto off")?,
+            (true, None) => write!(f, "auto on")?,
+            (true, Some(w)) => write!(f, "auto on, window {w}")?,
         }
+        if !self.restart {
+            write!(f, ", restarts off")?;
+        }
+        if self.allow_unsigned {
+            write!(f, ", unsigned repositories allowed")?;
+        }
+        Ok(())
     }
 }
 

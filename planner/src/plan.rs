@@ -152,6 +152,9 @@ pub enum Reason {
     New,
     /// In the state, but not running.
     NotRunning { status: Status },
+    /// Recorded running, but its host says its QEMU is gone (it crashed,
+    /// was killed, or its host restarted): started again, data disks kept.
+    Crashed,
     /// A new version of its appliance.
     VersionChanged {
         appliance: String,
@@ -194,6 +197,9 @@ impl fmt::Display for Reason {
             Reason::New => f.write_str("new"),
             Reason::Moved { from, to } => write!(f, "host {from} is drained: to {to}"),
             Reason::NotRunning { status } => write!(f, "recorded as {}", status.as_str()),
+            Reason::Crashed => f.write_str(
+                "recorded running, but its QEMU is gone (it crashed, or its host restarted)",
+            ),
             Reason::VersionChanged {
                 appliance,
                 from,

@@ -491,12 +491,14 @@ fn target_keeps_a_subtree_and_what_it_waits_for() {
     let (desired, alloc) = desired_of(&case, &|_| true, &state);
     let options = Options {
         target: Some(ComponentPath("c2".into())),
+        ..Options::default()
     };
     let p = plan(desired.clone(), alloc.clone(), &state, &options).unwrap();
     let planned: Vec<&str> = p.actions.iter().map(|a| a.component.0.as_str()).collect();
     assert_eq!(planned, ["c0", "c1", "c2"]);
     let options = Options {
         target: Some(ComponentPath("zz".into())),
+        ..Options::default()
     };
     let err = plan(desired.clone(), alloc.clone(), &state, &options)
         .unwrap_err()

@@ -15,6 +15,7 @@ use cvl_executor::apply::FailureKind;
 use cvl_planner::model::{ComponentPath, DeploymentSource, FailedVersion, HistoryEntry};
 use cvl_planner::plan::{ActionKind, Plan, Reason};
 use cvl_planner::Change;
+use cvl_repo::loader::TrustReport;
 use cvl_repo::{LockMode, Settings};
 use cvl_utility::decide::{self, Wait};
 
@@ -33,6 +34,7 @@ impl Service {
         blacklist: &cvl_repo::blacklist::Blacklist,
         state: &cvl_planner::model::UtilityState,
         may_resume: bool,
+        crashed: &BTreeSet<ComponentPath>,
     ) -> Result<()> {
         let Some(d) = state.deployments.get(name) else {
             return Ok(());
@@ -49,7 +51,8 @@ impl Service {
         let mut settings = settings.clone();
         settings.blacklist = decide::barred_for(blacklist, state, name);
         // What an update would do, the lock left as it is.
-        let (preview, _) = plan(&source, &settings, LockMode::Preview)?;
+        let (preview, _, trust) =
+            self.plan(name, &source, &settings, LockMode::Preview, crashed)?;
         if !preview.missing_secrets.is_empty() {
             let names: Vec<&str> = preview
                 .missing_secrets
@@ -71,7 +74,16 @@ impl Service {
         let (differences, seen) = decide::sensitive_differences(&preview, Some(d), &seen);
         self.seen.insert(name.to_string(), seen);
         let minute = decide::minute_of_day(SystemTime::now());
-        let decision = decide::decide(&preview, Some(d), &differences, &policy, minute);
+        let decision = decide::decide(
+            &preview,
+            &decide::Context {
+                recorded: Some(d),
+                differences: &differences,
+                policy: &policy,
+                minute,
+                unsigned: &trust.unsigned,
+            },
+        );
         for diff in differences.iter().filter(|d| d.ours_changed) {
             log(
                 "sensitive_changed",
@@ -85,6 +97,7 @@ impl Service {
         self.show_waiting(name, d, &preview, &decision);
         self.report_pending(name, &preview, &decision, &resume)?;
         let work = !decision.act.is_empty()
+            || !decision.held_actions.is_empty()
             || preview
                 .actions
                 .iter()
@@ -99,10 +112,13 @@ impl Service {
             self.held.insert(name.to_string(), policy);
             self.reporter
                 .report(name, "held", format!("updates wait: {why}"));
-            return Ok(());
+            if decision.act.is_empty() {
+                return Ok(());
+            }
+        } else {
+            self.held.remove(name);
+            self.reporter.clear(name, "held");
         }
-        self.held.remove(name);
-        self.reporter.clear(name, "held");
         let store = cvl_ops::state::open()?;
         let _lock = match store.lock_apply(
             &format!("cvl utility run: updating {name}"),
@@ -122,9 +138,15 @@ impl Service {
         };
         drop(store);
         self.reporter.clear(name, "lock_held");
-        // The newest allowed versions into cvl.lock, as `cvl update` does;
-        // then one appliance at a time, planned again after each.
-        let mut mode = LockMode::Update;
+        // The newest allowed versions into cvl.lock, as `cvl update` does
+        // (not while the policy holds updates: then only crashes are
+        // restarted); then one appliance at a time, planned again after each.
+        let mut mode = if decision.held.is_some() {
+            LockMode::Use
+        } else {
+            LockMode::Update
+        };
+        let mut crashed = crashed.clone();
         let mut attempted = BTreeSet::new();
         loop {
             let state = cvl_ops::state::open()?.load()?;
@@ -132,7 +154,8 @@ impl Service {
                 return Ok(());
             };
             settings.blacklist = decide::barred_for(blacklist, &state, name);
-            let (planned, sensitive) = plan(&source, &settings, mode)?;
+            let (planned, sensitive, trust) =
+                self.plan(name, &source, &settings, mode, &crashed)?;
             mode = LockMode::Use;
             // An update a killed service began that has no action left: it
             // finished before the kill; the history says so now.
@@ -161,10 +184,13 @@ impl Service {
             let (differences, _) = decide::sensitive_differences(&planned, Some(recorded), &seen);
             let now = decide::decide(
                 &planned,
-                Some(recorded),
-                &differences,
-                &policy,
-                decide::minute_of_day(SystemTime::now()),
+                &decide::Context {
+                    recorded: Some(recorded),
+                    differences: &differences,
+                    policy: &policy,
+                    minute: decide::minute_of_day(SystemTime::now()),
+                    unsigned: &trust.unsigned,
+                },
             );
             let next = now
                 .act
@@ -175,6 +201,16 @@ impl Service {
                 return Ok(());
             };
             attempted.insert(action.component.clone());
+            let restart = action.why == Reason::Crashed;
+            crashed.remove(&action.component);
+            let console = if restart {
+                match self.before_restart(name, &planned, &action.component)? {
+                    Some(console) => console,
+                    None => continue,
+                }
+            } else {
+                String::new()
+            };
             let part = only(&planned, &action.component);
             // Marked as begun first: a service killed from here on finds
             // it again and finishes it (or rolls it back).
@@ -199,6 +235,10 @@ impl Service {
                 &mut |event| log_event(name, event),
             )?;
             let failure = summary.failed.first().map(|(_, f)| f.clone());
+            if restart {
+                self.after_restart(name, &action.component, &console, failure.as_ref())?;
+                continue;
+            }
             let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
             match (action.action, failure) {
                 (ActionKind::Resend, None) => metrics.resends_applied += 1,
@@ -226,6 +266,96 @@ impl Service {
         }
     }
 
+    /// Before restarting a crashed appliance: asks its host again (under
+    /// the apply lock now) whether it is still down, and reads the end of
+    /// its console, what the crash left. `None`: it runs again (someone
+    /// started it): nothing to do.
+    fn before_restart(
+        &mut self,
+        name: &str,
+        planned: &Plan,
+        component: &ComponentPath,
+    ) -> Result<Option<String>> {
+        let Some(host) = planned.allocations.get(component).map(|a| a.host.clone()) else {
+            return Ok(None);
+        };
+        let state = cvl_ops::state::open()?.load()?;
+        let connector = cvl_ops::hosts::connector(&state)?;
+        let links = cvl_executor::transport::Links::new(&connector);
+        let vm = cvl_executor::protocol::VmId {
+            deployment: name.to_string(),
+            path: component.0.clone(),
+        };
+        use cvl_executor::protocol::{Request, Response};
+        let status = links.call(
+            &host,
+            &Request::Status {
+                vms: vec![vm.clone()],
+                all: false,
+            },
+        );
+        if let Ok(Response::Status { vms, .. }) = &status {
+            if vms.first().is_some_and(|v| v.pid.is_some()) {
+                return Ok(None);
+            }
+        }
+        let console = match links.call(&host, &Request::Console { vm, lines: 12 }) {
+            Ok(Response::Console { lines }) if !lines.is_empty() => lines.join("\n"),
+            Ok(_) => "(its console is empty)".to_string(),
+            Err(e) => format!("(its console could not be read: {e})"),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.restarts
+            .entry((name.to_string(), component.clone()))
+            .or_default()
+            .push(now);
+        log(
+            "crashed",
+            serde_json::json!({
+                "deployment": name, "component": component.0, "host": host, "console": console,
+            }),
+        );
+        Ok(Some(console))
+    }
+
+    /// After restarting a crashed appliance: the history says what the
+    /// crash left on its console and how the restart went.
+    fn after_restart(
+        &mut self,
+        name: &str,
+        component: &ComponentPath,
+        console: &str,
+        failure: Option<&cvl_executor::apply::Failure>,
+    ) -> Result<()> {
+        let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        metrics.restarts += 1;
+        drop(metrics);
+        let (outcome, how) = match failure {
+            None => (
+                "restarted",
+                "started again, its data disks kept".to_string(),
+            ),
+            Some(f) => (
+                "failed",
+                format!("did not start again ({f}); recorded failed: it waits for a person"),
+            ),
+        };
+        journal::history(Entry {
+            deployment: name,
+            component: &component.0,
+            action: "restart",
+            from_version: None,
+            to_version: None,
+            outcome,
+            detail: &format!(
+                "its QEMU was gone (crashed, killed, or its host restarted); {how}. The end of \
+                 its console before the restart:\n{console}"
+            ),
+        })
+    }
+
     /// What waits, for the status page: for a person (and why), or for
     /// the policy.
     fn show_waiting(
@@ -237,7 +367,7 @@ impl Service {
     ) {
         let held: Vec<(usize, String)> = match &decision.held {
             Some(why) => decision
-                .act
+                .held_actions
                 .iter()
                 .map(|&i| (i, format!("held: {why}")))
                 .collect(),
@@ -326,7 +456,7 @@ impl Service {
                         a.component.0
                     )
                 }
-                Wait::Stopped(_) => format!(
+                Wait::Stopped(_) | Wait::RestartOff | Wait::Unsigned(_) => format!(
                     "{} {} ({}): {wait}",
                     a.action.as_str(),
                     a.component.0,
@@ -421,7 +551,8 @@ impl Service {
         let state = cvl_ops::state::open()?.load()?;
         let mut settings = settings.clone();
         settings.blacklist = decide::barred_for(&settings.blacklist, &state, name);
-        let (back, sensitive) = plan(source, &settings, LockMode::Use)?;
+        let (back, sensitive, _) =
+            self.plan(name, source, &settings, LockMode::Use, &BTreeSet::new())?;
         let part = only(&back, &action.component);
         let summary = cvl_ops::run::run_plan(
             &part,
@@ -559,27 +690,77 @@ fn resuming(deployment: &str) -> Result<BTreeMap<ComponentPath, Option<u32>>> {
         .collect())
 }
 
-/// A plan of the deployment as recorded, quietly (errors are the result).
-fn plan(
-    source: &DeploymentSource,
-    settings: &Settings,
-    lock: LockMode,
-) -> Result<(Plan, cvl_planner::lower::SensitiveValues)> {
-    let file = PathBuf::from(&source.file);
-    if !file.is_file() {
-        bail!(
-            "{} is gone: the deployment was applied from it (apply it from where it is now)",
-            file.display()
-        );
+impl Service {
+    /// A plan of the deployment as recorded, quietly (errors are the
+    /// result), with what its repositories are trusted as. A repository
+    /// refused (an attack named) is logged and counted; the earliest expiry
+    /// of its signed repositories is kept (past it, it is planned again, to
+    /// say it is frozen).
+    fn plan(
+        &mut self,
+        name: &str,
+        source: &DeploymentSource,
+        settings: &Settings,
+        lock: LockMode,
+        crashed: &BTreeSet<ComponentPath>,
+    ) -> Result<(Plan, cvl_planner::lower::SensitiveValues, TrustReport)> {
+        let file = PathBuf::from(&source.file);
+        if !file.is_file() {
+            bail!(
+                "{} is gone: the deployment was applied from it (apply it from where it is now)",
+                file.display()
+            );
+        }
+        let input = cvl_ops::plan::Input {
+            file: &file,
+            deploy: Some(&source.deploy),
+            target: None,
+            options: cvl_repo::LoadOptions {
+                settings: settings.clone(),
+                lock,
+            },
+            crashed: crashed.clone(),
+        };
+        let planned = cvl_ops::plan::plan(&input, &mut cvl_ops::secrets::Nobody)?;
+        let trust = planned.trust().clone();
+        self.trusted(name, &trust);
+        let (plan, sensitive) = planned.or_first_error(&file)?;
+        Ok((plan, sensitive, trust))
     }
-    let input = cvl_ops::plan::Input {
-        file: &file,
-        deploy: Some(&source.deploy),
-        target: None,
-        options: cvl_repo::LoadOptions {
-            settings: settings.clone(),
-            lock,
-        },
-    };
-    cvl_ops::plan::plan(&input, &mut cvl_ops::secrets::Nobody)?.or_first_error(&file)
+
+    /// What a plan's repositories were found to be: refusals logged and
+    /// counted (once while they stay the same), the earliest expiry kept.
+    fn trusted(&mut self, name: &str, trust: &TrustReport) {
+        let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        for url in trust.signed.keys().chain(&trust.unsigned) {
+            metrics.refused.remove(url);
+        }
+        for refused in &trust.refused {
+            metrics.refused.insert(
+                refused.repository.clone(),
+                refused.attack.as_str().to_string(),
+            );
+        }
+        drop(metrics);
+        for refused in &trust.refused {
+            self.reporter.report(
+                name,
+                "refused",
+                format!("{refused}; the appliances keep running what they run"),
+            );
+        }
+        let earliest = trust
+            .signed
+            .values()
+            .filter_map(|v| humantime::parse_rfc3339(&v.expires).ok())
+            .min();
+        match earliest {
+            Some(at) => {
+                self.expiries.insert(name.to_string(), at);
+            }
+            None => {
+                self.expiries.remove(name);
+            }
+        }
+    }
 }

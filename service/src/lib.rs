@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
-use cvl_planner::model::{Policy, Status, UtilityState};
+use cvl_planner::model::{ComponentPath, Policy, Status, UtilityState};
 use cvl_repo::Settings;
 use cvl_utility::decide;
 use cvl_utility::metrics::Metrics;
@@ -104,12 +104,11 @@ pub fn run(config: Config) -> Result<Ended> {
     };
     let mut http = None;
     let mut metrics_addr = None;
+    // The hosts are asked about their VMs every survey interval: drift for
+    // the page, and the crashes the service restarts.
+    page::watch(page.clone(), config.survey_interval)?;
     if let Some(web) = &web {
-        page::feed(
-            web.feed(),
-            page.clone(),
-            config.http.map(|_| config.survey_interval),
-        )?;
+        page::feed(web.feed(), page.clone())?;
         if let Some(addr) = config.http {
             let console: Arc<cvl_utility::web::ConsoleReader> = Arc::new(page::console_tail);
             let config = cvl_utility::web::Config {
@@ -154,29 +153,42 @@ pub fn run(config: Config) -> Result<Ended> {
         resume_pending: BTreeSet::new(),
         rounds: 0,
         seen: HashMap::new(),
+        restarts: HashMap::new(),
+        crashes_handled: SystemTime::UNIX_EPOCH,
+        expiries: HashMap::new(),
     };
+    let mut next_round = Instant::now();
     loop {
-        let started = Instant::now();
-        if let Err(e) = service.round() {
+        if Instant::now() >= next_round {
+            let started = Instant::now();
+            if let Err(e) = service.round() {
+                log(
+                    "round_failed",
+                    serde_json::json!({ "error": format!("{e:#}") }),
+                );
+            }
+            if service.config.once {
+                return Ok(Ended::Once);
+            }
+            // What the round freed goes back to the system (mimalloc keeps
+            // it otherwise).
+            // SAFETY: mi_collect only frees memory mimalloc no longer uses;
+            // malloc_trim the same for the C allocator (SQLite's).
+            unsafe {
+                libmimalloc_sys::mi_collect(true);
+                libc::malloc_trim(0);
+            }
+            // The next round after the interval, give or take a tenth.
+            next_round = started + decide::backoff(service.config.interval, 0, poll::jitter());
+        } else if let Err(e) = service.restart_crashed() {
+            // Woken by a survey that found a crash.
             log(
                 "round_failed",
                 serde_json::json!({ "error": format!("{e:#}") }),
             );
         }
-        if service.config.once {
-            return Ok(Ended::Once);
-        }
-        // Idle until the next round: what the round freed goes back to the
-        // system (mimalloc keeps it otherwise).
-        // SAFETY: mi_collect only frees memory mimalloc no longer uses;
-        // malloc_trim the same for the C allocator (SQLite's).
-        unsafe {
-            libmimalloc_sys::mi_collect(true);
-            libc::malloc_trim(0);
-        }
-        // The next round after the interval, give or take a tenth.
-        let wait = decide::backoff(service.config.interval, 0, poll::jitter());
-        std::thread::sleep(wait.saturating_sub(started.elapsed()));
+        let left = next_round.saturating_duration_since(Instant::now());
+        service.page.wait_for_crash(left, service.crashes_handled);
     }
 }
 
@@ -212,6 +224,15 @@ pub struct Service {
     /// Per deployment: the sensitive values the service obtained from its
     /// own source, and what was applied then ([`decide::Seen`]).
     seen: HashMap<String, decide::Seen>,
+    /// When the service restarted each crashed appliance (Unix seconds),
+    /// for the burst limit and back-off.
+    restarts: HashMap<(String, ComponentPath), Vec<u64>>,
+    /// When the survey the service last acted on asked.
+    crashes_handled: SystemTime,
+    /// Per deployment: when the first of its signed repositories' timestamps
+    /// expires. Past it the deployment is planned again (which refuses the
+    /// repository as frozen, and says so).
+    expiries: HashMap<String, SystemTime>,
 }
 
 impl Service {
@@ -266,6 +287,7 @@ impl Service {
         let polled = started.elapsed();
         let minute = decide::minute_of_day(SystemTime::now());
         let mut planned = 0;
+        let crashed = self.crashed(&state)?;
 
         for (name, settings) in &settings_of {
             let repos = &repos_of[name];
@@ -277,7 +299,14 @@ impl Service {
                 .held
                 .get(name)
                 .is_some_and(|then| *then != policy || decide::held(&policy, minute).is_none());
+            let restart = crashed.get(name).cloned().unwrap_or_default();
+            let expired = self
+                .expiries
+                .get(name)
+                .is_some_and(|at| *at <= SystemTime::now());
             let due = first
+                || expired
+                || !restart.is_empty()
                 || blacklist_changed
                 || agent_changed
                 || released
@@ -304,7 +333,9 @@ impl Service {
             planned += 1;
             // A deployment that cannot be planned is tried again when
             // something it depends on changes, not every round.
-            if let Err(e) = self.keep_up_to_date(name, settings, &blacklist, &state, resume) {
+            if let Err(e) =
+                self.keep_up_to_date(name, settings, &blacklist, &state, resume, &restart)
+            {
                 self.problem(name, "failed", format!("{e:#}"));
             }
         }
@@ -336,6 +367,131 @@ impl Service {
                 "poll_s": polled.as_secs_f64(), "seconds": started.elapsed().as_secs_f64(),
             }),
         );
+        Ok(())
+    }
+
+    /// Between rounds, when a survey found a crash: restarts what crashed
+    /// in each deployment (and nothing else it would not do anyway).
+    fn restart_crashed(&mut self) -> Result<()> {
+        let state = cvl_ops::state::open()?.load()?;
+        let crashed = self.crashed(&state)?;
+        if crashed.is_empty() {
+            return Ok(());
+        }
+        let blacklist = cvl_repo::blacklist::Blacklist::load(&cvl_repo::settings::default_home())
+            .map_err(anyhow::Error::msg)?;
+        let base = Settings::from_env().map_err(anyhow::Error::msg)?;
+        let mut workspaces = HashMap::new();
+        for (name, components) in crashed {
+            let Some(source) = state.deployments.get(&name).and_then(|d| d.source.clone()) else {
+                continue;
+            };
+            let settings = match poll::deployment_settings(&base, &source, &mut workspaces) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    self.problem(&name, "unreadable", format!("{e:#}"));
+                    continue;
+                }
+            };
+            self.planned_at
+                .insert(name.clone(), records_digest(&state, &name));
+            if let Err(e) =
+                self.keep_up_to_date(&name, &settings, &blacklist, &state, false, &components)
+            {
+                self.problem(&name, "failed", format!("{e:#}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the last survey found crashed and the service restarts now,
+    /// by deployment: not what it restarted since that survey asked, not
+    /// what waits out its back-off; what crashed too often is recorded
+    /// failed and left to a person.
+    fn crashed(
+        &mut self,
+        state: &UtilityState,
+    ) -> Result<BTreeMap<String, BTreeSet<ComponentPath>>> {
+        let crashes = self.page.crashes();
+        let Some(asked_at) = crashes.asked_at else {
+            return Ok(BTreeMap::new());
+        };
+        self.crashes_handled = asked_at;
+        let asked = unix(asked_at);
+        let now = unix(SystemTime::now());
+        let mut out: BTreeMap<String, BTreeSet<ComponentPath>> = BTreeMap::new();
+        for (deployment, component) in crashes.vms {
+            let still = state
+                .deployments
+                .get(&deployment)
+                .and_then(|d| d.vms.get(&component))
+                .is_some_and(|vm| vm.status == Status::Running);
+            let key = (deployment.clone(), component.clone());
+            let before = self.restarts.get(&key).cloned().unwrap_or_default();
+            if !still || before.iter().any(|&t| t >= asked) {
+                continue;
+            }
+            if !state.deployments[&deployment].policy.restart {
+                let said = format!(
+                    "waits for a person: {deployment}/{} {}",
+                    component.0,
+                    decide::Wait::RestartOff
+                );
+                if self.reporter.report(&deployment, "crashed", said.clone()) {
+                    journal::history(journal::Entry {
+                        deployment: &deployment,
+                        component: &component.0,
+                        action: "report",
+                        from_version: None,
+                        to_version: None,
+                        outcome: "pending",
+                        detail: &said,
+                    })?;
+                }
+                continue;
+            }
+            match decide::restart(&before, now) {
+                decide::Restart::Now => {
+                    out.entry(deployment).or_default().insert(component);
+                }
+                decide::Restart::After(_) => {}
+                decide::Restart::GiveUp => self.give_up(&deployment, &component)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// An appliance that crashed too often: recorded failed, reported,
+    /// left to a person.
+    fn give_up(&mut self, deployment: &str, component: &ComponentPath) -> Result<()> {
+        let said = format!(
+            "{deployment}/{} crashed {} times within {} s: recorded failed, not restarted again; \
+             it waits for a person (its console: cvl status, the status page; then cvl apply)",
+            component.0,
+            decide::RESTART_BURST + 1,
+            decide::RESTART_WINDOW
+        );
+        cvl_ops::state::open()?.commit(&[cvl_planner::Change::VmStatus {
+            deployment: deployment.to_string(),
+            path: component.clone(),
+            status: Status::Failed,
+        }])?;
+        journal::history(journal::Entry {
+            deployment,
+            component: &component.0,
+            action: "restart",
+            from_version: None,
+            to_version: None,
+            outcome: "gave up",
+            detail: &said,
+        })?;
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restarts_given_up += 1;
+        self.problem(deployment, "restart_gave_up", said);
+        self.restarts
+            .remove(&(deployment.to_string(), component.clone()));
         Ok(())
     }
 
@@ -385,6 +541,12 @@ impl Service {
             ready_timeout_secs: self.config.ready_timeout,
         }
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A digest of a deployment's VMs as recorded: component, version,

@@ -32,6 +32,19 @@ const RETRY: Duration = Duration::from_millis(100);
 pub struct Shared {
     live: Mutex<(u64, Live)>,
     survey: Mutex<(u64, Survey)>,
+    /// What the last survey found crashed, and when it asked.
+    crashes: Mutex<Crashes>,
+    /// Wakes the service's loop when a survey finds a crash.
+    woken: std::sync::Condvar,
+}
+
+/// Appliances recorded running whose host answered that their QEMU is
+/// gone: crashed, killed, or their host restarted.
+#[derive(Debug, Clone, Default)]
+pub struct Crashes {
+    /// When the survey that found them asked (none yet: `None`).
+    pub asked_at: Option<std::time::SystemTime>,
+    pub vms: std::collections::BTreeSet<(String, ComponentPath)>,
 }
 
 impl Shared {
@@ -42,6 +55,35 @@ impl Shared {
         f(&mut guard.1);
         if guard.1 != before {
             guard.0 += 1;
+        }
+    }
+
+    /// What the last survey found crashed.
+    pub fn crashes(&self) -> Crashes {
+        self.crashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits up to `timeout` for a survey to find a crash; whether one did
+    /// (crashes found before `since` do not count).
+    pub fn wait_for_crash(&self, timeout: Duration, since: std::time::SystemTime) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut crashes = self.crashes.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !crashes.vms.is_empty() && crashes.asked_at.is_some_and(|at| at > since) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            crashes = self
+                .woken
+                .wait_timeout(crashes, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -91,11 +133,20 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>> {
     Ok(token)
 }
 
+/// Asks the hosts about their VMs every `every`, from a thread of its own:
+/// what the status page shows as drift, and the crashes the service
+/// restarts.
+pub fn watch(shared: Arc<Shared>, every: Duration) -> Result<()> {
+    std::thread::Builder::new()
+        .name("survey".into())
+        .spawn(move || survey(&shared, every))?;
+    Ok(())
+}
+
 /// Publishes the first snapshot before returning (a page is never drawn
 /// from nothing: a failed read is tried again at once, for up to a
-/// second), then keeps publishing from a thread of its own. With `survey`,
-/// hosts are also asked about their VMs that often.
-pub fn feed(feed: Feed, shared: Arc<Shared>, survey_every: Option<Duration>) -> Result<()> {
+/// second), then keeps publishing from a thread of its own.
+pub fn feed(feed: Feed, shared: Arc<Shared>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut seen = None;
     loop {
@@ -116,15 +167,9 @@ pub fn feed(feed: Feed, shared: Arc<Shared>, survey_every: Option<Duration>) -> 
             }
         }
     }
-    let publisher = shared.clone();
     std::thread::Builder::new()
         .name("status-publisher".into())
-        .spawn(move || publish(&feed, &publisher, seen))?;
-    if let Some(every) = survey_every {
-        std::thread::Builder::new()
-            .name("status-survey".into())
-            .spawn(move || survey(&shared, every))?;
-    }
+        .spawn(move || publish(&feed, &shared, seen))?;
     Ok(())
 }
 
@@ -207,9 +252,25 @@ fn survey(shared: &Shared, every: Duration) {
     let mut last_contact: std::collections::BTreeMap<String, String> = Default::default();
     loop {
         let started = Instant::now();
+        let asked_at = std::time::SystemTime::now();
         let asked = cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None));
         if let Ok((seen, answered)) = asked {
             let mut survey = Survey::default();
+            let crashed = seen
+                .iter()
+                .filter(|s| s.crashed())
+                .map(|s| (s.deployment.clone(), ComponentPath(s.component.clone())))
+                .collect();
+            {
+                let mut crashes = shared.crashes.lock().unwrap_or_else(|e| e.into_inner());
+                *crashes = Crashes {
+                    asked_at: Some(asked_at),
+                    vms: crashed,
+                };
+                if !crashes.vms.is_empty() {
+                    shared.woken.notify_all();
+                }
+            }
             for s in seen {
                 if !s.drift.is_empty() && s.deployment != "-" {
                     survey

@@ -132,6 +132,8 @@ fn change() -> impl Strategy<Value = Change> {
                         start,
                         end: (start + 60) % 1440,
                     }),
+                    restart: start % 2 == 0,
+                    allow_unsigned: false,
                 },
             }
         }),

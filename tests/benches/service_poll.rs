@@ -40,6 +40,7 @@ fn main() {
             path: "Tiny.cvl".into(),
             bytes: b"Tiny extends VMAppliance {}\n".to_vec(),
         }],
+        None,
     )
     .unwrap();
     let index = std::fs::read(repo.join("cvl-repository.json")).unwrap();

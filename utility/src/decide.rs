@@ -29,6 +29,10 @@ pub struct Decision {
     /// Why the service does not act now although there is work (the
     /// policy), when it does not.
     pub held: Option<String>,
+    /// Indices of the actions the policy holds (it would carry them out
+    /// otherwise); `act` then holds only restarts of crashed appliances,
+    /// which no window holds.
+    pub held_actions: Vec<usize>,
 }
 
 /// Why an action waits for a person.
@@ -40,6 +44,12 @@ pub enum Wait {
     /// (`cvl stop`), and only a person starts it again, whatever the action
     /// (an update or a resend would start it).
     Stopped(Status),
+    /// A crashed appliance, whose deployment's policy says restarts are off.
+    RestartOff,
+    /// An update to a version from a repository its publisher did not sign
+    /// (the URL its import writes), which the deployment's policy does not
+    /// allow the service to take by itself.
+    Unsigned(String),
     /// Sensitive values the service would send differ from those a person
     /// applied, and the service's own source did not change them since it
     /// last obtained them: sending them would undo the person's change
@@ -51,6 +61,15 @@ impl std::fmt::Display for Wait {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Wait::Kind(kind) => write!(f, "a {} is a person's to do", kind.as_str()),
+            Wait::Unsigned(url) => write!(
+                f,
+                "{url} is not signed, and the service installs software only from signed \
+                 repositories (`cvl policy set DEPLOYMENT --allow-unsigned on` to take it anyway)"
+            ),
+            Wait::RestartOff => f.write_str(
+                "it crashed, and the deployment's policy says restarts are off (`cvl policy \
+                 set DEPLOYMENT --restart on`)",
+            ),
             Wait::Stopped(status) => write!(
                 f,
                 "it is recorded {}: a person stopped it, and only a person starts it again",
@@ -167,17 +186,31 @@ pub fn sensitive_differences(
     (out, next)
 }
 
+/// What [`decide`] weighs besides the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The deployment as the state has it.
+    pub recorded: Option<&'a DeploymentState>,
+    /// What [`sensitive_differences`] found.
+    pub differences: &'a [SensitiveDifference],
+    pub policy: &'a Policy,
+    /// UTC minutes since midnight.
+    pub minute: u16,
+    /// Repositories nobody signed that the plan's appliances come from (by
+    /// the URL imports write).
+    pub unsigned: &'a std::collections::BTreeSet<String>,
+}
+
 /// Splits `plan` into what the service carries out now, what waits for a
-/// person (and why), and whether the policy holds it back at `minute`
-/// (UTC minutes since midnight). `recorded` is the deployment as the state
-/// has it; `differences` what [`sensitive_differences`] found.
-pub fn decide(
-    plan: &Plan,
-    recorded: Option<&DeploymentState>,
-    differences: &[SensitiveDifference],
-    policy: &Policy,
-    minute: u16,
-) -> Decision {
+/// person (and why), and whether the policy holds it back now.
+pub fn decide(plan: &Plan, cx: &Context) -> Decision {
+    let Context {
+        recorded,
+        differences,
+        policy,
+        minute,
+        unsigned,
+    } = *cx;
     let mut decision = Decision::default();
     for (i, action) in plan.actions.iter().enumerate() {
         let status = recorded
@@ -188,7 +221,21 @@ pub fn decide(
             .filter(|d| d.component == action.component && !d.ours_changed)
             .map(|d| d.param.clone())
             .collect();
-        let wait = if finishes_a_start(action) {
+        let crashed = action.why == Reason::Crashed;
+        let new_program = matches!(
+            action.why,
+            Reason::VersionChanged { .. }
+                | Reason::ProgramChanged { .. }
+                | Reason::ApplianceReplaced { .. }
+        );
+        let from_unsigned = plan
+            .desired
+            .get(&action.component)
+            .map(|d| d.appliance.source.clone())
+            .filter(|source| new_program && unsigned.contains(source));
+        let wait = if crashed && !policy.restart {
+            Some(Wait::RestartOff)
+        } else if finishes_a_start(action) || crashed {
             None
         } else if let Some(status @ (Status::Stopped | Status::Stopping)) = status {
             Some(Wait::Stopped(status))
@@ -197,17 +244,75 @@ pub fn decide(
         } else if !others.is_empty() {
             Some(Wait::AppliedByOthers(others))
         } else {
-            None
+            from_unsigned
+                .filter(|_| !policy.allow_unsigned)
+                .map(Wait::Unsigned)
         };
         match wait {
             Some(wait) => decision.pending.push((i, wait)),
             None => decision.act.push(i),
         }
     }
-    if !decision.act.is_empty() {
+    // Restarting what crashed is never held by the policy's window: it
+    // runs now, and only what else there is waits.
+    let held_work = decision
+        .act
+        .iter()
+        .any(|&i| plan.actions[i].why != Reason::Crashed);
+    if held_work {
         decision.held = held(policy, minute);
+        if decision.held.is_some() {
+            let (now, later): (Vec<usize>, Vec<usize>) = decision
+                .act
+                .iter()
+                .partition(|&&i| plan.actions[i].why == Reason::Crashed);
+            decision.act = now;
+            decision.held_actions = later;
+        }
     }
     decision
+}
+
+/// How many times the service restarts a crashed appliance within
+/// [`RESTART_WINDOW`] before it gives up on it (systemd's
+/// `StartLimitBurst=5` counts the first start too: five starts, then none).
+pub const RESTART_BURST: usize = 4;
+/// The window [`RESTART_BURST`] counts restarts in, in seconds.
+pub const RESTART_WINDOW: u64 = 60;
+
+/// What to do with an appliance that crashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Start it again now.
+    Now,
+    /// Not before `n` more seconds: each restart in the window doubles the
+    /// wait (1 s, 2 s, 4 s).
+    After(u64),
+    /// It crashed too often: record it failed, report it, and leave it to
+    /// a person.
+    GiveUp,
+}
+
+/// Whether to restart an appliance that crashed at `now` (Unix seconds),
+/// given when the service restarted it before (Unix seconds, any order).
+pub fn restart(before: &[u64], now: u64) -> Restart {
+    let recent: Vec<u64> = before
+        .iter()
+        .copied()
+        .filter(|&t| t + RESTART_WINDOW > now)
+        .collect();
+    if recent.len() >= RESTART_BURST {
+        return Restart::GiveUp;
+    }
+    let Some(&last) = recent.iter().max() else {
+        return Restart::Now;
+    };
+    let wait = 1u64 << (recent.len() - 1).min(5);
+    if now >= last + wait {
+        Restart::Now
+    } else {
+        Restart::After(last + wait - now)
+    }
 }
 
 /// A start that finishes what an interrupted start or update began (the
@@ -388,12 +493,16 @@ mod tests {
         let on = Policy {
             auto: true,
             window: Some(day),
+            restart: true,
+            allow_unsigned: false,
         };
         assert_eq!(held(&on, 10 * 60), None);
         assert!(held(&on, 20 * 60).unwrap().contains("09:30-17:00"));
         let off = Policy {
             auto: false,
             window: None,
+            restart: true,
+            allow_unsigned: false,
         };
         assert!(held(&off, 10 * 60).unwrap().contains("auto off"));
     }
@@ -494,6 +603,8 @@ mod tests {
     const ON: Policy = Policy {
         auto: true,
         window: None,
+        restart: true,
+        allow_unsigned: false,
     };
 
     #[test]
@@ -525,7 +636,16 @@ mod tests {
                 ),
             ],
         );
-        let d = decide(&p, Some(&state), &[], &ON, 0);
+        let d = decide(
+            &p,
+            &Context {
+                recorded: Some(&state),
+                differences: &[],
+                policy: &ON,
+                minute: 0,
+                unsigned: &Default::default(),
+            },
+        );
         // t's update, and v's interrupted start (recorded starting: whoever
         // began it meant it to run).
         assert_eq!(d.act, [1, 3]);
@@ -559,7 +679,16 @@ mod tests {
                 (ActionKind::Remove, "c", Reason::Removed),
             ],
         );
-        let d = decide(&p, Some(&state), &[], &ON, 0);
+        let d = decide(
+            &p,
+            &Context {
+                recorded: Some(&state),
+                differences: &[],
+                policy: &ON,
+                minute: 0,
+                unsigned: &Default::default(),
+            },
+        );
         assert!(d.act.is_empty());
         assert_eq!(
             d.pending,
@@ -594,7 +723,16 @@ mod tests {
         let (diffs, next) = sensitive_differences(&p, Some(&state), &seen);
         assert_eq!(diffs.len(), 1);
         assert!(!diffs[0].ours_changed);
-        let d = decide(&p, Some(&state), &diffs, &ON, 0);
+        let d = decide(
+            &p,
+            &Context {
+                recorded: Some(&state),
+                differences: &diffs,
+                policy: &ON,
+                minute: 0,
+                unsigned: &Default::default(),
+            },
+        );
         assert!(d.act.is_empty());
         assert_eq!(
             d.pending,
@@ -628,9 +766,21 @@ mod tests {
         let off = Policy {
             auto: false,
             window: None,
+            restart: true,
+            allow_unsigned: false,
         };
-        let d = decide(&p, Some(&state), &diffs, &off, 0);
-        assert_eq!(d.act, [0]);
+        let d = decide(
+            &p,
+            &Context {
+                recorded: Some(&state),
+                differences: &diffs,
+                policy: &off,
+                minute: 0,
+                unsigned: &Default::default(),
+            },
+        );
+        assert!(d.act.is_empty());
+        assert_eq!(d.held_actions, [0]);
         assert!(d.held.unwrap().contains("auto off"));
         // Held: next time it is still the service's own change.
         let (diffs, next) = sensitive_differences(&p, Some(&state), &next);
@@ -647,11 +797,102 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_is_restarted_at_once_even_outside_the_window_unless_restarts_are_off() {
+        let state = recorded(&[
+            ("a", 1, "A", Status::Running),
+            ("b", 1, "A", Status::Running),
+        ]);
+        let p = plan(
+            &[("a", 1, "A"), ("b", 2, "A")],
+            &[
+                (ActionKind::Start, "a", Reason::Crashed),
+                (ActionKind::Update, "b", version(1, 2)),
+            ],
+        );
+        let night = Policy {
+            auto: true,
+            window: Some(Window::parse("02:00-04:00").unwrap()),
+            restart: true,
+            allow_unsigned: false,
+        };
+        let d = decide(
+            &p,
+            &Context {
+                recorded: Some(&state),
+                differences: &[],
+                policy: &night,
+                minute: 12 * 60,
+                unsigned: &Default::default(),
+            },
+        );
+        assert_eq!(d.act, [0]);
+        assert_eq!(d.held_actions, [1]);
+        assert!(d.held.is_some());
+        let off = Policy {
+            restart: false,
+            ..Policy::default()
+        };
+        let d = decide(
+            &p,
+            &Context {
+                recorded: Some(&state),
+                differences: &[],
+                policy: &off,
+                minute: 12 * 60,
+                unsigned: &Default::default(),
+            },
+        );
+        assert_eq!(d.act, [1]);
+        assert_eq!(d.pending, [(0, Wait::RestartOff)]);
+    }
+
+    #[test]
+    fn restarts_back_off_and_give_up_after_a_burst() {
+        assert_eq!(restart(&[], 1000), Restart::Now);
+        assert_eq!(restart(&[999], 1000), Restart::Now);
+        assert_eq!(restart(&[990, 999], 1000), Restart::After(1));
+        assert_eq!(restart(&[980, 990, 998], 1000), Restart::After(2));
+        assert_eq!(restart(&[970, 980, 990, 999], 1000), Restart::GiveUp);
+        // Out of the window, they no longer count.
+        assert_eq!(restart(&[900, 910, 920, 930], 1000), Restart::Now);
+    }
+
+    #[test]
+    fn an_update_from_an_unsigned_repository_waits_unless_the_policy_allows_it() {
+        let state = recorded(&[("a", 1, "A", Status::Running)]);
+        let p = plan(
+            &[("a", 2, "A")],
+            &[(ActionKind::Update, "a", version(1, 2))],
+        );
+        let unsigned: std::collections::BTreeSet<String> = ["http://r/Store".to_string()].into();
+        let mut policy = Policy::default();
+        let cx = |policy: &Policy| {
+            decide(
+                &p,
+                &Context {
+                    recorded: Some(&state),
+                    differences: &[],
+                    policy,
+                    minute: 0,
+                    unsigned: &unsigned,
+                },
+            )
+        };
+        let d = cx(&policy);
+        assert!(d.act.is_empty());
+        assert_eq!(d.pending, [(0, Wait::Unsigned("http://r/Store".into()))]);
+        policy.allow_unsigned = true;
+        assert_eq!(cx(&policy).act, [0]);
+    }
+
+    #[test]
     fn held_work_says_when_it_runs() {
         let w = Window::parse("02:00-04:00").unwrap();
         let on = Policy {
             auto: true,
             window: Some(w),
+            restart: true,
+            allow_unsigned: false,
         };
         let at_noon = held(&on, 12 * 60).unwrap();
         assert!(at_noon.contains("in 14 h"), "{at_noon}");

@@ -35,6 +35,12 @@ pub struct Metrics {
     pub poll_failures: BTreeMap<String, u32>,
     /// Blacklist violations seen in the last round.
     pub violations: u64,
+    /// Crashed appliances started again.
+    pub restarts: u64,
+    /// Crashed appliances given up on (crashed too often).
+    pub restarts_given_up: u64,
+    /// Repositories refused when last read, by repository: the attack.
+    pub refused: BTreeMap<String, String>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -125,6 +131,16 @@ impl Metrics {
                 "Rounds of polling the deployments' repositories",
                 self.rounds,
             ),
+            (
+                "cvl_restarts",
+                "Crashed appliances the service started again",
+                self.restarts,
+            ),
+            (
+                "cvl_restarts_given_up",
+                "Crashed appliances that crashed too often and were left to a person",
+                self.restarts_given_up,
+            ),
         ] {
             counter(&mut registry, name, help, value);
         }
@@ -149,6 +165,20 @@ impl Metrics {
             self.poll_failures
                 .iter()
                 .map(|(r, n)| (r.as_str(), u64::from(*n))),
+        );
+        let refused = Family::<Labels, Gauge>::default();
+        for (repository, attack) in &self.refused {
+            refused
+                .get_or_create(&vec![
+                    ("repository", repository.clone()),
+                    ("attack", attack.clone()),
+                ])
+                .set(1);
+        }
+        registry.register(
+            "cvl_repository_refused",
+            "Repositories refused when last read (1), by the attack their metadata amounts to",
+            refused,
         );
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");

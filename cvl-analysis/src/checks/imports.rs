@@ -1,7 +1,8 @@
 //! `bad-import`: an import that is malformed, cannot be resolved, fetched
 //! or verified, or whose file exports no object; `blacklisted-version`: the
 //! version it resolved to is on the administrator's blacklist;
-//! `unknown-attribute`: a key of the import map that CVL does not know.
+//! `unknown-attribute`: a key of the import map that CVL does not know;
+//! `unsigned-repository`: it comes from a repository nobody signed.
 
 use super::{error, warning, FileCtx};
 use crate::diagnostics::{Code, LocalDiagnostic};
@@ -36,6 +37,10 @@ pub(super) fn check(ctx: &FileCtx<'_>, out: &mut Vec<LocalDiagnostic>) {
                 if let Some(message) = &resolved.blacklisted {
                     let range = import.version.as_ref().map_or(import.range, |v| v.range);
                     out.push(error(Code::BlacklistedVersion, message, ctx.at(range)));
+                }
+                if let Some(message) = &resolved.unsigned {
+                    let range = import.name.as_ref().map_or(import.range, |n| n.range);
+                    out.push(warning(Code::UnsignedRepository, message, ctx.at(range)));
                 }
                 if let Err(message) = resolve::exported_object(db, resolved.file) {
                     out.push(error(

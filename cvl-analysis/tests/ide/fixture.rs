@@ -64,6 +64,7 @@ pub fn fixture(text: &str) -> Fixture {
                     repository: None,
                     files: Vec::new(),
                     blacklisted: None,
+                    unsigned: None,
                 });
                 (key, resolved)
             })

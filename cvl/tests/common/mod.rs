@@ -18,8 +18,29 @@ pub fn cvl_in(dir: &Path, home: &str, args: &[&str]) -> Output {
         .current_dir(dir)
         .env_remove("CVL_MIRRORS")
         .env("CVL_HOME", dir.join(home))
+        .env("CVL_KEY_PASSPHRASE", KEY_PASSPHRASE)
         .output()
         .expect("runs cvl")
+}
+
+/// The passphrase of the tests' publisher keys (in every command's
+/// environment, as CI would give it).
+pub const KEY_PASSPHRASE: &str = "test publisher passphrase";
+
+/// The publisher key of the tests in `dir` (made on first use), as an
+/// argument.
+pub fn key(dir: &Path) -> String {
+    let key = dir.join("publisher.key");
+    if !key.exists() {
+        ok_in(dir, "home", &["key", "generate", key.to_str().unwrap()]);
+    }
+    key.display().to_string()
+}
+
+/// Creates the signed repository `repo` (relative to `dir`).
+pub fn create_signed(dir: &Path, repo: &str) {
+    let key = key(dir);
+    ok_in(dir, "home", &["repo", "create", repo, "--key", &key]);
 }
 
 /// [`cvl_in`], which must succeed.

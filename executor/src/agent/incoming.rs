@@ -115,13 +115,19 @@ impl HostAgent {
 
     /// The local folder holding a program's files, fetched and verified
     /// into this host's cache.
-    pub(super) fn program_dir(&self, source: &ProgramSource) -> Result<PathBuf, Fail> {
+    /// The local folder of a program, made local (fetched, or sent) and
+    /// verified; for a published version, its entry in the index too (what
+    /// the program's digest is computed from).
+    pub(super) fn program_dir(
+        &self,
+        source: &ProgramSource,
+    ) -> Result<(PathBuf, Option<cvl_repo::index::VersionEntry>), Fail> {
         match source {
-            ProgramSource::Folder { dir } => Ok(PathBuf::from(dir)),
+            ProgramSource::Folder { dir } => Ok((PathBuf::from(dir), None)),
             ProgramSource::Staged { name, version } => {
                 let dir = self.incoming(name)?;
                 let Some(version) = version else {
-                    return Ok(dir);
+                    return Ok((dir, None));
                 };
                 // A repository's files as sent: read in place, verified
                 // against the index as any repository is.
@@ -132,9 +138,10 @@ impl HostAgent {
                     .index(&location)
                     .map_err(failed)?
                     .ok_or_else(|| failed(format!("{} holds no repository", dir.display())))?;
-                fetcher
+                let local = fetcher
                     .fetch_version(&location, &index, *version)
-                    .map_err(failed)
+                    .map_err(failed)?;
+                Ok((local, index.version(*version).cloned()))
             }
             ProgramSource::Repository { url, version } => {
                 let settings = cvl_repo::Settings::plain(self.root.clone());
@@ -152,9 +159,10 @@ impl HostAgent {
                     .index(&location)
                     .map_err(fetch_failed)?
                     .ok_or_else(|| failed(format!("{url} is not a repository")))?;
-                fetcher
+                let local = fetcher
                     .cache_version(&location, &index, *version)
-                    .map_err(fetch_failed)
+                    .map_err(fetch_failed)?;
+                Ok((local, index.version(*version).cloned()))
             }
         }
     }

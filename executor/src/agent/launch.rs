@@ -40,7 +40,7 @@ impl HostAgent {
                 boot_ms: 0,
             });
         }
-        let program = self.program_dir(&spec.program)?;
+        let (program, entry) = self.program_dir(&spec.program)?;
         let fetch_ms = t0.elapsed().as_millis() as u64;
         let t0 = Instant::now();
         let description_path = program.join(&spec.description);
@@ -49,6 +49,21 @@ impl HostAgent {
             .map_err(|e| failed(format!("cannot read {}: {e}", description_path.display())))?;
         let description = cvl_repo::vm::VmDescription::parse(&text)
             .map_err(|e| failed(format!("{}: {e}", description_path.display())))?;
+        // The program must be the one the plan was made from (whose
+        // repository the planner verified): a server that shows this host
+        // another index than it showed the planner is refused.
+        if let (Some(expected), Some(entry)) = (&spec.expect_digest, &entry) {
+            let found = cvl_repo::program::version_digest(entry, &spec.description, &description)
+                .map_err(failed)?;
+            if found != *expected {
+                return Err(failed(format!(
+                    "the program this host was served for {} is not the one planned (its digest \
+                     is {found}, the plan's {expected}): the repository serves different files \
+                     to different readers, or changed a published version; nothing was started",
+                    spec.vm
+                )));
+            }
+        }
         std::fs::create_dir_all(&dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
 
