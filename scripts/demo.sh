@@ -109,18 +109,31 @@ for name in Firewall DHCP DNS LDAP Mail Plone; do
   printf '  %-8s %s program disk, %s packages\n' "$name" "$size" "$packages"
 done
 
-step "publishing the six appliances of the suite"
+step "publishing the six appliances of the suite, signed"
+# A publisher signs what it publishes (docs/repositories.md). This key is a
+# throwaway made for the demo, its passphrase random and forgotten when the
+# demo ends: a real publisher keeps its key and passphrase apart, offline.
+export CVL_KEY_PASSPHRASE
+CVL_KEY_PASSPHRASE=$(head -c 18 /dev/urandom | base64)
+rm -f publisher.key
+keyid=$("$cvl" key generate publisher.key 2>/dev/null)
+echo "  a throwaway signing key for this demo: $work/publisher.key (key id ${keyid:0:16}...)"
 # The first line of a command's output (captured whole: the command is
 # never cut off mid-write).
-first_line() { local out; out=$("$@"); printf '%s\n' "${out%%$'\n'*}"; }
+first_line() { local out; out=$("$@" 2>&1); printf '  %s\n' "${out%%$'\n'*}"; }
+# Made anew each run (a run before had another key): what this machine
+# pinned of the old ones goes with them.
+rm -rf repos "$CVL_HOME/tuf" && rm -f cvl.lock
 for name in Firewall DHCP DNS LDAP Mail Plone; do
-  [ -d "repos/$name" ] || "$cvl" repo create "repos/$name" >/dev/null
-  first_line "$cvl" publish "repos/$name" "$work/src/$name/$name.cvl"
+  "$cvl" repo create "repos/$name" --key publisher.key 2>/dev/null
+  first_line "$cvl" publish "repos/$name" "$work/src/$name/$name.cvl" --key publisher.key
 done
-[ -d repos/GroupwareSuite ] || "$cvl" repo create repos/GroupwareSuite >/dev/null
+"$cvl" repo create repos/GroupwareSuite --key publisher.key 2>/dev/null
 mkdir -p "$work/src/GroupwareSuite"
 cp "$root/examples/groupware/suite/GroupwareSuite.cvl" "$work/src/GroupwareSuite/"
-first_line "$cvl" publish repos/GroupwareSuite "$work/src/GroupwareSuite/GroupwareSuite.cvl"
+first_line "$cvl" publish repos/GroupwareSuite "$work/src/GroupwareSuite/GroupwareSuite.cvl" \
+  --key publisher.key
+unset CVL_KEY_PASSPHRASE
 cp "$root/examples/groupware/suite/AcmeSuite.cvl" .
 
 step "the plan"

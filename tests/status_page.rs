@@ -341,7 +341,7 @@ fn metrics_parse_with_the_prometheus_parser() {
         for f in text_string_to_metric_families(sys.stdin.read()):\n\
         \x20   for s in f.samples:\n\
         \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n\
-        \x20       print(f.name, f.type, s.name, labels, s.value)\n";
+        \x20       print(f.name, f.type, s.name, labels, float(s.value))\n";
     let mut python = std::process::Command::new("/usr/bin/python3")
         .args(["-c", parser])
         .stdin(std::process::Stdio::piped())

@@ -150,6 +150,16 @@ pub struct Fetcher {
     agent: ureq::Agent,
 }
 
+/// The name of the index's copy a signed repository's targets name (by
+/// its hash; see [`crate::trust::sign`]).
+fn signed_copy(trust: &crate::trust::Trust) -> Option<String> {
+    let crate::trust::Trust::Signed(verified) = trust else {
+        return None;
+    };
+    let (_, sha256) = verified.targets.get(INDEX_FILE)?;
+    Some(crate::trust::sign::index_copy_name(sha256))
+}
+
 impl Fetcher {
     pub fn new(settings: Settings) -> Fetcher {
         let config = ureq::Agent::config_builder()
@@ -191,8 +201,14 @@ impl Fetcher {
                         ))
                     };
                 }
-                let bytes = paths::read_inside(dir, INDEX_FILE, DOCUMENT_LIMIT)?;
-                self.trusted(location, &bytes)?;
+                let trust = self.trust(location)?;
+                let copy = signed_copy(&trust)
+                    .and_then(|name| paths::read_inside(dir, &name, DOCUMENT_LIMIT).ok());
+                let bytes = match copy {
+                    Some(bytes) => bytes,
+                    None => paths::read_inside(dir, INDEX_FILE, DOCUMENT_LIMIT)?,
+                };
+                self.held_to(&trust, location, &bytes)?;
                 Index::parse(&bytes).map(Some)
             }
             Location::Http(base) => {
@@ -205,14 +221,28 @@ impl Fetcher {
                     self.trusted(location, &bytes)?;
                     return Index::parse(&bytes).map(Some);
                 }
-                let bytes = self.get(&url, DOCUMENT_LIMIT).map_err(|e| {
-                    if e.contains("HTTP 404") {
-                        format!("no repository at {base} ({e})")
-                    } else {
-                        e
-                    }
-                })?;
-                self.trusted(location, &bytes)?;
+                let trust = self.trust(location)?;
+                // A signed repository's index by its hash: the one its
+                // timestamp names even while a publish replaces the other.
+                let copy = match signed_copy(&trust) {
+                    Some(name) => match self.get(&format!("{base}/{name}"), DOCUMENT_LIMIT) {
+                        Ok(bytes) => Some(bytes),
+                        Err(e) if e.contains("HTTP 404") => None,
+                        Err(e) => return Err(e),
+                    },
+                    None => None,
+                };
+                let bytes = match copy {
+                    Some(bytes) => bytes,
+                    None => self.get(&url, DOCUMENT_LIMIT).map_err(|e| {
+                        if e.contains("HTTP 404") {
+                            format!("no repository at {base} ({e})")
+                        } else {
+                            e
+                        }
+                    })?,
+                };
+                self.held_to(&trust, location, &bytes)?;
                 let index = Index::parse(&bytes)?;
                 // Best effort: a cache that cannot be written only costs offline use.
                 let _ = crate::write_atomic(&cached, &bytes);
@@ -224,10 +254,25 @@ impl Fetcher {
     /// Holds an index's bytes to what the repository's publisher signed,
     /// when it is signed (verified once per load: [`crate::trust::check`]).
     fn trusted(&self, location: &Location, bytes: &[u8]) -> Result<crate::trust::Trust, String> {
-        let trust = crate::trust::check(&self.settings, location).map_err(|e| e.to_string())?;
-        crate::trust::check_index_of(&self.settings, &trust, location, bytes)
-            .map_err(|e| e.to_string())?;
+        let trust = self.trust(location)?;
+        self.held_to(&trust, location, bytes)?;
         Ok(trust)
+    }
+
+    /// The repository as a reader may trust it ([`crate::trust::check`]).
+    fn trust(&self, location: &Location) -> Result<crate::trust::Trust, String> {
+        crate::trust::check(&self.settings, location).map_err(|e| e.to_string())
+    }
+
+    /// Holds an index's bytes to what `trust` signed.
+    fn held_to(
+        &self,
+        trust: &crate::trust::Trust,
+        location: &Location,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        crate::trust::check_index_of(&self.settings, trust, location, bytes)
+            .map_err(|e| e.to_string())
     }
 
     /// Whether the repository's index changed since `known`: for a web

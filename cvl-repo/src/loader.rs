@@ -69,6 +69,9 @@ pub struct TrustReport {
 struct LockState {
     lock: LockFile,
     changed: bool,
+    /// An import under this lock could not be resolved: re-resolving
+    /// (`cvl update`) then writes nothing, so the versions it pinned stay.
+    failed: bool,
 }
 
 /// Loads `roots` (with their texts, already read and UTF-8) and everything
@@ -159,7 +162,14 @@ impl Loader {
                 }),
             };
             let changed = self.lock_mode == LockMode::Update;
-            self.locks.insert(dir.clone(), LockState { lock, changed });
+            self.locks.insert(
+                dir.clone(),
+                LockState {
+                    lock,
+                    changed,
+                    failed: false,
+                },
+            );
         }
         let lock_dir = (self.lock_mode != LockMode::Ignore).then(|| dir.clone());
         self.context.insert(file, (Location::Dir(dir), lock_dir));
@@ -191,15 +201,18 @@ impl Loader {
                 if resolutions.get(key).is_some() {
                     continue;
                 }
-                let lock = lock_dir.as_ref().and_then(|d| self.locks.get_mut(d));
+                let mut lock = lock_dir.as_ref().and_then(|d| self.locks.get_mut(d));
                 let outcome = resolve_import(
                     &self.fetcher,
                     key,
                     &base,
-                    lock,
+                    lock.as_deref_mut(),
                     self.lock_mode,
                     &mut self.report.trust,
                 );
+                if let (Err(_), Some(state)) = (&outcome, lock) {
+                    state.failed = true;
+                }
                 let result = outcome.map(|mut fetched| {
                     if let Some(notice) = fetched.newer.take() {
                         if !self.report.notices.contains(&notice) {
@@ -241,6 +254,15 @@ impl Loader {
     pub fn finish(mut self) -> LoadReport {
         for (dir, state) in std::mem::take(&mut self.locks) {
             if !state.changed {
+                continue;
+            }
+            // Re-resolved with an import that failed (a repository down,
+            // or refused): its old entry would be lost; the lock stays.
+            if state.failed && self.lock_mode == LockMode::Update {
+                self.report.lock_errors.push(format!(
+                    "{} was left as it was: an import could not be resolved (see above)",
+                    LockFile::path_in(&dir).display()
+                ));
                 continue;
             }
             match self.lock_mode {

@@ -1,4 +1,5 @@
-//! `cvl key generate`, and the signing keys every signing command reads:
+//! `cvl key generate` and `cvl key show`, and the signing keys every
+//! signing command reads:
 //! a publisher's ed25519 key, encrypted at rest with a passphrase asked on
 //! the terminal (or `$CVL_KEY_PASSPHRASE`, for scripts and CI).
 
@@ -9,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use cvl_repo::trust::keys::{self, SigningKey};
 use zeroize::Zeroizing;
+
+use crate::render::ListFormat;
 
 #[derive(clap::Subcommand)]
 pub enum KeyCommand {
@@ -25,10 +28,25 @@ pub enum KeyCommand {
         /// Where to write the key (refused if it exists).
         file: PathBuf,
     },
+    /// Print a key's id and public key (what a repository's root lists,
+    /// what `cvl check` and the editor name as a repository's signer).
+    #[command(after_help = "The key is opened with its passphrase (asked, or \
+        $CVL_KEY_PASSPHRASE): a file that opens is the key, not a look-alike.\n\n\
+        Examples:\n  cvl key show publisher.key\n  cvl key show publisher.key --format json")]
+    Show {
+        /// The key file.
+        file: PathBuf,
+        /// Output: for people, or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
 }
 
 pub fn run(command: KeyCommand) -> Result<ExitCode> {
-    let KeyCommand::Generate { file } = command;
+    let file = match command {
+        KeyCommand::Generate { file } => file,
+        KeyCommand::Show { file, format } => return show(&file, format),
+    };
     let passphrase = passphrase(
         &format!("Passphrase for the new key {}: ", file.display()),
         true,
@@ -36,6 +54,30 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
     let key = keys::generate(&file, passphrase.as_bytes()).map_err(anyhow::Error::msg)?;
     eprintln!("wrote {} (encrypted, mode 600)", file.display());
     println!("{}", key.keyid);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(file: &Path, format: ListFormat) -> Result<ExitCode> {
+    let key = load(&[file.to_path_buf()])?.remove(0);
+    let public = key.tuf_key().map_err(anyhow::Error::msg)?;
+    let public = serde_json::to_value(&public)?;
+    let hex = public["keyval"]["public"].as_str().unwrap_or_default();
+    match format {
+        ListFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "file": file.display().to_string(),
+                "keyid": key.keyid,
+                "scheme": "ed25519",
+                "public": hex,
+            }))?
+        ),
+        ListFormat::Human => {
+            println!("{}", file.display());
+            println!("  key id      {}", key.keyid);
+            println!("  public key  ed25519 {hex}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,7 +22,6 @@ mod fmt;
 mod history;
 mod install;
 mod key;
-mod preview;
 mod render;
 mod repo;
 mod secrets;
@@ -351,7 +350,7 @@ fn main() -> ExitCode {
             // faster.
             // SAFETY: this prctl only sets a flag on this process's memory.
             unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-            let previewer = std::sync::Arc::new(preview::StatePreviewer::default());
+            let previewer = std::sync::Arc::new(cvl_ops::preview::StatePreviewer::default());
             Ok(if cvl_lsp::run_stdio_with(Some(previewer)) {
                 ExitCode::SUCCESS
             } else {

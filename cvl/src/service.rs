@@ -26,7 +26,8 @@ pub enum UtilityCommand {
         maintenance window) run once the policy lets them: when it is set on again, when the \
         window opens. An appliance whose QEMU crashed (recorded running, no process: \
         killed, or its host restarted) is started again within a --survey-interval, with \
-        back-off, and left failed for a person after 5 crashes in a minute (`cvl policy set \
+        back-off, and left failed for a person when it crashes again after --restart-burst \
+        restarts within --restart-window (5 crashes in a minute by default; `cvl policy set \
         --restart off` to leave every crash to a person). What it did: `cvl history`. One \
         JSON line per event on stderr.\n\n\
         Sensitive values come from the environment (CVL_SECRET_...) or the user agent's \
@@ -88,6 +89,13 @@ pub struct ServiceArgs {
     /// person's `cvl apply`) before it tries again next round.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+    /// How many times a crashed appliance is restarted within
+    /// --restart-window before it is left failed for a person.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub restart_burst: u32,
+    /// The window --restart-burst counts restarts in.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub restart_window: Duration,
 }
 
 /// `30s`, `5m`, or a bare number of seconds.
@@ -134,6 +142,10 @@ pub fn run(command: UtilityCommand) -> Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         stop_timeout: args.stop_timeout,
         lock_timeout: args.lock_timeout,
+        restart_limit: cvl_utility::decide::RestartLimit {
+            burst: args.restart_burst as usize,
+            window: args.restart_window.as_secs().max(1),
+        },
     };
     match cvl_service::run(config)? {
         cvl_service::Ended::Once => Ok(ExitCode::SUCCESS),

@@ -63,12 +63,15 @@ pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
     // Versions that failed their health gate here are not taken again.
     options.settings.blacklist =
         cvl_utility::decide::barred_for(&options.settings.blacklist, &state, &name);
+    // What to put back when the component's import cannot be resolved.
+    let mut restore = None;
     if let Some(path) = &args.path {
         // Only this component's import: its lock entries go, and a plain
         // load resolves them afresh.
         let url = component_url(&state, &name, path, &args, &options)?;
         let dir = cvl_ops::plan::lock_dir(&args.file)?;
         let mut lock = cvl_repo::lock::LockFile::read(&dir).map_err(anyhow::Error::msg)?;
+        restore = Some((dir.clone(), lock.clone()));
         lock.imports
             .retain(|e| !(e.url == url && e.requested.is_none()));
         lock.write(&dir).map_err(anyhow::Error::msg)?;
@@ -89,9 +92,14 @@ pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
     );
     let (plan, sensitive) = match planned {
         Ok(Some(p)) => p,
-        Ok(None) => return Ok(ExitCode::from(1)),
-        Err(e) => {
-            eprintln!("error: {e:#}");
+        failed => {
+            if let Err(e) = failed {
+                eprintln!("error: {e:#}");
+            }
+            // Nothing planned: the versions cvl.lock pinned stay pinned.
+            if let Some((dir, lock)) = restore {
+                lock.write(&dir).map_err(anyhow::Error::msg)?;
+            }
             return Ok(ExitCode::from(1));
         }
     };

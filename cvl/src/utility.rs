@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use cvl_executor::transport::ssh::HostKey;
-use cvl_planner::model::{Change, Host, Pools};
+use cvl_planner::model::{Change, Pools};
 
 use crate::render::{self, ListFormat};
 
-use cvl_ops::hosts::{hosts_or_local, DEFAULT_HOST_ROOT, LOCAL_HOST};
+use cvl_ops::hosts::{hosts_or_local, DEFAULT_HOST_ROOT};
 
 #[derive(clap::Subcommand)]
 pub enum HostCommand {
@@ -131,12 +130,9 @@ pub enum PoolName {
 }
 
 pub fn host(command: HostCommand) -> Result<ExitCode> {
-    if let HostCommand::Serve { root } = &command {
-        return serve(root);
-    }
-    let mut store = cvl_ops::state::open()?;
-    let state = store.load()?;
+    use cvl_ops::registry;
     match command {
+        HostCommand::Serve { root } => return serve(&root),
         HostCommand::Add {
             name,
             address,
@@ -150,215 +146,86 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
             uplink,
             root,
         } => {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                bail!("host name `{name}` must be letters, digits, `-`, `_` and `.`");
-            }
-            if name == LOCAL_HOST {
-                bail!("`{LOCAL_HOST}` is this machine's name in the utility: choose another");
-            }
-            if !root.starts_with('/')
-                || root.split('/').any(|c| c == "..")
-                || !root
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c))
-            {
-                bail!("--root {root}: give an absolute path of letters, digits, `/`, `-`, `_` and `.`");
-            }
-            if user.is_empty()
-                || !user
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                bail!("--user {user}: give a user name of letters, digits, `-`, `_` and `.`");
-            }
-            let identity = match identity {
-                Some(path) => {
-                    let path = std::path::absolute(&path)?;
-                    if !path.is_file() {
-                        bail!("--identity {}: no such key file", path.display());
-                    }
-                    Some(path.display().to_string())
-                }
-                None => None,
-            };
-            let host_key = match (host_key, fingerprint) {
-                (Some(key), _) => {
-                    let parsed = HostKey::parse(&key)
-                        .ok()
-                        .filter(|k| k.kind.starts_with("ssh-") || k.kind.starts_with("ecdsa-"))
-                        .context(
-                            "--host-key must be an OpenSSH public key (`ssh-ed25519 AAAA...`), \
-                             as `ssh-keyscan -t ed25519 ADDRESS` prints it",
-                        )?;
-                    Some(parsed.openssh())
-                }
-                (None, fingerprint) => Some(scan_and_check(
-                    &name,
-                    &address,
-                    port,
-                    fingerprint.as_deref(),
-                )?),
-            };
-            let host = Host {
+            registry::add(registry::NewHost {
                 name: name.clone(),
-                address: Some(address),
+                address,
                 port,
+                user,
+                identity,
                 host_key,
+                fingerprint,
                 memory_mib: memory,
                 max_vms,
                 uplink,
-                user: Some(user),
-                identity,
-                root: Some(root),
-                // Changing a host's record does not undo a drain.
-                draining: state.hosts.iter().any(|h| h.name == name && h.draining),
-            };
-            store.commit(&[Change::HostAdded(host)])?;
+                root,
+            })?;
             eprintln!("host {name} registered");
         }
         HostCommand::Drain { name, undo } => {
-            let Some(host) = state.hosts.iter().find(|h| h.name == name) else {
-                bail!("no host named `{name}` is registered (see `cvl host list`)");
-            };
-            let mut host = host.clone();
-            host.draining = !undo;
-            store.commit(&[Change::HostAdded(host)])?;
+            let on = registry::drain(&name, undo)?;
             if undo {
                 eprintln!("host {name} takes VMs again");
+            } else if on.is_empty() {
+                eprintln!("host {name} is drained; it runs nothing");
             } else {
-                let mut on: Vec<String> = state
-                    .deployments
-                    .iter()
-                    .filter(|(_, d)| d.vms.values().any(|vm| vm.alloc.host == name))
-                    .map(|(d, _)| d.clone())
-                    .collect();
-                on.dedup();
-                if on.is_empty() {
-                    eprintln!("host {name} is drained; it runs nothing");
-                } else {
-                    eprintln!(
-                        "host {name} is drained; `cvl plan` then `cvl apply` for {} move its \
-                         VMs to other hosts",
-                        on.join(", ")
-                    );
-                }
+                eprintln!(
+                    "host {name} is drained; `cvl plan` then `cvl apply` for {} move its VMs to \
+                     other hosts",
+                    on.into_iter().collect::<Vec<_>>().join(", ")
+                );
             }
         }
         HostCommand::Trust { name, fingerprint } => {
-            let Some(host) = state.hosts.iter().find(|h| h.name == name) else {
-                bail!("no host named `{name}` is registered (see `cvl host list`)");
-            };
-            let address = host.address.clone().unwrap_or_default();
-            let key = scan_and_check(&name, &address, host.port, Some(&fingerprint))?;
-            let mut host = host.clone();
-            host.host_key = Some(key);
-            store.commit(&[Change::HostAdded(host)])?;
+            registry::trust(&name, &fingerprint)?;
             eprintln!("host {name}: its key {fingerprint} is now the one trusted");
         }
-        HostCommand::List { format } => {
-            let hosts = hosts_or_local(&state.hosts);
-            let mut load: std::collections::BTreeMap<&str, (u64, u32)> = Default::default();
-            for d in state.deployments.values() {
-                for vm in d.vms.values() {
-                    let l = load.entry(vm.alloc.host.as_str()).or_default();
-                    l.0 += u64::from(vm.spec.memory_mib);
-                    l.1 += 1;
-                }
-            }
-            match format {
-                ListFormat::Json => render::print_json(&serde_json::to_value(&hosts)?)?,
-                ListFormat::Human => {
-                    if state.hosts.is_empty() {
-                        println!("no host registered: this machine is the one host");
-                    }
-                    println!(
-                        "{:<16} {:<24} {:>12} {:>9}  uplink",
-                        "NAME", "ADDRESS", "MEMORY MiB", "VMS"
-                    );
-                    for h in &hosts {
-                        let (mem, count) = load.get(h.name.as_str()).copied().unwrap_or_default();
-                        println!(
-                            "{:<16} {:<24} {:>12} {:>9}  {}",
-                            h.name,
-                            h.address
-                                .as_ref()
-                                .map_or("(this machine)".to_string(), |a| format!(
-                                    "{a}:{}",
-                                    h.port
-                                )),
-                            format!("{mem}/{}", h.memory_mib),
-                            format!("{count}/{}", h.max_vms),
-                            match (h.uplink.as_deref(), h.draining) {
-                                (u, true) => format!("{}  (draining)", u.unwrap_or("-")),
-                                (u, false) => u.unwrap_or("-").to_string(),
-                            }
-                        );
-                    }
-                }
-            }
-        }
+        HostCommand::List { format } => list_hosts(format)?,
         HostCommand::Rm { name } => {
-            if !state.hosts.iter().any(|h| h.name == name) {
-                bail!("no host named `{name}` is registered (see `cvl host list`)");
-            }
-            let running: Vec<String> = state
-                .deployments
-                .iter()
-                .flat_map(|(d, s)| {
-                    s.vms
-                        .iter()
-                        .filter(|(_, vm)| vm.alloc.host == name)
-                        .map(move |(p, _)| format!("{d}/{}", p.0))
-                })
-                .collect();
-            if !running.is_empty() {
-                bail!(
-                    "host {name} still runs {}: stop or move them first",
-                    running.join(", ")
-                );
-            }
-            store.commit(&[Change::HostRemoved { name: name.clone() }])?;
+            registry::remove(&name)?;
             eprintln!("host {name} unregistered");
         }
-        HostCommand::Serve { .. } => unreachable!("served above"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The host's key, as its SSH server presents it, if it has `fingerprint`;
-/// without one, the fingerprint is printed for the user to check and
-/// nothing is recorded.
-fn scan_and_check(
-    name: &str,
-    address: &str,
-    port: u16,
-    fingerprint: Option<&str>,
-) -> Result<String> {
-    let key =
-        cvl_executor::transport::ssh::scan(name, address, port, std::time::Duration::from_secs(20))
-            .map_err(anyhow::Error::msg)?;
-    match fingerprint {
-        Some(want) if want.trim() == key.fingerprint() => Ok(key.openssh()),
-        Some(want) => bail!(
-            "host {name} at {address}:{port} presents the {} key {}, not {want}: nothing was \
-             recorded. If the host was reinstalled, check its key on the host itself \
-             (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`)",
-            key.kind,
-            key.fingerprint()
-        ),
-        None => bail!(
-            "host {name} at {address}:{port} presents the {} key\n  {}\nCheck it on the host \
-             itself (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then run the same \
-             command with --fingerprint {}. Nothing was recorded.",
-            key.kind,
-            key.fingerprint(),
-            key.fingerprint()
-        ),
+/// `cvl host list`: each host with what is placed on it.
+fn list_hosts(format: ListFormat) -> Result<()> {
+    let state = cvl_ops::state::open()?.load()?;
+    let hosts = hosts_or_local(&state.hosts);
+    if format == ListFormat::Json {
+        render::print_json(&serde_json::to_value(&hosts)?)?;
+        return Ok(());
     }
+    let mut load: std::collections::BTreeMap<&str, (u64, u32)> = Default::default();
+    for vm in state.deployments.values().flat_map(|d| d.vms.values()) {
+        let l = load.entry(vm.alloc.host.as_str()).or_default();
+        l.0 += u64::from(vm.spec.memory_mib);
+        l.1 += 1;
+    }
+    if state.hosts.is_empty() {
+        println!("no host registered: this machine is the one host");
+    }
+    println!(
+        "{:<16} {:<24} {:>12} {:>9}  uplink",
+        "NAME", "ADDRESS", "MEMORY MiB", "VMS"
+    );
+    for h in &hosts {
+        let (mem, count) = load.get(h.name.as_str()).copied().unwrap_or_default();
+        let address = h
+            .address
+            .as_ref()
+            .map_or("(this machine)".to_string(), |a| format!("{a}:{}", h.port));
+        let uplink = h.uplink.as_deref().unwrap_or("-");
+        println!(
+            "{:<16} {:<24} {:>12} {:>9}  {uplink}{}",
+            h.name,
+            address,
+            format!("{mem}/{}", h.memory_mib),
+            format!("{count}/{}", h.max_vms),
+            if h.draining { "  (draining)" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 pub fn pool(command: PoolCommand) -> Result<ExitCode> {

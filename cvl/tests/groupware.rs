@@ -286,6 +286,23 @@ fn the_lock_pins_versions_until_update_lock() {
         !String::from_utf8_lossy(&out.stderr).contains("note:"),
         "nothing newer once updated"
     );
+
+    // A repository gone (down, or refused): update-lock fails and leaves
+    // every version the lock pinned, the others' too.
+    let before = std::fs::read(dir.join("cvl.lock")).unwrap();
+    std::fs::rename(dir.join("repos/DNS"), dir.join("repos/DNS.away")).unwrap();
+    let out = cvl(dir, &["update-lock", "--mirror", &m, "AcmeGroupware.cvl"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was left as it was"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(dir.join("cvl.lock")).unwrap(), before);
+    std::fs::rename(dir.join("repos/DNS.away"), dir.join("repos/DNS")).unwrap();
+    ok(
+        dir,
+        &["check", "--locked", "--mirror", &m, "AcmeGroupware.cvl"],
+    );
 }
 
 #[test]

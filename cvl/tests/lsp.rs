@@ -397,3 +397,68 @@ fn labels_in_other_files_become_related_information() {
     );
     client.stop();
 }
+
+/// Hover on an import from a signed repository says who signed it and
+/// until when its timestamp holds; an unsigned one is a warning on the
+/// import, the same as `cvl check`'s.
+#[test]
+fn an_imports_hover_names_the_key_that_signed_its_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dns = root.join("Dns.cvl");
+    std::fs::write(&dns, DNS).unwrap();
+    let staged = common::stage(&root, "Dns", &dns, 1);
+    common::create_signed(&root, "signed");
+    common::ok_in(&root, "home", &["repo", "create", "plain"]);
+    let key = common::key(&root);
+    let keyid = String::from_utf8(
+        common::ok_in(&root, "home", &["key", "show", &key, "--format", "json"]).stdout,
+    )
+    .unwrap();
+    let keyid: Value = serde_json::from_str(&keyid).unwrap();
+    let keyid = keyid["keyid"].as_str().unwrap().to_string();
+    for (repo, signed) in [("signed", true), ("plain", false)] {
+        let mut args = vec!["publish", repo, staged.to_str().unwrap()];
+        if signed {
+            args.extend(["--key", &key]);
+        }
+        common::ok_in(&root, "home", &args);
+    }
+    let net = "import { url => \"file://./signed\", cvl => \"Dns.cvl\" } Dns;\n\
+               import { url => \"file://./plain\", cvl => \"Dns.cvl\" } Plain;\n";
+    std::fs::write(root.join("net.cvl"), net).unwrap();
+    let uri = format!("file://{}/net.cvl", root.display());
+    let mut client = Client::start_with_home(
+        Path::new(env!("CARGO_BIN_EXE_cvl")),
+        &root,
+        &root.join("home"),
+    );
+    client.initialize(&root);
+    client.open(&uri, net);
+    let diagnostics = client.diagnostics(&uri, Some(1));
+    let unsigned: Vec<&Value> = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "unsigned-repository")
+        .collect();
+    assert_eq!(unsigned.len(), 1, "{diagnostics:#}");
+    assert_eq!(unsigned[0]["range"]["start"]["line"], 1, "{diagnostics:#}");
+    let hover = client.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": pos(net, "Dns;", 0) }),
+    );
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("signed by key {}", &keyid[..16])),
+        "{text}"
+    );
+    assert!(text.contains("its timestamp (version 2) expires"), "{text}");
+    let hover = client.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": pos(net, "Plain;", 0) }),
+    );
+    let text = hover["contents"]["value"].as_str().unwrap();
+    assert!(!text.contains("signed by"), "{text}");
+    client.stop();
+}

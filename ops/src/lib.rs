@@ -6,6 +6,7 @@
 //!   to look.
 //! - [`hosts`]: the hosts to place on (this machine when none is
 //!   registered) and the connector that reaches their agents.
+//! - [`registry`]: registering, draining, re-keying and removing hosts.
 //! - [`secrets`]: sensitive values from the environment, the user agent,
 //!   or (through the caller's [`secrets::Ask`]) a person.
 //! - [`plan`]: a deployment's CVL loaded, checked and planned against the
@@ -13,12 +14,19 @@
 //! - [`run`]: a plan carried out through the executor, each step a state
 //!   transaction and each finished action an entry of the history.
 //! - [`survey`]: what every host says runs, beside what the state records.
+//! - [`preview`]: the language server's plan preview (`cvl_lsp::Previewer`),
+//!   planned as `cvl plan` plans, read-only.
+//! - [`exec`]: a command run in a running appliance through its guest
+//!   agent, its output streamed.
 //!
 //! Nothing here prints, asks or renders: callers draw progress from
 //! [`run`]'s events and render diagnostics from [`plan::Planned`].
 
+pub mod exec;
 pub mod hosts;
 pub mod plan;
+pub mod preview;
+pub mod registry;
 pub mod run;
 pub mod secrets;
 pub mod state;

@@ -22,8 +22,9 @@ use crate::plan::{
 pub struct Options {
     /// Only this component (or subtree) and what its actions wait for.
     pub target: Option<ComponentPath>,
-    /// Components recorded running whose QEMU their host says is gone: each
-    /// is started again (the utility service's restart of a crash).
+    /// Components recorded running whose QEMU their host says is gone (or
+    /// failed when the service restarted them): each is started again (the
+    /// utility service's restart of a crash).
     pub crashed: std::collections::BTreeSet<ComponentPath>,
 }
 
@@ -116,7 +117,9 @@ pub fn plan(
         }
         match (program, have.status) {
             (Some(reason), _) => actions.push(action(ActionKind::Update, path, reason, changes)),
-            (None, Status::Running) if options.crashed.contains(path) && !moved => {
+            (None, Status::Running | Status::Failed)
+                if options.crashed.contains(path) && !moved =>
+            {
                 actions.push(action(ActionKind::Start, path, Reason::Crashed, changes))
             }
             (None, Status::Running) if !changes.is_empty() && !want.agent && !moved => {

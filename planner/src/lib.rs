@@ -12,7 +12,8 @@
 //!
 //! The state store (`cvl-state`) loads a [`model::UtilityState`] and records
 //! [`model::Change`]s; the executor carries a [`plan::Plan`] out and records
-//! what each action did ([`record::applied`]).
+//! what each action did ([`record::applied`]); [`show`] renders a plan for
+//! people.
 
 pub mod alloc;
 pub mod diff;
@@ -21,6 +22,7 @@ pub mod lower;
 pub mod model;
 pub mod plan;
 pub mod record;
+pub mod show;
 
 pub use alloc::{allocate, AllocError, Allocation};
 pub use diff::{plan, plan_stop, Options, PlanError};

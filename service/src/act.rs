@@ -332,11 +332,24 @@ impl Service {
         let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
         metrics.restarts += 1;
         drop(metrics);
+        let key = (name.to_string(), component.clone());
         let (outcome, how) = match failure {
-            None => (
-                "restarted",
-                "started again, its data disks kept".to_string(),
-            ),
+            None => {
+                self.restart_failed.remove(&key);
+                (
+                    "restarted",
+                    "started again, its data disks kept".to_string(),
+                )
+            }
+            // It died again while booting: tried again after its back-off,
+            // until the limit.
+            Some(f) if f.kind == FailureKind::NotReady => {
+                self.restart_failed.insert(key);
+                (
+                    "failed",
+                    format!("did not start again ({f}); tried again after its back-off"),
+                )
+            }
             Some(f) => (
                 "failed",
                 format!("did not start again ({f}); recorded failed: it waits for a person"),
@@ -732,8 +745,13 @@ impl Service {
     /// counted (once while they stay the same), the earliest expiry kept.
     fn trusted(&mut self, name: &str, trust: &TrustReport) {
         let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-        for url in trust.signed.keys().chain(&trust.unsigned) {
-            metrics.refused.remove(url);
+        // What this deployment's last plan refused and this one did not
+        // is no longer refused (its repository verified, or no longer
+        // imported).
+        let now: BTreeSet<String> = trust.refused.iter().map(|r| r.repository.clone()).collect();
+        let before = self.refused_by.remove(name).unwrap_or_default();
+        for gone in before.difference(&now) {
+            metrics.refused.remove(gone);
         }
         for refused in &trust.refused {
             metrics.refused.insert(
@@ -742,6 +760,9 @@ impl Service {
             );
         }
         drop(metrics);
+        if !now.is_empty() {
+            self.refused_by.insert(name.to_string(), now);
+        }
         for refused in &trust.refused {
             self.reporter.report(
                 name,

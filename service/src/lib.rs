@@ -71,6 +71,8 @@ pub struct Config {
     pub stop_timeout: u64,
     /// How long an automatic change waits for the state's apply lock.
     pub lock_timeout: Duration,
+    /// How many crashes it restarts before it leaves one to a person.
+    pub restart_limit: decide::RestartLimit,
 }
 
 /// How the service ended.
@@ -154,8 +156,10 @@ pub fn run(config: Config) -> Result<Ended> {
         rounds: 0,
         seen: HashMap::new(),
         restarts: HashMap::new(),
+        restart_failed: BTreeSet::new(),
         crashes_handled: SystemTime::UNIX_EPOCH,
         expiries: HashMap::new(),
+        refused_by: HashMap::new(),
     };
     let mut next_round = Instant::now();
     loop {
@@ -227,12 +231,18 @@ pub struct Service {
     /// When the service restarted each crashed appliance (Unix seconds),
     /// for the burst limit and back-off.
     restarts: HashMap<(String, ComponentPath), Vec<u64>>,
+    /// Appliances whose restart by the service failed (they died again
+    /// while booting): tried again, with back-off, until the limit.
+    restart_failed: BTreeSet<(String, ComponentPath)>,
     /// When the survey the service last acted on asked.
     crashes_handled: SystemTime,
     /// Per deployment: when the first of its signed repositories' timestamps
     /// expires. Past it the deployment is planned again (which refuses the
     /// repository as frozen, and says so).
     expiries: HashMap<String, SystemTime>,
+    /// Per deployment: the repositories its last plan refused (as the
+    /// metrics name them).
+    refused_by: HashMap<String, BTreeSet<String>>,
 }
 
 impl Service {
@@ -420,15 +430,26 @@ impl Service {
         let asked = unix(asked_at);
         let now = unix(SystemTime::now());
         let mut out: BTreeMap<String, BTreeSet<ComponentPath>> = BTreeMap::new();
-        for (deployment, component) in crashes.vms {
-            let still = state
+        let status = |d: &str, c: &ComponentPath| {
+            state
                 .deployments
-                .get(&deployment)
-                .and_then(|d| d.vms.get(&component))
-                .is_some_and(|vm| vm.status == Status::Running);
+                .get(d)
+                .and_then(|dep| dep.vms.get(c))
+                .map(|vm| vm.status)
+        };
+        // What a restart failed to bring up stays the service's to retry
+        // while it is recorded failed (a person who acts on it takes it).
+        self.restart_failed
+            .retain(|(d, c)| status(d, c) == Some(Status::Failed));
+        let failed_again: Vec<(String, ComponentPath)> =
+            self.restart_failed.iter().cloned().collect();
+        for (deployment, component) in crashes.vms.into_iter().chain(failed_again) {
+            let recorded = status(&deployment, &component);
             let key = (deployment.clone(), component.clone());
+            let retry = self.restart_failed.contains(&key);
             let before = self.restarts.get(&key).cloned().unwrap_or_default();
-            if !still || before.iter().any(|&t| t >= asked) {
+            let still = recorded == Some(Status::Running) || retry;
+            if !still || (!retry && before.iter().any(|&t| t >= asked)) {
                 continue;
             }
             if !state.deployments[&deployment].policy.restart {
@@ -450,7 +471,7 @@ impl Service {
                 }
                 continue;
             }
-            match decide::restart(&before, now) {
+            match decide::restart(&before, now, self.config.restart_limit) {
                 decide::Restart::Now => {
                     out.entry(deployment).or_default().insert(component);
                 }
@@ -468,8 +489,8 @@ impl Service {
             "{deployment}/{} crashed {} times within {} s: recorded failed, not restarted again; \
              it waits for a person (its console: cvl status, the status page; then cvl apply)",
             component.0,
-            decide::RESTART_BURST + 1,
-            decide::RESTART_WINDOW
+            self.config.restart_limit.burst + 1,
+            self.config.restart_limit.window
         );
         cvl_ops::state::open()?.commit(&[cvl_planner::Change::VmStatus {
             deployment: deployment.to_string(),
@@ -490,8 +511,9 @@ impl Service {
             .unwrap_or_else(|e| e.into_inner())
             .restarts_given_up += 1;
         self.problem(deployment, "restart_gave_up", said);
-        self.restarts
-            .remove(&(deployment.to_string(), component.clone()));
+        let key = (deployment.to_string(), component.clone());
+        self.restarts.remove(&key);
+        self.restart_failed.remove(&key);
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! Watching repositories: which repositories each deployment imports (its
 //! `cvl.lock`, read again only when it changes), and whether each changed
 //! since it was last asked (a conditional request each, eight at a time),
-//! with back-off for those that fail.
+//! with back-off for those that fail. A repository refused (an attack) or
+//! answering again after failures counts as changed: the deployments that
+//! import it are planned, and say what they met.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -112,7 +114,9 @@ impl Watcher {
                 .clone();
             asks.push(((*repo).clone(), fetcher, watched.validators.clone()));
         }
-        let answers: Vec<(String, Result<Polled, String>)> = std::thread::scope(|scope| {
+        // Each answer, and whether a failure was a refusal (an attack).
+        type Answer = (String, Result<Polled, String>, bool);
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
             let mut out = Vec::new();
             // POLL_WORKERS workers, each asking its share in turn.
             let workers: Vec<_> = asks
@@ -124,7 +128,11 @@ impl Watcher {
                             .map(|(repo, fetcher, known)| {
                                 let answer = Location::parse(repo, None)
                                     .and_then(|l| fetcher.poll_index(&l, known));
-                                (repo.clone(), answer)
+                                let refused = answer.is_err()
+                                    && fetcher.settings().trust.refused(repo).is_some_and(|e| {
+                                        e.attack != cvl_repo::trust::Attack::Unavailable
+                                    });
+                                (repo.clone(), answer, refused)
                             })
                             .collect::<Vec<_>>()
                     })
@@ -139,7 +147,7 @@ impl Watcher {
         let unix = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        for (repo, answer) in answers {
+        for (repo, answer, refused) in answers {
             let watched = self.repos.entry(repo.clone()).or_default();
             let mut metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
             match answer {
@@ -150,7 +158,9 @@ impl Watcher {
                     metrics.poll_failures.remove(&repo);
                 }
                 Ok(Polled::Changed(_, validators)) => {
-                    let first = watched.validators == Validators::default();
+                    // Its first answer, or its first after failures (what
+                    // the deployments made of it then is planned again).
+                    let first = watched.validators == Validators::default() || watched.failures > 0;
                     watched.validators = validators;
                     watched.failures = 0;
                     watched.next = None;
@@ -162,6 +172,10 @@ impl Watcher {
                     changed.insert(repo);
                 }
                 Err(error) => {
+                    // Whatever it serves once it answers again is news:
+                    // the deployments that met the failure (a refusal, on
+                    // their status page) are planned again then.
+                    watched.validators = Validators::default();
                     watched.failures += 1;
                     let wait = decide::backoff(interval, watched.failures, jitter());
                     watched.next = Some(Instant::now() + wait);
@@ -174,6 +188,12 @@ impl Watcher {
                             "failures": watched.failures, "next_try_s": wait.as_secs(),
                         }),
                     );
+                    // Refused: the deployments that import it are planned,
+                    // which reports the attack for each (and keeps what
+                    // they run).
+                    if refused {
+                        changed.insert(repo);
+                    }
                 }
             }
         }

@@ -1,16 +1,19 @@
 //! The utility service's poll round over many deployments whose
 //! repositories did not change: 1,000 deployments (`CVL_POLL_COUNT=N` for
 //! another number), each importing a repository of its own on a local web
-//! server that answers conditional requests (ETag, 304). Starts `cvl
-//! utility run` on a generated state, lets the first round (which plans
-//! every deployment) pass, then prints the wall time of the following
-//! rounds, the service's CPU time per round and per hundred repositories
-//! (from /proc), and its resident memory when idle. Prints figures; run
-//! with `cargo bench -p cvl-e2e --bench service_poll` (`CVL_E2E_CVL` names
-//! the `cvl` to measure, e.g. a release build; `CVL_POLL_KEEP=1` only makes
-//! the state and serves it, for profiling by hand).
+//! server that answers conditional requests (ETag, 304). Measured twice:
+//! the repositories signed (a poll asks for the timestamp), then unsigned
+//! (a poll asks for the index); `CVL_POLL_SIGNED=1` or `0` for one of them.
+//! Starts `cvl utility run` on a generated state, lets the first round
+//! (which verifies and plans every deployment) pass, then prints the wall
+//! time of the following rounds, the service's CPU time per round and per
+//! hundred repositories (from /proc), and its resident memory when idle.
+//! Prints figures; run with `cargo bench -p cvl-e2e --bench service_poll`
+//! (`CVL_E2E_CVL` names the `cvl` to measure, e.g. a release build;
+//! `CVL_POLL_KEEP=1` only makes the state and serves it, for profiling by
+//! hand).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -26,13 +29,34 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
+    let which: Vec<bool> = match std::env::var("CVL_POLL_SIGNED").as_deref() {
+        Ok("1") => vec![true],
+        Ok("0") => vec![false],
+        _ => vec![true, false],
+    };
+    for signed in which {
+        println!(
+            "== {} repositories ==",
+            if signed { "signed" } else { "unsigned" }
+        );
+        measure(count, signed);
+    }
+}
+
+fn measure(count: usize, signed: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
     let cvl = cvl_binary();
 
-    // One real repository index, served under every repository's URL.
+    // One real repository, served under every repository's URL.
     let repo = dir.join("repo");
     cvl_repo::publish::create(&repo).unwrap();
+    let key = cvl_repo::trust::keys::generate(&dir.join("bench.key"), b"bench").unwrap();
+    let life = cvl_repo::trust::sign::TIMESTAMP_LIFE;
+    if signed {
+        cvl_repo::trust::sign::init(&repo, &[&key], 1, life).unwrap();
+    }
+    let sign_it = |d: &std::path::Path| cvl_repo::trust::sign::sign(d, &[&key], life).map(drop);
     cvl_repo::publish::publish(
         &repo,
         "Tiny.cvl",
@@ -40,13 +64,13 @@ fn main() {
             path: "Tiny.cvl".into(),
             bytes: b"Tiny extends VMAppliance {}\n".to_vec(),
         }],
-        None,
+        signed.then_some(&sign_it as &dyn Fn(&std::path::Path) -> Result<(), String>),
     )
     .unwrap();
-    let index = std::fs::read(repo.join("cvl-repository.json")).unwrap();
+    let files = files_of(&repo);
     let requests = Arc::new(AtomicU64::new(0));
     let not_modified = Arc::new(AtomicU64::new(0));
-    let port = serve(index, requests.clone(), not_modified.clone());
+    let port = serve(files, requests.clone(), not_modified.clone());
 
     // The state: a VM per deployment, each applied from a file whose
     // cvl.lock names a repository of its own.
@@ -220,55 +244,100 @@ fn main() {
     println!("resident memory, idle between rounds: {rss}");
 }
 
-/// A web server for `/rN/cvl-repository.json`, all the same index, with
-/// an ETag: a request that names it gets 304 and no body.
-fn serve(index: Vec<u8>, requests: Arc<AtomicU64>, not_modified: Arc<AtomicU64>) -> u16 {
+/// Every file of the repository at `dir`, by its path in it.
+fn files_of(dir: &std::path::Path) -> HashMap<String, Vec<u8>> {
+    let mut out = HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A web server for `/rN/PATH`, every `rN` the same repository, each file
+/// with an ETag (its SHA-256): a request that names it gets 304 and no
+/// body; a file the repository lacks, 404.
+fn serve(
+    files: HashMap<String, Vec<u8>>,
+    requests: Arc<AtomicU64>,
+    not_modified: Arc<AtomicU64>,
+) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let index = Arc::new(index);
+    let files: Arc<HashMap<String, (String, Vec<u8>)>> = Arc::new(
+        files
+            .into_iter()
+            .map(|(name, bytes)| {
+                let etag = format!("\"{}\"", &cvl_repo::index::sha256_hex(&bytes)[..16]);
+                (name, (etag, bytes))
+            })
+            .collect(),
+    );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (index, requests, not_modified) =
-                (index.clone(), requests.clone(), not_modified.clone());
-            std::thread::spawn(move || answer(stream, &index, &requests, &not_modified));
+            let (files, requests, not_modified) =
+                (files.clone(), requests.clone(), not_modified.clone());
+            std::thread::spawn(move || answer(stream, &files, &requests, &not_modified));
         }
     });
     port
 }
 
-fn answer(mut stream: TcpStream, index: &[u8], requests: &AtomicU64, not_modified: &AtomicU64) {
+fn answer(
+    mut stream: TcpStream,
+    files: &HashMap<String, (String, Vec<u8>)>,
+    requests: &AtomicU64,
+    not_modified: &AtomicU64,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request = String::new();
         if reader.read_line(&mut request).unwrap_or(0) == 0 {
             return;
         }
-        let mut etag_matches = false;
+        let mut if_none_match = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
                 break;
             }
-            if header.to_ascii_lowercase().starts_with("if-none-match:")
-                && header.contains("\"v1\"")
-            {
-                etag_matches = true;
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("if-none-match") {
+                    if_none_match = Some(value.trim().to_string());
+                }
             }
         }
         requests.fetch_add(1, Ordering::Relaxed);
-        let response = if etag_matches {
-            not_modified.fetch_add(1, Ordering::Relaxed);
-            "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n"
-                .to_string()
-                .into_bytes()
-        } else {
-            let mut r = format!(
-                "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\n\r\n",
-                index.len()
-            )
-            .into_bytes();
-            r.extend_from_slice(index);
-            r
+        // `/rN/PATH`: the repository's PATH.
+        let path = request.split_whitespace().nth(1).unwrap_or("/");
+        let rel = path.trim_start_matches('/').split_once('/').map(|(_, r)| r);
+        let response = match rel.and_then(|r| files.get(r)) {
+            Some((etag, _)) if if_none_match.as_deref() == Some(etag.as_str()) => {
+                not_modified.fetch_add(1, Ordering::Relaxed);
+                format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n\r\n").into_bytes()
+            }
+            Some((etag, body)) => {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(body);
+                r
+            }
+            None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
         };
         if stream.write_all(&response).is_err() {
             return;

@@ -273,12 +273,25 @@ pub fn decide(plan: &Plan, cx: &Context) -> Decision {
     decision
 }
 
-/// How many times the service restarts a crashed appliance within
-/// [`RESTART_WINDOW`] before it gives up on it (systemd's
-/// `StartLimitBurst=5` counts the first start too: five starts, then none).
-pub const RESTART_BURST: usize = 4;
-/// The window [`RESTART_BURST`] counts restarts in, in seconds.
-pub const RESTART_WINDOW: u64 = 60;
+/// How often the service restarts a crashed appliance before it gives up
+/// on it: `burst` restarts within `window` seconds (systemd's
+/// `StartLimitBurst`/`StartLimitIntervalSec`, whose burst counts the first
+/// start too: the default, 4 restarts in 60 s, is its five starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartLimit {
+    pub burst: usize,
+    /// Seconds.
+    pub window: u64,
+}
+
+impl Default for RestartLimit {
+    fn default() -> RestartLimit {
+        RestartLimit {
+            burst: 4,
+            window: 60,
+        }
+    }
+}
 
 /// What to do with an appliance that crashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,13 +308,13 @@ pub enum Restart {
 
 /// Whether to restart an appliance that crashed at `now` (Unix seconds),
 /// given when the service restarted it before (Unix seconds, any order).
-pub fn restart(before: &[u64], now: u64) -> Restart {
+pub fn restart(before: &[u64], now: u64, limit: RestartLimit) -> Restart {
     let recent: Vec<u64> = before
         .iter()
         .copied()
-        .filter(|&t| t + RESTART_WINDOW > now)
+        .filter(|&t| t + limit.window > now)
         .collect();
-    if recent.len() >= RESTART_BURST {
+    if recent.len() >= limit.burst {
         return Restart::GiveUp;
     }
     let Some(&last) = recent.iter().max() else {
@@ -848,13 +861,25 @@ mod tests {
 
     #[test]
     fn restarts_back_off_and_give_up_after_a_burst() {
-        assert_eq!(restart(&[], 1000), Restart::Now);
-        assert_eq!(restart(&[999], 1000), Restart::Now);
-        assert_eq!(restart(&[990, 999], 1000), Restart::After(1));
-        assert_eq!(restart(&[980, 990, 998], 1000), Restart::After(2));
-        assert_eq!(restart(&[970, 980, 990, 999], 1000), Restart::GiveUp);
+        let limit = RestartLimit::default();
+        assert_eq!(restart(&[], 1000, limit), Restart::Now);
+        assert_eq!(restart(&[999], 1000, limit), Restart::Now);
+        assert_eq!(restart(&[990, 999], 1000, limit), Restart::After(1));
+        assert_eq!(restart(&[980, 990, 998], 1000, limit), Restart::After(2));
+        assert_eq!(restart(&[970, 980, 990, 999], 1000, limit), Restart::GiveUp);
         // Out of the window, they no longer count.
-        assert_eq!(restart(&[900, 910, 920, 930], 1000), Restart::Now);
+        assert_eq!(restart(&[900, 910, 920, 930], 1000, limit), Restart::Now);
+        // A longer window counts them; a larger burst allows more.
+        let long = RestartLimit {
+            burst: 4,
+            window: 600,
+        };
+        assert_eq!(restart(&[900, 910, 920, 930], 1000, long), Restart::GiveUp);
+        let more = RestartLimit {
+            burst: 5,
+            window: 60,
+        };
+        assert_eq!(restart(&[970, 980, 990, 992], 1000, more), Restart::Now);
     }
 
     #[test]

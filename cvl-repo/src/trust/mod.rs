@@ -185,8 +185,9 @@ impl std::fmt::Display for TrustError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "refused {}: {} ({}); nothing from it was taken as trusted",
+            "refused {} [{}]: {} ({}); nothing from it was taken as trusted",
             self.repository,
+            self.attack.as_str(),
             self.attack.sentence(),
             self.detail
         )
@@ -221,6 +222,7 @@ impl Table {
     pub fn forget(&self, location: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.verified.remove(location);
+        inner.refused.remove(location);
     }
 
     /// What was verified of the repository at `location`, if it was.
@@ -592,6 +594,15 @@ pub fn pin_of(bytes: &[u8]) -> Option<Pin> {
 /// Which attack a `tough` error amounts to, and its words.
 fn classify(e: &tough::error::Error) -> (Attack, String) {
     use tough::error::Error as E;
+    // A limit tough's reader hit is reported as its transport's error,
+    // with the limit as its cause.
+    let chain = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source());
+    let over_limit = chain
+        .filter_map(|e| e.downcast_ref::<E>())
+        .any(|e| matches!(e, E::MaxSizeExceeded { .. } | E::MaxUpdatesExceeded { .. }));
+    if over_limit {
+        return (Attack::EndlessData, e.to_string());
+    }
     let attack = match e {
         E::ExpiredMetadata { .. } => Attack::Freeze,
         E::OlderMetadata { .. }
@@ -608,8 +619,17 @@ fn classify(e: &tough::error::Error) -> (Attack, String) {
         E::VerifyTrustedMetadata { .. } => Attack::UntrustedRoot,
         E::VerifyMetadata { role, .. } if *role == RoleType::Root => Attack::UntrustedRoot,
         E::VerifyMetadata { .. } | E::VerifyRoleMetadata { .. } => Attack::ArbitrarySoftware,
-        E::Transport { source, .. } if source.kind() == tough::TransportErrorKind::FileNotFound => {
-            Attack::Downgrade
+        // No timestamp: no signed metadata at all. A timestamp that names
+        // a snapshot (or a snapshot targets) the repository lacks: the
+        // metadata of different moments served together.
+        E::Transport { source, url, .. }
+            if source.kind() == tough::TransportErrorKind::FileNotFound =>
+        {
+            if url.path().ends_with("/timestamp.json") {
+                Attack::Downgrade
+            } else {
+                Attack::MixAndMatch
+            }
         }
         _ => Attack::Unavailable,
     };

@@ -3,10 +3,17 @@
 //! holds listed in its targets with its length and SHA-256, and fresh
 //! targets, snapshot and timestamp (`sign`, after each publish and when the
 //! timestamp is refreshed), and a new root signed by the old keys and the
-//! new (`rotate`). Metadata is written into a folder of its own first and
-//! then put in place one file at a time, crash-safely, in the order a
-//! reader needs (targets, snapshot, timestamp): a reader never meets a
-//! timestamp whose snapshot is not there.
+//! new (`rotate`).
+//!
+//! Roots made here ask for TUF's consistent snapshots: targets and
+//! snapshot are kept by version (`N.targets.json`, `N.snapshot.json`) and
+//! the index by its hash (`<sha256>.cvl-repository.json`), and nothing a
+//! timestamp names is ever rewritten. A reader that starts from a
+//! timestamp while a publish is under way therefore reads one consistent
+//! set, never the new index against the old metadata. Each signing writes
+//! the index's copy first, then targets, snapshot and, last, the timestamp,
+//! every file crash-safely; copies older than the last [`KEEP`] signings
+//! are removed.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -19,6 +26,7 @@ use tough::schema::{KeyHolder, RoleKeys, RoleType, Root, Signed};
 
 use super::keys::SigningKey;
 use super::{Pin, TUF_DIR};
+use crate::index::INDEX_FILE;
 
 /// How long a root stays valid: rotate keys before then.
 const ROOT_LIFE: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
@@ -26,6 +34,11 @@ const ROOT_LIFE: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
 const TARGETS_LIFE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a timestamp stays valid by default (`--expires`).
 pub const TIMESTAMP_LIFE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How many signings' index copies and versioned metadata are kept: a
+/// reader that fetched a timestamp finds what it names for this many
+/// publishes after.
+pub const KEEP: usize = 8;
 
 /// What a signing wrote, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +118,7 @@ fn new_root(version: u64, keys: &[&SigningKey], threshold: u64) -> Result<Root, 
     roles.insert(RoleType::Timestamp, role(one));
     Ok(Root {
         spec_version: "1.0.0".to_string(),
-        consistent_snapshot: false,
+        consistent_snapshot: true,
         version: NonZeroU64::new(version).ok_or("a root version is at least 1")?,
         expires: expires_in(ROOT_LIFE)?,
         keys: tuf_keys,
@@ -157,7 +170,18 @@ pub fn sign(dir: &Path, keys: &[&SigningKey], timestamp_life: Duration) -> Resul
     };
     let (targets_v, snapshot_v, timestamp_v) =
         (next("targets")?, next("snapshot")?, next("timestamp")?);
-    let files = files_of(dir)?;
+    let mut files = files_of(dir)?;
+    // The index, by its hash: what the targets sign is that copy's bytes.
+    if let Some(entry) = files.iter_mut().find(|(name, _)| name == INDEX_FILE) {
+        let bytes = std::fs::read(&entry.1)
+            .map_err(|e| format!("cannot read {}: {e}", entry.1.display()))?;
+        let copy = dir.join(index_copy_name(&crate::index::sha256_hex(&bytes)));
+        if !copy.is_file() {
+            crate::write_atomic(&copy, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
+        }
+        entry.1 = copy;
+    }
     let count = files.len();
     let timestamp_expires = expires_in(timestamp_life)?;
     let long = expires_in(TARGETS_LIFE.max(timestamp_life))?;
@@ -195,13 +219,31 @@ pub fn sign(dir: &Path, keys: &[&SigningKey], timestamp_life: Duration) -> Resul
             .await
             .map_err(|e| format!("cannot write the metadata: {e}"))
     })?;
-    // In place, one file at a time, in the order readers need.
-    for name in ["targets.json", "snapshot.json", "timestamp.json"] {
-        let bytes = std::fs::read(staging.path().join(name))
-            .map_err(|e| format!("the signed {name} was not written: {e}"))?;
-        crate::write_atomic(&tuf(dir).join(name), &bytes)
-            .map_err(|e| format!("cannot write {}: {e}", tuf(dir).join(name).display()))?;
+    // In place, one file at a time, in the order readers need; the
+    // unversioned targets and snapshot too (what a root without consistent
+    // snapshots reads, and where the next signing finds its versions).
+    let consistent = root.signed.consistent_snapshot;
+    let mut order = Vec::new();
+    for (role, version) in [("targets", targets_v), ("snapshot", snapshot_v)] {
+        let unversioned = format!("{role}.json");
+        let written = if consistent {
+            format!("{version}.{role}.json")
+        } else {
+            unversioned.clone()
+        };
+        order.push((written.clone(), written.clone()));
+        if consistent {
+            order.push((written, unversioned));
+        }
     }
+    order.push(("timestamp.json".to_string(), "timestamp.json".to_string()));
+    for (from, to) in order {
+        let bytes = std::fs::read(staging.path().join(&from))
+            .map_err(|e| format!("the signed {from} was not written: {e}"))?;
+        crate::write_atomic(&tuf(dir).join(&to), &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", tuf(dir).join(&to).display()))?;
+    }
+    prune(dir)?;
     Ok(Signed_ {
         root: pin,
         targets: count,
@@ -268,6 +310,60 @@ pub fn rotate(
     sign(dir, new, timestamp_life)
 }
 
+/// The name of the index's copy by its SHA-256 (hex).
+pub fn index_copy_name(sha256: &str) -> String {
+    format!("{sha256}.{INDEX_FILE}")
+}
+
+/// Whether a name in a repository's top folder is an index copy.
+fn is_index_copy(name: &str) -> bool {
+    name.strip_suffix(INDEX_FILE)
+        .and_then(|hash| hash.strip_suffix('.'))
+        .is_some_and(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes index copies and versioned targets and snapshots older than
+/// the newest [`KEEP`] (by version for metadata, by time for copies).
+fn prune(dir: &Path) -> Result<(), String> {
+    let list = |folder: &Path| -> Result<Vec<(String, PathBuf)>, String> {
+        let entries = std::fs::read_dir(folder)
+            .map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect())
+    };
+    let mut copies: Vec<(std::time::SystemTime, PathBuf)> = list(dir)?
+        .into_iter()
+        .filter(|(name, _)| is_index_copy(name))
+        .filter_map(|(_, path)| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .collect();
+    copies.sort();
+    let mut stale: Vec<PathBuf> = Vec::new();
+    stale.extend(copies.iter().rev().skip(KEEP).map(|(_, p)| p.clone()));
+    let metadata = list(&tuf(dir))?;
+    for role in ["targets", "snapshot"] {
+        let suffix = format!(".{role}.json");
+        let mut versions: Vec<(u64, PathBuf)> = metadata
+            .iter()
+            .filter_map(|(name, path)| {
+                let version = name.strip_suffix(&suffix)?.parse().ok()?;
+                Some((version, path.clone()))
+            })
+            .collect();
+        versions.sort();
+        stale.extend(versions.iter().rev().skip(KEEP).map(|(_, p)| p.clone()));
+    }
+    for path in stale {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Writes a root as `N.root.json` and `root.json`.
 fn write_root(dir: &Path, version: u64, bytes: &[u8]) -> Result<(), String> {
     for name in [format!("{version}.root.json"), "root.json".to_string()] {
@@ -289,7 +385,9 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || (prefix.is_empty() && name == TUF_DIR) {
+            if name.starts_with('.')
+                || (prefix.is_empty() && (name == TUF_DIR || is_index_copy(&name)))
+            {
                 continue;
             }
             let rel = if prefix.is_empty() {

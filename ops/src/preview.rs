@@ -1,7 +1,7 @@
 //! The language server's plan preview (`cvl_lsp::Previewer`): a deployment
 //! planned from the server's own analysis, unsaved edits included, against
 //! a read-only view of the utility's state, exactly as `cvl plan` plans it
-//! (`cvl_ops::plan::plan_analysis`). Nothing here takes the apply lock, writes, or
+//! (`crate::plan::plan_analysis`). Nothing here takes the apply lock, writes, or
 //! asks for a sensitive value: those the environment or an unlocked agent
 //! supply are compared by fingerprint, the others count as unchanged.
 
@@ -13,8 +13,6 @@ use cvl_analysis::{Analysis, CheckOptions, Severity, SourceFile};
 use cvl_lsp::{PlanPreview, PreviewAction, Previewer, Running};
 use cvl_planner::model::UtilityState;
 use cvl_planner::plan::{Action, ActionKind, Plan, Reason, Shown};
-
-use crate::deploy;
 
 /// The state as read: itself, its fingerprint key, and what runs each
 /// appliance (by the appliance's name), indexed once per read.
@@ -37,7 +35,7 @@ pub struct StatePreviewer {
 impl StatePreviewer {
     /// The state and its fingerprint key, `None` when there is no state.
     fn state(&self) -> Result<Option<Known>, String> {
-        let Some(version) = cvl_ops::state::version() else {
+        let Some(version) = crate::state::version() else {
             return Ok(None);
         };
         let mut cached = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,8 +44,7 @@ impl StatePreviewer {
                 return Ok(Some(state.clone()));
             }
         }
-        let Some(mut store) = cvl_ops::state::open_read_only().map_err(|e| format!("{e:#}"))?
-        else {
+        let Some(mut store) = crate::state::open_read_only().map_err(|e| format!("{e:#}"))? else {
             return Ok(None);
         };
         let state = store.load().map_err(|e| e.to_string())?;
@@ -102,7 +99,7 @@ impl StatePreviewer {
         let settings = cvl_repo::Settings::from_env()
             .and_then(|s| s.with_workspace(path.parent().unwrap_or(Path::new("."))))
             .map_err(|e| e.to_string())?;
-        let (plan, _sensitive) = cvl_ops::plan::plan_analysis(
+        let (plan, _sensitive) = crate::plan::plan_analysis(
             analysis,
             file,
             path,
@@ -111,7 +108,7 @@ impl StatePreviewer {
             &settings,
             &state.state,
             &state.key,
-            &mut cvl_ops::secrets::Nobody,
+            &mut crate::secrets::Nobody,
             &Default::default(),
         )
         .map_err(|e| {
@@ -137,7 +134,7 @@ impl Previewer for StatePreviewer {
             return Ok(None);
         };
         let mut text = Vec::new();
-        let _ = deploy::human(&mut text, &plan);
+        let _ = cvl_planner::show::human(&mut text, &plan);
         Ok(Some(PlanPreview {
             summary: summary(&plan),
             actions: plan
@@ -161,7 +158,7 @@ impl Previewer for StatePreviewer {
         object: &str,
     ) -> Result<String, String> {
         match self.planned(analysis, file, path, object)? {
-            Some(plan) => Ok(deploy::dot(&plan)),
+            Some(plan) => Ok(cvl_planner::show::dot(&plan)),
             None => Err("no state yet: nothing has been applied".into()),
         }
     }
@@ -181,7 +178,7 @@ impl Previewer for StatePreviewer {
     }
 
     fn state_version(&self) -> Option<String> {
-        cvl_ops::state::version()
+        crate::state::version()
     }
 }
 
