@@ -132,7 +132,7 @@ fn cloud_images_take_their_parameters_through_cloud_init() {
     assert!(!status.contains("not answering"), "{status}");
 
     // Nothing of the seed stays on the host; the canary is in no file.
-    no_seed_left();
+    no_seed_left(&u);
     no_canary(&u);
 
     // A restart: the same instance to cloud-init, whose per-instance steps
@@ -212,7 +212,7 @@ fn cloud_images_take_their_parameters_through_cloud_init() {
     assert_eq!(data, marker, "a's data disk lost its content");
     let params = exec_ok(&u, "a", &["cat", "/run/cvl/params"]);
     assert!(params.lines().any(|l| l == "motd=changed"), "{params}");
-    no_seed_left();
+    no_seed_left(&u);
     no_canary(&u);
     u.ok(&[
         "stop",
@@ -356,14 +356,8 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
-fn no_seed_left() {
-    let left: Vec<PathBuf> = walk(Path::new("/dev/shm"))
-        .into_iter()
-        .filter(|f| {
-            let name = f.to_string_lossy();
-            name.contains("cvl-seed-") || name.contains("cvl-params-")
-        })
-        .collect();
+fn no_seed_left(u: &Utility) {
+    let left = tmpfs_files_left(&["cvl-seed-", "cvl-params-"], Some(&u.roots));
     assert!(left.is_empty(), "left on the host's tmpfs: {left:?}");
 }
 

@@ -44,31 +44,13 @@ fn qemus_naming(needle: &str) -> Vec<String> {
     out
 }
 
-/// The parameter and seed files in /dev/shm whose agent is gone: a file a
-/// stop or a killed agent left behind.
-fn orphaned_shm_files() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            ["cvl-params-", "cvl-seed-"]
-                .iter()
-                .find_map(|p| name.strip_prefix(p))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| !alive(pid))
-        })
-        .collect()
-}
-
 #[test]
 fn the_main_job_runs_every_check_and_stops_clean() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("demo");
     let demo = Demo { work: work.clone() };
-    let shm_before = orphaned_shm_files();
+    let shm_before = tmpfs_files_left(&["cvl-params-", "cvl-seed-"], None);
     let started = std::time::Instant::now();
     // The same script as the README's, with the binary the tests built
     // (the release build is the same code; CI builds it once, not twice).
@@ -159,7 +141,7 @@ fn the_main_job_runs_every_check_and_stops_clean() {
         !std::path::Path::new(&format!("/run/netns/{NS}")).exists(),
         "the namespace {NS} is still there"
     );
-    let files: Vec<String> = orphaned_shm_files()
+    let files: Vec<std::path::PathBuf> = tmpfs_files_left(&["cvl-params-", "cvl-seed-"], None)
         .into_iter()
         .filter(|f| !shm_before.contains(f))
         .collect();

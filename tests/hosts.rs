@@ -456,7 +456,7 @@ fn the_suite_spans_three_hosts_over_ssh() {
     );
 
     // Agents cut off from their executor still removed their parameters.
-    assert_no_params_left();
+    assert_no_params_left(&u);
     drop(lab);
 }
 

@@ -229,7 +229,7 @@ fn two_applies_on_one_state_one_waits_and_a_killed_one_is_taken_over() {
     assert!(u.pids().values().all(Option::is_some), "{said}");
     let status = u.cvl(&["status"]);
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
-    assert_no_params_left();
+    assert_no_params_left(&u);
 }
 
 /// A team's server across a network: TLS as libpq's `sslmode` says. The

@@ -159,5 +159,5 @@ fn secrets_from_the_agent_reach_the_guests_and_rest_nowhere() {
     }
     u.stop_all();
     u.ok(&["agent", "--stop"]);
-    assert_no_params_left();
+    assert_no_params_left(&u);
 }

@@ -49,16 +49,37 @@ fn deploy_pair(u: &Utility) {
 
 /// A VM description of the tiny guest; `version` only changes its
 /// program's digest (an update to take), `broken` makes a guest that never
-/// becomes ready (its kernel finds no init).
+/// becomes ready: as a new version that migrates its data on first boot and
+/// then fails, it rewrites the data disk's first sector and powers off.
 fn description(version: u32, broken: bool) -> String {
     let mut d = DESCRIPTION.replace("memory = 192", &format!("memory = {}", 160 + version));
     if broken {
         d = d.replace(
             "console=ttyS0 quiet",
-            "console=ttyS0 quiet rdinit=/bin/false",
+            "console=ttyS0 quiet rdinit=/bin/sh -- -c \\\"mount -t devtmpfs d /dev; \
+             modprobe -a virtio_pci virtio_blk; for i in 1 2 3 4 5 6 7 8 9 10; do \
+             [ -b /dev/vdb ] && break; sleep 0.3; done; echo MIGRATING-DATA; \
+             echo MIGRATED-BY-THE-BROKEN-VERSION | dd of=/dev/vdb bs=512 count=1 conv=sync,fsync; \
+             poweroff -f\\\"",
         );
     }
     d
+}
+
+/// The SHA-256 of a's whole data disk, as its guest reads it.
+fn data_sha256(u: &Utility) -> String {
+    let (code, out) = agent(u, "a")
+        .exec(
+            &["/bin/sh", "-c", "sha256sum /dev/vdb"],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn publish_alpha(u: &Utility, version: u32, broken: bool) {
@@ -278,6 +299,7 @@ fn the_service_keeps_a_van_up_to_date_by_itself() {
     );
 
     // A person's apply while the service updates: refused, naming it.
+    let before_update = data_sha256(&u);
     publish_alpha(&u, 3, true);
     wait_for(
         "the service at work on version 3",
@@ -295,8 +317,9 @@ fn the_service_keeps_a_van_up_to_date_by_itself() {
         text(&out)
     );
 
-    // Version 3 never becomes ready: rolled back to 2, data kept, and not
-    // tried again.
+    // Version 3 migrates the data, never becomes ready: rolled back to 2
+    // with the data as it was before the update (not as 3 left it), and
+    // not tried again.
     wait_for(
         "the rollback to version 2",
         Duration::from_secs(120),
@@ -309,6 +332,20 @@ fn the_service_keeps_a_van_up_to_date_by_itself() {
         recorded(&u, "a") == (Some(2), "running".into())
     });
     assert_eq!(read_marker(&u, 15), "CVLDATA-SERVICE");
+    assert_eq!(
+        data_sha256(&u),
+        before_update,
+        "the data is not as before the update"
+    );
+    let history = u.ok(&["history", "Pair"]);
+    assert!(
+        history.contains("MIGRATING-DATA"),
+        "version 3 did not get to migrate the data:\n{history}"
+    );
+    assert!(
+        history.contains("data disks put back to cvl-before-v2-"),
+        "{history}"
+    );
     let status = u.ok(&["status", "Pair.cvl"]);
     assert!(
         status.contains("version 3 of http://virtualappliance.org/Alpha failed in a"),
@@ -468,19 +505,44 @@ fn a_service_killed_mid_update_converges_when_started_again() {
         again.kill();
     }
 
-    // By hand: back to the version before, its data kept; then `cvl
-    // update` does not take the version left again.
-    let said = u.ok(&[
-        "rollback",
-        "Pair.cvl",
-        "a",
-        "--auto-approve",
-        "--stop-timeout",
-        "10",
-    ]);
+    // By hand: back to the version before, with its data as it was before
+    // the update (what version 4 wrote is gone; a person must say so);
+    // then `cvl update` does not take the version left again.
+    write_marker(&u, "CVLDATA-BY-V4!");
+    let rollback = |data: Option<&str>| {
+        let mut args = vec![
+            "rollback",
+            "Pair.cvl",
+            "a",
+            "--auto-approve",
+            "--stop-timeout",
+            "10",
+        ];
+        args.extend(data.map(|d| ["--data", d]).into_iter().flatten());
+        u.cvl(&args)
+    };
+    let refused = rollback(None);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("--data before-update")
+            && text(&refused).contains("--data current"),
+        "{}",
+        text(&refused)
+    );
+    let out = rollback(Some("before-update"));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("update a  Alpha 4 -> 3"), "{said}");
+    assert!(
+        said.contains("data disks put back to cvl-before-v3-"),
+        "{said}"
+    );
     assert_eq!(recorded(&u, "a"), (Some(3), "running".into()));
-    assert_eq!(read_marker(&u, 14), "CVLDATA-KILLED", "data lost");
+    assert_eq!(
+        read_marker(&u, 14),
+        "CVLDATA-KILLED",
+        "not the data of before the update"
+    );
     let said = u.ok(&["update", "Pair.cvl", "a", "--auto-approve"]);
     assert!(said.contains("No changes"), "{said}");
     publish_alpha(&u, 5, false);

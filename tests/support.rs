@@ -91,14 +91,44 @@ impl Netns {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
+        // The cgroups of its QEMUs' jails (cvl/vm-UID), to remove once
+        // they are gone.
+        let mut cgroups = std::collections::BTreeSet::new();
         for pid in pids
             .split_whitespace()
             .filter_map(|p| p.parse::<i32>().ok())
         {
+            let of = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            for line in of.lines() {
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
+                let (Some(controllers), Some(path)) = (controllers, path) else {
+                    continue;
+                };
+                if path.contains("/vm-") {
+                    for controller in controllers.split(',') {
+                        cgroups.insert(if controller.is_empty() {
+                            format!("/sys/fs/cgroup{path}")
+                        } else {
+                            format!("/sys/fs/cgroup/{controller}{path}")
+                        });
+                    }
+                }
+            }
             // SAFETY: signalling processes of our own namespace.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         std::thread::sleep(Duration::from_millis(200));
+        for cgroup in cgroups {
+            for _ in 0..50 {
+                match std::fs::remove_dir(&cgroup) {
+                    Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => break,
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -793,12 +823,45 @@ impl Drop for PgServer {
 
 /// No parameters file is left in /dev/shm (they hold sensitive values):
 /// every agent removed its own, however its executor ended.
-pub fn assert_no_params_left() {
-    let left: Vec<PathBuf> = walk(Path::new("/dev/shm"))
-        .into_iter()
-        .filter(|f| f.to_string_lossy().contains("cvl-params-"))
-        .collect();
+pub fn assert_no_params_left(u: &Utility) {
+    let left = tmpfs_files_left(&["cvl-params-"], Some(&u.roots));
     assert!(left.is_empty(), "parameters files left behind: {left:?}");
+}
+
+/// The host agent's files on /dev/shm (`PREFIX-...`) left behind: with
+/// `roots`, those of the VMs whose folders are under them (each file
+/// belongs to its VM's uid), whatever else runs beside; without, those
+/// whose agent (`PREFIX-PID-...`) is gone.
+pub fn tmpfs_files_left(prefixes: &[&str], roots: Option<&[PathBuf]>) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uids: Option<Vec<u32>> = roots.map(|roots| {
+        roots
+            .iter()
+            .flat_map(|r| walk(&r.join("vms")))
+            .filter(|f| f.file_name().is_some_and(|n| n == "uid"))
+            .filter_map(|f| std::fs::read_to_string(f).ok()?.trim().parse().ok())
+            .collect()
+    });
+    walk(Path::new("/dev/shm"))
+        .into_iter()
+        .filter(|f| {
+            let name = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let Some(rest) = prefixes.iter().find_map(|p| name.strip_prefix(p)) else {
+                return false;
+            };
+            match &uids {
+                Some(uids) => std::fs::metadata(f).is_ok_and(|m| uids.contains(&m.uid())),
+                None => {
+                    let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                    pid.is_none_or(|pid| !alive(pid))
+                }
+            }
+        })
+        .collect()
 }
 
 /// The three test hosts of [`Lab`] and their addresses on the switch.

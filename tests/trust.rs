@@ -437,7 +437,7 @@ fn attacks_on_a_signed_repository_are_refused_naming_them() {
     // that serve the timestamp the service has seen get a fresh one once
     // they are in place (the publisher's own refresh, signed with the key).
     let refresh = |dir: &Path| {
-        repo_signing(&u, "refresh", &dir, &new_key, &[]);
+        repo_signing(&u, "refresh", dir, &new_key, &[]);
     };
     let attacks = [
         (Serving::plain(&tampered), None, "[arbitrary-software]"),

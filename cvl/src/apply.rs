@@ -40,6 +40,10 @@ pub struct ExecArgs {
     /// state to finish (`30s`, `5m`); without it, fail at once naming it.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_timeout: std::time::Duration,
+    /// How many snapshots of its data from before an update each data disk
+    /// keeps (the newest; an update takes one, a qcow2 snapshot, no copy).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_snapshots: u32,
 }
 
 impl ExecArgs {
@@ -48,6 +52,8 @@ impl ExecArgs {
             parallelism: self.parallelism,
             stop_timeout_secs: self.stop_timeout,
             ready_timeout_secs: self.ready_timeout,
+            keep_snapshots: self.keep_snapshots,
+            ..walk::Options::default()
         }
     }
 }
@@ -249,6 +255,25 @@ pub(crate) fn execute(
     exec: &ExecArgs,
     command: &str,
 ) -> Result<ExitCode> {
+    execute_with(
+        plan,
+        sensitive,
+        settings,
+        exec,
+        &exec.walk_options(),
+        command,
+    )
+}
+
+/// [`execute`] with walk options of the caller's (a rollback's data).
+pub(crate) fn execute_with(
+    plan: &Plan,
+    sensitive: &SensitiveValues,
+    settings: &cvl_repo::Settings,
+    exec: &ExecArgs,
+    options: &walk::Options,
+    command: &str,
+) -> Result<ExitCode> {
     deploy::output(plan, PlanFormat::Human, None)?;
     if !plan.has_changes() {
         return Ok(ExitCode::SUCCESS);
@@ -272,7 +297,7 @@ pub(crate) fn execute(
         plan,
         sensitive,
         settings,
-        &exec.walk_options(),
+        options,
         &cvl_ops::run::person(command),
         true,
         &mut |event| progress.event(event, started),

@@ -12,6 +12,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod apply;
+mod backup;
 mod blacklist;
 mod check;
 mod deploy;
@@ -152,16 +153,51 @@ enum Command {
         Examples:\n  cvl update AcmeSuite.cvl\n  cvl update AcmeSuite.cvl d --auto-approve"
     )]
     Update(update::UpdateArgs),
-    /// Put a component's previous version back (program disks only: its
-    /// data disks stay), and keep the utility service from taking the
-    /// version it leaves again.
+    /// Put a component's previous version back (and its data as it was
+    /// before the update, or as it is), and keep the utility service from
+    /// taking the version it leaves again.
     #[command(
         after_help = "Pins the component's import in cvl.lock to the newest allowed version \
         before the one it runs (or --to N), records the one it leaves as failed in the \
         deployment (the service takes a newer version, never that one), then plans and applies \
-        as `cvl apply` does.\n\nExample: cvl rollback AcmeSuite.cvl l"
+        as `cvl apply` does.\n\nAn appliance with data disks needs --data: `before-update` puts \
+        each disk back to the snapshot the update to the version it leaves took (everything \
+        written since is lost), `current` starts the older version on the data as it is (which \
+        the newer version may have migrated to a format the older cannot read). The history \
+        says which.\n\nExamples:\n  cvl rollback AcmeSuite.cvl p\n  \
+        cvl rollback AcmeSuite.cvl l --data before-update"
     )]
     Rollback(update::RollbackArgs),
+    /// Back up a deployment's data disks into a backup store, live and
+    /// incrementally, or list the store's restore points.
+    #[command(
+        after_help = "Each appliance with data disks is backed up by its host into the store \
+        (a folder on that host: STORE/DEPLOYMENT/PATH/DEVICE/, qcow2 files and a manifest). A \
+        running appliance is copied live by QEMU, its file systems frozen through its guest \
+        agent for the instant the copy starts; after the first (full) copy, each restore \
+        point holds only what the guest wrote since the last (a dirty bitmap in the disk, kept \
+        across restarts). A backup cut short costs nothing: the next one starts from the last \
+        complete restore point.\n\n\
+        Exit codes: 0 every appliance backed up, 1 one failed (the others are still backed up), \
+        2 an error (no such deployment or component, no host to ask).\n\n\
+        Examples:\n  cvl backup AcmeSuite.cvl --to /srv/backups\n  \
+        cvl backup AcmeSuite.cvl l --to /srv/backups --full\n  \
+        cvl backup AcmeSuite.cvl --to /srv/backups --list --format json"
+    )]
+    Backup(backup::BackupArgs),
+    /// Put a component's data disks back to a restore point of a backup
+    /// store: it stops, its disks are replaced, it starts again.
+    #[command(
+        after_help = "Stops the component (and what requires it) as `cvl stop` does, \
+        asking first unless --auto-approve; checks every file of the restore point against \
+        the store's manifest; replaces each data disk, keeping the data it had beside it \
+        (DISK.before-restore-TIME in the VM's folder); then starts it as `cvl apply` would.\n\n\
+        Exit codes: 0 restored and started, 1 the stop or the start failed, 2 an error before \
+        anything was replaced (no such restore point, a damaged store).\n\n\
+        Examples:\n  cvl restore AcmeSuite.cvl l --from /srv/backups\n  \
+        cvl restore AcmeSuite.cvl l --from /srv/backups --id 0003 --auto-approve"
+    )]
+    Restore(backup::RestoreArgs),
     /// Stop a deployment, or one component and everything that requires it.
     #[command(
         after_help = "Stops run dependents first: the guest agent's shutdown, then \
@@ -324,6 +360,8 @@ fn main() -> ExitCode {
         Command::Show(args) => deploy::show(args),
         Command::Apply(args) => apply::apply(args, color),
         Command::Stop(args) => apply::stop(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args, color),
         Command::Update(args) => update::update(args, color),
         Command::Rollback(args) => update::rollback(args, color),
         Command::Status(args) => apply::status(args),

@@ -1,6 +1,6 @@
-//! Draws diagnostics for people (codespan-reporting source excerpts), for
-//! machines (a JSON array) and for CI systems (SARIF 2.1.0). Positions are
-//! 1-based lines and columns, columns counted in characters.
+//! Draws diagnostics for people (codespan-reporting source excerpts), and
+//! for machines and CI systems through `cvl_ops::report` (JSON, SARIF
+//! 2.1.0). Positions are 1-based lines and columns, in characters.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -9,7 +9,8 @@ use codespan_reporting::diagnostic as cs;
 use codespan_reporting::files::SimpleFiles;
 use codespan_reporting::term::{self, termcolor::WriteColor};
 use cvl_analysis::{Code, Diagnostic, Severity, Span};
-use serde_json::{json, Value};
+use cvl_ops::report;
+use serde_json::Value;
 
 /// The texts diagnostics point into, by display name.
 #[derive(Default)]
@@ -114,105 +115,6 @@ pub fn human(
     Ok(())
 }
 
-fn location_json(sources: &Sources, span: &Span) -> serde_json::Map<String, Value> {
-    let (line, column, end_line, end_column) = sources.position(span);
-    let mut map = serde_json::Map::new();
-    map.insert("file".into(), json!(span.file));
-    map.insert("line".into(), json!(line));
-    map.insert("column".into(), json!(column));
-    map.insert("end_line".into(), json!(end_line));
-    map.insert("end_column".into(), json!(end_column));
-    map
-}
-
-pub fn json(sources: &Sources, diagnostics: &[Diagnostic]) -> Value {
-    let items: Vec<Value> = diagnostics
-        .iter()
-        .map(|d| {
-            let mut map = serde_json::Map::new();
-            map.insert("code".into(), json!(d.code.as_str()));
-            map.insert("severity".into(), json!(d.severity.as_str()));
-            map.insert("message".into(), json!(d.message));
-            map.extend(location_json(sources, &d.span));
-            let labels: Vec<Value> = d
-                .labels
-                .iter()
-                .map(|l| {
-                    let mut m = location_json(sources, &l.span);
-                    m.insert("message".into(), json!(l.message));
-                    Value::Object(m)
-                })
-                .collect();
-            map.insert("labels".into(), Value::Array(labels));
-            map.insert("notes".into(), json!(d.notes));
-            Value::Object(map)
-        })
-        .collect();
-    Value::Array(items)
-}
-
-fn sarif_location(sources: &Sources, span: &Span, message: Option<&str>) -> Value {
-    let (line, column, end_line, end_column) = sources.position(span);
-    let mut location = json!({
-        "physicalLocation": {
-            "artifactLocation": { "uri": span.file },
-            "region": {
-                "startLine": line,
-                "startColumn": column,
-                "endLine": end_line,
-                "endColumn": end_column,
-            }
-        }
-    });
-    if let Some(message) = message {
-        location["message"] = json!({ "text": message });
-    }
-    location
-}
-
-pub fn sarif(sources: &Sources, diagnostics: &[Diagnostic]) -> Value {
-    let rules: Vec<Value> = Code::ALL
-        .iter()
-        .map(|c| json!({ "id": c.as_str(), "shortDescription": { "text": c.summary() } }))
-        .collect();
-    let results: Vec<Value> = diagnostics
-        .iter()
-        .map(|d| {
-            let level = match d.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-                Severity::Hint => "note",
-            };
-            let mut text = d.message.clone();
-            for note in &d.notes {
-                text.push('\n');
-                text.push_str(note);
-            }
-            json!({
-                "ruleId": d.code.as_str(),
-                "level": level,
-                "message": { "text": text },
-                "locations": [sarif_location(sources, &d.span, None)],
-                "relatedLocations": d.labels.iter()
-                    .map(|l| sarif_location(sources, &l.span, Some(&l.message)))
-                    .collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": { "driver": {
-                "name": "cvl",
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": rules,
-            }},
-            "results": results,
-        }]
-    })
-}
-
 /// Prints `diagnostics` in `format` to standard output.
 pub fn print(
     format: Format,
@@ -227,8 +129,8 @@ pub fn print(
             human(&mut lock, sources, diagnostics)?;
             lock.flush()
         }
-        Format::Json => print_json(&json(sources, diagnostics)),
-        Format::Sarif => print_json(&sarif(sources, diagnostics)),
+        Format::Json => print_json(&report::json(diagnostics, &|s| sources.position(s))),
+        Format::Sarif => print_json(&report::sarif(diagnostics, &|s| sources.position(s))),
     }
 }
 

@@ -17,8 +17,9 @@ pub enum UtilityCommand {
         changed (HTTP If-None-Match / If-Modified-Since; a folder's index by its time), plans \
         the deployments whose repositories did from the newest allowed versions, and carries \
         out their updates and resends, one appliance at a time, each held to its health gate \
-        (not ready in --ready-timeout: its previous version goes back, data disks untouched, \
-        and that version is never taken again). What a person decided stands: starts, stops, \
+        (not ready in --ready-timeout: its previous version goes back, and its data disks as they \
+        were before the update, from the snapshot the update took; that version is never taken \
+        again). What a person decided stands: starts, stops, \
         removals and moves wait for a person and are reported; an appliance a person stopped is \
         never started (not even to update it); a sensitive value a person applied is never put \
         back (the service resends one only when its own source, the user agent or its \
@@ -96,6 +97,10 @@ pub struct ServiceArgs {
     /// The window --restart-burst counts restarts in.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub restart_window: Duration,
+    /// How many snapshots of its data from before an update each data disk
+    /// keeps (an update takes one; a failed update's rollback puts it back).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_snapshots: u32,
 }
 
 /// `30s`, `5m`, or a bare number of seconds.
@@ -146,6 +151,7 @@ pub fn run(command: UtilityCommand) -> Result<ExitCode> {
             burst: args.restart_burst as usize,
             window: args.restart_window.as_secs().max(1),
         },
+        keep_snapshots: args.keep_snapshots,
     };
     match cvl_service::run(config)? {
         cvl_service::Ended::Once => Ok(ExitCode::SUCCESS),

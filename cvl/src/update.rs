@@ -48,10 +48,25 @@ pub struct RollbackArgs {
     /// The deployed object of FILE, when it declares several.
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
+    /// Its data disks: as they were before the update to the version it
+    /// leaves (that update's snapshot), or as they are now. Needed when it
+    /// has data disks.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub data: Option<Data>,
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
     pub fetch: FetchArgs,
+}
+
+/// Which data a rollback starts the older version on.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Data {
+    /// As it was before the update (its snapshot); what was written since
+    /// is lost.
+    BeforeUpdate,
+    /// As it is (the newer version may have migrated it).
+    Current,
 }
 
 pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
@@ -183,6 +198,22 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
         );
     };
     let url = vm.spec.appliance.source.clone();
+    let disks: Vec<&str> = vm
+        .spec
+        .data_disks
+        .iter()
+        .map(|d| d.device.as_str())
+        .collect();
+    if !disks.is_empty() && args.data.is_none() {
+        bail!(
+            "{name}/{} has data disks ({}): say which data the older version starts on. \
+             --data before-update puts them back as they were before the update to the version \
+             it runs (what was written since is lost); --data current keeps them as they are \
+             (the newer version may have changed them in ways the older cannot read)",
+            args.path,
+            disks.join(", ")
+        );
+    }
     let Some(current) = vm.spec.appliance.version else {
         bail!(
             "{name}/{} runs an unpublished appliance (from {url}): it has no versions to go back to",
@@ -231,7 +262,20 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
         }
     };
     let settings = args.fetch.options(LockMode::Use, &args.file)?.settings;
-    apply::execute(&plan, &sensitive, &settings, &args.exec, "cvl rollback")
+    let mut options = args.exec.walk_options();
+    if args.data == Some(Data::BeforeUpdate) {
+        options
+            .restore_data
+            .insert(component, cvl_executor::protocol::snapshot_of_version(to));
+    }
+    apply::execute_with(
+        &plan,
+        &sensitive,
+        &settings,
+        &args.exec,
+        &options,
+        "cvl rollback",
+    )
 }
 
 /// The newest version before `current` that neither the blacklist nor a

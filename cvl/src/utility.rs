@@ -100,6 +100,17 @@ pub enum HostCommand {
         #[arg(long)]
         root: PathBuf,
     },
+    /// Run a program in a VM's jail (what the host agent starts each QEMU
+    /// with; not for people).
+    #[command(hide = true)]
+    Jail {
+        /// The jail, as the agent describes it (JSON).
+        #[arg(long)]
+        spec: String,
+        /// The program and its arguments.
+        #[arg(last = true, required = true)]
+        program: Vec<String>,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -133,6 +144,12 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
     use cvl_ops::registry;
     match command {
         HostCommand::Serve { root } => return serve(&root),
+        HostCommand::Jail { spec, program } => {
+            let spec: cvl_executor::agent::jail::Spec =
+                serde_json::from_str(&spec).context("--spec is not a jail")?;
+            eprintln!("{}", cvl_executor::agent::jail::run(&spec, &program));
+            return Ok(ExitCode::from(126));
+        }
         HostCommand::Add {
             name,
             address,

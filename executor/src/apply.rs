@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cvl_planner::model::{Change, ComponentPath, ParamValue};
-use cvl_planner::plan::{Action, ActionKind, Plan};
+use cvl_planner::plan::{Action, ActionKind, Plan, Reason};
 use cvl_planner::record;
 
 use crate::protocol::{HostErrorKind, Nic, ProgramSource, Request, Response, StartSpec, VmId};
@@ -49,6 +49,12 @@ pub struct Options {
     pub parallelism: usize,
     pub stop_timeout_secs: u64,
     pub ready_timeout_secs: u64,
+    /// Components whose data disks go back to their newest snapshot with
+    /// this prefix before they start (a rollback's data from before the
+    /// update); an update of one of them takes no snapshot of its own.
+    pub restore_data: BTreeMap<ComponentPath, String>,
+    /// How many pre-update snapshots each data disk keeps.
+    pub keep_snapshots: u32,
 }
 
 impl Default for Options {
@@ -57,6 +63,8 @@ impl Default for Options {
             parallelism: 8,
             stop_timeout_secs: 180,
             ready_timeout_secs: 120,
+            restore_data: BTreeMap::new(),
+            keep_snapshots: 1,
         }
     }
 }
@@ -336,6 +344,19 @@ fn steps(
         vm: vm.clone(),
         timeout_secs: options.stop_timeout_secs,
     });
+    // An update keeps the data as it was (a snapshot) unless this walk
+    // puts it back (a rollback).
+    let restore = options.restore_data.get(&action.component).cloned();
+    let snapshot = (action.action == ActionKind::Update).then(|| {
+        let from = match &action.why {
+            Reason::VersionChanged { from, .. } => *from,
+            _ => None,
+        };
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        crate::protocol::snapshot_name(from, unix)
+    });
     let start = |fresh: bool| -> Result<Step, String> {
         let desired = plan
             .desired
@@ -379,6 +400,9 @@ fn steps(
                     .appliance
                     .version
                     .map(|_| desired.appliance.digest.clone()),
+                snapshot_data: snapshot.clone().filter(|_| restore.is_none()),
+                restore_data: restore.clone(),
+                keep_snapshots: options.keep_snapshots.max(1),
             }),
             prep.staging.clone(),
             prep.web_fallback.clone(),
@@ -505,7 +529,11 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                 prepare_ms,
                 launch_ms,
                 boot_ms,
+                data,
             } => {
+                if !data.is_empty() {
+                    detail.push(format!("data disks {data}"));
+                }
                 timing = Some(StartTiming {
                     fetch_ms,
                     prepare_ms,

@@ -114,6 +114,71 @@ pub struct StartSpec {
     /// this host fetches must have it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_digest: Option<String>,
+    /// Before starting (an update; the VM stopped): each data disk kept as
+    /// it is under this qcow2 snapshot, no copy, so that a rollback can put
+    /// the data back as it was before the update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_data: Option<String>,
+    /// Before starting (a rollback): each data disk put back to its newest
+    /// snapshot whose name starts with this; refused when one has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_data: Option<String>,
+    /// How many pre-update snapshots each data disk keeps (the newest).
+    #[serde(default = "one")]
+    pub keep_snapshots: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One restore point of a data disk in a backup store: a qcow2 file,
+/// standalone (`full`) or holding only what changed since its `parent`
+/// (whose file is its qcow2 backing file), so that `qemu-img` reads any
+/// restore point whole with nothing of cvl's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    pub device: String,
+    /// `0001`, `0002`, ...: in order, per disk.
+    pub id: String,
+    /// Its file, in the disk's folder of the store.
+    pub file: String,
+    /// `full` or `incremental`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// When it was taken (RFC 3339, UTC).
+    pub at: String,
+    /// The file's size and SHA-256.
+    pub size: u64,
+    pub sha256: String,
+    /// `frozen` (the guest's file systems frozen for the instant the copy
+    /// started), `crash-consistent` (no guest agent to freeze them), or
+    /// `stopped` (copied from the files of a stopped VM).
+    pub consistency: String,
+    /// Milliseconds the guest's I/O was frozen.
+    #[serde(default)]
+    pub frozen_ms: u64,
+    /// The disk's virtual size.
+    pub disk_size: u64,
+}
+
+/// The prefix of every pre-update snapshot of a data disk.
+pub const SNAPSHOT_PREFIX: &str = "cvl-before-";
+
+/// The pre-update snapshot of the data an update from `from` replaces
+/// (`None`: an unpublished program changed), taken at `unix`.
+pub fn snapshot_name(from: Option<u32>, unix: u64) -> String {
+    match from {
+        Some(v) => format!("{SNAPSHOT_PREFIX}v{v}-{unix}"),
+        None => format!("{SNAPSHOT_PREFIX}update-{unix}"),
+    }
+}
+
+/// The prefix of the snapshots taken before updates from `version`: what a
+/// rollback to `version` puts back.
+pub fn snapshot_of_version(version: u32) -> String {
+    format!("{SNAPSHOT_PREFIX}v{version}-")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +203,32 @@ pub enum Request {
     /// Move the VM's folder (its disks) to the attic.
     Attic {
         vm: VmId,
+    },
+    /// Back the VM's data disks up into the backup store `store` (a folder
+    /// on this host): running, live (its file systems frozen for the
+    /// instant the copy starts) and incremental after the first; stopped,
+    /// from its files.
+    Backup {
+        vm: VmId,
+        store: String,
+        /// The data disks' devices.
+        devices: Vec<String>,
+        /// A full copy even where an incremental one would do.
+        full: bool,
+    },
+    /// The restore points of the VM's data disks in `store`.
+    Backups {
+        vm: VmId,
+        store: String,
+    },
+    /// Put a stopped VM's data disk back as it was at restore point
+    /// `point` (the newest when `None`); the data it had is kept beside it.
+    /// (No field of a request or response is named `id`: the envelope's is.)
+    Restore {
+        vm: VmId,
+        store: String,
+        device: String,
+        point: Option<String>,
     },
     /// What runs: process, QMP, guest agent; with `all`, also every other
     /// VM running under this agent's root.
@@ -279,10 +370,28 @@ pub enum Response {
         #[serde(default)]
         launch_ms: u64,
         boot_ms: u64,
+        /// What became of the data disks before the start: `kept as
+        /// SNAPSHOT`, `put back to SNAPSHOT`, or empty.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        data: String,
     },
     Stopped {
         /// How it ended: `agent`, `acpi`, `quit`, `not running`.
         how: String,
+    },
+    /// What a backup made, per data disk.
+    BackedUp {
+        backups: Vec<Backup>,
+    },
+    /// A VM's restore points, per data disk, oldest first.
+    BackupList {
+        backups: Vec<Backup>,
+    },
+    Restored {
+        device: String,
+        point: String,
+        /// Where the data it had was kept.
+        kept: String,
     },
     Resent,
     Moved {
@@ -334,4 +443,55 @@ pub enum Response {
         kind: HostErrorKind,
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request and response travels flattened into an envelope with
+    /// its `id`: a body field of the same name would shadow it, and the
+    /// answer would never find its call.
+    #[test]
+    fn bodies_round_trip_through_their_envelope() {
+        let vm = VmId {
+            deployment: "Solo".into(),
+            path: "a".into(),
+        };
+        let requests = [
+            Request::Restore {
+                vm: vm.clone(),
+                store: "/srv/backups".into(),
+                device: "ide0:1".into(),
+                point: Some("0002".into()),
+            },
+            Request::Backup {
+                vm: vm.clone(),
+                store: "/srv/backups".into(),
+                devices: vec!["ide0:1".into()],
+                full: true,
+            },
+            Request::Backups {
+                vm,
+                store: "/srv/backups".into(),
+            },
+        ];
+        for body in requests {
+            let sent = Envelope { id: 7, body };
+            let text = serde_json::to_string(&sent).unwrap();
+            let got: Envelope<Request> = serde_json::from_str(&text).unwrap();
+            assert_eq!(got, sent, "{text}");
+        }
+        let responses = [Response::Restored {
+            device: "ide0:1".into(),
+            point: "0002".into(),
+            kept: String::new(),
+        }];
+        for body in responses {
+            let sent = Envelope { id: 9, body };
+            let text = serde_json::to_string(&sent).unwrap();
+            let got: Envelope<Response> = serde_json::from_str(&text).unwrap();
+            assert_eq!(got, sent, "{text}");
+        }
+    }
 }

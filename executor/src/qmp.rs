@@ -175,6 +175,129 @@ pub mod cmd {
         type Return = ExecStarted;
     }
 
+    /// The block devices, with their dirty bitmaps (`query-block`).
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct QueryBlock {}
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct BlockInfo {
+        pub device: String,
+        #[serde(default)]
+        pub inserted: Option<BlockInserted>,
+    }
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct BlockInserted {
+        #[serde(default, rename = "dirty-bitmaps")]
+        pub dirty_bitmaps: Vec<DirtyBitmap>,
+        pub image: ImageInfo,
+    }
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct ImageInfo {
+        #[serde(rename = "virtual-size")]
+        pub virtual_size: u64,
+    }
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct DirtyBitmap {
+        pub name: String,
+        #[serde(default)]
+        pub persistent: bool,
+        /// Not saved cleanly (QEMU was killed): its bits cannot be trusted.
+        #[serde(default)]
+        pub inconsistent: bool,
+        #[serde(default)]
+        pub count: u64,
+    }
+    impl Command for QueryBlock {
+        const NAME: &'static str = "query-block";
+        type Return = Vec<BlockInfo>;
+    }
+
+    /// A block node from its options (`blockdev-add`: a backup's target).
+    #[derive(Debug, Clone, Serialize)]
+    pub struct BlockdevAdd(pub serde_json::Value);
+    impl Command for BlockdevAdd {
+        const NAME: &'static str = "blockdev-add";
+        type Return = serde::de::IgnoredAny;
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct BlockdevDel {
+        #[serde(rename = "node-name")]
+        pub node_name: String,
+    }
+    impl Command for BlockdevDel {
+        const NAME: &'static str = "blockdev-del";
+        type Return = serde::de::IgnoredAny;
+    }
+
+    /// Actions that take effect at the same instant (`transaction`).
+    #[derive(Debug, Clone, Serialize)]
+    pub struct Transaction {
+        pub actions: Vec<serde_json::Value>,
+    }
+    impl Command for Transaction {
+        const NAME: &'static str = "transaction";
+        type Return = serde::de::IgnoredAny;
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct BlockDirtyBitmapRemove {
+        pub node: String,
+        pub name: String,
+    }
+    impl Command for BlockDirtyBitmapRemove {
+        const NAME: &'static str = "block-dirty-bitmap-remove";
+        type Return = serde::de::IgnoredAny;
+    }
+
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct QueryJobs {}
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct JobInfo {
+        pub id: String,
+        pub status: String,
+        #[serde(default)]
+        pub error: Option<String>,
+        #[serde(default, rename = "current-progress")]
+        pub current_progress: u64,
+    }
+    impl Command for QueryJobs {
+        const NAME: &'static str = "query-jobs";
+        type Return = Vec<JobInfo>;
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct JobDismiss {
+        pub id: String,
+    }
+    impl Command for JobDismiss {
+        const NAME: &'static str = "job-dismiss";
+        type Return = serde::de::IgnoredAny;
+    }
+
+    #[derive(Debug, Clone, Serialize)]
+    pub struct JobCancel {
+        pub id: String,
+    }
+    impl Command for JobCancel {
+        const NAME: &'static str = "job-cancel";
+        type Return = serde::de::IgnoredAny;
+    }
+
+    /// The guest agent freezes the guest's file systems (returns how many).
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct GuestFsfreezeFreeze {}
+    impl Command for GuestFsfreezeFreeze {
+        const NAME: &'static str = "guest-fsfreeze-freeze";
+        type Return = i64;
+    }
+
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct GuestFsfreezeThaw {}
+    impl Command for GuestFsfreezeThaw {
+        const NAME: &'static str = "guest-fsfreeze-thaw";
+        type Return = i64;
+    }
+
     #[derive(Debug, Clone, Serialize)]
     pub struct GuestExecStatus {
         pub pid: i64,
@@ -204,6 +327,15 @@ pub struct Channel {
 
 impl Channel {
     fn open(path: &Path, timeout: Duration) -> std::io::Result<Channel> {
+        // A jailed QEMU owns its folder's sockets: one that is a link
+        // could lead the agent to another VM's monitor.
+        use std::os::unix::fs::FileTypeExt;
+        if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a socket",
+                path.display()
+            )));
+        }
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;

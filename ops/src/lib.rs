@@ -16,17 +16,22 @@
 //! - [`survey`]: what every host says runs, beside what the state records.
 //! - [`preview`]: the language server's plan preview (`cvl_lsp::Previewer`),
 //!   planned as `cvl plan` plans, read-only.
+//! - [`backup`]: data disks backed up into a store, and put back.
+//! - [`report`]: diagnostics as JSON for scripts and SARIF for CI.
 //! - [`exec`]: a command run in a running appliance through its guest
 //!   agent, its output streamed.
 //!
-//! Nothing here prints, asks or renders: callers draw progress from
-//! [`run`]'s events and render diagnostics from [`plan::Planned`].
+//! Nothing here prints or asks: callers draw progress from [`run`]'s events
+//! and diagnostics for people from [`plan::Planned`] (machines get
+//! [`report`]'s values).
 
+pub mod backup;
 pub mod exec;
 pub mod hosts;
 pub mod plan;
 pub mod preview;
 pub mod registry;
+pub mod report;
 pub mod run;
 pub mod secrets;
 pub mod state;

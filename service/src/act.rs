@@ -567,11 +567,18 @@ impl Service {
         let (back, sensitive, _) =
             self.plan(name, source, &settings, LockMode::Use, &BTreeSet::new())?;
         let part = only(&back, &action.component);
+        // The data too, as it was before the update (the failed version
+        // may have migrated it).
+        let mut options = self.walk_options();
+        options.restore_data.insert(
+            action.component.clone(),
+            cvl_executor::protocol::snapshot_of_version(from),
+        );
         let summary = cvl_ops::run::run_plan(
             &part,
             &sensitive,
             &settings,
-            &self.walk_options(),
+            &options,
             "service (rollback)",
             false,
             &mut |event| log_event(name, event),
@@ -595,7 +602,10 @@ impl Service {
             detail: &format!(
                 "version {to} failed its health gate ({reason}); version {from} {}",
                 if ok {
-                    format!("runs again, its data disks untouched; version {to} is not taken again")
+                    format!(
+                        "runs again, on its data as it was before the update; version {to} is \
+                         not taken again"
+                    )
                 } else {
                     "did not start either: a person must look (cvl status)".to_string()
                 }

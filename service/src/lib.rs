@@ -73,6 +73,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     /// How many crashes it restarts before it leaves one to a person.
     pub restart_limit: decide::RestartLimit,
+    /// How many pre-update snapshots each data disk keeps.
+    pub keep_snapshots: u32,
 }
 
 /// How the service ended.
@@ -561,6 +563,8 @@ impl Service {
             parallelism: 1,
             stop_timeout_secs: self.config.stop_timeout,
             ready_timeout_secs: self.config.ready_timeout,
+            keep_snapshots: self.config.keep_snapshots,
+            ..Default::default()
         }
     }
 }

@@ -20,6 +20,7 @@ impl HostAgent {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.remove_taps(&dir)?;
+        super::launch::gone(&dir);
         let name = format!("{}-{stamp}", dir.file_name().unwrap().to_string_lossy());
         let to = self.root.join("attic").join(&vm.deployment).join(name);
         std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| failed(e.to_string()))?;

@@ -99,6 +99,64 @@ impl HostAgent {
         Ok(drives)
     }
 
+    /// Before a start, with the VM stopped: its data disks put back to
+    /// their newest snapshot named `restore_data*` (a rollback), or kept as
+    /// they are under `snapshot_data` (an update: a qcow2 snapshot, no
+    /// copy), older pre-update snapshots beyond `keep_snapshots` removed.
+    /// Says what it did, for the history.
+    pub(super) fn data_snapshots(&self, spec: &StartSpec, dir: &Path) -> Result<String, Fail> {
+        let disks: Vec<PathBuf> = spec
+            .data_disks
+            .iter()
+            .map(|(device, _)| dir.join(data_disk_file(device)))
+            .filter(|d| d.exists())
+            .collect();
+        if let Some(prefix) = &spec.restore_data {
+            // Every disk's snapshot found before any is put back.
+            let mut chosen = Vec::new();
+            for disk in &disks {
+                let newest = snapshots(disk)?
+                    .into_iter()
+                    .rfind(|name| name.starts_with(prefix.as_str()))
+                    .ok_or_else(|| {
+                        failed(format!(
+                            "{}: its data disk {} has no snapshot from before the update                              ({prefix}...): nothing was put back; start it on its data as it is                              (`cvl rollback --data current`) or restore a backup",
+                            spec.vm,
+                            disk.file_name().unwrap_or_default().to_string_lossy()
+                        ))
+                    })?;
+                chosen.push((disk, newest));
+            }
+            for (disk, name) in &chosen {
+                qemu_img(&["snapshot", "-a", name, &disk.to_string_lossy()])?;
+            }
+            return Ok(match chosen.first() {
+                Some((_, name)) => format!("put back to {name}"),
+                None => String::new(),
+            });
+        }
+        let Some(name) = &spec.snapshot_data else {
+            return Ok(String::new());
+        };
+        for disk in &disks {
+            let path = disk.to_string_lossy();
+            qemu_img(&["snapshot", "-c", name, &path])?;
+            let ours: Vec<String> = snapshots(disk)?
+                .into_iter()
+                .filter(|n| n.starts_with(SNAPSHOT_PREFIX))
+                .collect();
+            let keep = spec.keep_snapshots.max(1) as usize;
+            for old in &ours[..ours.len().saturating_sub(keep)] {
+                qemu_img(&["snapshot", "-d", old, &path])?;
+            }
+        }
+        Ok(if disks.is_empty() {
+            String::new()
+        } else {
+            format!("kept as {name}")
+        })
+    }
+
     /// The SHA-256 and size of a stopped VM's data disk, to carry it over.
     pub(super) fn digest(&self, vm: &VmId, file: &str) -> Result<Response, Fail> {
         let disk = self.data_disk(vm, file)?;
@@ -167,7 +225,7 @@ impl HostAgent {
     }
 }
 
-fn file_safe(device: &str) -> String {
+pub(super) fn file_safe(device: &str) -> String {
     device
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -177,6 +235,45 @@ fn file_safe(device: &str) -> String {
 fn valid_size(size: &str) -> bool {
     let digits = size.trim_end_matches(['K', 'M', 'G', 'T', 'k']);
     !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && digits != "0"
+}
+
+/// What `qemu-img info` says of a disk (read even while QEMU has it open).
+pub(super) fn image_info(disk: &Path) -> Result<serde_json::Value, Fail> {
+    let out = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(disk)
+        .output()
+        .map_err(|e| failed(format!("cannot run qemu-img: {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "qemu-img info {}: {}",
+            disk.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| failed(format!("qemu-img info {}: {e}", disk.display())))
+}
+
+/// A qcow2 disk's internal snapshots, oldest first.
+pub(super) fn snapshots(disk: &Path) -> Result<Vec<String>, Fail> {
+    let info = image_info(disk)?;
+    let mut found: Vec<(u64, u64, String)> = info["snapshots"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| {
+                    Some((
+                        s["date-sec"].as_u64().unwrap_or(0),
+                        s["id"].as_str()?.parse().unwrap_or(0),
+                        s["name"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    Ok(found.into_iter().map(|(_, _, name)| name).collect())
 }
 
 fn qemu_img(args: &[&str]) -> Result<(), Fail> {

@@ -300,17 +300,18 @@ impl ParamsFile {
         }
     }
 
-    pub(super) fn write(params: &str) -> Result<ParamsFile, Fail> {
-        ParamsFile::write_as("params", params.as_bytes())
+    /// The parameters, readable by the VM's `uid` alone.
+    pub(super) fn write(params: &str, uid: u32) -> Result<ParamsFile, Fail> {
+        ParamsFile::write_as("params", params.as_bytes(), uid)
     }
 
     /// A cloud-init guest's seed volume, on tmpfs too (it holds nothing
     /// sensitive, but nothing of a VM's start is written to disk).
-    pub(super) fn seed(bytes: &[u8]) -> Result<ParamsFile, Fail> {
-        ParamsFile::write_as("seed", bytes)
+    pub(super) fn seed(bytes: &[u8], uid: u32) -> Result<ParamsFile, Fail> {
+        ParamsFile::write_as("seed", bytes, uid)
     }
 
-    fn write_as(kind: &str, bytes: &[u8]) -> Result<ParamsFile, Fail> {
+    fn write_as(kind: &str, bytes: &[u8], uid: u32) -> Result<ParamsFile, Fail> {
         let dir = Path::new("/dev/shm");
         if !dir.is_dir() {
             return Err(failed(
@@ -334,6 +335,8 @@ impl ParamsFile {
             .open(&path)
             .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
         file.write_all(bytes).map_err(|e| failed(e.to_string()))?;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(uid))
+            .map_err(|e| failed(format!("cannot give {} to its VM: {e}", path.display())))?;
         Ok(ParamsFile { path })
     }
 }

@@ -3,11 +3,12 @@
 //! the accelerator that works here, and the QEMU process itself.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cloud_init::SeedInput;
 use super::guest::{Contract, ParamsFile};
+use super::jail;
 use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{Agent, Qmp};
@@ -38,6 +39,7 @@ impl HostAgent {
                 prepare_ms: 0,
                 launch_ms: 0,
                 boot_ms: 0,
+                data: String::new(),
             });
         }
         let (program, entry) = self.program_dir(&spec.program)?;
@@ -66,12 +68,16 @@ impl HostAgent {
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        // The VM's own user: its disks, taps and parameters are its.
+        let uid = jail::uid_of(&dir).map_err(failed)?;
 
         let mut drives = self.program_overlays(spec, &description, &program, &dir)?;
         drives.extend(self.data_disks(spec, &dir)?);
-        let netdevs = self.attach_nics(spec, &dir)?;
+        let data = self.data_snapshots(spec, &dir)?;
+        let netdevs = self.attach_nics(spec, &dir, uid)?;
+        jail::prepare_dir(&dir, uid).map_err(failed)?;
 
-        let params = ParamsFile::write(&spec.params)?;
+        let params = ParamsFile::write(&spec.params, uid)?;
         // How the guest takes them, and knows to say it is ready.
         let contract = Contract::of(&description);
         std::fs::write(dir.join("contract"), contract.to_string())
@@ -88,7 +94,7 @@ impl HostAgent {
                 let volume = SeedInput::from_params(&spec.params, &identity)
                     .volume()
                     .map_err(|e| failed(format!("cannot make the NoCloud seed: {e}")))?;
-                Some(ParamsFile::seed(&volume)?)
+                Some(ParamsFile::seed(&volume, uid)?)
             }
             Contract::Kit => None,
         };
@@ -98,7 +104,13 @@ impl HostAgent {
                 "-name".into(),
                 format!("cvl:{}", spec.vm),
                 "-accel".into(),
-                accel.into(),
+                // TCG's translation cache bounded (QEMU's default is 1 GiB),
+                // so that the jail's memory limit holds.
+                if accel == "tcg" {
+                    format!("tcg,tb-size={}", jail::TCG_CACHE_MIB)
+                } else {
+                    accel.into()
+                },
                 "-machine".into(),
                 description.machine.clone(),
                 "-m".into(),
@@ -111,7 +123,9 @@ impl HostAgent {
                 "none".into(),
                 "-serial".into(),
                 "file:console.log".into(),
-                "-daemonize".into(),
+                // Its own seccomp filter on top of the jail.
+                "-sandbox".into(),
+                "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
                 "-pidfile".into(),
                 "qemu.pid".into(),
                 "-qmp".into(),
@@ -145,12 +159,19 @@ impl HostAgent {
                         program.join(initrd).to_string_lossy().into_owned(),
                     ]);
                 }
-                args.extend([
-                    "-append".into(),
-                    boot.cmdline
-                        .clone()
-                        .unwrap_or_else(|| "console=ttyS0 quiet".into()),
-                ]);
+                let mut cmdline = boot
+                    .cmdline
+                    .clone()
+                    .unwrap_or_else(|| "console=ttyS0 quiet".into());
+                // Emulated, a guest's timer ticks late when the host is
+                // busy, and Linux's boot-time check of the IO-APIC timer
+                // then panics ("IO-APIC + timer doesn't work!", seen with
+                // six guests booting on two cores): skipped, as cloud
+                // images and hypervisors' guests do.
+                if accel == "tcg" && !cmdline.contains("no_timer_check") {
+                    cmdline.push_str(" no_timer_check");
+                }
+                args.extend(["-append".into(), cmdline]);
             }
             if let Some(seed) = &seed {
                 // cloud-init's NoCloud seed on a CD-ROM (ejected once the
@@ -170,12 +191,12 @@ impl HostAgent {
                 ]);
             }
             for drive in &drives {
+                // Named after its file (`data-ide0-1`): backups find it so.
+                let name = drive.file_name().unwrap().to_string_lossy();
+                let id = name.trim_end_matches(".qcow2");
                 args.extend([
                     "-drive".into(),
-                    format!(
-                        "file={},if=virtio,format=qcow2",
-                        drive.file_name().unwrap().to_string_lossy()
-                    ),
+                    format!("file={name},if=virtio,format=qcow2,id={id}"),
                 ]);
             }
             for (id, tap, mac) in &netdevs {
@@ -186,25 +207,31 @@ impl HostAgent {
                     format!("virtio-net-pci,netdev={id},mac={mac}"),
                 ]);
             }
-            let out = Command::new("qemu-system-x86_64")
-                .args(&args)
-                .current_dir(&dir)
-                .output()
-                .map_err(|e| failed(if e.kind() == std::io::ErrorKind::NotFound {
-                    "qemu-system-x86_64 is not installed on this host (Debian: apt-get install qemu-system-x86)".to_string()
-                } else {
-                    format!("cannot run qemu-system-x86_64: {e}")
-                }))?;
-            if !out.status.success() {
-                return Err(failed(format!(
-                    "qemu-system-x86_64 failed for {}: {}",
-                    spec.vm,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
+            let mut read_only = vec![program.clone(), params.path.clone()];
+            // A repository's version: the versions its disks back onto.
+            if program.parent().and_then(Path::file_name) == Some("versions".as_ref()) {
+                read_only[0] = program.parent().unwrap_or(&program).to_path_buf();
             }
-            Ok(())
+            read_only.extend(seed.as_ref().map(|s| s.path.clone()));
+            let mut devices = Vec::new();
+            if !netdevs.is_empty() {
+                devices.push("/dev/net/tun".into());
+            }
+            if accel == "kvm" {
+                devices.push("/dev/kvm".into());
+            }
+            let memory = u64::from(spec.memory_mib.max(description.memory));
+            let jail = jail::Spec {
+                dir: dir.clone(),
+                uid,
+                read_only,
+                devices,
+                memory_mib: memory + jail::overhead_mib(memory, accel),
+                vcpus: description.vcpus,
+            };
+            launch_jailed(&jail, &args, &spec.vm)
         };
-        // How long QEMU itself takes to start (until it daemonizes).
+        // How long QEMU itself takes to start (until its monitor answers).
         let launching = std::cell::Cell::new(Duration::ZERO);
         let launch = |accel: &str| -> Result<(), Fail> {
             let began = Instant::now();
@@ -253,9 +280,16 @@ impl HostAgent {
         drop(seed);
         let _ = std::fs::write(dir.join("accel"), &used);
         if let Err(e) = ready {
+            // Read before the cgroup goes with the VM.
+            let oom = jail::oom_killed(uid).then(|| jail::memory_limit(uid).unwrap_or(0) >> 20);
             kill_vm(&dir);
             let console = dir.join("console.log");
             let why = match e {
+                NotReady::Exited if oom.is_some() => format!(
+                    "its QEMU was killed for going past its memory limit ({} MiB: the VM's \
+                     memory and QEMU's own); give it more memory in its VM description",
+                    oom.unwrap_or(0)
+                ),
                 NotReady::Exited => "it powered off while booting".to_string(),
                 NotReady::Silent(e) => format!(
                     "{} within {} s ({e}); it was stopped",
@@ -287,6 +321,7 @@ impl HostAgent {
             prepare_ms,
             launch_ms: launching.get().as_millis() as u64,
             boot_ms: (t1.elapsed() - launching.get()).as_millis() as u64,
+            data,
         })
     }
 
@@ -356,7 +391,7 @@ impl HostAgent {
                 wait_exit(pid, Instant::now() + Duration::from_secs(5));
             }
         }
-        let _ = std::fs::remove_file(dir.join("qemu.pid"));
+        gone(&dir);
         Ok(Response::Stopped { how: how.into() })
     }
 }
@@ -478,7 +513,7 @@ pub(super) fn console_lines(path: &Path, max: usize) -> Vec<String> {
     use std::io::{Read, Seek, SeekFrom};
     const WINDOW: u64 = 16 * 1024;
     let mut text = Vec::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
+    if let Ok(mut file) = jail::open_vm_file(path) {
         let len = file.metadata().map_or(0, |m| m.len());
         let _ = file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
         let _ = file.take(WINDOW).read_to_end(&mut text);
@@ -502,13 +537,23 @@ struct Accel {
     trial: bool,
 }
 
-/// The QEMU process of a VM folder, when its pidfile names a live one.
+/// The QEMU process of a VM folder, when its pidfile names a live one
+/// (that runs as the VM's uid: a jailed QEMU writes its own pidfile, and
+/// must not name another process to the agent's signals).
 pub fn running_pid(dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(dir.join("qemu.pid"))
+    use std::io::Read;
+    let mut text = String::new();
+    jail::open_vm_file(&dir.join("qemu.pid"))
         .ok()?
-        .trim()
-        .parse()
+        .take(32)
+        .read_to_string(&mut text)
         .ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    if let Ok(uid) = std::fs::read_to_string(dir.join(jail::UID_FILE)) {
+        if jail::process_uid(pid)? != uid.trim().parse::<u32>().ok()? {
+            return None;
+        }
+    }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let is_qemu = cmdline.windows(11).any(|w| w == b"qemu-system");
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -551,5 +596,89 @@ pub(super) fn kill_vm(dir: &Path) {
             wait_exit(pid, Instant::now() + Duration::from_secs(5));
         }
     }
+    gone(dir);
+}
+
+/// What a VM's QEMU leaves once it is gone: its pidfile and cgroup.
+pub(super) fn gone(dir: &Path) {
     let _ = std::fs::remove_file(dir.join("qemu.pid"));
+    if let Some(uid) = std::fs::read_to_string(dir.join(jail::UID_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+    {
+        jail::remove_cgroup(uid);
+    }
+}
+
+/// Starts QEMU with `args` in the jail `spec` (the jailer, `cvl host jail`,
+/// is this executable), its output in the VM's `qemu.log`, and waits until
+/// its monitor answers: QEMU is up. The jailer's process becomes QEMU's,
+/// so a thread of the agent reaps it when it ends, and it outlives the
+/// agent in a session of its own.
+fn launch_jailed(spec: &jail::Spec, args: &[String], vm: &VmId) -> Result<(), Fail> {
+    let dir = &spec.dir;
+    let log_path = dir.join(jail::LOG_FILE);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&log_path)
+        .map_err(|e| failed(format!("cannot write {}: {e}", log_path.display())))?;
+    let spec_json = serde_json::to_string(spec).expect("a jail spec serializes");
+    // This very executable, as the kernel holds it: the file may have been
+    // replaced since the agent started (a package upgrade).
+    let mut child = Command::new("/proc/self/exe")
+        .args([
+            "host",
+            "jail",
+            "--spec",
+            &spec_json,
+            "--",
+            "qemu-system-x86_64",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| failed(e.to_string()))?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| failed(format!("cannot start the jailer for {vm}: {e}")))?;
+    let exited: std::sync::Arc<std::sync::Mutex<Option<std::process::ExitStatus>>> =
+        Default::default();
+    let reaped = exited.clone();
+    std::thread::spawn(move || {
+        if let Ok(status) = child.wait() {
+            *reaped.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed_to_launch = |message: String| {
+        jail::remove_cgroup(spec.uid);
+        failed(message)
+    };
+    loop {
+        if let Some(status) = *exited.lock().unwrap_or_else(|e| e.into_inner()) {
+            let said = console_lines(&log_path, 8).join("\n");
+            let said = if said.contains("qemu-system-x86_64") && said.contains("No such file") {
+                "qemu-system-x86_64 is not installed on this host (Debian: apt-get install \
+                 qemu-system-x86)"
+                    .to_string()
+            } else {
+                said
+            };
+            return Err(failed_to_launch(format!(
+                "qemu-system-x86_64 failed for {vm} ({status}): {said}"
+            )));
+        }
+        if Qmp::connect(&dir.join("qmp.sock"), Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(failed_to_launch(format!(
+                "QEMU for {vm} did not open its monitor within 60 s: {}",
+                console_lines(&log_path, 8).join("\n")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -9,22 +9,27 @@
 //! ROOT/accel                   the accelerator found to work here (kvm or tcg)
 //! ```
 //!
-//! QEMU runs daemonized; parameters reach the guest through fw_cfg from a
-//! tmpfs file of mode 0600 that is removed as soon as QEMU has read it, and
-//! on a resend through the guest agent. No value is ever on a command line.
+//! Each QEMU runs in a jail of its own ([`jail`]: its own uid, a mount
+//! namespace with its own files only, seccomp, a cgroup); parameters reach
+//! the guest through fw_cfg from a tmpfs file of mode 0600 (the VM's) that
+//! is removed as soon as QEMU has read it, and on a resend through the
+//! guest agent. No value is ever on a command line.
 //!
 //! One module per concern: [`launch`] (QEMU: start, stop, the accelerator,
 //! the process), [`disks`] (program overlays, data disks, carrying them),
 //! [`network`] (taps, VAN bridges, VXLAN, public routes), [`incoming`]
 //! (files the executor sends, the program cache), [`guest`] (the guest
 //! contract: parameters at boot, resends, status, commands run inside),
-//! [`attic`] (removed VMs).
+//! [`jail`] (each QEMU's user, namespace, seccomp and cgroup), [`backup`]
+//! (data disks backed up and restored), [`attic`] (removed VMs).
 
 mod attic;
+mod backup;
 pub mod cloud_init;
 mod disks;
 mod guest;
 mod incoming;
+pub mod jail;
 mod launch;
 mod network;
 
@@ -48,6 +53,7 @@ fn failed(message: impl Into<String>) -> Fail {
 /// ready, tagged with their request's id. At the end of input, the requests
 /// under way finish before it returns.
 pub fn serve(root: &Path, input: impl BufRead, output: impl Write + Send) -> std::io::Result<()> {
+    jail::ensure_cgroups_visible();
     let host = HostAgent::new(root.to_path_buf());
     let output = std::sync::Mutex::new(output);
     let answer = |id: u64, body: Response| {
@@ -67,7 +73,25 @@ pub fn serve(root: &Path, input: impl BufRead, output: impl Write + Send) -> std
             match serde_json::from_str::<Envelope<Request>>(&line) {
                 Ok(Envelope { id, body }) => {
                     let (host, answer) = (&host, &answer);
-                    scope.spawn(move || answer(id, host.handle(body)));
+                    scope.spawn(move || {
+                        // A bug in one operation is an answer, not a
+                        // conversation that hangs.
+                        let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            host.handle(body)
+                        }))
+                        .unwrap_or_else(|panic| Response::Error {
+                            kind: HostErrorKind::Failed,
+                            message: format!(
+                                "the host agent failed (a bug; please report it): {}",
+                                panic
+                                    .downcast_ref::<String>()
+                                    .map(String::as_str)
+                                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                                    .unwrap_or("a panic")
+                            ),
+                        });
+                        answer(id, body)
+                    });
                 }
                 Err(e) => {
                     let id = serde_json::from_str::<serde_json::Value>(&line)
@@ -117,9 +141,11 @@ impl HostAgent {
         // left over from a killed apply finishes before the next touches it.
         let _lock = match &request {
             Request::Start(spec) => self.lock(&spec.vm),
-            Request::Stop { vm, .. } | Request::Resend { vm, .. } | Request::Attic { vm } => {
-                self.lock(vm)
-            }
+            Request::Stop { vm, .. }
+            | Request::Resend { vm, .. }
+            | Request::Attic { vm }
+            | Request::Backup { vm, .. }
+            | Request::Restore { vm, .. } => self.lock(vm),
             Request::Hello { .. }
             | Request::Status { .. }
             | Request::Console { .. }
@@ -129,7 +155,8 @@ impl HostAgent {
             | Request::Digest { .. }
             | Request::Get { .. }
             | Request::ExecStart { .. }
-            | Request::ExecPoll { .. } => Ok(None),
+            | Request::ExecPoll { .. }
+            | Request::Backups { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -148,6 +175,19 @@ impl HostAgent {
             Request::Stop { vm, timeout_secs } => self.stop(&vm, timeout_secs),
             Request::Resend { vm, params } => self.resend(&vm, &params),
             Request::Attic { vm } => self.attic(&vm),
+            Request::Backup {
+                vm,
+                store,
+                devices,
+                full,
+            } => self.backup(&vm, &store, &devices, full),
+            Request::Backups { vm, store } => self.backups(&vm, &store),
+            Request::Restore {
+                vm,
+                store,
+                device,
+                point,
+            } => self.restore(&vm, &store, &device, point.as_deref()),
             Request::Missing { files } => Ok(Response::Lacks {
                 files: files.into_iter().filter(|f| !self.received(f)).collect(),
             }),

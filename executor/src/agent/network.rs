@@ -20,6 +20,7 @@ impl HostAgent {
         &self,
         spec: &StartSpec,
         dir: &Path,
+        uid: u32,
     ) -> Result<Vec<(String, String, String)>, Fail> {
         let mut netdevs = Vec::new();
         let mut routes: Vec<String> = Vec::new();
@@ -34,7 +35,7 @@ impl HostAgent {
             if let Some(n) = nic.network {
                 self.ensure_van(n)?;
             }
-            ensure_tap(&tap, bridge.as_deref())?;
+            ensure_tap(&tap, bridge.as_deref(), uid)?;
             if let (true, Some(ip)) = (nic.public, &nic.ip) {
                 if let Some(uplink) = self.fabric().and_then(|f| f.uplink) {
                     self.route_public(ip, &uplink)?;
@@ -318,14 +319,28 @@ fn link_master(name: &str) -> Option<String> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
-fn ensure_tap(tap: &str, bridge: Option<&str>) -> Result<(), Fail> {
+/// The uid a tap belongs to (`-1`: anyone with CAP_NET_ADMIN).
+fn tap_owner(name: &str) -> Option<i64> {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("owner"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// The tap `tap`, the VM's (`uid`'s: its jailed QEMU attaches to it
+/// through /dev/net/tun with no capability), up, on `bridge`.
+fn ensure_tap(tap: &str, bridge: Option<&str>, uid: u32) -> Result<(), Fail> {
     // Already as wanted (a restart): no process to spawn.
     if link_exists(tap)
+        && tap_owner(tap) == Some(i64::from(uid))
         && link_up(tap)
         && link_master(tap).as_deref() == bridge
         && bridge.is_none_or(link_up)
     {
         return Ok(());
+    }
+    if link_exists(tap) && tap_owner(tap) != Some(i64::from(uid)) {
+        // Made for another owner (an unjailed QEMU before): made again.
+        ip(&["link", "del", tap])?;
     }
     if let Some(bridge) = bridge {
         if !link_exists(bridge) {
@@ -334,7 +349,10 @@ fn ensure_tap(tap: &str, bridge: Option<&str>) -> Result<(), Fail> {
         ip(&["link", "set", bridge, "up"])?;
     }
     if !link_exists(tap) {
-        ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
+        let uid = uid.to_string();
+        ip(&[
+            "tuntap", "add", "dev", tap, "mode", "tap", "user", &uid, "group", &uid,
+        ])?;
     }
     if let Some(bridge) = bridge {
         ip(&["link", "set", tap, "master", bridge])?;

@@ -53,6 +53,9 @@ pub fn deadline(request: &Request) -> Duration {
         Request::Digest { .. } | Request::Get { .. } => 600,
         // A piece of a few MiB, and for the last the whole file's hash.
         Request::Put { .. } => 300,
+        // Copying whole disks.
+        Request::Backup { .. } | Request::Restore { .. } => 4 * 3600,
+        Request::Backups { .. } => 60,
     })
 }
 
@@ -449,6 +452,9 @@ fn what(request: &Request) -> String {
         Request::ExecStart { vm, .. } | Request::ExecPoll { vm, .. } => {
             format!("a command in {vm}")
         }
+        Request::Backup { vm, .. } => format!("the backup of {vm}"),
+        Request::Backups { vm, .. } => format!("listing the backups of {vm}"),
+        Request::Restore { vm, .. } => format!("the restore of {vm}"),
     }
 }
 
