@@ -115,6 +115,38 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         base.contains("dn: dc=acme,dc=org") && base.contains("o: Acme"),
         "{base}"
     );
+    // Backed up live while it serves: its data file system (ext4 on the
+    // data disk) frozen through its guest agent for an instant, then
+    // thawed (it still answers).
+    let store = u.dir.join("backups");
+    let made: serde_json::Value = serde_json::from_str(&u.ok(&[
+        "backup",
+        "AcmeSuite.cvl",
+        "l",
+        "--to",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let point = &made[0]["backups"][0];
+    assert_eq!(point["consistency"], "frozen", "{made:#}");
+    eprintln!("live backup of l: I/O frozen {} ms", point["frozen_ms"]);
+    let again = u.exec_ok(
+        "l",
+        &[
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            "ldap://localhost",
+            "-b",
+            "dc=acme,dc=org",
+            "-s",
+            "base",
+        ],
+    );
+    assert_eq!(again, base, "l after its backup");
     let lease = u.exec_ok(
         "p",
         &[

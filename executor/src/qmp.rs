@@ -298,6 +298,14 @@ pub mod cmd {
         type Return = i64;
     }
 
+    /// `thawed` or `frozen`.
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct GuestFsfreezeStatus {}
+    impl Command for GuestFsfreezeStatus {
+        const NAME: &'static str = "guest-fsfreeze-status";
+        type Return = String;
+    }
+
     #[derive(Debug, Clone, Serialize)]
     pub struct GuestExecStatus {
         pub pid: i64,

@@ -215,12 +215,22 @@ impl HostAgent {
                     "data": { "node": node, "name": bitmap, "persistent": true } }),
             json!({ "type": "blockdev-backup", "data": backup }),
         ];
-        // The guest's file systems frozen for the instant the job starts.
+        // The guest's file systems frozen for the instant the job starts;
+        // first thawed if an agent killed between the two left them frozen.
         let mut guest = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(3)).ok();
+        if let Some(a) = guest.as_mut() {
+            if a.execute(&cmd::GuestFsfreezeStatus {})
+                .is_ok_and(|s| s == "frozen")
+            {
+                let _ = a.execute(&cmd::GuestFsfreezeThaw {});
+            }
+        }
         let frozen_at = Instant::now();
+        // Frozen means file systems were: a guest with none to freeze (an
+        // initramfs) answers 0, and its copy is only crash-consistent.
         let frozen = guest
             .as_mut()
-            .is_some_and(|a| a.execute(&cmd::GuestFsfreezeFreeze {}).is_ok());
+            .is_some_and(|a| a.execute(&cmd::GuestFsfreezeFreeze {}).is_ok_and(|n| n > 0));
         let started = qmp.execute(&cmd::Transaction { actions });
         if frozen {
             if let Some(a) = guest.as_mut() {
