@@ -297,6 +297,25 @@ fn the_service_keeps_a_van_up_to_date_by_itself() {
         history.contains("update   Pair/a 1 -> 2: done by service"),
         "{history}"
     );
+    // The data as it was before the update is kept, and `cvl status` says so.
+    let status: serde_json::Value =
+        serde_json::from_str(&u.ok(&["status", "Pair.cvl", "--format", "json"])).unwrap();
+    let a = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["component"] == "a")
+        .unwrap();
+    let kept = a["snapshots"]["data-ide0-1.qcow2"].as_array().unwrap();
+    assert!(
+        kept.len() == 1 && kept[0].as_str().unwrap().starts_with("cvl-before-v1-"),
+        "{status:#}"
+    );
+    assert!(
+        u.ok(&["status", "Pair.cvl"])
+            .contains("data-ide0-1.qcow2 kept as cvl-before-v1-"),
+        "cvl status"
+    );
 
     // A person's apply while the service updates: refused, naming it.
     let before_update = data_sha256(&u);

@@ -462,7 +462,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         Some(path) => Some(cvl_ops::plan::deployment_of(path, args.deploy.as_deref())?),
         None => None,
     };
-    let (seen, _) = cvl_ops::survey::survey(&state, only.as_deref())?;
+    let (seen, _) = cvl_ops::survey::survey(&state, only.as_deref(), true)?;
     let mut rows: Vec<serde_json::Value> = seen
         .iter()
         .map(|s| {
@@ -472,6 +472,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                 "recorded": s.recorded, "pid": vm.and_then(|v| v.pid),
                 "qmp": vm.and_then(|v| v.qmp.clone()), "agent": vm.is_some_and(|v| v.agent),
                 "expects_agent": vm.is_none_or(|v| v.expects_agent), "drift": s.drift,
+                "snapshots": vm.map(|v| v.snapshots.clone()).unwrap_or_default(),
             })
         })
         .collect();
@@ -532,6 +533,15 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
                         notes.push_str("; ");
                     }
                     notes.push_str(&format!("BLACKLISTED: {barred}"));
+                }
+                for (disk, names) in r["snapshots"].as_object().into_iter().flatten() {
+                    if let Some(newest) = names.as_array().and_then(|n| n.last()) {
+                        if !notes.is_empty() {
+                            notes.push_str("; ");
+                        }
+                        notes
+                            .push_str(&format!("{disk} kept as {}", newest.as_str().unwrap_or("")));
+                    }
                 }
                 println!(
                     "{:<14} {:<10} {:<8} {:<9} {:>8} {:<8} {:<6} {}",

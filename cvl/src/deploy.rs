@@ -85,7 +85,11 @@ pub(crate) fn make_plan(
             deploy: deploy.as_deref(),
             target: target.as_deref(),
             options: load.options(LockMode::Use, file)?,
-            crashed: Default::default(),
+            // Recorded running and gone: started again, as a person who
+            // applies expects of a deployment that drifted.
+            crashed: cvl_ops::plan::deployment_of(file, deploy.as_deref())
+                .and_then(|name| Ok(cvl_ops::survey::crashed(&cvl_ops::state::read()?, &name)))
+                .unwrap_or_default(),
         },
         color,
     )

@@ -6,6 +6,8 @@
 //! idempotent, so replaying one after a crash converges. Parameter values
 //! travel only inside these payloads, never on a command line.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version: `hello` refuses a host agent of another.
@@ -236,6 +238,10 @@ pub enum Request {
         vms: Vec<VmId>,
         #[serde(default)]
         all: bool,
+        /// Also each data disk's snapshots from before updates (a
+        /// `qemu-img info` per disk: for people, not the service's polls).
+        #[serde(default)]
+        snapshots: bool,
     },
     /// The end of a VM's console log (at most `lines` lines of the last
     /// 16 KiB, printable characters only): read-only.
@@ -324,6 +330,10 @@ pub struct VmStatus {
     /// with `agent = false`, whose silence is not drift.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub expects_agent: bool,
+    /// Asked for: per data disk, its snapshots from before updates, oldest
+    /// first (`cvl-before-v2-1796544000`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub snapshots: BTreeMap<String, Vec<String>>,
 }
 
 fn yes() -> bool {

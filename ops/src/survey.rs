@@ -3,7 +3,7 @@
 //! what differs (drift), and the VMs a host runs that the state does not
 //! know. `cvl status`, the status page and the service ask the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use cvl_executor::protocol::{Request, Response, VmId, VmStatus};
@@ -38,7 +38,13 @@ impl Seen {
 /// Asks every host at once (one request each) about every VM the state
 /// places there (of one deployment, with `only`) and the VMs it runs that
 /// the state does not know. Also, per host, whether it answered.
-pub fn survey(state: &UtilityState, only: Option<&str>) -> Result<(Vec<Seen>, Answered)> {
+/// With `snapshots`, each VM's data disks' snapshots too (slower: a
+/// `qemu-img info` per disk).
+pub fn survey(
+    state: &UtilityState,
+    only: Option<&str>,
+    snapshots: bool,
+) -> Result<(Vec<Seen>, Answered)> {
     let mut rows = Vec::new();
     let mut answered = BTreeMap::new();
     let connector = crate::hosts::connector(state)?;
@@ -77,6 +83,7 @@ pub fn survey(state: &UtilityState, only: Option<&str>) -> Result<(Vec<Seen>, An
                         &Request::Status {
                             vms: ids,
                             all: true,
+                            snapshots,
                         },
                     )
                 })
@@ -151,4 +158,24 @@ pub fn survey(state: &UtilityState, only: Option<&str>) -> Result<(Vec<Seen>, An
         }
     }
     Ok((rows, answered))
+}
+
+/// The components of `deployment` recorded running whose QEMU its host says
+/// is gone: what a person's `cvl plan` and `cvl apply` start again. A host
+/// that does not answer says nothing (its VMs are not taken for crashed).
+pub fn crashed(state: &UtilityState, deployment: &str) -> BTreeSet<ComponentPath> {
+    let Some(d) = state.deployments.get(deployment) else {
+        return BTreeSet::new();
+    };
+    if !d.vms.values().any(|vm| vm.status == Status::Running) {
+        return BTreeSet::new();
+    }
+    match survey(state, Some(deployment), false) {
+        Ok((seen, _)) => seen
+            .iter()
+            .filter(|s| s.deployment == deployment && s.crashed())
+            .map(|s| ComponentPath(s.component.clone()))
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
 }

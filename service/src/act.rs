@@ -292,6 +292,7 @@ impl Service {
             &Request::Status {
                 vms: vec![vm.clone()],
                 all: false,
+                snapshots: false,
             },
         );
         if let Ok(Response::Status { vms, .. }) = &status {

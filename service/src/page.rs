@@ -253,7 +253,8 @@ fn survey(shared: &Shared, every: Duration) {
     loop {
         let started = Instant::now();
         let asked_at = std::time::SystemTime::now();
-        let asked = cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None));
+        let asked =
+            cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None, false));
         if let Ok((seen, answered)) = asked {
             let mut survey = Survey::default();
             let crashed = seen

@@ -2,6 +2,7 @@
 //! update), data disks (created empty once, never replaced), and reading
 //! a stopped VM's data disk to carry it to another host.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -235,6 +236,30 @@ pub(super) fn file_safe(device: &str) -> String {
 fn valid_size(size: &str) -> bool {
     let digits = size.trim_end_matches(['K', 'M', 'G', 'T', 'k']);
     !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && digits != "0"
+}
+
+impl HostAgent {
+    /// Each data disk's snapshots from before updates, by file name (read
+    /// while QEMU runs: `qemu-img info -U`); a disk it cannot read is left out.
+    pub(super) fn data_snapshots_of(&self, vm: &VmId) -> BTreeMap<String, Vec<String>> {
+        let Ok(dir) = self.vm_dir(vm) else {
+            return BTreeMap::new();
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("data-") && name.ends_with(".qcow2")) {
+                continue;
+            }
+            if let Ok(found) = snapshots(&entry.path()) {
+                out.insert(name, found);
+            }
+        }
+        out
+    }
 }
 
 /// What `qemu-img info` says of a disk (read even while QEMU has it open).

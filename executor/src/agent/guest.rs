@@ -250,6 +250,7 @@ impl HostAgent {
                 qmp: None,
                 agent: false,
                 expects_agent: true,
+                snapshots: Default::default(),
             };
         };
         let pid = running_pid(&dir);
@@ -268,6 +269,7 @@ impl HostAgent {
             qmp,
             agent,
             expects_agent: Contract::of_vm(&dir).expects_agent(),
+            snapshots: Default::default(),
         }
     }
 }

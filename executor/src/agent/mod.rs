@@ -210,13 +210,25 @@ impl HostAgent {
                 stdout_offset,
                 stderr_offset,
             } => self.exec_poll(&vm, &exec, stdout_offset, stderr_offset),
-            Request::Status { vms, all } => Ok(Response::Status {
+            Request::Status {
+                vms,
+                all,
+                snapshots,
+            } => Ok(Response::Status {
                 unknown: if all { self.unknown(&vms) } else { Vec::new() },
                 // Each asks its guest: all at once, not one after another.
                 vms: std::thread::scope(|scope| {
                     let asks: Vec<_> = vms
                         .iter()
-                        .map(|vm| scope.spawn(move || self.status(vm)))
+                        .map(|vm| {
+                            scope.spawn(move || {
+                                let mut status = self.status(vm);
+                                if snapshots {
+                                    status.snapshots = self.data_snapshots_of(vm);
+                                }
+                                status
+                            })
+                        })
                         .collect();
                     asks.into_iter()
                         .zip(&vms)
@@ -227,6 +239,7 @@ impl HostAgent {
                                 qmp: None,
                                 agent: false,
                                 expects_agent: true,
+                                snapshots: Default::default(),
                             })
                         })
                         .collect()
