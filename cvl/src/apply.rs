@@ -462,54 +462,10 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         Some(path) => Some(cvl_ops::plan::deployment_of(path, args.deploy.as_deref())?),
         None => None,
     };
-    let (seen, _) = cvl_ops::survey::survey(&state, only.as_deref(), true)?;
-    let mut rows: Vec<serde_json::Value> = seen
-        .iter()
-        .map(|s| {
-            let vm = s.vm.as_ref();
-            serde_json::json!({
-                "deployment": s.deployment, "component": s.component, "host": s.host,
-                "recorded": s.recorded, "pid": vm.and_then(|v| v.pid),
-                "qmp": vm.and_then(|v| v.qmp.clone()), "agent": vm.is_some_and(|v| v.agent),
-                "expects_agent": vm.is_none_or(|v| v.expects_agent), "drift": s.drift,
-                "snapshots": vm.map(|v| v.snapshots.clone()).unwrap_or_default(),
-            })
-        })
-        .collect();
+    let rows = cvl_ops::survey::rows(&state, only.as_deref())?;
     let drift = rows
         .iter()
         .any(|r| !r["drift"].as_str().unwrap_or("").is_empty());
-    // The recorded version, and whether the blacklist bars it.
-    let blacklist = cvl_repo::blacklist::Blacklist::load(&cvl_repo::settings::default_home())
-        .map_err(anyhow::Error::msg)?;
-    let violations = cvl_utility::decide::violations(&state, &blacklist);
-    for r in &mut rows {
-        let (d, p) = (
-            r["deployment"].as_str().unwrap_or("").to_string(),
-            r["component"].as_str().unwrap_or("").to_string(),
-        );
-        let version = state
-            .deployments
-            .get(&d)
-            .and_then(|dep| dep.vms.get(&ComponentPath(p.clone())))
-            .and_then(|vm| vm.spec.appliance.version);
-        r["version"] = serde_json::json!(version);
-        let barred = violations
-            .iter()
-            .find(|v| v.deployment == d && v.component.0 == p);
-        r["blacklisted"] = match barred {
-            Some(v) => serde_json::json!(format!(
-                "version {} of {} is barred{}",
-                v.version,
-                v.url,
-                v.reason
-                    .as_ref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            )),
-            None => serde_json::Value::Null,
-        };
-    }
     match args.format {
         StatusFormat::Json => crate::render::print_json(&serde_json::Value::Array(rows))?,
         StatusFormat::Human => {

@@ -179,3 +179,44 @@ pub fn crashed(state: &UtilityState, deployment: &str) -> BTreeSet<ComponentPath
         Err(_) => BTreeSet::new(),
     }
 }
+
+/// `cvl status`'s rows, for people and scripts alike: what each host says
+/// runs beside the state, with the recorded version, whether the blacklist
+/// bars it, and each data disk's snapshots from before updates.
+pub fn rows(state: &UtilityState, only: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    let (seen, _) = survey(state, only, true)?;
+    let blacklist = cvl_repo::blacklist::Blacklist::load(&cvl_repo::settings::default_home())
+        .map_err(anyhow::Error::msg)?;
+    let violations = cvl_utility::decide::violations(state, &blacklist);
+    Ok(seen
+        .iter()
+        .map(|s| {
+            let vm = s.vm.as_ref();
+            let version = state
+                .deployments
+                .get(&s.deployment)
+                .and_then(|d| d.vms.get(&ComponentPath(s.component.clone())))
+                .and_then(|r| r.spec.appliance.version);
+            let barred = violations
+                .iter()
+                .find(|v| v.deployment == s.deployment && v.component.0 == s.component)
+                .map(|v| {
+                    let why = v.reason.as_ref().map(|r| format!(" ({r})"));
+                    format!(
+                        "version {} of {} is barred{}",
+                        v.version,
+                        v.url,
+                        why.unwrap_or_default()
+                    )
+                });
+            serde_json::json!({
+                "deployment": s.deployment, "component": s.component, "host": s.host,
+                "recorded": s.recorded, "pid": vm.and_then(|v| v.pid),
+                "qmp": vm.and_then(|v| v.qmp.clone()), "agent": vm.is_some_and(|v| v.agent),
+                "expects_agent": vm.is_none_or(|v| v.expects_agent), "drift": s.drift,
+                "snapshots": vm.map(|v| v.snapshots.clone()).unwrap_or_default(),
+                "version": version, "blacklisted": barred,
+            })
+        })
+        .collect())
+}
