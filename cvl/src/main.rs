@@ -137,7 +137,8 @@ enum Command {
         VMs live under $CVL_HOST_ROOT (default $CVL_HOME/host): a folder per VM with its \
         overlays and data disks, and an attic for removed ones. The accelerator is KVM where \
         a trial boot works, else TCG; CVL_ACCEL=kvm|tcg overrides it. VANs need root \
-        (bridges and taps).\n\n\
+        (bridges and taps). An appliance recorded running whose QEMU is gone (it crashed, or \
+        its host restarted) is started again, with its data disks.\n\n\
         Exit codes: 0 applied (or nothing to do), 1 an error or a failed action, 2 bad \
         arguments.\n\nExamples:\n  cvl apply AcmeSuite.cvl\n  \
         CVL_SECRET_ACMESUITE_ROOTPW=... cvl apply AcmeSuite.cvl --auto-approve"
