@@ -84,6 +84,10 @@ pub struct ApplyArgs {
     /// Only this component and what its actions wait for.
     #[arg(long, value_name = "PATH")]
     pub target: Option<String>,
+    /// Plan against the state as recorded, without asking the hosts what
+    /// runs (an appliance whose QEMU is gone is then not started again).
+    #[arg(long)]
+    pub no_refresh: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
@@ -145,8 +149,14 @@ pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
     if let Some(saved) = saved_plan(&args.file) {
         return apply_saved(saved, &args, color);
     }
-    let planned = match deploy::make_plan(&args.file, &args.deploy, &args.target, &args.load, color)
-    {
+    let planned = match deploy::make_plan(
+        &args.file,
+        &args.deploy,
+        &args.target,
+        &args.load,
+        !args.no_refresh,
+        color,
+    ) {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(ExitCode::from(1)),
         Err(e) => {
@@ -190,6 +200,7 @@ fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<Exit
         &Some(source.deploy.clone()),
         &source.target,
         &args.load,
+        !args.no_refresh,
         color,
     ) {
         Ok(Some(p)) => p,

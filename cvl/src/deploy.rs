@@ -45,6 +45,10 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes, 0 when it has none (1 on errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan against the state as recorded, without asking the hosts what
+    /// runs (an appliance whose QEMU is gone is then not started again).
+    #[arg(long)]
+    pub no_refresh: bool,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -77,8 +81,16 @@ pub(crate) fn make_plan(
     deploy: &Option<String>,
     target: &Option<String>,
     load: &LoadArgs,
+    refresh: bool,
     color: ColorChoice,
 ) -> Result<Option<(Plan, SensitiveValues)>> {
+    let crashed = if refresh {
+        cvl_ops::plan::deployment_of(file, deploy.as_deref())
+            .and_then(|name| Ok(cvl_ops::survey::crashed(&cvl_ops::state::read()?, &name)))
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
     planned(
         &cvl_ops::plan::Input {
             file,
@@ -87,9 +99,7 @@ pub(crate) fn make_plan(
             options: load.options(LockMode::Use, file)?,
             // Recorded running and gone: started again, as a person who
             // applies expects of a deployment that drifted.
-            crashed: cvl_ops::plan::deployment_of(file, deploy.as_deref())
-                .and_then(|name| Ok(cvl_ops::survey::crashed(&cvl_ops::state::read()?, &name)))
-                .unwrap_or_default(),
+            crashed,
         },
         color,
     )
@@ -140,7 +150,14 @@ pub(crate) fn planned(
 }
 
 pub fn plan(args: PlanArgs, color: ColorChoice) -> Result<ExitCode> {
-    let plan = match make_plan(&args.file, &args.deploy, &args.target, &args.load, color) {
+    let plan = match make_plan(
+        &args.file,
+        &args.deploy,
+        &args.target,
+        &args.load,
+        !args.no_refresh,
+        color,
+    ) {
         Ok(Some((plan, _))) => plan,
         Ok(None) => return Ok(ExitCode::from(1)),
         Err(e) => {
@@ -170,7 +187,8 @@ pub fn show(args: ShowArgs) -> Result<ExitCode> {
 }
 
 pub fn graph(args: GraphArgs, color: ColorChoice) -> Result<ExitCode> {
-    let Some((plan, _)) = make_plan(&args.file, &args.deploy, &None, &args.load, color)? else {
+    let Some((plan, _)) = make_plan(&args.file, &args.deploy, &None, &args.load, false, color)?
+    else {
         return Ok(ExitCode::from(1));
     };
     print!("{}", cvl_planner::show::dot(&plan));

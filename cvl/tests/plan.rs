@@ -85,6 +85,7 @@ fn the_suite_plans_start_update_resend_and_remove() {
     let mirror = suite.mirror();
     let out = suite.cvl(&[
         "plan",
+        "--no-refresh",
         "--mirror",
         &mirror,
         "AcmeSuite.cvl",
@@ -99,6 +100,7 @@ fn the_suite_plans_start_update_resend_and_remove() {
     suite.record_applied(&first);
     let out = suite.cvl(&[
         "plan",
+        "--no-refresh",
         "--mirror",
         &mirror,
         "AcmeSuite.cvl",
@@ -273,7 +275,7 @@ fn bad_input_plans_nothing() {
          Broken extends GroupwareSuite { domian = \"x\"; }\n",
     )
     .unwrap();
-    let out = suite.cvl(&["plan", "--mirror", &mirror, "Broken.cvl"]);
+    let out = suite.cvl(&["plan", "--no-refresh", "--mirror", &mirror, "Broken.cvl"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing was planned"), "{err}");
@@ -283,6 +285,7 @@ fn bad_input_plans_nothing() {
     // An unknown object, and a missing --deploy among several.
     let out = suite.cvl(&[
         "plan",
+        "--no-refresh",
         "--mirror",
         &mirror,
         "AcmeSuite.cvl",
@@ -294,7 +297,7 @@ fn bad_input_plans_nothing() {
         .contains("no object named `Nope` in AcmeSuite.cvl (it declares: AcmeSuite)"));
     // Missing secrets are named, with how to supply them.
     let out = Command::new(env!("CARGO_BIN_EXE_cvl"))
-        .args(["plan", "--mirror", &mirror, "AcmeSuite.cvl"])
+        .args(["plan", "--no-refresh", "--mirror", &mirror, "AcmeSuite.cvl"])
         .current_dir(&suite.dir)
         .env("CVL_HOME", suite.dir.join("home"))
         .env_remove("CVL_MIRRORS")
@@ -311,7 +314,7 @@ fn bad_input_plans_nothing() {
     // A damaged state database is refused and kept.
     std::fs::write(suite.dir.join("home/state.db"), b"not a database at all, and longer than a header............................................................").unwrap();
     let before = std::fs::read(suite.dir.join("home/state.db")).unwrap();
-    let out = suite.cvl(&["plan", "--mirror", &mirror, "AcmeSuite.cvl"]);
+    let out = suite.cvl(&["plan", "--no-refresh", "--mirror", &mirror, "AcmeSuite.cvl"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("is not a CVL state database or is damaged")
@@ -414,7 +417,7 @@ fn hosts_and_pools_are_administered_and_used() {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
     ]);
     let mirror = suite.mirror();
-    let out = cvl(&["plan", "--mirror", &mirror, "AcmeSuite.cvl"]);
+    let out = cvl(&["plan", "--no-refresh", "--mirror", &mirror, "AcmeSuite.cvl"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no host can take"), "{err}");
@@ -455,7 +458,7 @@ fn a_relative_import_plans_an_absolute_program_source() {
          R extends VANAppliance {\n  Replica a;\n  vanIF = \"a.ethernet0\";\n}\n",
     )
     .unwrap();
-    let out = run(&["plan", "R.cvl", "--format", "json"]);
+    let out = run(&["plan", "--no-refresh", "R.cvl", "--format", "json"]);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let source = plan["desired"]["a"]["appliance"]["source"]
         .as_str()

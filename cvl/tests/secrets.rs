@@ -173,7 +173,13 @@ fn values_from_the_agent_plan_and_a_changed_one_resends_exactly_its_takers() {
     ));
     let plan = plan_json(&suite, &[]);
     assert_eq!(actions(&plan), vec![("resend", "l"), ("resend", "m")]);
-    let human = ok_stdout(suite.cvl(&["plan", "AcmeSuite.cvl", "--mirror", &suite.mirror()]));
+    let human = ok_stdout(suite.cvl(&[
+        "plan",
+        "--no-refresh",
+        "AcmeSuite.cvl",
+        "--mirror",
+        &suite.mirror(),
+    ]));
     assert!(human.contains("proxypw"), "{human}");
     assert!(
         human.contains("proxypw (sensitive) fingerprint "),
@@ -191,6 +197,7 @@ fn values_from_the_agent_plan_and_a_changed_one_resends_exactly_its_takers() {
         let mut c = base(&suite, env!("CARGO_BIN_EXE_cvl"));
         c.args([
             "plan",
+            "--no-refresh",
             "--mirror",
             &suite.mirror(),
             "AcmeSuite.cvl",
@@ -215,10 +222,17 @@ fn values_from_the_agent_plan_and_a_changed_one_resends_exactly_its_takers() {
         from_fd.actions.is_empty(),
         "the descriptor's value was not used"
     );
-    let out = suite.cvl(&["plan", "AcmeSuite.cvl", "--mirror", &suite.mirror()]);
+    let out = suite.cvl(&[
+        "plan",
+        "--no-refresh",
+        "AcmeSuite.cvl",
+        "--mirror",
+        &suite.mirror(),
+    ]);
     let out_env = base(&suite, env!("CARGO_BIN_EXE_cvl"))
         .args([
             "plan",
+            "--no-refresh",
             "--mirror",
             &suite.mirror(),
             "AcmeSuite.cvl",
@@ -307,7 +321,13 @@ fn bad_vaults_and_foreign_sockets_are_refused_and_nothing_is_overwritten() {
         let out = suite.cvl(&["secrets", "list"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(said(&out).contains("refusing to use it"), "{}", said(&out));
-        let out = suite.cvl(&["plan", "AcmeSuite.cvl", "--mirror", &suite.mirror()]);
+        let out = suite.cvl(&[
+            "plan",
+            "--no-refresh",
+            "AcmeSuite.cvl",
+            "--mirror",
+            &suite.mirror(),
+        ]);
         assert_eq!(
             out.status.code(),
             Some(1),

@@ -113,6 +113,8 @@ impl Suite {
             "json",
             "--out",
             "plan.json",
+            // The state is recorded as applied with no QEMU behind it.
+            "--no-refresh",
         ];
         args.extend_from_slice(extra);
         let out = self.cvl(&args);
