@@ -26,13 +26,12 @@
 //! jailed QEMU may write, moved into the store once complete.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::disks::{file_safe, image_info as info};
+use super::disks::{file_safe, image_info as info, qemu_img};
 use super::launch::running_pid;
 use super::{failed, hex, jail, Fail, HostAgent};
 use crate::protocol::*;
@@ -563,22 +562,6 @@ fn wait_job(qmp: &mut Qmp, id: &str, limit: Duration) -> Result<(), String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn qemu_img(args: &[&str]) -> Result<(), Fail> {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .map_err(|e| failed(format!("cannot run qemu-img: {e}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failed(format!(
-            "qemu-img {} failed: {}",
-            args[0],
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
     }
 }
 

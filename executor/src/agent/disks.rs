@@ -301,7 +301,8 @@ pub(super) fn snapshots(disk: &Path) -> Result<Vec<String>, Fail> {
     Ok(found.into_iter().map(|(_, _, name)| name).collect())
 }
 
-fn qemu_img(args: &[&str]) -> Result<(), Fail> {
+/// Runs `qemu-img ARGS`, its failure told with its own words.
+pub(super) fn qemu_img(args: &[&str]) -> Result<(), Fail> {
     let out = Command::new("qemu-img").args(args).output().map_err(|e| {
         failed(format!(
             "cannot run qemu-img (Debian: apt-get install qemu-utils): {e}"
