@@ -3,8 +3,11 @@
 //! what the guest wrote since; the dirty bitmap survives a restart (the next
 //! one is still incremental) and not a killed QEMU (the next one is full);
 //! a restore point two back is put back byte for byte through its chain; a
-//! stopped appliance is backed up from its files; and a store whose file
-//! was tampered with is refused before anything is replaced.
+//! stopped appliance is backed up from its files; verify finds every
+//! restore point whole; a prune keeps the newest three, making the oldest
+//! kept one full, and it still restores byte for byte; and a store whose
+//! file was tampered with is named by verify and refused by a restore
+//! before anything is replaced.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +27,12 @@ fn vm_dir(u: &Utility) -> PathBuf {
 
 /// Runs a shell script in the guest; its output.
 fn in_guest(u: &Utility, script: &str) -> String {
-    let agent = Agent::connect(&vm_dir(u).join("qga.sock"), Duration::from_secs(10));
+    in_guest_of(&vm_dir(u), script)
+}
+
+/// Runs a shell script in the guest whose folder is `dir`; its output.
+fn in_guest_of(dir: &std::path::Path, script: &str) -> String {
+    let agent = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(10));
     let (code, out) = agent
         .unwrap()
         .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
@@ -53,8 +61,17 @@ fn disk_sha(u: &Utility) -> String {
         .to_string()
 }
 
+/// Solo/a's restore points in `store`.
+fn list(u: &Utility, store: &str) -> Vec<serde_json::Value> {
+    let listed: serde_json::Value = serde_json::from_str(&u.ok(&[
+        "backup", "list", "Solo.cvl", "--to", store, "--format", "json",
+    ]))
+    .unwrap();
+    listed["a"].as_array().unwrap().clone()
+}
+
 /// `cvl backup` into `store`; the restore point it made.
-fn backup(u: &Utility, store: &str, extra: &[&str]) -> serde_json::Value {
+fn backup_point(u: &Utility, store: &str, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["backup", "Solo.cvl", "--to", store, "--format", "json"];
     args.extend_from_slice(extra);
     let out: serde_json::Value = serde_json::from_str(&u.ok(&args)).unwrap();
@@ -89,7 +106,7 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
 
     // Full, live.
     write_random(&u, 0, 4);
-    let first = backup(&u, store, &[]);
+    let first = backup_point(&u, store, &[]);
     assert_eq!(first["id"], "0001", "{first:#}");
     assert_eq!(first["kind"], "full", "{first:#}");
     // The test guest's root is an initramfs: nothing to freeze (the
@@ -98,7 +115,7 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
     assert!(size(&first) >= 4 * MIB, "{first:#}");
     // Incremental: about the 4 MiB written since.
     write_random(&u, 16, 4);
-    let second = backup(&u, store, &[]);
+    let second = backup_point(&u, store, &[]);
     assert_eq!(second["kind"], "incremental", "{second:#}");
     assert_eq!(second["parent"], "0001", "{second:#}");
     assert!(
@@ -118,9 +135,10 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
     u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
     apply(&u);
     write_random(&u, 32, 1);
-    let third = backup(&u, store, &[]);
+    let third = backup_point(&u, store, &[]);
     assert_eq!(third["kind"], "incremental", "{third:#}");
     assert!(size(&third) < 2 * MIB, "1 MiB written: {third:#}");
+    let at_third = disk_sha(&u);
 
     // A killed QEMU could not save it: the next backup is full.
     let pid: i32 = std::fs::read_to_string(vm_dir(&u).join("qemu.pid"))
@@ -135,7 +153,7 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
     // `cvl apply` starts what is recorded running and gone.
     let said = u.ok(&["apply", "Solo.cvl", "--auto-approve"]);
     assert!(said.contains("its QEMU is gone"), "{said}");
-    let fourth = backup(&u, store, &[]);
+    let fourth = backup_point(&u, store, &[]);
     assert_eq!(fourth["kind"], "full", "after a killed QEMU: {fourth:#}");
     assert_ne!(fourth["consistency"], "stopped", "{fourth:#}");
 
@@ -170,28 +188,94 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
 
     // Stopped: copied from its files.
     u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
-    let fifth = backup(&u, store, &[]);
+    let fifth = backup_point(&u, store, &[]);
     assert_eq!(fifth["consistency"], "stopped", "{fifth:#}");
-    let listed: serde_json::Value = serde_json::from_str(&u.ok(&[
-        "backup", "Solo.cvl", "--to", store, "--list", "--format", "json",
+    let ids = |u: &Utility| -> Vec<(String, String)> {
+        let listed: serde_json::Value = serde_json::from_str(&u.ok(&[
+            "backup", "list", "Solo.cvl", "--to", store, "--format", "json",
+        ]))
+        .unwrap();
+        listed["a"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["id"].as_str().unwrap().into(),
+                    b["file"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let listed: Vec<_> = ids(&u).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, ["0001", "0002", "0003", "0004", "0005"]);
+    let said = u.ok(&["backup", "verify", "Solo.cvl", "--to", store]);
+    assert!(said.contains("all 5 restore points are whole"), "{said}");
+
+    // Retention: the newest three kept; 0003 loses its parents and is made
+    // full, and still restores byte for byte.
+    let pruned: serde_json::Value = serde_json::from_str(&u.ok(&[
+        "backup",
+        "prune",
+        "Solo.cvl",
+        "--to",
+        store,
+        "--keep-last",
+        "3",
+        "--format",
+        "json",
     ]))
     .unwrap();
-    let ids: Vec<_> = listed["a"]
+    let dropped: Vec<_> = pruned["a"]["dropped"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
+        .map(|b| b["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["0001", "0002", "0003", "0004", "0005"], "{listed:#}");
+    assert_eq!(dropped, ["0001", "0002"], "{pruned:#}");
+    assert_eq!(pruned["a"]["kept"][0]["kind"], "full", "{pruned:#}");
+    let after = ids(&u);
+    let listed: Vec<_> = after.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(listed, ["0003", "0004", "0005"]);
+    let mut files: Vec<_> = std::fs::read_dir(store_dir.join("Solo/a/ide0-1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".qcow2"))
+        .collect();
+    files.sort();
+    let mut named: Vec<_> = after.iter().map(|(_, f)| f.clone()).collect();
+    named.sort();
+    assert_eq!(files, named, "the dropped files are gone");
+    let said = u.ok(&[
+        "restore",
+        "Solo.cvl",
+        "a",
+        "--from",
+        store,
+        "--id",
+        "0003",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    assert!(said.contains("put back to restore point 0003"), "{said}");
+    assert_eq!(disk_sha(&u), at_third, "0003, rebased, restores other data");
 
-    // A tampered file of the chain: refused, the disk left as it was.
+    // A tampered file: verify names it (exit 1), and a restore from it is
+    // refused, the disk left as it was.
+    u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
     let disk = vm_dir(&u).join("data-ide0-1.qcow2");
     let before = std::fs::read(&disk).unwrap();
-    let base = store_dir.join("Solo/a/ide0-1/0001-full.qcow2");
+    let base = store_dir.join("Solo/a/ide0-1").join(&after[0].1);
     let mut bytes = std::fs::read(&base).unwrap();
     let at = bytes.len() - 1;
     bytes[at] ^= 1;
     std::fs::write(&base, bytes).unwrap();
+    let out = u.cvl(&["backup", "verify", "Solo.cvl", "--to", store]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("0003: DAMAGED"), "{said}");
+    assert!(said.contains("1 of 3 restore points are damaged"), "{said}");
     let out = u.cvl(&[
         "restore",
         "Solo.cvl",
@@ -199,15 +283,252 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
         "--from",
         store,
         "--id",
-        "0002",
+        "0003",
         "--auto-approve",
     ]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
-        said.contains("0001-full.qcow2 is not what was backed up"),
+        said.contains(&format!("{} is not what was backed up", after[0].1)),
         "{said}"
     );
     assert_eq!(std::fs::read(&disk).unwrap(), before, "the disk changed");
+}
+
+/// GET `path` from the service's HTTP server in the test's namespace.
+fn get(u: &Utility, addr: &str, path: &str) -> String {
+    get_in(&u.ns, addr, path)
+}
+
+/// The service backs up by policy: `cvl policy set --backup-every` (a
+/// policy without a store refused), a full backup then incremental ones
+/// every interval, the store pruned to the newest two, each in the history,
+/// `/metrics` (the newest's age) and the appliance's page. Then the newest
+/// is restored into another deployment (`--of`), byte for byte; and a
+/// `cvl backup` killed half way costs nothing.
+#[test]
+fn the_service_backs_up_by_policy() {
+    let (tmp, u, _ns) = bare("cvl-e2e-backup-policy");
+    let file = stage(&u.dir, &guest(), "Alpha", ALPHA, DESCRIPTION);
+    u.publish_file("Alpha", &file);
+    std::fs::write(u.dir.join("Solo.cvl"), SOLO).unwrap();
+    apply(&u);
+    let store_dir = tmp.path().join("store");
+    let store = store_dir.to_str().unwrap();
+
+    let out = u.cvl(&["policy", "set", "Solo", "--backup-every", "1h"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("--backup-to DIR"), "{}", text(&out));
+    let said = u.ok(&[
+        "policy",
+        "set",
+        "Solo",
+        "--backup-every",
+        "4s",
+        "--backup-to",
+        store,
+        "--keep-last",
+        "2",
+    ]);
+    assert!(
+        said.contains(&format!("backups every 4s into {store} (the last 2 kept)")),
+        "{said}"
+    );
+
+    let mut child = u
+        .command(&[
+            "utility",
+            "run",
+            "--interval",
+            "1s",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let started = started_event(&mut child);
+    let service = Killed(child);
+    let http = started["http"].as_str().unwrap().to_string();
+    let metrics = started["metrics"].as_str().unwrap().to_string();
+
+    // Four backups (about 16 s), the guest writing between them.
+    let begun = std::time::Instant::now();
+    let history = loop {
+        write_random(&u, 64, 1);
+        let history: serde_json::Value =
+            serde_json::from_str(&u.ok(&["history", "Solo", "--format", "json"])).unwrap();
+        let backups: Vec<serde_json::Value> = history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "backup")
+            .cloned()
+            .collect();
+        if backups.len() >= 4 {
+            break backups;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "four backups by policy within 2 minutes: {history:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for e in &history {
+        assert_eq!(e["outcome"], "ok", "{e:#}");
+        assert_eq!(e["actor"], "service", "{e:#}");
+    }
+    let details: Vec<&str> = history
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(details.iter().any(|d| d.contains("(full,")), "{details:#?}");
+    assert!(
+        details.iter().any(|d| d.contains("(incremental,")),
+        "{details:#?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("dropped 0001")),
+        "{details:#?}"
+    );
+
+    let page: serde_json::Value =
+        serde_json::from_str(&get(&u, &http, "/api/deployments/Solo/appliances/a")).unwrap();
+    assert_eq!(page["backup"]["every_secs"], 4, "{page:#}");
+    assert_eq!(page["backup"]["stale"], false, "{page:#}");
+    assert!(page["backup"]["newest"].is_string(), "{page:#}");
+    let scraped = get(&u, &metrics, "/metrics");
+    assert!(
+        scraped.contains("cvl_backup_age_seconds{appliance=\"Solo/a\"}"),
+        "{scraped}"
+    );
+    let taken: u64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("cvl_backups_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{scraped}"));
+    assert!(taken >= 4, "{scraped}");
+    drop(service);
+
+    // What the policy keeps: the newest two (a third while the last
+    // backup's prune had not run when the service was stopped), whole.
+    let listed: serde_json::Value = serde_json::from_str(&u.ok(&[
+        "backup", "list", "Solo.cvl", "--to", store, "--format", "json",
+    ]))
+    .unwrap();
+    let kept = listed["a"].as_array().unwrap();
+    assert!((2..=3).contains(&kept.len()), "{listed:#}");
+    assert_ne!(kept[0]["id"], "0001", "{listed:#}");
+    let said = u.ok(&["backup", "verify", "Solo.cvl", "--to", store]);
+    assert!(said.contains("restore points are whole"), "{said}");
+    let newest = kept.last().unwrap()["id"].as_str().unwrap().to_string();
+    // What the newest holds, read by Solo/a's guest once put back.
+    u.ok(&[
+        "restore",
+        "Solo.cvl",
+        "a",
+        "--from",
+        store,
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    let production = disk_sha(&u);
+
+    // A copy of production's data for a test deployment: Copy/a gets
+    // Solo/a's newest restore point.
+    std::fs::write(u.dir.join("Copy.cvl"), SOLO.replace("Solo", "Copy")).unwrap();
+    u.ok(&[
+        "apply",
+        "Copy.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    let copy = u.dir.join("home/host/vms/Copy/a");
+    let sha = |dir: &std::path::Path| {
+        in_guest_of(dir, "sha256sum /dev/vdb")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(sha(&copy), production);
+    let out = u.cvl(&[
+        "restore",
+        "Copy.cvl",
+        "a",
+        "--from",
+        store,
+        "--of",
+        "Nobody/a",
+        "--auto-approve",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("Nobody/a has no restore point"),
+        "{}",
+        text(&out)
+    );
+    let said = u.ok(&[
+        "restore",
+        "Copy.cvl",
+        "a",
+        "--from",
+        store,
+        "--of",
+        "Solo/a",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    assert!(
+        said.contains(&format!("put back to restore point {newest} of Solo/a")),
+        "{said}"
+    );
+    assert_eq!(sha(&copy), production, "Copy/a has not Solo/a's data");
+    u.ok(&["stop", "Copy.cvl", "--auto-approve", "--stop-timeout", "10"]);
+
+    // `cvl backup` and its host agent killed (SIGKILL) while a full copy
+    // of 64 MiB written runs: the restore points before it are whole, and
+    // the next backup (QEMU's job left behind cancelled) is too.
+    let before: Vec<serde_json::Value> = list(&u, store);
+    write_random(&u, 64, 64);
+    let mut backup = u.command(&["backup", "Solo.cvl", "--to", store, "--full"]);
+    std::os::unix::process::CommandExt::process_group(&mut backup, 0);
+    let mut child = backup
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    eprintln!("cvl backup killed: {status:?}");
+    let after = list(&u, store);
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the restore points before changed"
+    );
+    let said = u.ok(&["backup", "verify", "Solo.cvl", "--to", store]);
+    assert!(said.contains("restore points are whole"), "{said}");
+    let next = backup_point(&u, store, &[]);
+    assert!(
+        next["id"].as_str() > before.last().unwrap()["id"].as_str(),
+        "{next:#}"
+    );
+    let said = u.ok(&["backup", "verify", "Solo.cvl", "--to", store]);
+    assert!(said.contains("restore points are whole"), "{said}");
     u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
 }

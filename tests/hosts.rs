@@ -5,7 +5,9 @@
 //! them over VXLAN, a new DNS version restarts only DNS, parameters made of
 //! shell metacharacters arrive verbatim and run nothing; a host whose key
 //! changed is refused before anything runs there; a host whose sshd dies
-//! mid-apply fails its actions clearly and the next apply converges.
+//! mid-apply fails its actions clearly and the next apply converges; a host
+//! that stops answering the service is reported unreachable, and nothing
+//! moves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -493,4 +495,160 @@ fn three_components_of_one_appliance_start_together_on_a_host() {
             .collect::<BTreeSet<_>>()
     };
     assert_eq!(placed, BTreeSet::from(["h1".to_string()]));
+}
+
+/// A host that stops answering (its sshd killed; its QEMU still runs, as
+/// in a network split) is reported unreachable once `--host-dead-after`
+/// has passed: in the log, the history of the deployment with appliances
+/// there, `/metrics` and the hosts page; nothing is moved or restarted, and
+/// once it answers again that is reported too.
+#[test]
+fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let lab = Lab::new(&dir);
+    let u = Utility {
+        dir: dir.clone(),
+        cvl: cvl_binary(),
+        ns: ns("ctl"),
+        roots: vec![lab.root("h1")],
+        env: Vec::new(),
+        env_secrets: false,
+    };
+    let mut add = lab.host_add_args("h1", 2048, 6);
+    add.extend(["--fingerprint".to_string(), lab.fingerprint("h1")]);
+    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    u.publish("Replica", REPLICA);
+    std::fs::write(
+        u.dir.join("One.cvl"),
+        REPLICAS
+            .replace("Replicas", "One")
+            .replace("  Replica b;\n  Replica c;\n", ""),
+    )
+    .unwrap();
+    u.ok(&["apply", "One.cvl", "--auto-approve", "--stop-timeout", "10"]);
+    let pid_file = lab.root("h1").join("vms/One/a/qemu.pid");
+    let qemu: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let log = dir.join("service.log");
+    let mut service = u
+        .command(&[
+            "utility",
+            "run",
+            "--interval",
+            "1h",
+            "--survey-interval",
+            "1s",
+            "--host-dead-after",
+            "3s",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Killed<'a>(&'a mut std::process::Child);
+    impl Drop for Killed<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _service = Killed(&mut service);
+    let event = |name: &str, limit: Duration| -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(e) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| e["event"] == name)
+            {
+                return e;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no {name} within {limit:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let started = event("started", Duration::from_secs(30));
+    let (http, metrics) = (
+        started["http"].as_str().unwrap().to_string(),
+        started["metrics"].as_str().unwrap().to_string(),
+    );
+    let get = |addr: &str, path: &str| get_in(&ns("ctl"), addr, path);
+    // Answering: not reported.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("host_unreachable"),
+        "an answering host reported"
+    );
+    assert!(
+        get(&metrics, "/metrics").contains("cvl_host_unreachable{host=\"h1\"} 0"),
+        "{}",
+        get(&metrics, "/metrics")
+    );
+
+    lab.kill_sshd("h1");
+    let silent = Instant::now();
+    let reported = event("host_unreachable", Duration::from_secs(60));
+    eprintln!(
+        "h1 silent to reported unreachable: {:.1} s (dead after 3 s, survey every 1 s)",
+        silent.elapsed().as_secs_f64()
+    );
+    assert_eq!(reported["host"], "h1", "{reported}");
+    assert_eq!(reported["appliances"]["One"][0], "a", "{reported}");
+    let history = u.ok(&["history", "One"]);
+    assert!(
+        history.contains("host     One: unreachable by service"),
+        "{history}"
+    );
+    let scraped = get(&metrics, "/metrics");
+    assert!(
+        scraped.contains("cvl_host_unreachable{host=\"h1\"} 1"),
+        "{scraped}"
+    );
+    let hosts: serde_json::Value = serde_json::from_str(&get(&http, "/api/hosts")).unwrap();
+    let h1 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "h1")
+        .unwrap()
+        .clone();
+    assert!(h1["unreachable_for"].as_u64().unwrap() >= 3, "{hosts:#}");
+    // Nothing moved, nothing restarted: its QEMU is the same process.
+    assert!(alive(qemu), "h1's QEMU was stopped");
+
+    lab.start_sshd("h1");
+    let back = event("host_answers", Duration::from_secs(30));
+    assert_eq!(back["host"], "h1", "{back}");
+    assert!(
+        get(&metrics, "/metrics").contains("cvl_host_unreachable{host=\"h1\"} 0"),
+        "answers again"
+    );
+    let history = u.ok(&["history", "One"]);
+    assert!(
+        history.contains("host     One: answers again by service"),
+        "{history}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        qemu.to_string(),
+        "h1's appliance was restarted"
+    );
+    drop(_service);
+    u.ok(&["stop", "One.cvl", "--auto-approve", "--stop-timeout", "10"]);
 }

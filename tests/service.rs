@@ -708,15 +708,7 @@ fn lab_recorded(u: &Utility, component: &str) -> (Option<u64>, String) {
 
 /// GET `path` of the service's status page, from inside the namespace.
 fn page_get(u: &Utility, addr: &str, path: &str) -> String {
-    in_netns(&u.ns, || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(out)
-    })
+    get_in(&u.ns, addr, path)
 }
 
 /// What a person decides stands: a rotated password is not put back, a

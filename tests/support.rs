@@ -1150,6 +1150,20 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// GET `path` at `addr` (HTTP/1.0) from inside the namespace `ns`: the body.
+pub fn get_in(ns: &str, addr: &str, path: &str) -> String {
+    in_netns(ns, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or(out)
+    })
+}
+
 pub mod browser;
 
 /// A generated state for the status page: `deployments` deployments of

@@ -558,15 +558,7 @@ fn started_line(log: &Path) -> serde_json::Value {
 
 /// GET `path` at `addr`, from inside the namespace: the body.
 fn page(u: &Utility, addr: &str, path: &str) -> String {
-    in_netns(&u.ns, || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(out)
-    })
+    get_in(&u.ns, addr, path)
 }
 
 fn start_service(u: &Utility) -> Child {

@@ -14,7 +14,54 @@ use crate::deploy;
 use crate::workspace::FetchArgs;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    #[command(flatten)]
+    pub at: Option<Where>,
+    /// A full copy, even where an incremental one could follow the last.
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+}
+
+#[derive(clap::Subcommand)]
+pub enum BackupCommand {
+    /// List the store's restore points of a deployment's data disks.
+    #[command(
+        after_help = "Examples:\n  cvl backup list AcmeSuite.cvl --to /srv/backups\n  \
+        cvl backup list AcmeSuite.cvl l --to /srv/backups --format json"
+    )]
+    List(Where),
+    /// Check every restore point in the store: each file whole (size and
+    /// SHA-256 as its manifest recorded), a sound qcow2, its parent present.
+    #[command(
+        after_help = "Exit codes: 0 every restore point is whole, 1 one is not (each is \
+        named, with what is wrong), 2 an error (no such deployment, no host to ask).\n\n\
+        Examples:\n  cvl backup verify AcmeSuite.cvl --to /srv/backups\n  \
+        cvl backup verify AcmeSuite.cvl l --to /srv/backups --format json"
+    )]
+    Verify(Where),
+    /// Drop the restore points a retention policy does not keep; the kept
+    /// ones still restore exactly as before.
+    #[command(
+        after_help = "--keep-last N keeps the newest N, --keep-daily N the newest of each \
+        of the N newest days (UTC) that have one; what either keeps is kept, and the newest \
+        always. A kept restore point whose parent is dropped is rebased onto the kept one \
+        before it (qemu-img rebase, on a copy), or made full; the manifest names the new \
+        files before the old ones go, so a prune cut short loses nothing. A store with a \
+        damaged file is not pruned.\n\n\
+        Examples:\n  cvl backup prune AcmeSuite.cvl --to /srv/backups --keep-last 24\n  \
+        cvl backup prune AcmeSuite.cvl --to /srv/backups --keep-last 4 --keep-daily 7"
+    )]
+    Prune(PruneArgs),
+}
+
+/// Which deployment, which component, which store.
+#[derive(clap::Args)]
+pub struct Where {
     /// The CVL file of the deployment.
     pub file: PathBuf,
     /// Only this component (default: every appliance with data disks).
@@ -22,18 +69,41 @@ pub struct BackupArgs {
     /// The backup store: a folder on the appliances' host (absolute).
     #[arg(long, value_name = "DIR")]
     pub to: String,
-    /// A full copy, even where an incremental one could follow the last.
-    #[arg(long)]
-    pub full: bool,
-    /// List the store's restore points instead of making one.
-    #[arg(long)]
-    pub list: bool,
     /// The deployed object of FILE, when it declares several.
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
     /// Output: for people, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+}
+
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub at: Where,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+pub struct KeepArgs {
+    /// Then keep only the newest N restore points (and what
+    /// --keep-daily keeps).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Then keep only the newest restore point of each of the newest N
+    /// days (and what --keep-last keeps).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+}
+
+impl KeepArgs {
+    fn keep(self) -> Option<cvl_ops::backup::Keep> {
+        (self.keep_last.is_some() || self.keep_daily.is_some()).then_some(cvl_ops::backup::Keep {
+            last: self.keep_last,
+            daily: self.keep_daily,
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,9 +121,18 @@ pub struct RestoreArgs {
     /// The backup store the restore point is in (as `cvl backup --to`).
     #[arg(long, value_name = "DIR")]
     pub from: String,
-    /// The restore point (`cvl backup --list`; default: each disk's newest).
-    #[arg(long, value_name = "ID")]
+    /// The restore point (`cvl backup list`; default: each disk's newest).
+    #[arg(long, value_name = "ID", conflicts_with = "at")]
     pub id: Option<String>,
+    /// Restore another appliance's data: its restore points in the store
+    /// (DEPLOYMENT/PATH; a copy of production data for a test deployment).
+    /// Its data disks' devices must be this component's.
+    #[arg(long, value_name = "DEPLOYMENT/PATH")]
+    pub of: Option<String>,
+    /// The restore point that was each disk's newest at TIME (UTC:
+    /// `2026-12-06T14:00:00Z` or `"2026-12-06 14:00:00"`).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// The deployed object of FILE, when it declares several.
     #[arg(long, value_name = "OBJ")]
     pub deploy: Option<String>,
@@ -63,42 +142,169 @@ pub struct RestoreArgs {
     pub fetch: FetchArgs,
 }
 
-/// `cvl backup`: one appliance at a time, a line each as it ends.
+/// `cvl backup` and its subcommands.
 pub fn backup(args: BackupArgs) -> Result<ExitCode> {
-    let name = cvl_ops::plan::deployment_of(&args.file, args.deploy.as_deref())?;
-    let state = cvl_ops::state::open()?.load()?;
-    let only = args.path.as_deref();
-    if args.list {
-        let listed = cvl_ops::backup::list(&state, &name, only, &args.to)?;
-        if args.format == Format::Json {
-            let json: serde_json::Map<_, _> = listed
-                .iter()
-                .map(|(c, b)| (c.0.clone(), serde_json::json!(b)))
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&json)?);
-            return Ok(ExitCode::SUCCESS);
+    match (args.command, &args.at) {
+        (Some(BackupCommand::List(at)), _) => list(&at),
+        (Some(BackupCommand::Verify(at)), _) => verify(&at),
+        (Some(BackupCommand::Prune(p)), _) => {
+            let Some(keep) = p.keep.keep() else {
+                bail!("cvl backup prune needs --keep-last N or --keep-daily N (or both): without either it would keep everything");
+            };
+            prune(&p.at, keep)
         }
-        for (component, backups) in &listed {
-            println!("{name}/{}:", component.0);
-            if backups.is_empty() {
-                println!("  (no restore points in {})", args.to);
-            }
-            for b in backups {
-                println!(
-                    "  {:<5} {:<5} {:<12} {:>10}  {}  {}",
-                    b.device,
-                    b.id,
-                    b.kind,
-                    human_size(b.size),
-                    b.at,
-                    b.consistency
-                );
-            }
-        }
+        (None, Some(at)) => take_backup(at, args.full, args.keep),
+        (None, None) => bail!(
+            "cvl backup needs a deployment and a store: cvl backup FILE [PATH] --to DIR \
+             (or cvl backup list|verify|prune; see cvl backup --help)"
+        ),
+    }
+}
+
+fn opened(at: &Where) -> Result<(String, cvl_planner::model::UtilityState)> {
+    let name = cvl_ops::plan::deployment_of(&at.file, at.deploy.as_deref())?;
+    Ok((name, cvl_ops::state::open()?.load()?))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn list(at: &Where) -> Result<ExitCode> {
+    let (name, state) = opened(at)?;
+    let listed = cvl_ops::backup::list(&state, &name, at.path.as_deref(), &at.to)?;
+    if at.format == Format::Json {
+        let json: serde_json::Map<_, _> = listed
+            .iter()
+            .map(|(c, b)| (c.0.clone(), serde_json::json!(b)))
+            .collect();
+        print_json(&json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let human = args.format == Format::Human;
-    let outcomes = cvl_ops::backup::backup(&state, &name, only, &args.to, args.full, &mut |o| {
+    for (component, backups) in &listed {
+        println!("{name}/{}:", component.0);
+        if backups.is_empty() {
+            println!("  (no restore points in {})", at.to);
+        }
+        for b in backups {
+            println!("  {}", point_line(b));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn point_line(b: &cvl_executor::protocol::Backup) -> String {
+    let on = b
+        .parent
+        .as_ref()
+        .map_or(String::new(), |p| format!(" on {p}"));
+    format!(
+        "{:<7} {:<5} {:<12} {:>10}  {}  {}{on}",
+        b.device,
+        b.id,
+        b.kind,
+        human_size(b.size),
+        b.at,
+        b.consistency
+    )
+}
+
+fn verify(at: &Where) -> Result<ExitCode> {
+    let (name, state) = opened(at)?;
+    let checked = cvl_ops::backup::verify(&state, &name, at.path.as_deref(), &at.to)?;
+    let bad = checked
+        .iter()
+        .flat_map(|(_, c)| c)
+        .filter(|c| c.problem.is_some())
+        .count();
+    let total: usize = checked.iter().map(|(_, c)| c.len()).sum();
+    if at.format == Format::Json {
+        let json: serde_json::Map<_, _> = checked
+            .iter()
+            .map(|(c, checks)| (c.0.clone(), serde_json::json!(checks)))
+            .collect();
+        print_json(&json)?;
+    } else {
+        for (component, checks) in &checked {
+            for c in checks {
+                match &c.problem {
+                    None => println!("{name}/{} {} {}: whole", component.0, c.device, c.point),
+                    Some(p) => println!(
+                        "{name}/{} {} {}: DAMAGED: {p}",
+                        component.0, c.device, c.point
+                    ),
+                }
+            }
+        }
+        match (total, bad) {
+            (0, _) => println!("no restore points in {}", at.to),
+            (n, 0) => println!("all {n} restore points are whole"),
+            (n, b) => println!("{b} of {n} restore points are damaged: restore from another, and take a --full backup"),
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn prune(at: &Where, keep: cvl_ops::backup::Keep) -> Result<ExitCode> {
+    let (name, state) = opened(at)?;
+    let pruned = cvl_ops::backup::prune(&state, &name, at.path.as_deref(), &at.to, keep)?;
+    if at.format == Format::Json {
+        let json: serde_json::Map<_, _> = pruned
+            .iter()
+            .map(|p| {
+                let json = serde_json::json!({"dropped": p.dropped, "kept": p.kept});
+                (p.component.0.clone(), json)
+            })
+            .collect();
+        print_json(&json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_pruned(&name, &pruned);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_pruned(name: &str, pruned: &[cvl_ops::backup::Pruned]) {
+    for cvl_ops::backup::Pruned {
+        component,
+        dropped,
+        kept,
+    } in pruned
+    {
+        let ids = |b: &[cvl_executor::protocol::Backup]| {
+            b.iter()
+                .map(|b| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if dropped.is_empty() {
+            println!(
+                "{name}/{}: nothing to drop ({} kept)",
+                component.0,
+                kept.len()
+            );
+        } else {
+            println!(
+                "{name}/{}: dropped {}; kept {}",
+                component.0,
+                ids(dropped),
+                ids(kept)
+            );
+        }
+    }
+}
+
+/// `cvl backup FILE`: one appliance at a time, a line each as it ends;
+/// then the retention asked for, if any.
+fn take_backup(at: &Where, full: bool, keep: KeepArgs) -> Result<ExitCode> {
+    let (name, state) = opened(at)?;
+    let only = at.path.as_deref();
+    let human = at.format == Format::Human;
+    let outcomes = cvl_ops::backup::backup(&state, &name, only, &at.to, full, &mut |o| {
         if !human {
             return;
         }
@@ -122,21 +328,33 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode> {
     if outcomes.is_empty() {
         eprintln!("{name} has no data disks: there is nothing to back up");
     }
-    if !human {
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    // Retention only after a backup that worked: a failing store keeps
+    // what it has.
+    let pruned = match keep.keep() {
+        Some(keep) if failed == 0 && !outcomes.is_empty() => {
+            cvl_ops::backup::prune(&state, &name, only, &at.to, keep)?
+        }
+        _ => Vec::new(),
+    };
+    if human {
+        print_pruned(&name, &pruned);
+    } else {
         let json: Vec<_> = outcomes
             .iter()
-            .map(|o| match &o.result {
-                Ok(b) => {
-                    serde_json::json!({"component": o.component.0, "host": o.host, "backups": b})
+            .map(|o| {
+                let mut j = match &o.result {
+                    Ok(b) => serde_json::json!({"component": o.component.0, "host": o.host, "backups": b}),
+                    Err(e) => serde_json::json!({"component": o.component.0, "host": o.host, "error": e}),
+                };
+                if let Some(p) = pruned.iter().find(|p| p.component == o.component) {
+                    j["dropped"] = serde_json::json!(p.dropped);
                 }
-                Err(e) => {
-                    serde_json::json!({"component": o.component.0, "host": o.host, "error": e})
-                }
+                j
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        print_json(&json)?;
     }
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -152,13 +370,49 @@ pub fn restore(args: RestoreArgs, color: ColorChoice) -> Result<ExitCode> {
     let name = cvl_ops::plan::deployment_of(&args.file, args.deploy.as_deref())?;
     let component = ComponentPath(args.path.clone());
     let state = cvl_ops::state::open()?.load()?;
-    // Which restore point, checked before anything stops.
-    let listed = cvl_ops::backup::list(&state, &name, Some(&args.path), &args.from)?;
-    let points: Vec<_> = listed.iter().flat_map(|(_, b)| b).collect();
+    // Whose restore points, and which, checked before anything stops.
+    let of = match &args.of {
+        Some(of) => {
+            let Some((deployment, path)) = of.split_once('/') else {
+                bail!("--of {of}: say whose data as DEPLOYMENT/PATH (Production/l)");
+            };
+            Some(cvl_executor::protocol::VmId {
+                deployment: deployment.to_string(),
+                path: path.to_string(),
+            })
+        }
+        None => None,
+    };
+    let listed = match &of {
+        Some(of) => cvl_ops::backup::list_of(&state, &name, &args.path, &args.from, of)?,
+        None => cvl_ops::backup::list(&state, &name, Some(&args.path), &args.from)?
+            .into_iter()
+            .flat_map(|(_, b)| b)
+            .collect(),
+    };
+    let points: Vec<_> = listed.iter().collect();
+    let whose = match &args.of {
+        Some(of) => of.clone(),
+        None => format!("{name}/{}", args.path),
+    };
+    if let Some(of) = &args.of {
+        // Every data disk of this component needs one of the other's.
+        let vm = &state.deployments[&name].vms[&component];
+        for disk in &vm.spec.data_disks {
+            if !points.iter().any(|b| b.device == disk.device) {
+                bail!(
+                    "{of} has no restore point of a data disk {} in {} ({name}/{} has one): \
+                     nothing was restored",
+                    disk.device,
+                    args.from,
+                    args.path
+                );
+            }
+        }
+    }
     match &args.id {
         Some(id) if !points.iter().any(|b| &b.id == id) => bail!(
-            "{name}/{} has no restore point {id} in {} (it has: {})",
-            args.path,
+            "{whose} has no restore point {id} in {} (it has: {})",
             args.from,
             points
                 .iter()
@@ -167,13 +421,29 @@ pub fn restore(args: RestoreArgs, color: ColorChoice) -> Result<ExitCode> {
                 .join(", ")
         ),
         None if points.is_empty() => {
-            bail!(
-                "{name}/{} has no restore points in {}",
-                args.path,
-                args.from
-            )
+            bail!("{whose} has no restore points in {}", args.from)
         }
         _ => {}
+    }
+    // Per data disk, the restore point to put back (absent: its newest).
+    let mut chosen = std::collections::BTreeMap::new();
+    let mut devices: Vec<&str> = points.iter().map(|b| b.device.as_str()).collect();
+    devices.dedup();
+    for device in devices {
+        let of_disk: Vec<_> = points
+            .iter()
+            .filter(|b| b.device == device)
+            .map(|b| (*b).clone())
+            .collect();
+        let id = match (&args.id, &args.at) {
+            (Some(id), _) => id.clone(),
+            (None, Some(at)) => cvl_ops::backup::point_at(&of_disk, at)
+                .map_err(|e| anyhow::anyhow!("{name}/{} {device}: {e}", args.path))?
+                .id
+                .clone(),
+            (None, None) => continue,
+        };
+        chosen.insert(device.to_string(), id);
     }
     let settings = args
         .fetch
@@ -196,14 +466,18 @@ pub fn restore(args: RestoreArgs, color: ColorChoice) -> Result<ExitCode> {
     }
     let state = cvl_ops::state::open()?.load()?;
     for (device, id, kept) in
-        cvl_ops::backup::restore(&state, &name, &args.path, &args.from, args.id.as_deref())?
+        cvl_ops::backup::restore(&state, &name, &args.path, &args.from, &chosen, of.as_ref())?
     {
         let kept = match kept.as_str() {
             "" => String::new(),
             k => format!("; the data it had is kept as {k}"),
         };
+        let of = match &args.of {
+            Some(of) => format!(" of {of}"),
+            None => String::new(),
+        };
         println!(
-            "{name}/{} {device}: put back to restore point {id}{kept}",
+            "{name}/{} {device}: put back to restore point {id}{of}{kept}",
             args.path
         );
     }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use cvl_planner::model::{Policy, Window};
+use cvl_planner::model::{BackupPolicy, Policy, Window};
 
 use cvl_utility::decide;
 
@@ -76,6 +76,11 @@ pub enum PolicyCommand {
         format: ListFormat,
     },
     /// Change what the utility service may do to a deployment by itself.
+    #[command(after_help = "Examples:\n  cvl policy set AcmeSuite --auto off\n  \
+        cvl policy set AcmeSuite --window 02:00-04:00\n  \
+        cvl policy set AcmeSuite --backup-every 1h --backup-to /srv/cvl-backups --keep-last 24 \
+        --keep-daily 7\n  \
+        cvl policy set AcmeSuite --backup-every off")]
     Set {
         /// The deployment (as `cvl status` names it).
         deployment: String,
@@ -96,7 +101,35 @@ pub enum PolicyCommand {
         /// leave them for a person (`off`, the default).
         #[arg(long, value_parser = on_off)]
         allow_unsigned: Option<bool>,
+        /// Back up the deployment's data disks this often (`1h`, `30m`,
+        /// `1day`; at least 1 s), live, one appliance at a time, never during
+        /// its update; `off` to stop. Needs --backup-to the first time.
+        #[arg(long, value_name = "DURATION|off")]
+        backup_every: Option<String>,
+        /// The backup store the service's backups go to (as `cvl backup
+        /// --to`: an absolute folder on the appliances' hosts).
+        #[arg(long, value_name = "DIR")]
+        backup_to: Option<String>,
+        /// After each backup keep only the newest N restore points (and
+        /// what --keep-daily keeps); `all` for no limit.
+        #[arg(long, value_name = "N|all")]
+        keep_last: Option<String>,
+        /// After each backup keep the newest restore point of each of the
+        /// newest N days (and what --keep-last keeps); `all` for no limit.
+        #[arg(long, value_name = "N|all")]
+        keep_daily: Option<String>,
     },
+}
+
+/// `N`, or `all` (no limit).
+fn keep_count(flag: &str, text: &str) -> Result<Option<u32>> {
+    match text {
+        "all" => Ok(None),
+        n => match n.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => bail!("--{flag} {text}: say a number of restore points (at least 1), or all"),
+        },
+    }
 }
 
 fn on_off(text: &str) -> Result<bool, String> {
@@ -144,6 +177,10 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
             window,
             restart,
             allow_unsigned,
+            backup_every,
+            backup_to,
+            keep_last,
+            keep_daily,
         } => {
             let Some(d) = state.deployments.get(&deployment) else {
                 bail!(
@@ -156,13 +193,32 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
                         .join(", ")
                 );
             };
-            if auto.is_none() && window.is_none() && restart.is_none() && allow_unsigned.is_none() {
+            let backups = backup_every.is_some()
+                || backup_to.is_some()
+                || keep_last.is_some()
+                || keep_daily.is_some();
+            if auto.is_none()
+                && window.is_none()
+                && restart.is_none()
+                && allow_unsigned.is_none()
+                && !backups
+            {
                 bail!(
                     "say what to change: --auto on|off, --window HH:MM-HH:MM|none, --restart \
-                     on|off, --allow-unsigned on|off"
+                     on|off, --allow-unsigned on|off, --backup-every DURATION|off [--backup-to \
+                     DIR] [--keep-last N] [--keep-daily N]"
                 );
             }
-            let mut policy = d.policy;
+            let mut policy = d.policy.clone();
+            if backups {
+                policy.backup = backup_policy(
+                    policy.backup.take(),
+                    backup_every.as_deref(),
+                    backup_to,
+                    keep_last.as_deref(),
+                    keep_daily.as_deref(),
+                )?;
+            }
             if let Some(auto) = auto {
                 policy.auto = auto;
             }
@@ -179,7 +235,7 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
             }
             store.commit(&[cvl_planner::Change::PolicySet {
                 deployment: deployment.clone(),
-                policy,
+                policy: policy.clone(),
             }])?;
             let minute = decide::minute_of_day(std::time::SystemTime::now());
             println!(
@@ -189,4 +245,59 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The backup part of a policy after `cvl policy set`'s backup options.
+fn backup_policy(
+    was: Option<BackupPolicy>,
+    every: Option<&str>,
+    to: Option<String>,
+    keep_last: Option<&str>,
+    keep_daily: Option<&str>,
+) -> Result<Option<BackupPolicy>> {
+    if every == Some("off") {
+        if to.is_some() || keep_last.is_some() || keep_daily.is_some() {
+            bail!("--backup-every off turns the service's backups off: it takes no other backup option");
+        }
+        return Ok(None);
+    }
+    let every_secs = match every {
+        Some(text) => {
+            let d = humantime::parse_duration(text).map_err(|e| {
+                anyhow::anyhow!("--backup-every {text}: {e} (say 1h, 30m, 1day, or off)")
+            })?;
+            if d.as_secs() == 0 {
+                bail!("--backup-every {text}: at least 1s");
+            }
+            Some(d.as_secs())
+        }
+        None => None,
+    };
+    let Some(every_secs) = every_secs.or(was.as_ref().map(|b| b.every_secs)) else {
+        bail!("the service takes no backups of this deployment yet: say how often (--backup-every 1h) and where (--backup-to DIR)");
+    };
+    let Some(to) = to.or(was.as_ref().map(|b| b.to.clone())) else {
+        bail!("say where the backups go: --backup-to DIR (an absolute folder on the appliances' hosts)");
+    };
+    if !to.starts_with('/') {
+        bail!("--backup-to {to}: the store is an absolute folder (/srv/cvl-backups)");
+    }
+    let keep = |flag, text: Option<&str>, was: Option<u32>| match text {
+        Some(text) => keep_count(flag, text),
+        None => Ok(was),
+    };
+    Ok(Some(BackupPolicy {
+        every_secs,
+        to,
+        keep_last: keep(
+            "keep-last",
+            keep_last,
+            was.as_ref().and_then(|b| b.keep_last),
+        )?,
+        keep_daily: keep(
+            "keep-daily",
+            keep_daily,
+            was.as_ref().and_then(|b| b.keep_daily),
+        )?,
+    }))
 }

@@ -170,7 +170,7 @@ enum Command {
     )]
     Rollback(update::RollbackArgs),
     /// Back up a deployment's data disks into a backup store, live and
-    /// incrementally, or list the store's restore points.
+    /// incrementally; list, verify or prune the store's restore points.
     #[command(
         after_help = "Each appliance with data disks is backed up by its host into the store \
         (a folder on that host: STORE/DEPLOYMENT/PATH/DEVICE/, qcow2 files and a manifest). A \
@@ -178,12 +178,15 @@ enum Command {
         agent for the instant the copy starts; after the first (full) copy, each restore \
         point holds only what the guest wrote since the last (a dirty bitmap in the disk, kept \
         across restarts). A backup cut short costs nothing: the next one starts from the last \
-        complete restore point.\n\n\
+        complete restore point. --keep-last / --keep-daily then prune the store as \
+        `cvl backup prune` does.\n\n\
         Exit codes: 0 every appliance backed up, 1 one failed (the others are still backed up), \
         2 an error (no such deployment or component, no host to ask).\n\n\
         Examples:\n  cvl backup AcmeSuite.cvl --to /srv/backups\n  \
         cvl backup AcmeSuite.cvl l --to /srv/backups --full\n  \
-        cvl backup AcmeSuite.cvl --to /srv/backups --list --format json"
+        cvl backup AcmeSuite.cvl --to /srv/backups --keep-last 24 --keep-daily 7\n  \
+        cvl backup list AcmeSuite.cvl --to /srv/backups --format json\n  \
+        cvl backup verify AcmeSuite.cvl --to /srv/backups"
     )]
     Backup(backup::BackupArgs),
     /// Put a component's data disks back to a restore point of a backup
@@ -196,7 +199,9 @@ enum Command {
         Exit codes: 0 restored and started, 1 the stop or the start failed, 2 an error before \
         anything was replaced (no such restore point, a damaged store).\n\n\
         Examples:\n  cvl restore AcmeSuite.cvl l --from /srv/backups\n  \
-        cvl restore AcmeSuite.cvl l --from /srv/backups --id 0003 --auto-approve"
+        cvl restore AcmeSuite.cvl l --from /srv/backups --id 0003 --auto-approve\n  \
+        cvl restore AcmeSuite.cvl l --from /srv/backups --at \"2026-12-06 09:00:00\"\n  \
+        cvl restore Staging.cvl l --from /srv/backups --of AcmeSuite/l   # production's data"
     )]
     Restore(backup::RestoreArgs),
     /// Stop a deployment, or one component and everything that requires it.
@@ -243,7 +248,7 @@ enum Command {
     History(history::HistoryArgs),
     /// Show and set what the utility service may do to a deployment by
     /// itself (updates and resends, at any time or in a window; restarts
-    /// of crashed appliances).
+    /// of crashed appliances; backups on a schedule).
     #[command(subcommand)]
     Policy(history::PolicyCommand),
     /// Show and set the pools the utility allocates from.

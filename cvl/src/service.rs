@@ -73,6 +73,12 @@ pub struct ServiceArgs {
     /// the status page shows drift and each host's last contact.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub survey_interval: Duration,
+    /// A host that has not answered the survey for this long is reported
+    /// unreachable (log, history of each deployment with appliances there,
+    /// /metrics, the status page), and again when it answers. Nothing is
+    /// moved: a host that does not answer may still run its VMs.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub host_dead_after: Duration,
     /// Stop appliances that run a barred version when no allowed version is
     /// published (without it they are only reported).
     #[arg(long)]
@@ -142,6 +148,7 @@ pub fn run(command: UtilityCommand) -> Result<ExitCode> {
         http: args.http,
         http_token,
         survey_interval: args.survey_interval,
+        host_dead_after: args.host_dead_after,
         enforce_blacklist: args.enforce_blacklist,
         once: args.once,
         ready_timeout: args.ready_timeout,

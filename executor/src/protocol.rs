@@ -165,6 +165,17 @@ pub struct Backup {
     pub disk_size: u64,
 }
 
+/// What `cvl backup verify` found of one restore point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointCheck {
+    pub device: String,
+    pub point: String,
+    pub file: String,
+    /// What is wrong with it; `None` when it is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 /// The prefix of every pre-update snapshot of a data disk.
 pub const SNAPSHOT_PREFIX: &str = "cvl-before-";
 
@@ -223,6 +234,22 @@ pub enum Request {
         vm: VmId,
         store: String,
     },
+    /// Drop the restore points of the VM's data disks in `store` that
+    /// neither rule keeps (the newest `keep_last`; the newest of each of the
+    /// `keep_daily` newest days); the kept ones read as before.
+    PruneBackups {
+        vm: VmId,
+        store: String,
+        #[serde(default)]
+        keep_last: Option<u32>,
+        #[serde(default)]
+        keep_daily: Option<u32>,
+    },
+    /// Check every restore point of the VM's data disks in `store`.
+    VerifyBackups {
+        vm: VmId,
+        store: String,
+    },
     /// Put a stopped VM's data disk back as it was at restore point
     /// `point` (the newest when `None`); the data it had is kept beside it.
     /// (No field of a request or response is named `id`: the envelope's is.)
@@ -231,6 +258,10 @@ pub enum Request {
         store: String,
         device: String,
         point: Option<String>,
+        /// Whose restore points: another VM's (a copy of production data
+        /// for a test deployment); `None`: the VM's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<VmId>,
     },
     /// What runs: process, QMP, guest agent; with `all`, also every other
     /// VM running under this agent's root.
@@ -397,6 +428,14 @@ pub enum Response {
     BackupList {
         backups: Vec<Backup>,
     },
+    /// What a prune dropped and what it kept (as the manifests now say).
+    Pruned {
+        dropped: Vec<Backup>,
+        kept: Vec<Backup>,
+    },
+    Verified {
+        checks: Vec<PointCheck>,
+    },
     Restored {
         device: String,
         point: String,
@@ -474,6 +513,10 @@ mod tests {
                 store: "/srv/backups".into(),
                 device: "ide0:1".into(),
                 point: Some("0002".into()),
+                from: Some(VmId {
+                    deployment: "Production".into(),
+                    path: "a".into(),
+                }),
             },
             Request::Backup {
                 vm: vm.clone(),
@@ -482,6 +525,16 @@ mod tests {
                 full: true,
             },
             Request::Backups {
+                vm: vm.clone(),
+                store: "/srv/backups".into(),
+            },
+            Request::PruneBackups {
+                vm: vm.clone(),
+                store: "/srv/backups".into(),
+                keep_last: Some(3),
+                keep_daily: None,
+            },
+            Request::VerifyBackups {
                 vm,
                 store: "/srv/backups".into(),
             },

@@ -4,7 +4,7 @@
 //! says what is in it), and restore points put back.
 
 use anyhow::{bail, Result};
-use cvl_executor::protocol::{Backup, Request, Response, VmId};
+use cvl_executor::protocol::{Backup, PointCheck, Request, Response, VmId};
 use cvl_executor::transport::Links;
 use cvl_planner::model::{ComponentPath, DeploymentState, UtilityState, VmRecord};
 
@@ -103,6 +103,32 @@ pub fn backup(
     Ok(outcomes)
 }
 
+/// Asks the host of each appliance of `name` (or its component `only`)
+/// with data disks what `request` makes of it; the first error ends it.
+fn ask_each<T>(
+    state: &UtilityState,
+    name: &str,
+    only: Option<&str>,
+    request: impl Fn(VmId) -> Request,
+    answer: impl Fn(Response) -> Option<T>,
+) -> Result<Vec<(ComponentPath, T)>> {
+    let d = deployment(state, name)?;
+    let connector = crate::hosts::connector(state)?;
+    let links = Links::new(&connector);
+    let mut out = Vec::new();
+    for (component, vm) in with_data(d, name, only)? {
+        match links.call(&vm.alloc.host, &request(vm_id(name, component))) {
+            Ok(Response::Error { message, .. }) => bail!("{message}"),
+            Ok(response) => match answer(response) {
+                Some(t) => out.push((component.clone(), t)),
+                None => bail!("host {} answered out of turn", vm.alloc.host),
+            },
+            Err(e) => bail!("{e}"),
+        }
+    }
+    Ok(out)
+}
+
 /// The restore points in `store` of the data disks of `name` (or its
 /// component `only`), per appliance.
 pub fn list(
@@ -111,34 +137,151 @@ pub fn list(
     only: Option<&str>,
     store: &str,
 ) -> Result<Vec<(ComponentPath, Vec<Backup>)>> {
-    let d = deployment(state, name)?;
-    let connector = crate::hosts::connector(state)?;
-    let links = Links::new(&connector);
-    let mut out = Vec::new();
-    for (component, vm) in with_data(d, name, only)? {
-        let request = Request::Backups {
-            vm: vm_id(name, component),
+    ask_each(
+        state,
+        name,
+        only,
+        |vm| Request::Backups {
+            vm,
             store: store.to_string(),
-        };
-        match links.call(&vm.alloc.host, &request) {
-            Ok(Response::BackupList { backups }) => out.push((component.clone(), backups)),
-            Ok(Response::Error { message, .. }) => bail!("{message}"),
-            Ok(other) => bail!("host {} answered {other:?}", vm.alloc.host),
-            Err(e) => bail!("{e}"),
-        }
-    }
-    Ok(out)
+        },
+        |r| match r {
+            Response::BackupList { backups } => Some(backups),
+            _ => None,
+        },
+    )
 }
 
-/// Puts the data disks of the stopped component back to restore point
-/// `id` (each disk's newest when `None`): per disk, the restore point put
-/// back and where the data it had was kept.
+/// The restore points in `store` of another appliance, `from` (another
+/// deployment's: production data for a test deployment), as the host of
+/// `name`'s `component` reads them.
+pub fn list_of(
+    state: &UtilityState,
+    name: &str,
+    component: &str,
+    store: &str,
+    from: &VmId,
+) -> Result<Vec<Backup>> {
+    let listed = ask_each(
+        state,
+        name,
+        Some(component),
+        |_| Request::Backups {
+            vm: from.clone(),
+            store: store.to_string(),
+        },
+        |r| match r {
+            Response::BackupList { backups } => Some(backups),
+            _ => None,
+        },
+    )?;
+    Ok(listed.into_iter().flat_map(|(_, b)| b).collect())
+}
+
+/// Which restore points a retention policy keeps (`cvl backup prune`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keep {
+    pub last: Option<u32>,
+    pub daily: Option<u32>,
+}
+
+/// What a prune did to one appliance's restore points.
+#[derive(Debug, Clone)]
+pub struct Pruned {
+    pub component: ComponentPath,
+    pub dropped: Vec<Backup>,
+    pub kept: Vec<Backup>,
+}
+
+/// Drops the restore points in `store` that `keep` does not keep, per
+/// appliance: what was dropped and what is kept.
+pub fn prune(
+    state: &UtilityState,
+    name: &str,
+    only: Option<&str>,
+    store: &str,
+    keep: Keep,
+) -> Result<Vec<Pruned>> {
+    let pruned = ask_each(
+        state,
+        name,
+        only,
+        |vm| Request::PruneBackups {
+            vm,
+            store: store.to_string(),
+            keep_last: keep.last,
+            keep_daily: keep.daily,
+        },
+        |r| match r {
+            Response::Pruned { dropped, kept } => Some((dropped, kept)),
+            _ => None,
+        },
+    )?;
+    Ok(pruned
+        .into_iter()
+        .map(|(component, (dropped, kept))| Pruned {
+            component,
+            dropped,
+            kept,
+        })
+        .collect())
+}
+
+/// Every restore point in `store` checked, per appliance.
+pub fn verify(
+    state: &UtilityState,
+    name: &str,
+    only: Option<&str>,
+    store: &str,
+) -> Result<Vec<(ComponentPath, Vec<PointCheck>)>> {
+    ask_each(
+        state,
+        name,
+        only,
+        |vm| Request::VerifyBackups {
+            vm,
+            store: store.to_string(),
+        },
+        |r| match r {
+            Response::Verified { checks } => Some(checks),
+            _ => None,
+        },
+    )
+}
+
+/// The restore point of `points` (one disk's, oldest first) that was the
+/// newest at `at` (RFC 3339, or `YYYY-MM-DD HH:MM[:SS]`, UTC).
+pub fn point_at<'a>(points: &'a [Backup], at: &str) -> Result<&'a Backup> {
+    let when = humantime::parse_rfc3339_weak(at).map_err(|e| {
+        anyhow::anyhow!(
+            "`{at}` is not a time cvl reads ({e}): write it as 2026-12-06T14:00:00Z \
+             or \"2026-12-06 14:00:00\" (UTC)"
+        )
+    })?;
+    points
+        .iter()
+        .rfind(|b| humantime::parse_rfc3339_weak(&b.at).is_ok_and(|t| t <= when))
+        .ok_or_else(|| match points.first() {
+            Some(first) => anyhow::anyhow!(
+                "no restore point is as old as {at}: the oldest is {} ({})",
+                first.id,
+                first.at
+            ),
+            None => anyhow::anyhow!("there are no restore points"),
+        })
+}
+
+/// Puts the data disks of the stopped component back to the restore
+/// points `chosen` names by device (a disk it does not name: its newest),
+/// its own or `from`'s: per disk, the restore point put back and where the
+/// data it had was kept.
 pub fn restore(
     state: &UtilityState,
     name: &str,
     component: &str,
     store: &str,
-    id: Option<&str>,
+    chosen: &std::collections::BTreeMap<String, String>,
+    from: Option<&VmId>,
 ) -> Result<Vec<(String, String, String)>> {
     let d = deployment(state, name)?;
     let (path, vm) = with_data(d, name, Some(component))?.remove(0);
@@ -150,7 +293,8 @@ pub fn restore(
             vm: vm_id(name, path),
             store: store.to_string(),
             device: disk.device.clone(),
-            point: id.map(str::to_string),
+            point: chosen.get(&disk.device).cloned(),
+            from: from.cloned(),
         };
         match links.call(&vm.alloc.host, &request) {
             Ok(Response::Restored {

@@ -310,8 +310,9 @@ pub struct DeploymentSource {
 /// resends (never a start, stop or removal: those wait for a person), when
 /// `auto` is on and the time is inside `window` (when one is set); and,
 /// with `restart` (on unless set off), start again an appliance whose QEMU
-/// crashed, at any time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// crashed, at any time; with `backup`, back up its data disks on a
+/// schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub auto: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,6 +323,39 @@ pub struct Policy {
     /// wait for a person).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unsigned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPolicy>,
+}
+
+/// The backups the utility service takes of a deployment's data disks by
+/// itself: each appliance's, every `every_secs`, into the store `to`, which
+/// is then pruned to what `keep_last` and `keep_daily` keep (everything
+/// when neither is set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPolicy {
+    pub every_secs: u64,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+}
+
+impl std::fmt::Display for BackupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "backups every {} into {}",
+            humantime::format_duration(std::time::Duration::from_secs(self.every_secs)),
+            self.to
+        )?;
+        match (self.keep_last, self.keep_daily) {
+            (None, None) => write!(f, " (all kept)"),
+            (Some(l), None) => write!(f, " (the last {l} kept)"),
+            (None, Some(d)) => write!(f, " (one a day for {d} days kept)"),
+            (Some(l), Some(d)) => write!(f, " (the last {l} and one a day for {d} days kept)"),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -331,6 +365,7 @@ impl Default for Policy {
             window: None,
             restart: true,
             allow_unsigned: false,
+            backup: None,
         }
     }
 }
@@ -347,6 +382,9 @@ impl std::fmt::Display for Policy {
         }
         if self.allow_unsigned {
             write!(f, ", unsigned repositories allowed")?;
+        }
+        if let Some(backup) = &self.backup {
+            write!(f, ", {backup}")?;
         }
         Ok(())
     }

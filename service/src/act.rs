@@ -42,7 +42,7 @@ impl Service {
         let Some(source) = d.source.clone() else {
             return Ok(());
         };
-        let policy = d.policy;
+        let policy = d.policy.clone();
         let mut resume = if may_resume {
             resuming(name)?
         } else {
@@ -109,7 +109,7 @@ impl Service {
         }
         if let Some(why) = &decision.held {
             // Planned again when the policy changes or lets it run.
-            self.held.insert(name.to_string(), policy);
+            self.held.insert(name.to_string(), policy.clone());
             self.reporter
                 .report(name, "held", format!("updates wait: {why}"));
             if decision.act.is_empty() {

@@ -29,8 +29,12 @@
 //!   changed, with back-off.
 //! - [`act`]: one deployment planned, decided and acted on; rollback;
 //!   enforcing the blacklist.
+//! - [`backups`]: data disks backed up by the deployments' policies.
+//! - [`hosts`]: hosts that stop answering, reported (nothing moved).
 
 pub mod act;
+pub mod backups;
+pub mod hosts;
 pub mod journal;
 pub mod page;
 pub mod poll;
@@ -61,6 +65,8 @@ pub struct Config {
     pub http_token: Option<Vec<u8>>,
     /// How often the status page's hosts are asked about their VMs.
     pub survey_interval: Duration,
+    /// How long a host may stay silent before it is reported unreachable.
+    pub host_dead_after: Duration,
     /// Stop appliances on a barred version no allowed one replaces.
     pub enforce_blacklist: bool,
     /// One round, then return.
@@ -110,7 +116,7 @@ pub fn run(config: Config) -> Result<Ended> {
     let mut metrics_addr = None;
     // The hosts are asked about their VMs every survey interval: drift for
     // the page, and the crashes the service restarts.
-    page::watch(page.clone(), config.survey_interval)?;
+    page::watch(page.clone(), config.survey_interval, config.host_dead_after)?;
     if let Some(web) = &web {
         page::feed(web.feed(), page.clone())?;
         if let Some(addr) = config.http {
@@ -162,6 +168,8 @@ pub fn run(config: Config) -> Result<Ended> {
         crashes_handled: SystemTime::UNIX_EPOCH,
         expiries: HashMap::new(),
         refused_by: HashMap::new(),
+        backups: HashMap::new(),
+        unreachable: BTreeSet::new(),
     };
     let mut next_round = Instant::now();
     loop {
@@ -186,12 +194,21 @@ pub fn run(config: Config) -> Result<Ended> {
             }
             // The next round after the interval, give or take a tenth.
             next_round = started + decide::backoff(service.config.interval, 0, poll::jitter());
-        } else if let Err(e) = service.restart_crashed() {
-            // Woken by a survey that found a crash.
-            log(
-                "round_failed",
-                serde_json::json!({ "error": format!("{e:#}") }),
-            );
+        } else {
+            // Woken by a survey that found a crash, or a host that went
+            // silent or answers again.
+            if let Err(e) = service.watch_hosts() {
+                log(
+                    "round_failed",
+                    serde_json::json!({ "error": format!("{e:#}") }),
+                );
+            }
+            if let Err(e) = service.restart_crashed() {
+                log(
+                    "round_failed",
+                    serde_json::json!({ "error": format!("{e:#}") }),
+                );
+            }
         }
         let left = next_round.saturating_duration_since(Instant::now());
         service.page.wait_for_crash(left, service.crashes_handled);
@@ -245,6 +262,11 @@ pub struct Service {
     /// Per deployment: the repositories its last plan refused (as the
     /// metrics name them).
     refused_by: HashMap<String, BTreeSet<String>>,
+    /// Per appliance backed up by policy: its backups as the service knows
+    /// them (read from the store the first time).
+    backups: HashMap<(String, ComponentPath), decide::BackupRecord>,
+    /// The hosts reported unreachable (until they answer again).
+    unreachable: BTreeSet<String>,
 }
 
 impl Service {
@@ -299,18 +321,19 @@ impl Service {
         let polled = started.elapsed();
         let minute = decide::minute_of_day(SystemTime::now());
         let mut planned = 0;
+        self.watch_hosts()?;
         let crashed = self.crashed(&state)?;
 
         for (name, settings) in &settings_of {
             let repos = &repos_of[name];
-            let policy = state.deployments[name].policy;
+            let policy = &state.deployments[name].policy;
             let first = !self.evaluated.contains(name);
             let records = records_digest(&state, name);
             let changed_by_others = self.planned_at.get(name).is_some_and(|&d| d != records);
             let released = self
                 .held
                 .get(name)
-                .is_some_and(|then| *then != policy || decide::held(&policy, minute).is_none());
+                .is_some_and(|then| then != policy || decide::held(policy, minute).is_none());
             let restart = crashed.get(name).cloned().unwrap_or_default();
             let expired = self
                 .expiries
@@ -359,6 +382,13 @@ impl Service {
             state
         };
         self.violations(&state, &blacklist);
+        // Backups by policy, after the round's updates.
+        if let Err(e) = self.back_up_due(&state) {
+            log(
+                "backups_failed",
+                serde_json::json!({ "error": format!("{e:#}") }),
+            );
+        }
         self.metrics
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -45,6 +45,11 @@ pub struct Crashes {
     /// When the survey that found them asked (none yet: `None`).
     pub asked_at: Option<std::time::SystemTime>,
     pub vms: std::collections::BTreeSet<(String, ComponentPath)>,
+    /// The hosts silent for `--host-dead-after` or longer, with the seconds
+    /// and the last error, and when that set last changed (a survey's
+    /// asking time).
+    pub unreachable: std::collections::BTreeMap<String, (u64, String)>,
+    pub unreachable_changed: Option<std::time::SystemTime>,
 }
 
 impl Shared {
@@ -66,13 +71,17 @@ impl Shared {
             .clone()
     }
 
-    /// Waits up to `timeout` for a survey to find a crash; whether one did
-    /// (crashes found before `since` do not count).
+    /// Waits up to `timeout` for a survey to find a crash or a host that
+    /// became unreachable or answers again; whether one did (what was found
+    /// before `since` does not count).
     pub fn wait_for_crash(&self, timeout: Duration, since: std::time::SystemTime) -> bool {
         let deadline = Instant::now() + timeout;
         let mut crashes = self.crashes.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if !crashes.vms.is_empty() && crashes.asked_at.is_some_and(|at| at > since) {
+                return true;
+            }
+            if crashes.unreachable_changed.is_some_and(|at| at > since) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -136,10 +145,10 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>> {
 /// Asks the hosts about their VMs every `every`, from a thread of its own:
 /// what the status page shows as drift, and the crashes the service
 /// restarts.
-pub fn watch(shared: Arc<Shared>, every: Duration) -> Result<()> {
+pub fn watch(shared: Arc<Shared>, every: Duration, dead_after: Duration) -> Result<()> {
     std::thread::Builder::new()
         .name("survey".into())
-        .spawn(move || survey(&shared, every))?;
+        .spawn(move || survey(&shared, every, dead_after))?;
     Ok(())
 }
 
@@ -248,8 +257,14 @@ fn snapshot(shared: &Shared) -> Result<Snapshot> {
 
 /// Asks the hosts about their VMs every `every`: what drifted, and when
 /// each last answered.
-fn survey(shared: &Shared, every: Duration) {
+fn survey(shared: &Shared, every: Duration, dead_after: Duration) {
     let mut last_contact: std::collections::BTreeMap<String, String> = Default::default();
+    let mut last_answer: std::collections::BTreeMap<String, u64> = Default::default();
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let watching_since = unix(std::time::SystemTime::now());
     loop {
         let started = Instant::now();
         let asked_at = std::time::SystemTime::now();
@@ -257,18 +272,46 @@ fn survey(shared: &Shared, every: Duration) {
             cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None, false));
         if let Ok((seen, answered)) = asked {
             let mut survey = Survey::default();
-            let crashed = seen
+            let now = unix(std::time::SystemTime::now());
+            let mut unreachable = std::collections::BTreeMap::new();
+            for (host, answer) in &answered {
+                match answer {
+                    Ok(()) => {
+                        last_answer.insert(host.clone(), unix(asked_at));
+                    }
+                    Err(e) => {
+                        if let Some(silent) = cvl_utility::decide::unreachable_for(
+                            last_answer.get(host).copied(),
+                            watching_since,
+                            now,
+                            dead_after.as_secs(),
+                        ) {
+                            unreachable.insert(host.clone(), (silent, e.clone()));
+                        }
+                    }
+                }
+            }
+            let crashed: std::collections::BTreeSet<(String, ComponentPath)> = seen
                 .iter()
                 .filter(|s| s.crashed())
                 .map(|s| (s.deployment.clone(), ComponentPath(s.component.clone())))
                 .collect();
             {
                 let mut crashes = shared.crashes.lock().unwrap_or_else(|e| e.into_inner());
+                let changed = crashes
+                    .unreachable
+                    .keys()
+                    .ne(unreachable.keys())
+                    .then_some(asked_at)
+                    .or(crashes.unreachable_changed);
+                let woken = !crashed.is_empty() || changed != crashes.unreachable_changed;
                 *crashes = Crashes {
                     asked_at: Some(asked_at),
                     vms: crashed,
+                    unreachable: unreachable.clone(),
+                    unreachable_changed: changed,
                 };
-                if !crashes.vms.is_empty() {
+                if woken {
                     shared.woken.notify_all();
                 }
             }
@@ -292,6 +335,7 @@ fn survey(shared: &Shared, every: Duration) {
                     HostSeen {
                         last_contact: last_contact.get(&host).cloned(),
                         error,
+                        unreachable_for: unreachable.get(&host).map(|(silent, _)| *silent),
                     },
                 );
             }
@@ -303,8 +347,11 @@ fn survey(shared: &Shared, every: Duration) {
                     .1
                     .hosts
                     .iter()
-                    .map(|(h, s)| (h, &s.error))
-                    .ne(survey.hosts.iter().map(|(h, s)| (h, &s.error)));
+                    .map(|(h, s)| (h, &s.error, s.unreachable_for.is_some()))
+                    .ne(survey
+                        .hosts
+                        .iter()
+                        .map(|(h, s)| (h, &s.error, s.unreachable_for.is_some())));
             let stale = guard.1.hosts.values().any(|s| {
                 s.last_contact.as_deref().is_some_and(|t| {
                     humantime::parse_rfc3339(t)

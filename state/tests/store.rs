@@ -134,6 +134,12 @@ fn change() -> impl Strategy<Value = Change> {
                     }),
                     restart: start % 2 == 0,
                     allow_unsigned: false,
+                    backup: (start % 5 == 0).then(|| cvl_planner::model::BackupPolicy {
+                        every_secs: u64::from(start) + 1,
+                        to: "/srv/cvl-backups".into(),
+                        keep_last: (start % 2 == 0).then_some(24),
+                        keep_daily: None,
+                    }),
                 },
             }
         }),

@@ -489,6 +489,59 @@ pub fn backoff(interval: std::time::Duration, failures: u32, jitter: f64) -> std
     base + base.mul_f64(jitter.clamp(0.0, 1.0) / 10.0)
 }
 
+/// One appliance's backups as the service knows them (Unix seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackupRecord {
+    /// When its newest restore point was taken (none yet: `None`).
+    pub last_good: Option<u64>,
+    /// When the service last tried and failed, and how many times in a row.
+    pub last_failure: Option<u64>,
+    pub failures: u32,
+}
+
+/// Whether an appliance backed up every `every` seconds is due at `now`:
+/// when it has no restore point or its newest is `every` old; after a
+/// failure, not before a wait that doubles with each failure in a row
+/// (1 min, 2 min, 4 min, ...), never longer than `every`.
+pub fn backup_due(record: &BackupRecord, every: u64, now: u64) -> bool {
+    let old = record
+        .last_good
+        .is_none_or(|at| now.saturating_sub(at) >= every);
+    let retry_at = record.last_failure.map(|at| {
+        let wait = (60u64 << record.failures.saturating_sub(1).min(10)).min(every);
+        at + wait
+    });
+    old && retry_at.is_none_or(|t| now >= t)
+}
+
+/// How overdue an appliance's backup is at `now`: the seconds past its
+/// interval (what the service backs up first), `None` when it is not due.
+pub fn backup_overdue(record: &BackupRecord, every: u64, now: u64) -> Option<u64> {
+    backup_due(record, every, now)
+        .then(|| now.saturating_sub(record.last_good.map_or(0, |at| at + every)))
+}
+
+/// Whether a restore point `age` seconds old is stale for a policy of one
+/// every `every`: older than twice the interval (the status page warns).
+pub fn backup_stale(age: u64, every: u64) -> bool {
+    age > every.saturating_mul(2)
+}
+
+/// How long a host has been silent at `now` if that makes it unreachable:
+/// it last answered at `last_answer` (never: silent since the service began
+/// watching, `watching_since`), and `dead_after` seconds have passed since.
+/// Unreachable is a report, not a verdict: nothing is moved on it alone (a
+/// host that does not answer may still run its VMs: a network split).
+pub fn unreachable_for(
+    last_answer: Option<u64>,
+    watching_since: u64,
+    now: u64,
+    dead_after: u64,
+) -> Option<u64> {
+    let silent = now.saturating_sub(last_answer.unwrap_or(watching_since));
+    (silent >= dead_after).then_some(silent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +561,7 @@ mod tests {
             window: Some(day),
             restart: true,
             allow_unsigned: false,
+            backup: None,
         };
         assert_eq!(held(&on, 10 * 60), None);
         assert!(held(&on, 20 * 60).unwrap().contains("09:30-17:00"));
@@ -516,6 +570,7 @@ mod tests {
             window: None,
             restart: true,
             allow_unsigned: false,
+            backup: None,
         };
         assert!(held(&off, 10 * 60).unwrap().contains("auto off"));
     }
@@ -618,6 +673,7 @@ mod tests {
         window: None,
         restart: true,
         allow_unsigned: false,
+        backup: None,
     };
 
     #[test]
@@ -781,6 +837,7 @@ mod tests {
             window: None,
             restart: true,
             allow_unsigned: false,
+            backup: None,
         };
         let d = decide(
             &p,
@@ -827,6 +884,7 @@ mod tests {
             window: Some(Window::parse("02:00-04:00").unwrap()),
             restart: true,
             allow_unsigned: false,
+            backup: None,
         };
         let d = decide(
             &p,
@@ -918,6 +976,7 @@ mod tests {
             window: Some(w),
             restart: true,
             allow_unsigned: false,
+            backup: None,
         };
         let at_noon = held(&on, 12 * 60).unwrap();
         assert!(at_noon.contains("in 14 h"), "{at_noon}");
@@ -936,5 +995,47 @@ mod tests {
         assert_eq!(backoff(i, 3, 0.0), Duration::from_secs(240));
         assert_eq!(backoff(i, 30, 0.0), Duration::from_secs(3600));
         assert_eq!(backoff(i, 0, 1.0), Duration::from_secs(33));
+    }
+
+    #[test]
+    fn a_backup_is_due_once_its_newest_is_an_interval_old_and_failures_back_off() {
+        let hour = 3600;
+        let never = BackupRecord::default();
+        assert!(backup_due(&never, hour, 1_000));
+        let fresh = BackupRecord {
+            last_good: Some(10_000),
+            ..Default::default()
+        };
+        assert!(!backup_due(&fresh, hour, 10_000 + hour - 1));
+        assert!(backup_due(&fresh, hour, 10_000 + hour));
+        assert_eq!(backup_overdue(&fresh, hour, 10_000 + hour + 5), Some(5));
+        assert_eq!(backup_overdue(&fresh, hour, 10_000), None);
+        // Failed twice in a row at 20 000: the next try 2 minutes later.
+        let failing = BackupRecord {
+            last_good: Some(10_000),
+            last_failure: Some(20_000),
+            failures: 2,
+        };
+        assert!(!backup_due(&failing, hour, 20_119));
+        assert!(backup_due(&failing, hour, 20_120));
+        // The wait never exceeds the interval.
+        let often = BackupRecord {
+            failures: 30,
+            ..failing
+        };
+        assert!(backup_due(&often, 10, 20_010));
+        assert!(!backup_stale(2 * hour, hour));
+        assert!(backup_stale(2 * hour + 1, hour));
+    }
+
+    #[test]
+    fn a_host_is_unreachable_once_silent_for_the_dead_after_time() {
+        assert_eq!(unreachable_for(Some(100), 0, 159, 60), None);
+        assert_eq!(unreachable_for(Some(100), 0, 160, 60), Some(60));
+        // Never answered: counted from when the service began watching.
+        assert_eq!(unreachable_for(None, 1_000, 1_030, 60), None);
+        assert_eq!(unreachable_for(None, 1_000, 1_075, 60), Some(75));
+        // A clock that went back is not a silence.
+        assert_eq!(unreachable_for(Some(500), 0, 400, 60), None);
     }
 }

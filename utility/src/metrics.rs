@@ -41,6 +41,14 @@ pub struct Metrics {
     pub restarts_given_up: u64,
     /// Repositories refused when last read, by repository: the attack.
     pub refused: BTreeMap<String, String>,
+    /// Backups the service took by policy, and those that failed.
+    pub backups_taken: u64,
+    pub backup_failures: u64,
+    /// Per appliance (`DEPLOYMENT/PATH`) backed up by policy: when its
+    /// newest restore point was taken (Unix seconds) and its size.
+    pub last_backup: BTreeMap<String, (u64, u64)>,
+    /// The hosts silent for `--host-dead-after` or longer.
+    pub hosts_unreachable: std::collections::BTreeSet<String>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -141,6 +149,16 @@ impl Metrics {
                 "Crashed appliances that crashed too often and were left to a person",
                 self.restarts_given_up,
             ),
+            (
+                "cvl_backups",
+                "Backups the service took by policy",
+                self.backups_taken,
+            ),
+            (
+                "cvl_backup_failures",
+                "Backups by policy that failed (each is retried)",
+                self.backup_failures,
+            ),
         ] {
             counter(&mut registry, name, help, value);
         }
@@ -179,6 +197,48 @@ impl Metrics {
             "cvl_repository_refused",
             "Repositories refused when last read (1), by the attack their metadata amounts to",
             refused,
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        gauges(
+            &mut registry,
+            "cvl_backup_last_success_timestamp_seconds",
+            "When each appliance's newest restore point was taken (Unix time)",
+            "appliance",
+            self.last_backup
+                .iter()
+                .map(|(a, (at, _))| (a.as_str(), *at)),
+        );
+        gauges(
+            &mut registry,
+            "cvl_backup_age_seconds",
+            "How old each appliance's newest restore point is",
+            "appliance",
+            self.last_backup
+                .iter()
+                .map(|(a, (at, _))| (a.as_str(), now.saturating_sub(*at))),
+        );
+        gauges(
+            &mut registry,
+            "cvl_backup_last_size_bytes",
+            "What each appliance's newest restore point added to its store",
+            "appliance",
+            self.last_backup
+                .iter()
+                .map(|(a, (_, size))| (a.as_str(), *size)),
+        );
+        let mut hosts: std::collections::BTreeSet<&str> =
+            state.hosts.iter().map(|h| h.name.as_str()).collect();
+        hosts.extend(self.hosts_unreachable.iter().map(String::as_str));
+        gauges(
+            &mut registry,
+            "cvl_host_unreachable",
+            "Hosts that have not answered for --host-dead-after (1) or answer (0)",
+            "host",
+            hosts
+                .into_iter()
+                .map(|h| (h, u64::from(self.hosts_unreachable.contains(h)))),
         );
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");

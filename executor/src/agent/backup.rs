@@ -1,13 +1,6 @@
 //! Data disks backed up and restored, on the host that runs them.
 //!
-//! A backup store is a folder; each data disk has its own in it,
-//! `STORE/DEPLOYMENT/PATH/DEVICE/`, holding its restore points as qcow2
-//! files (`0001-full.qcow2`, `0002-incremental.qcow2`: each incremental
-//! one's qcow2 backing file is its parent, so `qemu-img` reads any restore
-//! point whole) and `manifest.json` (each file's size and SHA-256, when,
-//! how consistent). Files are put in place before the manifest names them,
-//! each crash-safely: a backup cut short leaves at most a file the manifest
-//! does not name, never a restore point that lies.
+//! Where the files go, and how the store is kept, is [`store`](super::store).
 //!
 //! A running VM is backed up live by QEMU (`blockdev-backup`), with the
 //! guest's file systems frozen through its guest agent for the instant the
@@ -25,26 +18,17 @@
 //! The job's target is a file in the VM's own folder, the one place its
 //! jailed QEMU may write, moved into the store once complete.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::disks::{file_safe, image_info as info, qemu_img};
 use super::launch::running_pid;
-use super::{failed, hex, jail, Fail, HostAgent};
+use super::store::{self, Manifest};
+use super::{failed, jail, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{cmd, Agent, Qmp};
-
-/// The store's record of one disk's restore points.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Manifest {
-    format: u32,
-    backups: Vec<Backup>,
-}
-
-const MANIFEST: &str = "manifest.json";
 /// The prefix of the dirty bitmaps backups leave in a disk.
 const BITMAP_PREFIX: &str = "cvl-";
 
@@ -67,10 +51,9 @@ impl HostAgent {
                     "{vm} has no data disk {device} on this host"
                 )));
             }
-            let folder = disk_folder(store, vm, device)?;
-            std::fs::create_dir_all(&folder)
-                .map_err(|e| failed(format!("cannot create {}: {e}", folder.display())))?;
-            let mut manifest = read_manifest(&folder)?;
+            let folder = store::disk_folder(store, vm, device)?;
+            let _held = store::hold(&folder)?;
+            let mut manifest = store::read_manifest(&folder)?;
             let backup = if running {
                 self.backup_live(vm, &dir, device, &folder, &manifest, full)?
             } else {
@@ -78,7 +61,7 @@ impl HostAgent {
             };
             manifest.format = 1;
             manifest.backups.push(backup.clone());
-            write_manifest(&folder, &manifest)?;
+            store::write_manifest(&folder, &manifest)?;
             if running {
                 // Only now is the parent's bitmap no longer needed.
                 if let Some(parent) = &backup.parent {
@@ -151,7 +134,7 @@ impl HostAgent {
                 });
             }
         }
-        let id = next_id(manifest);
+        let id = store::next_id(manifest);
         let kind = if parent.is_some() {
             "incremental"
         } else {
@@ -266,7 +249,10 @@ impl HostAgent {
             remove_target();
             return Err(failed(format!("{vm}: the backup of {device} failed: {e}")));
         }
-        let (size, sha256) = put_in_store(&target, &folder.join(&file))?;
+        let source = jail::open_vm_file(&target)
+            .map_err(|e| failed(format!("cannot read {}: {e}", target.display())))?;
+        let (size, sha256) = store::put(source, &folder.join(&file))?;
+        remove_target();
         Ok(Backup {
             device: device.to_string(),
             id,
@@ -284,32 +270,60 @@ impl HostAgent {
 
     /// The VM's restore points in `store`, per disk, oldest first.
     pub(super) fn backups(&self, vm: &VmId, store: &str) -> Result<Response, Fail> {
-        let root = vm_folder(store, vm)?;
         let mut backups = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            let mut folders: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            folders.sort();
-            for folder in folders {
-                backups.extend(read_manifest(&folder)?.backups);
-            }
+        for folder in store::disk_folders(store, vm)? {
+            backups.extend(store::read_manifest(&folder)?.backups);
         }
         Ok(Response::BackupList { backups })
     }
 
-    /// Puts a stopped VM's data disk back to restore point `id`.
+    /// Drops the restore points `keep` does not keep, per disk.
+    pub(super) fn prune(
+        &self,
+        vm: &VmId,
+        store: &str,
+        keep: store::Keep,
+    ) -> Result<Response, Fail> {
+        let (mut dropped, mut kept) = (Vec::new(), Vec::new());
+        for folder in store::disk_folders(store, vm)? {
+            let (d, k) = store::prune(&folder, keep)?;
+            dropped.extend(d);
+            kept.extend(k);
+        }
+        Ok(Response::Pruned { dropped, kept })
+    }
+
+    /// Every restore point of the VM's disks checked.
+    pub(super) fn verify_backups(&self, vm: &VmId, store: &str) -> Result<Response, Fail> {
+        let mut checks = Vec::new();
+        for folder in store::disk_folders(store, vm)? {
+            let device = store::read_manifest(&folder)?
+                .backups
+                .first()
+                .map(|b| b.device.clone());
+            if let Some(device) = device {
+                checks.extend(store::verify(&folder, &device)?);
+            }
+        }
+        Ok(Response::Verified { checks })
+    }
+
+    /// Puts a stopped VM's data disk back to restore point `id` (of the
+    /// VM `from`'s disk of the same device, when given).
     pub(super) fn restore(
         &self,
         vm: &VmId,
         store: &str,
         device: &str,
         id: Option<&str>,
+        from: Option<&VmId>,
     ) -> Result<Response, Fail> {
         let dir = self.vm_dir(vm)?;
         if running_pid(&dir).is_some() {
             return Err(failed(format!("{vm} is running: stop it before a restore")));
         }
-        let folder = disk_folder(store, vm, device)?;
-        let manifest = read_manifest(&folder)?;
+        let folder = store::disk_folder(store, from.unwrap_or(vm), device)?;
+        let manifest = store::read_manifest(&folder)?;
         let point = match id {
             Some(id) => manifest.backups.iter().find(|b| b.id == id),
             None => manifest.backups.last(),
@@ -322,14 +336,7 @@ impl HostAgent {
             ))
         })?;
         // Each file of its chain as the manifest recorded it.
-        let mut link = Some(point);
-        while let Some(b) = link {
-            check_file(&folder, b)?;
-            link = b
-                .parent
-                .as_ref()
-                .and_then(|p| manifest.backups.iter().find(|x| &x.id == p));
-        }
+        store::check_chain(&folder, &manifest, point)?;
         std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
         let disk = dir.join(data_disk_file(device));
         let incoming = dir.join(format!("restoring-{}.qcow2", file_safe(device)));
@@ -369,111 +376,6 @@ pub(super) fn drive_id(device: &str) -> String {
         .to_string()
 }
 
-/// The store's folder for one VM, checked: an absolute path, names safe.
-fn vm_folder(store: &str, vm: &VmId) -> Result<PathBuf, Fail> {
-    let store = Path::new(store);
-    if !store.is_absolute() || store.components().any(|c| c.as_os_str() == "..") {
-        return Err((
-            HostErrorKind::BadRequest,
-            format!(
-                "the backup store {} is not an absolute folder",
-                store.display()
-            ),
-        ));
-    }
-    let path = if vm.path.is_empty() { "_" } else { &vm.path };
-    Ok(store.join(file_safe(&vm.deployment)).join(file_safe(path)))
-}
-
-fn disk_folder(store: &str, vm: &VmId, device: &str) -> Result<PathBuf, Fail> {
-    Ok(vm_folder(store, vm)?.join(file_safe(device)))
-}
-
-fn read_manifest(folder: &Path) -> Result<Manifest, Fail> {
-    match std::fs::read(folder.join(MANIFEST)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            failed(format!(
-                "{} is damaged: {e}",
-                folder.join(MANIFEST).display()
-            ))
-        }),
-        Err(_) => Ok(Manifest::default()),
-    }
-}
-
-fn write_manifest(folder: &Path, manifest: &Manifest) -> Result<(), Fail> {
-    let text = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
-    cvl_repo::write_atomic(&folder.join(MANIFEST), &text).map_err(|e| {
-        failed(format!(
-            "cannot write {}: {e}",
-            folder.join(MANIFEST).display()
-        ))
-    })
-}
-
-/// The id after the manifest's last.
-fn next_id(manifest: &Manifest) -> String {
-    let last = manifest
-        .backups
-        .iter()
-        .filter_map(|b| b.id.parse::<u32>().ok())
-        .max()
-        .unwrap_or(0);
-    format!("{:04}", last + 1)
-}
-
-/// A restore point's file as its manifest recorded it.
-fn check_file(folder: &Path, backup: &Backup) -> Result<(), Fail> {
-    let path = folder.join(&backup.file);
-    let (size, sha256) = digest(&path)?;
-    if size != backup.size || sha256 != backup.sha256 {
-        return Err(failed(format!(
-            "{} is not what was backed up ({size} bytes, SHA-256 {sha256}; the manifest says \
-             {} bytes, {}): it was changed or damaged",
-            path.display(),
-            backup.size,
-            backup.sha256
-        )));
-    }
-    Ok(())
-}
-
-fn digest(path: &Path) -> Result<(u64, String), Fail> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher)
-        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
-    Ok((size, hex(&hasher.finalize())))
-}
-
-/// Moves a finished backup into the store (a copy when the store is on
-/// another file system), synced, under its final name; its size and
-/// SHA-256.
-fn put_in_store(from: &Path, to: &Path) -> Result<(u64, String), Fail> {
-    let staging = to.with_extension("part");
-    let _ = std::fs::remove_file(&staging);
-    jail::open_vm_file(from)
-        .and_then(|mut source| {
-            let mut copy = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&staging)?;
-            std::io::copy(&mut source, &mut copy)?;
-            copy.sync_all()
-        })
-        .map_err(|e| failed(format!("cannot write {}: {e}", staging.display())))?;
-    // Measured on the copy: the VM's folder is its QEMU's to write.
-    let (size, sha256) = digest(&staging)?;
-    std::fs::rename(&staging, to)
-        .map_err(|e| failed(format!("cannot write {}: {e}", to.display())))?;
-    if let Some(folder) = to.parent() {
-        let _ = std::fs::File::open(folder).and_then(|f| f.sync_all());
-    }
-    let _ = std::fs::remove_file(from);
-    Ok((size, sha256))
-}
-
 /// A stopped VM's disk, copied whole from its file.
 fn backup_stopped(
     disk: &Path,
@@ -481,7 +383,7 @@ fn backup_stopped(
     folder: &Path,
     manifest: &Manifest,
 ) -> Result<Backup, Fail> {
-    let id = next_id(manifest);
+    let id = store::next_id(manifest);
     let file = format!("{id}-full.qcow2");
     let staging = folder.join(format!("{file}.part"));
     qemu_img(&[
@@ -492,12 +394,7 @@ fn backup_stopped(
         &disk.to_string_lossy(),
         &staging.to_string_lossy(),
     ])?;
-    let target = folder.join(&file);
-    let (size, sha256) = digest(&staging)?;
-    std::fs::File::open(&staging)
-        .and_then(|f| f.sync_all())
-        .and_then(|()| std::fs::rename(&staging, &target))
-        .map_err(|e| failed(format!("cannot write {}: {e}", target.display())))?;
+    let (size, sha256) = store::settle(&staging, &folder.join(&file))?;
     Ok(Backup {
         device: device.to_string(),
         id,

@@ -21,7 +21,8 @@
 //! (files the executor sends, the program cache), [`guest`] (the guest
 //! contract: parameters at boot, resends, status, commands run inside),
 //! [`jail`] (each QEMU's user, namespace, seccomp and cgroup), [`backup`]
-//! (data disks backed up and restored), [`attic`] (removed VMs).
+//! (data disks backed up and restored), [`store`] (where backups are kept,
+//! checked and thinned), [`attic`] (removed VMs).
 
 mod attic;
 mod backup;
@@ -32,6 +33,7 @@ mod incoming;
 pub mod jail;
 mod launch;
 mod network;
+mod store;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -156,7 +158,9 @@ impl HostAgent {
             | Request::Get { .. }
             | Request::ExecStart { .. }
             | Request::ExecPoll { .. }
-            | Request::Backups { .. } => Ok(None),
+            | Request::Backups { .. }
+            | Request::PruneBackups { .. }
+            | Request::VerifyBackups { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -182,12 +186,27 @@ impl HostAgent {
                 full,
             } => self.backup(&vm, &store, &devices, full),
             Request::Backups { vm, store } => self.backups(&vm, &store),
+            Request::PruneBackups {
+                vm,
+                store,
+                keep_last,
+                keep_daily,
+            } => self.prune(
+                &vm,
+                &store,
+                store::Keep {
+                    last: keep_last,
+                    daily: keep_daily,
+                },
+            ),
+            Request::VerifyBackups { vm, store } => self.verify_backups(&vm, &store),
             Request::Restore {
                 vm,
                 store,
                 device,
                 point,
-            } => self.restore(&vm, &store, &device, point.as_deref()),
+                from,
+            } => self.restore(&vm, &store, &device, point.as_deref(), from.as_ref()),
             Request::Missing { files } => Ok(Response::Lacks {
                 files: files.into_iter().filter(|f| !self.received(f)).collect(),
             }),

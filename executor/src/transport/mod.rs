@@ -56,6 +56,7 @@ pub fn deadline(request: &Request) -> Duration {
         // Copying whole disks.
         Request::Backup { .. } | Request::Restore { .. } => 4 * 3600,
         Request::Backups { .. } => 60,
+        Request::PruneBackups { .. } | Request::VerifyBackups { .. } => 3600,
     })
 }
 
@@ -454,6 +455,8 @@ fn what(request: &Request) -> String {
         }
         Request::Backup { vm, .. } => format!("the backup of {vm}"),
         Request::Backups { vm, .. } => format!("listing the backups of {vm}"),
+        Request::PruneBackups { vm, .. } => format!("pruning the backups of {vm}"),
+        Request::VerifyBackups { vm, .. } => format!("verifying the backups of {vm}"),
         Request::Restore { vm, .. } => format!("the restore of {vm}"),
     }
 }

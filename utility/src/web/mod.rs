@@ -18,4 +18,4 @@ pub mod server;
 pub mod view;
 
 pub use server::{Config, ConsoleReader, Counters, Feed, Web};
-pub use view::{HostSeen, Live, Pending, Snapshot, Survey};
+pub use view::{BackupSeen, HostSeen, Live, Pending, Snapshot, Survey};

@@ -46,6 +46,63 @@ pub struct Live {
     pub problems: BTreeMap<String, String>,
     /// When the service's last round ended (RFC 3339).
     pub last_round: Option<String>,
+    /// Per deployment and component: its backups by policy.
+    pub backups: BTreeMap<(String, ComponentPath), BackupSeen>,
+}
+
+/// One appliance's backups by policy, as the service last saw them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackupSeen {
+    /// The policy's interval, seconds.
+    pub every_secs: u64,
+    /// Its newest restore point: id, when (Unix seconds), bytes added.
+    pub newest: Option<(String, u64, u64)>,
+    /// Why the last try failed, when it did.
+    pub error: Option<String>,
+}
+
+/// An appliance's backups on its page.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupView {
+    pub every_secs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Older than twice the interval (or none at all after one interval).
+    pub stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BackupView {
+    /// `4.1 MiB, 12 min ago`, for people.
+    pub fn summary(&self) -> String {
+        match (&self.newest, self.age_secs, self.size) {
+            (Some(id), Some(age), Some(size)) => format!(
+                "restore point {id}, {} ago, {} added; one every {}",
+                humantime::format_duration(std::time::Duration::from_secs(age)),
+                bytes(size),
+                humantime::format_duration(std::time::Duration::from_secs(self.every_secs))
+            ),
+            _ => format!(
+                "none yet; one every {}",
+                humantime::format_duration(std::time::Duration::from_secs(self.every_secs))
+            ),
+        }
+    }
+}
+
+/// A size for people.
+pub fn bytes(n: u64) -> String {
+    match n {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 /// An action the service planned but does not carry out now.
@@ -73,6 +130,9 @@ pub struct Survey {
 pub struct HostSeen {
     pub last_contact: Option<String>,
     pub error: Option<String>,
+    /// Silent this many seconds, at least `--host-dead-after`: unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable_for: Option<u64>,
 }
 
 /// An appliance's state as the page shows it, the most pressing first.
@@ -552,6 +612,9 @@ pub struct ApplianceView {
     pub data_disks: Vec<String>,
     /// Versions that failed their health gate here.
     pub failed_versions: Vec<String>,
+    /// Its backups by the service's policy, if the policy takes any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupView>,
     /// What was done to it, newest first.
     pub history: Vec<HistoryEntry>,
 }
@@ -633,6 +696,7 @@ pub fn appliance(s: &Snapshot, deployment: &str, component: &str) -> Option<Appl
             .filter(|f| f.component == path)
             .map(|f| format!("{} {}: {} ({})", f.url, f.version, f.reason, f.at))
             .collect(),
+        backup: backup_view(s, d, deployment, &path),
         history: s
             .history
             .iter()
@@ -641,6 +705,41 @@ pub fn appliance(s: &Snapshot, deployment: &str, component: &str) -> Option<Appl
             .take(50)
             .cloned()
             .collect(),
+    })
+}
+
+/// An appliance's backups by policy: what the service saw, aged now.
+fn backup_view(
+    s: &Snapshot,
+    d: &cvl_planner::model::DeploymentState,
+    deployment: &str,
+    path: &ComponentPath,
+) -> Option<BackupView> {
+    let policy = d.policy.backup.as_ref()?;
+    let vm = d.vms.get(path)?;
+    if vm.spec.data_disks.is_empty() {
+        return None;
+    }
+    let seen = s
+        .live
+        .backups
+        .get(&(deployment.to_string(), path.clone()))
+        .cloned()
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = seen
+        .newest
+        .as_ref()
+        .map(|(_, at, _)| now.saturating_sub(*at));
+    Some(BackupView {
+        every_secs: policy.every_secs,
+        newest: seen.newest.as_ref().map(|(id, _, _)| id.clone()),
+        age_secs: age,
+        size: seen.newest.as_ref().map(|(_, _, size)| *size),
+        stale: age.is_some_and(|a| crate::decide::backup_stale(a, policy.every_secs)),
+        error: seen.error,
     })
 }
 
