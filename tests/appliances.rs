@@ -147,6 +147,68 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         ],
     );
     assert_eq!(again, base, "l after its backup");
+    // Backed up while the guest writes without a pause (a file rewritten
+    // and synced in a loop): the restore point, read whole by qemu-img
+    // through its chain, is a file system e2fsck accepts as it is.
+    u.exec_ok(
+        "l",
+        &[
+            "sh",
+            "-c",
+            "setsid sh -c 'while :; do dd if=/dev/urandom of=/data/churn bs=64k count=32 \
+             conv=fsync 2>/dev/null; done' </dev/null >/dev/null 2>&1 & echo $! > /run/churn.pid",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let made: serde_json::Value = serde_json::from_str(&u.ok(&[
+        "backup",
+        "AcmeSuite.cvl",
+        "l",
+        "--to",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    u.exec_ok("l", &["sh", "-c", "kill $(cat /run/churn.pid)"]);
+    let point = &made[0]["backups"][0];
+    assert_eq!(point["consistency"], "frozen", "{made:#}");
+    assert_eq!(point["kind"], "incremental", "{made:#}");
+    eprintln!(
+        "live backup of l while it writes: I/O frozen {} ms",
+        point["frozen_ms"]
+    );
+    let device: String = point["device"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let chain = store
+        .join("AcmeSuite/l")
+        .join(device)
+        .join(point["file"].as_str().unwrap());
+    let raw = u.dir.join("l-data.raw");
+    run(&[
+        "qemu-img",
+        "convert",
+        "-O",
+        "raw",
+        chain.to_str().unwrap(),
+        raw.to_str().unwrap(),
+    ]);
+    let fsck = std::process::Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(&raw)
+        .output()
+        .expect("e2fsck (e2fsprogs) is installed");
+    assert!(
+        fsck.status.success(),
+        "e2fsck of the restore point taken under writes: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    std::fs::remove_file(&raw).unwrap();
     let lease = u.exec_ok(
         "p",
         &[

@@ -260,6 +260,14 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
     ]);
     assert!(said.contains("put back to restore point 0003"), "{said}");
     assert_eq!(disk_sha(&u), at_third, "0003, rebased, restores other data");
+    // What the first restore kept went at the start after its own; what
+    // this one kept is there until the next.
+    let kept: Vec<String> = std::fs::read_dir(vm_dir(&u))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(".before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
 
     // A tampered file: verify names it (exit 1), and a restore from it is
     // refused, the disk left as it was.

@@ -195,7 +195,9 @@ enum Command {
         after_help = "Stops the component (and what requires it) as `cvl stop` does, \
         asking first unless --auto-approve; checks every file of the restore point against \
         the store's manifest; replaces each data disk, keeping the data it had beside it \
-        (DISK.before-restore-TIME in the VM's folder); then starts it as `cvl apply` would.\n\n\
+        (DISK.before-restore-TIME in the VM's folder, until the start after this one); then starts \
+        it as `cvl apply` would. --of DEPLOYMENT/PATH restores another appliance's restore \
+        points (a copy of production data for a test deployment).\n\n\
         Exit codes: 0 restored and started, 1 the stop or the start failed, 2 an error before \
         anything was replaced (no such restore point, a damaged store).\n\n\
         Examples:\n  cvl restore AcmeSuite.cvl l --from /srv/backups\n  \

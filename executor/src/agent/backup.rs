@@ -351,7 +351,7 @@ impl HostAgent {
         ])?;
         let kept = if disk.exists() {
             let kept = dir.join(format!(
-                "{}.before-restore-{}",
+                "{}{BEFORE_RESTORE}{}",
                 data_disk_file(device),
                 unix()
             ));
@@ -368,6 +368,30 @@ impl HostAgent {
         })
     }
 }
+
+/// What a restore kept of the data it replaced (`DISK.before-restore-TIME`)
+/// lives until the start after the restore's own: that start marks it
+/// (`.started`), the next one removes it. Renames and removals only, which
+/// follow no link the VM's QEMU could plant in its folder.
+pub(super) fn forget_replaced_data(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.contains(BEFORE_RESTORE) {
+            continue;
+        }
+        if name.ends_with(STARTED) {
+            let _ = std::fs::remove_file(entry.path());
+        } else {
+            let _ = std::fs::rename(entry.path(), dir.join(format!("{name}{STARTED}")));
+        }
+    }
+}
+
+const BEFORE_RESTORE: &str = ".before-restore-";
+const STARTED: &str = ".started";
 
 /// QEMU's drive id of a VM's data disk (`-drive ...,id=`).
 pub(super) fn drive_id(device: &str) -> String {

@@ -71,6 +71,7 @@ impl HostAgent {
         // The VM's own user: its disks, taps and parameters are its.
         let uid = jail::uid_of(&dir).map_err(failed)?;
 
+        super::backup::forget_replaced_data(&dir);
         let mut drives = self.program_overlays(spec, &description, &program, &dir)?;
         drives.extend(self.data_disks(spec, &dir)?);
         let data = self.data_snapshots(spec, &dir)?;
