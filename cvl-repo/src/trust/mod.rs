@@ -350,6 +350,65 @@ fn seen_dir(settings: &Settings, url: &str) -> PathBuf {
         .join(&crate::index::sha256_hex(url.as_bytes())[..24])
 }
 
+/// What this utility has seen of one repository, kept in one file written
+/// at once (one fsync, and none when nothing changed): the metadata `tough`
+/// verified last, by file name, and our summary of it for offline use.
+#[derive(Default, Serialize, Deserialize, PartialEq)]
+struct Seen {
+    files: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified: Option<Summary>,
+}
+
+/// The record's file in the repository's folder of [`seen_dir`].
+const SEEN_RECORD: &str = "seen.json";
+
+impl Seen {
+    /// The record; before there was one, the separate files older versions
+    /// of cvl wrote (`root.json`, ..., `verified.json`). Nothing: nothing
+    /// seen. A record that does not parse is an error: it is the defence
+    /// against rollback, and is not silently forgotten.
+    fn read(dir: &Path) -> Result<Seen, String> {
+        match std::fs::read(dir.join(SEEN_RECORD)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "this utility's record of it ({}) is damaged: {e}",
+                    dir.join(SEEN_RECORD).display()
+                )
+            }),
+            Err(_) => {
+                let mut seen = Seen::default();
+                for file in SEEN_FILES {
+                    if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+                        seen.files.insert(file.to_string(), text);
+                    }
+                }
+                if let Ok(bytes) = std::fs::read(dir.join("verified.json")) {
+                    seen.verified = Some(
+                        serde_json::from_slice(&bytes)
+                            .map_err(|e| format!("this utility's record of it is damaged: {e}"))?,
+                    );
+                }
+                Ok(seen)
+            }
+        }
+    }
+
+    /// Written crash-safely, when it changed.
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(self).expect("a record serializes");
+        if std::fs::read(dir.join(SEEN_RECORD)).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        crate::write_atomic(&dir.join(SEEN_RECORD), &bytes)?;
+        // The separate files of older versions are superseded.
+        for file in SEEN_FILES.iter().chain(&["verified.json"]) {
+            let _ = std::fs::remove_file(dir.join(file));
+        }
+        Ok(())
+    }
+}
+
 /// The metadata files `tough` keeps per repository.
 const SEEN_FILES: [&str; 5] = [
     "root.json",
@@ -379,8 +438,9 @@ fn online(
         Some(Anchor::Pin(pin)) => {
             // The newest root this utility verified, when it still stands
             // on the pin; else the pinned version, fetched and held to it.
-            let cached = std::fs::read(seen.join("root.json"))
+            let cached = Seen::read(&seen)
                 .ok()
+                .and_then(|s| s.files.get("root.json").map(|t| t.clone().into_bytes()))
                 .filter(|b| pin_of(b).is_some_and(|p| p.version >= pin.version));
             match cached {
                 Some(bytes) => bytes,
@@ -430,11 +490,10 @@ fn online(
         settings.fill_wait,
     )
     .map_err(|e| fail(Attack::Unavailable, e))?;
-    for file in SEEN_FILES {
-        if let Ok(bytes) = std::fs::read(seen.join(file)) {
-            std::fs::write(work.path().join(file), bytes)
-                .map_err(|e| fail(Attack::Unavailable, e.to_string()))?;
-        }
+    let before = Seen::read(&seen).map_err(|e| fail(Attack::Unavailable, e))?;
+    for (file, text) in &before.files {
+        std::fs::write(work.path().join(file), text)
+            .map_err(|e| fail(Attack::Unavailable, e.to_string()))?;
     }
     let targets_base = targets_base(location)?;
     let loaded = runtime()?.block_on(async {
@@ -459,15 +518,18 @@ fn online(
         }
     };
     let verified = summarize(&repository);
-    // What this utility has now seen, kept crash-safely.
+    // What this utility has now seen, kept crash-safely in one write.
+    let mut now = Seen {
+        files: BTreeMap::new(),
+        verified: Some(Summary::from(&verified)),
+    };
     for file in SEEN_FILES {
-        if let Ok(bytes) = std::fs::read(work.path().join(file)) {
-            crate::write_atomic(&seen.join(file), &bytes)
-                .map_err(|e| fail(Attack::Unavailable, e.to_string()))?;
+        if let Ok(text) = std::fs::read_to_string(work.path().join(file)) {
+            now.files.insert(file.to_string(), text);
         }
     }
-    let summary = serde_json::to_vec_pretty(&Summary::from(&verified)).expect("serializes");
-    crate::write_atomic(&seen.join("verified.json"), &summary)
+    std::fs::create_dir_all(&seen)
+        .and_then(|()| now.write(&seen))
         .map_err(|e| fail(Attack::Unavailable, e.to_string()))?;
     Ok(Trust::Signed(Arc::new(verified)))
 }
@@ -480,17 +542,15 @@ fn offline(
     anchor: Option<&Anchor>,
 ) -> Result<Trust, TrustError> {
     let seen = seen_dir(settings, &location.url());
-    match std::fs::read(seen.join("verified.json")) {
-        Ok(bytes) => {
-            let summary: Summary = serde_json::from_slice(&bytes).map_err(|e| TrustError {
-                repository: location.display(),
-                attack: Attack::Unavailable,
-                detail: format!("this utility's record of it is damaged: {e}"),
-            })?;
-            Ok(Trust::Signed(Arc::new(summary.into())))
-        }
-        Err(_) if anchor.is_none() => Ok(Trust::Unsigned),
-        Err(_) => Err(TrustError {
+    let record = Seen::read(&seen).map_err(|detail| TrustError {
+        repository: location.display(),
+        attack: Attack::Unavailable,
+        detail,
+    })?;
+    match record.verified {
+        Some(summary) => Ok(Trust::Signed(Arc::new(summary.into()))),
+        None if anchor.is_none() => Ok(Trust::Unsigned),
+        None => Err(TrustError {
             repository: location.display(),
             attack: Attack::Unavailable,
             detail: "it is signed, has never been verified here, and --offline forbids \
@@ -501,7 +561,7 @@ fn offline(
 }
 
 /// Our record of a verification, for offline use.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, PartialEq)]
 struct Summary {
     root: Pin,
     signers: Vec<String>,
@@ -687,4 +747,35 @@ fn runtime() -> Result<tokio::runtime::Runtime, TrustError> {
 /// Whether a repository folder is signed (has a root).
 pub fn is_signed(dir: &Path) -> bool {
     dir.join(TUF_DIR).join("1.root.json").is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record of what was seen: the separate files older versions wrote
+    /// are read and then superseded by one file; an unchanged record is not
+    /// written again; a damaged one is an error, not a forgetting.
+    #[test]
+    fn the_seen_record_is_one_file_read_from_the_old_ones_and_never_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(Seen::read(d).unwrap() == Seen::default());
+        std::fs::write(d.join("timestamp.json"), "{\"v\":7}").unwrap();
+        std::fs::write(d.join("root.json"), "{\"r\":1}").unwrap();
+        let old = Seen::read(d).unwrap();
+        assert_eq!(old.files["timestamp.json"], "{\"v\":7}");
+        assert_eq!(old.files.len(), 2);
+        old.write(d).unwrap();
+        assert!(!d.join("timestamp.json").exists(), "superseded");
+        assert!(Seen::read(d).unwrap() == old);
+        // Unchanged: not written again (its file is the same inode).
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(d.join(SEEN_RECORD)).unwrap().ino();
+        old.write(d).unwrap();
+        assert_eq!(std::fs::metadata(d.join(SEEN_RECORD)).unwrap().ino(), inode);
+        std::fs::write(d.join(SEEN_RECORD), "{ not json").unwrap();
+        let e = Seen::read(d).err().unwrap();
+        assert!(e.contains("is damaged"), "{e}");
+    }
 }
