@@ -204,7 +204,7 @@ fn point_line(b: &cvl_executor::protocol::Backup) -> String {
         b.device,
         b.id,
         b.kind,
-        human_size(b.size),
+        cvl_utility::web::view::bytes(b.size),
         b.at,
         b.consistency
     )
@@ -317,7 +317,7 @@ fn take_backup(at: &Where, full: bool, keep: KeepArgs) -> Result<ExitCode> {
                         b.device,
                         b.id,
                         b.kind,
-                        human_size(b.size),
+                        cvl_utility::web::view::bytes(b.size),
                         b.consistency
                     );
                 }
@@ -371,80 +371,15 @@ pub fn restore(args: RestoreArgs, color: ColorChoice) -> Result<ExitCode> {
     let component = ComponentPath(args.path.clone());
     let state = cvl_ops::state::open()?.load()?;
     // Whose restore points, and which, checked before anything stops.
-    let of = match &args.of {
-        Some(of) => {
-            let Some((deployment, path)) = of.split_once('/') else {
-                bail!("--of {of}: say whose data as DEPLOYMENT/PATH (Production/l)");
-            };
-            Some(cvl_executor::protocol::VmId {
-                deployment: deployment.to_string(),
-                path: path.to_string(),
-            })
-        }
-        None => None,
-    };
-    let listed = match &of {
-        Some(of) => cvl_ops::backup::list_of(&state, &name, &args.path, &args.from, of)?,
-        None => cvl_ops::backup::list(&state, &name, Some(&args.path), &args.from)?
-            .into_iter()
-            .flat_map(|(_, b)| b)
-            .collect(),
-    };
-    let points: Vec<_> = listed.iter().collect();
-    let whose = match &args.of {
-        Some(of) => of.clone(),
-        None => format!("{name}/{}", args.path),
-    };
-    if let Some(of) = &args.of {
-        // Every data disk of this component needs one of the other's.
-        let vm = &state.deployments[&name].vms[&component];
-        for disk in &vm.spec.data_disks {
-            if !points.iter().any(|b| b.device == disk.device) {
-                bail!(
-                    "{of} has no restore point of a data disk {} in {} ({name}/{} has one): \
-                     nothing was restored",
-                    disk.device,
-                    args.from,
-                    args.path
-                );
-            }
-        }
-    }
-    match &args.id {
-        Some(id) if !points.iter().any(|b| &b.id == id) => bail!(
-            "{whose} has no restore point {id} in {} (it has: {})",
-            args.from,
-            points
-                .iter()
-                .map(|b| b.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        None if points.is_empty() => {
-            bail!("{whose} has no restore points in {}", args.from)
-        }
-        _ => {}
-    }
-    // Per data disk, the restore point to put back (absent: its newest).
-    let mut chosen = std::collections::BTreeMap::new();
-    let mut devices: Vec<&str> = points.iter().map(|b| b.device.as_str()).collect();
-    devices.dedup();
-    for device in devices {
-        let of_disk: Vec<_> = points
-            .iter()
-            .filter(|b| b.device == device)
-            .map(|b| (*b).clone())
-            .collect();
-        let id = match (&args.id, &args.at) {
-            (Some(id), _) => id.clone(),
-            (None, Some(at)) => cvl_ops::backup::point_at(&of_disk, at)
-                .map_err(|e| anyhow::anyhow!("{name}/{} {device}: {e}", args.path))?
-                .id
-                .clone(),
-            (None, None) => continue,
-        };
-        chosen.insert(device.to_string(), id);
-    }
+    let (of, chosen) = cvl_ops::backup::choose(
+        &state,
+        &name,
+        &args.path,
+        &args.from,
+        args.of.as_deref(),
+        args.id.as_deref(),
+        args.at.as_deref(),
+    )?;
     let settings = args
         .fetch
         .options(cvl_repo::LockMode::Use, &args.file)?
@@ -501,13 +436,4 @@ pub fn restore(args: RestoreArgs, color: ColorChoice) -> Result<ExitCode> {
         ..args.exec.clone()
     };
     apply::execute(&plan, &sensitive, &settings, &exec, "cvl restore")
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
 }

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use cvl_planner::model::{BackupPolicy, Policy, Window};
+use cvl_planner::model::Policy;
 
 use cvl_utility::decide;
 
@@ -121,17 +121,6 @@ pub enum PolicyCommand {
     },
 }
 
-/// `N`, or `all` (no limit).
-fn keep_count(flag: &str, text: &str) -> Result<Option<u32>> {
-    match text {
-        "all" => Ok(None),
-        n => match n.parse::<u32>() {
-            Ok(n) if n > 0 => Ok(Some(n)),
-            _ => bail!("--{flag} {text}: say a number of restore points (at least 1), or all"),
-        },
-    }
-}
-
 fn on_off(text: &str) -> Result<bool, String> {
     match text {
         "on" | "true" | "yes" => Ok(true),
@@ -193,46 +182,17 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
                         .join(", ")
                 );
             };
-            let backups = backup_every.is_some()
-                || backup_to.is_some()
-                || keep_last.is_some()
-                || keep_daily.is_some();
-            if auto.is_none()
-                && window.is_none()
-                && restart.is_none()
-                && allow_unsigned.is_none()
-                && !backups
-            {
-                bail!(
-                    "say what to change: --auto on|off, --window HH:MM-HH:MM|none, --restart \
-                     on|off, --allow-unsigned on|off, --backup-every DURATION|off [--backup-to \
-                     DIR] [--keep-last N] [--keep-daily N]"
-                );
+            let policy = cvl_ops::backup::PolicyChange {
+                auto,
+                window,
+                restart,
+                allow_unsigned,
+                backup_every,
+                backup_to,
+                keep_last,
+                keep_daily,
             }
-            let mut policy = d.policy.clone();
-            if backups {
-                policy.backup = backup_policy(
-                    policy.backup.take(),
-                    backup_every.as_deref(),
-                    backup_to,
-                    keep_last.as_deref(),
-                    keep_daily.as_deref(),
-                )?;
-            }
-            if let Some(auto) = auto {
-                policy.auto = auto;
-            }
-            if let Some(restart) = restart {
-                policy.restart = restart;
-            }
-            if let Some(allow) = allow_unsigned {
-                policy.allow_unsigned = allow;
-            }
-            match window.as_deref() {
-                Some("none") => policy.window = None,
-                Some(w) => policy.window = Some(Window::parse(w).map_err(anyhow::Error::msg)?),
-                None => {}
-            }
+            .apply(&d.policy)?;
             store.commit(&[cvl_planner::Change::PolicySet {
                 deployment: deployment.clone(),
                 policy: policy.clone(),
@@ -245,59 +205,4 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The backup part of a policy after `cvl policy set`'s backup options.
-fn backup_policy(
-    was: Option<BackupPolicy>,
-    every: Option<&str>,
-    to: Option<String>,
-    keep_last: Option<&str>,
-    keep_daily: Option<&str>,
-) -> Result<Option<BackupPolicy>> {
-    if every == Some("off") {
-        if to.is_some() || keep_last.is_some() || keep_daily.is_some() {
-            bail!("--backup-every off turns the service's backups off: it takes no other backup option");
-        }
-        return Ok(None);
-    }
-    let every_secs = match every {
-        Some(text) => {
-            let d = humantime::parse_duration(text).map_err(|e| {
-                anyhow::anyhow!("--backup-every {text}: {e} (say 1h, 30m, 1day, or off)")
-            })?;
-            if d.as_secs() == 0 {
-                bail!("--backup-every {text}: at least 1s");
-            }
-            Some(d.as_secs())
-        }
-        None => None,
-    };
-    let Some(every_secs) = every_secs.or(was.as_ref().map(|b| b.every_secs)) else {
-        bail!("the service takes no backups of this deployment yet: say how often (--backup-every 1h) and where (--backup-to DIR)");
-    };
-    let Some(to) = to.or(was.as_ref().map(|b| b.to.clone())) else {
-        bail!("say where the backups go: --backup-to DIR (an absolute folder on the appliances' hosts)");
-    };
-    if !to.starts_with('/') {
-        bail!("--backup-to {to}: the store is an absolute folder (/srv/cvl-backups)");
-    }
-    let keep = |flag, text: Option<&str>, was: Option<u32>| match text {
-        Some(text) => keep_count(flag, text),
-        None => Ok(was),
-    };
-    Ok(Some(BackupPolicy {
-        every_secs,
-        to,
-        keep_last: keep(
-            "keep-last",
-            keep_last,
-            was.as_ref().and_then(|b| b.keep_last),
-        )?,
-        keep_daily: keep(
-            "keep-daily",
-            keep_daily,
-            was.as_ref().and_then(|b| b.keep_daily),
-        )?,
-    }))
 }

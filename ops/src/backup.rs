@@ -6,7 +6,9 @@
 use anyhow::{bail, Result};
 use cvl_executor::protocol::{Backup, PointCheck, Request, Response, VmId};
 use cvl_executor::transport::Links;
-use cvl_planner::model::{ComponentPath, DeploymentState, UtilityState, VmRecord};
+use cvl_planner::model::{
+    BackupPolicy, ComponentPath, DeploymentState, Policy, UtilityState, VmRecord, Window,
+};
 
 /// What one appliance's backup made, or why it failed.
 pub struct Outcome {
@@ -308,4 +310,208 @@ pub fn restore(
         }
     }
     Ok(done)
+}
+
+/// Which restore points a restore of `name`'s `component` (its data disks
+/// `devices`) puts back, checked before anything stops: its own or those
+/// of `of` (`DEPLOYMENT/PATH`, another deployment's appliance), restore
+/// point `id`, or each disk's newest at `at`, or (neither) each disk's
+/// newest. The appliance whose points they are, and the point per device
+/// (a device it does not name: its newest).
+#[allow(clippy::too_many_arguments)]
+pub fn choose(
+    state: &UtilityState,
+    name: &str,
+    component: &str,
+    store: &str,
+    of: Option<&str>,
+    id: Option<&str>,
+    at: Option<&str>,
+) -> Result<(Option<VmId>, std::collections::BTreeMap<String, String>)> {
+    let (_, vm) = with_data(deployment(state, name)?, name, Some(component))?.remove(0);
+    let devices: Vec<&String> = vm.spec.data_disks.iter().map(|d| &d.device).collect();
+    let from = match of {
+        Some(of) => {
+            let Some((deployment, path)) = of.split_once('/') else {
+                bail!("--of {of}: say whose data as DEPLOYMENT/PATH (Production/l)");
+            };
+            Some(VmId {
+                deployment: deployment.to_string(),
+                path: path.to_string(),
+            })
+        }
+        None => None,
+    };
+    let points: Vec<Backup> = match &from {
+        Some(from) => list_of(state, name, component, store, from)?,
+        None => list(state, name, Some(component), store)?
+            .into_iter()
+            .flat_map(|(_, b)| b)
+            .collect(),
+    };
+    let whose = of.map_or(format!("{name}/{component}"), str::to_string);
+    if let Some(of) = of {
+        // Every data disk of this component needs one of the other's.
+        if let Some(device) = devices
+            .iter()
+            .find(|d| !points.iter().any(|b| &b.device == **d))
+        {
+            bail!(
+                "{of} has no restore point of a data disk {device} in {store} ({name}/{component} \
+                 has one): nothing was restored"
+            );
+        }
+    }
+    match id {
+        Some(id) if !points.iter().any(|b| b.id == id) => bail!(
+            "{whose} has no restore point {id} in {store} (it has: {})",
+            points
+                .iter()
+                .map(|b| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None if points.is_empty() => bail!("{whose} has no restore points in {store}"),
+        _ => {}
+    }
+    let mut chosen = std::collections::BTreeMap::new();
+    for device in devices {
+        let of_disk: Vec<Backup> = points
+            .iter()
+            .filter(|b| &b.device == device)
+            .cloned()
+            .collect();
+        let point = match (id, at) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(at)) => point_at(&of_disk, at)
+                .map_err(|e| anyhow::anyhow!("{whose} {device}: {e}"))?
+                .id
+                .clone(),
+            (None, None) => continue,
+        };
+        chosen.insert(device.to_string(), point);
+    }
+    Ok((from, chosen))
+}
+
+/// What `cvl policy set` changes in a deployment's policy (`None`: left).
+pub struct PolicyChange {
+    pub auto: Option<bool>,
+    pub window: Option<String>,
+    pub restart: Option<bool>,
+    pub allow_unsigned: Option<bool>,
+    pub backup_every: Option<String>,
+    pub backup_to: Option<String>,
+    pub keep_last: Option<String>,
+    pub keep_daily: Option<String>,
+}
+
+impl PolicyChange {
+    /// `was` with the change made; an error for a change that says nothing
+    /// or does not parse.
+    pub fn apply(self, was: &Policy) -> Result<Policy> {
+        let backups = self.backup_every.is_some()
+            || self.backup_to.is_some()
+            || self.keep_last.is_some()
+            || self.keep_daily.is_some();
+        if self.auto.is_none()
+            && self.window.is_none()
+            && self.restart.is_none()
+            && self.allow_unsigned.is_none()
+            && !backups
+        {
+            bail!(
+                "say what to change: --auto on|off, --window HH:MM-HH:MM|none, --restart \
+                 on|off, --allow-unsigned on|off, --backup-every DURATION|off [--backup-to \
+                 DIR] [--keep-last N] [--keep-daily N]"
+            );
+        }
+        let mut policy = was.clone();
+        if backups {
+            policy.backup = self::policy(
+                policy.backup.take(),
+                self.backup_every.as_deref(),
+                self.backup_to,
+                self.keep_last.as_deref(),
+                self.keep_daily.as_deref(),
+            )?;
+        }
+        policy.auto = self.auto.unwrap_or(policy.auto);
+        policy.restart = self.restart.unwrap_or(policy.restart);
+        policy.allow_unsigned = self.allow_unsigned.unwrap_or(policy.allow_unsigned);
+        match self.window.as_deref() {
+            Some("none") => policy.window = None,
+            Some(w) => policy.window = Some(Window::parse(w).map_err(anyhow::Error::msg)?),
+            None => {}
+        }
+        Ok(policy)
+    }
+}
+
+/// The backup part of a deployment's policy after `cvl policy set`'s
+/// options (`--backup-every DURATION|off`, `--backup-to`, `--keep-last`,
+/// `--keep-daily`), from what it was.
+pub fn policy(
+    was: Option<BackupPolicy>,
+    every: Option<&str>,
+    to: Option<String>,
+    keep_last: Option<&str>,
+    keep_daily: Option<&str>,
+) -> Result<Option<BackupPolicy>> {
+    if every == Some("off") {
+        if to.is_some() || keep_last.is_some() || keep_daily.is_some() {
+            bail!("--backup-every off turns the service's backups off: it takes no other backup option");
+        }
+        return Ok(None);
+    }
+    let every_secs = match every {
+        Some(text) => {
+            let d = humantime::parse_duration(text).map_err(|e| {
+                anyhow::anyhow!("--backup-every {text}: {e} (say 1h, 30m, 1day, or off)")
+            })?;
+            if d.as_secs() == 0 {
+                bail!("--backup-every {text}: at least 1s");
+            }
+            Some(d.as_secs())
+        }
+        None => None,
+    };
+    let Some(every_secs) = every_secs.or(was.as_ref().map(|b| b.every_secs)) else {
+        bail!("the service takes no backups of this deployment yet: say how often (--backup-every 1h) and where (--backup-to DIR)");
+    };
+    let Some(to) = to.or(was.as_ref().map(|b| b.to.clone())) else {
+        bail!("say where the backups go: --backup-to DIR (an absolute folder on the appliances' hosts)");
+    };
+    if !to.starts_with('/') {
+        bail!("--backup-to {to}: the store is an absolute folder (/srv/cvl-backups)");
+    }
+    let keep = |flag, text: Option<&str>, was: Option<u32>| match text {
+        Some(text) => keep_count(flag, text),
+        None => Ok(was),
+    };
+    Ok(Some(BackupPolicy {
+        every_secs,
+        to,
+        keep_last: keep(
+            "keep-last",
+            keep_last,
+            was.as_ref().and_then(|b| b.keep_last),
+        )?,
+        keep_daily: keep(
+            "keep-daily",
+            keep_daily,
+            was.as_ref().and_then(|b| b.keep_daily),
+        )?,
+    }))
+}
+
+/// `N`, or `all` (no limit).
+fn keep_count(flag: &str, text: &str) -> Result<Option<u32>> {
+    match text {
+        "all" => Ok(None),
+        n => match n.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => bail!("--{flag} {text}: say a number of restore points (at least 1), or all"),
+        },
+    }
 }

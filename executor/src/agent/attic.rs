@@ -1,7 +1,7 @@
 //! The attic: a removed VM's folder, disks and all, moved aside (never
 //! deleted), its taps and routes removed.
 
-use super::launch::running_pid;
+use super::process::running_pid;
 use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
 

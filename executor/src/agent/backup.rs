@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::disks::{file_safe, image_info as info, qemu_img};
-use super::launch::running_pid;
+use super::process::running_pid;
 use super::store::{self, Manifest};
 use super::{failed, jail, Fail, HostAgent};
 use crate::protocol::*;

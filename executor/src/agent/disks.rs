@@ -8,7 +8,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::launch::running_pid;
+use super::process::running_pid;
 use super::{failed, hex, Fail, HostAgent};
 use crate::protocol::*;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::launch::{alive, running_pid};
+use super::process::{alive, running_pid};
 use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{Agent, Qmp};

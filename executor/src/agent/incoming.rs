@@ -18,7 +18,7 @@ impl HostAgent {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-            if pid.is_none_or(|p| !super::launch::alive(p)) {
+            if pid.is_none_or(|p| !super::process::alive(p)) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -15,9 +15,9 @@
 //! is removed as soon as QEMU has read it, and on a resend through the
 //! guest agent. No value is ever on a command line.
 //!
-//! One module per concern: [`launch`] (QEMU: start, stop, the accelerator,
-//! the process), [`disks`] (program overlays, data disks, carrying them),
-//! [`network`] (taps, VAN bridges, VXLAN, public routes), [`incoming`]
+//! One module per concern: [`launch`] (QEMU: start, stop, the accelerator),
+//! [`process`] (whether a VM's QEMU runs, waiting for it to end), [`disks`]
+//! (program overlays, data disks, carrying them), [`network`] (taps, VAN bridges, VXLAN, public routes), [`incoming`]
 //! (files the executor sends, the program cache), [`guest`] (the guest
 //! contract: parameters at boot, resends, status, commands run inside),
 //! [`jail`] (each QEMU's user, namespace, seccomp and cgroup), [`backup`]
@@ -33,6 +33,7 @@ mod incoming;
 pub mod jail;
 mod launch;
 mod network;
+mod process;
 mod store;
 
 use std::io::{BufRead, Write};
@@ -41,8 +42,8 @@ use std::path::{Path, PathBuf};
 use crate::protocol::*;
 use guest::ParamsFile;
 
-pub use launch::running_pid;
 pub use network::tap_name;
+pub use process::running_pid;
 
 type Fail = (HostErrorKind, String);
 
