@@ -94,13 +94,19 @@ fn apply(u: &Utility) {
     ]);
 }
 
-#[test]
-fn data_disks_are_backed_up_live_incrementally_and_restored() {
-    let (tmp, u, _ns) = bare("cvl-e2e-backup");
+/// Solo (one Alpha with a 256 MiB data disk) applied in a namespace `ns`.
+fn solo(ns: &str) -> (tempfile::TempDir, Utility, Netns) {
+    let (tmp, u, netns) = bare(ns);
     let file = stage(&u.dir, &guest(), "Alpha", ALPHA, DESCRIPTION);
     u.publish_file("Alpha", &file);
     std::fs::write(u.dir.join("Solo.cvl"), SOLO).unwrap();
     apply(&u);
+    (tmp, u, netns)
+}
+
+#[test]
+fn data_disks_are_backed_up_live_incrementally_and_restored() {
+    let (tmp, u, _ns) = solo("cvl-e2e-backup");
     let store_dir = tmp.path().join("store");
     let store = store_dir.to_str().unwrap();
 
@@ -316,11 +322,7 @@ fn get(u: &Utility, addr: &str, path: &str) -> String {
 /// `cvl backup` killed half way costs nothing.
 #[test]
 fn the_service_backs_up_by_policy() {
-    let (tmp, u, _ns) = bare("cvl-e2e-backup-policy");
-    let file = stage(&u.dir, &guest(), "Alpha", ALPHA, DESCRIPTION);
-    u.publish_file("Alpha", &file);
-    std::fs::write(u.dir.join("Solo.cvl"), SOLO).unwrap();
-    apply(&u);
+    let (tmp, u, _ns) = solo("cvl-e2e-backup-policy");
     let store_dir = tmp.path().join("store");
     let store = store_dir.to_str().unwrap();
 

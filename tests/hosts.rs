@@ -465,10 +465,9 @@ fn the_suite_spans_three_hosts_over_ssh() {
 /// Three components of one appliance start at once on one SSH host from a
 /// cold cache: the program (a `file://` repository on the controller) is
 /// staged to the host once, and the three starts share it.
-#[test]
-fn three_components_of_one_appliance_start_together_on_a_host() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
+/// The lab with h1 alone registered (2 GiB, 6 VMs): its folder, the lab,
+/// and `cvl` in the controller's namespace.
+fn one_host(tmp: &tempfile::TempDir) -> (PathBuf, Lab, Utility) {
     let dir = tmp.path().canonicalize().unwrap();
     let lab = Lab::new(&dir);
     let u = Utility {
@@ -482,6 +481,14 @@ fn three_components_of_one_appliance_start_together_on_a_host() {
     let mut add = lab.host_add_args("h1", 2048, 6);
     add.extend(["--fingerprint".to_string(), lab.fingerprint("h1")]);
     u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    (dir, lab, u)
+}
+
+#[test]
+fn three_components_of_one_appliance_start_together_on_a_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _lab, u) = one_host(&tmp);
     let said = apply_replicas(&u);
     assert!(sent_files(&said) >= 4, "{said}");
     let placed = {
@@ -506,19 +513,7 @@ fn three_components_of_one_appliance_start_together_on_a_host() {
 fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
-    let lab = Lab::new(&dir);
-    let u = Utility {
-        dir: dir.clone(),
-        cvl: cvl_binary(),
-        ns: ns("ctl"),
-        roots: vec![lab.root("h1")],
-        env: Vec::new(),
-        env_secrets: false,
-    };
-    let mut add = lab.host_add_args("h1", 2048, 6);
-    add.extend(["--fingerprint".to_string(), lab.fingerprint("h1")]);
-    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    let (dir, lab, u) = one_host(&tmp);
     u.publish("Replica", REPLICA);
     std::fs::write(
         u.dir.join("One.cvl"),

@@ -182,7 +182,7 @@ pub fn policy(command: PolicyCommand) -> Result<ExitCode> {
                         .join(", ")
                 );
             };
-            let policy = cvl_ops::backup::PolicyChange {
+            let policy = cvl_ops::policy::PolicyChange {
                 auto,
                 window,
                 restart,

@@ -17,6 +17,7 @@
 //! - [`preview`]: the language server's plan preview (`cvl_lsp::Previewer`),
 //!   planned as `cvl plan` plans, read-only.
 //! - [`backup`]: data disks backed up into a store, and put back.
+//! - [`policy`]: what `cvl policy set` changes in a deployment's policy.
 //! - [`report`]: diagnostics as JSON for scripts and SARIF for CI.
 //! - [`exec`]: a command run in a running appliance through its guest
 //!   agent, its output streamed.
@@ -29,6 +30,7 @@ pub mod backup;
 pub mod exec;
 pub mod hosts;
 pub mod plan;
+pub mod policy;
 pub mod preview;
 pub mod registry;
 pub mod report;
