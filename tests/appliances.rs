@@ -209,6 +209,76 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         String::from_utf8_lossy(&fsck.stderr)
     );
     std::fs::remove_file(&raw).unwrap();
+    // `cvl backup` (and its host agent) killed while it holds the guest's
+    // file systems frozen: the next status request (`cvl status`, the
+    // service's survey) thaws them, and the store is as it was.
+    let points = |u: &Utility| -> serde_json::Value {
+        serde_json::from_str(&u.ok(&[
+            "backup",
+            "list",
+            "AcmeSuite",
+            "l",
+            "--to",
+            store.to_str().unwrap(),
+            "--format",
+            "json",
+        ]))
+        .unwrap()
+    };
+    let before = points(&u);
+    let mark = {
+        let vms = u.vm_dir("l");
+        let root = vms.parent().unwrap().parent().unwrap().parent().unwrap();
+        root.join("locks/AcmeSuite/l.freezing")
+    };
+    let freeze_status = || -> String {
+        u.agent("l")
+            .execute(&cvl_executor::qmp::cmd::GuestFsfreezeStatus {})
+            .unwrap()
+    };
+    let mut left_frozen = false;
+    for _ in 0..5 {
+        let mut backup = u.command(&["backup", "AcmeSuite", "l", "--to", store.to_str().unwrap()]);
+        std::os::unix::process::CommandExt::process_group(&mut backup, 0);
+        let mut child = backup
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let waiting = Instant::now();
+        while !mark.exists() && waiting.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        if mark.exists() && freeze_status() == "frozen" {
+            left_frozen = true;
+            break;
+        }
+    }
+    assert!(
+        left_frozen,
+        "no kill of five landed while the guest was frozen"
+    );
+    let thawing = Instant::now();
+    u.ok(&["status", "AcmeSuite.cvl"]);
+    assert_eq!(freeze_status(), "thawed", "cvl status left l frozen");
+    eprintln!(
+        "a guest left frozen by a killed backup, thawed by cvl status in {:.2} s",
+        thawing.elapsed().as_secs_f64()
+    );
+    assert!(!mark.exists());
+    u.exec_ok("l", &["sh", "-c", "echo thawed > /data/after-kill && sync"]);
+    assert_eq!(points(&u), before, "the store's restore points changed");
+    let said = u.ok(&[
+        "backup",
+        "verify",
+        "AcmeSuite",
+        "l",
+        "--to",
+        store.to_str().unwrap(),
+    ]);
+    assert!(said.contains("restore points are whole"), "{said}");
     let lease = u.exec_ok(
         "p",
         &[

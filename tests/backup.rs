@@ -319,7 +319,8 @@ fn get(u: &Utility, addr: &str, path: &str) -> String {
 /// every interval, the store pruned to the newest two, each in the history,
 /// `/metrics` (the newest's age) and the appliance's page. Then the newest
 /// is restored into another deployment (`--of`), byte for byte; and a
-/// `cvl backup` killed half way costs nothing.
+/// `cvl backup` killed half way costs nothing, and so does the service
+/// killed half way through one of its backups.
 #[test]
 fn the_service_backs_up_by_policy() {
     let (tmp, u, _ns) = solo("cvl-e2e-backup-policy");
@@ -512,20 +513,66 @@ fn the_service_backs_up_by_policy() {
     // `cvl backup` and its host agent killed (SIGKILL) while a full copy
     // of 64 MiB written runs: the restore points before it are whole, and
     // the next backup (QEMU's job left behind cancelled) is too.
-    let before: Vec<serde_json::Value> = list(&u, store);
-    write_random(&u, 64, 64);
-    let mut backup = u.command(&["backup", "Solo.cvl", "--to", store, "--full"]);
-    std::os::unix::process::CommandExt::process_group(&mut backup, 0);
-    let mut child = backup
+    let begun = std::time::Instant::now();
+    let next = killed_half_way(
+        &u,
+        store,
+        &["backup", "Solo.cvl", "--to", store, "--full"],
+        || begun.elapsed() > Duration::from_millis(400),
+    );
+    assert_ne!(next["consistency"], "stopped", "{next:#}");
+
+    // The service (and its host agent) killed while its backup's copy
+    // runs (the job's target is in the VM's folder only then): the same,
+    // and the next backup still follows the last whole one.
+    let target = vm_dir(&u).join("backup-ide0-1.qcow2");
+    let next = killed_half_way(
+        &u,
+        store,
+        &[
+            "utility",
+            "run",
+            "--interval",
+            "1s",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        || target.exists(),
+    );
+    assert_eq!(next["kind"], "incremental", "{next:#}");
+    u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
+}
+
+/// Writes 64 MiB in Solo/a's guest, runs `cvl ARGS` in a process group of
+/// its own and kills the group (SIGKILL: cvl and its host agent) once
+/// `half_way` says so; then checks that this cost nothing: the restore
+/// points before are as they were, and whole, and so is the next backup
+/// (returned).
+fn killed_half_way(
+    u: &Utility,
+    store: &str,
+    args: &[&str],
+    half_way: impl Fn() -> bool,
+) -> serde_json::Value {
+    let before = list(u, store);
+    write_random(u, 64, 64);
+    let mut command = u.command(args);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let waiting = std::time::Instant::now();
+    while !half_way() && waiting.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
-    let status = child.wait().unwrap();
-    eprintln!("cvl backup killed: {status:?}");
-    let after = list(&u, store);
+    let _ = child.wait();
+    assert!(half_way(), "cvl {args:?} was never half way");
+    let after = list(u, store);
     assert_eq!(
         after[..before.len()],
         before[..],
@@ -533,12 +580,12 @@ fn the_service_backs_up_by_policy() {
     );
     let said = u.ok(&["backup", "verify", "Solo.cvl", "--to", store]);
     assert!(said.contains("restore points are whole"), "{said}");
-    let next = backup_point(&u, store, &[]);
+    let next = backup_point(u, store, &[]);
     assert!(
         next["id"].as_str() > before.last().unwrap()["id"].as_str(),
         "{next:#}"
     );
     let said = u.ok(&["backup", "verify", "Solo.cvl", "--to", store]);
     assert!(said.contains("restore points are whole"), "{said}");
-    u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
+    next
 }

@@ -647,3 +647,192 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
     drop(_service);
     u.ok(&["stop", "One.cvl", "--auto-approve", "--stop-timeout", "10"]);
 }
+
+/// A backup store on a second host (h2, registered as a store only: no
+/// memory, no VMs) for an appliance on h1: each restore point is made on h1
+/// and carried to h2 over the two pinned SSH connections, incremental after
+/// the first; nothing stays on h1; verify and list read the store on h2; a
+/// restore brings a point back byte for byte; a store host that presents
+/// another key is refused before anything runs (no point made, the store
+/// untouched), and once its new key is trusted the next backup follows the
+/// point the restore put back (incremental) and restores byte for byte.
+#[test]
+fn backups_go_to_a_store_on_another_host_over_ssh() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, lab, u) = one_host(&tmp);
+    let mut add = lab.host_add_args("h2", 0, 0);
+    add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
+    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    u.publish(
+        "Alpha",
+        "CVL = \"0.8\";\nAlpha extends VMAppliance {\n  \
+         datadisks = { device => \"ide0:1\", size => \"256M\" };\n  vm = \"alpha.vmx\";\n}\n",
+    );
+    std::fs::write(
+        u.dir.join("Solo.cvl"),
+        "import { url => \"http://virtualappliance.org/Alpha\", cvl => \"Alpha.cvl\" } Alpha;\n\
+         Solo extends VANAppliance {\n  Alpha a;\n  vanIF = \"a.ethernet0\";\n}\n",
+    )
+    .unwrap();
+    u.ok(&[
+        "apply",
+        "Solo.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
+    let vm = lab.root("h1").join("vms/Solo/a");
+    let in_guest = |script: &str| -> String {
+        let (code, out) = Agent::connect(&vm.join("qga.sock"), Duration::from_secs(10))
+            .unwrap()
+            .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
+            .unwrap();
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(code, 0, "{script}: {out}");
+        out
+    };
+    let write = |at: u32, mib: u32| {
+        in_guest(&format!(
+            "dd if=/dev/urandom of=/dev/vdb bs=1048576 seek={at} count={mib} conv=fsync 2>/dev/null"
+        ));
+    };
+    let sha = || in_guest("sha256sum /dev/vdb")[..64].to_string();
+    let store_dir = dir.join("h2/store");
+    let store = format!("ssh://h2{}", store_dir.display());
+    let backup = || -> serde_json::Value {
+        let out: serde_json::Value =
+            serde_json::from_str(&u.ok(&["backup", "Solo", "--to", &store, "--format", "json"]))
+                .unwrap();
+        out[0]["backups"][0].clone()
+    };
+    let folder = store_dir.join("Solo/a/ide0-1");
+    let outbox = lab.root("h1").join("outbox/Solo/a/ide0-1");
+    let qcow2s = |d: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .map(|e| {
+                e.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".qcow2"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+
+    write(0, 4);
+    let first = backup();
+    assert_eq!(first["kind"], "full", "{first:#}");
+    write(16, 4);
+    let sending = Instant::now();
+    let second = backup();
+    let took = sending.elapsed();
+    assert_eq!(second["kind"], "incremental", "{second:#}");
+    assert_eq!(second["parent"], "0001", "{second:#}");
+    let size = second["size"].as_u64().unwrap();
+    assert!(
+        ((4 << 20)..(6 << 20)).contains(&size),
+        "an incremental backup of 4 MiB written: {second:#}"
+    );
+    eprintln!(
+        "to a store on another host: full {} bytes, incremental {size} bytes in {:.2} s",
+        first["size"],
+        took.as_secs_f64()
+    );
+    let at_second = sha();
+    assert_eq!(
+        qcow2s(&folder),
+        ["0001-full.qcow2", "0002-incremental.qcow2"]
+    );
+    assert!(
+        qcow2s(&outbox).is_empty(),
+        "left on h1: {:?}",
+        qcow2s(&outbox)
+    );
+    assert!(
+        !lab.root("h1")
+            .join(store_dir.strip_prefix("/").unwrap())
+            .exists(),
+        "a store folder made on h1"
+    );
+    // The store's own host reads it back through its chain.
+    let out = Command::new("qemu-img")
+        .args(["compare", "-q"])
+        .arg(folder.join("0002-incremental.qcow2"))
+        .arg(folder.join("0001-full.qcow2"))
+        .status()
+        .unwrap();
+    assert_eq!(
+        out.code(),
+        Some(1),
+        "0002 differs from 0001 by what was written"
+    );
+    let said = u.ok(&["backup", "verify", "Solo", "--to", &store]);
+    assert!(said.contains("all 2 restore points are whole"), "{said}");
+
+    // Put back from h2, byte for byte.
+    write(0, 8);
+    assert_ne!(sha(), at_second);
+    let restore = |extra: &[&str]| -> String {
+        let mut args = vec!["restore", "Solo.cvl", "a", "--from", &store];
+        args.extend_from_slice(extra);
+        args.extend(["--auto-approve", "--stop-timeout", "10"]);
+        u.ok(&args)
+    };
+    let said = restore(&["--id", "0002"]);
+    assert!(said.contains("put back to restore point 0002"), "{said}");
+    assert_eq!(sha(), at_second, "restored data differs");
+    assert!(
+        !lab.root("h1").join("incoming/points").exists()
+            || walk(&lab.root("h1").join("incoming/points")).is_empty(),
+        "the chain carried to h1 is left there"
+    );
+
+    // h2 reinstalled (another key): refused before anything runs.
+    let manifest = std::fs::read(folder.join("manifest.json")).unwrap();
+    lab.kill_sshd("h2");
+    lab.new_host_key("h2");
+    lab.start_sshd("h2");
+    write(40, 1);
+    let out = u.cvl(&["backup", "Solo", "--to", &store]);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("host h2 presented the") && said.contains("Nothing was run there"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(folder.join("manifest.json")).unwrap(),
+        manifest,
+        "the store changed"
+    );
+    assert!(
+        qcow2s(&outbox).is_empty(),
+        "a point made for a refused store"
+    );
+    u.ok(&[
+        "host",
+        "trust",
+        "h2",
+        "--fingerprint",
+        &lab.fingerprint("h2"),
+    ]);
+    let third = backup();
+    assert_eq!(third["kind"], "incremental", "{third:#}");
+    assert_eq!(third["parent"], "0002", "{third:#}");
+    let at_third = sha();
+    write(0, 2);
+    let said = restore(&[]);
+    assert!(said.contains("put back to restore point 0003"), "{said}");
+    assert_eq!(
+        sha(),
+        at_third,
+        "0003, incremental after a restore, differs"
+    );
+    let listed: serde_json::Value = serde_json::from_str(
+        &u.ok(&["backup", "list", "Solo", "--to", &store, "--format", "json"]),
+    )
+    .unwrap();
+    assert_eq!(listed["a"].as_array().map(Vec::len), Some(3), "{listed:#}");
+}

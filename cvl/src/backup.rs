@@ -1,5 +1,6 @@
 //! `cvl backup` and `cvl restore`: a deployment's data disks copied into a
-//! backup store on their host (live, incrementally; `cvl_ops::backup`), and
+//! backup store on their host or another (live, incrementally;
+//! `cvl_ops::backup`), and
 //! a component put back to a restore point (stopped, restored, started).
 
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ pub enum BackupCommand {
     /// List the store's restore points of a deployment's data disks.
     #[command(
         after_help = "Examples:\n  cvl backup list AcmeSuite.cvl --to /srv/backups\n  \
-        cvl backup list AcmeSuite.cvl l --to /srv/backups --format json"
+        cvl backup list AcmeSuite l --to ssh://backup1/srv/backups --format json"
     )]
     List(Where),
     /// Check every restore point in the store: each file whole (size and
@@ -62,12 +63,16 @@ pub enum BackupCommand {
 /// Which deployment, which component, which store.
 #[derive(clap::Args)]
 pub struct Where {
-    /// The CVL file of the deployment.
+    /// The CVL file of the deployment, or the deployment's name (as `cvl
+    /// status` shows it).
+    #[arg(value_name = "FILE|DEPLOYMENT")]
     pub file: PathBuf,
     /// Only this component (default: every appliance with data disks).
     pub path: Option<String>,
-    /// The backup store: a folder on the appliances' host (absolute).
-    #[arg(long, value_name = "DIR")]
+    /// The backup store: a folder on each appliance's own host
+    /// (`/srv/cvl-backups`, `file:///srv/cvl-backups`), or on a registered
+    /// host reached over SSH, its key pinned (`ssh://HOST/srv/cvl-backups`).
+    #[arg(long, value_name = "DIR|URL")]
     pub to: String,
     /// The deployed object of FILE, when it declares several.
     #[arg(long, value_name = "OBJ")]
@@ -119,7 +124,7 @@ pub struct RestoreArgs {
     /// The component whose data disks go back.
     pub path: String,
     /// The backup store the restore point is in (as `cvl backup --to`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR|URL")]
     pub from: String,
     /// The restore point (`cvl backup list`; default: each disk's newest).
     #[arg(long, value_name = "ID", conflicts_with = "at")]
@@ -161,9 +166,19 @@ pub fn backup(args: BackupArgs) -> Result<ExitCode> {
     }
 }
 
+/// The deployment FILE names (or FILE is the name of, when no such file
+/// exists: the store outlives the CVL), and the state.
 fn opened(at: &Where) -> Result<(String, cvl_planner::model::UtilityState)> {
-    let name = cvl_ops::plan::deployment_of(&at.file, at.deploy.as_deref())?;
-    Ok((name, cvl_ops::state::open()?.load()?))
+    let state = cvl_ops::state::open()?.load()?;
+    let named = at
+        .file
+        .to_str()
+        .filter(|n| state.deployments.contains_key(*n));
+    let name = match named {
+        Some(name) if !at.file.exists() => name.to_string(),
+        _ => cvl_ops::plan::deployment_of(&at.file, at.deploy.as_deref())?,
+    };
+    Ok((name, state))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {

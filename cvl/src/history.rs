@@ -107,8 +107,9 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "DURATION|off")]
         backup_every: Option<String>,
         /// The backup store the service's backups go to (as `cvl backup
-        /// --to`: an absolute folder on the appliances' hosts).
-        #[arg(long, value_name = "DIR")]
+        /// --to`: an absolute folder on the appliances' hosts, or
+        /// `ssh://HOST/DIR` on a registered host).
+        #[arg(long, value_name = "DIR|URL")]
         backup_to: Option<String>,
         /// After each backup keep only the newest N restore points (and
         /// what --keep-daily keeps); `all` for no limit.

@@ -173,7 +173,10 @@ enum Command {
     /// incrementally; list, verify or prune the store's restore points.
     #[command(
         after_help = "Each appliance with data disks is backed up by its host into the store \
-        (a folder on that host: STORE/DEPLOYMENT/PATH/DEVICE/, qcow2 files and a manifest). A \
+        (STORE/DEPLOYMENT/PATH/DEVICE/, qcow2 files and a manifest): a folder on that host \
+        (/srv/backups), or on another registered host (ssh://HOST/srv/backups: the restore point \
+        is made on the appliance's host and carried over the SSH connections cvl holds, each \
+        host's key pinned; a host that presents another key is refused). A \
         running appliance is copied live by QEMU, its file systems frozen through its guest \
         agent for the instant the copy starts; after the first (full) copy, each restore \
         point holds only what the guest wrote since the last (a dirty bitmap in the disk, kept \
@@ -185,6 +188,7 @@ enum Command {
         Examples:\n  cvl backup AcmeSuite.cvl --to /srv/backups\n  \
         cvl backup AcmeSuite.cvl l --to /srv/backups --full\n  \
         cvl backup AcmeSuite.cvl --to /srv/backups --keep-last 24 --keep-daily 7\n  \
+        cvl backup AcmeSuite.cvl --to ssh://backup1/srv/backups\n  \
         cvl backup list AcmeSuite.cvl --to /srv/backups --format json\n  \
         cvl backup verify AcmeSuite.cvl --to /srv/backups"
     )]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version: `hello` refuses a host agent of another.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// A request or a response on the wire, with the id that pairs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +165,25 @@ pub struct Backup {
     pub disk_size: u64,
 }
 
+/// Where a restore point's file sent from another host waits in the
+/// receiving host's incoming folder ([`Request::Put`]): one folder per
+/// disk, so that a chain's files sit side by side and each reads through
+/// to its parent by name.
+pub fn point_dest(vm: &VmId, device: &str, file: &str) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect()
+    };
+    let path = if vm.path.is_empty() { "_" } else { &vm.path };
+    format!(
+        "points/{}/{}/{}/{file}",
+        safe(&vm.deployment),
+        safe(path),
+        safe(device)
+    )
+}
+
 /// What `cvl backup verify` found of one restore point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointCheck {
@@ -228,6 +247,40 @@ pub enum Request {
         devices: Vec<String>,
         /// A full copy even where an incremental one would do.
         full: bool,
+        /// The store is on another host (`store` then names it, as the
+        /// dirty bitmaps of its restore points do, and is no folder here), whose restore points of this VM
+        /// (every disk's) these are: the new ones are made in this host's
+        /// outbox instead, to be sent there ([`Request::ReadPoint`]), and
+        /// the bitmaps they start from are kept until
+        /// [`Request::PointSent`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elsewhere: Option<Vec<Backup>>,
+    },
+    /// A piece of a restore point's file: in `store` (a folder on this
+    /// host), or in this host's outbox when `None`.
+    ReadPoint {
+        vm: VmId,
+        store: Option<String>,
+        device: String,
+        file: String,
+        offset: u64,
+        len: u64,
+    },
+    /// A restore point made on another host, sent to this one
+    /// ([`Request::Put`] at [`point_dest`]), added to `store` (a folder
+    /// here) if it follows the store's newest point of its disk.
+    AddPoint {
+        vm: VmId,
+        store: String,
+        point: Backup,
+    },
+    /// The restore point made in the outbox is in its store: its file
+    /// goes, and so does the bitmap of the point it followed.
+    PointSent {
+        vm: VmId,
+        /// The store, as the backup named it.
+        store: String,
+        point: Backup,
     },
     /// The restore points of the VM's data disks in `store`.
     Backups {
@@ -262,6 +315,11 @@ pub enum Request {
         /// for a test deployment); `None`: the VM's own.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<VmId>,
+        /// The store is on another host: the point's chain (itself and
+        /// its parents), whose files were sent to this one at
+        /// [`point_dest`]; `store` then names the store (its URL), as the dirty bitmaps of its points do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chain: Option<Vec<Backup>>,
     },
     /// What runs: process, QMP, guest agent; with `all`, also every other
     /// VM running under this agent's root.
@@ -517,12 +575,22 @@ mod tests {
                     deployment: "Production".into(),
                     path: "a".into(),
                 }),
+                chain: None,
             },
             Request::Backup {
                 vm: vm.clone(),
                 store: "/srv/backups".into(),
                 devices: vec!["ide0:1".into()],
                 full: true,
+                elsewhere: None,
+            },
+            Request::ReadPoint {
+                vm: vm.clone(),
+                store: None,
+                device: "ide0:1".into(),
+                file: "0002-incremental.qcow2".into(),
+                offset: 4 << 20,
+                len: 4 << 20,
             },
             Request::Backups {
                 vm: vm.clone(),

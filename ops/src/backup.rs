@@ -1,12 +1,115 @@
 //! Backups of a deployment's data disks: which appliances have data disks
 //! and on which host, each backed up in turn by its host's agent into a
-//! backup store (a folder on that host; `executor/src/agent/backup.rs`
-//! says what is in it), and restore points put back.
+//! backup store (`executor/src/agent/store.rs` says what is in it), and
+//! restore points put back.
+//!
+//! A store is a folder on each appliance's own host, or a folder on one
+//! registered host ([`Store`]). For the latter, cvl carries the files: the
+//! appliance's host makes the new restore point in its outbox from the
+//! store's newest, cvl relays it over the two hosts' SSH connections (each
+//! host key pinned) into the store, where it is added only if it still
+//! follows the store's newest; a restore carries the point's chain the
+//! other way.
 
 use anyhow::{bail, Result};
-use cvl_executor::protocol::{Backup, PointCheck, Request, Response, VmId};
+use cvl_executor::protocol::{point_dest, Backup, Incoming, PointCheck, Request, Response, VmId};
 use cvl_executor::transport::Links;
 use cvl_planner::model::{ComponentPath, DeploymentState, UtilityState, VmRecord};
+
+/// Where a backup store is, as `--to` and `--backup-to` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// `/srv/cvl-backups` or `file:///srv/cvl-backups`: a folder on each
+    /// appliance's own host.
+    Beside(String),
+    /// `ssh://HOST/srv/cvl-backups`: a folder on the registered host HOST
+    /// (reached as every host is, its key pinned by `cvl host add`).
+    On { host: String, path: String },
+}
+
+impl Store {
+    /// Reads a store's URL; a host it names must be registered in `state`.
+    pub fn registered(url: &str, state: &UtilityState) -> Result<Store> {
+        let store = Store::parse(url)?;
+        if let Store::On { host, .. } = &store {
+            if !state.hosts.iter().any(|h| &h.name == host) {
+                bail!(
+                    "the backup store `{url}` is on `{host}`, which is not a registered host \
+                     (cvl host list): register it first, as a store only with \
+                     `cvl host add {host} --address ADDRESS --fingerprint SHA256:... --memory 0 \
+                     --max-vms 0` (its key is pinned like every host's)"
+                );
+            }
+        }
+        Ok(store)
+    }
+
+    /// Reads a store's URL (`/DIR`, `file:///DIR`, `ssh://HOST/DIR`).
+    pub fn parse(url: &str) -> Result<Store> {
+        let absolute = |path: &str| -> Result<String> {
+            if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                bail!(
+                    "the backup store `{url}` is not an absolute folder: write /srv/cvl-backups, \
+                     file:///srv/cvl-backups or ssh://HOST/srv/cvl-backups"
+                );
+            }
+            Ok(path.to_string())
+        };
+        if let Some(rest) = url.strip_prefix("ssh://") {
+            let Some((host, path)) = rest.split_once('/') else {
+                bail!("the backup store `{url}` names no folder: write ssh://HOST/srv/cvl-backups");
+            };
+            if host.is_empty() || host.contains(['@', ':']) {
+                bail!(
+                    "the backup store `{url}`: name the host as `cvl host list` does \
+                     (ssh://HOST/DIR); its address, user and key are those it was registered with"
+                );
+            }
+            return Ok(Store::On {
+                host: host.to_string(),
+                path: absolute(&format!("/{path}"))?,
+            });
+        }
+        if url.contains("://") && !url.starts_with("file://") {
+            bail!(
+                "the backup store `{url}` is not a folder cvl reaches: use /srv/cvl-backups, \
+                 file:///srv/cvl-backups or ssh://HOST/srv/cvl-backups"
+            );
+        }
+        Ok(Store::Beside(absolute(url.trim_start_matches("file://"))?))
+    }
+
+    /// The store's name for the host that makes its restore points: its
+    /// folder there, or (on another host) its URL, which names the dirty
+    /// bitmaps that follow its points.
+    fn name_for(&self, host: &str) -> String {
+        match (self, self.elsewhere(host)) {
+            (Store::On { host, path }, Some(_)) => format!("ssh://{host}{path}"),
+            _ => self.path().to_string(),
+        }
+    }
+
+    /// The folder, on whichever host it is.
+    pub fn path(&self) -> &str {
+        match self {
+            Store::Beside(path) | Store::On { path, .. } => path,
+        }
+    }
+
+    /// The host that keeps an appliance's restore points when it runs on
+    /// `host`, when that is another host.
+    fn elsewhere(&self, host: &str) -> Option<&str> {
+        match self {
+            Store::On { host: on, .. } if on != host => Some(on),
+            _ => None,
+        }
+    }
+
+    /// The host that holds the store for an appliance on `host`.
+    fn host_for<'a>(&'a self, host: &'a str) -> &'a str {
+        self.elsewhere(host).unwrap_or(host)
+    }
+}
 
 /// What one appliance's backup made, or why it failed.
 pub struct Outcome {
@@ -71,27 +174,41 @@ pub fn backup(
 ) -> Result<Vec<Outcome>> {
     let d = deployment(state, name)?;
     let targets = with_data(d, name, only)?;
+    let store = Store::registered(store, state)?;
     let connector = crate::hosts::connector(state)?;
     let links = Links::new(&connector);
     let mut outcomes = Vec::new();
     for (component, vm) in targets {
-        let request = Request::Backup {
-            vm: vm_id(name, component),
-            store: store.to_string(),
-            devices: vm
-                .spec
-                .data_disks
-                .iter()
-                .map(|d| d.device.clone())
-                .collect(),
-            full,
-        };
-        let result = match links.call(&vm.alloc.host, &request) {
-            Ok(Response::BackedUp { backups }) => Ok(backups),
-            Ok(Response::Error { message, .. }) => Err(message),
-            Ok(other) => Err(format!("host {} answered {other:?}", vm.alloc.host)),
-            Err(e) => Err(e),
-        };
+        let id = vm_id(name, component);
+        let host = &vm.alloc.host;
+        let result = (|| -> Result<Vec<Backup>, String> {
+            let elsewhere = match store.elsewhere(host) {
+                Some(on) => Some(points(&links, on, &id, store.path())?),
+                None => None,
+            };
+            let request = Request::Backup {
+                vm: id.clone(),
+                store: store.name_for(host),
+                devices: vm
+                    .spec
+                    .data_disks
+                    .iter()
+                    .map(|d| d.device.clone())
+                    .collect(),
+                full,
+                elsewhere,
+            };
+            let made = match call(&links, host, &request)? {
+                Response::BackedUp { backups } => backups,
+                other => return Err(format!("host {host} answered {other:?}")),
+            };
+            if let Some(on) = store.elsewhere(host) {
+                for point in &made {
+                    send_point(&links, (host, on), &id, &store, point)?;
+                }
+            }
+            Ok(made)
+        })();
         let outcome = Outcome {
             component: component.clone(),
             host: vm.alloc.host.clone(),
@@ -103,27 +220,142 @@ pub fn backup(
     Ok(outcomes)
 }
 
-/// Asks the host of each appliance of `name` (or its component `only`)
-/// with data disks what `request` makes of it; the first error ends it.
+/// A host's answer, its error as an error.
+fn call(links: &Links, host: &str, request: &Request) -> Result<Response, String> {
+    match links.call(host, request)? {
+        Response::Error { message, .. } => Err(format!("host {host}: {message}")),
+        response => Ok(response),
+    }
+}
+
+/// The restore points of `vm` in the store folder `path` on `host`.
+fn points(links: &Links, host: &str, vm: &VmId, path: &str) -> Result<Vec<Backup>, String> {
+    let ask = Request::Backups {
+        vm: vm.clone(),
+        store: path.to_string(),
+    };
+    match call(links, host, &ask)? {
+        Response::BackupList { backups } => Ok(backups),
+        other => Err(format!("host {host} answered {other:?}")),
+    }
+}
+
+/// Carries a restore point `host` made in its outbox into the store on
+/// `on`, where it is added; then `host` lets it go.
+fn send_point(
+    links: &Links,
+    (host, on): (&str, &str),
+    vm: &VmId,
+    store: &Store,
+    point: &Backup,
+) -> Result<(), String> {
+    let incoming = Incoming {
+        dest: point_dest(vm, &point.device, &point.file),
+        sha256: point.sha256.clone(),
+        size: point.size,
+    };
+    links.relay(host, on, &incoming, |offset| Request::ReadPoint {
+        vm: vm.clone(),
+        store: None,
+        device: point.device.clone(),
+        file: point.file.clone(),
+        offset,
+        len: 4 << 20,
+    })?;
+    let add = Request::AddPoint {
+        vm: vm.clone(),
+        store: store.path().to_string(),
+        point: point.clone(),
+    };
+    call(links, on, &add)?;
+    let sent = Request::PointSent {
+        vm: vm.clone(),
+        store: store.name_for(host),
+        point: point.clone(),
+    };
+    call(links, host, &sent)?;
+    Ok(())
+}
+
+/// Carries restore point `point` of `owner`'s disk, with its chain, from
+/// the store on `on` to `host`; the chain, newest first.
+fn fetch_chain(
+    links: &Links,
+    on: &str,
+    host: &str,
+    owner: &VmId,
+    path: &str,
+    device: &str,
+    point: Option<&str>,
+) -> Result<Vec<Backup>, String> {
+    let all: Vec<Backup> = points(links, on, owner, path)?
+        .into_iter()
+        .filter(|b| b.device == device)
+        .collect();
+    let mut next = match point {
+        Some(id) => all.iter().find(|b| b.id == id),
+        None => all.last(),
+    };
+    let mut chain = Vec::new();
+    while let Some(b) = next {
+        if chain.iter().any(|c: &Backup| c.id == b.id) {
+            return Err(format!(
+                "the store on {on} lists a chain that loops at {}",
+                b.id
+            ));
+        }
+        chain.push(b.clone());
+        next = b
+            .parent
+            .as_ref()
+            .and_then(|p| all.iter().find(|x| &x.id == p));
+    }
+    for b in &chain {
+        let incoming = Incoming {
+            dest: point_dest(owner, device, &b.file),
+            sha256: b.sha256.clone(),
+            size: b.size,
+        };
+        links.relay(on, host, &incoming, |offset| Request::ReadPoint {
+            vm: owner.clone(),
+            store: Some(path.to_string()),
+            device: device.to_string(),
+            file: b.file.clone(),
+            offset,
+            len: 4 << 20,
+        })?;
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Asks the host that keeps the restore points of each appliance of
+/// `name` (or its component `only`) with data disks what `request` (given
+/// the store's folder there) makes of them; the first error ends it.
 fn ask_each<T>(
     state: &UtilityState,
     name: &str,
     only: Option<&str>,
-    request: impl Fn(VmId) -> Request,
+    store: &str,
+    request: impl Fn(VmId, String) -> Request,
     answer: impl Fn(Response) -> Option<T>,
 ) -> Result<Vec<(ComponentPath, T)>> {
     let d = deployment(state, name)?;
+    let store = Store::registered(store, state)?;
     let connector = crate::hosts::connector(state)?;
     let links = Links::new(&connector);
     let mut out = Vec::new();
     for (component, vm) in with_data(d, name, only)? {
-        match links.call(&vm.alloc.host, &request(vm_id(name, component))) {
-            Ok(Response::Error { message, .. }) => bail!("{message}"),
-            Ok(response) => match answer(response) {
-                Some(t) => out.push((component.clone(), t)),
-                None => bail!("host {} answered out of turn", vm.alloc.host),
-            },
-            Err(e) => bail!("{e}"),
+        let host = store.host_for(&vm.alloc.host);
+        let response = call(
+            &links,
+            host,
+            &request(vm_id(name, component), store.path().to_string()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        match answer(response) {
+            Some(t) => out.push((component.clone(), t)),
+            None => bail!("host {host} answered out of turn"),
         }
     }
     Ok(out)
@@ -141,10 +373,8 @@ pub fn list(
         state,
         name,
         only,
-        |vm| Request::Backups {
-            vm,
-            store: store.to_string(),
-        },
+        store,
+        |vm, store| Request::Backups { vm, store },
         |r| match r {
             Response::BackupList { backups } => Some(backups),
             _ => None,
@@ -166,9 +396,10 @@ pub fn list_of(
         state,
         name,
         Some(component),
-        |_| Request::Backups {
+        store,
+        |_, store| Request::Backups {
             vm: from.clone(),
-            store: store.to_string(),
+            store,
         },
         |r| match r {
             Response::BackupList { backups } => Some(backups),
@@ -206,9 +437,10 @@ pub fn prune(
         state,
         name,
         only,
-        |vm| Request::PruneBackups {
+        store,
+        |vm, store| Request::PruneBackups {
             vm,
-            store: store.to_string(),
+            store,
             keep_last: keep.last,
             keep_daily: keep.daily,
         },
@@ -238,10 +470,8 @@ pub fn verify(
         state,
         name,
         only,
-        |vm| Request::VerifyBackups {
-            vm,
-            store: store.to_string(),
-        },
+        store,
+        |vm, store| Request::VerifyBackups { vm, store },
         |r| match r {
             Response::Verified { checks } => Some(checks),
             _ => None,
@@ -285,26 +515,44 @@ pub fn restore(
 ) -> Result<Vec<(String, String, String)>> {
     let d = deployment(state, name)?;
     let (path, vm) = with_data(d, name, Some(component))?.remove(0);
+    let store = Store::registered(store, state)?;
     let connector = crate::hosts::connector(state)?;
     let links = Links::new(&connector);
+    let host = &vm.alloc.host;
+    let id = vm_id(name, path);
     let mut done = Vec::new();
     for disk in &vm.spec.data_disks {
-        let request = Request::Restore {
-            vm: vm_id(name, path),
-            store: store.to_string(),
-            device: disk.device.clone(),
-            point: chosen.get(&disk.device).cloned(),
-            from: from.cloned(),
+        let point = chosen.get(&disk.device).cloned();
+        let chain = match store.elsewhere(host) {
+            Some(on) => Some(
+                fetch_chain(
+                    &links,
+                    on,
+                    host,
+                    from.unwrap_or(&id),
+                    store.path(),
+                    &disk.device,
+                    point.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
         };
-        match links.call(&vm.alloc.host, &request) {
-            Ok(Response::Restored {
+        let request = Request::Restore {
+            vm: id.clone(),
+            store: store.name_for(host),
+            device: disk.device.clone(),
+            point,
+            from: from.cloned(),
+            chain,
+        };
+        match call(&links, host, &request).map_err(anyhow::Error::msg)? {
+            Response::Restored {
                 device,
                 point,
                 kept,
-            }) => done.push((device, point, kept)),
-            Ok(Response::Error { message, .. }) => bail!("{message}"),
-            Ok(other) => bail!("host {} answered {other:?}", vm.alloc.host),
-            Err(e) => bail!("{e}"),
+            } => done.push((device, point, kept)),
+            other => bail!("host {host} answered {other:?}"),
         }
     }
     Ok(done)
@@ -390,4 +638,45 @@ pub fn choose(
         chosen.insert(device.to_string(), point);
     }
     Ok((from, chosen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_a_folder_beside_the_appliance_or_on_a_named_host() {
+        let beside = |p: &str| Store::Beside(p.to_string());
+        assert_eq!(Store::parse("/srv/b").unwrap(), beside("/srv/b"));
+        assert_eq!(Store::parse("file:///srv/b").unwrap(), beside("/srv/b"));
+        assert_eq!(
+            Store::parse("ssh://backup1/srv/b").unwrap(),
+            Store::On {
+                host: "backup1".into(),
+                path: "/srv/b".into()
+            }
+        );
+        for (bad, says) in [
+            ("srv/b", "not an absolute folder"),
+            ("/srv/../etc", "not an absolute folder"),
+            ("ssh://backup1", "names no folder"),
+            (
+                "ssh://root@backup1/srv",
+                "name the host as `cvl host list` does",
+            ),
+            (
+                "ssh://backup1:22/srv",
+                "name the host as `cvl host list` does",
+            ),
+            ("s3://bucket/b", "not a folder cvl reaches"),
+        ] {
+            let e = Store::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let state = UtilityState::default();
+        let e = Store::registered("ssh://backup1/srv/b", &state)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a registered host"), "{e}");
+    }
 }

@@ -91,11 +91,9 @@ pub fn backup(
         bail!("the service takes no backups of this deployment yet: say how often (--backup-every 1h) and where (--backup-to DIR)");
     };
     let Some(to) = to.or(was.as_ref().map(|b| b.to.clone())) else {
-        bail!("say where the backups go: --backup-to DIR (an absolute folder on the appliances' hosts)");
+        bail!("say where the backups go: --backup-to DIR (an absolute folder on the appliances' hosts, or ssh://HOST/DIR on a registered host)");
     };
-    if !to.starts_with('/') {
-        bail!("--backup-to {to}: the store is an absolute folder (/srv/cvl-backups)");
-    }
+    crate::backup::Store::parse(&to).map_err(|e| anyhow::anyhow!("--backup-to: {e}"))?;
     let keep = |flag, text: Option<&str>, was: Option<u32>| match text {
         Some(text) => keep_count(flag, text),
         None => Ok(was),

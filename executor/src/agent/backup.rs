@@ -5,18 +5,22 @@
 //! A running VM is backed up live by QEMU (`blockdev-backup`), with the
 //! guest's file systems frozen through its guest agent for the instant the
 //! job starts. Incremental backups follow dirty bitmaps kept in the disk's
-//! qcow2 (persistent, so they survive a restart): restore point K leaves
-//! the bitmap `cvl-K`, which records what the guest wrote since; the next
-//! backup copies what `cvl-K` marks (never clearing it) and adds `cvl-K+1`
-//! in the same instant, and only once K+1 is in the store is `cvl-K`
-//! removed. So a backup killed half way costs nothing: the next one starts
-//! again from K. A bitmap QEMU could not save (it was killed) is
-//! inconsistent: removed, and the next backup is full. A stopped VM's disk
-//! is copied from its file (`qemu-img convert`), and given the bitmap of
-//! the restore point it became.
+//! qcow2 (persistent, so they survive a restart): a store's restore point
+//! K leaves the bitmap `cvl-TAG-K` (TAG names the store), which records
+//! what the guest wrote since; the next backup copies what it marks (never
+//! clearing it) and adds `cvl-TAG-K+1` in the same instant, and only once
+//! K+1 is in the store is `cvl-TAG-K` removed. So a backup killed half way
+//! costs nothing: the next one starts again from K. A bitmap QEMU could not
+//! save (it was killed) is inconsistent: removed, and the next backup is
+//! full. A stopped VM's disk is copied from its file (`qemu-img convert`),
+//! and given the bitmap of the restore point it became; so is a disk a
+//! restore put back from the VM's own point.
 //!
 //! The job's target is a file in the VM's own folder, the one place its
-//! jailed QEMU may write, moved into the store once complete.
+//! jailed QEMU may write, moved into the store once complete. For a store
+//! on another host, the point is made the same way into this host's outbox
+//! and waits there to be carried over (`cvl_ops::backup`); K's bitmap goes
+//! only once K+1 is in that store.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,8 +33,38 @@ use super::store::{self, Manifest};
 use super::{failed, jail, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{cmd, Agent, Qmp};
-/// The prefix of the dirty bitmaps backups leave in a disk.
-const BITMAP_PREFIX: &str = "cvl-";
+/// The dirty bitmaps one store's backups leave in a disk: `cvl-TAG-ID`,
+/// TAG naming the store, so that backups to two stores each follow their
+/// own restore points (a bitmap of one store's point 0003 says nothing of
+/// another's 0003).
+struct Bitmaps {
+    prefix: String,
+}
+
+impl Bitmaps {
+    fn of(store: &str) -> Bitmaps {
+        use sha2::{Digest, Sha256};
+        Bitmaps {
+            prefix: format!(
+                "cvl-{}-",
+                &super::hex(&Sha256::digest(store.as_bytes()))[..8]
+            ),
+        }
+    }
+
+    fn name(&self, id: &str) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    /// One of this store's, or of the untagged kind older versions left
+    /// (`cvl-0003`, store unknown: stale).
+    fn ours(&self, name: &str) -> bool {
+        name.starts_with(&self.prefix)
+            || name
+                .strip_prefix("cvl-")
+                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
 
 impl HostAgent {
     /// Backs up the VM's data disks `devices` into `store`.
@@ -40,6 +74,7 @@ impl HostAgent {
         store: &str,
         devices: &[String],
         full: bool,
+        elsewhere: Option<&[Backup]>,
     ) -> Result<Response, Fail> {
         let dir = self.vm_dir(vm)?;
         let running = running_pid(&dir).is_some();
@@ -51,33 +86,139 @@ impl HostAgent {
                     "{vm} has no data disk {device} on this host"
                 )));
             }
-            let folder = store::disk_folder(store, vm, device)?;
+            // The store's folder, or (the store on another host) the
+            // outbox, emptied of what an earlier backup left unsent.
+            let (folder, mut manifest) = match elsewhere {
+                None => (store::disk_folder(store, vm, device)?, None),
+                Some(points) => {
+                    let folder = self.outbox(vm, device);
+                    let _ = std::fs::remove_dir_all(&folder);
+                    let points = points.iter().filter(|b| &b.device == device);
+                    (folder, Some(store::manifest_of(points.cloned().collect())?))
+                }
+            };
             let _held = store::hold(&folder)?;
-            let mut manifest = store::read_manifest(&folder)?;
+            let mut manifest = match manifest.take() {
+                Some(m) => m,
+                None => store::read_manifest(&folder)?,
+            };
             let backup = if running {
-                self.backup_live(vm, &dir, device, &folder, &manifest, full)?
+                self.backup_live(vm, &dir, device, (store, &folder), &manifest, full)?
             } else {
                 backup_stopped(&disk, device, &folder, &manifest)?
             };
-            manifest.format = 1;
-            manifest.backups.push(backup.clone());
-            store::write_manifest(&folder, &manifest)?;
-            if running {
-                // Only now is the parent's bitmap no longer needed.
-                if let Some(parent) = &backup.parent {
-                    let mut qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(10))
-                        .map_err(|e| failed(format!("{vm}: its monitor: {e}")))?;
-                    let _ = qmp.execute(&cmd::BlockDirtyBitmapRemove {
-                        node: drive_id(device),
-                        name: format!("{BITMAP_PREFIX}{parent}"),
-                    });
+            if elsewhere.is_none() {
+                manifest.format = 1;
+                manifest.backups.push(backup.clone());
+                store::write_manifest(&folder, &manifest)?;
+                if running {
+                    // Only now is the parent's bitmap no longer needed.
+                    drop_bitmap(vm, &dir, store, &backup)?;
                 }
-            } else {
-                bitmaps_after_stopped_backup(&disk, &backup.id)?;
+            }
+            if !running {
+                bitmaps_after_stopped_backup(&disk, store, &backup.id)?;
             }
             made.push(backup);
         }
         Ok(Response::BackedUp { backups: made })
+    }
+
+    /// Where restore points for a store on another host are made.
+    fn outbox(&self, vm: &VmId, device: &str) -> std::path::PathBuf {
+        store::disk_folder(&self.root.join("outbox").to_string_lossy(), vm, device)
+            .expect("the agent's root is absolute")
+    }
+
+    /// A piece of a restore point's file, in `store` or the outbox.
+    pub(super) fn read_point(
+        &self,
+        vm: &VmId,
+        store: Option<&str>,
+        device: &str,
+        file: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Response, Fail> {
+        let folder = match store {
+            Some(store) => store::disk_folder(store, vm, device)?,
+            None => self.outbox(vm, device),
+        };
+        store::check_name(file).map_err(|e| (HostErrorKind::BadRequest, e))?;
+        super::disks::piece(&folder.join(file), offset, len)
+    }
+
+    /// Adds a restore point sent from the host that made it to `store`,
+    /// if it still follows the store's newest point of its disk.
+    pub(super) fn add_point(
+        &self,
+        vm: &VmId,
+        store: &str,
+        point: &Backup,
+    ) -> Result<Response, Fail> {
+        let sent = Incoming {
+            dest: point_dest(vm, &point.device, &point.file),
+            sha256: point.sha256.clone(),
+            size: point.size,
+        };
+        if !self.received(&sent) {
+            return Err(failed(format!(
+                "restore point {} of {vm} {} has not arrived whole",
+                point.id, point.device
+            )));
+        }
+        let folder = store::disk_folder(store, vm, &point.device)?;
+        let _held = store::hold(&folder)?;
+        let mut manifest = store::read_manifest(&folder)?;
+        let newest = manifest.backups.last().map(|b| &b.id);
+        if point.id != store::next_id(&manifest)
+            || point.parent.as_ref().is_some_and(|p| Some(p) != newest)
+        {
+            return Err(failed(format!(
+                "the store changed while restore point {} of {vm} {} was made (its newest is now \
+                 {}): nothing was added; back up again",
+                point.id,
+                point.device,
+                newest.map_or("none", String::as_str)
+            )));
+        }
+        store::check_name(&point.file).map_err(failed)?;
+        let received = self.incoming(&sent.dest)?;
+        let source = std::fs::File::open(&received).map_err(|e| failed(e.to_string()))?;
+        let (size, sha256) = store::put(source, &folder.join(&point.file))?;
+        if size != point.size || sha256 != point.sha256 {
+            let _ = std::fs::remove_file(folder.join(&point.file));
+            return Err(failed(format!(
+                "restore point {} of {vm} {} changed on its way into the store",
+                point.id, point.device
+            )));
+        }
+        manifest.format = 1;
+        manifest.backups.push(point.clone());
+        store::write_manifest(&folder, &manifest)?;
+        let _ = std::fs::remove_file(&received);
+        Ok(Response::BackedUp {
+            backups: vec![point.clone()],
+        })
+    }
+
+    /// A restore point made in the outbox is in its store: the file goes,
+    /// and (the VM running) the bitmap of the point it followed.
+    pub(super) fn point_sent(
+        &self,
+        vm: &VmId,
+        store: &str,
+        point: &Backup,
+    ) -> Result<Response, Fail> {
+        let dir = self.vm_dir(vm)?;
+        store::check_name(&point.file).map_err(failed)?;
+        let _ = std::fs::remove_file(self.outbox(vm, &point.device).join(&point.file));
+        if running_pid(&dir).is_some() {
+            drop_bitmap(vm, &dir, store, point)?;
+        }
+        Ok(Response::BackedUp {
+            backups: vec![point.clone()],
+        })
     }
 
     /// One disk of a running VM, through QEMU.
@@ -86,7 +227,7 @@ impl HostAgent {
         vm: &VmId,
         dir: &Path,
         device: &str,
-        folder: &Path,
+        (store, folder): (&str, &Path),
         manifest: &Manifest,
         full: bool,
     ) -> Result<Backup, Fail> {
@@ -115,19 +256,20 @@ impl HostAgent {
             .and_then(|b| b.inserted)
             .ok_or_else(|| failed(format!("{vm}: QEMU has no drive {node}")))?;
         let last = manifest.backups.last();
+        let bitmaps = Bitmaps::of(store);
         let usable = |b: &Backup| {
-            let name = format!("{BITMAP_PREFIX}{}", b.id);
+            let name = bitmaps.name(&b.id);
             inserted
                 .dirty_bitmaps
                 .iter()
                 .any(|m| m.name == name && !m.inconsistent)
         };
         let parent = last.filter(|b| !full && usable(b)).cloned();
-        // Every other bitmap of ours is stale (a killed backup's, an
-        // inconsistent one): removed.
-        let keep = parent.as_ref().map(|p| format!("{BITMAP_PREFIX}{}", p.id));
+        // Every other bitmap of this store's is stale (a killed backup's,
+        // an inconsistent one): removed. Other stores' are theirs.
+        let keep = parent.as_ref().map(|p| bitmaps.name(&p.id));
         for bitmap in &inserted.dirty_bitmaps {
-            if bitmap.name.starts_with(BITMAP_PREFIX) && Some(&bitmap.name) != keep.as_ref() {
+            if bitmaps.ours(&bitmap.name) && Some(&bitmap.name) != keep.as_ref() {
                 let _ = qmp.execute(&cmd::BlockDirtyBitmapRemove {
                     node: node.clone(),
                     name: bitmap.name.clone(),
@@ -180,14 +322,14 @@ impl HostAgent {
             remove_target();
             failed(format!("{vm}: cannot open the backup's target: {e}"))
         })?;
-        let bitmap = format!("{BITMAP_PREFIX}{id}");
+        let bitmap = bitmaps.name(&id);
         let mut backup = json!({
             "device": node, "target": target_node, "job-id": job, "auto-dismiss": false,
         });
         match &parent {
             Some(p) => {
                 backup["sync"] = json!("bitmap");
-                backup["bitmap"] = json!(format!("{BITMAP_PREFIX}{}", p.id));
+                backup["bitmap"] = json!(bitmaps.name(&p.id));
                 backup["bitmap-mode"] = json!("never");
             }
             None => backup["sync"] = json!("full"),
@@ -198,7 +340,8 @@ impl HostAgent {
             json!({ "type": "blockdev-backup", "data": backup }),
         ];
         // The guest's file systems frozen for the instant the job starts;
-        // first thawed if an agent killed between the two left them frozen.
+        // first thawed if an agent killed between the two left them frozen
+        // (so does the next status request: the mark says so).
         let mut guest = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(3)).ok();
         if let Some(a) = guest.as_mut() {
             if a.execute(&cmd::GuestFsfreezeStatus {})
@@ -207,12 +350,18 @@ impl HostAgent {
                 let _ = a.execute(&cmd::GuestFsfreezeThaw {});
             }
         }
-        let frozen_at = Instant::now();
+        let mark = self.freeze_mark(vm).filter(|_| guest.is_some());
+        if let Some(mark) = &mark {
+            let _ = std::fs::write(mark, b"");
+        }
         // Frozen means file systems were: a guest with none to freeze (an
         // initramfs) answers 0, and its copy is only crash-consistent.
         let frozen = guest
             .as_mut()
             .is_some_and(|a| a.execute(&cmd::GuestFsfreezeFreeze {}).is_ok_and(|n| n > 0));
+        // Writes are blocked from the freeze's answer (before it, the guest
+        // was flushing them) to the thaw's.
+        let frozen_at = Instant::now();
         let started = qmp.execute(&cmd::Transaction { actions });
         if frozen {
             if let Some(a) = guest.as_mut() {
@@ -227,6 +376,9 @@ impl HostAgent {
         } else {
             0
         };
+        if let Some(mark) = &mark {
+            let _ = std::fs::remove_file(mark);
+        }
         if let Err(e) = started {
             let _ = qmp.execute(&cmd::BlockdevDel {
                 node_name: target_node.clone(),
@@ -317,13 +469,46 @@ impl HostAgent {
         device: &str,
         id: Option<&str>,
         from: Option<&VmId>,
+        chain: Option<&[Backup]>,
     ) -> Result<Response, Fail> {
         let dir = self.vm_dir(vm)?;
         if running_pid(&dir).is_some() {
             return Err(failed(format!("{vm} is running: stop it before a restore")));
         }
-        let folder = store::disk_folder(store, from.unwrap_or(vm), device)?;
-        let manifest = store::read_manifest(&folder)?;
+        let owner = from.unwrap_or(vm);
+        // The store's folder, or the one the chain was sent into (checked
+        // below as a store's would be).
+        let (folder, manifest) = match chain {
+            None => {
+                let folder = store::disk_folder(store, owner, device)?;
+                let manifest = store::read_manifest(&folder)?;
+                (folder, manifest)
+            }
+            Some(chain) => {
+                let sent = self.incoming(&point_dest(owner, device, "x"))?;
+                let folder = sent.parent().expect("a file's folder").to_path_buf();
+                (folder, store::manifest_of(chain.to_vec())?)
+            }
+        };
+        // Its own point: the restored disk is that point, so the store's
+        // next backup may follow it (another's: its ids are not ours).
+        let follow = from.is_none().then_some(store);
+        let restored = self.restore_from(vm, &dir, device, (id, follow), &folder, &manifest);
+        if chain.is_some() {
+            let _ = std::fs::remove_dir_all(&folder);
+        }
+        restored
+    }
+
+    fn restore_from(
+        &self,
+        vm: &VmId,
+        dir: &Path,
+        device: &str,
+        (id, follow): (Option<&str>, Option<&str>),
+        folder: &Path,
+        manifest: &Manifest,
+    ) -> Result<Response, Fail> {
         let point = match id {
             Some(id) => manifest.backups.iter().find(|b| b.id == id),
             None => manifest.backups.last(),
@@ -336,8 +521,8 @@ impl HostAgent {
             ))
         })?;
         // Each file of its chain as the manifest recorded it.
-        store::check_chain(&folder, &manifest, point)?;
-        std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+        store::check_chain(folder, manifest, point)?;
+        std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
         let disk = dir.join(data_disk_file(device));
         let incoming = dir.join(format!("restoring-{}.qcow2", file_safe(device)));
         let _ = std::fs::remove_file(&incoming);
@@ -349,6 +534,9 @@ impl HostAgent {
             &folder.join(&point.file).to_string_lossy(),
             &incoming.to_string_lossy(),
         ])?;
+        if let Some(store) = follow {
+            bitmaps_after_stopped_backup(&incoming, store, &point.id)?;
+        }
         let kept = if disk.exists() {
             let kept = dir.join(format!(
                 "{}{BEFORE_RESTORE}{}",
@@ -367,6 +555,19 @@ impl HostAgent {
             kept,
         })
     }
+}
+
+/// The bitmap of the point `point` followed, which it made useless.
+fn drop_bitmap(vm: &VmId, dir: &Path, store: &str, point: &Backup) -> Result<(), Fail> {
+    if let Some(parent) = &point.parent {
+        let mut qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(10))
+            .map_err(|e| failed(format!("{vm}: its monitor: {e}")))?;
+        let _ = qmp.execute(&cmd::BlockDirtyBitmapRemove {
+            node: drive_id(&point.device),
+            name: Bitmaps::of(store).name(parent),
+        });
+    }
+    Ok(())
 }
 
 /// What a restore kept of the data it replaced (`DISK.before-restore-TIME`)
@@ -434,26 +635,21 @@ fn backup_stopped(
     })
 }
 
-/// A stopped disk just copied as restore point `id`: its bitmaps are
-/// `cvl-ID` alone (what is written from now on), so that its next backup,
-/// running, is incremental.
-fn bitmaps_after_stopped_backup(disk: &Path, id: &str) -> Result<(), Fail> {
+/// A stopped disk just copied as `store`'s restore point `id`: of that
+/// store's bitmaps it has `cvl-TAG-ID` alone (what is written from now
+/// on), so that its next backup there, running, is incremental.
+fn bitmaps_after_stopped_backup(disk: &Path, store: &str, id: &str) -> Result<(), Fail> {
     let path = disk.to_string_lossy();
     let info = info(disk)?;
+    let ours = Bitmaps::of(store);
     if let Some(bitmaps) = info["format-specific"]["data"]["bitmaps"].as_array() {
         for name in bitmaps.iter().filter_map(|b| b["name"].as_str()) {
-            if name.starts_with(BITMAP_PREFIX) {
+            if ours.ours(name) {
                 qemu_img(&["bitmap", "--remove", &path, name])?;
             }
         }
     }
-    qemu_img(&[
-        "bitmap",
-        "--add",
-        "--enable",
-        &path,
-        &format!("{BITMAP_PREFIX}{id}"),
-    ])
+    qemu_img(&["bitmap", "--add", "--enable", &path, &ours.name(id)])
 }
 
 fn virtual_size(disk: &Path) -> Result<u64, Fail> {

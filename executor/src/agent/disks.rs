@@ -192,21 +192,7 @@ impl HostAgent {
         offset: u64,
         len: u64,
     ) -> Result<Response, Fail> {
-        use base64::Engine;
-        use std::io::{Read, Seek, SeekFrom};
-        let disk = self.data_disk(vm, file)?;
-        let mut input = std::fs::File::open(&disk).map_err(|e| failed(e.to_string()))?;
-        input
-            .seek(SeekFrom::Start(offset))
-            .map_err(|e| failed(e.to_string()))?;
-        let mut buf = Vec::new();
-        input
-            .take(len.min(8 << 20))
-            .read_to_end(&mut buf)
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(Response::Piece {
-            data: base64::engine::general_purpose::STANDARD.encode(&buf),
-        })
+        piece(&self.data_disk(vm, file)?, offset, len)
     }
 
     /// A VM's data disk file, by its name in the VM's folder.
@@ -224,6 +210,26 @@ impl HostAgent {
         }
         Ok(self.vm_dir(vm)?.join(file))
     }
+}
+
+/// A piece of a file to send to another host: at most 8 MiB from
+/// `offset`, base64.
+pub(super) fn piece(path: &Path, offset: u64, len: u64) -> Result<Response, Fail> {
+    use base64::Engine;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut input = std::fs::File::open(path)
+        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+    input
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| failed(e.to_string()))?;
+    let mut buf = Vec::new();
+    input
+        .take(len.min(8 << 20))
+        .read_to_end(&mut buf)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(Response::Piece {
+        data: base64::engine::general_purpose::STANDARD.encode(&buf),
+    })
 }
 
 pub(super) fn file_safe(device: &str) -> String {

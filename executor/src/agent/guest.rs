@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::process::{alive, running_pid};
 use super::{failed, Fail, HostAgent};
 use crate::protocol::*;
-use crate::qmp::{Agent, Qmp};
+use crate::qmp::{cmd, Agent, Qmp};
 
 /// How a guest takes its parameters and says it is ready: the VM
 /// description's `guest` (and `agent`). Both read the parameters from
@@ -263,6 +263,9 @@ impl HostAgent {
             && Agent::connect(&dir.join("qga.sock"), Duration::from_secs(1))
                 .and_then(|mut a| a.ping())
                 .is_ok();
+        if agent {
+            self.thaw_left_frozen(vm, &dir);
+        }
         VmStatus {
             vm: vm.clone(),
             pid,
@@ -270,6 +273,30 @@ impl HostAgent {
             agent,
             expects_agent: Contract::of_vm(&dir).expects_agent(),
             snapshots: Default::default(),
+        }
+    }
+}
+
+impl HostAgent {
+    /// Where a backup marks that it is freezing the VM's guest: from just
+    /// before the freeze until the thaw has answered.
+    pub(super) fn freeze_mark(&self, vm: &VmId) -> Option<PathBuf> {
+        self.lock_path(vm, "freezing").ok()
+    }
+
+    /// A backup killed between freezing the guest's file systems and
+    /// thawing them left its mark, and nothing holds the VM now: thawed.
+    fn thaw_left_frozen(&self, vm: &VmId, dir: &Path) {
+        let Some(mark) = self.freeze_mark(vm).filter(|m| m.exists()) else {
+            return;
+        };
+        let Some(_held) = self.try_lock(vm) else {
+            return; // a backup runs: its own thaw follows
+        };
+        let thawed = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(3))
+            .and_then(|mut a| a.execute(&cmd::GuestFsfreezeThaw {}));
+        if thawed.is_ok() {
+            let _ = std::fs::remove_file(mark);
         }
     }
 }

@@ -148,6 +148,7 @@ impl HostAgent {
             | Request::Resend { vm, .. }
             | Request::Attic { vm }
             | Request::Backup { vm, .. }
+            | Request::PointSent { vm, .. }
             | Request::Restore { vm, .. } => self.lock(vm),
             Request::Hello { .. }
             | Request::Status { .. }
@@ -161,7 +162,9 @@ impl HostAgent {
             | Request::ExecPoll { .. }
             | Request::Backups { .. }
             | Request::PruneBackups { .. }
-            | Request::VerifyBackups { .. } => Ok(None),
+            | Request::VerifyBackups { .. }
+            | Request::ReadPoint { .. }
+            | Request::AddPoint { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -185,7 +188,18 @@ impl HostAgent {
                 store,
                 devices,
                 full,
-            } => self.backup(&vm, &store, &devices, full),
+                elsewhere,
+            } => self.backup(&vm, &store, &devices, full, elsewhere.as_deref()),
+            Request::ReadPoint {
+                vm,
+                store,
+                device,
+                file,
+                offset,
+                len,
+            } => self.read_point(&vm, store.as_deref(), &device, &file, offset, len),
+            Request::AddPoint { vm, store, point } => self.add_point(&vm, &store, &point),
+            Request::PointSent { vm, store, point } => self.point_sent(&vm, &store, &point),
             Request::Backups { vm, store } => self.backups(&vm, &store),
             Request::PruneBackups {
                 vm,
@@ -207,7 +221,15 @@ impl HostAgent {
                 device,
                 point,
                 from,
-            } => self.restore(&vm, &store, &device, point.as_deref(), from.as_ref()),
+                chain,
+            } => self.restore(
+                &vm,
+                &store,
+                &device,
+                point.as_deref(),
+                from.as_ref(),
+                chain.as_deref(),
+            ),
             Request::Missing { files } => Ok(Response::Lacks {
                 files: files.into_iter().filter(|f| !self.received(f)).collect(),
             }),
@@ -272,22 +294,39 @@ impl HostAgent {
     /// An exclusive lock on the VM (`ROOT/locks/DEPLOYMENT/PATH.lock`),
     /// released when the file closes.
     fn lock(&self, vm: &VmId) -> Result<Option<std::fs::File>, Fail> {
-        let dir = self.vm_dir(vm)?;
-        let rel = dir.strip_prefix(self.root.join("vms")).expect("under vms");
-        // Not with_extension: component paths hold dots (`s.x`).
-        let path = self
-            .root
-            .join("locks")
-            .join(format!("{}.lock", rel.display()));
+        self.lock_as(vm, libc::LOCK_EX)
+    }
+
+    /// The VM's lock if no operation holds it now.
+    fn try_lock(&self, vm: &VmId) -> Option<std::fs::File> {
+        self.lock_as(vm, libc::LOCK_EX | libc::LOCK_NB)
+            .ok()
+            .flatten()
+    }
+
+    fn lock_as(&self, vm: &VmId, how: libc::c_int) -> Result<Option<std::fs::File>, Fail> {
+        let path = self.lock_path(vm, "lock")?;
         std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| failed(e.to_string()))?;
         let file = std::fs::File::create(&path)
             .map_err(|e| failed(format!("cannot lock {}: {e}", path.display())))?;
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), how) } != 0 {
             return Err(failed(format!("cannot lock {}", path.display())));
         }
         Ok(Some(file))
+    }
+
+    /// A file beside the VM's lock (`locks/DEPLOYMENT/PATH.EXT`), where
+    /// only root writes.
+    fn lock_path(&self, vm: &VmId, ext: &str) -> Result<PathBuf, Fail> {
+        let dir = self.vm_dir(vm)?;
+        let rel = dir.strip_prefix(self.root.join("vms")).expect("under vms");
+        // Not with_extension: component paths hold dots (`s.x`).
+        Ok(self
+            .root
+            .join("locks")
+            .join(format!("{}.{ext}", rel.display())))
     }
 
     fn vm_dir(&self, vm: &VmId) -> Result<PathBuf, Fail> {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::disks::{file_safe, qemu_img};
+use super::disks::{file_safe, image_info, qemu_img};
 use super::{failed, hex, Fail};
 use crate::protocol::{Backup, HostErrorKind, PointCheck, VmId};
 
@@ -96,29 +96,54 @@ pub(super) fn read_manifest(folder: &Path) -> Result<Manifest, Fail> {
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| failed(format!("{} is damaged: {e}", path.display())))?;
-    // What a store says is not trusted: every file it names stays in the
-    // folder, and every parent is an earlier point of the same disk.
-    for (i, b) in manifest.backups.iter().enumerate() {
-        let plain = !b.file.is_empty()
-            && !b.file.starts_with('.')
-            && b.file
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
-        let parent_ok = b
-            .parent
-            .as_ref()
-            .is_none_or(|p| manifest.backups[..i].iter().any(|x| &x.id == p));
-        if !plain || !parent_ok || b.file == MANIFEST {
-            return Err(failed(format!(
-                "{} is damaged: restore point {} names {} (parent {:?})",
-                path.display(),
-                b.id,
-                b.file,
-                b.parent
-            )));
+    check_points(&manifest.backups)
+        .map_err(|e| failed(format!("{} is damaged: {e}", path.display())))?;
+    Ok(manifest)
+}
+
+/// One disk's restore points from elsewhere (another host's store) as a
+/// manifest, checked as a manifest read from a folder is.
+pub(super) fn manifest_of(backups: Vec<Backup>) -> Result<Manifest, Fail> {
+    check_points(&backups).map_err(|e| {
+        (
+            HostErrorKind::BadRequest,
+            format!("the restore points sent are not a store's: {e}"),
+        )
+    })?;
+    Ok(Manifest { format: 1, backups })
+}
+
+/// What a store says is not trusted: every file it names stays in the
+/// folder, and every parent is an earlier point of the same disk.
+fn check_points(backups: &[Backup]) -> Result<(), String> {
+    for (i, b) in backups.iter().enumerate() {
+        let parent_ok = b.parent.as_ref().is_none_or(|p| {
+            backups[..i]
+                .iter()
+                .any(|x| &x.id == p && x.device == b.device)
+        });
+        if check_name(&b.file).is_err() || !parent_ok {
+            return Err(format!(
+                "restore point {} names {} (parent {:?})",
+                b.id, b.file, b.parent
+            ));
         }
     }
-    Ok(manifest)
+    Ok(())
+}
+
+/// A restore point's file name: plain, in its folder.
+pub(super) fn check_name(file: &str) -> Result<(), String> {
+    let plain = !file.is_empty()
+        && !file.starts_with('.')
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if plain && file != MANIFEST {
+        Ok(())
+    } else {
+        Err(format!("`{file}` is not a restore point's file name"))
+    }
 }
 
 pub(super) fn write_manifest(folder: &Path, manifest: &Manifest) -> Result<(), Fail> {
@@ -142,8 +167,15 @@ pub(super) fn next_id(manifest: &Manifest) -> String {
     format!("{:04}", last + 1)
 }
 
-/// A restore point's file as its manifest recorded it.
-pub(super) fn check_file(folder: &Path, backup: &Backup) -> Result<(), String> {
+/// A restore point's file as its manifest recorded it: its size and hash,
+/// and a qcow2 that reads through to nothing but its parent's file (a
+/// store is untrusted: a backing file or an external data file naming
+/// another path would put that path's bytes into a restored disk).
+pub(super) fn check_file(
+    folder: &Path,
+    backup: &Backup,
+    parent: Option<&Backup>,
+) -> Result<(), String> {
     let path = folder.join(&backup.file);
     let (size, sha256) = digest(&path).map_err(|(_, e)| e)?;
     if size != backup.size || sha256 != backup.sha256 {
@@ -155,7 +187,36 @@ pub(super) fn check_file(folder: &Path, backup: &Backup) -> Result<(), String> {
             backup.sha256
         ));
     }
+    // `qemu-img info` opens no backing file.
+    let info = image_info(&path).map_err(|(_, e)| e)?;
+    let backing = info["backing-filename"].as_str();
+    let expected = parent.map(|p| p.file.as_str());
+    let format_ok = info["format"] == "qcow2"
+        && backing.is_none_or(|_| info["backing-filename-format"] == "qcow2");
+    if !format_ok || backing != expected || !info["format-specific"]["data"]["data-file"].is_null()
+    {
+        return Err(format!(
+            "{} is not a restore point cvl made: it is {}, reads through to {} (its parent is {}){}",
+            path.display(),
+            info["format"],
+            backing.unwrap_or("nothing"),
+            expected.unwrap_or("none"),
+            if info["format-specific"]["data"]["data-file"].is_null() {
+                ""
+            } else {
+                ", with an external data file"
+            }
+        ));
+    }
     Ok(())
+}
+
+/// The parent of `point` in `manifest`.
+fn parent_of<'a>(manifest: &'a Manifest, point: &Backup) -> Option<&'a Backup> {
+    point
+        .parent
+        .as_ref()
+        .and_then(|p| manifest.backups.iter().find(|x| &x.id == p))
 }
 
 /// Every file of restore point `point`'s chain checked against the
@@ -163,11 +224,8 @@ pub(super) fn check_file(folder: &Path, backup: &Backup) -> Result<(), String> {
 pub(super) fn check_chain(folder: &Path, manifest: &Manifest, point: &Backup) -> Result<(), Fail> {
     let mut link = Some(point);
     while let Some(b) = link {
-        check_file(folder, b).map_err(failed)?;
-        link = b
-            .parent
-            .as_ref()
-            .and_then(|p| manifest.backups.iter().find(|x| &x.id == p));
+        link = parent_of(manifest, b);
+        check_file(folder, b, link).map_err(failed)?;
     }
     Ok(())
 }
@@ -260,7 +318,7 @@ pub(super) fn prune(folder: &Path, keep: Keep) -> Result<(Vec<Backup>, Vec<Backu
     // Every file of the store checked before any is rewritten: a damaged
     // store is not pruned (a rebase would carry the damage on).
     for b in &manifest.backups {
-        check_file(folder, b).map_err(failed)?;
+        check_file(folder, b, parent_of(&manifest, b)).map_err(failed)?;
     }
     let mut made = Vec::new();
     let cleanup = |made: &[PathBuf]| {
@@ -374,7 +432,7 @@ pub(super) fn verify(folder: &Path, device: &str) -> Result<Vec<PointCheck>, Fai
     let mut checks = Vec::new();
     let mut bad = BTreeSet::new();
     for b in &manifest.backups {
-        let problem = check_file(folder, b)
+        let problem = check_file(folder, b, parent_of(&manifest, b))
             .and_then(|()| {
                 let path = folder.join(&b.file);
                 qemu_img(&["check", "-q", "-f", "qcow2", &path.to_string_lossy()])
@@ -645,5 +703,58 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("changed or damaged"));
+    }
+
+    /// A store that names its own files and hashes is still untrusted: a
+    /// restore point that reads through to another path (a backing file
+    /// outside the chain, an external data file) is refused, so a store
+    /// cannot put a file of its host into a restored disk.
+    #[test]
+    fn a_point_reading_through_to_another_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path();
+        let secret = folder.join("secret.raw");
+        std::fs::write(&secret, vec![7u8; 1 << 20]).unwrap();
+        let make = |file: &str, args: &[&str]| -> Backup {
+            let path = folder.join(file);
+            let mut all = vec!["create", "-q", "-f", "qcow2"];
+            all.extend_from_slice(args);
+            all.extend([path.to_str().unwrap(), "1M"]);
+            qemu_img(&all).unwrap();
+            let (size, sha256) = digest(&path).unwrap();
+            Backup {
+                file: file.into(),
+                size,
+                sha256,
+                ..point("0001", "2026-12-06T10:00:00Z")
+            }
+        };
+        let plain = make("0001-full.qcow2", &[]);
+        assert_eq!(check_file(folder, &plain, None), Ok(()));
+        let secret_arg = secret.to_str().unwrap();
+        let data_file = format!("data_file={}", folder.join("other.raw").display());
+        for (file, args) in [
+            ("0002-full.qcow2", vec!["-u", "-b", secret_arg, "-F", "raw"]),
+            ("0003-full.qcow2", vec!["-o", &data_file]),
+        ] {
+            let evil = make(file, &args);
+            let refused = check_file(folder, &evil, None).unwrap_err();
+            assert!(
+                refused.contains("is not a restore point cvl made"),
+                "{refused}"
+            );
+        }
+        // A parent named as the manifest says is fine; another is not.
+        let child = make(
+            "0004-incremental.qcow2",
+            &["-u", "-b", "0001-full.qcow2", "-F", "qcow2"],
+        );
+        assert_eq!(check_file(folder, &child, Some(&plain)), Ok(()));
+        assert!(check_file(folder, &child, None).is_err());
+        assert!(manifest_of(vec![Backup {
+            file: "../x.qcow2".into(),
+            ..plain.clone()
+        }])
+        .is_err());
     }
 }

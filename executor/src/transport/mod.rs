@@ -50,12 +50,14 @@ pub fn deadline(request: &Request) -> Duration {
         | Request::Fabric(_) => 30,
         Request::Missing { .. } => 60,
         // Hashing a whole data disk, or reading a piece of one.
-        Request::Digest { .. } | Request::Get { .. } => 600,
+        Request::Digest { .. } | Request::Get { .. } | Request::ReadPoint { .. } => 600,
         // A piece of a few MiB, and for the last the whole file's hash.
         Request::Put { .. } => 300,
         // Copying whole disks.
         Request::Backup { .. } | Request::Restore { .. } => 4 * 3600,
-        Request::Backups { .. } => 60,
+        Request::Backups { .. } | Request::PointSent { .. } => 60,
+        // Copying a restore point into the store, and hashing it.
+        Request::AddPoint { .. } => 3600,
         Request::PruneBackups { .. } | Request::VerifyBackups { .. } => 3600,
     })
 }
@@ -133,7 +135,6 @@ impl<'a> Links<'a> {
     ) -> Result<Vec<(String, String)>, String> {
         use sha2::Digest;
         let source = self.get(from)?;
-        let target = self.get(to)?;
         let tag: String = sha2::Sha256::digest(vm.to_string().as_bytes())[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -158,55 +159,65 @@ impl<'a> Links<'a> {
                 sha256,
                 size,
             };
-            let mut offset = 0;
-            let ask = Request::Missing {
-                files: vec![incoming.clone()],
-            };
-            let lacks = match target.call(&ask, deadline(&ask))? {
-                Response::Lacks { files } => !files.is_empty(),
-                Response::Error { message, .. } => return Err(format!("host {to}: {message}")),
-                other => return Err(format!("host {to} answered {other:?}")),
-            };
-            if lacks {
-                loop {
-                    let get = Request::Get {
-                        vm: vm.clone(),
-                        file: file.clone(),
-                        offset,
-                        len: 4 << 20,
-                    };
-                    let data = match source.call(&get, deadline(&get))? {
-                        Response::Piece { data } => data,
-                        Response::Error { message, .. } => {
-                            return Err(format!("host {from}: {message}"))
-                        }
-                        other => return Err(format!("host {from} answered {other:?}")),
-                    };
-                    let n = data.len() as u64 / 4 * 3
-                        - data.bytes().rev().take_while(|b| *b == b'=').count() as u64;
-                    let put = Request::Put {
-                        file: incoming.clone(),
-                        offset,
-                        data,
-                    };
-                    let stored = target.call(&put, deadline(&put))?;
-                    self.sent_bytes.fetch_add(n, Ordering::Relaxed);
-                    match stored {
-                        Response::Stored { complete: true } => break,
-                        Response::Stored { complete: false } if n > 0 => offset += n,
-                        Response::Stored { .. } => {
-                            return Err(format!("{file} of {vm} on host {from} ended early"))
-                        }
-                        Response::Error { message, .. } => {
-                            return Err(format!("host {to}: {message}"))
-                        }
-                        other => return Err(format!("host {to} answered {other:?}")),
-                    }
-                }
-            }
+            self.relay(from, to, &incoming, |offset| Request::Get {
+                vm: vm.clone(),
+                file: file.clone(),
+                offset,
+                len: 4 << 20,
+            })?;
             adopt.push((file.clone(), incoming.dest));
         }
         Ok(adopt)
+    }
+
+    /// Sends a file from host `from` (read a piece at a time by the
+    /// requests `read` makes for an offset) to host `to`, as `incoming`
+    /// (verified there whole); nothing when `to` already has it.
+    pub fn relay(
+        &self,
+        from: &str,
+        to: &str,
+        incoming: &crate::protocol::Incoming,
+        read: impl Fn(u64) -> Request,
+    ) -> Result<(), String> {
+        let source = self.get(from)?;
+        let target = self.get(to)?;
+        let ask = Request::Missing {
+            files: vec![incoming.clone()],
+        };
+        match target.call(&ask, deadline(&ask))? {
+            Response::Lacks { files } if files.is_empty() => return Ok(()),
+            Response::Lacks { .. } => {}
+            Response::Error { message, .. } => return Err(format!("host {to}: {message}")),
+            other => return Err(format!("host {to} answered {other:?}")),
+        }
+        let mut offset = 0;
+        loop {
+            let get = read(offset);
+            let data = match source.call(&get, deadline(&get))? {
+                Response::Piece { data } => data,
+                Response::Error { message, .. } => return Err(format!("host {from}: {message}")),
+                other => return Err(format!("host {from} answered {other:?}")),
+            };
+            let n = data.len() as u64 / 4 * 3
+                - data.bytes().rev().take_while(|b| *b == b'=').count() as u64;
+            let put = Request::Put {
+                file: incoming.clone(),
+                offset,
+                data,
+            };
+            let stored = target.call(&put, deadline(&put))?;
+            self.sent_bytes.fetch_add(n, Ordering::Relaxed);
+            match stored {
+                Response::Stored { complete: true } => return Ok(()),
+                Response::Stored { complete: false } if n > 0 => offset += n,
+                Response::Stored { .. } => {
+                    return Err(format!("{} on host {from} ended early", incoming.dest))
+                }
+                Response::Error { message, .. } => return Err(format!("host {to}: {message}")),
+                other => return Err(format!("host {to} answered {other:?}")),
+            }
+        }
     }
 
     fn send(&self, link: &dyn Link, host: &str, staging: &Staging) -> Result<(), String> {
@@ -458,6 +469,10 @@ fn what(request: &Request) -> String {
         Request::PruneBackups { vm, .. } => format!("pruning the backups of {vm}"),
         Request::VerifyBackups { vm, .. } => format!("verifying the backups of {vm}"),
         Request::Restore { vm, .. } => format!("the restore of {vm}"),
+        Request::ReadPoint { vm, .. } | Request::AddPoint { vm, .. } => {
+            format!("carrying a restore point of {vm}")
+        }
+        Request::PointSent { vm, .. } => format!("the end of the backup of {vm}"),
     }
 }
 
