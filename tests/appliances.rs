@@ -131,7 +131,10 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     .unwrap();
     let point = &made[0]["backups"][0];
     assert_eq!(point["consistency"], "frozen", "{made:#}");
-    eprintln!("live backup of l: I/O frozen {} ms", point["frozen_ms"]);
+    eprintln!(
+        "live backup of l: writes blocked {} ms (the freeze's flush {} ms)",
+        point["frozen_ms"], point["flush_ms"]
+    );
     let again = u.exec_ok(
         "l",
         &[
@@ -175,8 +178,8 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     assert_eq!(point["consistency"], "frozen", "{made:#}");
     assert_eq!(point["kind"], "incremental", "{made:#}");
     eprintln!(
-        "live backup of l while it writes: I/O frozen {} ms",
-        point["frozen_ms"]
+        "live backup of l while it writes: writes blocked {} ms (the freeze's flush {} ms)",
+        point["frozen_ms"], point["flush_ms"]
     );
     let device: String = point["device"]
         .as_str()

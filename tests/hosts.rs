@@ -655,7 +655,8 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
 /// restore brings a point back byte for byte; a store host that presents
 /// another key is refused before anything runs (no point made, the store
 /// untouched), and once its new key is trusted the next backup follows the
-/// point the restore put back (incremental) and restores byte for byte.
+/// point the restore put back (incremental) and restores byte for byte; the
+/// service backs up into it by policy and prunes it.
 #[test]
 fn backups_go_to_a_store_on_another_host_over_ssh() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -835,4 +836,68 @@ fn backups_go_to_a_store_on_another_host_over_ssh() {
     )
     .unwrap();
     assert_eq!(listed["a"].as_array().map(Vec::len), Some(3), "{listed:#}");
+
+    // The service backs up by policy into the same store, and prunes it.
+    u.ok(&[
+        "policy",
+        "set",
+        "Solo",
+        "--backup-every",
+        "2s",
+        "--backup-to",
+        &store,
+        "--keep-last",
+        "2",
+    ]);
+    let mut service = u
+        .command(&[
+            "utility",
+            "run",
+            "--interval",
+            "1s",
+            "--http",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let begun = Instant::now();
+    let by_service = loop {
+        let history: serde_json::Value =
+            serde_json::from_str(&u.ok(&["history", "Solo", "--format", "json"])).unwrap();
+        let backups: Vec<serde_json::Value> = history["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "backup" && e["actor"] == "service")
+            .cloned()
+            .collect();
+        if backups.len() >= 2 || begun.elapsed() > Duration::from_secs(90) {
+            break backups;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let _ = service.kill();
+    let _ = service.wait();
+    assert!(by_service.len() >= 2, "{by_service:#?}");
+    for e in &by_service {
+        assert_eq!(e["outcome"], "ok", "{e:#}");
+    }
+    assert!(
+        by_service
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap().contains("(incremental,")),
+        "{by_service:#?}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(
+        &u.ok(&["backup", "list", "Solo", "--to", &store, "--format", "json"]),
+    )
+    .unwrap();
+    let kept = listed["a"].as_array().unwrap().len();
+    assert!((2..=3).contains(&kept), "{listed:#}");
+    let said = u.ok(&["backup", "verify", "Solo", "--to", &store]);
+    assert!(said.contains("restore points are whole"), "{said}");
 }

@@ -158,9 +158,14 @@ pub struct Backup {
     /// started), `crash-consistent` (no guest agent to freeze them), or
     /// `stopped` (copied from the files of a stopped VM).
     pub consistency: String,
-    /// Milliseconds the guest's I/O was frozen.
+    /// Milliseconds the guest's writes were blocked: from the freeze's
+    /// start to the thaw's answer.
     #[serde(default)]
     pub frozen_ms: u64,
+    /// Of those, the freeze itself (the guest flushing what it had
+    /// written); the rest is the copy's start and the thaw.
+    #[serde(default)]
+    pub flush_ms: u64,
     /// The disk's virtual size.
     pub disk_size: u64,
 }

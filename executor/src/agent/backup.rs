@@ -354,14 +354,15 @@ impl HostAgent {
         if let Some(mark) = &mark {
             let _ = std::fs::write(mark, b"");
         }
+        // Writes are blocked from the freeze's start (Linux blocks new
+        // writes, then flushes) to the thaw's answer: both in the figure.
+        let frozen_at = Instant::now();
         // Frozen means file systems were: a guest with none to freeze (an
         // initramfs) answers 0, and its copy is only crash-consistent.
         let frozen = guest
             .as_mut()
             .is_some_and(|a| a.execute(&cmd::GuestFsfreezeFreeze {}).is_ok_and(|n| n > 0));
-        // Writes are blocked from the freeze's answer (before it, the guest
-        // was flushing them) to the thaw's.
-        let frozen_at = Instant::now();
+        let flushed_ms = frozen_at.elapsed().as_millis() as u64;
         let started = qmp.execute(&cmd::Transaction { actions });
         if frozen {
             if let Some(a) = guest.as_mut() {
@@ -371,10 +372,10 @@ impl HostAgent {
                 }
             }
         }
-        let frozen_ms = if frozen {
-            frozen_at.elapsed().as_millis() as u64
+        let (frozen_ms, flush_ms) = if frozen {
+            (frozen_at.elapsed().as_millis() as u64, flushed_ms)
         } else {
-            0
+            (0, 0)
         };
         if let Some(mark) = &mark {
             let _ = std::fs::remove_file(mark);
@@ -416,6 +417,7 @@ impl HostAgent {
             sha256,
             consistency: if frozen { "frozen" } else { "crash-consistent" }.to_string(),
             frozen_ms,
+            flush_ms,
             disk_size: inserted.image.virtual_size,
         })
     }
@@ -631,6 +633,7 @@ fn backup_stopped(
         sha256,
         consistency: "stopped".to_string(),
         frozen_ms: 0,
+        flush_ms: 0,
         disk_size: virtual_size(disk)?,
     })
 }

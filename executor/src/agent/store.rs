@@ -472,6 +472,7 @@ mod tests {
             sha256: String::new(),
             consistency: "stopped".into(),
             frozen_ms: 0,
+            flush_ms: 0,
             disk_size: 0,
         }
     }
