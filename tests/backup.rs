@@ -4,7 +4,8 @@
 //! one is still incremental) and not a killed QEMU (the next one is full);
 //! a restore point two back is put back byte for byte through its chain; a
 //! stopped appliance is backed up from its files; verify finds every
-//! restore point whole; a prune keeps the newest three, making the oldest
+//! restore point whole; backups to two stores in turn each follow their
+//! own points; a prune keeps the newest three, making the oldest
 //! kept one full, and it still restores byte for byte; and a store whose
 //! file was tampered with is named by verify and refused by a restore
 //! before anything is replaced.
@@ -191,6 +192,24 @@ fn data_disks_are_backed_up_live_incrementally_and_restored() {
         .filter(|e| e.file_name().to_string_lossy().contains(".before-restore-"))
         .collect();
     assert_eq!(kept.len(), 1, "the data it had is kept");
+
+    // Two other stores, C and D, taken in turn: each follows its own
+    // restore points (a disk's bitmaps are per store), so C's incremental
+    // after D's backup holds both writes since C's last, not only the one
+    // since D's.
+    let (c, d) = (tmp.path().join("store-c"), tmp.path().join("store-d"));
+    let (c, d) = (c.to_str().unwrap(), d.to_str().unwrap());
+    assert_eq!(backup_point(&u, c, &[])["kind"], "full");
+    write_random(&u, 100, 2);
+    assert_eq!(backup_point(&u, d, &[])["kind"], "full");
+    write_random(&u, 104, 2);
+    let from_c = backup_point(&u, c, &[]);
+    assert_eq!(from_c["kind"], "incremental", "{from_c:#}");
+    assert_eq!(from_c["parent"], "0001", "{from_c:#}");
+    assert!(
+        (4 * MIB..6 * MIB).contains(&size(&from_c)),
+        "2 + 2 MiB written since C's last: {from_c:#}"
+    );
 
     // Stopped: copied from its files.
     u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
