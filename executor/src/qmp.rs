@@ -181,6 +181,9 @@ pub mod cmd {
     #[derive(Debug, Clone, Deserialize)]
     pub struct BlockInfo {
         pub device: String,
+        /// The guest device's QOM path (`/machine/peripheral-anon/device[2]/virtio-backend`).
+        #[serde(default)]
+        pub qdev: Option<String>,
         #[serde(default)]
         pub inserted: Option<BlockInserted>,
     }
@@ -289,6 +292,53 @@ pub mod cmd {
     impl Command for GuestFsfreezeFreeze {
         const NAME: &'static str = "guest-fsfreeze-freeze";
         type Return = i64;
+    }
+
+    /// Freezes only the file systems mounted at these points.
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct GuestFsfreezeFreezeList {
+        pub mountpoints: Vec<String>,
+    }
+    impl Command for GuestFsfreezeFreezeList {
+        const NAME: &'static str = "guest-fsfreeze-freeze-list";
+        type Return = i64;
+    }
+
+    /// The guest's mounted file systems and the disks under each.
+    #[derive(Debug, Clone, Default, Serialize)]
+    pub struct GuestGetFsinfo {}
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct FsInfo {
+        pub mountpoint: String,
+        #[serde(default)]
+        pub disk: Vec<GuestDisk>,
+    }
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct GuestDisk {
+        #[serde(rename = "pci-controller")]
+        pub pci: PciAddress,
+    }
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+    pub struct PciAddress {
+        pub domain: i64,
+        pub bus: i64,
+        pub slot: i64,
+        pub function: i64,
+    }
+    impl Command for GuestGetFsinfo {
+        const NAME: &'static str = "guest-get-fsinfo";
+        type Return = Vec<FsInfo>;
+    }
+
+    /// A QOM object's property (a PCI device's `addr`: its devfn).
+    #[derive(Debug, Clone, Serialize)]
+    pub struct QomGet {
+        pub path: String,
+        pub property: String,
+    }
+    impl Command for QomGet {
+        const NAME: &'static str = "qom-get";
+        type Return = serde_json::Value;
     }
 
     #[derive(Debug, Clone, Default, Serialize)]

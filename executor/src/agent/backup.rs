@@ -250,11 +250,11 @@ impl HostAgent {
         let blocks = qmp
             .execute(&cmd::QueryBlock {})
             .map_err(|e| failed(format!("{vm}: query-block: {e}")))?;
-        let inserted = blocks
+        let block = blocks
             .into_iter()
-            .find(|b| b.device == node)
-            .and_then(|b| b.inserted)
+            .find(|b| b.device == node && b.inserted.is_some())
             .ok_or_else(|| failed(format!("{vm}: QEMU has no drive {node}")))?;
+        let inserted = block.inserted.clone().expect("found with its medium");
         let last = manifest.backups.last();
         let bitmaps = Bitmaps::of(store);
         let usable = |b: &Backup| {
@@ -350,6 +350,12 @@ impl HostAgent {
                 let _ = a.execute(&cmd::GuestFsfreezeThaw {});
             }
         }
+        // Only the file systems on this disk: the others are not in the
+        // backup, and flushing them would only keep the guest frozen longer.
+        let mounts = match (guest.as_mut(), block.qdev.as_deref()) {
+            (Some(a), Some(qdev)) => mounts_of(&mut qmp, a, qdev),
+            _ => Vec::new(),
+        };
         let mark = self.freeze_mark(vm).filter(|_| guest.is_some());
         if let Some(mark) = &mark {
             let _ = std::fs::write(mark, b"");
@@ -359,9 +365,16 @@ impl HostAgent {
         let frozen_at = Instant::now();
         // Frozen means file systems were: a guest with none to freeze (an
         // initramfs) answers 0, and its copy is only crash-consistent.
-        let frozen = guest
-            .as_mut()
-            .is_some_and(|a| a.execute(&cmd::GuestFsfreezeFreeze {}).is_ok_and(|n| n > 0));
+        let frozen = guest.as_mut().is_some_and(|a| {
+            if mounts.is_empty() {
+                a.execute(&cmd::GuestFsfreezeFreeze {})
+            } else {
+                a.execute(&cmd::GuestFsfreezeFreezeList {
+                    mountpoints: mounts.clone(),
+                })
+            }
+            .is_ok_and(|n| n > 0)
+        });
         let flushed_ms = frozen_at.elapsed().as_millis() as u64;
         let started = qmp.execute(&cmd::Transaction { actions });
         if frozen {
@@ -694,4 +707,29 @@ fn unix() -> u64 {
 /// Now, RFC 3339 in UTC.
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Where the guest mounts the disk QEMU shows as `qdev`, matched by its PCI
+/// address: the file systems a backup of it freezes. Empty when the guest
+/// mounts none of it, or cannot say (then every file system is frozen).
+fn mounts_of(qmp: &mut Qmp, guest: &mut Agent, qdev: &str) -> Vec<String> {
+    let device = qdev.trim_end_matches("/virtio-backend");
+    let devfn = qmp
+        .execute(&cmd::QomGet {
+            path: device.to_string(),
+            property: "addr".into(),
+        })
+        .ok()
+        .and_then(|v| v.as_i64());
+    let (Some(devfn), Ok(filesystems)) = (devfn, guest.execute(&cmd::GuestGetFsinfo {})) else {
+        return Vec::new();
+    };
+    let on_disk = |d: &cmd::GuestDisk| {
+        (d.pci.domain, d.pci.bus, d.pci.slot, d.pci.function) == (0, 0, devfn >> 3, devfn & 7)
+    };
+    filesystems
+        .into_iter()
+        .filter(|fs| fs.disk.iter().any(on_disk))
+        .map(|fs| fs.mountpoint)
+        .collect()
 }
