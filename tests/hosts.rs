@@ -530,11 +530,8 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
         .parse()
         .unwrap();
 
-    let log = dir.join("service.log");
-    let mut service = u
-        .command(&[
-            "utility",
-            "run",
+    let service = u.service(
+        &[
             "--interval",
             "1h",
             "--survey-interval",
@@ -545,37 +542,10 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
             "127.0.0.1:0",
             "--metrics",
             "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    struct Killed<'a>(&'a mut std::process::Child);
-    impl Drop for Killed<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _service = Killed(&mut service);
-    let event = |name: &str, limit: Duration| -> serde_json::Value {
-        let started = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(e) = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|e| e["event"] == name)
-            {
-                return e;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "no {name} within {limit:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+        ],
+        &dir.join("service.log"),
+    );
+    let event = |name: &str, limit: Duration| service.wait_for(name, |_| true, limit);
     let started = event("started", Duration::from_secs(30));
     let (http, metrics) = (
         started["http"].as_str().unwrap().to_string(),
@@ -585,9 +555,7 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
     // Answering: not reported.
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        !std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("host_unreachable"),
+        !service.text().contains("host_unreachable"),
         "an answering host reported"
     );
     assert!(
@@ -644,7 +612,7 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
         qemu.to_string(),
         "h1's appliance was restarted"
     );
-    drop(_service);
+    drop(service);
     u.ok(&["stop", "One.cvl", "--auto-approve", "--stop-timeout", "10"]);
 }
 
@@ -657,18 +625,16 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
 /// untouched), and once its new key is trusted the next backup follows the
 /// point the restore put back (incremental) and restores byte for byte; the
 /// service backs up into it by policy and prunes it.
-#[test]
-fn backups_go_to_a_store_on_another_host_over_ssh() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, lab, u) = one_host(&tmp);
-    let mut add = lab.host_add_args("h2", 0, 0);
-    add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
-    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+/// `Solo`: one appliance `a` with a data disk of `size` (`ide0:1`, the
+/// guest's /dev/vdb), applied.
+fn apply_solo(u: &Utility, size: &str) {
     u.publish(
         "Alpha",
-        "CVL = \"0.8\";\nAlpha extends VMAppliance {\n  \
-         datadisks = { device => \"ide0:1\", size => \"256M\" };\n  vm = \"alpha.vmx\";\n}\n",
+        &format!(
+            "CVL = \"0.8\";\nAlpha extends VMAppliance {{\n  \
+             datadisks = {{ device => \"ide0:1\", size => \"{size}\" }};\n  \
+             vm = \"alpha.vmx\";\n}}\n"
+        ),
     );
     std::fs::write(
         u.dir.join("Solo.cvl"),
@@ -683,6 +649,17 @@ fn backups_go_to_a_store_on_another_host_over_ssh() {
         "--stop-timeout",
         "10",
     ]);
+}
+
+#[test]
+fn backups_go_to_a_store_on_another_host_over_ssh() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, lab, u) = one_host(&tmp);
+    let mut add = lab.host_add_args("h2", 0, 0);
+    add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
+    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    apply_solo(&u, "256M");
     let vm = lab.root("h1").join("vms/Solo/a");
     let in_guest = |script: &str| -> String {
         let (code, out) = Agent::connect(&vm.join("qga.sock"), Duration::from_secs(10))
@@ -900,4 +877,191 @@ fn backups_go_to_a_store_on_another_host_over_ssh() {
     assert!((2..=3).contains(&kept), "{listed:#}");
     let said = u.ok(&["backup", "verify", "Solo", "--to", &store]);
     assert!(said.contains("restore points are whole"), "{said}");
+}
+
+/// A host that dies (its namespace's processes killed: sshd and QEMU) while
+/// the service runs: reported unreachable; without a fence command nothing
+/// moves (the service says so); with one that fails, nothing moves; with
+/// one that confirms its QEMU is gone, it is fenced and its appliance is
+/// recovered on the other host from its last backup (a marker written
+/// before that backup is there, one written after is not), with RPO and
+/// RTO in the history. When it answers again its old folder goes to its
+/// attic, and `cvl host rejoin` puts it back into placement.
+#[test]
+fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, lab, u) = one_host(&tmp);
+    apply_solo(&u, "64M");
+    // h2 joins after: `a` is on h1, and h2 holds its backups and takes it.
+    let mut add = lab.host_add_args("h2", 2048, 6);
+    add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
+    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    let in_guest = |host: &str, script: &str| -> String {
+        let vm = lab.root(host).join("vms/Solo/a");
+        let (code, out) = Agent::connect(&vm.join("qga.sock"), Duration::from_secs(10))
+            .unwrap()
+            .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
+            .unwrap();
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(code, 0, "{script}: {out}");
+        out
+    };
+    let mark = |host: &str, mib: u32, text: &str| {
+        in_guest(
+            host,
+            &format!("printf {text} | dd of=/dev/vdb bs=1048576 seek={mib} conv=fsync 2>/dev/null"),
+        );
+    };
+    let read = |host: &str, mib: u32| {
+        in_guest(
+            host,
+            &format!("dd if=/dev/vdb bs=1048576 skip={mib} count=1 2>/dev/null | head -c 10"),
+        )
+    };
+    let store = format!("ssh://h2{}", dir.join("h2/store").display());
+    u.ok(&[
+        "policy",
+        "set",
+        "Solo",
+        "--backup-every",
+        "1h",
+        "--backup-to",
+        &store,
+    ]);
+    mark("h1", 0, "CVL-BEFORE");
+    u.ok(&["backup", "Solo", "--to", &store]);
+    mark("h1", 8, "CVL-AFTER");
+
+    let service = u.service(
+        &[
+            "--interval",
+            "1h",
+            "--survey-interval",
+            "1s",
+            "--host-dead-after",
+            "3s",
+        ],
+        &dir.join("service.log"),
+    );
+    let wait_for = |name: &str, what: &dyn Fn(&serde_json::Value) -> bool, limit: Duration| {
+        service.wait_for(name, what, limit)
+    };
+    wait_for("started", &|_| true, Duration::from_secs(30));
+    let on_h2 = lab.root("h2").join("vms/Solo/a");
+
+    // h1 dies: every process of its namespace (sshd, the agent, QEMU).
+    let died = Instant::now();
+    for pid in sh(&["ip", "netns", "pids", &ns("h1")]).split_whitespace() {
+        // SAFETY: a process of the test's own namespace.
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    }
+    let _ = std::fs::remove_file(dir.join("h1/sshd.pid"));
+    wait_for(
+        "host_unreachable",
+        &|e| e["host"] == "h1",
+        Duration::from_secs(60),
+    );
+    let waiting = wait_for(
+        "host_not_fenced",
+        &|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no fence command")
+        },
+        Duration::from_secs(30),
+    );
+    eprintln!("without a fence command: {}", waiting["message"]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!on_h2.exists(), "a started on h2 with h1 not fenced");
+
+    u.ok(&[
+        "host",
+        "set",
+        "h1",
+        "--fence",
+        "echo the PDU said no >&2; exit 3",
+    ]);
+    let failed = wait_for(
+        "host_not_fenced",
+        &|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("exit status: 3")
+        },
+        Duration::from_secs(30),
+    );
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("the PDU said no"),
+        "{failed}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        !on_h2.exists(),
+        "a started on h2 though h1's fencing failed"
+    );
+
+    // The fence command confirms h1's processes are gone.
+    u.ok(&[
+        "host",
+        "set",
+        "h1",
+        "--fence",
+        &format!("test -z \"$(ip netns pids {})\"", ns("h1")),
+    ]);
+    wait_for(
+        "host_fenced",
+        &|e| e["host"] == "h1",
+        Duration::from_secs(30),
+    );
+    let fenced_after = died.elapsed();
+    let started = Instant::now();
+    loop {
+        let history = u.ok(&["history", "Solo"]);
+        if history.contains("recovered on h2") && history.contains("RTO") {
+            eprintln!("{history}");
+            assert!(history.contains("fenced by service"), "{history}");
+            assert!(history.contains("RPO"), "{history}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not recovered:\n{history}\n{}",
+            service.text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "h1 died; fenced after {:.1} s (dead after 3 s); a ready on h2 after {:.1} s",
+        fenced_after.as_secs_f64(),
+        died.elapsed().as_secs_f64()
+    );
+    assert_eq!(read("h2", 0), "CVL-BEFORE", "the backed-up marker is lost");
+    assert_ne!(read("h2", 8), "CVL-AFTER", "data from after the backup");
+    let list = u.ok(&["host", "list"]);
+    assert!(list.contains("fenced"), "{list}");
+
+    // h1 comes back with its old folder: it starts nothing, its folder goes
+    // to its attic, and it rejoins.
+    lab.start_sshd("h1");
+    wait_for(
+        "host_retired",
+        &|e| e["host"] == "h1",
+        Duration::from_secs(60),
+    );
+    assert!(
+        !lab.root("h1").join("vms/Solo/a").exists(),
+        "h1 keeps its old folder of a"
+    );
+    assert!(lab.root("h1").join("attic/Solo").exists());
+    drop(service);
+    let said = u.ok(&["host", "rejoin", "h1"]);
+    assert!(said.contains("h1 takes VMs again"), "{said}");
+    assert!(!u.ok(&["host", "list"]).contains("fenced"));
+    u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
 }

@@ -47,6 +47,8 @@ fn script() -> Vec<Vec<Change>> {
             identity: None,
             root: Some("/var/lib/cvl".into()),
             draining: true,
+            fence: Some("ipmitool -f /etc/cvl/qemu1.ipmi chassis power off".into()),
+            fenced: Some("2026-12-06T21:00:00Z (by its fence command)".into()),
         })],
         vec![Change::PoolsSet(Pools {
             networks: (200, 300),
@@ -137,6 +139,39 @@ fn the_state_in_postgresql_is_the_state_in_sqlite() {
         .expect("nothing listens there");
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(err.to_string().contains("cvl:***@127.0.0.1"), "{err}");
+}
+
+/// A process that took the service lock writes only while the session
+/// that holds it lives: once that session is cut (a network split from
+/// the database, a standby active since), every write is refused and
+/// nothing is written; `held` says so.
+#[test]
+fn a_service_whose_lock_session_ended_writes_nothing() {
+    let pg = PgServer::start();
+    let url = pg.database("cvl");
+    let mut store = Store::open_url(&url).unwrap();
+    let mut lock = store.lock_service("a test's service").unwrap();
+    assert!(lock.held());
+    let script = script();
+    store.commit(&script[0]).unwrap();
+    let cut = pg.psql(
+        "cvl",
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+         AND granted AND objsubid = 1 AND classid = 0 AND objid = 1129729075",
+    );
+    assert_eq!(cut, "t");
+    assert!(!lock.held());
+    let serial = store.load().unwrap().serial;
+    let err = store.commit(&script[1]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no longer holds the state's service lock"),
+        "{err}"
+    );
+    assert_eq!(store.load().unwrap().serial, serial, "written after all");
+    // Another takes the lock at once.
+    let other = Store::open_url(&url).unwrap();
+    other.lock_service("another").unwrap();
 }
 
 #[test]
@@ -324,4 +359,151 @@ fn the_state_reaches_postgresql_over_tls_as_sslmode_says() {
         pg.psql("tls", "SELECT value FROM meta WHERE key = 'serial'"),
         "1"
     );
+}
+
+/// Two services on one PostgreSQL state: the second waits as a standby
+/// (its status page says which is active); the active one killed with
+/// SIGKILL while it restarts a crashed appliance, the standby takes over
+/// within a second or two and finishes the restart; a service whose
+/// database session is cut writes nothing more and exits, while a third
+/// takes over. At no moment do two act.
+#[test]
+fn a_standby_service_takes_over_when_the_active_one_dies() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = PgServer::start();
+    let url = pg.database("cvl");
+    let (tmp, u, _ns) = bare("cvl-e2e-standby");
+    let u = Utility {
+        env: vec![("CVL_STATE".into(), url.clone())],
+        ..u
+    };
+    apply_replicas(&u);
+    let pid = |c: &str| -> Option<u32> {
+        let file = u.roots[0].join("vms/Replicas").join(c).join("qemu.pid");
+        let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    };
+    let args = |more: &[&'static str]| -> Vec<&'static str> {
+        let mut all = vec![
+            "--interval",
+            "1h",
+            "--survey-interval",
+            "1s",
+            "--http",
+            "127.0.0.1:0",
+        ];
+        all.extend(more);
+        all
+    };
+    let mut first = u.service(&args(&[]), &tmp.path().join("first.log"));
+    first.wait_for("active", |_| true, Duration::from_secs(30));
+    let second = u.service(&args(&["--standby"]), &tmp.path().join("second.log"));
+    let waiting = second.wait_for("standby", |_| true, Duration::from_secs(30));
+    assert!(
+        waiting["active"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pid {}", first.child.id())),
+        "{waiting}"
+    );
+    let http = second.wait_for("started", |_| true, Duration::from_secs(5))["http"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The page follows within its publisher's look.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let overview: serde_json::Value =
+            serde_json::from_str(&get_in(&u.ns, &http, "/api/overview")).unwrap();
+        let role = overview["role"].as_str().unwrap_or("").to_string();
+        if role.starts_with("standby (active: cvl utility run, pid ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{overview:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Without --standby, another service refuses to start.
+    let refused = u.cvl(&["utility", "run", "--once"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+
+    // `a` crashes; the active service begins its restart and is killed.
+    let crashed = pid("a").unwrap();
+    // SAFETY: a QEMU of the test's own.
+    unsafe { libc::kill(crashed as i32, libc::SIGKILL) };
+    first.wait_for(
+        "action_began",
+        |e| e["component"] == "a",
+        Duration::from_secs(30),
+    );
+    first.kill();
+    let died = Instant::now();
+    second.wait_for("active", |_| true, Duration::from_secs(15));
+    let took_over = died.elapsed();
+    second.wait_for(
+        "action_finished",
+        |e| e["component"] == "a" && e["outcome"] == "done",
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "the active service killed mid-restart: the standby active after {:.1} s; a running \
+         again after {:.1} s",
+        took_over.as_secs_f64(),
+        died.elapsed().as_secs_f64()
+    );
+    let again = pid("a").expect("a runs again");
+    assert!(alive(again) && again != crashed);
+    // It acted only once active.
+    let lines: Vec<String> = second.text().lines().map(str::to_string).collect();
+    let at = |event: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!("\"event\":\"{event}\"")))
+            .unwrap()
+    };
+    assert!(at("active") < at("action_began"), "{}", second.text());
+
+    // Its session cut (as a network split would): it acts no more, and a
+    // third, standing by, takes over.
+    let mut second = second;
+    let third = u.service(&args(&["--standby"]), &tmp.path().join("third.log"));
+    third.wait_for("standby", |_| true, Duration::from_secs(30));
+    let cut = pg.psql(
+        "cvl",
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+             AND granted AND objsubid = 1 AND classid = 0 AND objid = {}",
+            0x4356_4C33
+        ),
+    );
+    assert_eq!(cut, "t", "the service lock's session was not found");
+    third.wait_for("active", |_| true, Duration::from_secs(15));
+    let crashed = pid("b").unwrap();
+    // SAFETY: a QEMU of the test's own.
+    unsafe { libc::kill(crashed as i32, libc::SIGKILL) };
+    second.wait_for("lost_lock", |_| true, Duration::from_secs(30));
+    let status = second.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", second.text());
+    third.wait_for(
+        "action_finished",
+        |e| e["component"] == "b" && e["outcome"] == "done",
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        second
+            .events("action_began")
+            .iter()
+            .filter(|e| e["component"] == "b")
+            .count(),
+        0,
+        "the cut service acted: {}",
+        second.text()
+    );
+    drop(third);
+    u.ok(&[
+        "stop",
+        "Replicas.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
 }

@@ -323,6 +323,23 @@ impl Utility {
             .unwrap()
     }
 
+    /// `cvl utility run ARGS` in the background, its JSON log (stderr) in
+    /// the file `log`: killed when dropped.
+    pub fn service(&self, args: &[&str], log: &Path) -> Service {
+        let mut all = vec!["utility", "run"];
+        all.extend(args);
+        let child = self
+            .command(&all)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        Service {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
     /// Stops the whole suite (guests get 20 s to power off); what it said.
     pub fn stop_all(&self) -> String {
         self.ok(&[
@@ -1327,4 +1344,60 @@ pub fn started_event(child: &mut Child) -> serde_json::Value {
         }
     });
     addr
+}
+
+/// A `cvl utility run` of a test's ([`Utility::service`]).
+pub struct Service {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// Its log so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its log lines of the event `name`, oldest first.
+    pub fn events(&self, name: &str) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+
+    /// The first event `name` that `what` accepts, waited for up to `limit`
+    /// (else the test fails with the log).
+    pub fn wait_for(
+        &self,
+        name: &str,
+        what: impl Fn(&serde_json::Value) -> bool,
+        limit: Duration,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            if let Some(e) = self.events(name).into_iter().find(|e| what(e)) {
+                return e;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no {name} as expected within {limit:?}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL (`ip netns exec` execs `cvl`: the service itself).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -34,7 +34,8 @@ pub enum UtilityCommand {
         Sensitive values come from the environment (CVL_SECRET_...) or the user agent's \
         socket; rotate them with `cvl secrets set` (docs/utility.md); a deployment whose values \
         cannot be had is reported and skipped.\n\n\
-        Exit codes: 0 after --once, 2 when it cannot start (another service on the state).\n\n\
+        Exit codes: 0 after --once, 2 when it cannot start (another service on the state, \
+        without --standby), 1 when it lost the state's service lock.\n\n\
         The status page (--http) shows every deployment and appliance with its state (running, \
         stopped, drift, blacklisted, update pending, rolled back), each deployment's VANs as a \
         picture, the hosts' load, and the same as JSON under /api/ (format_version 1); an open \
@@ -43,7 +44,8 @@ pub enum UtilityCommand {
         Examples:\n  cvl utility run --interval 5m --metrics 127.0.0.1:9464\n  \
         cvl utility run --http 127.0.0.1:8080\n  \
         cvl utility run --http 0.0.0.0:8443 --http-token-file /etc/cvl/status-token\n  \
-        cvl utility run --once   (one round, from cron)"
+        cvl utility run --once   (one round, from cron)\n  \
+        CVL_STATE=postgresql://cvl@db/cvl cvl utility run --standby   (on a second machine)"
     )]
     Run(ServiceArgs),
 }
@@ -75,8 +77,10 @@ pub struct ServiceArgs {
     pub survey_interval: Duration,
     /// A host that has not answered the survey for this long is reported
     /// unreachable (log, history of each deployment with appliances there,
-    /// /metrics, the status page), and again when it answers. Nothing is
-    /// moved: a host that does not answer may still run its VMs.
+    /// /metrics, the status page), and again when it answers. Then its fence
+    /// command runs (`cvl host set NAME --fence`), and once it is fenced its
+    /// appliances are recovered on the other hosts from their newest
+    /// backups; without fencing nothing moves (it may still run them).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub host_dead_after: Duration,
     /// Stop appliances that run a barred version when no allowed version is
@@ -107,6 +111,13 @@ pub struct ServiceArgs {
     /// keeps (an update takes one; a failed update's rollback puts it back).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_snapshots: u32,
+    /// When another service already runs on this state, wait as its
+    /// standby (the status page says so) and take over when it ends or
+    /// dies, instead of exiting: run one on another machine sharing the
+    /// PostgreSQL state. A service that loses the state's service lock
+    /// writes nothing more, so two never act at once.
+    #[arg(long)]
+    pub standby: bool,
 }
 
 /// `30s`, `5m`, or a bare number of seconds.
@@ -159,12 +170,17 @@ pub fn run(command: UtilityCommand) -> Result<ExitCode> {
             window: args.restart_window.as_secs().max(1),
         },
         keep_snapshots: args.keep_snapshots,
+        standby: args.standby,
     };
     match cvl_service::run(config)? {
         cvl_service::Ended::Once => Ok(ExitCode::SUCCESS),
         cvl_service::Ended::AnotherRuns(why) => {
             eprintln!("error: {why}");
             Ok(ExitCode::from(2))
+        }
+        cvl_service::Ended::LostLock(why) => {
+            eprintln!("error: {why}");
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -81,6 +81,47 @@ pub enum HostCommand {
         #[arg(long)]
         undo: bool,
     },
+    /// Register the command that fences a host (powers it off) when it
+    /// stops answering; the utility service runs it before it starts the
+    /// host's appliances elsewhere.
+    #[command(after_help = "Examples:\n  \
+        cvl host set qemu1 --fence 'ipmitool -I lanplus -H qemu1-bmc -U admin -f /etc/cvl/qemu1.ipmi chassis power off'\n  \
+        cvl host set qemu1 --no-fence\n\n\
+        The command runs on the service's machine through `sh -c`, with CVL_HOST and \
+        CVL_HOST_ADDRESS set; it must exit 0 only once the host is off (or otherwise \
+        cannot run its VMs), within 120 s. Keep passwords in files the command reads, \
+        never in the command itself: it is stored in the state as written.")]
+    Set {
+        /// The host's name in the utility (as `cvl host list` shows it).
+        name: String,
+        /// The fence command.
+        #[arg(long, value_name = "COMMAND", required_unless_present = "no_fence")]
+        fence: Option<String>,
+        /// Remove the fence command (the service then waits for a person).
+        #[arg(long, conflicts_with = "fence")]
+        no_fence: bool,
+    },
+    /// Fence a host that does not answer: run its fence command, or, with
+    /// --confirm-dead, take your word that it is off. A fenced host takes
+    /// no VMs, and the next plan recovers its appliances on the other hosts
+    /// from their newest backups.
+    #[command(
+        after_help = "Never confirm a host dead that may still run its VMs (a network \
+        split): its appliances would run twice, each writing its own data."
+    )]
+    Fence {
+        /// The host's name in the utility (as `cvl host list` shows it).
+        name: String,
+        /// You know the host is off: record it fenced without a command.
+        #[arg(long)]
+        confirm_dead: bool,
+    },
+    /// Put a fenced host that answers again back into placement; its old
+    /// VMs' folders (now running elsewhere) go to its attic first.
+    Rejoin {
+        /// The host's name in the utility (as `cvl host list` shows it).
+        name: String,
+    },
     /// List the registered hosts (none: this machine is the one host).
     List {
         /// Output: for people, or JSON for scripts.
@@ -196,6 +237,40 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
             registry::trust(&name, &fingerprint)?;
             eprintln!("host {name}: its key {fingerprint} is now the one trusted");
         }
+        HostCommand::Set {
+            name,
+            fence,
+            no_fence: _,
+        } => {
+            cvl_ops::fence::set_command(&name, fence.as_deref())?;
+            match fence {
+                Some(_) => eprintln!("host {name}: fence command registered"),
+                None => eprintln!("host {name}: no fence command (the service waits for a person)"),
+            }
+        }
+        HostCommand::Fence { name, confirm_dead } => {
+            use cvl_ops::fence::How;
+            let how = if confirm_dead {
+                How::Person
+            } else {
+                How::Command
+            };
+            let at = cvl_ops::fence::fence(&name, how)?;
+            eprintln!(
+                "host {name} is fenced: {at}. It takes no VMs; `cvl plan` shows its appliances \
+                 recovered on the other hosts (the utility service recovers them itself)"
+            );
+        }
+        HostCommand::Rejoin { name } => {
+            let moved = cvl_ops::fence::rejoin(&name)?;
+            for folder in &moved {
+                eprintln!("  {folder}");
+            }
+            eprintln!(
+                "host {name} takes VMs again ({} old folder(s) moved to its attic)",
+                moved.len()
+            );
+        }
         HostCommand::List { format } => list_hosts(format)?,
         HostCommand::Rm { name } => {
             registry::remove(&name)?;
@@ -239,7 +314,11 @@ fn list_hosts(format: ListFormat) -> Result<()> {
             address,
             format!("{mem}/{}", h.memory_mib),
             format!("{count}/{}", h.max_vms),
-            if h.draining { "  (draining)" } else { "" }
+            match (&h.fenced, h.draining) {
+                (Some(at), _) => format!("  (fenced {at})"),
+                (None, true) => "  (draining)".to_string(),
+                (None, false) => String::new(),
+            }
         );
     }
     Ok(())

@@ -429,6 +429,95 @@ fn hosts_and_pools_are_administered_and_used() {
     assert_eq!(hosts.as_array().unwrap().len(), 1);
 }
 
+/// Fencing from the command line: without a fence command a host is fenced
+/// only on a person's word; a failing command fences nothing; a fenced host
+/// takes no VMs (nothing connects to the absent hosts).
+#[test]
+fn a_host_is_fenced_by_its_command_or_a_persons_word_and_then_takes_nothing() {
+    let suite = Suite::new();
+    let cvl = |args: &[&str]| suite.cvl(args);
+    let said = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    for (name, addr) in [("qemu1", "198.18.0.11"), ("qemu2", "198.18.0.12")] {
+        let out = cvl(&[
+            "host",
+            "add",
+            name,
+            "--address",
+            addr,
+            "--memory",
+            "4096",
+            "--host-key",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    }
+    let out = cvl(&["host", "fence", "qemu1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        said(&out).contains("host qemu1 has no fence command"),
+        "{}",
+        said(&out)
+    );
+    assert!(said(&out).contains("cvl host fence qemu1 --confirm-dead"));
+    let out = cvl(&[
+        "host",
+        "set",
+        "qemu1",
+        "--fence",
+        "echo no power >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let out = cvl(&["host", "fence", "qemu1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        said(&out).contains("failed (exit status: 4): no power: the host is not known to be off"),
+        "{}",
+        said(&out)
+    );
+    let out = cvl(&["host", "list"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("fenced"));
+    // The command's environment names the host; its exit 0 fences it.
+    let out = cvl(&[
+        "host",
+        "set",
+        "qemu1",
+        "--fence",
+        "test \"$CVL_HOST\" = qemu1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let out = cvl(&["host", "fence", "qemu1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    assert!(
+        said(&out).contains("by its fence command"),
+        "{}",
+        said(&out)
+    );
+    let out = cvl(&["host", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(fenced "));
+    let plan = suite.plan(&[]);
+    assert!(
+        plan.allocations.values().all(|a| a.host == "qemu2"),
+        "placed on the fenced host: {:?}",
+        plan.allocations
+    );
+    let out = cvl(&["host", "fence", "qemu2", "--confirm-dead"]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let out = cvl(&["host", "list", "--format", "json"]);
+    let hosts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(hosts[1]["fenced"]
+        .as_str()
+        .unwrap()
+        .ends_with("(confirmed dead by a person)"));
+    let out = cvl(&["host", "set", "qemu1", "--no-fence"]);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let out = cvl(&["host", "rejoin", "qemu3"]);
+    assert!(
+        said(&out).contains("no host named `qemu3`"),
+        "{}",
+        said(&out)
+    );
+}
+
 /// An import relative to the importing file (`file://./repos/X`) plans a
 /// program source the executor can read wherever it runs: absolute.
 #[test]

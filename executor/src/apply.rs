@@ -32,6 +32,10 @@ pub struct Prepared {
     /// For a web repository: the files this machine downloads and sends
     /// when a host answers that it cannot reach the repository.
     pub web_fallback: Option<std::sync::Arc<WebFallback>>,
+    /// A recovery's data (its host fenced): put on its new host from the
+    /// newest backups before the walk (what was put back, for the history),
+    /// or why it cannot be (then it is not started empty).
+    pub recovered: Option<Result<String, String>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -197,6 +201,8 @@ enum Step {
         vm: VmId,
         files: Vec<String>,
     },
+    /// What was done for the action before the walk, for its detail.
+    Said(String),
     /// A start, after sending the program's files where the host lacks
     /// them; with a web fallback, sent only if the host cannot fetch them.
     Start(
@@ -422,6 +428,15 @@ fn steps(
         }
         ActionKind::Stop => vec![stop],
         ActionKind::Remove => vec![stop, Step::Call(Request::Attic { vm })],
+        // The old host is fenced (off): nothing to stop or carry; the data
+        // was restored on the new host from its backups before the walk.
+        ActionKind::Move if matches!(action.why, Reason::Recovered { .. }) => {
+            let restored = prepared
+                .get(&action.component)
+                .and_then(|p| p.recovered.clone())
+                .unwrap_or_else(|| Err("its data was not restored".to_string()))?;
+            vec![Step::Said(restored), start(true)?]
+        }
         ActionKind::Move => {
             let from = action.from_host.clone().ok_or_else(|| {
                 format!("the move of {} names no host to leave", action.component)
@@ -471,6 +486,10 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
         let response = match step {
             Step::Call(request) => call(links, host, &request)?,
             Step::CallOn(other, request) => call(links, &other, &request)?,
+            Step::Said(said) => {
+                detail.push(said);
+                continue;
+            }
             Step::Carry { from, vm, files } => {
                 adopt = links
                     .carry(&from, host, &vm, &files)

@@ -640,6 +640,106 @@ pub fn choose(
     Ok((from, chosen))
 }
 
+/// The data disks of `component`, whose host `from` is fenced, put on its
+/// new host `to` from each disk's newest restore point in its deployment's
+/// backup store: what was put back, with the data's age when the host was
+/// fenced (what was lost: the RPO); or why it cannot be, and then the
+/// appliance must not start empty.
+pub fn recover(
+    state: &UtilityState,
+    name: &str,
+    component: &ComponentPath,
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
+    let d = deployment(state, name).map_err(|e| e.to_string())?;
+    let vm = d
+        .vms
+        .get(component)
+        .ok_or_else(|| format!("{name}/{component} is not in the state"))?;
+    if vm.spec.data_disks.is_empty() {
+        return Ok("no data disks: nothing restored".to_string());
+    }
+    let unrecoverable = |why: String| {
+        format!(
+            "{name}/{component} has data disks and {why}: it is not started empty. Put its data \
+             back with `cvl restore` (or start it empty by hand) once it is placed"
+        )
+    };
+    let Some(policy) = &d.policy.backup else {
+        return Err(unrecoverable(format!(
+            "{name} has no backup store (`cvl policy set {name} --backup-to URL`)"
+        )));
+    };
+    let store = Store::registered(&policy.to, state).map_err(|e| e.to_string())?;
+    let on = store.host_for(to);
+    if on == from {
+        return Err(unrecoverable(format!(
+            "its backups ({}) are on the fenced host {from}",
+            policy.to
+        )));
+    }
+    let fenced = state
+        .hosts
+        .iter()
+        .find(|h| h.name == from)
+        .and_then(|h| h.fenced.as_deref())
+        .and_then(crate::fence::fenced_at);
+    let connector = crate::hosts::connector(state).map_err(|e| e.to_string())?;
+    let links = Links::new(&connector);
+    let id = vm_id(name, component);
+    let began = std::time::Instant::now();
+    let all = points(&links, on, &id, store.path())?;
+    let mut said = Vec::new();
+    for disk in &vm.spec.data_disks {
+        let Some(newest) = all.iter().rfind(|b| b.device == disk.device) else {
+            return Err(unrecoverable(format!(
+                "{} has no restore point of its disk {}",
+                policy.to, disk.device
+            )));
+        };
+        let chain = match store.elsewhere(to) {
+            Some(on) => Some(fetch_chain(
+                &links,
+                on,
+                to,
+                &id,
+                store.path(),
+                &disk.device,
+                Some(&newest.id),
+            )?),
+            None => None,
+        };
+        let request = Request::Restore {
+            vm: id.clone(),
+            store: store.name_for(to),
+            device: disk.device.clone(),
+            point: Some(newest.id.clone()),
+            from: None,
+            chain,
+        };
+        match call(&links, to, &request)? {
+            Response::Restored { point, .. } => {
+                let age = humantime::parse_rfc3339_weak(&newest.at)
+                    .ok()
+                    .zip(fenced)
+                    .and_then(|(at, fenced)| fenced.duration_since(at).ok())
+                    .map_or("unknown".to_string(), |a| format!("{} s", a.as_secs()));
+                said.push(format!(
+                    "{} from restore point {point} of {} (RPO {age})",
+                    disk.device, newest.at
+                ));
+            }
+            other => return Err(format!("host {to} answered {other:?}")),
+        }
+    }
+    Ok(format!(
+        "data restored in {:.1} s: {}",
+        began.elapsed().as_secs_f64(),
+        said.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@
 //! - [`hosts`]: the hosts to place on (this machine when none is
 //!   registered) and the connector that reaches their agents.
 //! - [`registry`]: registering, draining, re-keying and removing hosts.
+//! - [`fence`]: a silent host fenced (its fence command, or a person's
+//!   word) before its VMs start elsewhere; its rejoining.
 //! - [`secrets`]: sensitive values from the environment, the user agent,
 //!   or (through the caller's [`secrets::Ask`]) a person.
 //! - [`plan`]: a deployment's CVL loaded, checked and planned against the
@@ -28,6 +30,7 @@
 
 pub mod backup;
 pub mod exec;
+pub mod fence;
 pub mod hosts;
 pub mod plan;
 pub mod policy;

@@ -82,6 +82,7 @@ pub fn add(new: NewHost) -> Result<()> {
     };
     let mut store = crate::state::open()?;
     let state = store.load()?;
+    let old = state.hosts.iter().find(|h| h.name == *name);
     let host = Host {
         name: name.clone(),
         address: Some(new.address),
@@ -93,8 +94,11 @@ pub fn add(new: NewHost) -> Result<()> {
         user: Some(new.user),
         identity,
         root: Some(new.root),
-        // Changing a host's record does not undo a drain.
-        draining: state.hosts.iter().any(|h| h.name == *name && h.draining),
+        // Changing a host's record does not undo a drain, a fence command
+        // or a fencing.
+        draining: old.is_some_and(|h| h.draining),
+        fence: old.and_then(|h| h.fence.clone()),
+        fenced: old.and_then(|h| h.fenced.clone()),
     };
     store.commit(&[Change::HostAdded(host)])?;
     Ok(())
@@ -160,7 +164,7 @@ pub fn remove(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn registered<'a>(hosts: &'a [Host], name: &str) -> Result<&'a Host> {
+pub(crate) fn registered<'a>(hosts: &'a [Host], name: &str) -> Result<&'a Host> {
     hosts
         .iter()
         .find(|h| h.name == name)

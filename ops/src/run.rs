@@ -42,7 +42,7 @@ pub fn run_plan(
     whole: bool,
     events: &mut dyn FnMut(&Event),
 ) -> Result<walk::Summary> {
-    let prepared = prepare(plan, sensitive, settings)?;
+    let mut prepared = prepare(plan, sensitive, settings)?;
     let store = std::cell::RefCell::new(crate::state::open()?);
     // The state must still be the one planned against.
     let now = store.borrow_mut().load()?;
@@ -54,6 +54,16 @@ pub fn run_plan(
         );
     }
     let connector = crate::hosts::connector(&now)?;
+    // A fenced host's appliances: their data on their new hosts first.
+    for action in &plan.actions {
+        if let cvl_planner::plan::Reason::Recovered { from, to } = &action.why {
+            let restored =
+                crate::backup::recover(&now, &plan.deployment, &action.component, from, to);
+            if let Some(p) = prepared.get_mut(&action.component) {
+                p.recovered = Some(restored);
+            }
+        }
+    }
     let mut record_changes = |changes: &[cvl_planner::Change]| -> Result<(), String> {
         store
             .borrow_mut()
@@ -151,7 +161,19 @@ fn history_entry(
         ),
     };
     let (outcome, detail) = match outcome {
-        Outcome::Done(detail) => ("done", format!("{}: {detail}", planned.reason)),
+        Outcome::Done(detail) => match &planned.why {
+            // From the host's fencing to the appliance ready again.
+            cvl_planner::plan::Reason::Recovered { from, .. } => (
+                "done",
+                format!(
+                    "{}: {detail}; RTO {}",
+                    planned.reason,
+                    crate::fence::since_fenced(from)
+                        .map_or("unknown".to_string(), |s| format!("{s} s"))
+                ),
+            ),
+            _ => ("done", format!("{}: {detail}", planned.reason)),
+        },
         Outcome::Failed(failure) => ("failed", format!("{}: {failure}", planned.reason)),
         Outcome::Skipped(because) => ("skipped", format!("{} failed first", because.0)),
     };
@@ -266,6 +288,7 @@ fn prepare(
                 params,
                 staging,
                 web_fallback,
+                recovered: None,
             },
         );
     }

@@ -260,10 +260,10 @@ pub fn allocate(
 
     // Pass 1: what each VM keeps (interfaces whose attachment is unchanged,
     // its host while that host still exists).
-    // A drained host keeps nothing: its VMs are placed anew.
+    // A drained or fenced host keeps nothing: its VMs are placed anew.
     let known_hosts: FxHashSet<&str> = hosts
         .iter()
-        .filter(|h| !h.draining)
+        .filter(|h| h.takes_vms())
         .map(|h| h.name.as_str())
         .collect();
     let mut kept: Vec<(Option<String>, BTreeMap<String, InterfaceAlloc>)> = Vec::new();
@@ -424,7 +424,7 @@ pub fn allocate(
 fn place(memory_mib: u32, hosts: &[Host], used: &Used) -> Option<String> {
     hosts
         .iter()
-        .filter(|h| !h.draining)
+        .filter(|h| h.takes_vms())
         .filter_map(|h| {
             let (mem, count) = used.load.get(&h.name).copied().unwrap_or_default();
             let free = h.memory_mib.checked_sub(mem)?;

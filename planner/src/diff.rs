@@ -102,15 +102,23 @@ pub fn plan(
             .map(|a| &a.host)
             .filter(|to| **to != have.alloc.host)
         {
-            let mut a = action(
-                ActionKind::Move,
-                path,
-                Reason::Moved {
-                    from: have.alloc.host.clone(),
+            let from = have.alloc.host.clone();
+            let fenced = state
+                .hosts
+                .iter()
+                .any(|h| h.name == from && h.fenced.is_some());
+            let why = if fenced {
+                Reason::Recovered {
+                    from,
                     to: to.clone(),
-                },
-                changes,
-            );
+                }
+            } else {
+                Reason::Moved {
+                    from,
+                    to: to.clone(),
+                }
+            };
+            let mut a = action(ActionKind::Move, path, why, changes);
             a.from_host = Some(have.alloc.host.clone());
             actions.push(a);
             continue;

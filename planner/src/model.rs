@@ -504,6 +504,21 @@ pub struct Host {
     /// `cvl host drain`: takes no new VMs, and its VMs move elsewhere.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draining: bool,
+    /// `cvl host set --fence`: the command that powers the host off when
+    /// it stops answering (exit 0: it is off), run through `sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// When the host was fenced (known not to run its VMs), and how: out of
+    /// placement, its VMs recovered elsewhere, until `cvl host rejoin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced: Option<String>,
+}
+
+impl Host {
+    /// Whether VMs may be placed (or stay) here: neither drained nor fenced.
+    pub fn takes_vms(&self) -> bool {
+        !self.draining && self.fenced.is_none()
+    }
 }
 
 /// The pools the utility allocates from.

@@ -182,6 +182,9 @@ pub enum Reason {
     Removed,
     /// Its host is drained.
     Moved { from: String, to: String },
+    /// Its host is fenced (known not to run it): started on `to` with its
+    /// data disks from their newest backups.
+    Recovered { from: String, to: String },
     /// `cvl stop` asked for it.
     StopRequested {
         /// The component that was asked to stop, when this one stops because
@@ -196,6 +199,10 @@ impl fmt::Display for Reason {
         match self {
             Reason::New => f.write_str("new"),
             Reason::Moved { from, to } => write!(f, "host {from} is drained: to {to}"),
+            Reason::Recovered { from, to } => write!(
+                f,
+                "host {from} is fenced: recovered on {to} from its newest backup"
+            ),
             Reason::NotRunning { status } => write!(f, "recorded as {}", status.as_str()),
             Reason::Crashed => f.write_str(
                 "recorded running, but its QEMU is gone (it crashed, or its host restarted)",

@@ -236,29 +236,33 @@ fn placement_goes_to_the_most_free_memory_then_the_fewest_vms() {
 }
 
 #[test]
-fn a_drained_host_keeps_nothing_and_only_its_vms_move() {
-    let mut hosts = vec![
-        host("a", 4096, 10),
-        host("b", 4096, 10),
-        host("c", 4096, 10),
-    ];
-    let topo = topology("D", 1, &names(6, 1, 0));
-    let mut state = UtilityState::default();
-    let first = allocate(&topo, &state, &hosts).unwrap();
-    record_running(&mut state, &topo, &first);
-    hosts[2].draining = true;
-    let again = allocate(&topo, &state, &hosts).unwrap();
-    for (path, a) in &again.vms {
-        let before = &first.vms[path];
-        assert_ne!(a.host, "c", "{path} stays on the drained host");
-        if before.host != "c" {
-            assert_eq!(a, before, "{path} moved though its host is not drained");
-        } else {
-            // Addresses and MACs travel with it.
-            assert_eq!(a.interfaces, before.interfaces);
+fn a_drained_or_fenced_host_keeps_nothing_and_only_its_vms_move() {
+    let drain = |h: &mut Host| h.draining = true;
+    let fence = |h: &mut Host| h.fenced = Some("2026-12-06T21:00:00Z (by a person)".into());
+    for mark in [drain, fence] {
+        let mut hosts = vec![
+            host("a", 4096, 10),
+            host("b", 4096, 10),
+            host("c", 4096, 10),
+        ];
+        let topo = topology("D", 1, &names(6, 1, 0));
+        let mut state = UtilityState::default();
+        let first = allocate(&topo, &state, &hosts).unwrap();
+        record_running(&mut state, &topo, &first);
+        mark(&mut hosts[2]);
+        let again = allocate(&topo, &state, &hosts).unwrap();
+        for (path, a) in &again.vms {
+            let before = &first.vms[path];
+            assert_ne!(a.host, "c", "{path} stays on host c ({:?})", hosts[2]);
+            if before.host != "c" {
+                assert_eq!(a, before, "{path} moved though its host is not c");
+            } else {
+                // Addresses and MACs travel with it.
+                assert_eq!(a.interfaces, before.interfaces);
+            }
         }
+        assert!(first.vms.values().any(|a| a.host == "c"));
     }
-    assert!(first.vms.values().any(|a| a.host == "c"));
 }
 
 #[test]

@@ -81,7 +81,12 @@ pub struct Config {
     pub restart_limit: decide::RestartLimit,
     /// How many pre-update snapshots each data disk keeps.
     pub keep_snapshots: u32,
+    /// Wait while another service holds the state, then take over.
+    pub standby: bool,
 }
+
+/// How a service names itself in the state's service lock.
+const WHO: &str = "cvl utility run";
 
 /// How the service ended.
 #[derive(Debug)]
@@ -90,19 +95,22 @@ pub enum Ended {
     Once,
     /// Another service already runs on this state (it holds its lock).
     AnotherRuns(String),
+    /// Its hold on the state ended (a PostgreSQL session cut): it stopped
+    /// before acting again.
+    LostLock(String),
 }
 
 /// Runs the service: forever, or one round with `config.once`.
 pub fn run(config: Config) -> Result<Ended> {
     let store = cvl_ops::state::open()?;
-    let _service = match store.lock_service("cvl utility run") {
-        Ok(lock) => lock,
+    let mut lock = match store.lock_service(WHO) {
+        Ok(lock) => Some(lock),
+        Err(cvl_state::StateError::ServiceRunning { .. }) if config.standby => None,
         Err(e @ cvl_state::StateError::ServiceRunning { .. }) => {
             return Ok(Ended::AnotherRuns(e.to_string()))
         }
         Err(e) => return Err(e.into()),
     };
-    drop(store);
     let metrics = Arc::new(Mutex::new(Metrics::default()));
     let page = Arc::new(page::Shared::default());
     // The status page and /metrics share a runtime and the snapshots the
@@ -148,6 +156,18 @@ pub fn run(config: Config) -> Result<Ended> {
             "enforce_blacklist": config.enforce_blacklist,
         }),
     );
+    // A standby waits for the active service's lock (its session ends
+    // when it stops or dies), its page saying so.
+    let mut lock = match lock.take() {
+        Some(lock) => lock,
+        None => standby(&store, &page)?,
+    };
+    drop(store);
+    log(
+        "active",
+        serde_json::json!({ "message": "this service acts on the state" }),
+    );
+    page.update(|live| live.role = Some("active".to_string()));
     let mut service = Service {
         config,
         metrics,
@@ -170,9 +190,18 @@ pub fn run(config: Config) -> Result<Ended> {
         refused_by: HashMap::new(),
         backups: HashMap::new(),
         unreachable: BTreeSet::new(),
+        fence_tried: HashMap::new(),
     };
     let mut next_round = Instant::now();
     loop {
+        // Never act without the lock: a session that ended (its connection
+        // cut) may have let a standby take over.
+        if !lock.held() {
+            let why = "this service lost the state's service lock (its database session \
+                       ended): another service may act now; it does nothing more";
+            log("lost_lock", serde_json::json!({ "message": why }));
+            return Ok(Ended::LostLock(why.to_string()));
+        }
         if Instant::now() >= next_round {
             let started = Instant::now();
             if let Err(e) = service.round() {
@@ -210,10 +239,45 @@ pub fn run(config: Config) -> Result<Ended> {
                 );
             }
         }
-        let left = next_round.saturating_duration_since(Instant::now());
+        let mut left = next_round.saturating_duration_since(Instant::now());
+        // A silent host: looked at again soon (its fencing retried, a
+        // person's `cvl host fence` acted on).
+        if !service.unreachable.is_empty() {
+            left = left.min(service.config.host_dead_after.max(Duration::from_secs(1)));
+        }
         service.page.wait_for_crash(left, service.crashes_handled);
     }
 }
+
+/// Waits as a standby until the service lock is free, then holds it: says
+/// which service is active (log, status page) each time that changes.
+fn standby(store: &cvl_state::Store, page: &page::Shared) -> Result<cvl_state::ApplyLock> {
+    let mut said = String::new();
+    loop {
+        match store.lock_service(WHO) {
+            Ok(lock) => return Ok(lock),
+            Err(cvl_state::StateError::ServiceRunning { holder, .. }) => {
+                if holder != said {
+                    log(
+                        "standby",
+                        serde_json::json!({
+                            "active": holder,
+                            "message": "another service acts on this state: this one waits \
+                                        and takes over when it ends",
+                        }),
+                    );
+                    page.update(|live| live.role = Some(format!("standby (active: {holder})")));
+                    said = holder;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        std::thread::sleep(STANDBY_POLL);
+    }
+}
+
+/// How often a standby asks for the service lock.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 /// The service between rounds: what it watches and what it remembers.
 pub struct Service {
@@ -267,6 +331,10 @@ pub struct Service {
     backups: HashMap<(String, ComponentPath), decide::BackupRecord>,
     /// The hosts reported unreachable (until they answer again).
     unreachable: BTreeSet<String>,
+    /// When the service last ran each silent host's fence command, or
+    /// found it had none, and what came of it (the history hears of each
+    /// new outcome once).
+    fence_tried: HashMap<String, (Instant, String)>,
 }
 
 impl Service {
@@ -322,6 +390,12 @@ impl Service {
         let minute = decide::minute_of_day(SystemTime::now());
         let mut planned = 0;
         self.watch_hosts()?;
+        // A host fenced now (or by a person): its appliances are recovered.
+        let state = if self.fence_silent_hosts(&state)? {
+            cvl_ops::state::open()?.load()?
+        } else {
+            state
+        };
         let crashed = self.crashed(&state)?;
 
         for (name, settings) in &settings_of {
@@ -349,7 +423,8 @@ impl Service {
                 || self.resume_pending.contains(name)
                 || repos.iter().any(|r| changed.contains(r))
                 || changed_by_others
-                || interrupted_apply(&state, name);
+                || interrupted_apply(&state, name)
+                || on_fenced_host(&state, name);
             if !due {
                 continue;
             }
@@ -414,9 +489,18 @@ impl Service {
 
     /// Between rounds, when a survey found a crash: restarts what crashed
     /// in each deployment (and nothing else it would not do anyway).
+    /// Also fences silent hosts, and recovers what fenced hosts ran.
     fn restart_crashed(&mut self) -> Result<()> {
-        let state = cvl_ops::state::open()?.load()?;
-        let crashed = self.crashed(&state)?;
+        let mut state = cvl_ops::state::open()?.load()?;
+        if self.fence_silent_hosts(&state)? {
+            state = cvl_ops::state::open()?.load()?;
+        }
+        let mut crashed = self.crashed(&state)?;
+        for name in state.deployments.keys() {
+            if on_fenced_host(&state, name) {
+                crashed.entry(name.clone()).or_default();
+            }
+        }
         if crashed.is_empty() {
             return Ok(());
         }
@@ -607,6 +691,20 @@ fn unix(at: SystemTime) -> u64 {
 
 /// A digest of a deployment's VMs as recorded: component, version,
 /// program and status of each.
+/// Whether `deployment` has an appliance (not stopped) recorded on a
+/// fenced host: one to recover.
+fn on_fenced_host(state: &UtilityState, deployment: &str) -> bool {
+    state.deployments.get(deployment).is_some_and(|d| {
+        d.vms.values().any(|vm| {
+            vm.status != cvl_planner::model::Status::Stopped
+                && state
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == vm.alloc.host && h.fenced.is_some())
+        })
+    })
+}
+
 fn records_digest(state: &UtilityState, deployment: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -155,6 +155,18 @@ pub enum ApplyLock {
     Session(Box<::postgres::Client>),
 }
 
+impl ApplyLock {
+    /// Whether the lock is still held: a file lock is while its process
+    /// lives; a PostgreSQL session lock only while its session does (a cut
+    /// connection ends it, and another may take the lock).
+    pub fn held(&mut self) -> bool {
+        match self {
+            ApplyLock::None | ApplyLock::File(_) => true,
+            ApplyLock::Session(client) => pg::session_holds_a_lock(client),
+        }
+    }
+}
+
 /// What a lock holder says of itself.
 fn holder(who: &str) -> String {
     let since = std::time::SystemTime::now()

@@ -313,6 +313,19 @@ pub(crate) fn write<T>(
     .map_err(map)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLICATION_ID])
         .map_err(map)?;
+    if let Some(pid) = SERVICE_SESSION.get() {
+        let held: bool = tx
+            .query_one(HOLDS, &[pid, &SERVICE_LOCK])
+            .map_err(map)?
+            .get(0);
+        if !held {
+            return Err(DbError::Other(
+                "this utility service no longer holds the state's service lock (its database \
+                 session ended; another service may be active now): it writes nothing more"
+                    .to_string(),
+            ));
+        }
+    }
     let out = f(&mut Tx(&mut tx))?;
     tx.commit().map_err(map)?;
     Ok(out)
@@ -320,6 +333,30 @@ pub(crate) fn write<T>(
 
 /// The service lock's advisory key: one `cvl utility run` per state.
 pub const SERVICE_LOCK: i64 = 0x4356_4C33;
+
+/// The database session (its backend's pid) that holds this process's
+/// service lock, once it took it. Every later write of this process checks
+/// in its transaction that the session still holds it: a service whose
+/// session ended (its connection cut, a standby active since) writes
+/// nothing, and so starts nothing (each action is written before it runs).
+static SERVICE_SESSION: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// The advisory lock `key` held by the session `pid` (`pg_locks` splits a
+/// bigint key into `classid`, its high half, and `objid`).
+const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                     AND granted AND pid = $1 AND classid::bigint = ($2::bigint >> 32) \
+                     AND objid::bigint = ($2::bigint & 4294967295) AND objsubid = 1)";
+
+/// Whether the session of `client` still holds an advisory lock it took.
+pub(crate) fn session_holds_a_lock(client: &mut Client) -> bool {
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = pg_backend_pid())",
+            &[],
+        )
+        .is_ok_and(|row| row.get::<_, bool>(0))
+}
 
 /// The apply (or service) lock: a session-scoped advisory lock on a
 /// connection of its own; who holds it is written in `meta`.
@@ -362,6 +399,13 @@ pub(crate) fn lock(
             &[&meta_key, &crate::holder(who)],
         )
         .map_err(fail)?;
+    if matches!(kind, crate::LockKind::Service) {
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(fail)?
+            .get(0);
+        let _ = SERVICE_SESSION.set(pid);
+    }
     Ok(ApplyLock::Session(Box::new(client)))
 }
 

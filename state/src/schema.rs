@@ -105,6 +105,11 @@ CREATE TABLE history (
 );
 CREATE INDEX history_by_deployment ON history (deployment, id);
 "#,
+    // Fencing: a host's fence command, and when it was fenced.
+    r#"
+ALTER TABLE hosts ADD COLUMN fence TEXT;
+ALTER TABLE hosts ADD COLUMN fenced TEXT;
+"#,
 ];
 
 /// The schema version this `cvl` writes.
@@ -249,7 +254,7 @@ pub fn load(tx: &mut dyn Sql) -> Result<UtilityState, DbError> {
     let mut hosts = Vec::new();
     for r in tx.query(
         "SELECT name, address, port, host_key, memory_mib, max_vms, uplink, \
-         ssh_user, identity, root, draining FROM hosts ORDER BY name",
+         ssh_user, identity, root, draining, fence, fenced FROM hosts ORDER BY name",
         &[],
     )? {
         hosts.push(Host {
@@ -264,6 +269,8 @@ pub fn load(tx: &mut dyn Sql) -> Result<UtilityState, DbError> {
             identity: opt_text(&r, 8)?,
             root: opt_text(&r, 9)?,
             draining: int::<i64>(&r, 10)? != 0,
+            fence: opt_text(&r, 11)?,
+            fenced: opt_text(&r, 12)?,
         });
     }
     let rows = tx.query(
@@ -380,14 +387,15 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
         Change::HostAdded(h) => {
             tx.execute(
                 "INSERT INTO hosts (name, address, port, host_key, memory_mib, max_vms, uplink, \
-                 ssh_user, identity, root, draining) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ssh_user, identity, root, draining, fence, fenced) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (name) DO UPDATE SET address = excluded.address, \
                  port = excluded.port, host_key = excluded.host_key, \
                  memory_mib = excluded.memory_mib, max_vms = excluded.max_vms, \
                  uplink = excluded.uplink, ssh_user = excluded.ssh_user, \
                  identity = excluded.identity, root = excluded.root, \
-                 draining = excluded.draining",
+                 draining = excluded.draining, fence = excluded.fence, \
+                 fenced = excluded.fenced",
                 &[
                     (&h.name).into(),
                     (&h.address).into(),
@@ -400,6 +408,8 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
                     (&h.identity).into(),
                     (&h.root).into(),
                     i64::from(h.draining).into(),
+                    (&h.fence).into(),
+                    (&h.fenced).into(),
                 ],
             )?;
         }

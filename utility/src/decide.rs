@@ -222,6 +222,8 @@ pub fn decide(plan: &Plan, cx: &Context) -> Decision {
             .map(|d| d.param.clone())
             .collect();
         let crashed = action.why == Reason::Crashed;
+        // Its host fenced: started elsewhere as a crashed one is restarted.
+        let recovering = matches!(action.why, Reason::Recovered { .. });
         let new_program = matches!(
             action.why,
             Reason::VersionChanged { .. }
@@ -233,12 +235,14 @@ pub fn decide(plan: &Plan, cx: &Context) -> Decision {
             .get(&action.component)
             .map(|d| d.appliance.source.clone())
             .filter(|source| new_program && unsigned.contains(source));
-        let wait = if crashed && !policy.restart {
+        let wait = if (crashed || recovering) && !policy.restart {
             Some(Wait::RestartOff)
         } else if finishes_a_start(action) || crashed {
             None
         } else if let Some(status @ (Status::Stopped | Status::Stopping)) = status {
             Some(Wait::Stopped(status))
+        } else if recovering {
+            None
         } else if !automatic(action.action) {
             Some(Wait::Kind(action.action))
         } else if !others.is_empty() {
@@ -253,19 +257,21 @@ pub fn decide(plan: &Plan, cx: &Context) -> Decision {
             None => decision.act.push(i),
         }
     }
-    // Restarting what crashed is never held by the policy's window: it
-    // runs now, and only what else there is waits.
-    let held_work = decision
-        .act
-        .iter()
-        .any(|&i| plan.actions[i].why != Reason::Crashed);
+    // Restarting what crashed, or recovering what a fenced host ran, is
+    // never held by the policy's window: it runs now, and only what else
+    // there is waits.
+    let urgent = |i: usize| {
+        matches!(
+            plan.actions[i].why,
+            Reason::Crashed | Reason::Recovered { .. }
+        )
+    };
+    let held_work = decision.act.iter().any(|&i| !urgent(i));
     if held_work {
         decision.held = held(policy, minute);
         if decision.held.is_some() {
-            let (now, later): (Vec<usize>, Vec<usize>) = decision
-                .act
-                .iter()
-                .partition(|&&i| plan.actions[i].why == Reason::Crashed);
+            let (now, later): (Vec<usize>, Vec<usize>) =
+                decision.act.iter().partition(|&&i| urgent(i));
             decision.act = now;
             decision.held_actions = later;
         }
@@ -915,6 +921,64 @@ mod tests {
         );
         assert_eq!(d.act, [1]);
         assert_eq!(d.pending, [(0, Wait::RestartOff)]);
+    }
+
+    #[test]
+    fn a_fenced_hosts_appliance_is_recovered_at_once_but_not_one_a_person_stopped() {
+        let state = recorded(&[
+            ("a", 1, "A", Status::Running),
+            ("b", 1, "A", Status::Stopped),
+            ("c", 1, "A", Status::Running),
+        ]);
+        let recovered = || Reason::Recovered {
+            from: "h1".into(),
+            to: "h2".into(),
+        };
+        let p = plan(
+            &[("a", 1, "A"), ("b", 1, "A"), ("c", 2, "A")],
+            &[
+                (ActionKind::Move, "a", recovered()),
+                (ActionKind::Move, "b", recovered()),
+                (ActionKind::Update, "c", version(1, 2)),
+            ],
+        );
+        let night = Policy {
+            auto: true,
+            window: Some(Window::parse("02:00-04:00").unwrap()),
+            ..Policy::default()
+        };
+        let unsigned = Default::default();
+        let cx = |policy| Context {
+            recorded: Some(&state),
+            differences: &[],
+            policy,
+            minute: 12 * 60,
+            unsigned: &unsigned,
+        };
+        let default = Policy::default();
+        let d = decide(&p, &cx(&night));
+        // Not held by the window (as a crash); what a person stopped waits.
+        assert_eq!(d.act, [0]);
+        assert_eq!(d.pending, [(1, Wait::Stopped(Status::Stopped))]);
+        assert_eq!(d.held_actions, [2]);
+        // A drain's move is a person's to make: it waits, as before.
+        let drained = plan(
+            &[("a", 1, "A")],
+            &[(
+                ActionKind::Move,
+                "a",
+                Reason::Moved {
+                    from: "h1".into(),
+                    to: "h2".into(),
+                },
+            )],
+        );
+        assert!(decide(&drained, &cx(&default)).act.is_empty());
+        let off = Policy {
+            restart: false,
+            ..Policy::default()
+        };
+        assert_eq!(decide(&p, &cx(&off)).pending[0], (0, Wait::RestartOff));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Live {
     pub problems: BTreeMap<String, String>,
     /// When the service's last round ended (RFC 3339).
     pub last_round: Option<String>,
+    /// `active`, or `standby (active: WHO)` while another service holds
+    /// the state.
+    pub role: Option<String>,
     /// Per deployment and component: its backups by policy.
     pub backups: BTreeMap<(String, ComponentPath), BackupSeen>,
 }
@@ -229,6 +232,8 @@ pub struct Overview {
     pub taken_at: String,
     pub serial: u64,
     pub last_round: Option<String>,
+    /// This service's role: `active`, or a standby naming the active one.
+    pub role: Option<String>,
     pub totals: Totals,
     /// Appliances neither plainly running nor stopped, the most pressing
     /// first (at most [`PER_PAGE`]).
@@ -341,6 +346,7 @@ pub fn overview(s: &Snapshot, page: Option<usize>) -> Overview {
         taken_at: s.taken_at.clone(),
         serial: s.state.serial,
         last_round: s.live.last_round.clone(),
+        role: s.live.role.clone(),
         totals: Totals {
             deployments: count,
             appliances,
@@ -761,6 +767,9 @@ pub struct HostView {
     pub max_vms: u32,
     pub vms: u32,
     pub draining: bool,
+    /// When and how it was fenced (out of placement, its VMs recovered
+    /// elsewhere) until `cvl host rejoin`.
+    pub fenced: Option<String>,
     #[serde(flatten)]
     pub seen: HostSeen,
 }
@@ -815,6 +824,7 @@ pub fn hosts(s: &Snapshot) -> HostsView {
                     max_vms: h.max_vms,
                     vms,
                     draining: h.draining,
+                    fenced: h.fenced.clone(),
                     seen: s.survey.hosts.get(&h.name).cloned().unwrap_or_default(),
                 }
             })
