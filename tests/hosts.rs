@@ -893,6 +893,21 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, lab, u) = one_host(&tmp);
     apply_solo(&u, "64M");
+    // Another deployment of it, never backed up.
+    std::fs::write(
+        u.dir.join("Bare.cvl"),
+        std::fs::read_to_string(u.dir.join("Solo.cvl"))
+            .unwrap()
+            .replace("Solo extends", "Bare extends"),
+    )
+    .unwrap();
+    u.ok(&[
+        "apply",
+        "Bare.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "10",
+    ]);
     // h2 joins after: `a` is on h1, and h2 holds its backups and takes it.
     let mut add = lab.host_add_args("h2", 2048, 6);
     add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
@@ -1045,6 +1060,30 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     assert_ne!(read("h2", 8), "CVL-AFTER", "data from after the backup");
     let list = u.ok(&["host", "list"]);
     assert!(list.contains("fenced"), "{list}");
+    // Without a backup, not started empty: a person's choice.
+    let bare = loop {
+        let history = u.ok(&["history", "Bare"]);
+        if history.contains("it is not started empty") {
+            break history;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{history}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(bare.contains("Bare has no backup store"), "{bare}");
+    assert!(!lab.root("h2").join("vms/Bare/a/qemu.pid").exists());
+    let said = u.ok(&[
+        "apply",
+        "Bare.cvl",
+        "--auto-approve",
+        "--accept-empty",
+        "a",
+        "--lock-timeout",
+        "2m",
+        "--stop-timeout",
+        "10",
+    ]);
+    assert!(said.contains("started with empty data disks"), "{said}");
+    assert!(lab.root("h2").join("vms/Bare/a/qemu.pid").exists());
 
     // h1 comes back with its old folder: it starts nothing, its folder goes
     // to its attic, and it rejoins.
@@ -1054,14 +1093,17 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
         &|e| e["host"] == "h1",
         Duration::from_secs(60),
     );
-    assert!(
-        !lab.root("h1").join("vms/Solo/a").exists(),
-        "h1 keeps its old folder of a"
-    );
+    for d in ["Solo", "Bare"] {
+        assert!(
+            !lab.root("h1").join("vms").join(d).join("a").exists(),
+            "h1 keeps its old folder of {d}/a"
+        );
+    }
     assert!(lab.root("h1").join("attic/Solo").exists());
     drop(service);
     let said = u.ok(&["host", "rejoin", "h1"]);
     assert!(said.contains("h1 takes VMs again"), "{said}");
     assert!(!u.ok(&["host", "list"]).contains("fenced"));
     u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
+    u.ok(&["stop", "Bare.cvl", "--auto-approve", "--stop-timeout", "10"]);
 }

@@ -88,10 +88,27 @@ pub struct ApplyArgs {
     /// runs (an appliance whose QEMU is gone is then not started again).
     #[arg(long)]
     pub no_refresh: bool,
+    /// Recover this component of a fenced host with empty data disks when
+    /// it has no usable backup (its data is then gone; repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub accept_empty: Vec<String>,
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
     pub load: LoadArgs,
+}
+
+impl ApplyArgs {
+    fn walk_options(&self) -> walk::Options {
+        walk::Options {
+            accept_empty: self
+                .accept_empty
+                .iter()
+                .map(|p| cvl_planner::ComponentPath(p.clone()))
+                .collect(),
+            ..self.exec.walk_options()
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -183,7 +200,14 @@ pub fn apply(args: ApplyArgs, color: ColorChoice) -> Result<ExitCode> {
         .load
         .options(cvl_repo::LockMode::Use, &args.file)?
         .settings;
-    execute(&plan, &sensitive, &settings, &args.exec, "cvl apply")
+    execute_with(
+        &plan,
+        &sensitive,
+        &settings,
+        &args.exec,
+        &args.walk_options(),
+        "cvl apply",
+    )
 }
 
 /// `cvl apply PLAN`: the saved plan, if it is still what `cvl plan` would
@@ -226,7 +250,14 @@ fn apply_saved(saved: Plan, args: &ApplyArgs, color: ColorChoice) -> Result<Exit
         .load
         .options(cvl_repo::LockMode::Use, &args.file)?
         .settings;
-    execute(&saved, &sensitive, &settings, &args.exec, "cvl apply")
+    execute_with(
+        &saved,
+        &sensitive,
+        &settings,
+        &args.exec,
+        &args.walk_options(),
+        "cvl apply",
+    )
 }
 
 /// `cvl stop FILE [PATH]`: plans the stop and carries it out.

@@ -59,6 +59,9 @@ pub struct Options {
     pub restore_data: BTreeMap<ComponentPath, String>,
     /// How many pre-update snapshots each data disk keeps.
     pub keep_snapshots: u32,
+    /// Appliances of a fenced host a person lets start with empty data
+    /// disks when no backup can give them theirs (`--accept-empty`).
+    pub accept_empty: std::collections::BTreeSet<ComponentPath>,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             ready_timeout_secs: 120,
             restore_data: BTreeMap::new(),
             keep_snapshots: 1,
+            accept_empty: Default::default(),
         }
     }
 }

@@ -662,8 +662,9 @@ pub fn recover(
     }
     let unrecoverable = |why: String| {
         format!(
-            "{name}/{component} has data disks and {why}: it is not started empty. Put its data \
-             back with `cvl restore` (or start it empty by hand) once it is placed"
+            "{name}/{component} has data disks and {why}: it is not started empty. Bring its \
+             host back, or start it empty (`cvl apply FILE --accept-empty {component}`) and put \
+             data back with `cvl restore`"
         )
     };
     let Some(policy) = &d.policy.backup else {

@@ -58,7 +58,17 @@ pub fn run_plan(
     for action in &plan.actions {
         if let cvl_planner::plan::Reason::Recovered { from, to } = &action.why {
             let restored =
-                crate::backup::recover(&now, &plan.deployment, &action.component, from, to);
+                crate::backup::recover(&now, &plan.deployment, &action.component, from, to)
+                    .or_else(|why| {
+                        if options.accept_empty.contains(&action.component) {
+                            Ok(format!(
+                                "started with empty data disks, as a person accepted \
+                                 (--accept-empty): {why}"
+                            ))
+                        } else {
+                            Err(why)
+                        }
+                    });
             if let Some(p) = prepared.get_mut(&action.component) {
                 p.recovered = Some(restored);
             }

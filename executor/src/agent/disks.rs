@@ -121,7 +121,9 @@ impl HostAgent {
                     .rfind(|name| name.starts_with(prefix.as_str()))
                     .ok_or_else(|| {
                         failed(format!(
-                            "{}: its data disk {} has no snapshot from before the update                              ({prefix}...): nothing was put back; start it on its data as it is                              (`cvl rollback --data current`) or restore a backup",
+                            "{}: its data disk {} has no snapshot from before the update \
+                             ({prefix}...): nothing was put back; start it on its data as it is \
+                             (`cvl rollback --data current`) or restore a backup",
                             spec.vm,
                             disk.file_name().unwrap_or_default().to_string_lossy()
                         ))
