@@ -39,7 +39,49 @@ pub fn cvl_binary() -> PathBuf {
     let debug = exe.parent().unwrap().parent().unwrap();
     let cvl = debug.join("cvl");
     assert!(cvl.is_file(), "no cvl at {}", cvl.display());
-    cvl
+    stripped(&cvl)
+}
+
+/// A copy of `cvl` without its debug information (a fraction of its size),
+/// named after the build it comes from: what the lab's hosts are sent as
+/// their agent, quick to copy and to start on a busy machine. `cvl` itself
+/// when `objcopy` cannot make one.
+fn stripped(cvl: &Path) -> PathBuf {
+    let meta = std::fs::metadata(cvl).unwrap();
+    let built = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("cvl-e2e-{}-{built}", meta.len());
+    let out = cvl.with_file_name(&name);
+    if out.is_file() {
+        return out;
+    }
+    let part = cvl.with_file_name(format!("{name}.part-{}", std::process::id()));
+    let made = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(cvl)
+        .arg(&part)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made || std::fs::rename(&part, &out).is_err() {
+        let _ = std::fs::remove_file(&part);
+        return cvl.to_path_buf();
+    }
+    // Copies of earlier builds go.
+    for entry in std::fs::read_dir(cvl.parent().unwrap())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with("cvl-e2e-") && file != name && !file.contains(".part-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    out
 }
 
 /// The `cvl` a benchmark measures: the release build (built now if
@@ -1030,16 +1072,22 @@ impl Lab {
         let address = HOSTS.iter().find(|(h, _)| *h == host).unwrap().1;
         let d = self.dir.join(host);
         let config = d.join("sshd_config");
+        // A home of the host's own: sessions do not run this machine's
+        // root shell setup (a ~/.bashrc that takes locks a killed host
+        // would leave held, hanging every later session).
+        let home = d.join("home");
+        std::fs::create_dir_all(&home).unwrap();
         std::fs::write(
             &config,
             format!(
                 "ListenAddress {address}\nPort 22\nHostKey {}\nPidFile {}\n\
                  AuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes no\n",
+                 StrictModes no\nSetEnv HOME={}\n",
                 d.join("host_key").display(),
                 d.join("sshd.pid").display(),
-                self.dir.join("authorized_keys").display()
+                self.dir.join("authorized_keys").display(),
+                home.display()
             ),
         )
         .unwrap();

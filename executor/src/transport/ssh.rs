@@ -163,6 +163,9 @@ impl Connector for SshConnector {
 /// lacks this version of it.
 const AGENT_MISSING: i32 = 97;
 
+/// Milliseconds a freshly installed agent has to answer its first hello.
+const FIRST_START_MS: u32 = 300_000;
+
 impl SshConnector {
     /// Starts `ROOT/bin/cvl-DIGEST host serve` on the host, copying the agent
     /// there first when the host lacks it; the channel, past `hello`.
@@ -179,6 +182,7 @@ impl SshConnector {
             r = quote(&host.root)
         );
         let mut installed = false;
+        let normal = session.timeout();
         loop {
             let fail = |e: &dyn std::fmt::Display| {
                 format!("host {name}: cannot start the host agent: {e}")
@@ -214,6 +218,9 @@ impl SshConnector {
                 if status == AGENT_MISSING && !installed {
                     self.install_agent(session, host, &agent)?;
                     installed = true;
+                    // Its first start reads the whole new file from a disk
+                    // that may be busy: more time for that one answer.
+                    session.set_timeout(normal.max(FIRST_START_MS));
                     continue;
                 }
                 return Err(format!(
@@ -221,6 +228,7 @@ impl SshConnector {
                     said.trim()
                 ));
             }
+            session.set_timeout(normal);
             return match serde_json::from_slice::<Envelope<Response>>(&answer) {
                 Ok(Envelope {
                     body: Response::Hello { .. },
