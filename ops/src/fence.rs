@@ -115,6 +115,37 @@ pub fn run_command(host: &Host, command: &str) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run the fence command of {}: {e}", host.name))?;
+    // Its output read as it comes (a full pipe would stall it), the end of
+    // each kept; waited for a second at most once it exits (a process it
+    // left in the background may hold the pipe open).
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    kept.extend_from_slice(&chunk[..n]);
+                    let over = kept.len().saturating_sub(4096);
+                    kept.drain(..over);
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&kept).into_owned());
+        });
+        rx
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -135,20 +166,19 @@ pub fn run_command(host: &Host, command: &str) -> Result<(), String> {
             Err(e) => return Err(format!("the fence command of {}: {e}", host.name)),
         }
     };
-    let mut said = String::new();
-    for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let _ = pipe.take(4096).read_to_string(&mut said);
-    }
+    let said = [out, err]
+        .map(|rx| rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default())
+        .join("\n");
+    let said = said.trim();
     if status.success() {
         return Ok(());
     }
-    let last: Vec<&str> = said.lines().rev().take(3).collect();
+    let last: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(3)
+        .collect();
     Err(format!(
         "the fence command of {} failed ({status}){}: the host is not known to be off",
         host.name,
@@ -212,4 +242,36 @@ pub fn rejoin(name: &str) -> Result<Vec<String>> {
     host.fenced = None;
     store.commit(&[Change::HostAdded(host)])?;
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Host {
+        Host {
+            name: "h1".into(),
+            ..Host::default()
+        }
+    }
+
+    #[test]
+    fn a_verbose_command_is_not_stalled_by_its_pipe_and_its_last_words_are_said() {
+        let started = Instant::now();
+        let err = run_command(
+            &host(),
+            "yes filler | head -c 300000; echo the PDU said no >&2; exit 3",
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(30), "{err}");
+        assert!(err.contains("failed (exit status: 3)"), "{err}");
+        assert!(err.contains("the PDU said no"), "{err}");
+    }
+
+    #[test]
+    fn a_command_that_leaves_a_process_behind_is_not_waited_for() {
+        let started = Instant::now();
+        run_command(&host(), "test \"$CVL_HOST\" = h1 && { sleep 30 & }").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }
