@@ -627,6 +627,17 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
 /// service backs up into it by policy and prunes it.
 /// `Solo`: one appliance `a` with a data disk of `size` (`ide0:1`, the
 /// guest's /dev/vdb), applied.
+/// One ping from the controller's namespace, waiting at most 2 s.
+fn ping_once(address: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &ns("ctl"), "/bin/busybox", "ping"])
+        .args(["-c", "1", "-W", "2", address])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 fn apply_solo(u: &Utility, size: &str) {
     u.publish(
         "Alpha",
@@ -892,7 +903,22 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (dir, lab, u) = one_host(&tmp);
+    // Public addresses on the hosts' network: `a`'s (Solo exports it) is
+    // routed through its host's uplink, and answered there by proxy ARP.
+    u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
     apply_solo(&u, "64M");
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "Solo.cvl", "--format", "json"])).unwrap();
+    let public = plan["allocations"]["a"]["interfaces"]["ethernet0"]["ip"]
+        .as_str()
+        .expect("a has an address")
+        .to_string();
+    assert!(public.starts_with("198.18.0.1"), "{public}");
+    // The controller's neighbour entry for it: h1's MAC.
+    assert!(
+        ping_once(&public),
+        "a's public address {public} does not answer"
+    );
     // Another deployment of it, never backed up.
     std::fs::write(
         u.dir.join("Bare.cvl"),
@@ -935,18 +961,17 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
         )
     };
     let store = format!("ssh://h2{}", dir.join("h2/store").display());
+    // The service backs `a` up every 20 s into a store on h2.
     u.ok(&[
         "policy",
         "set",
         "Solo",
         "--backup-every",
-        "1h",
+        "20s",
         "--backup-to",
         &store,
     ]);
     mark("h1", 0, "CVL-BEFORE");
-    u.ok(&["backup", "Solo", "--to", &store]);
-    mark("h1", 8, "CVL-AFTER");
 
     let service = u.service(
         &[
@@ -963,6 +988,13 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
         service.wait_for(name, what, limit)
     };
     wait_for("started", &|_| true, Duration::from_secs(30));
+    wait_for(
+        "backup",
+        &|e| e["deployment"] == "Solo" && e["outcome"] == "ok",
+        Duration::from_secs(90),
+    );
+    // Written after the last backup: lost with h1, as expected.
+    mark("h1", 8, "CVL-AFTER");
     let on_h2 = lab.root("h2").join("vms/Solo/a");
 
     // h1 dies: every process of its namespace (sshd, the agent, QEMU).
@@ -1058,6 +1090,18 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     );
     assert_eq!(read("h2", 0), "CVL-BEFORE", "the backed-up marker is lost");
     assert_ne!(read("h2", 8), "CVL-AFTER", "data from after the backup");
+    // Its public address answers from h2 at once: h2 announced it
+    // (gratuitous ARP), so the controller did not wait for its entry for
+    // h1's MAC to fail first (5 s of delay and 3 s of probes at least).
+    let t = Instant::now();
+    assert!(
+        ping_once(&public),
+        "a's public address {public} does not answer from h2 right after its recovery"
+    );
+    eprintln!(
+        "a's public address answered from h2 {:.2} s after a was ready",
+        t.elapsed().as_secs_f64()
+    );
     let list = u.ok(&["host", "list"]);
     assert!(list.contains("fenced"), "{list}");
     // Without a backup, not started empty: a person's choice.

@@ -24,6 +24,7 @@
 //! (data disks backed up and restored), [`store`] (where backups are kept,
 //! checked and thinned), [`attic`] (removed VMs).
 
+mod announce;
 mod attic;
 mod backup;
 pub mod cloud_init;

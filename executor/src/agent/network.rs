@@ -209,7 +209,14 @@ impl HostAgent {
                 ))
             })?;
         }
-        ip(&["route", "replace", &format!("{addr}/32"), "dev", "cvlpub"])
+        ip(&["route", "replace", &format!("{addr}/32"), "dev", "cvlpub"])?;
+        // The neighbours learn at once that the address is here now (it may
+        // have been on another host a moment ago). Not fatal: without it
+        // they find it when their ARP entry is next probed.
+        if let Err(e) = super::announce::gratuitous_arp(uplink, addr, 3) {
+            eprintln!("cvl host agent: no gratuitous ARP for {addr} on {uplink}: {e}");
+        }
+        Ok(())
     }
 
     /// Removes a VM's taps, and a VAN's bridge and VXLAN link with the last
