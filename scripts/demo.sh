@@ -6,8 +6,9 @@
 # applies AcmeSuite inside a network namespace of its own (its VANs never
 # touch this machine's network; the namespace plays the outside world on
 # the firewall's public side), then uses it: the web page and the mail
-# server through the firewall, and through `cvl exec` a DNS answer for
-# every name DNS serves and an LDAP search. Every check says what it got;
+# server through the firewall, and through `cvl exec` every name DNS
+# serves resolved on another member (d is every member's resolver), a name
+# outside forwarded to the outside world's name server, and an LDAP search. Every check says what it got;
 # one that fails says so, the rest still run, and the demo exits 1 at the
 # end naming what failed. Then it says where to look and how to stop.
 #
@@ -81,6 +82,7 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v cpio >/dev/null || need+=(cpio)
 command -v depmod >/dev/null || need+=(kmod)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
@@ -135,6 +137,10 @@ first_line "$cvl" publish repos/GroupwareSuite "$work/src/GroupwareSuite/Groupwa
   --key publisher.key
 unset CVL_KEY_PASSPHRASE
 cp "$root/examples/groupware/suite/AcmeSuite.cvl" .
+# The suite's DNS forwards names outside its domain to `forwarders`: here
+# the outside world's name server (started below), the only one this
+# namespace has.
+sed -i "s/forwarders = \"[^\"]*\"/forwarders = \"$outside\"/" AcmeSuite.cvl
 
 step "the plan"
 # The four sensitive parameters; in real use, from the user agent or CI secrets.
@@ -157,6 +163,10 @@ step "using it"
 in_ns() { ip netns exec $ns "$@"; }
 # The namespace is the outside world on the firewall's public network.
 in_ns ip addr replace "$outside/24" dev cvlpub
+# Its name server, the suite's forwarder: it knows example.net (every name
+# there is the outside world itself) and refuses the rest at once.
+in_ns dnsmasq --port=53 --listen-address="$outside" --bind-interfaces --no-resolv \
+  --no-hosts --address="/example.net/$outside" --pid-file="$work/outside-dns.pid"
 plan_json=$(in_ns "$cvl" plan AcmeSuite.cvl --format json)
 public=$(sed -n 's/.*"ethernet1": *{[^}]*"ip": *"\([0-9.]*\)".*/\1/p' <<<"$plan_json")
 public=${public%%$'\n'*}
@@ -192,7 +202,7 @@ else
   ok "closed"
 fi
 
-echo "-- DNS answers at d for every name it serves (dnshosts), asked inside it (cvl exec):"
+echo "-- DNS: the firewall resolves every name d serves (dnshosts) through d, its resolver (cvl exec f -- getent hosts):"
 dnshosts=$(in_ns "$cvl" exec AcmeSuite.cvl d -- cvl-param -m dnshosts name ip 2>&1) || {
   fail "cannot read d's dnshosts: $dnshosts"
   dnshosts=
@@ -200,14 +210,23 @@ dnshosts=$(in_ns "$cvl" exec AcmeSuite.cvl d -- cvl-param -m dnshosts name ip 2>
 [ -n "$dnshosts" ] || fail "d serves no names (dnshosts is empty)"
 while read -r name ip; do
   [ -n "$name" ] || continue
-  answer=$(in_ns "$cvl" exec AcmeSuite.cvl d -- nslookup "$name.$domain" 127.0.0.1 2>&1) || true
-  got=$(awk '/^Name:/ { n = $2 } /^Address:/ && n { print $2; exit }' <<<"$answer")
+  answer=$(in_ns "$cvl" exec AcmeSuite.cvl f -- getent hosts "$name.$domain" 2>&1) || true
+  got=$(awk 'NR == 1 { print $1 }' <<<"$answer")
   if [ "$got" = "$ip" ]; then
     ok "$name.$domain -> $got"
   else
     fail "DNS: $name.$domain should be $ip, got '${got:-no answer}'"
   fi
 done <<<"$dnshosts"
+
+echo "-- a name outside the domain: p resolves www.example.net through d, which forwards it:"
+answer=$(in_ns "$cvl" exec AcmeSuite.cvl p -- getent hosts www.example.net 2>&1) || true
+got=$(awk 'NR == 1 { print $1 }' <<<"$answer")
+if [ "$got" = "$outside" ]; then
+  ok "www.example.net -> $got (the outside world's name server)"
+else
+  fail "DNS: www.example.net should be $outside through the forwarder, got '${got:-no answer}'"
+fi
 
 echo "-- LDAP at l: the organization's entry (cvl exec l -- ldapsearch):"
 entry=$(in_ns "$cvl" exec AcmeSuite.cvl l -- \

@@ -21,6 +21,8 @@ const NS: &str = "cvl-e2e-real";
 /// The outside world's address on the firewall's public network (the
 /// public pool is 198.19.0.1-253).
 const OUTSIDE: &str = "198.19.0.254/24";
+/// Its name server, the suite's forwarder.
+const OUTSIDE_DNS: &str = "198.19.0.254";
 
 #[test]
 fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
@@ -31,7 +33,13 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         u.publish_built(name, &built[name]);
     }
     u.publish("GroupwareSuite", &suite_text("GroupwareSuite"));
-    std::fs::write(u.dir.join("AcmeSuite.cvl"), suite_text("AcmeSuite")).unwrap();
+    // Names outside the domain go to the outside world's name server (the
+    // test's, at its address on the public network).
+    std::fs::write(
+        u.dir.join("AcmeSuite.cvl"),
+        suite_text("AcmeSuite").replace("\"192.0.2.53\"", &format!("\"{OUTSIDE_DNS}\"")),
+    )
+    .unwrap();
 
     // From nothing to six appliances whose services run.
     let started = Instant::now();
@@ -66,6 +74,7 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     };
     let public = ip("f", "ethernet1");
     run(&["ip", "-n", NS, "addr", "replace", OUTSIDE, "dev", "cvlpub"]);
+    let _forwarder = Forwarder::start(NS, OUTSIDE_DNS, "outside.test", "203.0.113.7");
 
     // The outside world: the page and the mail server through the firewall,
     // nothing else.
@@ -74,10 +83,78 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         page.contains("acme.org") && page.contains("Acme"),
         "the page at {public} does not name the organization and domain:\n{page}"
     );
+    // The domain's users, added on LDAP (the password on stdin): Mail
+    // accepts mail for them within seconds, and refuses anyone else at
+    // RCPT; LDAP binds them with their password and hides them from
+    // anonymous readers.
+    for user in ["alice", "bob", "carol"] {
+        let said = add_user(&u, user);
+        assert!(
+            said.contains(&format!("added uid={user},ou=people,dc=acme,dc=org")),
+            "{said}"
+        );
+    }
+    let (code, _, err) = add_user_raw(&u, "alice");
+    assert_ne!(code, 0, "alice was added twice");
+    assert!(err.contains("alice exists already"), "{err}");
+    let (code, _, err) = add_user_raw(&u, "Bad/Name");
+    assert_eq!(code, 2, "{err}");
+    let me = u.exec_with_stdin(
+        "l",
+        &[
+            "ldapwhoami",
+            "-x",
+            "-H",
+            "ldap://localhost",
+            "-D",
+            "uid=alice,ou=people,dc=acme,dc=org",
+            "-y",
+            "/proc/self/fd/0",
+        ],
+        "pw-alice",
+    );
+    assert_eq!(me.0, 0, "alice cannot bind with her password: {me:?}");
+    let (code, out, err) = u.exec(
+        "l",
+        &[
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            "ldap://localhost",
+            "-b",
+            "dc=acme,dc=org",
+            "(uid=alice)",
+        ],
+    );
+    assert!(
+        code == 0 && !out.contains("alice"),
+        "anonymous reads people: {out}{err}"
+    );
+    let started = Instant::now();
+    while !u
+        .exec_ok("m", &["cat", "/run/cvl/vusers"])
+        .contains("carol@acme.org")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Mail never read the new users from LDAP"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "users added on LDAP: accepted by Mail {:.1} s later",
+        started.elapsed().as_secs_f64()
+    );
     let greeting = send_mail(&public, "alice@acme.org", "CVL-MAIL-1");
     assert!(greeting.contains("m.acme.org"), "{greeting}");
     let mailbox = u.exec_ok("m", &["sh", "-c", "cat /data/mail/alice/new/*"]);
     assert!(mailbox.contains("CVL-MAIL-1"), "{mailbox}");
+    let refused = rcpt(&public, "mallory@acme.org");
+    assert!(
+        refused.starts_with('5'),
+        "a mail to an unknown user was not refused at RCPT: {refused}"
+    );
     let closed = in_netns(NS, || {
         TcpStream::connect_timeout(
             &format!("{public}:389").parse().unwrap(),
@@ -89,28 +166,42 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         "port 389 is open from outside, though no service names it"
     );
 
-    // Inside the VAN: every dnshosts name at d, LDAP's base, a DHCP lease.
-    for c in ["l", "m", "p"] {
-        let answer = u.exec_ok("d", &["nslookup", &format!("{c}.acme.org"), "127.0.0.1"]);
+    // Inside the VAN: every member resolves names through d (the network
+    // makes d's address its resolver and the domain its search domain),
+    // d answers for the domain with authority, LDAP's base, a DHCP lease.
+    for (c, on) in [("d", "p"), ("l", "p"), ("m", "p"), ("p", "f")] {
+        let answer = u.exec_ok(on, &["getent", "hosts", &format!("{c}.acme.org")]);
         assert!(
             answer.contains(&ip(c, "ethernet0")),
-            "d answers for {c}.acme.org:\n{answer}"
+            "{on} resolves {c}.acme.org through d:\n{answer}"
         );
     }
-    let base = u.exec_ok(
-        "l",
-        &[
-            "ldapsearch",
-            "-x",
-            "-LLL",
-            "-H",
-            "ldap://localhost",
-            "-b",
-            "dc=acme,dc=org",
-            "-s",
-            "base",
-        ],
+    let short = u.exec_ok("p", &["getent", "hosts", "m"]);
+    assert!(
+        short.contains(&ip("m", "ethernet0")) && short.contains("m.acme.org"),
+        "p resolves m in its search domain:\n{short}"
     );
+    let outside = u.exec_ok("p", &["getent", "hosts", "www.outside.test"]);
+    assert!(
+        outside.contains("203.0.113.7"),
+        "d did not forward www.outside.test to {OUTSIDE_DNS}: {outside}"
+    );
+    // From the test's own place in the VAN (an address on its bridge): a
+    // query without recursion gets an authoritative answer, a missing name
+    // an authoritative NXDOMAIN.
+    let dns = ip("d", "ethernet0");
+    van_probe(NS, &dns);
+    let answer = dig(NS, &dns, "m.acme.org");
+    assert!(
+        answer.contains(" aa") && answer.contains(&ip("m", "ethernet0")),
+        "d's answer for m.acme.org is not authoritative:\n{answer}"
+    );
+    let missing = dig(NS, &dns, "nobody.acme.org");
+    assert!(
+        missing.contains("NXDOMAIN") && missing.contains(" aa"),
+        "{missing}"
+    );
+    let base = ldap_search(&u, "dc=acme,dc=org", &["-s", "base"]);
     assert!(
         base.contains("dn: dc=acme,dc=org") && base.contains("o: Acme"),
         "{base}"
@@ -135,20 +226,7 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         "live backup of l: writes blocked {} ms (the freeze's flush {} ms)",
         point["frozen_ms"], point["flush_ms"]
     );
-    let again = u.exec_ok(
-        "l",
-        &[
-            "ldapsearch",
-            "-x",
-            "-LLL",
-            "-H",
-            "ldap://localhost",
-            "-b",
-            "dc=acme,dc=org",
-            "-s",
-            "base",
-        ],
-    );
+    let again = ldap_search(&u, "dc=acme,dc=org", &["-s", "base"]);
     assert_eq!(again, base, "l after its backup");
     // Backed up while the guest writes without a pause (a file rewritten
     // and synced in a loop): the restore point, read whole by qemu-img
@@ -340,36 +418,18 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     let box_text =
         "document.querySelector('g.appliance[data-component=\"l\"] text:last-of-type').textContent";
 
-    // An update: an entry added, LDAP version 2 published (a new data
-    // format): only l restarts, every entry stays, the format migrates.
+    // An update: an entry added (an LDIF a person loads as root), LDAP
+    // version 2 published (a new data format): only l restarts, every
+    // entry stays, the format migrates.
     let before = u.pids();
-    let people = "dn: uid=alice,ou=people,dc=acme,dc=org\nobjectClass: inetOrgPerson\n\
-                  uid: alice\ncn: Alice\nsn: Liddell\nmail: alice@acme.org\n";
-    let mut add = u.command(&[
-        "exec",
-        "-i",
-        "AcmeSuite.cvl",
+    let people = "dn: uid=dave,ou=people,dc=acme,dc=org\nobjectClass: inetOrgPerson\n\
+                  uid: dave\ncn: Dave\nsn: Bowman\nmail: dave@acme.org\n";
+    let (code, out, err) = u.exec_with_stdin(
         "l",
-        "--",
-        "ldapadd",
-        "-Q",
-        "-Y",
-        "EXTERNAL",
-        "-H",
-        "ldapi:///",
-    ]);
-    add.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(people.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "ldapadd: {}", text(&out));
+        &["ldapadd", "-Q", "-Y", "EXTERNAL", "-H", "ldapi:///"],
+        people,
+    );
+    assert_eq!(code, 0, "ldapadd: {out}{err}");
     let v1_disk = std::fs::metadata(built["LDAP"].join("system.qcow2"))
         .unwrap()
         .len();
@@ -415,38 +475,28 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         assert_eq!(before[c], after[c], "{c} restarted");
     }
     assert_ne!(before["l"], after["l"], "l did not restart");
-    let alice = u.exec_ok(
-        "l",
-        &[
-            "ldapsearch",
-            "-x",
-            "-LLL",
-            "-H",
-            "ldap://localhost",
-            "-b",
-            "dc=acme,dc=org",
-            "(mail=alice@acme.org)",
-            "cn",
-        ],
-    );
-    assert!(alice.contains("cn: Alice"), "alice is gone: {alice}");
-    let groups = u.exec_ok(
-        "l",
-        &[
-            "ldapsearch",
-            "-x",
-            "-LLL",
-            "-H",
-            "ldap://localhost",
-            "-b",
-            "ou=groups,dc=acme,dc=org",
-            "-s",
-            "base",
-            "ou",
-        ],
-    );
+    let groups = ldap_search(&u, "ou=groups,dc=acme,dc=org", &["-s", "base", "ou"]);
     assert!(groups.contains("ou: groups"), "{groups}");
     assert_eq!(u.exec_ok("l", &["cat", "/data/ldap/format"]).trim(), "2");
+    let people = u.exec_ok(
+        "l",
+        &[
+            "ldapsearch",
+            "-Q",
+            "-LLL",
+            "-Y",
+            "EXTERNAL",
+            "-H",
+            "ldapi:///",
+            "-b",
+            "ou=people,dc=acme,dc=org",
+            "mail",
+        ],
+    );
+    assert!(
+        people.contains("mail: alice@acme.org") && people.contains("mail: dave@acme.org"),
+        "users lost: {people}"
+    );
 
     // DNS version 2 differs by one configuration file: published, it is a
     // delta of a few clusters on version 1's disk.
@@ -460,15 +510,21 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     eprintln!("DNS v2's program disk: a delta of {delta} bytes on v1's {full}");
     assert!(delta < full / 20, "the delta ({delta}) is not small");
 
-    // A resend: a new domain reaches the running daemons, no VM restarts.
+    // A resend: a new domain reaches the running daemons and every
+    // member's resolver, no VM restarts.
     let file = u.dir.join("AcmeSuite.cvl");
     let original = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, original.replace("\"acme.org\"", "\"acme.com\"")).unwrap();
     let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
     assert!(said.contains("resend"), "{said}");
     assert_eq!(u.pids(), after, "a resend restarted a VM");
-    let answer = u.exec_ok("d", &["nslookup", "l.acme.com", "127.0.0.1"]);
-    assert!(answer.contains(&ip("l", "ethernet0")), "{answer}");
+    let answer = dig(NS, &dns, "l.acme.com");
+    assert!(
+        answer.contains(" aa") && answer.contains(&ip("l", "ethernet0")),
+        "{answer}"
+    );
+    let short = u.exec_ok("p", &["getent", "hosts", "l"]);
+    assert!(short.contains("l.acme.com"), "p's search domain: {short}");
     assert!(http_get(&public, "/").contains("acme.com"));
     let greeting = send_mail(&public, "bob@acme.com", "CVL-MAIL-2");
     assert!(greeting.contains("m.acme.com"), "{greeting}");
@@ -498,23 +554,7 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         assert_ne!(code, 0, "{c} ran a value: {out}{err}");
     }
     assert!(send_mail(&public, "carol@acme.com", "CVL-MAIL-3").contains("m.acme.com"));
-    assert!(u
-        .exec_ok(
-            "l",
-            &[
-                "ldapsearch",
-                "-x",
-                "-LLL",
-                "-H",
-                "ldap://localhost",
-                "-b",
-                "dc=acme,dc=org",
-                "-s",
-                "base",
-                "dc"
-            ]
-        )
-        .contains("dc: acme"));
+    assert!(ldap_search(&u, "dc=acme,dc=org", &["-s", "base", "dc"]).contains("dc: acme"));
 
     u.stop_all();
 }
@@ -554,46 +594,185 @@ fn http_get(host: &str, path: &str) -> String {
     })
 }
 
-/// Sends a message to `to` through the mail server at `host`:25 from the
-/// outside world, checking every answer; the greeting.
-fn send_mail(host: &str, to: &str, marker: &str) -> String {
-    let (host, to, marker) = (host.to_string(), to.to_string(), marker.to_string());
-    in_netns(NS, move || {
-        let stream = TcpStream::connect_timeout(
-            &format!("{host}:25").parse().unwrap(),
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|e| panic!("smtp {host}: {e}"));
+/// An SMTP session from the outside world (the test's namespace).
+struct Smtp {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Smtp {
+    /// Connects to `host`:25; the session and the server's greeting.
+    fn connect(host: &str) -> (Smtp, String) {
+        let to = format!("{host}:25");
+        let stream = in_netns(NS, move || {
+            TcpStream::connect_timeout(&to.parse().unwrap(), Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("smtp {to}: {e}"))
+        });
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut answer = |expect: &str| {
-            let mut all = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                all.push_str(&line);
-                // Multi-line answers continue with `NNN-`.
-                if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                    break;
-                }
+        let mut smtp = Smtp {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        };
+        let greeting = smtp.answer();
+        (smtp, greeting)
+    }
+
+    /// The server's whole answer (multi-line answers continue with `NNN-`).
+    fn answer(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
             }
-            assert!(all.starts_with(expect), "expected {expect}, got: {all}");
-            all
-        };
-        let greeting = answer("220");
-        let mut say = |line: &str, expect: &str| {
-            writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-            answer(expect)
-        };
-        say("EHLO outside.example", "250");
-        say("MAIL FROM:<someone@outside.example>", "250");
-        say(&format!("RCPT TO:<{to}>"), "250");
-        say("DATA", "354");
-        say(&format!("Subject: hello\r\n\r\n{marker}\r\n."), "250");
-        say("QUIT", "221");
-        greeting
-    })
+        }
+    }
+
+    /// Sends a line; the answer, which must start with `expect`.
+    fn say(&mut self, line: &str, expect: &str) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        let answer = self.answer();
+        assert!(
+            answer.starts_with(expect),
+            "{line}: expected {expect}, got: {answer}"
+        );
+        answer
+    }
+}
+
+/// An SMTP session from the outside world up to RCPT: the answer to it.
+fn rcpt(host: &str, to: &str) -> String {
+    let (mut smtp, _) = Smtp::connect(host);
+    smtp.say("EHLO outside.example", "250");
+    smtp.say("MAIL FROM:<someone@outside.example>", "250");
+    let answer = smtp.say(&format!("RCPT TO:<{to}>"), "");
+    smtp.say("QUIT", "");
+    answer
+}
+
+/// Sends a message to `to` through the mail server at `host`:25 from the
+/// outside world, checking every answer; the greeting.
+fn send_mail(host: &str, to: &str, marker: &str) -> String {
+    let (mut smtp, greeting) = Smtp::connect(host);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    smtp.say("EHLO outside.example", "250");
+    smtp.say("MAIL FROM:<someone@outside.example>", "250");
+    smtp.say(&format!("RCPT TO:<{to}>"), "250");
+    smtp.say("DATA", "354");
+    smtp.say(&format!("Subject: hello\r\n\r\n{marker}\r\n."), "250");
+    smtp.say("QUIT", "221");
+    greeting
+}
+
+/// Adds a user on LDAP (`cvl-adduser`, the password `pw-NAME` on stdin):
+/// its exit code and output.
+fn add_user_raw(u: &Utility, name: &str) -> (i32, String, String) {
+    u.exec_with_stdin("l", &["cvl-adduser", name], &format!("pw-{name}\n"))
+}
+
+fn add_user(u: &Utility, name: &str) -> String {
+    let (code, out, err) = add_user_raw(u, name);
+    assert_eq!(code, 0, "cvl-adduser {name}: {out}{err}");
+    out
+}
+
+/// Gives the test an address of its own on the bridge of the VAN that
+/// `member` (an address in it) belongs to, in namespace `ns`: `.250` of
+/// its /24.
+fn van_probe(ns: &str, member: &str) {
+    let links = sh(&["ip", "-n", ns, "-o", "link", "show", "type", "bridge"]);
+    let bridges: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name))
+        .filter(|name| name.starts_with("cvlbr"))
+        .collect();
+    assert_eq!(bridges.len(), 1, "one VAN bridge expected in {ns}: {links}");
+    let (net, _) = member.rsplit_once('.').unwrap();
+    let probe = format!("{net}.250");
+    run(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "replace",
+        &format!("{probe}/24"),
+        "dev",
+        bridges[0],
+    ]);
+}
+
+/// `dig +norec @server name` from namespace `ns`: what it printed (a
+/// timeout included).
+fn dig(ns: &str, server: &str, name: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "dig", "+norec", "+time=3", "+tries=2"])
+        .arg(format!("@{server}"))
+        .arg(name)
+        .output()
+        .expect("dig (Debian's bind9-dnsutils) runs");
+    text(&out)
+}
+
+/// A DNS server of the test's (dnsmasq) at `addr` in namespace `ns` that
+/// answers every name under `domain` with `answer`; killed on drop.
+struct Forwarder {
+    child: std::process::Child,
+}
+
+impl Forwarder {
+    fn start(ns: &str, addr: &str, domain: &str, answer: &str) -> Forwarder {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--port=53",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .arg(format!("--listen-address={addr}"))
+            .arg(format!("--address=/{domain}/{answer}"))
+            .arg("--pid-file=")
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base) runs");
+        let forwarder = Forwarder { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dig(ns, addr, &format!("probe.{domain}")).contains(answer) {
+            assert!(
+                Instant::now() < deadline,
+                "the test's forwarder never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        forwarder
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An anonymous search on LDAP from inside it (`ldapsearch -x -LLL`) under
+/// `base`, with `more` arguments: what it printed.
+fn ldap_search(u: &Utility, base: &str, more: &[&str]) -> String {
+    let mut argv = vec![
+        "ldapsearch",
+        "-x",
+        "-LLL",
+        "-H",
+        "ldap://localhost",
+        "-b",
+        base,
+    ];
+    argv.extend(more);
+    u.exec_ok("l", &argv)
 }

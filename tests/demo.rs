@@ -85,7 +85,8 @@ fn the_main_job_runs_every_check_and_stops_clean() {
         "ok: a 220 greeting naming acme.org",
         "-- a port the firewall does not forward",
         "ok: closed",
-        "-- DNS answers at d for every name it serves",
+        "-- DNS: the firewall resolves every name d serves",
+        "-- a name outside the domain: p resolves www.example.net",
         "-- LDAP at l: the organization's entry",
         "o: Acme",
         "ok: the entry dc=acme,dc=org names o: Acme",
@@ -103,8 +104,8 @@ fn the_main_job_runs_every_check_and_stops_clean() {
     }
     assert!(stdout.contains("220 "), "{stdout}");
     assert!(!stdout.contains("FAILED"), "{stdout}");
-    // A DNS answer for every name of d's dnshosts: l, m and p, each an
-    // address of the VAN.
+    // Every name of d's dnshosts (l, m and p) resolved on f through d, each
+    // an address of the VAN.
     for name in ["l", "m", "p"] {
         let line = stdout
             .lines()
@@ -116,6 +117,12 @@ fn the_main_job_runs_every_check_and_stops_clean() {
             "{name}: {line}"
         );
     }
+    // A name outside the domain, forwarded by d to the outside world's
+    // name server the demo runs.
+    assert!(
+        stdout.contains("ok: www.example.net -> 198.19.0.254"),
+        "{stdout}"
+    );
     assert!(work.join("AcmeSuite.cvl").is_file());
     let running = qemus_naming(&work.display().to_string());
     assert_eq!(running.len(), 6, "six QEMUs run the suite: {running:#?}");

@@ -521,6 +521,31 @@ impl Utility {
     }
 
     /// [`Utility::exec`] that must succeed: its standard output.
+    /// `cvl exec -i` with `input` on the command's standard input.
+    pub fn exec_with_stdin(
+        &self,
+        component: &str,
+        argv: &[&str],
+        input: &str,
+    ) -> (i32, String, String) {
+        let mut args = vec!["exec", "-i", "AcmeSuite.cvl", component, "--"];
+        args.extend(argv);
+        let mut child = self
+            .command(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn exec_ok(&self, component: &str, argv: &[&str]) -> String {
         let (code, out, err) = self.exec(component, argv);
         assert_eq!(

@@ -184,6 +184,7 @@ fn the_suite_plans_start_update_resend_and_remove() {
         .replace("import { url => \"http://virtualappliance.org/Plone\", cvl => \"Plone.cvl\" } Plone;\n", "")
         .replace("  Plone p;\n", "")
         .replace("  p.rootpw = rootpw;\n", "")
+        .replace("  p.dns = d.ethernet0.ip;\n", "")
         .replace("  p.org = org;\n  p.domain = domain;\n", "");
     for (keep, drop) in [
         (
