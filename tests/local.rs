@@ -205,6 +205,7 @@ fn the_suite_runs_updates_resends_and_goes_to_the_attic() {
         .replace("import { url => \"http://virtualappliance.org/Plone\", cvl => \"Plone.cvl\" } Plone;\n", "")
         .replace("  Plone p;\n", "")
         .replace("  p.rootpw = rootpw;\n", "")
+        .replace("  p.dns = d.ethernet0.ip;\n", "")
         .replace("  p.org = org;\n  p.domain = domain;\n", "");
     for (keep, drop) in [
         (
