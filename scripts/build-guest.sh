@@ -54,7 +54,7 @@ for lib in $(ldd pkg/usr/sbin/qemu-ga | awk '/=> \// {print $3} /^\t\/lib64/ {pr
 done
 cp "$kit/inittab" $root/etc/inittab
 cp "$kit/boot" "$kit/halt" $root/usr/lib/cvl/
-cp "$kit/cvl-configure" "$kit/cvl-reload" "$kit/cvl-param" "$kit/cvl-datadisk" "$kit/cvl-iface" "$kit/cvl-wait-listen" $root/sbin/
+cp "$kit/cvl-configure" "$kit/cvl-reload" "$kit/cvl-param" "$kit/cvl-datadisk" "$kit/cvl-iface" "$kit/cvl-wait-listen" "$kit/cvl-check" $root/sbin/
 cp "$kit/shutdown" $root/sbin/shutdown
 chmod +x $root/usr/lib/cvl/* $root/sbin/*
 (cd $root && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img.tmp"

@@ -74,7 +74,7 @@ if [ -n "$(ip netns pids $ns 2>/dev/null || true)" ]; then
   exit 2
 fi
 
-step "installing what is missing (QEMU, mmdebstrap, e2fsprogs, busybox)"
+step "installing what is missing (QEMU, mmdebstrap, e2fsprogs, busybox, dnsmasq)"
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
@@ -237,6 +237,16 @@ if grep -qx "o: Acme" <<<"$entry"; then
 else
   fail "LDAP: no entry dc=acme,dc=org with o: Acme"
 fi
+
+echo "-- each appliance's own checks (its recipe's /etc/cvl/test.d/, cvl exec PATH -- cvl-check):"
+for c in f h d l m p; do
+  if checks=$(in_ns "$cvl" exec AcmeSuite.cvl "$c" -- cvl-check 2>&1); then
+    ok "$c: $(grep -c '^ok ' <<<"$checks") check(s) passed"
+  else
+    indent "$checks"
+    fail "$c: a check failed"
+  fi
+done
 
 step "where to look next"
 cat <<NEXT

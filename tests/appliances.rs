@@ -201,6 +201,22 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         missing.contains("NXDOMAIN") && missing.contains(" aa"),
         "{missing}"
     );
+    // Every appliance's own checks (files/etc/cvl/test.d/ in its recipe,
+    // run by the guest kit's cvl-check) pass; a broken one is named.
+    for c in ["f", "h", "d", "l", "m", "p"] {
+        let (code, out, err) = u.exec(c, &["cvl-check"]);
+        assert!(
+            code == 0 && out.starts_with("ok "),
+            "{c}'s checks: {out}{err}"
+        );
+        eprintln!("{c}'s checks:\n{out}");
+    }
+    u.exec_ok("p", &["sh", "-c", "kill $(cat /run/lighttpd.pid)"]);
+    let (code, out, _) = u.exec("p", &["cvl-check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL page"), "{out}");
+    u.exec_ok("p", &["/etc/cvl/start"]);
+    assert_eq!(u.exec("p", &["cvl-check"]).0, 0);
     let base = ldap_search(&u, "dc=acme,dc=org", &["-s", "base"]);
     assert!(
         base.contains("dn: dc=acme,dc=org") && base.contains("o: Acme"),

@@ -90,6 +90,8 @@ fn the_main_job_runs_every_check_and_stops_clean() {
         "-- LDAP at l: the organization's entry",
         "o: Acme",
         "ok: the entry dc=acme,dc=org names o: Acme",
+        "-- each appliance's own checks",
+        "ok: p: 1 check(s) passed",
         "== where to look next",
         "Every check passed.",
     ];
