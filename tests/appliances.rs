@@ -114,19 +114,7 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         "pw-alice",
     );
     assert_eq!(me.0, 0, "alice cannot bind with her password: {me:?}");
-    let (code, out, err) = u.exec(
-        "l",
-        &[
-            "ldapsearch",
-            "-x",
-            "-LLL",
-            "-H",
-            "ldap://localhost",
-            "-b",
-            "dc=acme,dc=org",
-            "(uid=alice)",
-        ],
-    );
+    let (code, out, err) = ldap_search_raw(&u, "dc=acme,dc=org", &["(uid=alice)"]);
     assert!(
         code == 0 && !out.contains("alice"),
         "anonymous reads people: {out}{err}"
@@ -778,8 +766,8 @@ impl Drop for Forwarder {
 }
 
 /// An anonymous search on LDAP from inside it (`ldapsearch -x -LLL`) under
-/// `base`, with `more` arguments: what it printed.
-fn ldap_search(u: &Utility, base: &str, more: &[&str]) -> String {
+/// `base`, with `more` arguments: its exit code and output.
+fn ldap_search_raw(u: &Utility, base: &str, more: &[&str]) -> (i32, String, String) {
     let mut argv = vec![
         "ldapsearch",
         "-x",
@@ -790,5 +778,12 @@ fn ldap_search(u: &Utility, base: &str, more: &[&str]) -> String {
         base,
     ];
     argv.extend(more);
-    u.exec_ok("l", &argv)
+    u.exec("l", &argv)
+}
+
+/// [`ldap_search_raw`] that must succeed: what it printed.
+fn ldap_search(u: &Utility, base: &str, more: &[&str]) -> String {
+    let (code, out, err) = ldap_search_raw(u, base, more);
+    assert_eq!(code, 0, "ldapsearch -b {base} {more:?}: {out}{err}");
+    out
 }
