@@ -183,7 +183,7 @@ build_root() {
   # The guest kit.
   install -m 755 "$kit/boot" "$kit/halt" -D -t "$root/usr/lib/cvl/"
   install -m 755 "$kit/cvl-configure" "$kit/cvl-reload" "$kit/cvl-param" "$kit/cvl-datadisk" \
-    "$kit/cvl-iface" "$kit/cvl-wait-listen" "$kit/cvl-check" -t "$root/usr/sbin/"
+    "$kit/cvl-iface" "$kit/cvl-wait-listen" "$kit/cvl-check" "$kit/cvl-x509-subject" -t "$root/usr/sbin/"
   install -m 755 "$kit/shutdown" "$root/usr/sbin/shutdown"
   install -m 644 "$kit/inittab" "$root/etc/inittab"
   mkdir -p "$root/etc/cvl/reload.d"

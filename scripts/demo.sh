@@ -6,7 +6,10 @@
 # applies AcmeSuite inside a network namespace of its own (its VANs never
 # touch this machine's network; the namespace plays the outside world on
 # the firewall's public side), then uses it: the web page and the mail
-# server through the firewall, and through `cvl exec` every name DNS
+# server through the firewall, a user added on LDAP who is sent a mail
+# from the outside world (SMTP with STARTTLS, the suite's CA trusted after
+# fetching it from LDAP with `cvl exec`) and reads it over IMAP with STARTTLS,
+# and through `cvl exec` every name DNS
 # serves resolved on another member (d is every member's resolver), a name
 # outside forwarded to the outside world's name server, and an LDAP search. Every check says what it got;
 # one that fails says so, the rest still run, and the demo exits 1 at the
@@ -74,7 +77,7 @@ if [ -n "$(ip netns pids $ns 2>/dev/null || true)" ]; then
   exit 2
 fi
 
-step "installing what is missing (QEMU, mmdebstrap, e2fsprogs, busybox, dnsmasq)"
+step "installing what is missing (QEMU, mmdebstrap, e2fsprogs, busybox, dnsmasq, curl, openssl)"
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
@@ -83,6 +86,8 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v depmod >/dev/null || need+=(kmod)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
@@ -194,6 +199,53 @@ if [[ $greeting == "220 "*"$domain"* ]]; then
 else
   fail "no 220 greeting from $public:25 (got: ${smtp:0:200})"
 fi
+
+echo "-- a user of the suite: dana, added on LDAP (her password on stdin, cvl exec -i l -- cvl-adduser):"
+dana=demo-dana-$RANDOM$RANDOM
+added=$(printf '%s\n' "$dana" | in_ns "$cvl" exec -i AcmeSuite.cvl l -- cvl-adduser dana 2>&1) || true
+indent "$added"
+grep -q "added uid=dana" <<<"$added" && ok "dana is in the directory" || fail "cvl-adduser dana: $added"
+
+echo "-- the suite's CA (on LDAP's data disk), fetched to trust it (cvl exec l -- cat /data/ca/ca.pem):"
+in_ns "$cvl" exec AcmeSuite.cvl l -- cat /data/ca/ca.pem > suite-ca.pem 2>&1 || true
+indent "$(openssl x509 -in suite-ca.pem -noout -subject -nameopt RFC2253 2>&1 || true)"
+mail_cert=$(in_ns "$cvl" exec AcmeSuite.cvl m -- cat /data/tls/cert.pem 2>&1) || true
+if openssl verify -CAfile suite-ca.pem <(printf '%s\n' "$mail_cert") >/dev/null 2>&1; then
+  ok "Mail's certificate ($(openssl x509 -noout -subject -nameopt RFC2253 <<<"$mail_cert")) is the CA's"
+else
+  fail "Mail's certificate is not signed by the suite's CA: ${mail_cert:0:200}"
+fi
+# A mail client in the outside world: curl, trusting the suite's CA,
+# reaching m.DOMAIN at the firewall's public address.
+mail_client() { # PORT ARGS...
+  local port=$1
+  shift
+  in_ns curl -sS --max-time 30 --cacert suite-ca.pem --resolve "m.$domain:$port:$public" "$@"
+}
+
+echo "-- a mail to dana@$domain from the outside world: SMTP with STARTTLS through the firewall:"
+marker="demo-mail-$RANDOM$RANDOM"
+message=$(printf 'From: someone@example.net\r\nTo: dana@%s\r\nSubject: %s\r\n\r\nHello Dana (%s).\r\n' "$domain" "$marker" "$marker")
+# Mail reads the directory's users every 5 s: dana is a recipient within
+# seconds of being added.
+sent=no
+for _ in $(seq 20); do
+  if said=$(mail_client 25 --ssl-reqd "smtp://m.$domain:25" --mail-from someone@example.net \
+    --mail-rcpt "dana@$domain" --upload-file - <<<"$message" 2>&1); then
+    sent=yes
+    break
+  fi
+  sleep 1
+done
+[ $sent = yes ] && ok "accepted over STARTTLS (m.$domain's certificate verified against the suite's CA)" ||
+  fail "SMTP with STARTTLS to dana@$domain: $said"
+
+echo "-- dana reads it over IMAP with STARTTLS through the firewall (her password in curl's config, on stdin):"
+read_mail=$(printf 'user = "dana:%s"\n' "$dana" |
+  mail_client 143 --ssl-reqd -K - "imap://m.$domain:143/INBOX;MAILINDEX=1" 2>&1) || true
+indent "$(grep -E '^(Subject|Received|	by)' <<<"$read_mail" || true)"
+grep -q "Hello Dana ($marker)" <<<"$read_mail" && ok "dana read her mail" ||
+  fail "IMAP with STARTTLS: dana's mail is not there (got: ${read_mail:0:300})"
 
 echo "-- a port the firewall does not forward ($public:389) is closed:"
 if in_ns /bin/busybox timeout 5 /bin/busybox nc "$public" 389 </dev/null >/dev/null 2>&1; then

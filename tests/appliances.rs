@@ -2,7 +2,9 @@
 //! real program disks) applied on this machine in a network namespace the
 //! test creates, then used as their users would: from the namespace as the
 //! outside world, through the firewall, the web page and the mail server;
-//! from inside the VAN (`cvl exec`), DNS, LDAP and DHCP. Then an update
+//! mail sent with STARTTLS and read back over IMAP with STARTTLS (Mail's
+//! certificate fetched with `cvl exec`, as a user would trust it); from
+//! inside the VAN (`cvl exec`), DNS, LDAP and DHCP. Then an update
 //! that keeps LDAP's data and migrates its format, a resend that
 //! reconfigures running daemons without a restart, and hostile values that
 //! stay text. The status page (`cvl utility run --http`) is watched in
@@ -43,13 +45,7 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
 
     // From nothing to six appliances whose services run.
     let started = Instant::now();
-    let said = u.ok(&[
-        "apply",
-        "AcmeSuite.cvl",
-        "--auto-approve",
-        "--stop-timeout",
-        "20",
-    ]);
+    let said = apply_suite(&u);
     let apply_s = started.elapsed().as_secs_f64();
     eprintln!("apply of the real suite: {apply_s:.1} s\n{said}");
     assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
@@ -61,6 +57,13 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         eprintln!(
             "  {c}'s boot (s since its kernel started): {}",
             times.replace('\n', "; ")
+        );
+    }
+    for c in ["l", "m"] {
+        let trace = u.exec_ok(c, &["cat", "/run/cvl/start-trace"]);
+        eprintln!(
+            "  {c}'s start hook (s since boot): {}",
+            trace.replace('\n', "; ")
         );
     }
 
@@ -119,25 +122,71 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         code == 0 && !out.contains("alice"),
         "anonymous reads people: {out}{err}"
     );
+    let waited = wait_for_recipient(&u, "carol@acme.org");
+    eprintln!("users added on LDAP: accepted by Mail {waited:.1} s later");
+    let greeting = send_mail(&public, "alice@acme.org", "CVL-MAIL-1");
+    assert!(greeting.contains("m.acme.org"), "{greeting}");
+    // Postfix accepts, then delivers from its queue a moment later.
     let started = Instant::now();
-    while !u
-        .exec_ok("m", &["cat", "/run/cvl/vusers"])
-        .contains("carol@acme.org")
-    {
+    loop {
+        let (_, mailbox, _) = u.exec("m", &["sh", "-c", "cat /data/mail/alice/new/*"]);
+        if mailbox.contains("CVL-MAIL-1") {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "Mail never read the new users from LDAP"
+            "CVL-MAIL-1 is not in alice's maildir: {mailbox}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    eprintln!(
-        "users added on LDAP: accepted by Mail {:.1} s later",
-        started.elapsed().as_secs_f64()
+    // With STARTTLS, as a mail client would: the suite's CA (on LDAP's
+    // data disk, fetched with cvl exec as a user would) verifies Mail's
+    // certificate for m.acme.org, whose subject is Figure 5's, on the SMTP
+    // session and the IMAP one through the firewall; bob reads with his
+    // password what was sent to him.
+    let ca = u.exec_ok("l", &["cat", "/data/ca/ca.pem"]);
+    let (cert, subject) = mail_certificate(&u);
+    for part in [
+        "CN=m.acme.org",
+        "O=Acme",
+        "OU=IT",
+        "L=Stanford",
+        "C=US",
+        "emailAddress=admin@acme.org",
+    ] {
+        assert!(subject.contains(part), "{part} is not in {subject}");
+    }
+    let tls = Mailer::new(&u, &public, "m.acme.org", &ca);
+    tls.send("bob@acme.org", "CVL-MAIL-TLS-1");
+    let inbox = tls.inbox("bob", "pw-bob", &["CVL-MAIL-TLS-1"]);
+    assert!(
+        inbox.contains("with ESMTPS"),
+        "not received over TLS: {inbox}"
     );
-    let greeting = send_mail(&public, "alice@acme.org", "CVL-MAIL-1");
-    assert!(greeting.contains("m.acme.org"), "{greeting}");
-    let mailbox = u.exec_ok("m", &["sh", "-c", "cat /data/mail/alice/new/*"]);
-    assert!(mailbox.contains("CVL-MAIL-1"), "{mailbox}");
+    let (code, _, err) = tls.imap("bob", "wrong", "INBOX;MAILINDEX=1", true);
+    assert_eq!(code, 67, "a wrong password: {err}");
+    let (code, _, err) = tls.imap("bob", "pw-bob", "INBOX;MAILINDEX=1", false);
+    assert_ne!(code, 0, "IMAP took a password without STARTTLS: {err}");
+    // LDAPS, from Mail (which holds the CA it was signed by): l's own
+    // certificate verifies for l.acme.org.
+    let ldaps = u.exec_ok(
+        "m",
+        &[
+            "env",
+            "LDAPTLS_CACERT=/data/tls/ca.pem",
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-H",
+            "ldaps://l.acme.org",
+            "-b",
+            "dc=acme,dc=org",
+            "-s",
+            "base",
+            "dn",
+        ],
+    );
+    assert!(ldaps.contains("dn: dc=acme,dc=org"), "{ldaps}");
     let refused = rcpt(&public, "mallory@acme.org");
     assert!(
         refused.starts_with('5'),
@@ -452,13 +501,7 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     );
     eprintln!("the page, after the publish: l {pending}");
     u.ok(&["update-lock", "AcmeSuite.cvl"]);
-    let said = u.ok(&[
-        "apply",
-        "AcmeSuite.cvl",
-        "--auto-approve",
-        "--stop-timeout",
-        "20",
-    ]);
+    let said = apply_suite(&u);
     assert!(said.contains("update l  LDAP 1 -> 2"), "{said}");
     assert!(said.contains("Applied 1 action(s)"), "{said}");
     // ... and shows it done, without a reload.
@@ -502,6 +545,34 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         "users lost: {people}"
     );
 
+    // Mail version 2 (a Postfix settings file more): only m restarts; the
+    // mailboxes, the users, the key and the certificate on its data disk
+    // stay, and bob reads his mail as before.
+    let before_mail = u.pids();
+    u.publish_built("Mail", &built["Mail-v2"]);
+    u.ok(&["update-lock", "AcmeSuite.cvl"]);
+    let said = apply_suite(&u);
+    assert!(said.contains("update m  Mail 1 -> 2"), "{said}");
+    let after_mail = u.pids();
+    for c in ["f", "h", "d", "l", "p"] {
+        assert_eq!(before_mail[c], after_mail[c], "{c} restarted");
+    }
+    assert_ne!(before_mail["m"], after_mail["m"], "m did not restart");
+    assert_eq!(
+        u.exec_ok("m", &["postconf", "-h", "message_size_limit"])
+            .trim(),
+        "20971520",
+        "Mail v2's settings"
+    );
+    assert_eq!(
+        mail_certificate(&u).0,
+        cert,
+        "the update changed Mail's certificate"
+    );
+    Mailer::new(&u, &public, "m.acme.org", &ca).inbox("bob", "pw-bob", &["CVL-MAIL-TLS-1"]);
+    Mailer::new(&u, &public, "m.acme.org", &ca).send("carol@acme.org", "CVL-MAIL-V2");
+    let after = u.pids();
+
     // DNS version 2 differs by one configuration file: published, it is a
     // delta of a few clusters on version 1's disk.
     u.publish_built("DNS", &built["DNS-v2"]);
@@ -521,6 +592,9 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     std::fs::write(&file, original.replace("\"acme.org\"", "\"acme.com\"")).unwrap();
     let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
     assert!(said.contains("resend"), "{said}");
+    for line in said.lines().filter(|l| l.contains("reload hook ran")) {
+        eprintln!("  {line}");
+    }
     assert_eq!(u.pids(), after, "a resend restarted a VM");
     let answer = dig(NS, &dns, "l.acme.com");
     assert!(
@@ -530,8 +604,33 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     let short = u.exec_ok("p", &["getent", "hosts", "l"]);
     assert!(short.contains("l.acme.com"), "p's search domain: {short}");
     assert!(http_get(&public, "/").contains("acme.com"));
+    // Mail reads the users again at once; while LDAP (resent too)
+    // restarts, its refresher reads them within 5 s.
+    let waited = wait_for_recipient(&u, "bob@acme.com");
+    eprintln!("Mail accepts the users of the new domain {waited:.1} s after the resend");
     let greeting = send_mail(&public, "bob@acme.com", "CVL-MAIL-2");
     assert!(greeting.contains("m.acme.com"), "{greeting}");
+    // Mail's certificate, issued anew for m.acme.com by the resend (by the
+    // same CA, which survived LDAP's update), verifies both sessions again;
+    // bob's mailbox kept his mail.
+    assert_eq!(
+        u.exec_ok("l", &["cat", "/data/ca/ca.pem"]),
+        ca,
+        "the CA changed"
+    );
+    let (cert2, subject) = ca_signed_mail_certificate(&u, &cert);
+    assert_ne!(
+        cert2, cert,
+        "the resend of domain issued no new certificate"
+    );
+    assert!(subject.contains("CN=m.acme.com"), "{subject}");
+    let tls = Mailer::new(&u, &public, "m.acme.com", &ca);
+    tls.send("bob@acme.com", "CVL-MAIL-TLS-2");
+    tls.inbox(
+        "bob",
+        "pw-bob",
+        &["CVL-MAIL-TLS-1", "CVL-MAIL-2", "CVL-MAIL-TLS-2"],
+    );
 
     // Hostile values: configuration files stay valid, nothing runs, the
     // page shows the text.
@@ -540,7 +639,8 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         &file,
         original
             .replace("\"acme.org\"", "\"acme.com\"")
-            .replace("\"Acme\"", &format!("\"{hostile}\"")),
+            .replace("\"Acme\"", &format!("\"{hostile}\""))
+            .replace("\"IT\"", "\"IT/CN=evil, O=x+y\\\\z\""),
     )
     .unwrap();
     let said = u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
@@ -558,9 +658,70 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         assert_ne!(code, 0, "{c} ran a value: {out}{err}");
     }
     assert!(send_mail(&public, "carol@acme.com", "CVL-MAIL-3").contains("m.acme.com"));
+    // In the certificate, `ou`'s `/CN=` and `, O=` stay text inside its one
+    // attribute; `org`, which holds a newline, is left out.
+    let (cert3, _) = ca_signed_mail_certificate(&u, &cert2);
+    let fields = u.exec_ok(
+        "m",
+        &[
+            "openssl",
+            "x509",
+            "-in",
+            "/data/tls/cert.pem",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "multiline,-esc_msb,utf8",
+        ],
+    );
+    let named = |field: &str| -> Vec<String> {
+        fields
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(field))
+            .map(|v| v.trim_start().trim_start_matches('=').trim().to_string())
+            .collect()
+    };
+    assert_ne!(cert3, cert2, "the hostile resend issued no certificate");
+    assert_eq!(named("commonName"), ["m.acme.com"], "{fields}");
+    assert_eq!(
+        named("organizationalUnitName"),
+        ["IT/CN=evil, O=x+y\\\\z"],
+        "{fields}"
+    );
+    assert!(named("organizationName").is_empty(), "{fields}");
+    Mailer::new(&u, &public, "m.acme.com", &ca).send("carol@acme.com", "CVL-MAIL-TLS-3");
     assert!(ldap_search(&u, "dc=acme,dc=org", &["-s", "base", "dc"]).contains("dc: acme"));
 
     u.stop_all();
+}
+
+/// Waits until Mail's table of recipients (read from LDAP) holds
+/// `address`: the seconds it took.
+fn wait_for_recipient(u: &Utility, address: &str) -> f64 {
+    let started = Instant::now();
+    while !u
+        .exec_ok("m", &["cat", "/run/cvl/vusers"])
+        .contains(address)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Mail never read {address} from LDAP"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// `cvl apply AcmeSuite.cvl` without a question, each VM given 20 s to
+/// stop: what it printed.
+fn apply_suite(u: &Utility) -> String {
+    u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ])
 }
 
 /// A process killed when the test ends, passing or not.
@@ -672,6 +833,181 @@ fn send_mail(host: &str, to: &str, marker: &str) -> String {
     smtp.say(&format!("Subject: hello\r\n\r\n{marker}\r\n."), "250");
     smtp.say("QUIT", "221");
     greeting
+}
+
+/// Mail's certificate as a user fetches it (`cvl exec m -- cat`), and its
+/// subject (RFC 2253).
+fn mail_certificate(u: &Utility) -> (String, String) {
+    let cert = u.exec_ok("m", &["cat", "/data/tls/cert.pem"]);
+    let subject = u.exec_ok(
+        "m",
+        &[
+            "openssl",
+            "x509",
+            "-in",
+            "/data/tls/cert.pem",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253",
+        ],
+    );
+    (cert, subject.trim().to_string())
+}
+
+/// Mail's certificate once it is a new one (not `old`) signed by the
+/// suite's CA: after a resend that changed its subject, LDAP (resent at the
+/// same time) may answer Mail's request only after Mail's resend ended, and
+/// Mail serves a certificate signed by its own key until its refresher
+/// (every 5 s) gets the CA's.
+fn ca_signed_mail_certificate(u: &Utility, old: &str) -> (String, String) {
+    let started = Instant::now();
+    loop {
+        let (cert, subject) = mail_certificate(u);
+        let (signed, _, _) = u.exec(
+            "m",
+            &[
+                "openssl",
+                "verify",
+                "-CAfile",
+                "/data/tls/ca.pem",
+                "/data/tls/cert.pem",
+            ],
+        );
+        // ... and served: SMTP and IMAP reload it a moment after it lands.
+        let served = |starttls: &str, port: &str| {
+            let script = format!(
+                "echo | openssl s_client -starttls {starttls} -connect 127.0.0.1:{port} \
+                 -CAfile /data/tls/ca.pem -verify_return_error >/dev/null 2>&1"
+            );
+            u.exec("m", &["sh", "-c", &script]).0 == 0
+        };
+        if cert != old && signed == 0 && served("smtp", "25") && served("imap", "143") {
+            eprintln!(
+                "Mail's new certificate from the suite's CA, {:.1} s after the resend: {subject}",
+                started.elapsed().as_secs_f64()
+            );
+            return (cert, subject);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Mail has no new certificate from the suite's CA 60 s after the resend: {subject}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A mail client in the outside world (curl in the test's namespace) that
+/// trusts the CA `ca` and reaches `name` (the mail host's name, which its
+/// certificate must hold) at the firewall's public address.
+struct Mailer {
+    public: String,
+    name: String,
+    trust: std::path::PathBuf,
+}
+
+impl Mailer {
+    fn new(u: &Utility, public: &str, name: &str, ca: &str) -> Mailer {
+        let trust = u.dir.join(format!("trust-{name}.pem"));
+        std::fs::write(&trust, ca).unwrap();
+        Mailer {
+            public: public.to_string(),
+            name: name.to_string(),
+            trust,
+        }
+    }
+
+    /// curl in the namespace, `stdin` its input: exit code and output.
+    fn curl(&self, port: u16, args: &[&str], stdin: &str) -> (i32, String, String) {
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", NS, "curl", "-sS", "--max-time", "30"])
+            .arg("--cacert")
+            .arg(&self.trust)
+            .arg("--resolve")
+            .arg(format!("{}:{port}:{}", self.name, self.public))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl is installed");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Sends a message holding `marker` to `to` over SMTP with STARTTLS
+    /// required (the certificate verified).
+    fn send(&self, to: &str, marker: &str) {
+        let message = format!(
+            "From: someone@outside.example\r\nTo: {to}\r\nSubject: {marker}\r\n\r\n{marker}\r\n"
+        );
+        let (code, out, err) = self.curl(
+            25,
+            &[
+                "--ssl-reqd",
+                &format!("smtp://{}:25", self.name),
+                "--mail-from",
+                "someone@outside.example",
+                "--mail-rcpt",
+                to,
+                "--upload-file",
+                "-",
+            ],
+            &message,
+        );
+        assert_eq!(code, 0, "SMTP with STARTTLS to {to}: {out}{err}");
+    }
+
+    /// An IMAP request for `path` (the user and password in curl's config
+    /// on stdin, never on a command line), with STARTTLS required or not.
+    fn imap(&self, user: &str, password: &str, path: &str, tls: bool) -> (i32, String, String) {
+        let url = format!("imap://{}:143/{path}", self.name);
+        let mut args = vec!["-K", "-", url.as_str()];
+        if tls {
+            args.insert(0, "--ssl-reqd");
+        }
+        self.curl(143, &args, &format!("user = \"{user}:{password}\"\n"))
+    }
+
+    /// Every message in `user`'s INBOX, read over IMAP with STARTTLS, once
+    /// it holds every marker of `expect` (Postfix delivers from its queue
+    /// a moment after it accepted a message): asked for up to 30 s.
+    fn inbox(&self, user: &str, password: &str, expect: &[&str]) -> String {
+        let started = Instant::now();
+        loop {
+            let mut all = String::new();
+            for index in 1..=20 {
+                let (code, out, err) =
+                    self.imap(user, password, &format!("INBOX;MAILINDEX={index}"), true);
+                if code == 78 {
+                    break; // no such message: the mailbox has index - 1
+                }
+                assert_eq!(
+                    code, 0,
+                    "IMAP with STARTTLS, {user}'s message {index}: {err}"
+                );
+                all.push_str(&out);
+            }
+            if expect.iter().all(|m| all.contains(m)) {
+                return all;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{expect:?} are not all in {user}'s mailbox:\n{all}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
 
 /// Adds a user on LDAP (`cvl-adduser`, the password `pw-NAME` on stdin):

@@ -125,6 +125,15 @@ fn the_main_job_runs_every_check_and_stops_clean() {
         stdout.contains("ok: www.example.net -> 198.19.0.254"),
         "{stdout}"
     );
+    // A user added, sent a mail with STARTTLS, and reading it over IMAP
+    // with STARTTLS, all through the firewall.
+    for said in [
+        "ok: dana is in the directory",
+        "ok: accepted over STARTTLS",
+        "ok: dana read her mail",
+    ] {
+        assert!(stdout.contains(said), "`{said}` is missing:\n{stdout}");
+    }
     assert!(work.join("AcmeSuite.cvl").is_file());
     let running = qemus_naming(&work.display().to_string());
     assert_eq!(running.len(), 6, "six QEMUs run the suite: {running:#?}");

@@ -1168,7 +1168,7 @@ fn keygen(path: &Path) {
     ]);
 }
 
-/// The suite's six real appliances and the next versions of two of them,
+/// The suite's six real appliances and the next versions of three of them,
 /// built from their recipes (appliances/) by scripts/build-appliance.sh, two
 /// at a time (the builder caches them in /var/cache/cvl-test): each name
 /// (`LDAP`, `LDAP-v2`, ...) and the folder `cvl publish` takes.
@@ -1182,6 +1182,7 @@ pub fn real_appliances() -> BTreeMap<String, PathBuf> {
         ("Plone", "Plone"),
         ("LDAP-v2", "LDAP/v2"),
         ("DNS-v2", "DNS/v2"),
+        ("Mail-v2", "Mail/v2"),
     ];
     let out = workspace().join("target/cvl-appliances");
     let started = Instant::now();
