@@ -232,8 +232,17 @@ make_disk() {
   uuid=$(echo "$key" | sha256sum | sed -E 's/^(.{8})(.{4})(.{4})(.{4})(.{12}).*/\1-\2-\3-\4-\5/')
   E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 -q -F -L cvl-root -U "$uuid" \
     -E "hash_seed=$uuid,root_owner=0:0" -T default -m 0 -d "$root" "$disk.raw" "${mib}M" >/dev/null
-  qemu-img convert -q -f raw -O qcow2 "$disk.raw" "$disk"
+  qcow2 "$disk.raw" "$disk"
   rm -f "$disk.raw"
+}
+
+# A raw disk as the qcow2 that is published: compressed with zstd, a third
+# of the size (LDAP's 151 MB became 49 MB) for every copy a program disk
+# makes (the cache, a repository, each host's cache) and for every hash of
+# it; QEMU reads compressed clusters as they are needed. Written in order,
+# so the same raw disk gives the same bytes.
+qcow2() {
+  qemu-img convert -q -c -o compression_type=zstd -f raw -O qcow2 "$1" "$2"
 }
 
 name=$(basename "$recipe")
@@ -305,7 +314,7 @@ if [ ! -s "$image/done" ]; then
       die "debugfs could not write $recipe's files"
     fi
     e2fsck -fn "$image.tmp/disk.raw" >"$log" 2>&1 || { cat "$log" >&2; die "the variant's filesystem does not check clean"; }
-    qemu-img convert -q -f raw -O qcow2 "$image.tmp/disk.raw" "$image.tmp/system.qcow2"
+    qcow2 "$image.tmp/disk.raw" "$image.tmp/system.qcow2"
     rm -f "$image.tmp/disk.raw"
     { cat "$base_out/manifest.txt"; echo "# changed by $(basename "$recipe")"
       (cd "$recipe/files" && find . -type f | LC_ALL=C sort); } > "$image.tmp/manifest.txt"
@@ -318,6 +327,13 @@ if [ ! -s "$image/done" ]; then
   mv "$image.tmp" "$image"
   building=""
 fi
+
+# Each use marks its entry; entries that no build has used for 30 days go
+# (a recipe's earlier inputs, a kernel since replaced): without this the
+# cache grows by a suite's images with every change to the kit or builder.
+touch "$image/done" "$boot/done" 2>/dev/null || true
+find "$cache" -mindepth 2 -maxdepth 2 -name done -mtime +30 -printf '%h\n' |
+  while read -r old; do rm -rf "$old" "$old.lock"; done
 
 # What the recipe publishes, beside the program: its CVL file (the recipe's
 # `cvl` file names it) and its VM description.
@@ -332,7 +348,11 @@ vm=$(sed -n 's/.*vm = "\([^"]*\)".*/\1/p;T;q' "$out/$name.cvl")
 [ -n "$vm" ] || die "$src/$name.cvl sets no vm"
 [ -f "$src/$vm" ] || die "$name.cvl sets vm = \"$vm\", which $src lacks"
 cp "$src/$vm" "$out/$vm"
+# The cached files themselves where the output is on the cache's filesystem
+# (hard links: nothing writes a program disk in place, QEMU reads it as a
+# backing file and `cvl publish` copies it), copies elsewhere.
 for f in system.qcow2 vmlinuz initrd.img manifest.txt .key; do
-  cp --reflink=auto "$image/$f" "$out/$f"
+  rm -f "$out/$f"
+  ln "$image/$f" "$out/$f" 2>/dev/null || cp --reflink=auto "$image/$f" "$out/$f"
 done
 say "$name: $out ($(du -h --apparent-size "$out/system.qcow2" | cut -f1) program disk)"
