@@ -11,9 +11,11 @@
 #   bash, zsh and fish completions         (`cvl completions SHELL`)
 #   /lib/systemd/system/cvl-utility.service (not enabled: see docs/utility.md)
 #   /usr/share/doc/cvl/                    README, docs/, examples/, copyright
+#   /usr/share/cvl/scripts, guest-kit/     the appliance builder of `cvl build`
 # Depends: the shared libraries the binary links (dpkg-shlibdeps).
 # Recommends: qemu-system-x86, qemu-utils, iproute2 (what `cvl apply` runs
-# on a QEMU host); Suggests: openssh-client, postgresql-client.
+# on a QEMU host); Suggests: openssh-client, postgresql-client, and what
+# `cvl build` runs (mmdebstrap, e2fsprogs, busybox-static, cpio, kmod).
 # Needs: cargo, dpkg-dev (dpkg-deb, dpkg-shlibdeps), binutils (strip), gzip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,14 @@ install -d "$root/usr/share/bash-completion/completions" \
 
 install -D -m 0644 packaging/cvl-utility.service "$root/lib/systemd/system/cvl-utility.service"
 
+# The appliance builder of `cvl build` and the guest kit it puts into every
+# image, where `cvl build` looks for them (../share/cvl from /usr/bin).
+install -D -m 0755 scripts/build-appliance.sh "$root/usr/share/cvl/scripts/build-appliance.sh"
+install -d "$root/usr/share/cvl/guest-kit"
+for f in guest-kit/*; do
+  install -m "$(stat -c %a "$f")" "$f" "$root/usr/share/cvl/guest-kit/"
+done
+
 # Documentation and the paper's examples.
 install -d "$doc/docs" "$doc/examples"
 install -m 0644 README.md ARCHITECTURE.md "$doc/"
@@ -96,7 +106,7 @@ Maintainer: CVL developers <cvl@localhost>
 Installed-Size: $size
 Depends: $depends
 Recommends: qemu-system-x86, qemu-utils, iproute2
-Suggests: openssh-client, postgresql-client
+Suggests: openssh-client, postgresql-client, mmdebstrap, e2fsprogs, busybox-static, cpio, kmod
 Section: admin
 Priority: optional
 Description: toolchain for CVL virtual appliances

@@ -47,6 +47,12 @@ step "completions for bash, zsh and fish"
 test -s /usr/share/bash-completion/completions/cvl
 test -s /usr/share/zsh/vendor-completions/_cvl
 test -s /usr/share/fish/vendor_completions.d/cvl.fish
+step "cvl build finds the installed builder, which names what this machine lacks"
+mkdir -p /tmp/recipe && echo lighttpd > /tmp/recipe/packages && echo Web.cvl > /tmp/recipe/cvl
+if cvl build /tmp/recipe /tmp/out > /tmp/build.log 2>&1; then cat /tmp/build.log; exit 1; fi
+grep -q 'mmdebstrap is missing (Debian: apt-get install mmdebstrap' /tmp/build.log || { cat /tmp/build.log; exit 1; }
+test -x /usr/share/cvl/guest-kit/cvl-configure
+rm -rf /tmp/recipe /tmp/out
 step "the systemd unit names the installed binary"
 grep -q '^ExecStart=/usr/bin/cvl utility run' /lib/systemd/system/cvl-utility.service
 dpkg -L cvl > /tmp/files

@@ -3,8 +3,8 @@
 //! is the same for `--profile dist`, the one releases use), and
 //! scripts/test-deb.sh installs it into a fresh Debian 12 made by
 //! mmdebstrap, uses it (`cvl --version`, `cvl check` of an installed example,
-//! `man -w`, completions, the systemd unit), purges it and finds nothing
-//! left.
+//! `man -w`, completions, `cvl build` finding its builder, the systemd
+//! unit), purges it and finds nothing left.
 
 use std::process::Command;
 
@@ -37,6 +37,8 @@ fn the_package_installs_works_and_purges_cleanly() {
         "./usr/share/doc/cvl/copyright",
         "./usr/share/doc/cvl/docs/cloud-images.md",
         "./usr/share/doc/cvl/examples/groupware/suite/AcmeSuite.cvl",
+        "./usr/share/cvl/scripts/build-appliance.sh",
+        "./usr/share/cvl/guest-kit/cvl-configure",
     ] {
         assert!(
             listing.contains(path),
@@ -55,4 +57,8 @@ fn the_package_installs_works_and_purges_cleanly() {
     eprintln!("{said}");
     assert!(tested.status.success(), "test-deb.sh failed:\n{said}");
     assert!(said.contains("purged: nothing left"), "{said}");
+    assert!(
+        said.contains("cvl build finds the installed builder"),
+        "{said}"
+    );
 }

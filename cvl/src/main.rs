@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod apply;
 mod backup;
 mod blacklist;
+mod build;
 mod check;
 mod deploy;
 mod eval;
@@ -267,6 +268,21 @@ enum Command {
         #[command(flatten)]
         load: workspace::FetchArgs,
     },
+    /// Build an appliance's program from its recipe (Debian packages on a
+    /// qcow2 program disk), ready for `cvl publish`; or check that a
+    /// rebuild from nothing gives the same image.
+    #[command(
+        after_help = "Runs the appliance builder (build-appliance.sh: mmdebstrap, \
+        mkfs.ext4 -d, no loop device) as root; its progress goes to standard error. Built \
+        images are cached by the hash of their inputs (the recipe, the guest kit, the builder, \
+        the kernel's version), so a second build of the same recipe takes a moment. The recipe \
+        format is in appliances/README.md.\n\n\
+        Exit codes: 0 built (with --check: reproducible), 1 the build failed (with --check: \
+        the rebuild differs, each difference listed), 2 not a recipe or no builder.\n\n\
+        Examples:\n  cvl build appliances/DNS out/DNS && cvl publish repos/DNS out/DNS/DNS.cvl\n  \
+        cvl build --check appliances/DNS --format json"
+    )]
+    Build(build::BuildArgs),
     /// Publish an appliance as the next version of a repository (after
     /// checking it: any error refuses the publish).
     #[command(
@@ -385,6 +401,7 @@ fn main() -> ExitCode {
         Command::Utility(command) => service::run(command),
         Command::Policy(command) => history::policy(command),
         Command::UpdateLock { files, load } => update_lock(&files, &load),
+        Command::Build(args) => build::run(args),
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),
         Command::Key(command) => key::run(command),
