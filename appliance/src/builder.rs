@@ -159,7 +159,7 @@ impl Builder {
         // sees the end when the builder and what it started are done.
         drop(command);
         let mut built = false;
-        let mut last = Vec::new();
+        let mut last = None;
         let mut lines = BufReader::new(reader);
         let mut line = Vec::new();
         loop {
@@ -176,18 +176,14 @@ impl Builder {
             let text = text.strip_prefix("build-appliance: ").unwrap_or(text);
             built |= text.contains(": built in ");
             progress(text);
-            last.push(text.to_string());
-            if last.len() > 5 {
-                last.remove(0);
-            }
+            last = Some(text.to_string());
         }
         let status = child.wait().context("cannot wait for the builder")?;
         if !status.success() {
             bail!(
                 "building {} failed ({status}): {}",
                 recipe.display(),
-                last.last()
-                    .map_or("the builder said nothing", String::as_str)
+                last.as_deref().unwrap_or("the builder said nothing")
             );
         }
         read_build(out, built)

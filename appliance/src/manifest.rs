@@ -87,7 +87,7 @@ impl Manifest {
 
     /// What `other` changes of `self`, section by section in the order
     /// `self` has them (then sections only `other` has), entries in order.
-    pub fn diff(&self, other: &Manifest) -> Vec<Difference> {
+    pub fn diff<'a>(&'a self, other: &'a Manifest) -> Vec<Difference> {
         let empty = BTreeMap::new();
         let mut titles: Vec<&str> = self.sections.iter().map(|s| s.title.as_str()).collect();
         for s in &other.sections {
@@ -97,11 +97,11 @@ impl Manifest {
         }
         let mut out = Vec::new();
         for title in titles {
-            let entries = |m: &'_ Manifest| -> BTreeMap<String, String> {
+            let entries = |m: &'a Manifest| {
                 m.sections
                     .iter()
                     .find(|s| s.title == title)
-                    .map_or_else(|| empty.clone(), |s| s.entries.clone())
+                    .map_or(&empty, |s| &s.entries)
             };
             let (before, after) = (entries(self), entries(other));
             let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
