@@ -299,7 +299,12 @@ if [ ! -s "$image/done" ]; then
     (cd "$recipe/files" && find . -mindepth 1 | LC_ALL=C sort) | while read -r rel; do
       path=${rel#.}
       if [ -d "$recipe/files/$rel" ]; then
-        echo "mkdir $path"
+        # Only what the base lacks: debugfs 1.47's mkdir of a directory that
+        # exists still allocates an inode, which e2fsck then finds
+        # unconnected when a later write takes a freed one (a variant that
+        # replaces a file).
+        debugfs -R "stat $path" "$image.tmp/disk.raw" 2>/dev/null </dev/null |
+          grep -q 'Type: directory' || echo "mkdir $path"
       else
         echo "rm $path"
         echo "write $recipe/files/$rel $path"

@@ -39,6 +39,28 @@ pub struct VersionEntry {
     /// The CVL file of the version.
     pub cvl: String,
     pub files: Vec<FileEntry>,
+    /// How the version was tested before it was published (`cvl publish
+    /// --test`); absent when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tested: Option<Tested>,
+}
+
+/// What `cvl publish --test` records of the test a version passed: the
+/// guest contract and the appliance's own checks, booted in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tested {
+    /// When the test ended (RFC 3339, UTC).
+    pub at: String,
+    /// What ran it: `cvl test` and cvl's version.
+    pub by: String,
+    /// The steps that passed and those skipped (none failed: a failure
+    /// refuses the publish).
+    pub passed: u32,
+    pub skipped: u32,
+    /// The version whose data the upgrade was tested from (`REPO@N`), when
+    /// it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_from: Option<String>,
 }
 
 impl VersionEntry {

@@ -134,6 +134,17 @@ pub fn publish(
     files: &[PublishFile],
     signer: Option<Signer>,
 ) -> Result<VersionEntry, String> {
+    publish_tested(dir, cvl, files, signer, None)
+}
+
+/// [`publish`], the version's manifest recording the test it passed.
+pub fn publish_tested(
+    dir: &Path,
+    cvl: &str,
+    files: &[PublishFile],
+    signer: Option<Signer>,
+    tested: Option<crate::index::Tested>,
+) -> Result<VersionEntry, String> {
     if !dir.join(INDEX_FILE).exists() {
         return Err(format!(
             "{} is not a repository: create it with `cvl repo create {}`",
@@ -200,6 +211,7 @@ pub fn publish(
                 published: published.clone(),
                 cvl: cvl.to_string(),
                 files: entries.clone(),
+                tested: tested.clone(),
             };
             let manifest = serde_json::to_vec_pretty(&version).expect("a manifest serializes");
             write_synced(&tmp.join(MANIFEST_FILE), &manifest)?;

@@ -28,6 +28,7 @@ mod render;
 mod repo;
 mod secrets;
 mod service;
+mod test;
 mod update;
 mod utility;
 mod workspace;
@@ -283,6 +284,31 @@ enum Command {
         cvl build --check appliances/DNS --format json"
     )]
     Build(build::BuildArgs),
+    /// Test an appliance before publishing it: boot it in a sandbox of its
+    /// own and check the guest contract and its own checks.
+    #[command(
+        after_help = "The appliance is published into a repository of the sandbox's own and \
+        deployed alone in a VAN, inside a network namespace made for the test (its bridge, tap \
+        and routes live there; nothing touches this machine's network, and the utility's state \
+        is never opened), then checked step by step: ready within --ready-timeout; \
+        /run/cvl/params holds what the appliance evaluates to; an all-zero data disk is \
+        formatted and mounted on the first boot; its own checks (every executable in \
+        /etc/cvl/test.d/, run through the guest agent) pass; a resend with a changed value runs \
+        the reload hook without a restart, and the checks pass again; it powers off within \
+        --stop-timeout; a second boot finds the data disk as it was. Each boot's console is kept \
+        (--consoles). Needs root (namespaces, bridges, QEMU's jail); everything it made is \
+        removed when it ends, and what a killed test left is removed by the next.\n\n\
+        With --previous REPO[@VERSION], the upgrade path too: that version boots first and \
+        runs its own checks (which may leave data behind), this one then boots on its data disks \
+        as an update does (the contract and its checks run there), and a rollback puts the \
+        previous version back on the data from before the update, whose checks must pass again.\n\n\
+        Exit codes: 0 every step passed, 1 a step failed (each named), 2 the appliance could \
+        not be tested (not an appliance, parameters missing, not root).\n\n\
+        Examples:\n  cvl build appliances/DNS out/DNS\n  cvl test out/DNS --params dns.params\n  \
+        cvl test out/DNS/DNS.cvl --params test.cvl --resend domain=example.net --format junit\n  \
+        cvl test out/LDAP-v2 --params ldap.params --previous repos/LDAP"
+    )]
+    Test(test::TestArgs),
     /// Publish an appliance as the next version of a repository (after
     /// checking it: any error refuses the publish).
     #[command(
@@ -402,6 +428,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => history::policy(command),
         Command::UpdateLock { files, load } => update_lock(&files, &load),
         Command::Build(args) => build::run(args),
+        Command::Test(args) => test::run(args),
         Command::Publish(args) => repo::publish(args, color),
         Command::Repo(command) => repo::run(command),
         Command::Key(command) => key::run(command),

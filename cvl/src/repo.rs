@@ -164,6 +164,14 @@ pub struct PublishArgs {
     /// How long the new timestamp stays valid (a signed repository).
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub expires: std::time::Duration,
+    /// Test the appliance first, as `cvl test` does (root, QEMU): a failed
+    /// step refuses the publish and nothing is written into the
+    /// repository; the version's manifest records the test it passed
+    /// (shown by `cvl repo log`).
+    #[arg(long)]
+    pub test: bool,
+    #[command(flatten)]
+    pub test_options: crate::test::TestOptions,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -307,6 +315,20 @@ pub fn run(command: RepoCommand) -> Result<ExitCode> {
                             "version {}  published {}  ({})",
                             v.version, v.published, v.cvl
                         );
+                        match &v.tested {
+                            Some(t) => println!(
+                                "    tested {}: {} steps passed, {} skipped{} ({})",
+                                t.at,
+                                t.passed,
+                                t.skipped,
+                                t.upgrade_from
+                                    .as_ref()
+                                    .map(|f| format!(", the upgrade from {f} included"))
+                                    .unwrap_or_default(),
+                                t.by
+                            ),
+                            None => println!("    not tested before it was published"),
+                        }
                         for f in &v.files {
                             println!(
                                 "    {:<width$}  {:>10} bytes  sha256:{}",
@@ -400,6 +422,35 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         files.extend(more);
     }
     let keys = crate::key::load(&args.key)?;
+    if !args.test {
+        if let Some(option) = args.test_options.given() {
+            bail!("{option} is an option of the test: add --test to test before publishing");
+        }
+    }
+    let tested = if args.test {
+        if args.test_options.previous.is_none() && has_versions(&args.repo) {
+            eprintln!(
+                "note: the upgrade from {}'s newest version is not tested: add --previous {}",
+                args.repo.display(),
+                args.repo.display()
+            );
+        }
+        match crate::test::run_for_publish(&args.file, &args.test_options)? {
+            Ok(tested) => Some(tested),
+            Err(report) => {
+                eprintln!(
+                    "error: not publishing {}: {} step(s) of its test failed (above); nothing \
+                     was written into {}",
+                    args.file.display(),
+                    report.count(cvl_appliance::report::Outcome::Failed),
+                    args.repo.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        None
+    };
     let refs: Vec<&_> = keys.iter().collect();
     let expires = args.expires;
     let sign_it = |dir: &std::path::Path| sign::sign(dir, &refs, expires).map(drop);
@@ -408,8 +459,8 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
     } else {
         Some(&sign_it)
     };
-    let version =
-        publish::publish(&args.repo, &name, &files, signer).map_err(anyhow::Error::msg)?;
+    let version = publish::publish_tested(&args.repo, &name, &files, signer, tested)
+        .map_err(anyhow::Error::msg)?;
     eprintln!(
         "published {} as version {} of {}",
         name,
@@ -423,4 +474,17 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the repository folder `dir` has a version published.
+fn has_versions(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir.join("versions"))
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+        })
+        .unwrap_or(false)
 }

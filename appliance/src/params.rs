@@ -1,0 +1,322 @@
+//! The parameters an appliance test gives the appliance (`cvl test
+//! --params FILE`): `NAME=VALUE` lines, or a small CVL file whose one
+//! object extends the appliance and assigns them; and the wire format
+//! (the reference's §9), to compare what the guest received with what
+//! the appliance evaluated to.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use cvl_syntax::ast::{self, AstNode};
+
+/// One parameter given: `name` (dotted below the appliance: `domain`,
+/// `ethernet0.defaultroute`) and its value as CVL's right-hand side text
+/// (`"acme.org"`, `"a", "b"`, `{ name => "www", ip => "10.0.0.5" }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub name: String,
+    pub value: String,
+}
+
+/// Reads a parameters file: CVL when it ends in `.cvl`, else
+/// `NAME=VALUE` lines.
+pub fn read(path: &Path) -> Result<Vec<Assignment>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the parameters file {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "cvl") {
+        from_cvl(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
+    } else {
+        from_lines(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
+    }
+}
+
+/// `NAME=VALUE` lines (blank lines and `#` comments skipped). A VALUE
+/// starting with `"` or `{` is CVL (one or more strings, a map); any other
+/// is one string, taken as it is. Errors start with the line's number.
+pub fn from_lines(text: &str) -> Result<Vec<Assignment>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            bail!("{n}: `{line}` is not NAME=VALUE (for example `domain=acme.org`)");
+        };
+        let (name, value) = (name.trim(), value.trim());
+        parameter_name(name).map_err(|why| anyhow::anyhow!("{n}: {why}"))?;
+        let value = if value.starts_with('"') || value.starts_with('{') {
+            check_value(value).map_err(|why| anyhow::anyhow!("{n}: {why}"))?;
+            value.to_string()
+        } else {
+            quote(value)
+        };
+        out.push(Assignment {
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// A CVL file with one object (extending the appliance) whose body only
+/// assigns: `Test extends DNS { domain = "acme.org"; }`.
+pub fn from_cvl(text: &str) -> Result<Vec<Assignment>> {
+    let parse = cvl_syntax::parse(text);
+    if let Some(error) = parse.errors().first() {
+        bail!(
+            "{}: {} (the parameters file is CVL: one object that extends the appliance and assigns its parameters)",
+            line_of(text, error.range.start().into()),
+            error.message
+        );
+    }
+    let file = parse.tree();
+    let objects: Vec<ast::Object> = file.objects().collect();
+    let [object] = objects.as_slice() else {
+        bail!(
+            "1: a parameters file holds one object that extends the appliance (`Test extends DNS {{ domain = \"acme.org\"; }}`); this one holds {}",
+            objects.len()
+        );
+    };
+    let mut out = Vec::new();
+    for statement in object.statements() {
+        let line = line_of(text, statement.syntax().text_range().start().into());
+        let ast::Stmt::Assign(assign) = statement else {
+            bail!(
+                "{line}: a parameters file only assigns parameters (declare them in the appliance)"
+            );
+        };
+        let (Some(target), Some(values)) = (assign.target(), assign.value_list()) else {
+            bail!("{line}: an assignment without a target or a value");
+        };
+        out.push(Assignment {
+            name: target.text(),
+            value: values.syntax().text().to_string().trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// A parameter's name: identifiers joined by dots.
+fn parameter_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a parameter's name (letters, digits and `_`, dotted below a component: `ethernet0.defaultroute`)"
+        ))
+    }
+}
+
+/// Whether `value` parses as an assignment's right-hand side.
+fn check_value(value: &str) -> Result<(), String> {
+    let probe = format!("X extends VMAppliance {{ x = {value}; }}");
+    match cvl_syntax::parse(&probe).errors().first() {
+        None => Ok(()),
+        Some(e) => Err(format!(
+            "`{value}` is not a CVL value ({}): quote strings (`\"a\", \"b\"`) or write a map (`{{ k => \"v\" }}`)",
+            e.message
+        )),
+    }
+}
+
+/// `value` as one CVL string.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// One value on the wire: every byte that is not ASCII alphanumeric as
+/// `%XX`.
+pub fn wire(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What the appliance evaluated to (`cvl eval --format json`, its keys
+/// below the component) compared with what the guest read
+/// (`/run/cvl/params`). `secrets` are the sensitive values supplied, by
+/// name: compared, never said. Each difference is a sentence.
+pub fn compare(
+    evaluated: &BTreeMap<String, serde_json::Value>,
+    secrets: &BTreeMap<String, String>,
+    guest: &str,
+) -> Vec<String> {
+    let mut received: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in guest.lines().filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once('=').unwrap_or((line, ""));
+        received.entry(name).or_default().push(value);
+    }
+    let mut differences = Vec::new();
+    for (name, value) in evaluated {
+        let got = received.remove(name.as_str()).unwrap_or_default();
+        match value {
+            serde_json::Value::Array(values) => {
+                let expected: Vec<String> = values
+                    .iter()
+                    .map(|v| wire(v.as_str().unwrap_or_default()))
+                    .collect();
+                if got != expected {
+                    differences.push(format!(
+                        "`{name}`: evaluated to {}, the guest read {}",
+                        shown(&expected),
+                        shown(&got)
+                    ));
+                }
+            }
+            // Allocated at deploy time: the guest must have a value.
+            serde_json::Value::Null => {
+                if got.iter().all(|v| v.is_empty()) {
+                    differences.push(format!(
+                        "`{name}` is allocated at deploy time, but the guest read no value"
+                    ));
+                }
+            }
+            // Sensitive: compared with what was supplied, never shown.
+            _ => match secrets.get(name) {
+                Some(secret) if got == [wire(secret).as_str()] => {}
+                Some(_) => differences.push(format!(
+                    "`{name}` (sensitive): the guest's value is not the one supplied"
+                )),
+                None => {}
+            },
+        }
+    }
+    for name in received.keys() {
+        differences.push(format!(
+            "the guest read `{name}`, which the appliance does not have"
+        ));
+    }
+    differences
+}
+
+fn shown<S: AsRef<str>>(values: &[S]) -> String {
+    if values.is_empty() {
+        return "nothing".to_string();
+    }
+    values
+        .iter()
+        .map(|v| format!("`{}`", v.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_quote_bare_values_and_keep_cvl_ones() {
+        let got = from_lines(
+            "# the zone\ndomain=acme.org\n\ndnshosts = { name => \"www\", ip => \"10.0.0.5\" }\nforwarders=\"a\", \"b\"\n",
+        )
+        .unwrap();
+        assert_eq!(got[0].value, "\"acme.org\"");
+        assert_eq!(got[1].name, "dnshosts");
+        assert_eq!(got[1].value, "{ name => \"www\", ip => \"10.0.0.5\" }");
+        assert_eq!(got[2].value, "\"a\", \"b\"");
+    }
+
+    #[test]
+    fn bad_lines_name_their_line_and_the_fix() {
+        let e = from_lines("domain=acme.org\nnonsense\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("2: `nonsense` is not NAME=VALUE"),
+            "{e}"
+        );
+        let e = from_lines("9lives=x\n").unwrap_err();
+        assert!(e.to_string().contains("is not a parameter's name"), "{e}");
+        let e = from_lines("a=\"open\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("1: `\"open` is not a CVL value"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cvl_files_give_their_assignments() {
+        let got = from_cvl(
+            "CVL = \"0.8\";\nTest extends DNS {\n  domain = \"acme.org\";\n  dnshosts = { name => \"www\", ip => \"10.0.0.5\" };\n}\n",
+        )
+        .unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].name, "domain");
+        assert_eq!(got[1].value, "{ name => \"www\", ip => \"10.0.0.5\" }");
+        // With an import of the appliance, it is an ordinary CVL file that
+        // `cvl check` and the language server check; the import is not a
+        // parameter.
+        let got = from_cvl(
+            "import { url => \"file://./repos/DNS\", cvl => \"DNS.cvl\" } DNS;\nT extends DNS { domain = \"acme.org\"; }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [Assignment {
+                name: "domain".into(),
+                value: "\"acme.org\"".into()
+            }]
+        );
+        let e = from_cvl("Test extends DNS {\n  var x;\n}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("2: a parameters file only assigns"),
+            "{e}"
+        );
+        let e = from_cvl("Test extends DNS {\n  x = ;\n}\n").unwrap_err();
+        assert!(e.to_string().starts_with("2: "), "{e}");
+    }
+
+    #[test]
+    fn the_wire_escapes_all_but_letters_and_digits() {
+        assert_eq!(wire("ide0:1"), "ide0%3A1");
+        assert_eq!(wire("a b"), "a%20b");
+    }
+
+    #[test]
+    fn comparison_names_each_difference_and_hides_secrets() {
+        let evaluated: BTreeMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"domain": ["acme.org"], "dns": [], "ethernet0.ip": null, "rootpw": {"sensitive": "supplied at deploy time"}, "port": ["53"]}"#,
+        )
+        .unwrap();
+        let secrets = BTreeMap::from([("rootpw".to_string(), "s3cret!".to_string())]);
+        let good = "domain=acme%2Eorg\nethernet0.ip=10%2E0%2E0%2E1\nport=53\nrootpw=s3cret%21\n";
+        assert!(compare(&evaluated, &secrets, good).is_empty());
+        let bad = "domain=acme%2Enet\nport=53\nrootpw=other\nextra=1\n";
+        let said = compare(&evaluated, &secrets, bad);
+        assert_eq!(said.len(), 4, "{said:#?}");
+        assert!(said[0].contains("`acme%2Eorg`, the guest read `acme%2Enet`"));
+        assert!(said.iter().any(|s| s.contains("ethernet0.ip")));
+        assert!(said
+            .iter()
+            .any(|s| s.contains("rootpw") && !s.contains("s3cret")));
+        assert!(said.iter().any(|s| s.contains("`extra`")));
+    }
+}
