@@ -67,7 +67,12 @@ fn cvl_test(cvl: &Path, tmp: &Path, args: &[&str]) -> Output {
         .filter(|e| e.file_name().to_string_lossy().starts_with(&sandbox))
         .collect();
     assert!(left.is_empty(), "the sandbox's folder is left: {left:?}");
-    let qemus = sh(&["pgrep", "-af", "qemu-system"]);
+    // pgrep exits 1 when nothing matches: no QEMU at all runs.
+    let qemus = Command::new("pgrep")
+        .args(["-af", "qemu-system"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap();
     assert!(
         !qemus.contains(&sandbox),
         "a QEMU of the sandbox runs: {qemus}"
@@ -301,6 +306,47 @@ fn repository(cvl: &Path, tmp: &Path, recipe: &str, name: &str) -> PathBuf {
     repo
 }
 
+/// Serves the folder `root` over HTTP on loopback, as `/DNS/...`: the
+/// repository URL a subscriber would import. Files only, GET only.
+fn serve(root: PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let rel = path.trim_start_matches("/DNS/");
+                let body = (!rel.contains(".."))
+                    .then(|| std::fs::read(root.join(rel)).ok())
+                    .flatten();
+                let (status, body) = match body {
+                    Some(b) => ("200 OK", b),
+                    None => ("404 Not Found", b"no".to_vec()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/DNS")
+}
+
 fn versions(repo: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(repo.join("versions"))
         .unwrap()
@@ -314,8 +360,10 @@ fn versions(repo: &Path) -> Vec<String> {
 /// `cvl publish --test`: the held-back DNS whose data format has no
 /// migration passes on a fresh disk but fails on version 1's data, naming
 /// its check, and nothing is published; DNS v2 passes the upgrade path
-/// (update, contract, rollback onto the data from before the update) and
-/// is published with the test recorded, which `cvl repo log` shows.
+/// (update, contract, rollback onto the data from before the update), its
+/// previous version read from the repository served over HTTP as a
+/// subscriber reads it, and is published with the test recorded, which
+/// `cvl repo log` shows.
 #[test]
 fn publish_tests_the_upgrade_path_and_refuses_a_broken_migration() {
     let cvl = cvl_binary();
@@ -323,11 +371,12 @@ fn publish_tests_the_upgrade_path_and_refuses_a_broken_migration() {
     let repo = repository(&cvl, tmp.path(), "appliances/DNS", "DNS");
     let repo_arg = repo.to_str().unwrap();
     let params = params(tmp.path());
-    let publish = |dir: &Path| {
+    let url = serve(repo.clone());
+    let publish = |dir: &Path, previous: &str| {
         let out = Command::new(&cvl)
             .args(["publish", repo_arg])
             .arg(dir.join("DNS.cvl"))
-            .args(["--test", "--params", &params, "--previous", repo_arg])
+            .args(["--test", "--params", &params, "--previous", previous])
             .arg("--consoles")
             .arg(tmp.path().join("consoles"))
             .env("CVL_HOME", tmp.path().join("home"))
@@ -340,7 +389,7 @@ fn publish_tests_the_upgrade_path_and_refuses_a_broken_migration() {
     };
 
     let broken = build(&cvl, tmp.path(), "tests/recipes/BrokenMigration");
-    let out = publish(&broken);
+    let out = publish(&broken, repo_arg);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = text(&out);
     assert!(
@@ -353,7 +402,7 @@ fn publish_tests_the_upgrade_path_and_refuses_a_broken_migration() {
     assert_eq!(versions(&repo), ["1"], "a refused publish wrote a version");
 
     let v2 = build(&cvl, tmp.path(), "appliances/DNS/v2");
-    let out = publish(&v2);
+    let out = publish(&v2, &format!("{url}@1"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let said = text(&out);
     for step in [
@@ -381,10 +430,7 @@ fn publish_tests_the_upgrade_path_and_refuses_a_broken_migration() {
         .unwrap();
     assert!(tested["passed"].as_u64().unwrap() >= 15, "{tested}");
     assert_eq!(tested["skipped"], 0, "{tested}");
-    assert_eq!(
-        tested["upgrade_from"],
-        format!("{}@1", std::path::absolute(&repo).unwrap().display())
-    );
+    assert_eq!(tested["upgrade_from"], format!("{url}@1"));
     let log = Command::new(&cvl)
         .args(["repo", "log", repo_arg])
         .env("CVL_HOME", tmp.path().join("home"))

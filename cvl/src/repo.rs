@@ -355,7 +355,7 @@ pub fn run(command: RepoCommand) -> Result<ExitCode> {
 }
 
 /// A repository named on the command line: a folder or a URL.
-fn open(repo: &str, load: &FetchArgs) -> Result<(Fetcher, Location, Index)> {
+pub(crate) fn open(repo: &str, load: &FetchArgs) -> Result<(Fetcher, Location, Index)> {
     let location = if repo.contains("://") {
         Location::parse(repo, None).map_err(anyhow::Error::msg)?
     } else {
@@ -435,7 +435,7 @@ pub fn publish(args: PublishArgs, color: ColorChoice) -> Result<ExitCode> {
                 args.repo.display()
             );
         }
-        match crate::test::run_for_publish(&args.file, &args.test_options)? {
+        match crate::test::run_for_publish(&args.file, &args.test_options, &args.load.fetch)? {
             Ok(tested) => Some(tested),
             Err(report) => {
                 eprintln!(

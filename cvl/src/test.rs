@@ -8,10 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use cvl_appliance::contract::{self, Progress, Spec};
+use anyhow::{bail, Context, Result};
+use cvl_appliance::contract::{self, Previous, Progress, Spec, Wanted};
 use cvl_appliance::params;
 use cvl_appliance::report::{self, Report};
+
+use crate::workspace::FetchArgs;
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -20,6 +22,8 @@ pub struct TestArgs {
     pub appliance: PathBuf,
     #[command(flatten)]
     pub options: TestOptions,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
     /// Output: for people, JSON, or JUnit XML (for CI). Steps are said on
     /// standard error as they finish with json and junit.
     #[arg(long, value_enum, default_value_t = TestFormat::Human)]
@@ -42,8 +46,9 @@ pub struct TestOptions {
     /// it.
     #[arg(long, value_name = "NAME=VALUE")]
     pub resend: Option<String>,
-    /// Test the upgrade from a published version too: a repository on
-    /// this machine (a folder or file://), its newest version or @VERSION.
+    /// Test the upgrade from a published version too: a repository (a
+    /// folder, file://, http:// or https://, read and verified as every
+    /// reader does), its newest version or @VERSION.
     /// That version boots first and runs its checks, then this one boots
     /// on its data disks as an update does, runs the contract and its
     /// checks, and finally a rollback puts the previous version back on
@@ -76,8 +81,9 @@ pub enum TestFormat {
 }
 
 impl TestOptions {
-    /// What the test of the appliance `file` is.
-    fn spec(&self, file: PathBuf) -> Result<Spec> {
+    /// What the test of the appliance `file` is (the previous version
+    /// fetched through `fetch`'s settings).
+    fn spec(&self, file: PathBuf, fetch: &FetchArgs) -> Result<Spec> {
         let params = match &self.params {
             Some(path) => params::read(path)?,
             None => Vec::new(),
@@ -102,7 +108,7 @@ impl TestOptions {
             previous: self
                 .previous
                 .as_deref()
-                .map(contract::Previous::parse)
+                .map(|p| fetch_previous(p, fetch))
                 .transpose()?,
         })
     }
@@ -123,7 +129,7 @@ impl TestOptions {
 
 pub fn run(args: TestArgs) -> Result<ExitCode> {
     let file = contract::appliance_file(&args.appliance)?;
-    let spec = args.options.spec(file)?;
+    let spec = args.options.spec(file, &args.fetch)?;
     let human = args.format == TestFormat::Human;
     let mut progress = |p: Progress<'_>| match p {
         Progress::Begins(what) => eprintln!("  ... {what}"),
@@ -150,8 +156,9 @@ fn test(spec: &Spec, progress: &mut dyn FnMut(Progress<'_>)) -> Result<Report> {
 pub fn run_for_publish(
     file: &Path,
     options: &TestOptions,
+    fetch: &FetchArgs,
 ) -> Result<std::result::Result<cvl_repo::index::Tested, Report>> {
-    let spec = options.spec(file.to_path_buf())?;
+    let spec = options.spec(file.to_path_buf(), fetch)?;
     let mut progress = |p: Progress<'_>| match p {
         Progress::Begins(what) => eprintln!("  ... {what}"),
         Progress::Finished(step) => eprint!("{}", report::step_line(step)),
@@ -167,8 +174,50 @@ pub fn run_for_publish(
         by: format!("cvl test {}", env!("CARGO_PKG_VERSION")),
         passed: count(report::Outcome::Passed),
         skipped: count(report::Outcome::Skipped),
-        upgrade_from: spec
-            .previous
-            .map(|p| format!("{}@{}", p.repo.display(), p.version)),
+        upgrade_from: spec.previous.map(|p| p.label),
     }))
+}
+
+/// The version `--previous` names, fetched and verified as every reader
+/// does (each file against the index's SHA-256; a signed repository's
+/// metadata against its root), here, before the sandbox (which has no
+/// network) publishes it.
+fn fetch_previous(text: &str, fetch: &FetchArgs) -> Result<Previous> {
+    let wanted = Wanted::parse(text)?;
+    let (fetcher, location, index) =
+        crate::repo::open(&wanted.repo, fetch).with_context(|| format!("--previous {text}"))?;
+    let has: Vec<u32> = index.versions.iter().map(|v| v.version).collect();
+    let version = match wanted.version {
+        Some(v) if has.contains(&v) => v,
+        Some(v) => bail!(
+            "--previous {text}: {} has no version {v} (it has {})",
+            wanted.repo,
+            if has.is_empty() {
+                "none".to_string()
+            } else {
+                has.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+        None => *has
+            .iter()
+            .max()
+            .with_context(|| format!("--previous {text}: {} has no version yet", wanted.repo))?,
+    };
+    eprintln!("  ... fetching version {version} of {}", wanted.repo);
+    let dir = fetcher
+        .fetch_version(&location, &index, version)
+        .map_err(|e| anyhow::anyhow!("--previous {text}: {e}"))?;
+    let repo = if wanted.repo.contains("://") {
+        wanted.repo
+    } else {
+        std::path::absolute(&wanted.repo)?.display().to_string()
+    };
+    Ok(Previous {
+        dir,
+        version,
+        label: format!("{repo}@{version}"),
+    })
 }

@@ -30,7 +30,7 @@ use crate::params::{self, Assignment};
 use crate::report::{Outcome, Report, Step};
 use crate::sandbox::Sandbox;
 use guest::{initialized_found, mark_candidate, Disk, CANDIDATE_MARK};
-pub use previous::Previous;
+pub use previous::{Previous, Wanted};
 
 /// The component the appliance is in the sandbox's deployment.
 pub const COMPONENT: &str = "app";
@@ -443,8 +443,8 @@ impl Test<'_> {
     }
 
     /// Publishes into a repository of the sandbox's own, as the publisher
-    /// will: the candidate, or with `previous` that version (from the
-    /// publisher's repository, verified) for the candidate to follow later.
+    /// will: the candidate, or with `previous` that version (fetched and
+    /// verified by the caller) for the candidate to follow later.
     /// Whether it could.
     fn publish(&mut self, file: &Path, previous: Option<&Previous>) -> Result<bool> {
         let step = Instant::now();
@@ -457,36 +457,17 @@ impl Test<'_> {
             return Ok(self.finish("publish", CONTRACT, step, found));
         }
         if let Some(previous) = previous {
-            let repo = previous.repo.as_os_str();
-            let verified = self
-                .sandbox
-                .cvl(&["repo".as_ref(), "verify".as_ref(), repo])?;
-            if !verified.ok() {
-                let found = Err((
-                    format!("the repository {} does not verify", previous.repo.display()),
-                    verified.said(),
-                ));
-                return Ok(self.finish("publish", CONTRACT, step, found));
-            }
-            let cvl = previous.file(&self.name);
+            let cvl = previous.file(&self.name)?;
             let published =
                 self.sandbox
                     .cvl(&["publish".as_ref(), "repo".as_ref(), cvl.as_os_str()])?;
             let found = if published.ok() {
                 Ok(format!(
-                    "version {} of {} published into the sandbox's repository",
-                    previous.version,
-                    previous.repo.display()
+                    "{} published into the sandbox's repository",
+                    previous.label
                 ))
             } else {
-                Err((
-                    format!(
-                        "cannot take version {} of {}",
-                        previous.version,
-                        previous.repo.display()
-                    ),
-                    published.said(),
-                ))
+                Err((format!("cannot take {}", previous.label), published.said()))
             };
             return Ok(self.finish("publish", CONTRACT, step, found));
         }

@@ -1,81 +1,87 @@
 //! The version an upgrade is tested from (`cvl test --previous
-//! REPO[@VERSION]`): a version of a repository on this machine, as its
-//! publisher has it.
+//! REPO[@VERSION]`): what the option says, and the version's files once the
+//! caller has fetched and verified them (as `cvl repo fetch` does: any
+//! repository a reader takes, signed or not, on this machine or a web
+//! server), which the test publishes into its own repository.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-/// The version an upgrade is tested from: a version of the publisher's
-/// repository (a folder, or `file://`).
-#[derive(Debug, Clone)]
-pub struct Previous {
-    pub repo: PathBuf,
-    pub version: u32,
+/// `--previous REPO[@VERSION]`, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// A folder, or a repository URL (file://, http://, https://).
+    pub repo: String,
+    /// `None`: the newest.
+    pub version: Option<u32>,
 }
 
-impl Previous {
-    /// `REPO[@VERSION]`: the newest version when none is named.
-    pub fn parse(text: &str) -> Result<Previous> {
+impl Wanted {
+    pub fn parse(text: &str) -> Result<Wanted> {
         let (repo, version) = match text.rsplit_once('@') {
             Some((repo, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
                 let v: u32 = v
                     .parse()
                     .with_context(|| format!("--previous: `{v}` is not a version number"))?;
+                if v == 0 {
+                    bail!("--previous {text}: versions count from 1");
+                }
                 (repo, Some(v))
             }
             _ => (text, None),
         };
-        if repo.starts_with("http://") || repo.starts_with("https://") {
-            bail!(
-                "--previous {text}: only a repository on this machine (a folder or file://) is \
-                 taken for now; fetch a copy (`cvl repo` tooling, rsync) and name its folder"
-            );
+        if repo.is_empty() {
+            bail!("--previous: name a repository (`--previous repos/DNS`, `--previous http://repos.example.org/DNS@3`)");
         }
-        let repo = PathBuf::from(repo.strip_prefix("file://").unwrap_or(repo));
-        if !repo.join("cvl-repository.json").is_file() {
-            bail!(
-                "--previous {text}: {} is not a repository (no cvl-repository.json): name the \
-                 folder `cvl repo create` made and `cvl publish` publishes into",
-                repo.display()
-            );
-        }
-        let versions: Vec<u32> = std::fs::read_dir(repo.join("versions"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let version = match version {
-            Some(v) if versions.contains(&v) => v,
-            Some(v) => bail!(
-                "--previous {text}: {} has no version {v} (it has {})",
-                repo.display(),
-                if versions.is_empty() {
-                    "none".to_string()
-                } else {
-                    let mut v = versions.clone();
-                    v.sort_unstable();
-                    v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-                }
-            ),
-            None => *versions.iter().max().with_context(|| {
-                format!("--previous {text}: {} has no version yet", repo.display())
-            })?,
-        };
-        Ok(Previous {
-            repo: std::path::absolute(repo)?,
+        Ok(Wanted {
+            repo: repo.to_string(),
             version,
         })
     }
+}
 
+/// The version an upgrade is tested from: its files, verified, in a
+/// folder of this machine.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    /// The version's folder: its CVL file and program disks (backing files
+    /// where their chains say).
+    pub dir: PathBuf,
+    pub version: u32,
+    /// What the report and the manifest call it: `REPO@N`.
+    pub label: String,
+}
+
+impl Previous {
     /// The version's CVL file for the appliance `name`.
-    pub(super) fn file(&self, name: &str) -> PathBuf {
-        self.repo
-            .join("versions")
-            .join(self.version.to_string())
-            .join(format!("{name}.cvl"))
+    pub(super) fn file(&self, name: &str) -> Result<PathBuf> {
+        let file = self.dir.join(format!("{name}.cvl"));
+        if !file.is_file() {
+            bail!(
+                "{} holds no {name}.cvl: is it a version of {name}? (--previous names the \
+                 repository of the appliance under test)",
+                self.label
+            );
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_follows_the_last_at() {
+        let w = Wanted::parse("http://user@repos.example.org/DNS@3").unwrap();
+        assert_eq!(w.repo, "http://user@repos.example.org/DNS");
+        assert_eq!(w.version, Some(3));
+        let w = Wanted::parse("repos/DNS").unwrap();
+        assert_eq!((w.repo.as_str(), w.version), ("repos/DNS", None));
+        let w = Wanted::parse("http://user@repos.example.org/DNS").unwrap();
+        assert_eq!(w.version, None, "`@repos...` is not a version");
+        assert!(Wanted::parse("repos/DNS@0").is_err());
+        assert!(Wanted::parse("@2").is_err());
     }
 }
