@@ -181,9 +181,35 @@ fn the_suites_dns_passes_its_test_and_the_junit_report_validates() {
     let missing = cvl_test(&cvl, tmp.path(), &[dns.to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert!(
-        text(&missing).contains("--params FILE"),
+        text(&missing).contains(
+            "required parameter `hostname` has no value: give it with --params FILE (`hostname=VALUE` lines)"
+        ),
         "{}",
         text(&missing)
+    );
+    // A misspelt name: its line of the parameters file, and the fix.
+    let typo = tmp.path().join("typo.params");
+    std::fs::write(&typo, "hostname=ns\ndomian=example.org\n").unwrap();
+    let out = cvl_test(
+        &cvl,
+        tmp.path(),
+        &[dns.to_str().unwrap(), "--params", typo.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(&format!(
+            "{}:2: `DNS` has no parameter or component `domian`; did you mean `domain`?",
+            typo.display()
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "required parameter `domain` has no value: add `domain=VALUE` to {}",
+            typo.display()
+        )),
+        "{said}"
     );
     let bad = tmp.path().join("bad.params");
     std::fs::write(&bad, "domain=example.org\nhostname\n").unwrap();

@@ -17,6 +17,8 @@ use cvl_syntax::ast::{self, AstNode};
 pub struct Assignment {
     pub name: String,
     pub value: String,
+    /// Its line in the parameters file (0: given on the command line).
+    pub line: usize,
 }
 
 /// Reads a parameters file: CVL when it ends in `.cvl`, else
@@ -56,6 +58,7 @@ pub fn from_lines(text: &str) -> Result<Vec<Assignment>> {
         out.push(Assignment {
             name: name.to_string(),
             value,
+            line: n,
         });
     }
     Ok(out)
@@ -94,6 +97,7 @@ pub fn from_cvl(text: &str) -> Result<Vec<Assignment>> {
         out.push(Assignment {
             name: target.text(),
             value: values.syntax().text().to_string().trim().to_string(),
+            line,
         });
     }
     Ok(out)
@@ -281,7 +285,8 @@ mod tests {
             got,
             [Assignment {
                 name: "domain".into(),
-                value: "\"acme.org\"".into()
+                value: "\"acme.org\"".into(),
+                line: 2,
             }]
         );
         let e = from_cvl("Test extends DNS {\n  var x;\n}\n").unwrap_err();

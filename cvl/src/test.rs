@@ -93,13 +93,16 @@ impl TestOptions {
                 let mut parsed = params::from_lines(line).map_err(|e| {
                     anyhow::anyhow!("--resend: {}", e.to_string().trim_start_matches("1: "))
                 })?;
-                Some(parsed.pop().context("--resend: give NAME=VALUE")?)
+                let mut change = parsed.pop().context("--resend: give NAME=VALUE")?;
+                change.line = 0;
+                Some(change)
             }
             None => None,
         };
         Ok(Spec {
             file,
             params,
+            params_file: self.params.clone(),
             resend,
             ready_timeout: self.ready_timeout,
             stop_timeout: self.stop_timeout,

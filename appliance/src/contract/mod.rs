@@ -44,8 +44,10 @@ pub struct Spec {
     /// The appliance's CVL file (its VM description and disks beside it,
     /// as `cvl build` leaves them and `cvl publish` takes them).
     pub file: PathBuf,
-    /// Its parameters (what a subscriber would set).
+    /// Its parameters (what a subscriber would set), and the file they
+    /// come from (what errors name).
     pub params: Vec<Assignment>,
+    pub params_file: Option<PathBuf>,
     /// The resend's change (default: one more value of `provides`, which
     /// no hook reads, so that the parameters change and nothing else).
     pub resend: Option<Assignment>,
@@ -313,6 +315,7 @@ impl Test<'_> {
                 Assignment {
                     name: "provides".to_string(),
                     value: provides.join(", "),
+                    line: 0,
                 }
             }
         };
@@ -503,6 +506,15 @@ impl Test<'_> {
     /// cleared), one of its interfaces exported, with the test's
     /// parameters and, after the first boot, the resend's change.
     fn write_deployment(&self, change: Option<&Assignment>) -> Result<()> {
+        let (text, _) = self.deployment_text(change);
+        std::fs::write(self.sandbox.dir().join("Test.cvl"), text)?;
+        Ok(())
+    }
+
+    /// [`Self::write_deployment`]'s text, and the line of its first
+    /// assignment of a parameter (one a line, in order: the test's, then
+    /// the change).
+    fn deployment_text(&self, change: Option<&Assignment>) -> (String, usize) {
         let mut text = format!(
             "CVL = \"0.8\";\n\
              import {{ url => \"file://{repo}\", cvl => \"{name}.cvl\" }} {name};\n\
@@ -517,12 +529,12 @@ impl Test<'_> {
             deployment = self.deployment,
             export = self.export,
         );
+        let first = text.lines().count() + 1;
         for a in self.spec.params.iter().chain(change) {
             text.push_str(&format!("  {COMPONENT}.{} = {};\n", a.name, a.value));
         }
         text.push_str("}\n");
-        std::fs::write(self.sandbox.dir().join("Test.cvl"), text)?;
-        Ok(())
+        (text, first)
     }
 
     /// What the appliance evaluates to in the deployment, below it.
@@ -537,10 +549,9 @@ impl Test<'_> {
         ])?;
         if !ran.ok() {
             bail!(
-                "{} cannot be deployed with these parameters (give what it requires with \
-                 --params FILE: `NAME=VALUE` lines, or a CVL file that extends it):\n{}",
+                "{} cannot be deployed with these parameters:\n{}",
                 self.name,
-                ran.said()
+                self.explain()?
             );
         }
         let all: BTreeMap<String, Value> =
@@ -550,6 +561,71 @@ impl Test<'_> {
             .into_iter()
             .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v)))
             .collect())
+    }
+
+    /// Why the deployment does not evaluate, in the user's terms: each
+    /// error of `cvl check` on it, one at a parameter's assignment named at
+    /// its line of the parameters file, a required parameter without a
+    /// value with the line to add.
+    fn explain(&self) -> Result<String> {
+        let ran = self.sandbox.cvl(&[
+            "check",
+            "--deploy",
+            &self.deployment,
+            "Test.cvl",
+            "--format",
+            "json",
+        ])?;
+        let Ok(diagnostics) = serde_json::from_str::<Vec<Value>>(&ran.stdout) else {
+            return Ok(ran.said());
+        };
+        let (_, first) = self.deployment_text(None);
+        let file = self
+            .spec
+            .params_file
+            .as_ref()
+            .map(|f| f.display().to_string());
+        let prefix = format!("`{COMPONENT}.");
+        let mut said = Vec::new();
+        for d in diagnostics.iter().filter(|d| d["severity"] == "error") {
+            let message = d["message"]
+                .as_str()
+                .unwrap_or_default()
+                .replace(&prefix, "`")
+                .replace(&format!(" of `{}`", self.deployment), "");
+            let line = d["line"].as_u64().unwrap_or(0) as usize;
+            let given = (d["file"] == "Test.cvl" && line >= first)
+                .then(|| {
+                    self.spec
+                        .params
+                        .iter()
+                        .chain(&self.spec.resend)
+                        .nth(line - first)
+                })
+                .flatten();
+            said.push(match (given, d["code"].as_str()) {
+                (Some(a), _) if a.line == 0 => format!("--resend {}: {message}", a.name),
+                (Some(a), _) => format!(
+                    "{}:{}: {message}",
+                    file.as_deref().unwrap_or("--params"),
+                    a.line
+                ),
+                (None, Some("missing-required")) => {
+                    let name = message.split('`').nth(1).unwrap_or_default();
+                    match &file {
+                        Some(f) => format!("{message}: add `{name}=VALUE` to {f}"),
+                        None => {
+                            format!("{message}: give it with --params FILE (`{name}=VALUE` lines)")
+                        }
+                    }
+                }
+                (None, _) => message,
+            });
+        }
+        if said.is_empty() {
+            return Ok(ran.said());
+        }
+        Ok(said.join("\n"))
     }
 
     /// A value for each sensitive parameter supplied at deploy time: the
