@@ -230,19 +230,10 @@ impl Test<'_> {
             if !self.boot("previous ready", UPGRADE)? {
                 return Ok(Err(Stopped("previous ready".into())));
             }
-            let step = Instant::now();
-            let disks = self.disks_initialized(self.data_disks(&evaluated))?;
-            self.disk_step(
-                "previous data disk initialized",
-                UPGRADE,
-                step,
-                initialized_found(&disks),
-            );
-            initialized = disks;
+            initialized =
+                self.initialize_disks("previous data disk initialized", UPGRADE, &evaluated)?;
             self.checks("previous checks")?;
             self.keep_console("previous");
-        }
-        if previous.is_some() {
             // The candidate published as the next version, the deployment's
             // lock moved to it (as a subscriber's `cvl update-lock`).
             let step = Instant::now();
@@ -289,15 +280,7 @@ impl Test<'_> {
             let step = Instant::now();
             let found = self.parameters(&evaluated)?;
             self.finish("parameters", CONTRACT, step, found);
-            let step = Instant::now();
-            let disks = self.disks_initialized(self.data_disks(&evaluated))?;
-            self.disk_step(
-                "data disk initialized",
-                CONTRACT,
-                step,
-                initialized_found(&disks),
-            );
-            initialized = disks;
+            initialized = self.initialize_disks("data disk initialized", CONTRACT, &evaluated)?;
         }
         self.checks("checks")?;
 
@@ -645,6 +628,20 @@ impl Test<'_> {
             self.sandbox.secret(env, value.clone());
             self.secrets.insert(param.clone(), value);
         }
+    }
+
+    /// The step `name` of the first boot on all-zero data disks: each one
+    /// formatted and mounted, a marker left for later (`None`: none).
+    fn initialize_disks(
+        &mut self,
+        name: &str,
+        phase: &str,
+        evaluated: &BTreeMap<String, Value>,
+    ) -> Result<Option<guest::Initialized>> {
+        let step = Instant::now();
+        let disks = self.disks_initialized(self.data_disks(evaluated))?;
+        self.disk_step(name, phase, step, initialized_found(&disks));
+        Ok(disks)
     }
 
     /// A step about the data disks (`found`: `None` when there are none).
