@@ -370,30 +370,64 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
             .execute(&cvl_executor::qmp::cmd::GuestFsfreezeStatus {})
             .unwrap()
     };
-    let mut left_frozen = false;
-    for _ in 0..5 {
-        let mut backup = u.command(&["backup", "AcmeSuite", "l", "--to", store.to_str().unwrap()]);
-        std::os::unix::process::CommandExt::process_group(&mut backup, 0);
-        let mut child = backup
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let waiting = Instant::now();
-        while !mark.exists() && waiting.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
-        let _ = child.wait();
-        if mark.exists() && freeze_status() == "frozen" {
-            left_frozen = true;
-            break;
-        }
-    }
-    assert!(
-        left_frozen,
-        "no kill of five landed while the guest was frozen"
+    // The kill must land while the guest is frozen: a freeze lasts the
+    // flush of the disk's dirty pages (tens of ms here), too short to aim a
+    // kill at on a loaded machine. So the freeze is made long: the data
+    // disk's writes throttled to 1 MiB/s in QEMU and 3 MiB left dirty in
+    // the guest's page cache, the flush takes about 3 s.
+    let throttle = |bps_wr: u64| {
+        let mut qmp = cvl_executor::qmp::Qmp::connect(
+            &u.vm_dir("l").join("qmp.sock"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        qmp.execute(&SetIoThrottle {
+            // The drive QEMU names after the data disk's file.
+            device: cvl_executor::protocol::data_disk_file(point["device"].as_str().unwrap())
+                .trim_end_matches(".qcow2")
+                .to_string(),
+            bps: 0,
+            bps_rd: 0,
+            bps_wr,
+            iops: 0,
+            iops_rd: 0,
+            iops_wr: 0,
+        })
+        .unwrap();
+    };
+    throttle(1 << 20);
+    u.exec_ok(
+        "l",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/urandom of=/data/dirty bs=64k count=48 2>/dev/null",
+        ],
     );
+    let mut backup = u.command(&["backup", "AcmeSuite", "l", "--to", store.to_str().unwrap()]);
+    std::os::unix::process::CommandExt::process_group(&mut backup, 0);
+    let mut child = backup
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    while !mark.exists() && waiting.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(mark.exists(), "cvl backup never began to freeze l");
+    // Long enough for the freeze request to reach the guest, far shorter
+    // than its flush.
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    assert!(mark.exists(), "the freeze ended before the kill landed");
+    assert_eq!(
+        freeze_status(),
+        "frozen",
+        "the killed backup's freeze did not hold"
+    );
+    throttle(0);
     let thawing = Instant::now();
     u.ok(&["status", "AcmeSuite.cvl"]);
     assert_eq!(freeze_status(), "thawed", "cvl status left l frozen");
@@ -402,7 +436,14 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
         thawing.elapsed().as_secs_f64()
     );
     assert!(!mark.exists());
-    u.exec_ok("l", &["sh", "-c", "echo thawed > /data/after-kill && sync"]);
+    u.exec_ok(
+        "l",
+        &[
+            "sh",
+            "-c",
+            "rm /data/dirty && echo thawed > /data/after-kill && sync",
+        ],
+    );
     assert_eq!(points(&u), before, "the store's restore points changed");
     let said = u.ok(&[
         "backup",
@@ -1122,4 +1163,21 @@ fn ldap_search(u: &Utility, base: &str, more: &[&str]) -> String {
     let (code, out, err) = ldap_search_raw(u, base, more);
     assert_eq!(code, 0, "ldapsearch -b {base} {more:?}: {out}{err}");
     out
+}
+
+/// QMP's `block_set_io_throttle`: a disk's I/O limits (0 is none).
+#[derive(serde::Serialize)]
+struct SetIoThrottle {
+    device: String,
+    bps: u64,
+    bps_rd: u64,
+    bps_wr: u64,
+    iops: u64,
+    iops_rd: u64,
+    iops_wr: u64,
+}
+
+impl cvl_executor::qmp::Command for SetIoThrottle {
+    const NAME: &'static str = "block_set_io_throttle";
+    type Return = serde_json::Value;
 }
