@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cvl_analysis::eval::escape;
+use cvl_analysis::params_file;
 use cvl_syntax::ast::{self, AstNode};
 
 /// One parameter given: `name` (dotted below the appliance: `domain`,
@@ -34,35 +35,22 @@ pub fn read(path: &Path) -> Result<Vec<Assignment>> {
     }
 }
 
-/// `NAME=VALUE` lines (blank lines and `#` comments skipped). A VALUE
-/// starting with `"` or `{` is CVL (one or more strings, a map); any other
-/// is one string, taken as it is. Errors start with the line's number.
+/// `NAME=VALUE` lines (blank lines and `#` comments skipped), as
+/// [`cvl_analysis::params_file`] reads them for `cvl check` and the
+/// language server. Errors start with the line's number.
 pub fn from_lines(text: &str) -> Result<Vec<Assignment>> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            bail!("{n}: `{line}` is not NAME=VALUE (for example `domain=acme.org`)");
-        };
-        let (name, value) = (name.trim(), value.trim());
-        parameter_name(name).map_err(|why| anyhow::anyhow!("{n}: {why}"))?;
-        let value = if value.starts_with('"') || value.starts_with('{') {
-            check_value(value).map_err(|why| anyhow::anyhow!("{n}: {why}"))?;
-            value.to_string()
-        } else {
-            quote(value)
-        };
-        out.push(Assignment {
-            name: name.to_string(),
-            value,
-            line: n,
-        });
+    let file = params_file::parse(text);
+    if let Some((range, why)) = file.errors.first() {
+        bail!("{}: {why}", line_of(text, range.start().into()));
     }
-    Ok(out)
+    Ok(file
+        .assignments()
+        .map(|(line, value)| Assignment {
+            name: line.name.clone(),
+            value: value.to_string(),
+            line: line.line,
+        })
+        .collect())
 }
 
 /// A CVL file with one object (extending the appliance) whose body only
@@ -104,49 +92,7 @@ pub fn from_cvl(text: &str) -> Result<Vec<Assignment>> {
     Ok(out)
 }
 
-/// A parameter's name: identifiers joined by dots.
-fn parameter_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.split('.').all(|part| {
-            part.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a parameter's name (letters, digits and `_`, dotted below a component: `ethernet0.defaultroute`)"
-        ))
-    }
-}
-
-/// Whether `value` parses as an assignment's right-hand side.
-fn check_value(value: &str) -> Result<(), String> {
-    let probe = format!("X extends VMAppliance {{ x = {value}; }}");
-    match cvl_syntax::parse(&probe).errors().first() {
-        None => Ok(()),
-        Some(e) => Err(format!(
-            "`{value}` is not a CVL value ({}): quote strings (`\"a\", \"b\"`) or write a map (`{{ k => \"v\" }}`)",
-            e.message
-        )),
-    }
-}
-
-/// `value` as one CVL string.
-pub fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
+pub use params_file::quote;
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1

@@ -20,6 +20,7 @@ pub mod host;
 pub mod ide;
 pub mod item_tree;
 pub mod model;
+pub mod params_file;
 pub mod prelude;
 pub mod resolve;
 mod suggest;

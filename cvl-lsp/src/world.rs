@@ -1,12 +1,15 @@
 //! The server's state: the analysis host (the analysis's only writer), the
 //! loader that resolves imports, every CVL file of the workspace, and the
-//! documents the editor has open (whose text wins over the disk's). A
-//! [`Snapshot`] of it answers a request with no lock held.
+//! documents the editor has open (whose text wins over the disk's), and the
+//! open test parameters files (`*.params`), each analysed as the deployment
+//! of its appliance it stands for. A [`Snapshot`] of it answers a request
+//! with no lock held.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cvl_analysis::params_file::{self, Deployment, ParamsFile};
 use cvl_analysis::{Analysis, AnalysisHost, SourceFile};
 use cvl_repo::{LoadOptions, Loader, LockMode, Settings};
 use cvl_syntax::{TextRange, TextSize};
@@ -22,6 +25,21 @@ pub struct Document {
     pub index: Arc<LineIndex>,
 }
 
+/// An open test parameters file, as last analysed.
+pub struct ParamsDoc {
+    pub version: i32,
+    pub text: String,
+    pub index: Arc<LineIndex>,
+    pub parsed: ParamsFile,
+    /// The appliance's file, once found.
+    pub appliance: Option<PathBuf>,
+    /// The deployment it stands for, and the file that holds its text in
+    /// the analysis.
+    pub analysed: Option<(Deployment, SourceFile)>,
+    /// Why there is no deployment (no appliance found, none exported).
+    pub problem: Option<String>,
+}
+
 pub struct World {
     host: AnalysisHost,
     loader: Loader,
@@ -32,6 +50,7 @@ pub struct World {
     /// Every loaded file with a path (workspace files and local imports).
     paths: Arc<HashMap<SourceFile, PathBuf>>,
     pub docs: HashMap<Url, Document>,
+    pub params: HashMap<Url, Arc<ParamsDoc>>,
     /// The loader's options, before the workspace's `cvl.toml` is added.
     options: LoadOptions,
 }
@@ -58,6 +77,7 @@ impl World {
             local_files: Arc::default(),
             paths: Arc::default(),
             docs: HashMap::new(),
+            params: HashMap::new(),
         };
         (world, problem)
     }
@@ -134,6 +154,76 @@ impl World {
         self.resolve();
     }
 
+    /// Sets an open parameters file's text (and version), and analyses it.
+    pub fn set_params(&mut self, uri: &Url, text: String, version: i32) {
+        let Ok(path) = uri.to_file_path() else {
+            return;
+        };
+        let parsed = params_file::parse(&text);
+        let mut doc = ParamsDoc {
+            version,
+            index: Arc::new(LineIndex::new(&text)),
+            parsed,
+            appliance: None,
+            analysed: None,
+            problem: None,
+            text,
+        };
+        match cvl_repo::appliance::of_params(&path, &doc.text) {
+            Ok(appliance) => {
+                // The editor's text of the appliance when it is open.
+                let text = match self.local.get(&appliance) {
+                    Some(&f) => Some(self.host.file_text(f).to_string()),
+                    None => std::fs::read_to_string(&appliance).ok(),
+                };
+                let stem = appliance
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match text.map(|t| (params_file::exported_object(&t, &stem), t)) {
+                    Some((Some(object), text)) => {
+                        let deployment =
+                            params_file::deployment(&text, &object, "ethernet0", &doc.parsed);
+                        // Beside the appliance, so that its relative imports
+                        // resolve; never on disk.
+                        let name = path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let at = appliance.with_file_name(format!(".cvl-test-{name}.cvl"));
+                        let file = self.loader.add_root(&mut self.host, &at, &deployment.text);
+                        doc.analysed = Some((deployment, file));
+                    }
+                    Some((None, _)) => {
+                        doc.problem = Some(format!(
+                        "{} exports no appliance (no object named `{stem}`, and not one object)",
+                        appliance.display()
+                    ))
+                    }
+                    None => doc.problem = Some(format!("cannot read {}", appliance.display())),
+                }
+                doc.appliance = Some(appliance);
+            }
+            Err(e) => doc.problem = Some(e),
+        }
+        self.params.insert(uri.clone(), Arc::new(doc));
+        self.resolve();
+    }
+
+    /// After the text of `changed` changed: the parameters files of that
+    /// appliance analysed again.
+    pub fn refresh_params_of(&mut self, changed: &Path) {
+        let stale: Vec<(Url, String, i32)> = self
+            .params
+            .iter()
+            .filter(|(_, d)| d.appliance.as_deref() == Some(changed))
+            .map(|(u, d)| (u.clone(), d.text.clone(), d.version))
+            .collect();
+        for (uri, text, version) in stale {
+            self.set_params(&uri, text, version);
+        }
+    }
+
     /// Whether the analysis holds exactly the text of the open document.
     pub fn in_sync(&self, uri: &Url) -> bool {
         self.docs
@@ -154,6 +244,7 @@ impl World {
                 .iter()
                 .map(|(uri, d)| (uri.clone(), (d.file, d.index.clone())))
                 .collect(),
+            params: self.params.clone(),
             previewer: None,
         }
     }
@@ -168,6 +259,8 @@ pub struct Snapshot {
     local: Arc<HashMap<PathBuf, SourceFile>>,
     paths: Arc<HashMap<SourceFile, PathBuf>>,
     open: HashMap<Url, (SourceFile, Arc<LineIndex>)>,
+    /// The open parameters files.
+    pub params: HashMap<Url, Arc<ParamsDoc>>,
     /// Plans and the state, when the plan preview is on.
     pub previewer: Option<Arc<dyn Previewer>>,
 }

@@ -1,7 +1,8 @@
 //! A VM appliance's files beside its CVL: the VM description its `vm`
 //! parameter names and the program disks and kernel that description names.
 //! Checked by `cvl check` and the language server (as `invalid-vm`), and
-//! gathered by `cvl publish`.
+//! gathered by `cvl publish`. And the appliance a test parameters file
+//! (`test.params`) sets the parameters of.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -186,4 +187,67 @@ pub fn publish_files(appliance: &VmAppliance) -> Result<Vec<PublishFile>, String
         bytes: published.to_toml().into_bytes(),
     });
     Ok(files)
+}
+
+/// The appliance a test parameters file is for: the file named by a
+/// comment line `# appliance: PATH` (relative to the parameters file's
+/// folder), else the one `.cvl` file of that folder (what `cvl build`
+/// made), else the file a recipe's `cvl` file names (appliances/DNS/cvl).
+/// An error says how to name it.
+pub fn of_params(params: &Path, text: &str) -> Result<PathBuf, String> {
+    let dir = params
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let named = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| l.is_empty() || l.starts_with('#'))
+        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("appliance:"));
+    if let Some(named) = named {
+        let path = dir.join(named.trim());
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "`# appliance: {}` names no file: {} does not exist",
+                named.trim(),
+                path.display()
+            ))
+        };
+    }
+    let mut cvl: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cvl") && p.is_file())
+        .collect();
+    cvl.sort();
+    let teach = "name it in a comment at the top: `# appliance: ../DNS.cvl`";
+    match cvl.len() {
+        1 => return Ok(cvl.remove(0)),
+        0 => {}
+        n => {
+            return Err(format!(
+                "which appliance? {} holds {n} .cvl files: {teach}",
+                dir.display()
+            ))
+        }
+    }
+    let pointer = dir.join("cvl");
+    if let Ok(named) = std::fs::read_to_string(&pointer) {
+        let path = dir.join(named.trim());
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(format!(
+            "{} names {}, which does not exist",
+            pointer.display(),
+            path.display()
+        ));
+    }
+    Err(format!(
+        "which appliance? {} holds no .cvl file: {teach}",
+        dir.display()
+    ))
 }

@@ -61,14 +61,9 @@ impl Source {
 /// `.cvl` file below them (sorted; hidden folders, `target` and repositories
 /// skipped), `-` to standard input. No paths means the current directory.
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let default = [PathBuf::from(".")];
-    let paths = if paths.is_empty() {
-        &default[..]
-    } else {
-        paths
-    };
     let mut out = Vec::new();
-    for path in paths {
+    let paths = or_here(paths);
+    for path in &paths {
         if path.as_os_str() == "-" {
             out.push(path.clone());
         } else if path.is_dir() {
@@ -86,7 +81,41 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The command line's paths, or the current directory when there are none.
+fn or_here(paths: &[PathBuf]) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    }
+}
+
+/// The test parameters files (`.params`) among the command line's paths and
+/// below its directories (no paths: the current directory's).
+pub fn collect_params(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in &or_here(paths) {
+        if path.is_dir() {
+            walk_ext(path, "params", &mut out)?;
+        } else if path.extension().is_some_and(|e| e == "params") {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a directory holds a `.cvl` file at any depth (as [`collect`]
+/// walks it).
+pub fn holds_cvl(dir: &Path) -> bool {
+    let mut found = Vec::new();
+    walk(dir, &mut found).is_ok() && !found.is_empty()
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    walk_ext(dir, "cvl", out)
+}
+
+fn walk_ext(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list `{}`", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -103,9 +132,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             // A repository's versions are published and immutable: never
             // checked as sources, never reformatted.
             if !path.join(cvl_repo::index::INDEX_FILE).exists() {
-                walk(&path, out)?;
+                walk_ext(&path, ext, out)?;
             }
-        } else if path.extension().is_some_and(|e| e == "cvl") {
+        } else if path.extension().is_some_and(|e| e == ext) {
             out.push(path);
         }
     }

@@ -3,7 +3,8 @@
 //! by the real `cvl check`, and its rendered output is snapshotted beside it.
 //! A first line `// cvl check --deploy NAME` checks NAME as deployed.
 //! A case folder may hold a `home/` (the utility home: a blacklist) and
-//! repositories its imports use. Every case must report its directory's code:
+//! repositories its imports use. A case folder with a `test.params` (and
+//! the appliance beside it) checks that test parameters file instead. Every case must report its directory's code:
 //! the test fails otherwise.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,9 @@ fn cases(root: &Path) -> Vec<(String, PathBuf)> {
         let code = code_dir.file_name().unwrap().to_string_lossy().to_string();
         for entry in std::fs::read_dir(&code_dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.is_dir() {
+            if path.is_dir() && path.join("test.params").exists() {
+                out.push((code.clone(), path.join("test.params")));
+            } else if path.is_dir() {
                 out.push((code.clone(), path.join("main.cvl")));
             } else if path.extension().is_some_and(|e| e == "cvl") {
                 out.push((code.clone(), path));

@@ -462,3 +462,100 @@ fn an_imports_hover_names_the_key_that_signed_its_repository() {
     assert!(!text.contains("signed by"), "{text}");
     client.stop();
 }
+
+/// A test parameters file (`cvl test --params`): its lines checked as
+/// `cvl check` checks them, against the appliance beside it (errors at
+/// their line, a required parameter without a value with the line to add)
+/// and its names completed from the appliance's members; an edit of the
+/// appliance rechecks it.
+#[test]
+fn a_test_parameters_file_is_checked_against_its_appliance_and_completed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("dns")).unwrap();
+    let appliance = "CVL = \"0.8\";\nDns extends VMAppliance {\n  var \"required\" domain, hostname;\n  var \"sensitive\" rootpw;\n  var port;\n  port = \"53\";\n}\n";
+    std::fs::write(root.join("dns/Dns.cvl"), appliance).unwrap();
+    let params = "# the test's values\ndomian=acme.org\nrootpw=hunter2\nethernet0.\n";
+    std::fs::write(root.join("dns/test.params"), params).unwrap();
+    let uri = format!("file://{}/dns/test.params", root.display());
+    let mut client = Client::start(Path::new(env!("CARGO_BIN_EXE_cvl")), &root);
+    client.initialize(&root);
+    client.open(&uri, params);
+    let said = client.diagnostics(&uri, Some(1));
+    let brief: Vec<(String, u64, String)> = said
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_string(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+                d["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |code: &str, line: u64, text: &str| {
+        brief
+            .iter()
+            .any(|(c, l, m)| c == code && *l == line && m.contains(text))
+    };
+    assert!(
+        has("missing-required", 0, "add the line `domain=VALUE`"),
+        "{brief:#?}"
+    );
+    assert!(has("missing-required", 0, "`hostname`"), "{brief:#?}");
+    assert!(
+        has("unresolved-name", 1, "did you mean `domain`?"),
+        "{brief:#?}"
+    );
+    assert!(
+        has("sensitive-literal", 2, "CVL_SECRET_DNS_ROOTPW"),
+        "{brief:#?}"
+    );
+    assert!(has("syntax-error", 3, "is not NAME=VALUE"), "{brief:#?}");
+    assert_eq!(brief.len(), 5, "{brief:#?}");
+
+    let complete = |client: &mut Client, line: u64, character: u64| -> Vec<String> {
+        let items = client.request(
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": character } }),
+        );
+        let mut labels: Vec<String> = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_string())
+            .collect();
+        labels.sort();
+        labels
+    };
+    // At a name: the appliance's members; after `ethernet0.`, the
+    // interface's parameters.
+    let top = complete(&mut client, 1, 3);
+    for name in ["domain", "hostname", "port", "ethernet0"] {
+        assert!(top.contains(&name.to_string()), "{top:?}");
+    }
+    let interface = complete(&mut client, 3, 10);
+    assert!(interface.contains(&"ip".to_string()), "{interface:?}");
+    assert!(!interface.contains(&"domain".to_string()), "{interface:?}");
+
+    // The fixed file: nothing but the sensitive value said.
+    let fixed = "domain=acme.org\nhostname=d\n";
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    let said = client.diagnostics(&uri, Some(2));
+    assert_eq!(said, json!([]), "{said:#}");
+    // The appliance gains a required parameter in the editor: the
+    // parameters file says it is missing.
+    let dns_uri = format!("file://{}/dns/Dns.cvl", root.display());
+    client.open(&dns_uri, &appliance.replace("hostname;", "hostname, zone;"));
+    let said = client.diagnostics(&uri, Some(2));
+    assert!(
+        said.to_string()
+            .contains("required parameter `zone` has no value"),
+        "{said:#}"
+    );
+    client.stop();
+}

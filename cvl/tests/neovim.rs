@@ -54,6 +54,38 @@ fn neovim_receives_the_servers_diagnostics() {
         .contains("did you mean `VMAppliance`?"));
 }
 
+/// A test parameters file (`*.params`) is its own filetype, and the same
+/// server checks it against the appliance beside it.
+#[test]
+fn neovim_checks_a_test_parameters_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("Dns.cvl"),
+        "Dns extends VMAppliance {\n  var \"required\" domain;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("test.params"), "# no domain yet\n").unwrap();
+    let result = drive(
+        dir,
+        &dir.join(".home"),
+        "test.params",
+        DRIVER,
+        Duration::from_secs(40),
+    );
+    assert_eq!(result["filetype"], "cvlparams", "{result:#}");
+    assert_eq!(result["ok"], true, "no diagnostics arrived: {result:#}");
+    let diagnostics = result["diagnostics"].as_array().unwrap();
+    assert!(
+        diagnostics.iter().any(|d| d["code"] == "missing-required"
+            && d["message"]
+                .as_str()
+                .unwrap()
+                .contains("add the line `domain=VALUE`")),
+        "{result:#}"
+    );
+}
+
 /// The workspace root the configuration gives the server: the folder that
 /// holds `cvl.lock` (a file) or `.git` (a folder) above the file.
 #[test]

@@ -1,13 +1,14 @@
 //! Publishing diagnostics: after a change, the changed file's and those of
 //! every workspace file importing it, computed on a snapshot off the async
 //! runtime, and sent only if no newer edit of the document came in
-//! meanwhile (a newer edit also cancels the computation).
+//! meanwhile (a newer edit also cancels the computation). The open test
+//! parameters files are published with every batch.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use cvl_analysis::{CheckOptions, SourceFile};
+use cvl_analysis::{CheckOptions, Code, SourceFile, Span};
 use tower_lsp::lsp_types::{Diagnostic, Url};
 
 use crate::line_index::LineIndex;
@@ -35,6 +36,21 @@ pub fn republish(server: &Server, world: &World, changed: Option<SourceFile>) {
             (f, version)
         })
         .collect();
+    publish(server, snap, versions_now, changed);
+}
+
+/// Publishes the diagnostics of the open parameters files alone (one of
+/// them changed: no CVL file depends on it).
+pub fn republish_params(server: &Server, world: &World) {
+    publish(server, world.snapshot(), Vec::new(), None);
+}
+
+fn publish(
+    server: &Server,
+    snap: Snapshot,
+    versions_now: Vec<(SourceFile, Option<i32>)>,
+    changed: Option<SourceFile>,
+) {
     let client = server.client.clone();
     let refresh = server.refresh.clone();
     let versions = server.versions.clone();
@@ -109,6 +125,63 @@ fn compute(
             uri,
             version,
             diagnostics,
+        });
+    }
+    for (uri, doc) in &snap.params {
+        let name = uri
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let said = match (&doc.analysed, &doc.problem) {
+            (Some((deployment, file)), _) => {
+                let options = CheckOptions {
+                    deploy: vec![deployment.deployment.clone()],
+                };
+                let said = snap.analysis.diagnostics(*file, &options)?;
+                let analysed = snap.analysis.file_name(*file);
+                deployment.diagnostics(&doc.parsed, &name, &doc.text, analysed, &said)
+            }
+            (None, problem) => {
+                let mut said: Vec<cvl_analysis::Diagnostic> = doc
+                    .parsed
+                    .errors
+                    .iter()
+                    .map(|(range, message)| {
+                        cvl_analysis::Diagnostic::error(
+                            Code::SyntaxError,
+                            message,
+                            Span {
+                                file: name.clone(),
+                                range: *range,
+                            },
+                        )
+                    })
+                    .collect();
+                if let Some(problem) = problem {
+                    said.insert(
+                        0,
+                        cvl_analysis::Diagnostic::error(
+                            Code::UnresolvedName,
+                            problem,
+                            Span {
+                                file: name.clone(),
+                                range: Default::default(),
+                            },
+                        ),
+                    );
+                }
+                said
+            }
+        };
+        out.push(Publish {
+            uri: uri.clone(),
+            version: Some(doc.version),
+            diagnostics: said
+                .iter()
+                .map(|d| to_proto::diagnostic(d, &name, &doc.index, &names, &mut index_of))
+                .collect(),
         });
     }
     Ok(out)

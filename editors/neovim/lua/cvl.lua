@@ -1,5 +1,7 @@
 -- CVL for Neovim (0.7 and later): starts the language server `cvl lsp` for
--- CVL buffers, one client per workspace folder. Filetype detection comes
+-- CVL buffers and test parameters files (`*.params`, filetype cvlparams:
+-- checked against their appliance, names completed), one client per
+-- workspace folder. Filetype detection comes
 -- from ftdetect/cvl.vim; highlighting from tree-sitter when the CVL parser
 -- is installed (parser/cvl.so on the runtime path, built from
 -- editors/tree-sitter-cvl; its queries are queries/cvl/ beside this), else
@@ -101,9 +103,9 @@ function M.setup(opts)
   opts = opts or {}
   local cmd = opts.cmd or { "cvl", "lsp" }
   vim.api.nvim_create_autocmd("FileType", {
-    pattern = "cvl",
+    pattern = { "cvl", "cvlparams" },
     callback = function(args)
-      if opts.treesitter ~= false then
+      if opts.treesitter ~= false and vim.bo[args.buf].filetype == "cvl" then
         treesitter(args.buf)
       end
       local root = root_of(vim.api.nvim_buf_get_name(args.buf))

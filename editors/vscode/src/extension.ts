@@ -52,7 +52,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const planPreview = vscode.workspace.getConfiguration("cvl").get<boolean>("planPreview", true);
   const serverOptions: ServerOptions = { command, args: ["lsp"] };
   const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ scheme: "file", language: "cvl" }],
+    // CVL, and the test parameters files `cvl test --params` reads.
+    documentSelector: [
+      { scheme: "file", language: "cvl" },
+      { scheme: "file", language: "cvl-params" },
+    ],
     initializationOptions: { planPreview },
   };
   client = new LanguageClient("cvl", "CVL language server", serverOptions, clientOptions);
