@@ -777,27 +777,7 @@ impl Drop for KillOnDrop {
 
 /// `GET path` from the outside world: the body.
 fn http_get(host: &str, path: &str) -> String {
-    let host = host.to_string();
-    let path = path.to_string();
-    in_netns(NS, move || {
-        let mut stream = TcpStream::connect_timeout(
-            &format!("{host}:80").parse().unwrap(),
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|e| panic!("http://{host}{path}: {e}"));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
-        answer
-    })
+    http_get_in(NS, host, path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An SMTP session from the outside world (the test's namespace).

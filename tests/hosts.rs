@@ -7,7 +7,8 @@
 //! changed is refused before anything runs there; a host whose sshd dies
 //! mid-apply fails its actions clearly and the next apply converges; a host
 //! that stops answering the service is reported unreachable, and nothing
-//! moves.
+//! moves; a dead host is fenced and its appliances recovered from their
+//! backups (one appliance, and the real suite serving its page again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -1150,4 +1151,222 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     assert!(!u.ok(&["host", "list"]).contains("fenced"));
     u.ok(&["stop", "Solo.cvl", "--auto-approve", "--stop-timeout", "10"]);
     u.ok(&["stop", "Bare.cvl", "--auto-approve", "--stop-timeout", "10"]);
+}
+
+/// The failures issue's scenario with the real suite: spread over the
+/// three hosts and backed up every 20 s to a store on another host, the
+/// host that serves the page dies (every process of its namespace killed:
+/// sshd, the host agent, its QEMUs). The service reports it unreachable,
+/// fences it with a command that confirms its processes are gone, and
+/// starts its appliances on the others with their last backup's data; the
+/// page is served through the firewall again, and history says each
+/// appliance's RPO and RTO.
+#[test]
+fn the_real_suite_comes_back_from_the_death_of_a_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let built = real_appliances();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let lab = Lab::new(&dir);
+    let u = Utility {
+        dir: dir.clone(),
+        cvl: cvl_binary(),
+        ns: ns("ctl"),
+        roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
+        env: Vec::new(),
+        env_secrets: true,
+    };
+    for name in ["Firewall", "DHCP", "DNS", "LDAP", "Mail", "Plone"] {
+        u.publish_built(name, &built[name]);
+    }
+    u.publish("GroupwareSuite", &suite_text("GroupwareSuite"));
+    std::fs::write(u.dir.join("AcmeSuite.cvl"), suite_text("AcmeSuite")).unwrap();
+    for (host, _) in HOSTS {
+        let mut add = lab.host_add_args(host, 1024, 6);
+        add.extend(["--fingerprint".to_string(), lab.fingerprint(host)]);
+        u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
+    let started = Instant::now();
+    let said = u.ok(&[
+        "apply",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
+    assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
+    eprintln!(
+        "apply of the real suite on three hosts: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let placed = hosts_of(&u);
+    eprintln!("placed: {placed:?}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
+    let public = plan["allocations"]["f"]["interfaces"]["ethernet1"]["ip"]
+        .as_str()
+        .expect("f has a public interface")
+        .to_string();
+    // The page, through the firewall, from the hosts' network (a page
+    // answered within `limit`).
+    let page = |limit: Duration| -> String {
+        let t = Instant::now();
+        loop {
+            match http_get_in(&ns("ctl"), &public, "/") {
+                Ok(page) => return page,
+                Err(e) => assert!(t.elapsed() < limit, "no page within {limit:?}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let before = page(Duration::from_secs(30));
+    assert!(before.contains("acme.org"), "{before}");
+
+    // The host that serves the page dies; the store is on another one.
+    let dead = placed["p"].clone();
+    let on_dead: Vec<&str> = placed
+        .iter()
+        .filter(|(_, h)| **h == dead)
+        .map(|(c, _)| c.as_str())
+        .collect();
+    let store_host = HOSTS.iter().map(|(h, _)| *h).find(|h| *h != dead).unwrap();
+    let store = format!(
+        "ssh://{store_host}{}",
+        dir.join(store_host).join("store").display()
+    );
+    u.ok(&[
+        "policy",
+        "set",
+        "AcmeSuite",
+        "--backup-every",
+        "20s",
+        "--backup-to",
+        &store,
+    ]);
+    u.ok(&[
+        "host",
+        "set",
+        &dead,
+        "--fence",
+        &format!("test -z \"$(ip netns pids {})\"", ns(&dead)),
+    ]);
+    u.exec_ok("p", &["sh", "-c", "echo kept > /data/cvl-before && sync"]);
+    let service = u.service(
+        &[
+            "--interval",
+            "1h",
+            "--survey-interval",
+            "1s",
+            "--host-dead-after",
+            "3s",
+        ],
+        &dir.join("service.log"),
+    );
+    service.wait_for("started", |_| true, Duration::from_secs(30));
+    // Every appliance with data on the dead host backed up once; then p
+    // again, and right after that backup a marker it cannot hold.
+    let backups_of = |c: &str| {
+        service
+            .events("backup")
+            .iter()
+            .filter(|e| e["component"] == c && e["outcome"] == "ok")
+            .count()
+    };
+    let with_data: Vec<&str> = on_dead
+        .iter()
+        .copied()
+        .filter(|c| ["d", "l", "m", "p"].contains(c))
+        .collect();
+    let t = Instant::now();
+    while with_data.iter().any(|c| backups_of(c) == 0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "no backup of each of {with_data:?}:\n{}",
+            service.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = backups_of("p");
+    while backups_of("p") == seen {
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "p is not backed up again:\n{}",
+            service.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    u.exec_ok("p", &["sh", "-c", "echo lost > /data/cvl-after && sync"]);
+    let died = Instant::now();
+    for pid in sh(&["ip", "netns", "pids", &ns(&dead)]).split_whitespace() {
+        // SAFETY: a process of the test's own namespace.
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    }
+    let _ = std::fs::remove_file(dir.join(&dead).join("sshd.pid"));
+    service.wait_for(
+        "host_unreachable",
+        |e| e["host"] == dead.as_str(),
+        Duration::from_secs(60),
+    );
+    let unreachable_s = died.elapsed().as_secs_f64();
+    service.wait_for(
+        "host_fenced",
+        |e| e["host"] == dead.as_str(),
+        Duration::from_secs(60),
+    );
+    let fenced_s = died.elapsed().as_secs_f64();
+    // Each appliance of the dead host: its recovery (done), with its RTO.
+    let recovery = |history: &serde_json::Value, c: &str| -> Option<String> {
+        history["entries"].as_array()?.iter().find_map(|e| {
+            let detail = e["detail"].as_str()?;
+            (e["component"] == c && e["outcome"] == "done" && detail.contains("recovered on"))
+                .then(|| detail.to_string())
+        })
+    };
+    let history = loop {
+        let history: serde_json::Value =
+            serde_json::from_str(&u.ok(&["history", "AcmeSuite", "--format", "json"])).unwrap();
+        if on_dead.iter().all(|c| recovery(&history, c).is_some()) {
+            break history;
+        }
+        assert!(
+            died.elapsed() < Duration::from_secs(300),
+            "{on_dead:?} not recovered from {dead}:\n{history:#}\n{}",
+            service.text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let recovered_s = died.elapsed().as_secs_f64();
+    let after = page(Duration::from_secs(60));
+    let served_s = died.elapsed().as_secs_f64();
+    assert!(after.contains("acme.org"), "{after}");
+    for c in &on_dead {
+        let detail = recovery(&history, c).unwrap();
+        eprintln!("  {c}: {detail}");
+        assert!(detail.contains("RTO"), "{detail}");
+    }
+    assert!(
+        recovery(&history, "p").unwrap().contains("RPO"),
+        "{history:#}"
+    );
+    let moved = hosts_of(&u);
+    for c in &on_dead {
+        assert_ne!(moved[*c], dead, "{c} is still placed on {dead}");
+    }
+    assert_eq!(u.exec_ok("p", &["cat", "/data/cvl-before"]).trim(), "kept");
+    let (code, _, _) = u.exec("p", &["test", "-e", "/data/cvl-after"]);
+    assert_ne!(code, 0, "p holds data written after its last backup");
+    eprintln!(
+        "{dead} died (it ran {on_dead:?}): unreachable after {unreachable_s:.1} s, fenced after \
+         {fenced_s:.1} s, all recovered after {recovered_s:.1} s, the page served through the \
+         firewall again after {served_s:.1} s"
+    );
+    drop(service);
+    u.ok(&[
+        "stop",
+        "AcmeSuite.cvl",
+        "--auto-approve",
+        "--stop-timeout",
+        "20",
+    ]);
 }

@@ -1223,6 +1223,37 @@ pub fn real_appliances() -> BTreeMap<String, PathBuf> {
     built
 }
 
+/// `GET path` over HTTP/1.0 from the network namespace `ns`: the whole
+/// answer, or what went wrong (no connection, not 200).
+pub fn http_get_in(ns: &str, host: &str, path: &str) -> Result<String, String> {
+    use std::io::Write;
+    let host = host.to_string();
+    let path = path.to_string();
+    in_netns(ns, move || {
+        let mut stream = std::net::TcpStream::connect_timeout(
+            &format!("{host}:80").parse().unwrap(),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| format!("http://{host}{path}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| format!("http://{host}{path}: {e}"))?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer)
+            .map_err(|e| format!("http://{host}{path}: {e}"))?;
+        if answer.starts_with("HTTP/1.0 200") {
+            Ok(answer)
+        } else {
+            Err(format!("http://{host}{path}: {answer}"))
+        }
+    })
+}
+
 /// Runs `f` on a thread inside the network namespace `ns` (sockets it
 /// opens live there): the test as the outside world of a deployment.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {

@@ -1,7 +1,8 @@
 //! Backups by policy (`cvl policy set DEPLOYMENT --backup-every 1h
-//! --backup-to DIR`): after each round's updates, the running appliances
-//! with data disks whose newest restore point is an interval old are backed
-//! up, most overdue first, one at a time (so never during an update the
+//! --backup-to DIR`): after each round's updates, and between rounds when
+//! the next one falls due (a policy's interval may be shorter than the
+//! service's), the running appliances with data disks whose newest restore
+//! point is an interval old are backed up, most overdue first, one at a time (so never during an update the
 //! service makes; a person's apply holds the host's lock on the VM, and a
 //! deployment an apply is half way through waits), and the store is then
 //! pruned as the policy keeps. When a backup is due is
@@ -25,6 +26,8 @@ impl Service {
     pub(crate) fn back_up_due(&mut self, state: &UtilityState) -> Result<()> {
         let now = unix(SystemTime::now());
         let mut due = Vec::new();
+        // The running appliances a policy backs up, with its interval.
+        let mut watched = Vec::new();
         for (name, d) in &state.deployments {
             let Some(policy) = &d.policy.backup else {
                 continue;
@@ -47,8 +50,9 @@ impl Service {
                 if let Some(over) =
                     decide::backup_overdue(&self.backups[&key], policy.every_secs, now)
                 {
-                    due.push((over, key, policy.clone()));
+                    due.push((over, key.clone(), policy.clone()));
                 }
+                watched.push((key, policy.every_secs));
             }
         }
         // Appliances no policy backs up any more are forgotten.
@@ -68,10 +72,27 @@ impl Service {
         self.page
             .update(|live| live.backups.retain(|k, _| kept.contains(k)));
         due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, (name, path), policy) in due {
-            self.back_up(state, &name, &path, &policy)?;
+        let done = due
+            .into_iter()
+            .try_for_each(|(_, (name, path), policy)| self.back_up(state, &name, &path, &policy));
+        // When to wake for the next one.
+        self.next_backup = watched
+            .iter()
+            .filter_map(|(key, every)| Some(decide::backup_next(self.backups.get(key)?, *every)))
+            .min();
+        done
+    }
+
+    /// Between rounds: what fell due since (the state read afresh).
+    pub(crate) fn back_up_between_rounds(&mut self) -> Result<()> {
+        if self
+            .next_backup
+            .is_none_or(|at| unix(SystemTime::now()) < at)
+        {
+            return Ok(());
         }
-        Ok(())
+        let state = cvl_ops::state::open()?.load()?;
+        self.back_up_due(&state)
     }
 
     /// One appliance backed up and its store pruned; recorded everywhere.

@@ -189,6 +189,7 @@ pub fn run(config: Config) -> Result<Ended> {
         expiries: HashMap::new(),
         refused_by: HashMap::new(),
         backups: HashMap::new(),
+        next_backup: None,
         unreachable: BTreeSet::new(),
         fence_tried: HashMap::new(),
     };
@@ -238,8 +239,19 @@ pub fn run(config: Config) -> Result<Ended> {
                     serde_json::json!({ "error": format!("{e:#}") }),
                 );
             }
+            if let Err(e) = service.back_up_between_rounds() {
+                log(
+                    "backups_failed",
+                    serde_json::json!({ "error": format!("{e:#}") }),
+                );
+            }
         }
         let mut left = next_round.saturating_duration_since(Instant::now());
+        // A backup due before the next round: woken for it.
+        if let Some(at) = service.next_backup {
+            let now = unix(SystemTime::now());
+            left = left.min(Duration::from_secs(at.saturating_sub(now).max(1)));
+        }
         // A silent host: looked at again soon (its fencing retried, a
         // person's `cvl host fence` acted on).
         if !service.unreachable.is_empty() {
@@ -329,6 +341,8 @@ pub struct Service {
     /// Per appliance backed up by policy: its backups as the service knows
     /// them (read from the store the first time).
     backups: HashMap<(String, ComponentPath), decide::BackupRecord>,
+    /// When the next backup by policy falls due (unix seconds).
+    next_backup: Option<u64>,
     /// The hosts reported unreachable (until they answer again).
     unreachable: BTreeSet<String>,
     /// When the service last ran each silent host's fence command, or

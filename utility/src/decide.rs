@@ -505,19 +505,24 @@ pub struct BackupRecord {
     pub failures: u32,
 }
 
-/// Whether an appliance backed up every `every` seconds is due at `now`:
-/// when it has no restore point or its newest is `every` old; after a
-/// failure, not before a wait that doubles with each failure in a row
-/// (1 min, 2 min, 4 min, ...), never longer than `every`.
-pub fn backup_due(record: &BackupRecord, every: u64, now: u64) -> bool {
-    let old = record
-        .last_good
-        .is_none_or(|at| now.saturating_sub(at) >= every);
-    let retry_at = record.last_failure.map(|at| {
+/// When an appliance backed up every `every` seconds is next due (unix
+/// seconds): at once when it has no restore point, else when its newest
+/// is `every` old; after a failure, not before a wait that doubles with
+/// each failure in a row (1 min, 2 min, 4 min, ...), never longer than
+/// `every`. The service wakes for it between its rounds.
+pub fn backup_next(record: &BackupRecord, every: u64) -> u64 {
+    let old_at = record.last_good.map_or(0, |at| at.saturating_add(every));
+    let retry_at = record.last_failure.map_or(0, |at| {
         let wait = (60u64 << record.failures.saturating_sub(1).min(10)).min(every);
-        at + wait
+        at.saturating_add(wait)
     });
-    old && retry_at.is_none_or(|t| now >= t)
+    old_at.max(retry_at)
+}
+
+/// Whether an appliance backed up every `every` seconds is due at `now`
+/// ([`backup_next`] has passed).
+pub fn backup_due(record: &BackupRecord, every: u64, now: u64) -> bool {
+    now >= backup_next(record, every)
 }
 
 /// How overdue an appliance's backup is at `now`: the seconds past its
@@ -1088,6 +1093,10 @@ mod tests {
             ..failing
         };
         assert!(backup_due(&often, 10, 20_010));
+        // The service wakes for the next one between its rounds.
+        assert_eq!(backup_next(&fresh, hour), 10_000 + hour);
+        assert_eq!(backup_next(&failing, hour), 20_120);
+        assert_eq!(backup_next(&never, hour), 0);
         assert!(!backup_stale(2 * hour, hour));
         assert!(backup_stale(2 * hour + 1, hour));
     }
