@@ -109,6 +109,25 @@ fn the_suites_dns_passes_its_test_and_the_junit_report_validates() {
     let tmp = tempfile::tempdir().unwrap();
     let dns = build(&cvl, tmp.path(), "appliances/DNS");
     let params = params(tmp.path());
+    // The user's own utility service runs beside the test, on the user's
+    // home: the test's deployment lives in the sandbox's state alone.
+    let log = std::fs::File::create(tmp.path().join("service.log")).unwrap();
+    let mut service = Command::new(&cvl)
+        .args([
+            "utility",
+            "run",
+            "--interval",
+            "2s",
+            "--survey-interval",
+            "1s",
+        ])
+        .env("CVL_HOME", tmp.path().join("home"))
+        .env("CVL_ACCEL", "tcg")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
     let out = cvl_test(
         &cvl,
         tmp.path(),
@@ -123,6 +142,20 @@ fn the_suites_dns_passes_its_test_and_the_junit_report_validates() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let _ = service.kill();
+    let _ = service.wait();
+    let said = std::fs::read_to_string(tmp.path().join("service.log")).unwrap();
+    assert!(said.contains("\"event\":\"round\""), "{said}");
+    assert!(
+        !said.contains("DNSTest") && !said.contains("\"deployments\":1"),
+        "the user's service saw the test's deployment:\n{said}"
+    );
+    let status = Command::new(&cvl)
+        .arg("status")
+        .env("CVL_HOME", tmp.path().join("home"))
+        .output()
+        .unwrap();
+    assert!(!text(&status).contains("DNSTest"), "{}", text(&status));
     let xml = tmp.path().join("dns.xml");
     std::fs::write(&xml, &out.stdout).unwrap();
     let valid = Command::new("xmllint")
@@ -209,6 +242,31 @@ fn the_suites_dns_passes_its_test_and_the_junit_report_validates() {
             "required parameter `domain` has no value: add `domain=VALUE` to {}",
             typo.display()
         )),
+        "{said}"
+    );
+    // `cvl check` says the same of that file before anything boots (the
+    // appliance named in its first line, as it lies elsewhere).
+    let named = tmp.path().join("named.params");
+    std::fs::write(
+        &named,
+        format!(
+            "# appliance: {}\nhostname=ns\ndomian=example.org\n",
+            dns.join("DNS.cvl").display()
+        ),
+    )
+    .unwrap();
+    let checked = Command::new(&cvl)
+        .args(["--color", "never", "check"])
+        .arg(&named)
+        .env("CVL_HOME", tmp.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(checked.status.code(), Some(1), "{}", text(&checked));
+    let said = text(&checked);
+    assert!(
+        said.contains("`DNS` has no parameter or component `domian`; did you mean `domain`?")
+            && said.contains("named.params:3:1")
+            && said.contains("required parameter `domain` has no value"),
         "{said}"
     );
     let bad = tmp.path().join("bad.params");

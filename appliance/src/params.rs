@@ -98,6 +98,33 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Addresses the plan does not give: `cvl eval` says each interface's
+/// `ip`, `subnet` and `netmask` are allocated at deploy time (null), but
+/// the planner allocates them only for an interface that joins a network
+/// (a VAN, or the public one); the others get a MAC alone and nothing of
+/// the three on the wire. `allocations` is the plan's (`cvl plan --format
+/// json`) for the appliance's component.
+pub fn unallocated(
+    evaluated: &mut BTreeMap<String, serde_json::Value>,
+    allocations: &serde_json::Value,
+) {
+    let Some(interfaces) = allocations["interfaces"].as_object() else {
+        return;
+    };
+    for (name, value) in evaluated.iter_mut() {
+        let Some((interface, param)) = name.rsplit_once('.') else {
+            continue;
+        };
+        let planned = interfaces.get(interface);
+        if value.is_null()
+            && ["ip", "subnet", "netmask"].contains(&param)
+            && planned.is_some_and(|a| a["ip"].is_null())
+        {
+            *value = serde_json::Value::Array(Vec::new());
+        }
+    }
+}
+
 /// What the appliance evaluated to (`cvl eval --format json`, its keys
 /// below the component) compared with what the guest read
 /// (`/run/cvl/params`). `secrets` are the sensitive values supplied, by
@@ -250,5 +277,24 @@ mod tests {
             .iter()
             .any(|s| s.contains("rootpw") && !s.contains("s3cret")));
         assert!(said.iter().any(|s| s.contains("`extra`")));
+    }
+
+    #[test]
+    fn an_interface_that_joins_no_network_has_no_address_on_the_wire() {
+        let mut evaluated: BTreeMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"ethernet0.ip": null, "ethernet0.mac": null, "ethernet1.ip": null, "ethernet1.subnet": null, "ethernet1.mac": null}"#,
+        )
+        .unwrap();
+        let plan: serde_json::Value = serde_json::from_str(
+            r#"{"interfaces": {"ethernet0": {"ip": "10.0.1.2", "mac": "0a:00:00:00:00:01"}, "ethernet1": {"ip": null, "mac": "0a:00:00:00:00:02"}}}"#,
+        )
+        .unwrap();
+        unallocated(&mut evaluated, &plan);
+        assert!(evaluated["ethernet0.ip"].is_null());
+        assert_eq!(evaluated["ethernet1.ip"], serde_json::json!([]));
+        assert_eq!(evaluated["ethernet1.subnet"], serde_json::json!([]));
+        assert!(evaluated["ethernet1.mac"].is_null(), "a MAC it has");
+        let guest = "ethernet0.ip=10%2E0%2E1%2E2\nethernet0.mac=0a:00\nethernet1.mac=0a:01\n";
+        assert!(compare(&evaluated, &BTreeMap::new(), guest).is_empty());
     }
 }

@@ -540,10 +540,18 @@ impl Test<'_> {
         let all: BTreeMap<String, Value> =
             serde_json::from_str(&ran.stdout).context("`cvl eval` gave no JSON")?;
         let prefix = format!("{COMPONENT}.");
-        Ok(all
+        let mut evaluated: BTreeMap<String, Value> = all
             .into_iter()
             .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v)))
-            .collect())
+            .collect();
+        // What the planner gives the appliance's interfaces.
+        let plan = self
+            .sandbox
+            .cvl(&["plan", "Test.cvl", "--format", "json"])?;
+        if let Ok(plan) = serde_json::from_str::<Value>(&plan.stdout) {
+            params::unallocated(&mut evaluated, &plan["allocations"][COMPONENT]);
+        }
+        Ok(evaluated)
     }
 
     /// Why the deployment does not evaluate, in the user's terms: each
