@@ -284,6 +284,61 @@ fn the_suites_dns_passes_its_test_and_the_junit_report_validates() {
     );
 }
 
+/// Mail requires the suite's LDAP (its users, the CA that signs its
+/// certificate); tested alone, as a publisher tests it, it runs without a
+/// directory (no users, its own certificate) and says so in its checks,
+/// which pass: SMTP greets with STARTTLS, IMAP offers it.
+#[test]
+fn mail_passes_its_test_alone_without_a_directory() {
+    let cvl = cvl_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let mail = build(&cvl, tmp.path(), "appliances/Mail");
+    let params = tmp.path().join("mail.params");
+    std::fs::write(
+        &params,
+        "domain=example.org\ncountry=US\nstate=CA\ncity=Stanford\norg=Example\nou=IT\ncertemail=admin@example.org\n",
+    )
+    .unwrap();
+    let out = cvl_test(
+        &cvl,
+        tmp.path(),
+        &[
+            mail.to_str().unwrap(),
+            "--params",
+            params.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let steps = steps(&out);
+    let ready = step(&steps, "ready");
+    eprintln!("Mail alone: {}", ready["message"]);
+    let checks: Vec<&serde_json::Value> = steps.iter().filter(|s| s["phase"] == "checks").collect();
+    assert_eq!(checks.len(), 2, "{steps:#?}");
+    // A passing check's first line is its message.
+    let said: Vec<&str> = checks
+        .iter()
+        .map(|s| s["message"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "IMAP on 143 offers STARTTLS",
+            "greets: 220 app.example.org ESMTP"
+        ],
+        "{steps:#?}"
+    );
+    // Its whole output too: what it did without a directory.
+    for check in &checks {
+        let output = check["output"].as_str().unwrap_or_default();
+        assert!(
+            output.contains("no directory configured (ldaphost is unset)"),
+            "{check:#}"
+        );
+    }
+}
+
 /// `cvl test` of the broken variant `recipe` of DNS with `more` options:
 /// it fails (exit 1); its steps.
 fn broken(recipe: &str, more: &[&str]) -> (tempfile::TempDir, Vec<serde_json::Value>) {

@@ -196,17 +196,25 @@ impl Test<'_> {
             let path = format!("{CHECKS_DIR}/{check}");
             let ran = self.exec(&[&path], self.spec.check_timeout)?;
             let output = format!("{}{}", ran.stdout, ran.stderr);
-            let found = if ran.ok() {
-                Ok(output.lines().next().unwrap_or("passed").to_string())
+            // Its output kept whether it passed or not (JSON, JUnit's
+            // system-out); its first line is a pass's message.
+            let (outcome, message) = if ran.ok() {
+                let first = output.lines().next().unwrap_or("passed").to_string();
+                (Outcome::Passed, first)
             } else if ran.stderr.contains("gave up after") {
-                Err((
-                    format!("still ran after {} s", self.spec.check_timeout),
-                    output,
-                ))
+                let why = format!("still ran after {} s", self.spec.check_timeout);
+                (Outcome::Failed, why)
             } else {
-                Err((format!("exited with {}", ran.code), output))
+                (Outcome::Failed, format!("exited with {}", ran.code))
             };
-            self.finish(&check, phase, step, found);
+            self.push(Step {
+                name: check,
+                phase: phase.to_string(),
+                outcome,
+                seconds: step.elapsed().as_secs_f64(),
+                message,
+                output,
+            });
         }
         Ok(())
     }
