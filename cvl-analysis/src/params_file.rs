@@ -259,16 +259,39 @@ impl Deployment {
     /// deployment's text: inside (or at the end of) a line's name, the
     /// same place in its assignment; at a line's start, after `app.`.
     pub fn offset_of(&self, file: &ParamsFile, text: &str, offset: TextSize) -> Option<TextSize> {
-        let in_name = self.placed.iter().find_map(|&(i, _, name_at)| {
-            let range = file.lines[i].name_range;
-            range
-                .contains_inclusive(offset)
-                .then(|| name_at + (offset - range.start()))
-        });
+        let in_name = self.name_offset(file, offset);
         let at = u32::from(offset) as usize;
         let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
         let blank = text[line_start..at].trim().is_empty();
         in_name.or(blank.then_some(self.anchor))
+    }
+
+    /// The offset in the deployment's text of `offset` in the file, inside
+    /// (or at the end of) a line's name: for hover and definition.
+    pub fn name_offset(&self, file: &ParamsFile, offset: TextSize) -> Option<TextSize> {
+        self.placed.iter().find_map(|&(i, _, name_at)| {
+            let range = file.lines[i].name_range;
+            range
+                .contains_inclusive(offset)
+                .then(|| name_at + (offset - range.start()))
+        })
+    }
+
+    /// A range of the deployment's text inside a line's name, in the file.
+    pub fn range_in_file(&self, file: &ParamsFile, range: TextRange) -> Option<TextRange> {
+        self.placed.iter().find_map(|&(i, _, name_at)| {
+            let name = file.lines[i].name_range;
+            let placed = TextRange::at(name_at, name.len());
+            placed
+                .contains_range(range)
+                .then(|| range - name_at + name.start())
+        })
+    }
+
+    /// Whether `range` of the deployment's text is in the appliance's own
+    /// text (which starts it, unchanged: the same range in its file).
+    pub fn in_appliance(&self, range: TextRange) -> bool {
+        range.end() <= self.appliance_end
     }
 
     /// What the analysis said about the deployment (`said`, of the file
@@ -437,6 +460,14 @@ mod tests {
             None,
             "a value is no name"
         );
+        // `ethernet0` in the deployment's text is `ethernet0` in the file.
+        let at = d.name_offset(&file, 16.into()).unwrap();
+        let word = TextRange::at(at, 9.into());
+        assert_eq!(&d.text[word], "ethernet0");
+        let back = d.range_in_file(&file, word).unwrap();
+        assert_eq!(&text[back], "ethernet0");
+        assert!(d.in_appliance(TextRange::at(0.into(), 3.into())));
+        assert!(!d.in_appliance(word));
         let start = d.offset_of(&file, text, 0.into()).unwrap();
         assert!(d.text[..u32::from(start) as usize].ends_with("  app."));
     }

@@ -547,6 +547,31 @@ fn a_test_parameters_file_is_checked_against_its_appliance_and_completed() {
     );
     let said = client.diagnostics(&uri, Some(2));
     assert_eq!(said, json!([]), "{said:#}");
+    // A name's hover and definition are those of the parameter it sets, in
+    // the appliance.
+    let at = json!({ "textDocument": { "uri": uri }, "position": { "line": 1, "character": 3 } });
+    let hover = client.request("textDocument/hover", at.clone());
+    let shown = hover["contents"]["value"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("hostname") && shown.contains("required"),
+        "{hover:#}"
+    );
+    assert_eq!(
+        hover["range"]["start"],
+        json!({ "line": 1, "character": 0 }),
+        "{hover:#}"
+    );
+    let definition = client.request("textDocument/definition", at);
+    assert_eq!(
+        definition["uri"],
+        format!("file://{}/dns/Dns.cvl", root.display()).as_str(),
+        "{definition:#}"
+    );
+    assert_eq!(
+        definition["range"]["start"],
+        pos(appliance, "hostname;", 0),
+        "{definition:#}"
+    );
     // The appliance gains a required parameter in the editor: the
     // parameters file says it is missing.
     let dns_uri = format!("file://{}/dns/Dns.cvl", root.display());

@@ -1,5 +1,6 @@
 //! Hover: what the name under the cursor denotes, its declaration and final
-//! values, in markdown; on a deployed object's name, its plan too.
+//! values, in markdown; on a deployed object's name, its plan too. In a
+//! test parameters file, a name's hover is that of the member it names.
 
 use tower_lsp::lsp_types::{Hover, HoverParams};
 
@@ -8,6 +9,21 @@ use crate::to_proto;
 use crate::world::Snapshot;
 
 pub fn hover(snap: &Snapshot, params: HoverParams) -> Answer<Option<Hover>> {
+    let position = &params.text_document_position_params;
+    if let Some(doc) = snap.params.get(&position.text_document.uri) {
+        let Some((deployment, file)) = &doc.analysed else {
+            return Ok(None);
+        };
+        let offset = doc.index.offset(position.position);
+        let Some(at) = deployment.name_offset(&doc.parsed, offset) else {
+            return Ok(None);
+        };
+        let answer = snap.analysis.hover(*file, at)?;
+        return Ok(answer.and_then(|(range, text)| {
+            let range = deployment.range_in_file(&doc.parsed, range)?;
+            Some(to_proto::hover(&doc.index, (range, text)))
+        }));
+    }
     let Some((file, offset)) = snap.at(&params.text_document_position_params) else {
         return Ok(None);
     };
