@@ -584,15 +584,27 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
         scraped.contains("cvl_host_unreachable{host=\"h1\"} 1"),
         "{scraped}"
     );
-    let hosts: serde_json::Value = serde_json::from_str(&get(&http, "/api/hosts")).unwrap();
-    let h1 = hosts["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "h1")
-        .unwrap()
-        .clone();
-    assert!(h1["unreachable_for"].as_u64().unwrap() >= 3, "{hosts:#}");
+    // The status page follows within a survey of its own (every second).
+    let shown = Instant::now();
+    loop {
+        let hosts: serde_json::Value = serde_json::from_str(&get(&http, "/api/hosts")).unwrap();
+        let h1 = hosts["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "h1")
+            .unwrap()
+            .clone();
+        if let Some(silent) = h1["unreachable_for"].as_u64() {
+            assert!(silent >= 3, "{hosts:#}");
+            break;
+        }
+        assert!(
+            shown.elapsed() < Duration::from_secs(10),
+            "the status page does not show h1 unreachable: {hosts:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Nothing moved, nothing restarted: its QEMU is the same process.
     assert!(alive(qemu), "h1's QEMU was stopped");
 
