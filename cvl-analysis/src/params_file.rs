@@ -164,8 +164,8 @@ fn cvl_value_error(value: &str) -> Option<String> {
         .map(|e| e.message.to_string())
 }
 
-/// The object a CVL file exports (as an import binds it): the one named
-/// like the file's stem, else the file's only object.
+/// The object a CVL file exports (as an import binds it:
+/// [`crate::resolve::exported_of`]).
 pub fn exported_object(text: &str, stem: &str) -> Option<String> {
     let parse = cvl_syntax::parse(text);
     let names: Vec<String> = parse
@@ -173,13 +173,7 @@ pub fn exported_object(text: &str, stem: &str) -> Option<String> {
         .objects()
         .filter_map(|o| o.name().map(|n| n.text().to_string()))
         .collect();
-    if names.iter().any(|n| n == stem) {
-        return Some(stem.to_string());
-    }
-    match names.as_slice() {
-        [only] => Some(only.clone()),
-        _ => None,
-    }
+    crate::resolve::exported_of(&names, stem).ok().cloned()
 }
 
 fn size(n: usize) -> TextSize {

@@ -152,11 +152,18 @@ pub fn exported_object(db: &dyn Db, file: SourceFile) -> Result<Name, String> {
         .next()
         .unwrap_or(file_name)
         .trim_end_matches(".cvl");
-    if shape.by_name.contains_key(stem) {
-        return Ok(stem.into());
+    exported_of(&shape.names, stem).cloned()
+}
+
+/// The rule of [`exported_object`] on a file's object names, in source
+/// order, and its stem: for callers that hold text no database has loaded
+/// (a test parameters file's appliance).
+pub fn exported_of<'a, N: AsRef<str>>(names: &'a [N], stem: &str) -> Result<&'a N, String> {
+    if let Some(named) = names.iter().find(|n| n.as_ref() == stem) {
+        return Ok(named);
     }
-    match shape.names.as_slice() {
-        [only] => Ok(only.clone()),
+    match names {
+        [only] => Ok(only),
         [] => Err("the file declares no object to import".to_string()),
         _ => Err(format!(
             "the file declares several objects and none is named `{stem}` like the file"
