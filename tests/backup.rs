@@ -31,18 +31,6 @@ fn in_guest(u: &Utility, script: &str) -> String {
     in_guest_of(&vm_dir(u), script)
 }
 
-/// Runs a shell script in the guest whose folder is `dir`; its output.
-fn in_guest_of(dir: &std::path::Path, script: &str) -> String {
-    let agent = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(10));
-    let (code, out) = agent
-        .unwrap()
-        .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
-        .unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    assert_eq!(code, 0, "{script}: {out}");
-    out
-}
-
 /// Writes `mib` MiB of random data at MiB offset `at` of the data disk.
 fn write_random(u: &Utility, at: u64, mib: u64) {
     in_guest(

@@ -17,6 +17,17 @@ use std::time::{Duration, Instant};
 
 use cvl_e2e::*;
 
+/// The service as the failure tests run it: no round of updates in the
+/// test's time, hosts surveyed every second and declared dead after 3 s.
+const WATCHFUL: [&str; 6] = [
+    "--interval",
+    "1h",
+    "--survey-interval",
+    "1s",
+    "--host-dead-after",
+    "3s",
+];
+
 fn hosts_of(u: &Utility) -> BTreeMap<String, String> {
     let plan: serde_json::Value =
         serde_json::from_str(&u.ok(&["plan", "AcmeSuite.cvl", "--format", "json"])).unwrap();
@@ -137,10 +148,6 @@ fn the_suite_spans_three_hosts_over_ssh() {
     // host, unable to fetch it, is sent its files over SSH.
     let web = WebRepos::serve(&ns("ctl"), dir.join("repos"));
     let u = Utility {
-        dir: dir.clone(),
-        cvl: cvl_binary(),
-        ns: ns("ctl"),
-        roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
         env: vec![(
             "CVL_MIRRORS".into(),
             format!(
@@ -150,7 +157,7 @@ fn the_suite_spans_three_hosts_over_ssh() {
                 dir.display()
             ),
         )],
-        env_secrets: true,
+        ..lab.utility(&HOSTS.map(|(h, _)| h))
     };
     u.publish_suite();
 
@@ -463,28 +470,22 @@ fn the_suite_spans_three_hosts_over_ssh() {
     drop(lab);
 }
 
-/// Three components of one appliance start at once on one SSH host from a
-/// cold cache: the program (a `file://` repository on the controller) is
-/// staged to the host once, and the three starts share it.
 /// The lab with h1 alone registered (2 GiB, 6 VMs): its folder, the lab,
 /// and `cvl` in the controller's namespace.
 fn one_host(tmp: &tempfile::TempDir) -> (PathBuf, Lab, Utility) {
     let dir = tmp.path().canonicalize().unwrap();
     let lab = Lab::new(&dir);
     let u = Utility {
-        dir: dir.clone(),
-        cvl: cvl_binary(),
-        ns: ns("ctl"),
-        roots: vec![lab.root("h1")],
-        env: Vec::new(),
         env_secrets: false,
+        ..lab.utility(&["h1"])
     };
-    let mut add = lab.host_add_args("h1", 2048, 6);
-    add.extend(["--fingerprint".to_string(), lab.fingerprint("h1")]);
-    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    lab.register(&u, "h1", 2048, 6);
     (dir, lab, u)
 }
 
+/// Three components of one appliance start at once on one SSH host from a
+/// cold cache: the program (a `file://` repository on the controller) is
+/// staged to the host once, and the three starts share it.
 #[test]
 fn three_components_of_one_appliance_start_together_on_a_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -533,17 +534,10 @@ fn a_silent_host_is_reported_unreachable_and_nothing_moves() {
 
     let service = u.service(
         &[
-            "--interval",
-            "1h",
-            "--survey-interval",
-            "1s",
-            "--host-dead-after",
-            "3s",
-            "--http",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
+            &WATCHFUL[..],
+            &["--http", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+        ]
+        .concat(),
         &dir.join("service.log"),
     );
     let event = |name: &str, limit: Duration| service.wait_for(name, |_| true, limit);
@@ -675,25 +669,29 @@ fn apply_solo(u: &Utility, size: &str) {
     ]);
 }
 
+/// [`apply_solo`] with a data disk of 64 MiB and a public address on the
+/// hosts' network (Solo exports `a`'s interface: routed through its host's
+/// uplink, answered there by proxy ARP): that address.
+fn apply_public_solo(u: &Utility) -> String {
+    u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
+    apply_solo(u, "64M");
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "Solo.cvl", "--format", "json"])).unwrap();
+    plan["allocations"]["a"]["interfaces"]["ethernet0"]["ip"]
+        .as_str()
+        .expect("a has an address")
+        .to_string()
+}
+
 #[test]
 fn backups_go_to_a_store_on_another_host_over_ssh() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (dir, lab, u) = one_host(&tmp);
-    let mut add = lab.host_add_args("h2", 0, 0);
-    add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
-    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    lab.register(&u, "h2", 0, 0);
     apply_solo(&u, "256M");
     let vm = lab.root("h1").join("vms/Solo/a");
-    let in_guest = |script: &str| -> String {
-        let (code, out) = Agent::connect(&vm.join("qga.sock"), Duration::from_secs(10))
-            .unwrap()
-            .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
-            .unwrap();
-        let out = String::from_utf8_lossy(&out).into_owned();
-        assert_eq!(code, 0, "{script}: {out}");
-        out
-    };
+    let in_guest = |script: &str| in_guest_of(&vm, script);
     let write = |at: u32, mib: u32| {
         in_guest(&format!(
             "dd if=/dev/urandom of=/dev/vdb bs=1048576 seek={at} count={mib} conv=fsync 2>/dev/null"
@@ -916,16 +914,7 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (dir, lab, u) = one_host(&tmp);
-    // Public addresses on the hosts' network: `a`'s (Solo exports it) is
-    // routed through its host's uplink, and answered there by proxy ARP.
-    u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
-    apply_solo(&u, "64M");
-    let plan: serde_json::Value =
-        serde_json::from_str(&u.ok(&["plan", "Solo.cvl", "--format", "json"])).unwrap();
-    let public = plan["allocations"]["a"]["interfaces"]["ethernet0"]["ip"]
-        .as_str()
-        .expect("a has an address")
-        .to_string();
+    let public = apply_public_solo(&u);
     assert!(public.starts_with("198.18.0.1"), "{public}");
     // The controller's neighbour entry for it: h1's MAC.
     assert!(
@@ -948,19 +937,9 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
         "10",
     ]);
     // h2 joins after: `a` is on h1, and h2 holds its backups and takes it.
-    let mut add = lab.host_add_args("h2", 2048, 6);
-    add.extend(["--fingerprint".to_string(), lab.fingerprint("h2")]);
-    u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
-    let in_guest = |host: &str, script: &str| -> String {
-        let vm = lab.root(host).join("vms/Solo/a");
-        let (code, out) = Agent::connect(&vm.join("qga.sock"), Duration::from_secs(10))
-            .unwrap()
-            .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
-            .unwrap();
-        let out = String::from_utf8_lossy(&out).into_owned();
-        assert_eq!(code, 0, "{script}: {out}");
-        out
-    };
+    lab.register(&u, "h2", 2048, 6);
+    let in_guest =
+        |host: &str, script: &str| in_guest_of(&lab.root(host).join("vms/Solo/a"), script);
     let mark = |host: &str, mib: u32, text: &str| {
         in_guest(
             host,
@@ -986,17 +965,7 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     ]);
     mark("h1", 0, "CVL-BEFORE");
 
-    let service = u.service(
-        &[
-            "--interval",
-            "1h",
-            "--survey-interval",
-            "1s",
-            "--host-dead-after",
-            "3s",
-        ],
-        &dir.join("service.log"),
-    );
+    let service = u.service(&WATCHFUL, &dir.join("service.log"));
     let wait_for = |name: &str, what: &dyn Fn(&serde_json::Value) -> bool, limit: Duration| {
         service.wait_for(name, what, limit)
     };
@@ -1011,12 +980,7 @@ fn a_dead_host_is_fenced_and_its_appliance_recovered_from_its_backup() {
     let on_h2 = lab.root("h2").join("vms/Solo/a");
 
     // h1 dies: every process of its namespace (sshd, the agent, QEMU).
-    let died = Instant::now();
-    for pid in sh(&["ip", "netns", "pids", &ns("h1")]).split_whitespace() {
-        // SAFETY: a process of the test's own namespace.
-        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
-    }
-    let _ = std::fs::remove_file(dir.join("h1/sshd.pid"));
+    let died = lab.kill_host("h1");
     wait_for(
         "host_unreachable",
         &|e| e["host"] == "h1",
@@ -1180,23 +1144,14 @@ fn the_real_suite_comes_back_from_the_death_of_a_host() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
     let lab = Lab::new(&dir);
-    let u = Utility {
-        dir: dir.clone(),
-        cvl: cvl_binary(),
-        ns: ns("ctl"),
-        roots: HOSTS.iter().map(|(h, _)| lab.root(h)).collect(),
-        env: Vec::new(),
-        env_secrets: true,
-    };
+    let u = lab.utility(&HOSTS.map(|(h, _)| h));
     for name in ["Firewall", "DHCP", "DNS", "LDAP", "Mail", "Plone"] {
         u.publish_built(name, &built[name]);
     }
     u.publish("GroupwareSuite", &suite_text("GroupwareSuite"));
     std::fs::write(u.dir.join("AcmeSuite.cvl"), suite_text("AcmeSuite")).unwrap();
     for (host, _) in HOSTS {
-        let mut add = lab.host_add_args(host, 1024, 6);
-        add.extend(["--fingerprint".to_string(), lab.fingerprint(host)]);
-        u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+        lab.register(&u, host, 1024, 6);
     }
     u.ok(&["pool", "set", "public", "198.18.0.100-198.18.0.150"]);
     let started = Instant::now();
@@ -1264,17 +1219,7 @@ fn the_real_suite_comes_back_from_the_death_of_a_host() {
         &format!("test -z \"$(ip netns pids {})\"", ns(&dead)),
     ]);
     u.exec_ok("p", &["sh", "-c", "echo kept > /data/cvl-before && sync"]);
-    let service = u.service(
-        &[
-            "--interval",
-            "1h",
-            "--survey-interval",
-            "1s",
-            "--host-dead-after",
-            "3s",
-        ],
-        &dir.join("service.log"),
-    );
+    let service = u.service(&WATCHFUL, &dir.join("service.log"));
     service.wait_for("started", |_| true, Duration::from_secs(30));
     // Every appliance with data on the dead host backed up once; then p
     // again, and right after that backup a marker it cannot hold.
@@ -1309,12 +1254,7 @@ fn the_real_suite_comes_back_from_the_death_of_a_host() {
         std::thread::sleep(Duration::from_millis(100));
     }
     u.exec_ok("p", &["sh", "-c", "echo lost > /data/cvl-after && sync"]);
-    let died = Instant::now();
-    for pid in sh(&["ip", "netns", "pids", &ns(&dead)]).split_whitespace() {
-        // SAFETY: a process of the test's own namespace.
-        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
-    }
-    let _ = std::fs::remove_file(dir.join(&dead).join("sshd.pid"));
+    let died = lab.kill_host(&dead);
     service.wait_for(
         "host_unreachable",
         |e| e["host"] == dead.as_str(),
@@ -1381,4 +1321,309 @@ fn the_real_suite_comes_back_from_the_death_of_a_host() {
         "--stop-timeout",
         "20",
     ]);
+}
+
+/// What `script` prints in Solo's `a` on `root`'s host (it must succeed).
+fn in_solo(root: &std::path::Path, script: &str) -> String {
+    in_guest_of(&root.join("vms/Solo/a"), script)
+}
+
+/// Whether a QEMU of Solo's `a` runs in `host`'s namespace.
+fn runs_solo(host: &str) -> bool {
+    sh(&["ip", "netns", "pids", &ns(host)])
+        .split_whitespace()
+        .any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("cvl:Solo/a"))
+        })
+}
+
+/// `cvl host drain h1 --live`, then `cvl apply`: Solo's `a`, serving a page
+/// on its public address (busybox httpd in the guest), moves to h2 while it
+/// runs. A client outside fetches the page in a loop throughout, every
+/// fetch answered; a connection opened before the move is answered after
+/// it; the guest's uptime goes on, a value in its memory and its data
+/// disk's content are the same on h2; h1 keeps no QEMU and no folder of
+/// it. Then back, live again, with h1's arriving QEMU killed mid-migration:
+/// the move fails, `a` runs on h2 as before, and h1 keeps nothing of it.
+#[test]
+fn a_running_appliance_moves_live_to_another_host() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (_dir, lab, u) = one_host(&tmp);
+    let public = apply_public_solo(&u);
+    lab.register(&u, "h2", 2048, 6);
+    let (h1, h2) = (lab.root("h1"), lab.root("h2"));
+    let uptime = |s: &str| -> f64 { s.split_whitespace().next().unwrap().parse().unwrap() };
+    let before = in_solo(
+        &h1,
+        "mkdir -p /tmp/www && echo CVL-PAGE > /tmp/www/index.html && \
+         busybox httpd -p 80 -h /tmp/www && echo CVL-MEM-7 > /dev/shm/value && \
+         printf CVL-DISK | dd of=/dev/vdb bs=1048576 seek=5 conv=fsync 2>/dev/null && \
+         cat /proc/uptime",
+    );
+    let page = http_get_in(&ns("ctl"), &public, "/").unwrap();
+    assert!(page.contains("CVL-PAGE"), "{page}");
+
+    // A connection opened now, its request sent after the move.
+    let (send, sent) = std::sync::mpsc::channel::<()>();
+    let held = {
+        let (ns, public) = (ns("ctl"), public.clone());
+        std::thread::spawn(move || {
+            in_netns(&ns, move || {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(format!("{public}:80")).unwrap();
+                sent.recv().unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                write!(s, "GET / HTTP/1.0\r\nHost: a\r\n\r\n").unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).map(|_| out)
+            })
+        })
+    };
+    // The client outside: a fetch every 100 ms until told to stop; each
+    // one's time and outcome.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (stop, public) = (stop.clone(), public.clone());
+        std::thread::spawn(move || {
+            let mut fetches = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let got = http_get_in(&ns("ctl"), &public, "/");
+                fetches.push((t.elapsed(), got.map(|p| p.contains("CVL-PAGE"))));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            fetches
+        })
+    };
+
+    u.ok(&["host", "drain", "h1", "--live"]);
+    let shown = u.ok(&["plan", "Solo.cvl"]);
+    assert!(
+        shown.contains("(live: the host is drained live)"),
+        "the plan does not say the move is live:\n{shown}"
+    );
+    let started = Instant::now();
+    let said = u.ok(&["apply", "Solo.cvl", "--auto-approve"]);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fetches = client.join().unwrap();
+    send.send(()).unwrap();
+    let answered = held.join().unwrap();
+    eprintln!("{said}");
+    assert!(said.contains("moved live from h1"), "{said}");
+    let failed: Vec<_> = fetches.iter().filter(|(_, r)| r != &Ok(true)).collect();
+    let longest = fetches.iter().map(|(t, _)| *t).max().unwrap_or_default();
+    eprintln!(
+        "live move: apply {:.1} s; {} fetches during it, {} failed, the longest {} ms",
+        took.as_secs_f64(),
+        fetches.len(),
+        failed.len(),
+        longest.as_millis()
+    );
+    let network = || {
+        format!(
+            "the outside's neighbours: {}h1's routes: {}h2's routes: {}h2's neighbours: {}\
+             h2's links: {}",
+            sh(&["ip", "-n", &ns("ctl"), "neigh"]),
+            sh(&["ip", "-n", &ns("h1"), "route"]),
+            sh(&["ip", "-n", &ns("h2"), "route"]),
+            sh(&["ip", "-n", &ns("h2"), "neigh"]),
+            sh(&["ip", "-n", &ns("h2"), "-br", "link"]),
+        ) + &Agent::connect(&h2.join("vms/Solo/a/qga.sock"), Duration::from_secs(5))
+            .and_then(|mut a| {
+                a.exec(
+                    &[
+                        "/bin/sh",
+                        "-c",
+                        "cat /proc/uptime; ip addr; ip neigh; netstat -tn",
+                    ],
+                    Duration::from_secs(20),
+                )
+            })
+            .map(|(_, out)| String::from_utf8_lossy(&out).into_owned())
+            .unwrap_or_else(|e| format!("a's guest agent on h2: {e}"))
+    };
+    assert!(
+        failed.len() <= 1,
+        "fetches failed during the move: {failed:?}\n{}",
+        network()
+    );
+    assert!(
+        answered.as_ref().is_ok_and(|a| a.contains("CVL-PAGE")),
+        "the connection opened before the move was not answered after it: {answered:?}\n{}",
+        network()
+    );
+    // Recorded on h2: nothing more to do.
+    let again = u.ok(&["plan", "Solo.cvl"]);
+    assert!(again.contains("No changes"), "{again}");
+    assert!(runs_solo("h2") && !runs_solo("h1"));
+    assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
+    let after = in_solo(
+        &h2,
+        "cat /proc/uptime /dev/shm/value && \
+         dd if=/dev/vdb bs=1048576 skip=5 count=1 2>/dev/null | head -c 8",
+    );
+    assert!(
+        uptime(&after) > uptime(&before),
+        "the guest rebooted: uptime {before} then {after}"
+    );
+    assert!(after.contains("CVL-MEM-7"), "memory lost: {after}");
+    assert!(after.ends_with("CVL-DISK"), "data disk lost: {after}");
+
+    // Back to h1, live, the guest writing to its memory all the while, and
+    // h1's arriving QEMU killed once the guest's memory is reaching it.
+    in_solo(
+        &h2,
+        "(while :; do dd if=/dev/urandom of=/dev/shm/busy bs=1048576 count=16 \
+         2>/dev/null; done) </dev/null >/dev/null 2>&1 & echo busy",
+    );
+    u.ok(&["host", "drain", "h1", "--undo"]);
+    u.ok(&["host", "drain", "h2", "--live"]);
+    let apply = u.spawn(&["apply", "Solo.cvl", "--auto-approve"]);
+    let pidfile = h1.join("vms/Solo/a/qemu.pid");
+    let rss = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "h1 never started a");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let waiting = rss(pid);
+    while rss(pid) < waiting + 16 * 1024 {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no memory reached h1's QEMU ({} kB, {waiting} kB waiting)",
+            rss(pid)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "h1's QEMU killed with {} kB resident ({waiting} kB waiting)",
+        rss(pid)
+    );
+    // SAFETY: the QEMU of the test's own lab host.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let out = apply.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    eprintln!("{said}");
+    assert!(
+        !out.status.success(),
+        "the move succeeded with its destination killed"
+    );
+    assert!(said.contains("it still runs on h2"), "{said}");
+    // Still recorded on h2: the next plan moves it from there again.
+    let again: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "Solo.cvl", "--format", "json"])).unwrap();
+    assert_eq!(again["actions"][0]["from_host"], "h2", "{again:#}");
+    assert!(runs_solo("h2") && !runs_solo("h1"));
+    assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
+    let still = in_solo(&h2, "cat /proc/uptime /dev/shm/value");
+    assert!(uptime(&still) > uptime(&after), "{after} then {still}");
+    assert!(still.contains("CVL-MEM-7"), "{still}");
+    assert!(http_get_in(&ns("ctl"), &public, "/")
+        .unwrap()
+        .contains("CVL-PAGE"));
+}
+
+/// `cvl host drain h1 --live` of a VAN of three (Replicas: a, b, c on h1):
+/// the next apply moves the three live to h2 (their guests go on: uptimes
+/// grow), one at a time, h1 keeps none of them, and the VAN's members
+/// still reach each other there.
+#[test]
+fn a_van_of_three_is_drained_live() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (_dir, lab, u) = one_host(&tmp);
+    apply_replicas(&u);
+    lab.register(&u, "h2", 2048, 6);
+    let plan: serde_json::Value =
+        serde_json::from_str(&u.ok(&["plan", "Replicas.cvl", "--format", "json"])).unwrap();
+    let ip = |c: &str| {
+        plan["allocations"][c]["interfaces"]["ethernet0"]["ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let uptimes = |root: &std::path::Path| -> Vec<f64> {
+        ["a", "b", "c"]
+            .iter()
+            .map(|c| {
+                in_guest_of(&root.join("vms/Replicas").join(c), "cat /proc/uptime")
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    for (from, to) in [("b", "c"), ("c", "b")] {
+        in_guest_of(
+            &lab.root("h1").join("vms/Replicas").join(from),
+            &format!("ping -c 1 -W 3 {}", ip(to)),
+        );
+    }
+    let before = uptimes(&lab.root("h1"));
+    u.ok(&["host", "drain", "h1", "--live"]);
+    let said = u.ok(&["apply", "Replicas.cvl", "--auto-approve"]);
+    eprintln!("{said}");
+    assert!(said.contains("Applied 3 action(s) to Replicas"), "{said}");
+    assert_eq!(said.matches("moved live from h1").count(), 3, "{said}");
+    // One at a time: each line says when its move ended (`[ 16.6s]`, since
+    // the apply began) and how long its migration took (`in 7.6 s`); a
+    // migration begins only after the one before it ended.
+    let mut spans: Vec<(f64, f64)> = said
+        .lines()
+        .filter(|l| l.contains("moved live from h1") && l.starts_with('['))
+        .map(|l| {
+            let end: f64 = l[1..l.find("s]").unwrap()].trim().parse().unwrap();
+            let took = l.split(" MB in ").nth(1).unwrap();
+            let took: f64 = took[..took.find(" s").unwrap()].parse().unwrap();
+            (end - took, end)
+        })
+        .collect();
+    spans.sort_by(|a, b| a.1.total_cmp(&b.1));
+    assert_eq!(spans.len(), 3, "{said}");
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1 - 0.3,
+            "two migrations at once: {spans:?}\n{said}"
+        );
+    }
+    let after = uptimes(&lab.root("h2"));
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a > b, "a guest rebooted: uptimes {before:?} then {after:?}");
+    }
+    assert!(!lab
+        .root("h1")
+        .join("vms/Replicas")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some()));
+    // b and c (a's one interface is the VAN's exported one, public) reach
+    // each other over the VAN, now on h2.
+    for (from, to) in [("b", "c"), ("c", "b")] {
+        in_guest_of(
+            &lab.root("h2").join("vms/Replicas").join(from),
+            &format!("ping -c 1 -W 3 {}", ip(to)),
+        );
+    }
+    let again = u.ok(&["plan", "Replicas.cvl"]);
+    assert!(again.contains("No changes"), "{again}");
 }

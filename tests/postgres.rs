@@ -47,6 +47,7 @@ fn script() -> Vec<Vec<Change>> {
             identity: None,
             root: Some("/var/lib/cvl".into()),
             draining: true,
+            drain_live: true,
             fence: Some("ipmitool -f /etc/cvl/qemu1.ipmi chassis power off".into()),
             fenced: Some("2026-12-06T21:00:00Z (by its fence command)".into()),
         })],

@@ -1141,6 +1141,39 @@ impl Lab {
         self.sshds.borrow_mut().push(child);
     }
 
+    /// `cvl` in the controller's namespace, its agents' roots those of
+    /// `hosts` (none registered yet: [`Lab::register`]), secrets from the
+    /// environment.
+    pub fn utility(&self, hosts: &[&str]) -> Utility {
+        Utility {
+            dir: self.dir.clone(),
+            cvl: cvl_binary(),
+            ns: ns("ctl"),
+            roots: hosts.iter().map(|h| self.root(h)).collect(),
+            env: Vec::new(),
+            env_secrets: true,
+        }
+    }
+
+    /// `cvl host add` of a lab host, its fingerprint checked.
+    pub fn register(&self, u: &Utility, host: &str, memory_mib: u32, max_vms: u32) {
+        let mut add = self.host_add_args(host, memory_mib, max_vms);
+        add.extend(["--fingerprint".to_string(), self.fingerprint(host)]);
+        u.ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// The host dies as in a power cut: every process of its namespace
+    /// (sshd, the agent, QEMU) killed at once. Returns when.
+    pub fn kill_host(&self, host: &str) -> Instant {
+        let died = Instant::now();
+        for pid in sh(&["ip", "netns", "pids", &ns(host)]).split_whitespace() {
+            // SAFETY: a process of the test's own namespace.
+            unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_file(self.dir.join(host).join("sshd.pid"));
+        died
+    }
+
     /// Kills every sshd of the host: the listener and the connections.
     pub fn kill_sshd(&self, host: &str) {
         for pid in sh(&["ip", "netns", "pids", &ns(host)]).split_whitespace() {
@@ -1152,6 +1185,18 @@ impl Lab {
         }
         let _ = std::fs::remove_file(self.dir.join(host).join("sshd.pid"));
     }
+}
+
+/// Runs a shell script in the guest whose VM folder is `dir` (through its
+/// guest agent); its output. The script must succeed.
+pub fn in_guest_of(dir: &Path, script: &str) -> String {
+    let (code, out) = Agent::connect(&dir.join("qga.sock"), Duration::from_secs(10))
+        .unwrap()
+        .exec(&["/bin/sh", "-c", script], Duration::from_secs(60))
+        .unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(code, 0, "{script}: {out}");
+    out
 }
 
 /// A new ed25519 key pair without a passphrase at `path` (and `path.pub`).
@@ -1246,7 +1291,7 @@ pub fn http_get_in(ns: &str, host: &str, path: &str) -> Result<String, String> {
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut stream, &mut answer)
             .map_err(|e| format!("http://{host}{path}: {e}"))?;
-        if answer.starts_with("HTTP/1.0 200") {
+        if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
             Ok(answer)
         } else {
             Err(format!("http://{host}{path}: {answer}"))

@@ -74,12 +74,23 @@ pub enum HostCommand {
     /// Drain a host: it takes no new VMs, and the next `cvl plan`/`cvl apply`
     /// of each deployment moves its VMs to other hosts (stop, carry the data
     /// disks over, start; the old folders go to the drained host's attic).
+    /// With `--live` a running VM moves without stopping: the plan shows
+    /// each move `live` or `offline` and why.
+    #[command(after_help = "Examples:
+          cvl host drain qemu1 --live && cvl apply AcmeSuite.cvl
+          cvl host drain qemu1 --undo
+
+        A live move starts the VM on the new host waiting for it, migrates its memory and         its disks' own blocks there while it runs (through the SSH connections cvl holds:         nothing listens on either host's network), and stops it on the old host only once         it runs on the new one; the old host keeps nothing of it. A move that fails leaves         the VM running where it was, with nothing left on the new host. A VM whose program         or parameters change in the same apply, or that is not running, moves offline.")]
     Drain {
         /// The host's name in the utility (as `cvl host list` shows it).
         name: String,
         /// Let the host take VMs again (what moved stays where it is).
         #[arg(long)]
         undo: bool,
+        /// Move running VMs live: they keep running while they move, and
+        /// stop only for the last instant (QEMU's downtime, shown after).
+        #[arg(long, conflicts_with = "undo")]
+        live: bool,
     },
     /// Register the command that fences a host (powers it off) when it
     /// stops answering; the utility service runs it before it starts the
@@ -219,16 +230,17 @@ pub fn host(command: HostCommand) -> Result<ExitCode> {
             })?;
             eprintln!("host {name} registered");
         }
-        HostCommand::Drain { name, undo } => {
-            let on = registry::drain(&name, undo)?;
+        HostCommand::Drain { name, undo, live } => {
+            let on = registry::drain(&name, undo, live)?;
+            let how = if live { " live" } else { "" };
             if undo {
                 eprintln!("host {name} takes VMs again");
             } else if on.is_empty() {
-                eprintln!("host {name} is drained; it runs nothing");
+                eprintln!("host {name} is drained{how}; it runs nothing");
             } else {
                 eprintln!(
-                    "host {name} is drained; `cvl plan` then `cvl apply` for {} move its VMs to \
-                     other hosts",
+                    "host {name} is drained{how}; `cvl plan` then `cvl apply` for {} move its \
+                     VMs to other hosts",
                     on.into_iter().collect::<Vec<_>>().join(", ")
                 );
             }
@@ -316,6 +328,7 @@ fn list_hosts(format: ListFormat) -> Result<()> {
             format!("{count}/{}", h.max_vms),
             match (&h.fenced, h.draining) {
                 (Some(at), _) => format!("  (fenced {at})"),
+                (None, true) if h.drain_live => "  (draining live)".to_string(),
                 (None, true) => "  (draining)".to_string(),
                 (None, false) => String::new(),
             }

@@ -205,6 +205,12 @@ enum Step {
         vm: VmId,
         files: Vec<String>,
     },
+    /// A live move: the VM's migration from the old host into the
+    /// incoming start on the action's.
+    Migrate {
+        from: String,
+        vm: VmId,
+    },
     /// What was done for the action before the walk, for its detail.
     Said(String),
     /// A start, after sending the program's files where the host lacks
@@ -339,6 +345,10 @@ pub fn apply(
     Ok(summary)
 }
 
+/// The longest a live move may pause its guest at the end (QEMU's
+/// `downtime-limit`; libvirt's default too).
+const LIVE_DOWNTIME_MS: u64 = 300;
+
 /// The host requests one action takes.
 fn steps(
     plan: &Plan,
@@ -367,7 +377,7 @@ fn steps(
             .map_or(0, |d| d.as_secs());
         crate::protocol::snapshot_name(from, unix)
     });
-    let start = |fresh: bool| -> Result<Step, String> {
+    let start = |fresh: bool, incoming: bool| -> Result<Step, String> {
         let desired = plan
             .desired
             .get(&action.component)
@@ -413,14 +423,15 @@ fn steps(
                 snapshot_data: snapshot.clone().filter(|_| restore.is_none()),
                 restore_data: restore.clone(),
                 keep_snapshots: options.keep_snapshots.max(1),
+                incoming,
             }),
             prep.staging.clone(),
             prep.web_fallback.clone(),
         ))
     };
     Ok(match action.action {
-        ActionKind::Start => vec![start(false)?],
-        ActionKind::Update => vec![stop, start(true)?],
+        ActionKind::Start => vec![start(false, false)?],
+        ActionKind::Update => vec![stop, start(true, false)?],
         ActionKind::Resend => {
             let prep = prepared
                 .get(&action.component)
@@ -439,7 +450,22 @@ fn steps(
                 .get(&action.component)
                 .and_then(|p| p.recovered.clone())
                 .unwrap_or_else(|| Err("its data was not restored".to_string()))?;
-            vec![Step::Said(restored), start(true)?]
+            vec![Step::Said(restored), start(true, false)?]
+        }
+        // Live: started on the new host waiting for it, migrated there
+        // while it runs, then the old host's QEMU and folder discarded.
+        ActionKind::Move if action.how.as_ref().is_some_and(|h| h.live) => {
+            let from = action.from_host.clone().ok_or_else(|| {
+                format!("the move of {} names no host to leave", action.component)
+            })?;
+            vec![
+                start(true, true)?,
+                Step::Migrate {
+                    from: from.clone(),
+                    vm: vm.clone(),
+                },
+                Step::CallOn(from, Request::Discard { vm }),
+            ]
         }
         ActionKind::Move => {
             let from = action.from_host.clone().ok_or_else(|| {
@@ -465,7 +491,7 @@ fn steps(
                     vm: vm.clone(),
                     files,
                 },
-                start(true)?,
+                start(true, false)?,
                 Step::CallOn(from, Request::Attic { vm }),
             ]
         }
@@ -486,12 +512,38 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut detail = Vec::new();
     let mut timing = None;
     let mut adopt = Vec::new();
+    // The start waits for a migration: no boot to time.
+    let mut incoming_start = false;
     for step in steps {
         let response = match step {
             Step::Call(request) => call(links, host, &request)?,
             Step::CallOn(other, request) => call(links, &other, &request)?,
             Step::Said(said) => {
                 detail.push(said);
+                continue;
+            }
+            Step::Migrate { from, vm } => {
+                let moved = links
+                    .migrate(&from, host, &vm, LIVE_DOWNTIME_MS)
+                    .map_err(|e| {
+                        Failure::new(
+                            FailureKind::Host,
+                            format!("{e}; it still runs on {from}, and {host} keeps nothing of it"),
+                        )
+                    })?;
+                detail.push(format!(
+                    "moved live from {from}: {} MB in {:.1} s, the guest paused {}",
+                    moved.relayed / 1_000_000,
+                    moved.seconds,
+                    moved
+                        .downtime_ms
+                        .map_or("(QEMU did not say how long)".to_string(), |ms| format!(
+                            "{ms} ms (QEMU's figure)"
+                        ))
+                ));
+                if let Some(why) = moved.unrouted {
+                    detail.push(format!("its public addresses still lead to {from}: {why}"));
+                }
                 continue;
             }
             Step::Carry { from, vm, files } => {
@@ -508,8 +560,21 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                     }
                 }
                 spec.adopt = std::mem::take(&mut adopt);
+                let incoming = spec.incoming;
+                incoming_start = incoming;
                 let request = Request::Start(spec.clone());
                 let mut response = call(links, host, &request)?;
+                if incoming && matches!(response, Response::Error { .. }) {
+                    // Nothing of a live move that could not begin stays on
+                    // the new host.
+                    let _ = call(
+                        links,
+                        host,
+                        &Request::Discard {
+                            vm: spec.vm.clone(),
+                        },
+                    );
+                }
                 if let (Some(fallback), Response::Error { kind, message }) = (&fallback, &response)
                 {
                     if *kind == HostErrorKind::Unreachable {
@@ -554,6 +619,10 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                 boot_ms,
                 data,
             } => {
+                if incoming_start {
+                    detail.push(format!("waiting on {host} (pid {pid}, {accel})"));
+                    continue;
+                }
                 if !data.is_empty() {
                     detail.push(format!("data disks {data}"));
                 }
@@ -576,6 +645,7 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
             Response::Resent => detail.push("parameters resent, reload hook ran".to_string()),
             Response::Moved { to } if to.is_empty() => detail.push("nothing to move".to_string()),
             Response::Moved { to } => detail.push(format!("moved to {to}")),
+            Response::Discarded => {}
             other => {
                 return Err(Failure::new(
                     FailureKind::Host,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version: `hello` refuses a host agent of another.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 
 /// A request or a response on the wire, with the id that pairs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +128,13 @@ pub struct StartSpec {
     /// How many pre-update snapshots each data disk keeps (the newest).
     #[serde(default = "one")]
     pub keep_snapshots: u32,
+    /// The VM arrives by live migration instead of booting: QEMU starts
+    /// with the same machine and devices, its program overlays new and its
+    /// data disks empty, and waits for the stream (what
+    /// [`Request::MigrateWrite`] brings) on a socket in the VM's folder.
+    /// The start answers once it waits; nothing boots.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incoming: bool,
 }
 
 fn one() -> u32 {
@@ -388,6 +395,49 @@ pub enum Request {
         /// Base64.
         data: String,
     },
+    /// Starts sending the running VM away: its QEMU migrates live (its
+    /// memory, and its disks' own blocks by block migration) into a socket
+    /// in the VM's folder, which this conversation reads
+    /// ([`Request::MigrateRead`]). The guest stops for at most about
+    /// `downtime_ms` at the end.
+    MigrateSend {
+        vm: VmId,
+        downtime_ms: u64,
+    },
+    /// The next bytes of the stream [`Request::MigrateSend`] began (at
+    /// most `max`, waiting up to 200 ms for the first).
+    MigrateRead {
+        vm: VmId,
+        max: u64,
+    },
+    /// Bytes of the stream into the VM an `incoming` start waits with
+    /// (base64); `end`: the stream ended.
+    MigrateWrite {
+        vm: VmId,
+        data: String,
+        end: bool,
+    },
+    /// How the VM's migration stands (on either host).
+    MigrateStatus {
+        vm: VmId,
+    },
+    /// The VM arrived by migration and runs here: its public addresses
+    /// (recorded, not yet routed, by its `incoming` start) are routed here
+    /// now and announced to the uplink's neighbours.
+    Arrived {
+        vm: VmId,
+    },
+    /// Gives the VM's outgoing migration up: it keeps running here.
+    MigrateCancel {
+        vm: VmId,
+    },
+    /// Quits the VM's QEMU at once and deletes its folder, taps and
+    /// routes: a source whose VM now runs on another host, or a
+    /// destination whose migration failed. Never for a VM that runs
+    /// nowhere else.
+    Discard {
+        vm: VmId,
+    },
 }
 
 /// A command running in a guest: its process there, and the name of the
@@ -509,6 +559,28 @@ pub enum Response {
     Moved {
         to: String,
     },
+    /// A migration began.
+    Migrating,
+    /// A piece of a migration stream (base64); `end`: nothing follows.
+    Stream {
+        data: String,
+        end: bool,
+    },
+    /// How a migration stands: QEMU's status (`active`, `completed`,
+    /// `failed`, ...), its figures once known, and whether the VM runs
+    /// here.
+    Migration {
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        downtime_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_ms: Option<u64>,
+        /// Memory and disk bytes QEMU sent.
+        #[serde(default)]
+        transferred: u64,
+        running: bool,
+    },
+    Discarded,
     /// The files of a `missing` request that the host lacks.
     Lacks {
         files: Vec<Incoming>,

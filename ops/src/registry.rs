@@ -97,6 +97,7 @@ pub fn add(new: NewHost) -> Result<()> {
         // Changing a host's record does not undo a drain, a fence command
         // or a fencing.
         draining: old.is_some_and(|h| h.draining),
+        drain_live: old.is_some_and(|h| h.drain_live),
         fence: old.and_then(|h| h.fence.clone()),
         fenced: old.and_then(|h| h.fenced.clone()),
     };
@@ -106,11 +107,13 @@ pub fn add(new: NewHost) -> Result<()> {
 
 /// Drains `name` (or with `undo`, lets it take VMs again); the
 /// deployments that run something on it, whose next apply moves it.
-pub fn drain(name: &str, undo: bool) -> Result<BTreeSet<String>> {
+/// With `live`, their running VMs move live.
+pub fn drain(name: &str, undo: bool, live: bool) -> Result<BTreeSet<String>> {
     let mut store = crate::state::open()?;
     let state = store.load()?;
     let mut host = registered(&state.hosts, name)?.clone();
     host.draining = !undo;
+    host.drain_live = !undo && live;
     store.commit(&[Change::HostAdded(host)])?;
     Ok(state
         .deployments

@@ -14,7 +14,8 @@ use crate::model::{
     ComponentPath, DeploymentState, Desired, DesiredVm, ParamValue, Status, UtilityState,
 };
 use crate::plan::{
-    Action, ActionKind, Basis, MissingSecret, ParamChange, Plan, Reason, Shown, FORMAT_VERSION,
+    Action, ActionKind, Basis, MissingSecret, MoveHow, ParamChange, Plan, Reason, Shown,
+    FORMAT_VERSION,
 };
 
 /// What to plan.
@@ -103,10 +104,8 @@ pub fn plan(
             .filter(|to| **to != have.alloc.host)
         {
             let from = have.alloc.host.clone();
-            let fenced = state
-                .hosts
-                .iter()
-                .any(|h| h.name == from && h.fenced.is_some());
+            let source = state.hosts.iter().find(|h| h.name == from);
+            let fenced = source.is_some_and(|h| h.fenced.is_some());
             let why = if fenced {
                 Reason::Recovered {
                     from,
@@ -118,8 +117,17 @@ pub fn plan(
                     to: to.clone(),
                 }
             };
+            let how = (!fenced).then(|| {
+                move_how(
+                    source.is_some_and(|h| h.drain_live),
+                    have,
+                    alloc.vms.get(path),
+                    program.is_some() || !changes.is_empty(),
+                )
+            });
             let mut a = action(ActionKind::Move, path, why, changes);
             a.from_host = Some(have.alloc.host.clone());
+            a.how = how;
             actions.push(a);
             continue;
         }
@@ -314,6 +322,38 @@ fn action(
         changes,
         after: Vec::new(),
         from_host: None,
+        how: None,
+    }
+}
+
+/// How a running VM's move goes: live when its host is drained live and
+/// only its host changes (the same program, parameters and interfaces: a
+/// live move carries the running guest as it is); offline otherwise.
+fn move_how(
+    drain_live: bool,
+    have: &crate::model::VmRecord,
+    to: Option<&crate::model::VmAlloc>,
+    changes: bool,
+) -> MoveHow {
+    let offline = |because: &str| MoveHow {
+        live: false,
+        because: because.to_string(),
+    };
+    if !drain_live {
+        return offline("the host is drained offline (`cvl host drain --live` moves VMs running)");
+    }
+    if have.status != Status::Running {
+        return offline("it is not running");
+    }
+    if changes {
+        return offline("its program or parameters change too, which needs a restart");
+    }
+    if to.is_some_and(|to| to.interfaces != have.alloc.interfaces) {
+        return offline("its interfaces change too");
+    }
+    MoveHow {
+        live: true,
+        because: "the host is drained live".to_string(),
     }
 }
 

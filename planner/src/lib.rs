@@ -27,4 +27,4 @@ pub mod show;
 pub use alloc::{allocate, AllocError, Allocation};
 pub use diff::{plan, plan_stop, Options, PlanError};
 pub use model::*;
-pub use plan::{Action, ActionKind, Plan, Reason};
+pub use plan::{Action, ActionKind, MoveHow, Plan, Reason};

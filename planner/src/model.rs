@@ -504,6 +504,10 @@ pub struct Host {
     /// `cvl host drain`: takes no new VMs, and its VMs move elsewhere.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draining: bool,
+    /// `cvl host drain --live`: its running VMs move live (they keep
+    /// running while their memory and disks migrate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain_live: bool,
     /// `cvl host set --fence`: the command that powers the host off when
     /// it stops answering (exit 0: it is off), run through `sh -c`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -262,6 +262,26 @@ pub struct Action {
     /// For a move: the host it leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_host: Option<String>,
+    /// For a move off a host that answers: live or offline, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<MoveHow>,
+}
+
+/// How a move is carried out: live (the VM keeps running while its memory
+/// and its disks' own blocks migrate; it stops only for the last instant)
+/// or offline (stopped, its data disks copied, started on the new host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveHow {
+    pub live: bool,
+    /// Why so, as a clause: `the host is drained live`.
+    pub because: String,
+}
+
+impl fmt::Display for MoveHow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.live { "live" } else { "offline" };
+        write!(f, "{how}: {}", self.because)
+    }
 }
 
 /// What a plan was computed from; applying it against anything else is

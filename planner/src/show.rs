@@ -68,9 +68,10 @@ pub fn human(w: &mut dyn Write, plan: &Plan) -> std::io::Result<()> {
                 let names: Vec<&str> = a.after.iter().map(|p| p.0.as_str()).collect();
                 format!("  (after {})", names.join(", "))
             };
+            let how = a.how.as_ref().map_or(String::new(), |h| format!(" ({h})"));
             writeln!(
                 w,
-                "  {:<6} {:<width$}  {}{after}",
+                "  {:<6} {:<width$}  {}{how}{after}",
                 a.action.as_str(),
                 a.component.0,
                 a.reason

@@ -266,6 +266,76 @@ fn a_drained_or_fenced_host_keeps_nothing_and_only_its_vms_move() {
 }
 
 #[test]
+fn a_move_off_a_host_drained_live_is_live_unless_it_must_restart() {
+    let topo = topology("D", 1, &names(2, 1, 0));
+    let mut hosts = vec![host("a", 4096, 10), host("b", 4096, 10)];
+    let mut state = UtilityState {
+        lineage: "L".into(),
+        hosts: hosts.clone(),
+        ..Default::default()
+    };
+    let first = allocate(&topo, &state, &hosts[..1]).unwrap();
+    record_running(&mut state, &topo, &first);
+    let desired = |param: &str| Desired {
+        deployment: "D".to_string(),
+        vms: first
+            .vms
+            .keys()
+            .map(|p| (p.clone(), spec(1, &[], &[], param)))
+            .collect(),
+        vans: first.vans.clone(),
+        inputs_digest: "inputs".to_string(),
+    };
+    // How each VM moves off `a`, drained (live or not), as planned.
+    let hows = |state: &UtilityState, param: &str| -> Vec<(bool, String)> {
+        let alloc = allocate(&topo, state, &state.hosts).unwrap();
+        let p = plan(desired(param), alloc, state, &Options::default()).unwrap();
+        p.actions
+            .iter()
+            .map(|a| {
+                assert_eq!(a.action, ActionKind::Move, "{a:?}");
+                let how = a.how.as_ref().expect("a move off a live host says how");
+                (how.live, how.to_string())
+            })
+            .collect()
+    };
+    hosts[0].draining = true;
+    state.hosts = hosts.clone();
+    for (live, why) in hows(&state, "x") {
+        assert!(!live && why.contains("drained offline"), "{why}");
+    }
+    hosts[0].drain_live = true;
+    state.hosts = hosts.clone();
+    for (live, why) in hows(&state, "x") {
+        assert!(live, "{why}");
+        assert_eq!(why, "live: the host is drained live");
+    }
+    // A parameter that changes in the same plan needs a restart.
+    for (live, why) in hows(&state, "y") {
+        assert!(!live && why.contains("parameters change"), "{why}");
+    }
+    // A stopped VM moves offline.
+    let path = first.vms.keys().next().unwrap().clone();
+    let mut record = state.deployments["D"].vms[&path].clone();
+    record.status = Status::Stopped;
+    state.apply(&[Change::VmRecorded {
+        deployment: "D".into(),
+        path: path.clone(),
+        record: Box::new(record),
+    }]);
+    let hows = hows(&state, "x");
+    assert!(hows
+        .iter()
+        .any(|(live, why)| !live && why.contains("not running")));
+    // A fenced host's VMs are recovered, which says no how.
+    hosts[0].fenced = Some("2026-12-07T15:00:00Z (by a person)".into());
+    state.hosts = hosts;
+    let alloc = allocate(&topo, &state, &state.hosts).unwrap();
+    let p = plan(desired("x"), alloc, &state, &Options::default()).unwrap();
+    assert!(p.actions.iter().all(|a| a.how.is_none()));
+}
+
+#[test]
 fn van_addresses_follow_the_network_number() {
     let mut state = UtilityState::default();
     state.pools.networks = (300, 310);

@@ -268,7 +268,9 @@ pub fn load(tx: &mut dyn Sql) -> Result<UtilityState, DbError> {
             user: opt_text(&r, 7)?,
             identity: opt_text(&r, 8)?,
             root: opt_text(&r, 9)?,
+            // 0: takes VMs; 1: drained, its VMs move offline; 2: live.
             draining: int::<i64>(&r, 10)? != 0,
+            drain_live: int::<i64>(&r, 10)? == 2,
             fence: opt_text(&r, 11)?,
             fenced: opt_text(&r, 12)?,
         });
@@ -407,7 +409,12 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
                     (&h.user).into(),
                     (&h.identity).into(),
                     (&h.root).into(),
-                    i64::from(h.draining).into(),
+                    match (h.draining, h.drain_live) {
+                        (false, _) => 0i64,
+                        (true, false) => 1,
+                        (true, true) => 2,
+                    }
+                    .into(),
                     (&h.fence).into(),
                     (&h.fenced).into(),
                 ],

@@ -657,6 +657,7 @@ mod tests {
                     changes: vec![],
                     after: vec![],
                     from_host: None,
+                    how: None,
                 })
                 .collect(),
             allocations: Default::default(),

@@ -19,6 +19,12 @@ impl HostAgent {
         let t0 = Instant::now();
         let dir = self.vm_dir(&spec.vm)?;
         if let Some(pid) = running_pid(&dir) {
+            if spec.incoming {
+                return Err(failed(format!(
+                    "{} runs here already: it cannot arrive by migration",
+                    spec.vm
+                )));
+            }
             if spec.fresh_program {
                 return Err(failed(format!(
                     "{} is running: stop it before an update",
@@ -84,7 +90,11 @@ impl HostAgent {
         let contract = Contract::of(&description);
         std::fs::write(dir.join("contract"), contract.to_string())
             .map_err(|e| failed(e.to_string()))?;
+        let cloud = matches!(contract, Contract::CloudInit { .. });
         let seed = match contract {
+            // Arriving by migration, the guest booted long ago: its seed
+            // was read and ejected, and its drive migrates empty.
+            Contract::CloudInit { .. } if spec.incoming => None,
             Contract::CloudInit { .. } => {
                 let identity = format!(
                     "{}\0{}\0{}\0{}",
@@ -150,6 +160,10 @@ impl HostAgent {
                 // boot. (Under KVM the host's model stays the default.)
                 args.extend(["-cpu".into(), "max".into()]);
             }
+            if spec.incoming {
+                // Paused, until the migration's stream (`migrate-incoming`).
+                args.extend(["-incoming".into(), "defer".into()]);
+            }
             if let Some(boot) = &description.boot {
                 args.extend([
                     "-kernel".into(),
@@ -175,15 +189,18 @@ impl HostAgent {
                 }
                 args.extend(["-append".into(), cmdline]);
             }
-            if let Some(seed) = &seed {
+            if cloud {
                 // cloud-init's NoCloud seed on a CD-ROM (ejected once the
                 // guest is ready), and the port it says it is ready on.
                 args.extend([
                     "-drive".into(),
-                    format!(
-                        "if=none,id=cvlseed,media=cdrom,readonly=on,format=raw,file={}",
-                        seed.path.display()
-                    ),
+                    match &seed {
+                        Some(seed) => format!(
+                            "if=none,id=cvlseed,media=cdrom,readonly=on,format=raw,file={}",
+                            seed.path.display()
+                        ),
+                        None => "if=none,id=cvlseed,media=cdrom,readonly=on".into(),
+                    },
                     "-device".into(),
                     "ide-cd,drive=cvlseed,id=cvlseedcd".into(),
                     "-chardev".into(),
@@ -245,7 +262,23 @@ impl HostAgent {
         let t1 = Instant::now();
         let ready_deadline = |secs: u64| Instant::now() + Duration::from_secs(secs);
         let mut used = accel.name.clone();
-        let ready = if accel.trial {
+        let ready = if spec.incoming {
+            // The source's guest runs on an accelerator that worked; a host
+            // still to try KVM cannot say it would run it.
+            if accel.trial {
+                return Err(failed(format!(
+                    "this host has not yet found which accelerator works (no VM has run \
+                     here): {} cannot arrive live; move it offline",
+                    spec.vm
+                )));
+            }
+            launch(&used)?;
+            if let Err(e) = self.await_migration(&dir) {
+                kill_vm(&dir);
+                return Err(e);
+            }
+            Ok(())
+        } else if accel.trial {
             // KVM that exists may still refuse QEMU, or hang or kill guests:
             // a short trial, then TCG, remembered once a guest boots there.
             let trial = launch(&used).map(|()| {

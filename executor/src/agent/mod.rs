@@ -22,7 +22,9 @@
 //! contract: parameters at boot, resends, status, commands run inside),
 //! [`jail`] (each QEMU's user, namespace, seccomp and cgroup), [`backup`]
 //! (data disks backed up and restored), [`store`] (where backups are kept,
-//! checked and thinned), [`attic`] (removed VMs).
+//! checked and thinned), [`attic`] (removed VMs), [`migrate`] (live
+//! migration: the stream out of a running VM's QEMU and into an incoming
+//! one).
 
 mod announce;
 mod attic;
@@ -33,6 +35,7 @@ mod guest;
 mod incoming;
 pub mod jail;
 mod launch;
+mod migrate;
 mod network;
 mod process;
 mod store;
@@ -121,6 +124,8 @@ pub struct HostAgent {
     /// This agent process: its pieces of incoming files are its own
     /// (`PID-NANOS`), so two conversations sending one file never mix.
     instance: String,
+    /// The live migrations this conversation carries.
+    streams: migrate::Streams,
 }
 
 impl HostAgent {
@@ -135,6 +140,7 @@ impl HostAgent {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.subsec_nanos())
             ),
+            streams: migrate::Streams::default(),
         };
         agent.sweep_parts();
         agent
@@ -150,7 +156,11 @@ impl HostAgent {
             | Request::Attic { vm }
             | Request::Backup { vm, .. }
             | Request::PointSent { vm, .. }
-            | Request::Restore { vm, .. } => self.lock(vm),
+            | Request::Restore { vm, .. }
+            | Request::MigrateSend { vm, .. }
+            | Request::MigrateCancel { vm }
+            | Request::Arrived { vm }
+            | Request::Discard { vm } => self.lock(vm),
             Request::Hello { .. }
             | Request::Status { .. }
             | Request::Console { .. }
@@ -165,7 +175,12 @@ impl HostAgent {
             | Request::PruneBackups { .. }
             | Request::VerifyBackups { .. }
             | Request::ReadPoint { .. }
-            | Request::AddPoint { .. } => Ok(None),
+            | Request::AddPoint { .. }
+            // The stream's pieces and the status: a migration under way
+            // is not held up by a backup's status or another read.
+            | Request::MigrateRead { .. }
+            | Request::MigrateWrite { .. }
+            | Request::MigrateStatus { .. } => Ok(None),
         };
         let _lock = match _lock {
             Ok(lock) => lock,
@@ -184,6 +199,13 @@ impl HostAgent {
             Request::Stop { vm, timeout_secs } => self.stop(&vm, timeout_secs),
             Request::Resend { vm, params } => self.resend(&vm, &params),
             Request::Attic { vm } => self.attic(&vm),
+            Request::MigrateSend { vm, downtime_ms } => self.migrate_send(&vm, downtime_ms),
+            Request::MigrateRead { vm, max } => self.migrate_read(&vm, max),
+            Request::MigrateWrite { vm, data, end } => self.migrate_write(&vm, &data, end),
+            Request::MigrateStatus { vm } => self.migrate_status(&vm),
+            Request::MigrateCancel { vm } => self.migrate_cancel(&vm),
+            Request::Arrived { vm } => self.arrived(&vm),
+            Request::Discard { vm } => self.discard(&vm),
             Request::Backup {
                 vm,
                 store,

@@ -38,7 +38,12 @@ impl HostAgent {
             ensure_tap(&tap, bridge.as_deref(), uid)?;
             if let (true, Some(ip)) = (nic.public, &nic.ip) {
                 if let Some(uplink) = self.fabric().and_then(|f| f.uplink) {
-                    self.route_public(ip, &uplink)?;
+                    // A VM arriving by migration runs elsewhere until it
+                    // arrives: its address stays routed there till then
+                    // ([`HostAgent::route_arrived`]).
+                    if !spec.incoming {
+                        self.route_public(ip, &uplink)?;
+                    }
                     routes.push(ip.clone());
                 }
             }
@@ -53,6 +58,20 @@ impl HostAgent {
         let routes: String = routes.iter().map(|ip| format!("{ip}\n")).collect();
         std::fs::write(dir.join("routes"), routes).map_err(|e| failed(e.to_string()))?;
         Ok(netdevs)
+    }
+
+    /// A VM that arrived by migration: the public addresses its start
+    /// recorded are routed here now, and announced.
+    pub(super) fn route_arrived(&self, dir: &Path) -> Result<(), Fail> {
+        let routes = std::fs::read_to_string(dir.join("routes")).unwrap_or_default();
+        let Some(uplink) = self.fabric().and_then(|f| f.uplink) else {
+            return Ok(());
+        };
+        let _network = self.network_lock()?;
+        for route in routes.lines().filter(|r| !r.is_empty()) {
+            self.route_public(route, &uplink)?;
+        }
+        Ok(())
     }
 
     /// One change to this host's links at a time, across agent processes.
@@ -335,6 +354,24 @@ fn tap_owner(name: &str) -> Option<i64> {
 
 /// The tap `tap`, the VM's (`uid`'s: its jailed QEMU attaches to it
 /// through /dev/net/tun with no capability), up, on `bridge`.
+/// The public bridge's MAC, the same on every host (locally administered:
+/// 02 then "CVL"). A guest's ARP entry for the uplink's side (answered by
+/// proxy ARP on `cvlpub`) holds it; after a live move the guest keeps that
+/// entry, and it must still lead somewhere. Each host's `cvlpub` is its own
+/// segment, so the hosts never see each other's.
+const PUBLIC_BRIDGE_MAC: &str = "02:43:56:4c:00:01";
+
+/// The MAC a bridge must have, if one.
+fn bridge_mac(bridge: &str) -> Option<&'static str> {
+    (bridge == "cvlpub").then_some(PUBLIC_BRIDGE_MAC)
+}
+
+fn link_mac(link: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/class/net/{link}/address"))
+        .ok()
+        .map(|m| m.trim().to_string())
+}
+
 fn ensure_tap(tap: &str, bridge: Option<&str>, uid: u32) -> Result<(), Fail> {
     // Already as wanted (a restart): no process to spawn.
     if link_exists(tap)
@@ -342,6 +379,9 @@ fn ensure_tap(tap: &str, bridge: Option<&str>, uid: u32) -> Result<(), Fail> {
         && link_up(tap)
         && link_master(tap).as_deref() == bridge
         && bridge.is_none_or(link_up)
+        && bridge
+            .and_then(bridge_mac)
+            .is_none_or(|mac| link_mac("cvlpub").as_deref() == Some(mac))
     {
         return Ok(());
     }
@@ -352,6 +392,11 @@ fn ensure_tap(tap: &str, bridge: Option<&str>, uid: u32) -> Result<(), Fail> {
     if let Some(bridge) = bridge {
         if !link_exists(bridge) {
             ip(&["link", "add", bridge, "type", "bridge"])?;
+        }
+        if let Some(mac) = bridge_mac(bridge) {
+            if link_mac(bridge).as_deref() != Some(mac) {
+                ip(&["link", "set", bridge, "address", mac])?;
+            }
         }
         ip(&["link", "set", bridge, "up"])?;
     }

@@ -59,6 +59,14 @@ pub fn deadline(request: &Request) -> Duration {
         // Copying a restore point into the store, and hashing it.
         Request::AddPoint { .. } => 3600,
         Request::PruneBackups { .. } | Request::VerifyBackups { .. } => 3600,
+        // A piece of a migration: it waits 200 ms at most, then sends what
+        // is there; the status and the cancel ask QEMU once.
+        Request::MigrateRead { .. } | Request::MigrateWrite { .. } => 120,
+        Request::MigrateSend { .. }
+        | Request::MigrateStatus { .. }
+        | Request::MigrateCancel { .. }
+        | Request::Arrived { .. } => 60,
+        Request::Discard { .. } => 120,
     })
 }
 
@@ -72,6 +80,21 @@ pub struct Links<'a> {
     staged: Mutex<BTreeMap<(String, String), Arc<SentCell>>>,
     sent_files: AtomicU64,
     sent_bytes: AtomicU64,
+    /// Held by the live migration under way: one at a time (each takes
+    /// what the hosts' links and CPUs give; a drain moves VMs one by one).
+    migrating: Mutex<()>,
+}
+
+/// What a live migration took: QEMU's downtime, the bytes QEMU counted
+/// and the bytes the executor carried, and the whole time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migrated {
+    pub downtime_ms: Option<u64>,
+    pub transferred: u64,
+    pub relayed: u64,
+    pub seconds: f64,
+    /// Why its public addresses could not be routed to its new host.
+    pub unrouted: Option<String>,
 }
 
 /// A program sent to a host, or why it could not be.
@@ -88,6 +111,7 @@ impl<'a> Links<'a> {
             staged: Mutex::new(BTreeMap::new()),
             sent_files: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
+            migrating: Mutex::new(()),
         }
     }
 
@@ -168,6 +192,143 @@ impl<'a> Links<'a> {
             adopt.push((file.clone(), incoming.dest));
         }
         Ok(adopt)
+    }
+
+    /// Moves the running `vm` from host `from` to host `to`, where an
+    /// `incoming` start waits for it: QEMU's migration stream read from
+    /// `from` a piece at a time and written into `to`, until the VM runs on
+    /// `to`. On any failure the migration is cancelled (the VM runs on
+    /// `from` as before) and what `to` started is discarded.
+    pub fn migrate(
+        &self,
+        from: &str,
+        to: &str,
+        vm: &crate::protocol::VmId,
+        downtime_ms: u64,
+    ) -> Result<Migrated, String> {
+        let _one_at_a_time = self.migrating.lock().unwrap_or_else(|e| e.into_inner());
+        let started = std::time::Instant::now();
+        let carried = self.carry_migration(from, to, vm, downtime_ms, started);
+        if carried.is_err() {
+            let _ = self.call(from, &Request::MigrateCancel { vm: vm.clone() });
+            let _ = self.call(to, &Request::Discard { vm: vm.clone() });
+        }
+        carried
+    }
+
+    fn carry_migration(
+        &self,
+        from: &str,
+        to: &str,
+        vm: &crate::protocol::VmId,
+        downtime_ms: u64,
+        started: std::time::Instant,
+    ) -> Result<Migrated, String> {
+        let expect = |host: &str, response: Response| -> Result<Response, String> {
+            match response {
+                Response::Error { message, .. } => Err(format!("host {host}: {message}")),
+                other => Ok(other),
+            }
+        };
+        expect(
+            from,
+            self.call(
+                from,
+                &Request::MigrateSend {
+                    vm: vm.clone(),
+                    downtime_ms,
+                },
+            )?,
+        )?;
+        // Reads from `from` and writes into `to` overlap: a writer thread
+        // takes the pieces the reader hands it (a few at most in flight).
+        let (pieces, taken) = std::sync::mpsc::sync_channel::<(String, bool)>(4);
+        let relayed = std::thread::scope(|scope| -> Result<u64, String> {
+            let writer = scope.spawn(move || -> Result<(), String> {
+                for (data, end) in taken {
+                    let write = Request::MigrateWrite {
+                        vm: vm.clone(),
+                        data,
+                        end,
+                    };
+                    expect(to, self.call(to, &write)?)?;
+                }
+                Ok(())
+            });
+            let mut relayed = 0u64;
+            let read = (|| loop {
+                let read = Request::MigrateRead {
+                    vm: vm.clone(),
+                    max: 4 << 20,
+                };
+                let Response::Stream { data, end } = expect(from, self.call(from, &read)?)? else {
+                    return Err(format!("host {from} answered a read of the stream oddly"));
+                };
+                relayed += (data.len() as u64 / 4) * 3;
+                if (!data.is_empty() || end) && pieces.send((data, end)).is_err() {
+                    // The writer stopped: its error says why.
+                    return Ok(());
+                }
+                if end {
+                    return Ok(());
+                }
+            })();
+            drop(pieces);
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err("the migration's writer failed".to_string()));
+            read.and(written).map(|()| relayed)
+        })?;
+        // QEMU closes its end once it sent everything, or failed.
+        let status = |host: &str| -> Result<(String, Option<u64>, u64, bool), String> {
+            match expect(
+                host,
+                self.call(host, &Request::MigrateStatus { vm: vm.clone() })?,
+            )? {
+                Response::Migration {
+                    status,
+                    downtime_ms,
+                    transferred,
+                    running,
+                    ..
+                } => Ok((status, downtime_ms, transferred, running)),
+                other => Err(format!("host {host} answered a status with {other:?}")),
+            }
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (downtime, transferred) = loop {
+            let (state, downtime, transferred, _) = status(from)?;
+            match state.as_str() {
+                "completed" => break (downtime, transferred),
+                "active" | "device" | "pre-switchover" | "setup"
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return Err(format!("the migration from {from} ended {state}")),
+            }
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !status(to)?.3 {
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "{vm} does not run on {to} 30 s after its migration completed"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // It runs there: what fails from now on is said, not undone.
+        let unrouted = self
+            .call(to, &Request::Arrived { vm: vm.clone() })
+            .and_then(|r| expect(to, r))
+            .err();
+        Ok(Migrated {
+            unrouted,
+            downtime_ms: downtime,
+            transferred,
+            relayed,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
 
     /// Sends a file from host `from` (read a piece at a time by the
@@ -473,6 +634,13 @@ fn what(request: &Request) -> String {
             format!("carrying a restore point of {vm}")
         }
         Request::PointSent { vm, .. } => format!("the end of the backup of {vm}"),
+        Request::MigrateSend { vm, .. }
+        | Request::MigrateRead { vm, .. }
+        | Request::MigrateWrite { vm, .. }
+        | Request::MigrateStatus { vm }
+        | Request::MigrateCancel { vm }
+        | Request::Arrived { vm } => format!("the migration of {vm}"),
+        Request::Discard { vm } => format!("discarding {vm}"),
     }
 }
 

@@ -582,10 +582,15 @@ fn pump(
             Ok(0) => {}
             Ok(n) => {
                 progress = true;
+                // Only the new bytes are looked at for an end of line: an
+                // answer of megabytes (a migration's piece) arrives in many
+                // reads, and scanning it whole each time was quadratic.
+                let mut from = lines.len();
                 lines.extend_from_slice(&buf[..n]);
-                while let Some(end) = lines.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = lines.drain(..=end).collect();
+                while let Some(at) = lines[from..].iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = lines.drain(..=from + at).collect();
                     mux.deliver(&String::from_utf8_lossy(&line));
+                    from = 0;
                 }
             }
             Err(e) if would_block(&e) => {}
