@@ -1456,9 +1456,16 @@ fn a_running_appliance_moves_live_to_another_host() {
         "the connection opened before the move was not answered after it: {answered:?}\n{}",
         network()
     );
-    // Recorded on h2: nothing more to do.
+    // Recorded on h2: nothing more to do. The history has the move, with
+    // what it carried and how long the guest paused.
     let again = u.ok(&["plan", "Solo.cvl"]);
     assert!(again.contains("No changes"), "{again}");
+    let history = u.ok(&["history", "Solo"]);
+    assert!(
+        history.contains("moved live from h1") && history.contains("MB in"),
+        "{history}"
+    );
+    assert!(history.contains("the guest paused"), "{history}");
     assert!(runs_solo("h2") && !runs_solo("h1"));
     assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
     let after = in_solo(
