@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::process::{running_pid, wait_exit};
+use super::process::running_pid;
 use super::{failed, jail, Fail, HostAgent};
 use crate::protocol::*;
 use crate::qmp::{Command, Qmp};
@@ -415,19 +415,9 @@ impl HostAgent {
     pub(super) fn discard(&self, vm: &VmId) -> Result<Response, Fail> {
         let dir = self.vm_dir(vm)?;
         self.streams.remove(&dir);
-        if let Some(pid) = running_pid(&dir) {
-            if let Ok(mut q) = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(2)) {
-                let _ = q.quit();
-            }
-            if !wait_exit(pid, Instant::now() + Duration::from_secs(5)) {
-                // SAFETY: signalling a process id read from our own pidfile.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                wait_exit(pid, Instant::now() + Duration::from_secs(5));
-            }
-        }
+        super::launch::kill_vm(&dir);
         if dir.exists() {
             self.remove_taps(&dir)?;
-            super::launch::gone(&dir);
             std::fs::remove_dir_all(&dir)
                 .map_err(|e| failed(format!("cannot delete {}: {e}", dir.display())))?;
         }
