@@ -47,9 +47,23 @@ for tool in mmdebstrap mkfs.ext4 debugfs qemu-img cpio depmod apt-get dpkg; do
 done
 [ -x /bin/busybox ] || die "/bin/busybox is missing (Debian: apt-get install busybox-static)"
 
-kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
-[ -n "$kernel_pkg" ] || die "no linux-image-cloud-amd64 in the package lists: run apt-get update"
-kernel_version=$(apt-cache policy "$kernel_pkg" | awk '/Candidate:/ {print $2}')
+# The kernel the image gets: asked of apt once per state of its package
+# lists (apt-cache reads every list, about a second of CPU, and the tests
+# run this script for every appliance they use), remembered beside the
+# cache under the lists' names, sizes and times.
+lists=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -c1-16)
+known="$cache/kernel-$lists"
+if [ -s "$known" ]; then
+  read -r kernel_pkg kernel_version < "$known"
+else
+  kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  [ -n "$kernel_pkg" ] || die "no linux-image-cloud-amd64 in the package lists: run apt-get update"
+  kernel_version=$(apt-cache policy "$kernel_pkg" | awk '/Candidate:/ {print $2}')
+  if mkdir -p "$cache" 2>/dev/null; then
+    echo "$kernel_pkg $kernel_version" > "$known.$$" && mv -f "$known.$$" "$known"
+  fi
+fi
+[ -n "$kernel_pkg" ] && [ -n "$kernel_version" ] || die "no kernel found in the package lists: run apt-get update"
 
 # The hash of a folder's files: names, modes and contents, links followed.
 tree_hash() {

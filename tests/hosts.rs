@@ -1344,8 +1344,11 @@ fn runs_solo(host: &str) -> bool {
 /// fetch answered; a connection opened before the move is answered after
 /// it; the guest's uptime goes on, a value in its memory and its data
 /// disk's content are the same on h2; h1 keeps no QEMU and no folder of
-/// it. Then back, live again, with h1's arriving QEMU killed mid-migration:
-/// the move fails, `a` runs on h2 as before, and h1 keeps nothing of it.
+/// it. Then `cvl move a --to h1` (live by default; `--offline` planned
+/// offline), with h1's arriving QEMU killed mid-migration: the move fails,
+/// `a` runs on h2 as before, and h1 keeps nothing of it. Then a move given
+/// one second (`--move-timeout 1s`): cancelled, `a` still on h2; with
+/// `--offline-fallback`: moved offline, saying why, its data disk carried.
 #[test]
 fn a_running_appliance_moves_live_to_another_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -1480,16 +1483,34 @@ fn a_running_appliance_moves_live_to_another_host() {
     assert!(after.contains("CVL-MEM-7"), "memory lost: {after}");
     assert!(after.ends_with("CVL-DISK"), "data disk lost: {after}");
 
-    // Back to h1, live, the guest writing to its memory all the while, and
-    // h1's arriving QEMU killed once the guest's memory is reaching it.
+    // Back to h1 by `cvl move` (live, the default), the guest writing to
+    // its memory all the while, and h1's arriving QEMU killed once the
+    // guest's memory is reaching it.
     in_solo(
         &h2,
         "(while :; do dd if=/dev/urandom of=/dev/shm/busy bs=1048576 count=16 \
          2>/dev/null; done) </dev/null >/dev/null 2>&1 & echo busy",
     );
     u.ok(&["host", "drain", "h1", "--undo"]);
-    u.ok(&["host", "drain", "h2", "--live"]);
-    let apply = u.spawn(&["apply", "Solo.cvl", "--auto-approve"]);
+    let how = |extra: &[&str]| -> serde_json::Value {
+        let args = [
+            &["move", "Solo.cvl", "a", "--to", "h1", "--format", "json"],
+            extra,
+        ]
+        .concat();
+        let plan: serde_json::Value = serde_json::from_str(&u.ok(&args)).unwrap();
+        assert_eq!(plan["actions"].as_array().unwrap().len(), 1, "{plan:#}");
+        assert_eq!(
+            plan["actions"][0]["reason"],
+            "asked (`cvl move`): from h2 to h1"
+        );
+        plan["actions"][0]["how"].clone()
+    };
+    assert_eq!(how(&[])["live"], true);
+    let offline = how(&["--offline"]);
+    assert_eq!(offline["live"], false);
+    assert_eq!(offline["because"], "asked offline (`cvl move --offline`)");
+    let apply = u.spawn(&["move", "Solo.cvl", "a", "--to", "h1", "--auto-approve"]);
     let pidfile = h1.join("vms/Solo/a/qemu.pid");
     let rss = |pid: i32| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -1535,10 +1556,9 @@ fn a_running_appliance_moves_live_to_another_host() {
         "the move succeeded with its destination killed"
     );
     assert!(said.contains("it still runs on h2"), "{said}");
-    // Still recorded on h2: the next plan moves it from there again.
-    let again: serde_json::Value =
-        serde_json::from_str(&u.ok(&["plan", "Solo.cvl", "--format", "json"])).unwrap();
-    assert_eq!(again["actions"][0]["from_host"], "h2", "{again:#}");
+    // Still recorded on h2: nothing to do.
+    let again = u.ok(&["plan", "Solo.cvl"]);
+    assert!(again.contains("No changes"), "{again}");
     assert!(runs_solo("h2") && !runs_solo("h1"));
     assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
     let still = in_solo(&h2, "cat /proc/uptime /dev/shm/value");
@@ -1547,6 +1567,48 @@ fn a_running_appliance_moves_live_to_another_host() {
     assert!(http_get_in(&ns("ctl"), &public, "/")
         .unwrap()
         .contains("CVL-PAGE"));
+
+    // Too slow: given a second, the live move is cancelled and `a` runs on
+    // h2 as before; with --offline-fallback it is moved offline instead,
+    // saying why, its data disk carried.
+    let slow = [
+        "move",
+        "Solo.cvl",
+        "a",
+        "--to",
+        "h1",
+        "--auto-approve",
+        "--move-timeout",
+        "1s",
+    ];
+    let out = u.cvl(&slow);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("the live move did not finish within 1s"),
+        "{said}"
+    );
+    assert!(said.contains("it still runs on h2"), "{said}");
+    assert!(runs_solo("h2") && !runs_solo("h1"));
+    assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
+    eprintln!("{said}");
+    let said = u.ok(&[&slow[..], &["--offline-fallback"]].concat());
+    eprintln!("{said}");
+    assert!(said.contains("so moved offline instead"), "{said}");
+    assert!(runs_solo("h1") && !runs_solo("h2"));
+    assert!(!h2.join("vms/Solo/a").exists(), "h2 keeps a's folder");
+    let history = u.ok(&["history", "Solo"]);
+    assert!(history.contains("moved offline instead"), "{history}");
+    let kept = in_solo(
+        &h1,
+        "dd if=/dev/vdb bs=1048576 skip=5 count=1 2>/dev/null | head -c 8",
+    );
+    assert_eq!(kept, "CVL-DISK", "the data disk was not carried");
+    let there = u.ok(&["move", "Solo.cvl", "a", "--to", "h1"]);
+    assert!(
+        there.contains("a is on h1 already: nothing to move."),
+        "{there}"
+    );
 }
 
 /// `cvl host drain h1 --live` of a VAN of three (Replicas: a, b, c on h1):

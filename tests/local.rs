@@ -4,7 +4,7 @@
 //! DNS and its data disk survives; a changed domain is resent to running
 //! guests without a restart; Plone dropped goes to the attic. Then faults:
 //! a guest that never becomes ready, qemu-img failing, and `cvl apply`
-//! killed at random points, each followed by an apply that converges.
+//! killed at points spread over its run, each followed by an apply that converges.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -358,10 +358,11 @@ fn faults_fail_clearly_and_the_next_apply_converges() {
     std::fs::write(&file, &original).unwrap();
     u.ok(&["apply", "AcmeSuite.cvl", "--auto-approve"]);
 
-    // `cvl apply` killed at random points (stop everything, apply, kill),
-    // then an apply that converges; the data disk is never lost.
+    // `cvl apply` killed at points spread over its run (stop everything,
+    // apply, kill after 0.3 s, 1.9 s, ... 6.7 s), then an apply that
+    // converges; the data disk is never lost.
     let mut killed_mid_way = 0;
-    for trial in 0..10u64 {
+    for trial in 0..5u64 {
         u.stop_all();
         let mut child = u
             .command(&["apply", "AcmeSuite.cvl", "--auto-approve"])
@@ -369,7 +370,7 @@ fn faults_fail_clearly_and_the_next_apply_converges() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300 + trial * 1500 % 9000));
+        std::thread::sleep(Duration::from_millis(300 + trial * 1600));
         if child.try_wait().unwrap().is_none() {
             killed_mid_way += 1;
         }
@@ -398,8 +399,8 @@ fn faults_fail_clearly_and_the_next_apply_converges() {
         );
     }
     assert!(
-        killed_mid_way >= 7,
-        "only {killed_mid_way} of 10 kills landed mid-apply"
+        killed_mid_way >= 4,
+        "only {killed_mid_way} of 5 kills landed mid-apply"
     );
     assert_eq!(
         u.read_data("d", 9),

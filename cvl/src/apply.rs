@@ -93,6 +93,8 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "PATH")]
     pub accept_empty: Vec<String>,
     #[command(flatten)]
+    pub live: crate::moves::LiveArgs,
+    #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
     pub load: LoadArgs,
@@ -100,14 +102,14 @@ pub struct ApplyArgs {
 
 impl ApplyArgs {
     fn walk_options(&self) -> walk::Options {
-        walk::Options {
+        self.live.apply_to(walk::Options {
             accept_empty: self
                 .accept_empty
                 .iter()
                 .map(|p| cvl_planner::ComponentPath(p.clone()))
                 .collect(),
             ..self.exec.walk_options()
-        }
+        })
     }
 }
 

@@ -438,6 +438,7 @@ pub fn restore(args: RestoreArgs, color: ColorChoice) -> Result<ExitCode> {
             target: Some(&args.path),
             options: args.fetch.options(cvl_repo::LockMode::Use, &args.file)?,
             crashed: Default::default(),
+            pins: Default::default(),
         },
         color,
     )?;

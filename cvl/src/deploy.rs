@@ -100,6 +100,7 @@ pub(crate) fn make_plan(
             // Recorded running and gone: started again, as a person who
             // applies expects of a deployment that drifted.
             crashed,
+            pins: Default::default(),
         },
         color,
     )

@@ -24,6 +24,7 @@ mod fmt;
 mod history;
 mod install;
 mod key;
+mod moves;
 mod render;
 mod repo;
 mod secrets;
@@ -146,6 +147,27 @@ enum Command {
         CVL_SECRET_ACMESUITE_ROOTPW=... cvl apply AcmeSuite.cvl --auto-approve"
     )]
     Apply(apply::ApplyArgs),
+    /// Move one VM appliance to another host: live by default (it keeps
+    /// running), or stopped, copied and started (--offline).
+    #[command(
+        after_help = "Plans as `cvl apply --target PATH` does with PATH placed on HOST, shows \
+        the plan (the move says `live` or `offline` and why), asks for `yes` (or \
+        --auto-approve), and carries it out; the state records PATH on HOST only once it runs \
+        there, and later plans keep it there.\n\n\
+        Live: HOST's agent starts QEMU waiting for the guest; its memory and its disks' own \
+        blocks travel over the SSH connections cvl holds to both hosts; the guest pauses at \
+        the end for at most --max-downtime, and the old host's QEMU and folder go only once \
+        it runs on HOST. A move that fails at any point leaves it running where it was, with \
+        nothing left on HOST. A move is live only when PATH runs and nothing but its host \
+        changes (a new version or parameters need a restart: then it is offline, and the \
+        plan says why).\n\n\
+        Exit codes: 0 moved (or already there), 1 an error or a failed move, 2 bad \
+        arguments.\n\nExamples:\n  cvl move AcmeSuite.cvl p --to host2\n  \
+        cvl move AcmeSuite.cvl m --to host3 --offline --auto-approve\n  \
+        cvl move AcmeSuite.cvl l --to host2 --move-timeout 2m --offline-fallback\n  \
+        cvl move AcmeSuite.cvl p --to host2 --format json   (the plan only)"
+    )]
+    Move(moves::MoveArgs),
     /// Take the newest allowed versions of a deployment's imports (or of one
     /// component's) into cvl.lock, then plan and apply as `cvl apply` does.
     #[command(
@@ -413,6 +435,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => deploy::plan(args, color),
         Command::Show(args) => deploy::show(args),
         Command::Apply(args) => apply::apply(args, color),
+        Command::Move(args) => moves::run(args, color),
         Command::Stop(args) => apply::stop(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args, color),

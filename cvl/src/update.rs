@@ -102,6 +102,7 @@ pub fn update(args: UpdateArgs, color: ColorChoice) -> Result<ExitCode> {
                 lock: options.lock,
             },
             crashed: Default::default(),
+            pins: Default::default(),
         },
         color,
     );
@@ -156,6 +157,7 @@ fn component_url(
             lock: LockMode::ReadOnly,
         },
         crashed: Default::default(),
+        pins: Default::default(),
     };
     let planned =
         cvl_ops::plan::plan(&input, &mut crate::secrets::Terminal)?.or_first_error(&args.file)?;
@@ -250,6 +252,7 @@ pub fn rollback(args: RollbackArgs, color: ColorChoice) -> Result<ExitCode> {
             target: Some(&args.path),
             options,
             crashed: Default::default(),
+            pins: Default::default(),
         },
         color,
     );

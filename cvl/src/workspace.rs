@@ -28,6 +28,17 @@ pub struct FetchArgs {
     pub timeout: u64,
 }
 
+impl Default for FetchArgs {
+    /// The defaults of the flags (a command that takes none of them).
+    fn default() -> FetchArgs {
+        FetchArgs {
+            mirror: Vec::new(),
+            offline: false,
+            timeout: 30,
+        }
+    }
+}
+
 /// How imports are loaded: shared by every command that reads CVL through
 /// its `cvl.lock` (`update-lock` and the repository commands take only
 /// [`FetchArgs`]: `--locked` would mean nothing there).

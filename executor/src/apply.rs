@@ -15,7 +15,7 @@ use cvl_planner::record;
 
 use crate::protocol::{HostErrorKind, Nic, ProgramSource, Request, Response, StartSpec, VmId};
 use crate::staging::{Staging, WebFallback};
-use crate::transport::{Connector, Links};
+use crate::transport::{Connector, Links, LiveLimits, MigrateError};
 
 /// What the caller prepares for each component: where its program comes
 /// from, and its parameters on the wire (sensitive values included: kept in
@@ -62,6 +62,12 @@ pub struct Options {
     /// Appliances of a fenced host a person lets start with empty data
     /// disks when no backup can give them theirs (`--accept-empty`).
     pub accept_empty: std::collections::BTreeSet<ComponentPath>,
+    /// How long a live move may take and pause its guest.
+    pub live: LiveLimits,
+    /// A live move that does not finish within `live.timeout` is done
+    /// offline instead (stopped, copied, started), saying so; without it,
+    /// it fails and the VM runs where it was.
+    pub offline_fallback: bool,
 }
 
 impl Default for Options {
@@ -73,6 +79,8 @@ impl Default for Options {
             restore_data: BTreeMap::new(),
             keep_snapshots: 1,
             accept_empty: Default::default(),
+            live: LiveLimits::default(),
+            offline_fallback: false,
         }
     }
 }
@@ -106,6 +114,9 @@ pub enum Outcome {
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
+    /// Nothing of the VM changed: it runs where and as it did (a live move
+    /// cancelled). The state keeps its record as it was.
+    pub untouched: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +140,14 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
+            untouched: false,
         }
+    }
+
+    /// A failure that left the VM as it was.
+    fn untouched(mut self) -> Failure {
+        self.untouched = true;
+        self
     }
 }
 
@@ -195,6 +213,7 @@ pub fn wire_params(
     Ok(out)
 }
 
+#[derive(Clone)]
 enum Step {
     Call(Request),
     /// On another host than the action's (a move's old host).
@@ -206,11 +225,18 @@ enum Step {
         files: Vec<String>,
     },
     /// A live move: the VM's migration from the old host into the
-    /// incoming start on the action's.
+    /// incoming start on the action's, within `limits`. When it is too
+    /// slow and `fallback` holds an offline move's steps, those run
+    /// instead of the rest.
     Migrate {
         from: String,
         vm: VmId,
+        limits: LiveLimits,
+        fallback: Option<Vec<Step>>,
     },
+    /// A call on another host whose failure is said, not the action's (the
+    /// old host's QEMU after a live move: the VM runs on the new host).
+    Tidy(String, Request),
     /// What was done for the action before the walk, for its detail.
     Said(String),
     /// A start, after sending the program's files where the host lacks
@@ -309,7 +335,9 @@ pub fn apply(
                     Outcome::Done(detail)
                 }
                 Err(failure) => {
-                    record_changes(&record::failed(plan, action))?;
+                    if !failure.untouched {
+                        record_changes(&record::failed(plan, action))?;
+                    }
                     summary
                         .failed
                         .push((action.component.clone(), failure.clone()));
@@ -344,10 +372,6 @@ pub fn apply(
     summary.sent = links.sent();
     Ok(summary)
 }
-
-/// The longest a live move may pause its guest at the end (QEMU's
-/// `downtime-limit`; libvirt's default too).
-const LIVE_DOWNTIME_MS: u64 = 300;
 
 /// The host requests one action takes.
 fn steps(
@@ -455,47 +479,66 @@ fn steps(
         // Live: started on the new host waiting for it, migrated there
         // while it runs, then the old host's QEMU and folder discarded.
         ActionKind::Move if action.how.as_ref().is_some_and(|h| h.live) => {
-            let from = action.from_host.clone().ok_or_else(|| {
-                format!("the move of {} names no host to leave", action.component)
-            })?;
+            let from = from_host(action)?;
             vec![
                 start(true, true)?,
                 Step::Migrate {
                     from: from.clone(),
                     vm: vm.clone(),
+                    limits: options.live,
+                    fallback: options
+                        .offline_fallback
+                        .then(|| offline_move(plan, action, &vm, stop.clone(), start(true, false)))
+                        .transpose()?,
                 },
-                Step::CallOn(from, Request::Discard { vm }),
+                Step::Tidy(from, Request::Discard { vm }),
             ]
         }
-        ActionKind::Move => {
-            let from = action.from_host.clone().ok_or_else(|| {
-                format!("the move of {} names no host to leave", action.component)
-            })?;
-            let files = plan
-                .desired
-                .get(&action.component)
-                .map(|d| {
-                    d.data_disks
-                        .iter()
-                        .map(|disk| crate::protocol::data_disk_file(&disk.device))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let Step::Call(stop) = stop else {
-                unreachable!("a stop is a call")
-            };
-            vec![
-                Step::CallOn(from.clone(), stop),
-                Step::Carry {
-                    from: from.clone(),
-                    vm: vm.clone(),
-                    files,
-                },
-                start(true, false)?,
-                Step::CallOn(from, Request::Attic { vm }),
-            ]
-        }
+        ActionKind::Move => offline_move(plan, action, &vm, stop, start(true, false))?,
     })
+}
+
+/// The host a move leaves.
+fn from_host(action: &Action) -> Result<String, String> {
+    action
+        .from_host
+        .clone()
+        .ok_or_else(|| format!("the move of {} names no host to leave", action.component))
+}
+
+/// An offline move's steps: stopped on the old host, its data disks
+/// carried over, started on the new one, the old folder to the attic.
+fn offline_move(
+    plan: &Plan,
+    action: &Action,
+    vm: &VmId,
+    stop: Step,
+    start: Result<Step, String>,
+) -> Result<Vec<Step>, String> {
+    let from = from_host(action)?;
+    let files = plan
+        .desired
+        .get(&action.component)
+        .map(|d| {
+            d.data_disks
+                .iter()
+                .map(|disk| crate::protocol::data_disk_file(&disk.device))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Step::Call(stop) = stop else {
+        unreachable!("a stop is a call")
+    };
+    Ok(vec![
+        Step::CallOn(from.clone(), stop),
+        Step::Carry {
+            from: from.clone(),
+            vm: vm.clone(),
+            files,
+        },
+        start?,
+        Step::CallOn(from, Request::Attic { vm: vm.clone() }),
+    ])
 }
 
 type StepResult = Result<(String, Option<StartTiming>), Failure>;
@@ -514,23 +557,48 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let mut adopt = Vec::new();
     // The start waits for a migration: no boot to time.
     let mut incoming_start = false;
-    for step in steps {
+    let mut steps = std::collections::VecDeque::from(steps);
+    while let Some(step) = steps.pop_front() {
         let response = match step {
             Step::Call(request) => call(links, host, &request)?,
             Step::CallOn(other, request) => call(links, &other, &request)?,
+            Step::Tidy(other, request) => {
+                match call(links, &other, &request) {
+                    Ok(Response::Error { message, .. }) => {
+                        detail.push(format!("{other} could not tidy up: {message}"))
+                    }
+                    Err(e) => detail.push(format!("{other} could not tidy up: {e}")),
+                    Ok(_) => {}
+                }
+                continue;
+            }
             Step::Said(said) => {
                 detail.push(said);
                 continue;
             }
-            Step::Migrate { from, vm } => {
-                let moved = links
-                    .migrate(&from, host, &vm, LIVE_DOWNTIME_MS)
-                    .map_err(|e| {
-                        Failure::new(
+            Step::Migrate {
+                from,
+                vm,
+                limits,
+                fallback,
+            } => {
+                let moved = match links.migrate(&from, host, &vm, limits) {
+                    Ok(moved) => moved,
+                    Err(MigrateError::TooSlow(e)) if fallback.is_some() => {
+                        detail.push(format!(
+                            "{e}; so moved offline instead (--offline-fallback)"
+                        ));
+                        steps = fallback.unwrap_or_default().into();
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Failure::new(
                             FailureKind::Host,
                             format!("{e}; it still runs on {from}, and {host} keeps nothing of it"),
                         )
-                    })?;
+                        .untouched())
+                    }
+                };
                 detail.push(format!(
                     "moved live from {from}: {} MB in {:.1} s, the guest paused {}",
                     moved.relayed / 1_000_000,
@@ -563,7 +631,13 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                 let incoming = spec.incoming;
                 incoming_start = incoming;
                 let request = Request::Start(spec.clone());
-                let mut response = call(links, host, &request)?;
+                let mut response = call(links, host, &request).map_err(|e| {
+                    if incoming {
+                        e.untouched()
+                    } else {
+                        e
+                    }
+                })?;
                 if incoming && matches!(response, Response::Error { .. }) {
                     // Nothing of a live move that could not begin stays on
                     // the new host.
@@ -607,7 +681,13 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                     HostErrorKind::BadRequest => FailureKind::Plan,
                     HostErrorKind::Failed | HostErrorKind::Unreachable => FailureKind::Host,
                 };
-                return Err(Failure::new(kind, message));
+                let failure = Failure::new(kind, message);
+                // A live move's new host could not begin: the VM runs on.
+                return Err(if incoming_start {
+                    failure.untouched()
+                } else {
+                    failure
+                });
             }
             Response::Started {
                 pid,

@@ -28,6 +28,9 @@ pub struct Input<'a> {
     /// Components recorded running whose QEMU is gone: started again
     /// (the service's restart of a crash; empty for people).
     pub crashed: BTreeSet<ComponentPath>,
+    /// Components a person moves to a host of their choosing (`cvl move`;
+    /// empty otherwise).
+    pub pins: BTreeMap<ComponentPath, cvl_planner::Pin>,
 }
 
 /// The files a plan was made from, for rendering what is wrong with them.
@@ -124,12 +127,15 @@ pub fn plan(input: &Input, ask: &mut dyn Ask) -> Result<Planned> {
         root,
         input.file,
         &name,
-        input.target,
         &input.options.settings,
         &state,
         &key,
         ask,
-        &input.crashed,
+        &cvl_planner::Options {
+            target: input.target.map(|t| ComponentPath(t.to_string())),
+            crashed: input.crashed.clone(),
+            pins: input.pins.clone(),
+        },
     )?;
     Ok(Planned::Plan {
         plan,
@@ -155,19 +161,19 @@ fn read(file: &Path) -> Result<String> {
 /// `analysis` has it, against `state`: what [`plan`] does once the files
 /// are loaded and the state read, and what the language server's preview
 /// does on its own analysis and a read-only view of the state. The file
-/// must have no errors.
+/// must have no errors. `options` say what to plan (a target, crashes,
+/// pins).
 #[allow(clippy::too_many_arguments)]
 pub fn plan_analysis(
     analysis: &Analysis,
     root: SourceFile,
     file: &Path,
     name: &str,
-    target: Option<&str>,
     settings: &cvl_repo::Settings,
     state: &UtilityState,
     key: &[u8],
     ask: &mut dyn Ask,
-    crashed: &BTreeSet<ComponentPath>,
+    options: &cvl_planner::Options,
 ) -> Result<(Plan, SensitiveValues)> {
     let def = Def {
         file: root,
@@ -181,7 +187,8 @@ pub fn plan_analysis(
         .with_db(|db| lower::topology(db, &def, &mut programs))?
         .map_err(anyhow::Error::msg)?;
     let hosts = crate::hosts::hosts_or_local(&state.hosts);
-    let alloc = cvl_planner::allocate(&lowered.topology, state, &hosts)?;
+    let alloc =
+        cvl_planner::allocate_pinned(&lowered.topology, state, &hosts, &options.pinned_hosts())?;
     let supplied = crate::secrets::supply(&def.name, &lowered.sensitive_inputs, ask)?;
     let mut secrets: BTreeMap<String, String> = supplied
         .iter()
@@ -191,15 +198,11 @@ pub fn plan_analysis(
     let (desired, sensitive) =
         analysis.with_db(|db| lower::desired(db, &lowered, &alloc, &secrets, key))?;
     secrets.values_mut().for_each(zeroize::Zeroize::zeroize);
-    let options = cvl_planner::Options {
-        target: target.map(|t| ComponentPath(t.to_string())),
-        crashed: crashed.clone(),
-    };
-    let mut plan = cvl_planner::plan(desired, alloc, state, &options)?;
+    let mut plan = cvl_planner::plan(desired, alloc, state, options)?;
     plan.source = Some(cvl_planner::plan::PlanSource {
         file: std::path::absolute(file)?.display().to_string(),
         deploy: def.name.to_string(),
-        target: target.map(str::to_string),
+        target: options.target.as_ref().map(|t| t.0.clone()),
     });
     Ok((plan, sensitive))
 }

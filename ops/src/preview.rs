@@ -104,12 +104,11 @@ impl StatePreviewer {
             file,
             path,
             object,
-            None,
             &settings,
             &state.state,
             &state.key,
             &mut crate::secrets::Nobody,
-            &Default::default(),
+            &cvl_planner::Options::default(),
         )
         .map_err(|e| {
             format!("{e:#}")

@@ -73,6 +73,14 @@ pub enum AllocError {
         /// Every host with its free memory and free VM slots.
         hosts: Vec<(String, u64, u32)>,
     },
+    /// A component pinned to a host (`cvl move PATH --to HOST`) that
+    /// cannot go there.
+    Pin {
+        component: ComponentPath,
+        host: String,
+        /// Why, as the end of a sentence.
+        why: String,
+    },
 }
 
 impl fmt::Display for AllocError {
@@ -128,6 +136,11 @@ impl fmt::Display for AllocError {
                     }
                 )
             }
+            AllocError::Pin {
+                component,
+                host,
+                why,
+            } => write!(f, "cannot move {component} to {host}: {why}"),
         }
     }
 }
@@ -210,6 +223,33 @@ pub fn allocate(
     state: &UtilityState,
     hosts: &[Host],
 ) -> Result<Allocation, AllocError> {
+    allocate_pinned(topology, state, hosts, &BTreeMap::new())
+}
+
+/// [`allocate`], with some components placed on the host a person names
+/// (`cvl move PATH --to HOST`): each must exist, and its host must exist,
+/// take VMs and have room for it.
+pub fn allocate_pinned(
+    topology: &Topology,
+    state: &UtilityState,
+    hosts: &[Host],
+    pins: &BTreeMap<ComponentPath, String>,
+) -> Result<Allocation, AllocError> {
+    if let Some(component) = pins
+        .keys()
+        .find(|p| !topology.vms.iter().any(|vm| vm.path == **p))
+    {
+        let known: Vec<&str> = topology.vms.iter().map(|vm| vm.path.0.as_str()).collect();
+        return Err(AllocError::Pin {
+            component: component.clone(),
+            host: pins[component].clone(),
+            why: format!(
+                "{} has no such VM appliance (it has: {})",
+                topology.deployment,
+                known.join(", ")
+            ),
+        });
+    }
     let pools = &state.pools;
     let mut used = Used::default();
     for (name, deployment) in &state.deployments {
@@ -299,12 +339,49 @@ pub fn allocate(
                     );
                 }
             }
-            if known_hosts.contains(record.alloc.host.as_str()) {
+            if known_hosts.contains(record.alloc.host.as_str()) && !pins.contains_key(&vm.path) {
                 used.place(&record.alloc.host, u64::from(vm.memory_mib));
                 host = Some(record.alloc.host.clone());
             }
         }
         kept.push((host, ifaces));
+    }
+    // Pinned components next, before anything new takes their room.
+    for (vm, (host, _)) in topology.vms.iter().zip(kept.iter_mut()) {
+        let Some(to) = pins.get(&vm.path) else {
+            continue;
+        };
+        let pin = |why: String| AllocError::Pin {
+            component: vm.path.clone(),
+            host: to.clone(),
+            why,
+        };
+        let Some(target) = hosts.iter().find(|h| h.name == *to) else {
+            let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+            return Err(pin(format!(
+                "no host is named {to} (the hosts: {}; `cvl host list`)",
+                names.join(", ")
+            )));
+        };
+        if target.fenced.is_some() {
+            return Err(pin(format!("{to} is fenced (`cvl host rejoin {to}`)")));
+        }
+        if target.draining {
+            return Err(pin(format!(
+                "{to} is drained (`cvl host drain {to} --undo` lets it take VMs again)"
+            )));
+        }
+        let (mem, count) = used.load.get(to).copied().unwrap_or_default();
+        let free = target.memory_mib.saturating_sub(mem);
+        if free < u64::from(vm.memory_mib) || count >= target.max_vms {
+            return Err(pin(format!(
+                "it needs {} MiB and a VM slot; {to} has {free} MiB and {} VM slots free",
+                vm.memory_mib,
+                target.max_vms.saturating_sub(count)
+            )));
+        }
+        used.place(to, u64::from(vm.memory_mib));
+        *host = Some(to.clone());
     }
 
     // Pass 2: everything new, lowest free first.

@@ -27,6 +27,27 @@ pub struct Options {
     /// failed when the service restarted them): each is started again (the
     /// utility service's restart of a crash).
     pub crashed: std::collections::BTreeSet<ComponentPath>,
+    /// Components a person moves to a host of their choosing (`cvl move`):
+    /// the allocation placed them there ([`crate::allocate_pinned`]).
+    pub pins: BTreeMap<ComponentPath, Pin>,
+}
+
+/// Where a person moves a component, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub host: String,
+    /// Stop, copy and start (`--offline`), rather than live.
+    pub offline: bool,
+}
+
+impl Options {
+    /// The hosts the pins name, for [`crate::allocate_pinned`].
+    pub fn pinned_hosts(&self) -> BTreeMap<ComponentPath, String> {
+        self.pins
+            .iter()
+            .map(|(path, pin)| (path.clone(), pin.host.clone()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +127,14 @@ pub fn plan(
             let from = have.alloc.host.clone();
             let source = state.hosts.iter().find(|h| h.name == from);
             let fenced = source.is_some_and(|h| h.fenced.is_some());
+            let pin = options.pins.get(path);
             let why = if fenced {
                 Reason::Recovered {
+                    from,
+                    to: to.clone(),
+                }
+            } else if pin.is_some() {
+                Reason::MoveAsked {
                     from,
                     to: to.clone(),
                 }
@@ -117,9 +144,17 @@ pub fn plan(
                     to: to.clone(),
                 }
             };
+            let wanted = match pin {
+                Some(pin) if pin.offline => Err("asked offline (`cvl move --offline`)"),
+                Some(_) => Ok("`cvl move` moves it running"),
+                None if source.is_some_and(|h| h.drain_live) => Ok("the host is drained live"),
+                None => {
+                    Err("the host is drained offline (`cvl host drain --live` moves VMs running)")
+                }
+            };
             let how = (!fenced).then(|| {
                 move_how(
-                    source.is_some_and(|h| h.drain_live),
+                    wanted,
                     have,
                     alloc.vms.get(path),
                     program.is_some() || !changes.is_empty(),
@@ -326,11 +361,12 @@ fn action(
     }
 }
 
-/// How a running VM's move goes: live when its host is drained live and
-/// only its host changes (the same program, parameters and interfaces: a
-/// live move carries the running guest as it is); offline otherwise.
+/// How a running VM's move goes: live when live is `wanted` (its `Ok`
+/// says why: the host is drained live, or a person moves it) and only its
+/// host changes (the same program, parameters and interfaces: a live move
+/// carries the running guest as it is); offline otherwise, saying why.
 fn move_how(
-    drain_live: bool,
+    wanted: Result<&str, &str>,
     have: &crate::model::VmRecord,
     to: Option<&crate::model::VmAlloc>,
     changes: bool,
@@ -339,9 +375,10 @@ fn move_how(
         live: false,
         because: because.to_string(),
     };
-    if !drain_live {
-        return offline("the host is drained offline (`cvl host drain --live` moves VMs running)");
-    }
+    let because = match wanted {
+        Ok(because) => because,
+        Err(because) => return offline(because),
+    };
     if have.status != Status::Running {
         return offline("it is not running");
     }
@@ -353,7 +390,7 @@ fn move_how(
     }
     MoveHow {
         live: true,
-        because: "the host is drained live".to_string(),
+        because: because.to_string(),
     }
 }
 

@@ -24,7 +24,7 @@ pub mod plan;
 pub mod record;
 pub mod show;
 
-pub use alloc::{allocate, AllocError, Allocation};
-pub use diff::{plan, plan_stop, Options, PlanError};
+pub use alloc::{allocate, allocate_pinned, AllocError, Allocation};
+pub use diff::{plan, plan_stop, Options, Pin, PlanError};
 pub use model::*;
 pub use plan::{Action, ActionKind, MoveHow, Plan, Reason};

@@ -182,6 +182,8 @@ pub enum Reason {
     Removed,
     /// Its host is drained.
     Moved { from: String, to: String },
+    /// A person asked for it (`cvl move PATH --to HOST`).
+    MoveAsked { from: String, to: String },
     /// Its host is fenced (known not to run it): started on `to` with its
     /// data disks from their newest backups.
     Recovered { from: String, to: String },
@@ -199,6 +201,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::New => f.write_str("new"),
             Reason::Moved { from, to } => write!(f, "host {from} is drained: to {to}"),
+            Reason::MoveAsked { from, to } => write!(f, "asked (`cvl move`): from {from} to {to}"),
             Reason::Recovered { from, to } => write!(
                 f,
                 "host {from} is fenced: recovered on {to} from its newest backup"

@@ -20,6 +20,9 @@ pub fn intent(plan: &Plan, action: &Action) -> Vec<Change> {
             None => Vec::new(),
         },
         ActionKind::Resend => Vec::new(),
+        // A live move: the VM runs on the old host until it runs on the new
+        // one, and a move that fails leaves it running there.
+        ActionKind::Move if action.how.as_ref().is_some_and(|h| h.live) => Vec::new(),
         // The record keeps the old host until the VM runs on the new one: a
         // move cut short is planned again, and its data disks are still
         // where the state says.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cvl_planner::model::*;
 use cvl_planner::plan::ActionKind;
-use cvl_planner::{alloc, allocate, plan, record, AllocError, Options};
+use cvl_planner::{alloc, allocate, allocate_pinned, plan, record, AllocError, Options, Pin};
 use proptest::prelude::*;
 
 fn host(name: &str, memory_mib: u64, max_vms: u32) -> Host {
@@ -265,27 +265,40 @@ fn a_drained_or_fenced_host_keeps_nothing_and_only_its_vms_move() {
     }
 }
 
-#[test]
-fn a_move_off_a_host_drained_live_is_live_unless_it_must_restart() {
+/// A deployment `D` of two VMs recorded running on host `a`, the first of
+/// `hosts` (all of them registered): its topology, the state, and where
+/// allocation put them.
+fn two_running_on_a(hosts: &[Host]) -> (Topology, UtilityState, alloc::Allocation) {
     let topo = topology("D", 1, &names(2, 1, 0));
-    let mut hosts = vec![host("a", 4096, 10), host("b", 4096, 10)];
     let mut state = UtilityState {
         lineage: "L".into(),
-        hosts: hosts.clone(),
+        hosts: hosts.to_vec(),
         ..Default::default()
     };
     let first = allocate(&topo, &state, &hosts[..1]).unwrap();
     record_running(&mut state, &topo, &first);
-    let desired = |param: &str| Desired {
+    (topo, state, first)
+}
+
+/// What `D` wants: every VM of `alloc`, its parameter set to `param`.
+fn wanting(alloc: &alloc::Allocation, param: &str) -> Desired {
+    Desired {
         deployment: "D".to_string(),
-        vms: first
+        vms: alloc
             .vms
             .keys()
             .map(|p| (p.clone(), spec(1, &[], &[], param)))
             .collect(),
-        vans: first.vans.clone(),
+        vans: alloc.vans.clone(),
         inputs_digest: "inputs".to_string(),
-    };
+    }
+}
+
+#[test]
+fn a_move_off_a_host_drained_live_is_live_unless_it_must_restart() {
+    let mut hosts = vec![host("a", 4096, 10), host("b", 4096, 10)];
+    let (topo, mut state, first) = two_running_on_a(&hosts);
+    let desired = |param: &str| wanting(&first, param);
     // How each VM moves off `a`, drained (live or not), as planned.
     let hows = |state: &UtilityState, param: &str| -> Vec<(bool, String)> {
         let alloc = allocate(&topo, state, &state.hosts).unwrap();
@@ -333,6 +346,91 @@ fn a_move_off_a_host_drained_live_is_live_unless_it_must_restart() {
     let alloc = allocate(&topo, &state, &state.hosts).unwrap();
     let p = plan(desired("x"), alloc, &state, &Options::default()).unwrap();
     assert!(p.actions.iter().all(|a| a.how.is_none()));
+}
+
+#[test]
+fn a_person_moves_a_vm_to_a_host_of_their_choosing() {
+    let mut hosts = vec![
+        host("a", 4096, 10),
+        host("b", 4096, 10),
+        host("c", 4096, 10),
+    ];
+    let (topo, mut state, first) = two_running_on_a(&hosts);
+    let moved = first.vms.keys().next().unwrap().clone();
+    let desired = |param: &str| wanting(&first, param);
+    let pinned = |to: &str, offline: bool| Options {
+        pins: [(
+            moved.clone(),
+            Pin {
+                host: to.to_string(),
+                offline,
+            },
+        )]
+        .into(),
+        ..Options::default()
+    };
+    let planned = |state: &UtilityState, options: &Options, param: &str| {
+        allocate_pinned(&topo, state, &state.hosts, &options.pinned_hosts())
+            .map(|alloc| plan(desired(param), alloc, state, options).unwrap())
+    };
+    // Only the pinned VM moves, to the host named, live by default; the
+    // other stays where it is.
+    let p = planned(&state, &pinned("c", false), "x").unwrap();
+    assert_eq!(p.actions.len(), 1, "{:?}", p.actions);
+    let a = &p.actions[0];
+    assert_eq!((a.action, &a.component), (ActionKind::Move, &moved));
+    assert_eq!(a.reason, "asked (`cvl move`): from a to c");
+    assert_eq!(a.from_host.as_deref(), Some("a"));
+    assert_eq!(
+        a.how.as_ref().unwrap().to_string(),
+        "live: `cvl move` moves it running"
+    );
+    assert_eq!(p.allocations[&moved].host, "c");
+    // --offline, or a change that needs a restart: offline, saying why.
+    let how = |p: &cvl_planner::Plan| p.actions[0].how.as_ref().unwrap().to_string();
+    let p = planned(&state, &pinned("c", true), "x").unwrap();
+    assert_eq!(how(&p), "offline: asked offline (`cvl move --offline`)");
+    let p = planned(&state, &pinned("c", false), "y").unwrap();
+    assert!(how(&p).contains("parameters change"), "{}", how(&p));
+    // Already there: nothing to do.
+    let p = planned(&state, &pinned("a", false), "x").unwrap();
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    // A host that cannot take it: an error naming why and the fix.
+    let error = |state: &UtilityState, to: &str| {
+        planned(state, &pinned(to, false), "x")
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        error(&state, "z").contains("no host is named z (the hosts: a, b, c"),
+        "{}",
+        error(&state, "z")
+    );
+    hosts[2].draining = true;
+    state.hosts = hosts.clone();
+    assert!(
+        error(&state, "c").contains("`cvl host drain c --undo`"),
+        "{}",
+        error(&state, "c")
+    );
+    hosts[1].memory_mib = 64;
+    state.hosts = hosts.clone();
+    let small = error(&state, "b");
+    assert!(
+        small.starts_with(&format!("cannot move {moved} to b: it needs")),
+        "{small}"
+    );
+    assert!(small.contains("b has 64 MiB"), "{small}");
+    // A component the deployment lacks.
+    let unknown = allocate_pinned(
+        &topo,
+        &state,
+        &state.hosts,
+        &[(ComponentPath("nope".into()), "a".to_string())].into(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("D has no such VM appliance"), "{unknown}");
 }
 
 #[test]

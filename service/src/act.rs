@@ -744,6 +744,7 @@ impl Service {
                 lock,
             },
             crashed: crashed.clone(),
+            pins: Default::default(),
         };
         let planned = cvl_ops::plan::plan(&input, &mut cvl_ops::secrets::Nobody)?;
         let trust = planned.trust().clone();

@@ -9,6 +9,7 @@ pub mod local;
 pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -83,6 +84,51 @@ pub struct Links<'a> {
     /// Held by the live migration under way: one at a time (each takes
     /// what the hosts' links and CPUs give; a drain moves VMs one by one).
     migrating: Mutex<()>,
+}
+
+/// How long a live move may take, and how long it may pause its guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// The longest the guest may pause at the end (QEMU's
+    /// `downtime-limit`: it sends memory until what is left fits).
+    pub max_downtime_ms: u64,
+    /// The whole migration's limit: past it the move is cancelled.
+    pub timeout: Duration,
+}
+
+impl Default for LiveLimits {
+    /// libvirt's default pause (300 ms); ten minutes in all.
+    fn default() -> LiveLimits {
+        LiveLimits {
+            max_downtime_ms: 300,
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a live move did not happen; the VM runs where it was either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrateError {
+    /// It did not finish within [`LiveLimits::timeout`] (it did not
+    /// converge: the guest writes its memory faster than it is sent, or
+    /// there is too much to send): an offline move may do instead.
+    TooSlow(String),
+    /// Anything else: a host failed or went silent.
+    Failed(String),
+}
+
+impl fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MigrateError::TooSlow(e) | MigrateError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for MigrateError {
+    fn from(e: String) -> MigrateError {
+        MigrateError::Failed(e)
+    }
 }
 
 /// What a live migration took: QEMU's downtime, the bytes QEMU counted
@@ -204,11 +250,11 @@ impl<'a> Links<'a> {
         from: &str,
         to: &str,
         vm: &crate::protocol::VmId,
-        downtime_ms: u64,
-    ) -> Result<Migrated, String> {
+        limits: LiveLimits,
+    ) -> Result<Migrated, MigrateError> {
         let _one_at_a_time = self.migrating.lock().unwrap_or_else(|e| e.into_inner());
         let started = std::time::Instant::now();
-        let carried = self.carry_migration(from, to, vm, downtime_ms, started);
+        let carried = self.carry_migration(from, to, vm, limits, started);
         if carried.is_err() {
             let _ = self.call(from, &Request::MigrateCancel { vm: vm.clone() });
             let _ = self.call(to, &Request::Discard { vm: vm.clone() });
@@ -221,9 +267,9 @@ impl<'a> Links<'a> {
         from: &str,
         to: &str,
         vm: &crate::protocol::VmId,
-        downtime_ms: u64,
+        limits: LiveLimits,
         started: std::time::Instant,
-    ) -> Result<Migrated, String> {
+    ) -> Result<Migrated, MigrateError> {
         let expect = |host: &str, response: Response| -> Result<Response, String> {
             match response {
                 Response::Error { message, .. } => Err(format!("host {host}: {message}")),
@@ -236,14 +282,14 @@ impl<'a> Links<'a> {
                 from,
                 &Request::MigrateSend {
                     vm: vm.clone(),
-                    downtime_ms,
+                    downtime_ms: limits.max_downtime_ms,
                 },
             )?,
         )?;
         // Reads from `from` and writes into `to` overlap: a writer thread
         // takes the pieces the reader hands it (a few at most in flight).
         let (pieces, taken) = std::sync::mpsc::sync_channel::<(String, bool)>(4);
-        let relayed = std::thread::scope(|scope| -> Result<u64, String> {
+        let relayed = std::thread::scope(|scope| -> Result<u64, MigrateError> {
             let writer = scope.spawn(move || -> Result<(), String> {
                 for (data, end) in taken {
                     let write = Request::MigrateWrite {
@@ -257,12 +303,21 @@ impl<'a> Links<'a> {
             });
             let mut relayed = 0u64;
             let read = (|| loop {
+                if started.elapsed() > limits.timeout {
+                    return Err(MigrateError::TooSlow(format!(
+                        "the live move did not finish within {} ({} MB sent; the guest may write \
+                         its memory faster than it can be sent: allow more pause with \
+                         --max-downtime, more time with --timeout, or move it offline)",
+                        humantime::format_duration(limits.timeout),
+                        relayed / 1_000_000
+                    )));
+                }
                 let read = Request::MigrateRead {
                     vm: vm.clone(),
                     max: 4 << 20,
                 };
                 let Response::Stream { data, end } = expect(from, self.call(from, &read)?)? else {
-                    return Err(format!("host {from} answered a read of the stream oddly"));
+                    return Err(format!("host {from} answered a read of the stream oddly").into());
                 };
                 relayed += (data.len() as u64 / 4) * 3;
                 if (!data.is_empty() || end) && pieces.send((data, end)).is_err() {
@@ -277,7 +332,8 @@ impl<'a> Links<'a> {
             let written = writer
                 .join()
                 .unwrap_or_else(|_| Err("the migration's writer failed".to_string()));
-            read.and(written).map(|()| relayed)
+            read.and(written.map_err(MigrateError::Failed))
+                .map(|()| relayed)
         })?;
         // QEMU closes its end once it sent everything, or failed.
         let status = |host: &str| -> Result<(String, Option<u64>, u64, bool), String> {
@@ -305,7 +361,7 @@ impl<'a> Links<'a> {
                 {
                     std::thread::sleep(Duration::from_millis(20))
                 }
-                _ => return Err(format!("the migration from {from} ended {state}")),
+                _ => return Err(format!("the migration from {from} ended {state}").into()),
             }
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -313,7 +369,8 @@ impl<'a> Links<'a> {
             if std::time::Instant::now() > deadline {
                 return Err(format!(
                     "{vm} does not run on {to} 30 s after its migration completed"
-                ));
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
