@@ -1448,6 +1448,29 @@ fn a_running_appliance_moves_live_to_another_host() {
             })
             .map(|(_, out)| String::from_utf8_lossy(&out).into_owned())
             .unwrap_or_else(|e| format!("a's guest agent on h2: {e}"))
+            + &format!(
+                "\nh2's bridge ports: {}h2's QEMU: {}\nthe end of a's console on h2:\n{}",
+                sh(&[
+                    "ip",
+                    "-n",
+                    &ns("h2"),
+                    "-br",
+                    "link",
+                    "show",
+                    "master",
+                    "cvlpub"
+                ]),
+                cvl_executor::qmp::Qmp::connect(
+                    &h2.join("vms/Solo/a/qmp.sock"),
+                    Duration::from_secs(5)
+                )
+                .and_then(|mut q| q.execute(&cvl_executor::qmp::cmd::QueryStatus {}))
+                .map_or_else(|e| e.to_string(), |s| format!("{s:?}")),
+                std::fs::read(h2.join("vms/Solo/a/console.log")).map_or_else(
+                    |e| e.to_string(),
+                    |c| String::from_utf8_lossy(&c[c.len().saturating_sub(4000)..]).into_owned()
+                )
+            )
     };
     assert!(
         failed.len() <= 1,
