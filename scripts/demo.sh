@@ -96,7 +96,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build --profile "$profile" -q -p cvl --manifest-path "$root/Cargo.toml"
-case $profile in dev|test) cvl="$root/target/debug/cvl" ;; *) cvl="$root/target/$profile/cvl" ;; esac
+# Where cargo put it ($CARGO_TARGET_DIR, a cargo config, or target/), as
+# scripts/build-deb.sh finds it.
+target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$root/Cargo.toml" |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+case $profile in dev|test) cvl="$target_dir/debug/cvl" ;; *) cvl="$target_dir/$profile/cvl" ;; esac
+[ -x "$cvl" ] || { echo "demo: cargo built no $cvl" >&2; exit 1; }
 work="$(realpath -m "${1:-$(mktemp -d)}")"
 mkdir -p "$work"
 cd "$work"

@@ -213,7 +213,6 @@ pub fn wire_params(
     Ok(out)
 }
 
-#[derive(Clone)]
 enum Step {
     Call(Request),
     /// On another host than the action's (a move's old host).
@@ -384,10 +383,10 @@ fn steps(
         deployment: plan.deployment.clone(),
         path: action.component.0.clone(),
     };
-    let stop = Step::Call(Request::Stop {
+    let stop = Request::Stop {
         vm: vm.clone(),
         timeout_secs: options.stop_timeout_secs,
-    });
+    };
     // An update keeps the data as it was (a snapshot) unless this walk
     // puts it back (a rollback).
     let restore = options.restore_data.get(&action.component).cloned();
@@ -455,7 +454,7 @@ fn steps(
     };
     Ok(match action.action {
         ActionKind::Start => vec![start(false, false)?],
-        ActionKind::Update => vec![stop, start(true, false)?],
+        ActionKind::Update => vec![Step::Call(stop), start(true, false)?],
         ActionKind::Resend => {
             let prep = prepared
                 .get(&action.component)
@@ -465,8 +464,8 @@ fn steps(
                 params: prep.params.clone(),
             })]
         }
-        ActionKind::Stop => vec![stop],
-        ActionKind::Remove => vec![stop, Step::Call(Request::Attic { vm })],
+        ActionKind::Stop => vec![Step::Call(stop)],
+        ActionKind::Remove => vec![Step::Call(stop), Step::Call(Request::Attic { vm })],
         // The old host is fenced (off): nothing to stop or carry; the data
         // was restored on the new host from its backups before the walk.
         ActionKind::Move if matches!(action.why, Reason::Recovered { .. }) => {
@@ -512,7 +511,7 @@ fn offline_move(
     plan: &Plan,
     action: &Action,
     vm: &VmId,
-    stop: Step,
+    stop: Request,
     start: Result<Step, String>,
 ) -> Result<Vec<Step>, String> {
     let from = from_host(action)?;
@@ -526,9 +525,6 @@ fn offline_move(
                 .collect()
         })
         .unwrap_or_default();
-    let Step::Call(stop) = stop else {
-        unreachable!("a stop is a call")
-    };
     Ok(vec![
         Step::CallOn(from.clone(), stop),
         Step::Carry {
