@@ -1353,7 +1353,7 @@ fn runs_solo(host: &str) -> bool {
 fn a_running_appliance_moves_live_to_another_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let (_dir, lab, u) = one_host(&tmp);
+    let (dir, lab, u) = one_host(&tmp);
     let public = apply_public_solo(&u);
     lab.register(&u, "h2", 2048, 6);
     let (h1, h2) = (lab.root("h1"), lab.root("h2"));
@@ -1631,6 +1631,69 @@ fn a_running_appliance_moves_live_to_another_host() {
     assert!(
         there.contains("a is on h1 already: nothing to move."),
         "{there}"
+    );
+
+    // The two moves that were done, with their figures: in the history
+    // (JSON), on the status page's hosts page and in /metrics.
+    let history: serde_json::Value =
+        serde_json::from_str(&u.ok(&["history", "Solo", "--format", "json"])).unwrap();
+    let moves: Vec<&serde_json::Value> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.get("moved"))
+        .collect();
+    assert_eq!(moves.len(), 2, "{history:#}");
+    let (live, offline) = (moves[0], moves[1]);
+    assert_eq!(
+        (&live["from"], &live["to"], &live["live"]),
+        (&"h1".into(), &"h2".into(), &true.into()),
+        "{live}"
+    );
+    assert!(live["bytes"].as_u64().unwrap() > 50_000_000, "{live}");
+    assert!(live["downtime_ms"].as_u64().unwrap() < 5_000, "{live}");
+    assert!(live["millis"].as_u64().unwrap() > 0, "{live}");
+    assert_eq!(
+        (&offline["from"], &offline["to"], &offline["live"]),
+        (&"h2".into(), &"h1".into(), &false.into()),
+        "{offline}"
+    );
+    assert!(offline.get("downtime_ms").is_none(), "{offline}");
+    let service = u.service(
+        &[
+            &WATCHFUL[..],
+            &["--http", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+        ]
+        .concat(),
+        &dir.join("service.log"),
+    );
+    let started = service.wait_for("started", |_| true, Duration::from_secs(30));
+    let (http, metrics) = (
+        started["http"].as_str().unwrap().to_string(),
+        started["metrics"].as_str().unwrap().to_string(),
+    );
+    let hosts_page = get_in(&ns("ctl"), &http, "/hosts");
+    assert!(hosts_page.contains("Recent moves"), "{hosts_page}");
+    assert_eq!(
+        hosts_page.matches("data-move=\"Solo/a\"").count(),
+        2,
+        "{hosts_page}"
+    );
+    let scraped = get_in(&ns("ctl"), &metrics, "/metrics");
+    for line in [
+        "cvl_moves{how=\"live\"} 1",
+        "cvl_moves{how=\"offline\"} 1",
+        "cvl_move_last_duration_milliseconds{appliance=\"Solo/a\"}",
+    ] {
+        assert!(scraped.contains(line), "{line}:\n{scraped}");
+    }
+    eprintln!(
+        "the moves' metrics:\n{}",
+        scraped
+            .lines()
+            .filter(|l| l.starts_with("cvl_move"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

@@ -440,6 +440,7 @@ impl Progress {
                     action,
                     outcome,
                     elapsed,
+                    ..
                 },
             ) => {
                 // The spinner goes; its outcome is printed above the others
@@ -462,6 +463,7 @@ impl Progress {
                     action,
                     outcome,
                     elapsed,
+                    ..
                 },
             ) => {
                 println!(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cvl_planner::model::{Change, ComponentPath, ParamValue};
+use cvl_planner::model::{Change, ComponentPath, MoveFigures, ParamValue};
 use cvl_planner::plan::{Action, ActionKind, Plan, Reason};
 use cvl_planner::record;
 
@@ -97,6 +97,8 @@ pub enum Event {
         action: ActionKind,
         outcome: Outcome,
         elapsed: Duration,
+        /// A move that was done: how, and what it cost.
+        moved: Option<MoveFigures>,
     },
 }
 
@@ -279,8 +281,7 @@ pub fn apply(
     let mut summary = Summary::default();
     let mut skipped = vec![false; n];
     let mut running = 0;
-    let (tx, rx) =
-        mpsc::channel::<(usize, Result<String, Failure>, Instant, Option<StartTiming>)>();
+    let (tx, rx) = mpsc::channel::<(usize, StepResult, Instant)>();
     let mut finished = 0;
     let links = Links::new(connector);
     let links = &links;
@@ -307,19 +308,21 @@ pub fn apply(
                 scope.spawn(move || {
                     let started = Instant::now();
                     let result = steps.and_then(|steps| run(links, &host, steps));
-                    let (outcome, timing) = match result {
-                        Ok((detail, timing)) => (Ok(detail), timing),
-                        Err(e) => (Err(e), None),
-                    };
-                    let _ = tx.send((i, outcome, started, timing));
+                    let _ = tx.send((i, result, started));
                 });
             }
-            let (i, outcome, started, timing) = rx.recv().map_err(|e| e.to_string())?;
+            let (i, outcome, started) = rx.recv().map_err(|e| e.to_string())?;
             running -= 1;
             finished += 1;
             let action = &plan.actions[i];
+            let mut moved = None;
             let outcome = match outcome {
-                Ok(detail) => {
+                Ok(Ran {
+                    detail,
+                    timing,
+                    moved: figures,
+                }) => {
+                    moved = figures;
                     record_changes(&record::applied(plan, action))?;
                     summary.done.push(action.component.clone());
                     if let Some(t) = timing {
@@ -352,6 +355,7 @@ pub fn apply(
                                 action: plan.actions[d].action,
                                 outcome: Outcome::Skipped(action.component.clone()),
                                 elapsed: Duration::ZERO,
+                                moved: None,
                             });
                             stack.extend(dependents[d].iter().copied());
                         }
@@ -364,6 +368,7 @@ pub fn apply(
                 action: action.action,
                 outcome,
                 elapsed: started.elapsed(),
+                moved,
             });
         }
         Ok(())
@@ -537,7 +542,15 @@ fn offline_move(
     ])
 }
 
-type StepResult = Result<(String, Option<StartTiming>), Failure>;
+/// What an action's steps did: its detail for people, where a start's
+/// time went, and a move's figures.
+struct Ran {
+    detail: String,
+    timing: Option<StartTiming>,
+    moved: Option<MoveFigures>,
+}
+
+type StepResult = Result<Ran, Failure>;
 
 /// A host request's answer; a conversation that broke is `Unreachable`.
 fn call(links: &Links, host: &str, request: &Request) -> Result<Response, Failure> {
@@ -548,8 +561,10 @@ fn call(links: &Links, host: &str, request: &Request) -> Result<Response, Failur
 
 fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
     let unreachable = |e: String| Failure::new(FailureKind::Unreachable, e);
+    let began = Instant::now();
     let mut detail = Vec::new();
     let mut timing = None;
+    let mut moved_how: Option<MoveFigures> = None;
     let mut adopt = Vec::new();
     // The start waits for a migration: no boot to time.
     let mut incoming_start = false;
@@ -595,6 +610,14 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                         .untouched())
                     }
                 };
+                moved_how = Some(MoveFigures {
+                    from: from.clone(),
+                    to: host.to_string(),
+                    live: true,
+                    millis: 0,
+                    bytes: Some(moved.relayed),
+                    downtime_ms: moved.downtime_ms,
+                });
                 detail.push(format!(
                     "moved live from {from}: {} MB in {:.1} s, the guest paused {}",
                     moved.relayed / 1_000_000,
@@ -615,6 +638,14 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                     .carry(&from, host, &vm, &files)
                     .map_err(|e| Failure::new(FailureKind::Host, e))?;
                 detail.push(format!("{} data disk(s) carried from {from}", adopt.len()));
+                moved_how = Some(MoveFigures {
+                    from,
+                    to: host.to_string(),
+                    live: false,
+                    millis: 0,
+                    bytes: None,
+                    downtime_ms: None,
+                });
                 continue;
             }
             Step::Start(mut spec, staging, fallback) => {
@@ -730,5 +761,12 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
             }
         }
     }
-    Ok((detail.join("; "), timing))
+    if let Some(m) = &mut moved_how {
+        m.millis = began.elapsed().as_millis() as u64;
+    }
+    Ok(Ran {
+        detail: detail.join("; "),
+        timing,
+        moved: moved_how,
+    })
 }

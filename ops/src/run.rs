@@ -86,10 +86,12 @@ pub fn run_plan(
             component,
             action,
             outcome,
+            moved,
             ..
         } = event
         {
-            if let Some(entry) = history_entry(plan, component, *action, outcome, actor) {
+            if let Some(mut entry) = history_entry(plan, component, *action, outcome, actor) {
+                entry.moved = moved.clone();
                 // The log is a record, not the state: it must not stop the
                 // apply. A failure to write it is said in the event stream.
                 if let Err(e) = store
@@ -197,6 +199,7 @@ fn history_entry(
         to_version,
         outcome: outcome.to_string(),
         detail,
+        moved: None,
     })
 }
 /// Each component's program source and wire parameters.

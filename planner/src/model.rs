@@ -474,6 +474,27 @@ pub struct HistoryEntry {
     /// `done`, `failed`, `rolled back`, `pending` (waits for a person), ...
     pub outcome: String,
     pub detail: String,
+    /// A move that was done: its figures, for the status page and metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved: Option<MoveFigures>,
+}
+
+/// A VM moved from one host to another: how, and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveFigures {
+    pub from: String,
+    pub to: String,
+    /// Moved running (its memory and disks migrated), or stopped, copied
+    /// and started.
+    pub live: bool,
+    /// From the move's start to the VM running on `to`.
+    pub millis: u64,
+    /// Bytes that crossed between the hosts (a live move's stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// How long the guest was paused (a live move, QEMU's figure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }
 
 /// A QEMU host the utility runs appliances on.

@@ -33,6 +33,7 @@ pub fn log_event(deployment: &str, event: &cvl_executor::apply::Event) {
             action,
             outcome,
             elapsed,
+            ..
         } => {
             let (outcome, detail) = match outcome {
                 Outcome::Done(d) => ("done", d.clone()),
@@ -102,6 +103,7 @@ pub fn history(entry: Entry) -> Result<()> {
         to_version: entry.to_version,
         outcome: entry.outcome.to_string(),
         detail: entry.detail.to_string(),
+        moved: None,
     })])?;
     Ok(())
 }

@@ -110,6 +110,11 @@ CREATE INDEX history_by_deployment ON history (deployment, id);
 ALTER TABLE hosts ADD COLUMN fence TEXT;
 ALTER TABLE hosts ADD COLUMN fenced TEXT;
 "#,
+    // A move's figures in its history entry (JSON: from, to, live, millis,
+    // bytes, downtime_ms), for the status page and metrics.
+    r#"
+ALTER TABLE history ADD COLUMN moved TEXT;
+"#,
 ];
 
 /// The schema version this `cvl` writes.
@@ -544,8 +549,8 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
             let id: i64 = next.first().map_or(Ok(1), |r| int(r, 0))?;
             tx.execute(
                 "INSERT INTO history (id, at, deployment, component, actor, action, \
-                 from_version, to_version, outcome, detail) \
-                 VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 from_version, to_version, outcome, detail, moved) \
+                 VALUES (?10, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11)",
                 &[
                     (&entry.at).into(),
                     (&entry.deployment).into(),
@@ -557,6 +562,11 @@ fn apply(tx: &mut dyn Sql, change: &Change) -> Result<(), DbError> {
                     (&entry.outcome).into(),
                     (&entry.detail).into(),
                     id.into(),
+                    entry
+                        .moved
+                        .as_ref()
+                        .map(|m| serde_json::to_string(m).expect("move figures serialize"))
+                        .into(),
                 ],
             )?;
         }
@@ -572,7 +582,7 @@ pub fn history(
     limit: u32,
 ) -> Result<Vec<HistoryEntry>, DbError> {
     let columns = "SELECT at, deployment, component, actor, action, from_version, to_version, \
-                   outcome, detail FROM history";
+                   outcome, detail, moved FROM history";
     let rows = match deployment {
         Some(d) => tx.query(
             &format!("{columns} WHERE deployment = ?1 ORDER BY id DESC LIMIT ?2"),
@@ -602,6 +612,10 @@ pub fn history(
                 to_version: opt_int(r, 6)?,
                 outcome: text(r, 7)?,
                 detail: text(r, 8)?,
+                moved: opt_text(r, 9)?
+                    .map(|m| serde_json::from_str(&m))
+                    .transpose()
+                    .map_err(|e| DbError::Corrupt(format!("a move's figures: {e}")))?,
             })
         })
         .collect::<Result<Vec<_>, DbError>>()?;

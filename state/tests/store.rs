@@ -153,17 +153,27 @@ fn change() -> impl Strategy<Value = Change> {
                 reason: "not ready".into(),
             },
         }),
-        deployment.prop_map(|d| Change::Logged(HistoryEntry {
-            at: "2026-12-02T00:00:00Z".into(),
-            deployment: d,
-            component: "c1".into(),
-            actor: "service".into(),
-            action: "update".into(),
-            from_version: Some(1),
-            to_version: Some(2),
-            outcome: "done".into(),
-            detail: String::new(),
-        })),
+        (deployment, any::<Option<(bool, u32)>>()).prop_map(|(d, moved)| Change::Logged(
+            HistoryEntry {
+                at: "2026-12-02T00:00:00Z".into(),
+                deployment: d,
+                component: "c1".into(),
+                actor: "service".into(),
+                action: "update".into(),
+                from_version: Some(1),
+                to_version: Some(2),
+                outcome: "done".into(),
+                detail: String::new(),
+                moved: moved.map(|(live, n)| MoveFigures {
+                    from: "h1".into(),
+                    to: "h2".into(),
+                    live,
+                    millis: u64::from(n),
+                    bytes: live.then_some(u64::from(n) * 1000),
+                    downtime_ms: live.then_some(u64::from(n % 300)),
+                }),
+            }
+        )),
     ]
 }
 

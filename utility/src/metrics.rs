@@ -2,12 +2,13 @@
 //! Prometheus scrapes), encoded by `prometheus-client`: counters of what
 //! the service did since it started, and gauges of what it sees now
 //! (deployments, appliances by state, blacklist violations, when each
-//! repository last answered). Rendered from the service's counters and
-//! its latest snapshot of the state: a scrape never opens the state.
+//! repository last answered, the moves in the recent history and each
+//! appliance's last). Rendered from the service's counters and its latest
+//! snapshot of the state and its history: a scrape never opens the state.
 
 use std::collections::BTreeMap;
 
-use cvl_planner::model::{Status, UtilityState};
+use cvl_planner::model::{HistoryEntry, MoveFigures, Status, UtilityState};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -83,7 +84,9 @@ fn gauges<'a>(
 
 impl Metrics {
     /// The text a scrape gets: the counters, and the gauges of `state`.
-    pub fn render(&self, state: &UtilityState) -> String {
+    /// The metrics, from these counters, the state and its recent history
+    /// (oldest first, as the status page's snapshot holds it).
+    pub fn render(&self, state: &UtilityState, history: &[HistoryEntry]) -> String {
         let mut registry = Registry::default();
         gauge(
             &mut registry,
@@ -240,10 +243,56 @@ impl Metrics {
                 .into_iter()
                 .map(|h| (h, u64::from(self.hosts_unreachable.contains(h)))),
         );
+        moves(&mut registry, history);
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The moves in the recent history (`cvl move`, `cvl host drain`, a
+/// person's or the service's), by how, and each appliance's last: how long
+/// it took, how long a live one paused the guest, the bytes it sent.
+fn moves(registry: &mut Registry, history: &[HistoryEntry]) {
+    let mut by_how: BTreeMap<&str, u64> = [("live", 0), ("offline", 0)].into_iter().collect();
+    let mut last: BTreeMap<String, &MoveFigures> = BTreeMap::new();
+    for entry in history {
+        let Some(moved) = &entry.moved else { continue };
+        *by_how
+            .entry(if moved.live { "live" } else { "offline" })
+            .or_default() += 1;
+        last.insert(format!("{}/{}", entry.deployment, entry.component), moved);
+    }
+    gauges(
+        registry,
+        "cvl_moves",
+        "Moves between hosts in the recent history (the status page's), by how",
+        "how",
+        by_how,
+    );
+    gauges(
+        registry,
+        "cvl_move_last_duration_milliseconds",
+        "How long each appliance's last move took, to running on its new host",
+        "appliance",
+        last.iter().map(|(a, m)| (a.as_str(), m.millis)),
+    );
+    gauges(
+        registry,
+        "cvl_move_last_downtime_milliseconds",
+        "How long each appliance's last live move paused its guest (QEMU's figure)",
+        "appliance",
+        last.iter()
+            .filter_map(|(a, m)| Some((a.as_str(), m.downtime_ms?))),
+    );
+    gauges(
+        registry,
+        "cvl_move_last_bytes",
+        "What each appliance's last live move sent between the hosts",
+        "appliance",
+        last.iter()
+            .filter_map(|(a, m)| Some((a.as_str(), m.bytes?))),
+    );
 }
 
 #[cfg(test)]
@@ -257,7 +306,30 @@ mod tests {
             ..Metrics::default()
         };
         m.last_poll.insert("http://r/\"x\"".into(), 1700000000);
-        let text = m.render(&UtilityState::default());
+        let moved = |live, millis, bytes, downtime_ms| HistoryEntry {
+            at: "2026-12-07T00:00:00Z".into(),
+            deployment: "Acme".into(),
+            component: "l".into(),
+            actor: "cvl move".into(),
+            action: "move".into(),
+            from_version: None,
+            to_version: None,
+            outcome: "done".into(),
+            detail: String::new(),
+            moved: Some(MoveFigures {
+                from: "h1".into(),
+                to: "h2".into(),
+                live,
+                millis,
+                bytes,
+                downtime_ms,
+            }),
+        };
+        let history = [
+            moved(false, 20_000, None, None),
+            moved(true, 9_000, Some(109_000_000), Some(11)),
+        ];
+        let text = m.render(&UtilityState::default(), &history);
         assert!(
             text.contains("# TYPE cvl_updates_applied counter\n"),
             "{text}"
@@ -271,6 +343,21 @@ mod tests {
             text.contains(
                 "cvl_repository_last_success_timestamp_seconds{repository=\"http://r/\\\"x\\\"\"} 1700000000\n"
             ),
+            "{text}"
+        );
+        // The moves: both counted, the last one's figures.
+        assert!(text.contains("cvl_moves{how=\"live\"} 1\n"), "{text}");
+        assert!(text.contains("cvl_moves{how=\"offline\"} 1\n"), "{text}");
+        assert!(
+            text.contains("cvl_move_last_duration_milliseconds{appliance=\"Acme/l\"} 9000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cvl_move_last_downtime_milliseconds{appliance=\"Acme/l\"} 11\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cvl_move_last_bytes{appliance=\"Acme/l\"} 109000000\n"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

@@ -130,7 +130,7 @@ impl Web {
         let snapshots = self.snapshots.clone();
         let metrics = move || {
             let now = snapshots.borrow().clone();
-            counters().render(&now.snapshot.state)
+            counters().render(&now.snapshot.state, &now.snapshot.history)
         };
         let router = Router::new()
             .route(
@@ -385,7 +385,7 @@ async fn api_index() -> Response {
             "/api/overview": "every deployment with its appliances and their states (?page=N: 100 at a time), totals, the service's last actions",
             "/api/deployments/NAME": "a deployment: appliances, VANs, who provides what to whom, public addresses, history",
             "/api/deployments/NAME/appliances/COMPONENT": "an appliance (COMPONENT `~` for a deployment of one VM): parameters (sensitive ones as null), interfaces, history",
-            "/api/hosts": "hosts: memory and VMs against their limits, drained or not, last contact",
+            "/api/hosts": "hosts: memory and VMs against their limits, drained or not, last contact; the recent moves between them with their figures",
         },
     }))
     .into_response()

@@ -754,6 +754,37 @@ pub struct HostsView {
     pub format_version: u32,
     pub taken_at: String,
     pub hosts: Vec<HostView>,
+    /// The moves between hosts in the recent history, newest first (at
+    /// most [`MOVES_SHOWN`]).
+    pub moves: Vec<MoveView>,
+}
+
+/// How many moves the hosts page lists.
+pub const MOVES_SHOWN: usize = 20;
+
+/// A move between hosts, from its history entry's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveView {
+    pub at: String,
+    pub deployment: String,
+    pub component: String,
+    pub href: String,
+    /// Who moved it: `cvl move`, `cvl apply`, `service`.
+    pub actor: String,
+    #[serde(flatten)]
+    pub figures: cvl_planner::model::MoveFigures,
+}
+
+impl MoveView {
+    /// Its length in seconds, to a tenth.
+    pub fn seconds(&self) -> String {
+        format!("{:.1}", self.figures.millis as f64 / 1e3)
+    }
+
+    /// What it sent between the hosts, in MB.
+    pub fn megabytes(&self) -> Option<u64> {
+        self.figures.bytes.map(|b| b / 1_000_000)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -803,9 +834,26 @@ pub fn hosts(s: &Snapshot) -> HostsView {
             entry.1 += 1;
         }
     }
+    let moves = s
+        .history
+        .iter()
+        .rev()
+        .filter_map(|e| {
+            Some(MoveView {
+                at: e.at.clone(),
+                deployment: e.deployment.clone(),
+                component: e.component.clone(),
+                href: appliance_href(&e.deployment, &e.component),
+                actor: e.actor.clone(),
+                figures: e.moved.clone()?,
+            })
+        })
+        .take(MOVES_SHOWN)
+        .collect();
     HostsView {
         format_version: FORMAT_VERSION,
         taken_at: s.taken_at.clone(),
+        moves,
         hosts: s
             .hosts
             .iter()
