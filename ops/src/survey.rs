@@ -24,14 +24,49 @@ pub struct Seen {
     pub vm: Option<VmStatus>,
     /// What differs (empty: nothing).
     pub drift: String,
+    /// Recorded running here, where no QEMU runs it, while another host
+    /// runs one: that host (a live move between its end and its record).
+    pub elsewhere: Option<String>,
 }
 
 impl Seen {
     /// Recorded running, and its host answered that no QEMU runs it:
-    /// crashed, killed, or its host restarted.
+    /// crashed, killed, or its host restarted. Not when another host runs
+    /// it: a live move leaves the record on the old host until the VM runs
+    /// on the new one, and starting it again there would run it twice.
     pub fn crashed(&self) -> bool {
+        self.gone() && self.elsewhere.is_none()
+    }
+
+    /// Recorded running, and its host runs no QEMU of it.
+    fn gone(&self) -> bool {
         self.recorded == Status::Running.as_str()
             && self.vm.as_ref().is_some_and(|v| v.pid.is_none())
+    }
+}
+
+/// Marks the rows recorded running on a host that runs no QEMU of them
+/// while another host runs one (a live move, from the moment the old QEMU
+/// quits to the moment the state records the new host): not a crash, and
+/// their drift says where it runs.
+fn mark_elsewhere(rows: &mut [Seen]) {
+    let running: BTreeMap<(String, String), String> = rows
+        .iter()
+        .filter(|s| s.vm.as_ref().is_some_and(|v| v.pid.is_some()))
+        .map(|s| ((s.deployment.clone(), s.component.clone()), s.host.clone()))
+        .collect();
+    for s in rows.iter_mut() {
+        if !s.gone() {
+            continue;
+        }
+        let key = (s.deployment.clone(), s.component.clone());
+        if let Some(host) = running.get(&key).filter(|h| **h != s.host) {
+            s.drift = format!(
+                "recorded running here, but its QEMU runs on {host}: a move the state has not \
+                 recorded yet"
+            );
+            s.elsewhere = Some(host.clone());
+        }
     }
 }
 
@@ -104,6 +139,7 @@ pub fn survey(
             recorded: recorded.to_string(),
             vm: vm.cloned(),
             drift,
+            elsewhere: None,
         };
         match answer {
             Ok(Response::Status { vms: seen, unknown }) => {
@@ -157,6 +193,7 @@ pub fn survey(
             }
         }
     }
+    mark_elsewhere(&mut rows);
     Ok((rows, answered))
 }
 
@@ -219,4 +256,55 @@ pub fn rows(state: &UtilityState, only: Option<&str>) -> Result<Vec<serde_json::
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(host: &str, recorded: Status, pid: Option<u32>) -> Seen {
+        Seen {
+            deployment: "Solo".into(),
+            component: "a".into(),
+            host: host.into(),
+            recorded: recorded.as_str().into(),
+            vm: Some(VmStatus {
+                vm: VmId {
+                    deployment: "Solo".into(),
+                    path: "a".into(),
+                },
+                pid,
+                qmp: None,
+                agent: false,
+                expects_agent: true,
+                snapshots: BTreeMap::new(),
+            }),
+            drift: String::new(),
+            elsewhere: None,
+        }
+    }
+
+    #[test]
+    fn a_vm_that_runs_on_another_host_is_moving_not_crashed() {
+        // The old QEMU quit, the new host runs it, the state still says h1.
+        let mut rows = vec![
+            seen("h1", Status::Running, None),
+            Seen {
+                recorded: "-".into(),
+                ..seen("h2", Status::Running, Some(42))
+            },
+        ];
+        mark_elsewhere(&mut rows);
+        assert!(!rows[0].crashed(), "{}", rows[0].drift);
+        assert_eq!(rows[0].elsewhere.as_deref(), Some("h2"));
+        assert!(rows[0].drift.contains("runs on h2"), "{}", rows[0].drift);
+        // Gone everywhere: crashed.
+        let mut rows = vec![seen("h1", Status::Running, None)];
+        mark_elsewhere(&mut rows);
+        assert!(rows[0].crashed());
+        // Running where recorded: neither.
+        let mut rows = vec![seen("h1", Status::Running, Some(7))];
+        mark_elsewhere(&mut rows);
+        assert!(!rows[0].crashed() && rows[0].elsewhere.is_none());
+    }
 }
