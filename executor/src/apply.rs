@@ -238,6 +238,10 @@ enum Step {
     /// A call on another host whose failure is said, not the action's (the
     /// old host's QEMU after a live move: the VM runs on the new host).
     Tidy(String, Request),
+    /// Changes to the state, recorded before the next step runs (a live
+    /// move falling back to an offline one records its intent first: the
+    /// VM is about to stop where the state says it runs).
+    Record(Vec<Change>),
     /// What was done for the action before the walk, for its detail.
     Said(String),
     /// A start, after sending the program's files where the host lacks
@@ -281,7 +285,7 @@ pub fn apply(
     let mut summary = Summary::default();
     let mut skipped = vec![false; n];
     let mut running = 0;
-    let (tx, rx) = mpsc::channel::<(usize, StepResult, Instant)>();
+    let (tx, rx) = mpsc::channel::<Msg>();
     let mut finished = 0;
     let links = Links::new(connector);
     let links = &links;
@@ -307,11 +311,26 @@ pub fn apply(
                 running += 1;
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let result = steps.and_then(|steps| run(links, &host, steps));
-                    let _ = tx.send((i, result, started));
+                    // Changes a step asks for, recorded by this loop (one
+                    // writer), before the step after it runs.
+                    let record = |changes: Vec<Change>| -> Result<(), String> {
+                        let (reply, recorded) = mpsc::channel();
+                        tx.send(Msg::Record(changes, reply))
+                            .map_err(|e| e.to_string())?;
+                        recorded.recv().map_err(|e| e.to_string())?
+                    };
+                    let result = steps.and_then(|steps| run(links, &host, steps, &record));
+                    let _ = tx.send(Msg::Done(i, result, started));
                 });
             }
-            let (i, outcome, started) = rx.recv().map_err(|e| e.to_string())?;
+            let (i, outcome, started) = loop {
+                match rx.recv().map_err(|e| e.to_string())? {
+                    Msg::Record(changes, reply) => {
+                        let _ = reply.send(record_changes(&changes));
+                    }
+                    Msg::Done(i, result, started) => break (i, result, started),
+                }
+            };
             running -= 1;
             finished += 1;
             let action = &plan.actions[i];
@@ -492,7 +511,13 @@ fn steps(
                     limits: options.live,
                     fallback: options
                         .offline_fallback
-                        .then(|| offline_move(plan, action, &vm, stop.clone(), start(true, false)))
+                        .then(|| {
+                            let mut offline = action.clone();
+                            offline.how = None;
+                            let intent = Step::Record(record::intent(plan, &offline));
+                            offline_move(plan, action, &vm, stop.clone(), start(true, false))
+                                .map(|steps| std::iter::once(intent).chain(steps).collect())
+                        })
                         .transpose()?,
                 },
                 Step::Tidy(from, Request::Discard { vm }),
@@ -552,6 +577,14 @@ struct Ran {
 
 type StepResult = Result<Ran, Failure>;
 
+/// What an action's thread tells the apply's loop.
+enum Msg {
+    /// Record these changes and answer whether they were.
+    Record(Vec<Change>, mpsc::Sender<Result<(), String>>),
+    /// The action `.0` finished, begun at `.2`.
+    Done(usize, StepResult, Instant),
+}
+
 /// A host request's answer; a conversation that broke is `Unreachable`.
 fn call(links: &Links, host: &str, request: &Request) -> Result<Response, Failure> {
     links
@@ -559,7 +592,12 @@ fn call(links: &Links, host: &str, request: &Request) -> Result<Response, Failur
         .map_err(|e| Failure::new(FailureKind::Unreachable, e))
 }
 
-fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
+fn run(
+    links: &Links,
+    host: &str,
+    steps: Vec<Step>,
+    record: &dyn Fn(Vec<Change>) -> Result<(), String>,
+) -> StepResult {
     let unreachable = |e: String| Failure::new(FailureKind::Unreachable, e);
     let began = Instant::now();
     let mut detail = Vec::new();
@@ -581,6 +619,15 @@ fn run(links: &Links, host: &str, steps: Vec<Step>) -> StepResult {
                     Err(e) => detail.push(format!("{other} could not tidy up: {e}")),
                     Ok(_) => {}
                 }
+                continue;
+            }
+            Step::Record(changes) => {
+                record(changes).map_err(|e| {
+                    Failure::new(
+                        FailureKind::Host,
+                        format!("cannot record the move's intent in the state: {e}"),
+                    )
+                })?;
                 continue;
             }
             Step::Said(said) => {

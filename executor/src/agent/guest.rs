@@ -261,6 +261,19 @@ impl HostAgent {
             };
         };
         let pid = running_pid(&dir);
+        // A VM in a migration is left alone: its monitor is the
+        // migration's, and what a ping writes to its guest agent's port
+        // reaches a device whose state is on its way to another host.
+        if pid.is_some() && super::migrate::migrating(&dir) {
+            return VmStatus {
+                vm: vm.clone(),
+                pid,
+                qmp: Some("migrating".into()),
+                agent: false,
+                expects_agent: false,
+                snapshots: Default::default(),
+            };
+        }
         let qmp = pid.and_then(|_| {
             Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(1))
                 .and_then(|mut q| q.status())

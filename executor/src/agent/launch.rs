@@ -161,7 +161,11 @@ impl HostAgent {
                 args.extend(["-cpu".into(), "max".into()]);
             }
             if spec.incoming {
-                // Paused, until the migration's stream (`migrate-incoming`).
+                // Paused, until the migration's stream (`migrate-incoming`);
+                // marked, so that nothing asks its guest anything until it
+                // arrived.
+                std::fs::write(dir.join(super::migrate::AWAITED), b"")
+                    .map_err(|e| failed(format!("cannot mark {} as awaited: {e}", spec.vm)))?;
                 args.extend(["-incoming".into(), "defer".into()]);
             }
             if let Some(boot) = &description.boot {

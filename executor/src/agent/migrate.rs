@@ -30,6 +30,15 @@ use crate::qmp::{Command, Qmp};
 const OUT: &str = "migrate-out.sock";
 /// The socket the destination's QEMU listens on (this agent connects).
 const IN: &str = "migrate-in.sock";
+/// A VM launched to receive a migration, until it arrived.
+pub(super) const AWAITED: &str = "migrating";
+
+/// Whether the VM in `dir` is in a migration, sending (its stream's socket
+/// is there) or receiving (launched for one and not yet arrived): its
+/// guest is not asked anything then (a status does not ping its agent).
+pub(super) fn migrating(dir: &Path) -> bool {
+    dir.join(OUT).exists() || dir.join(AWAITED).exists()
+}
 /// The most one [`Request::MigrateRead`] answers with.
 const MAX_PIECE: u64 = 4 << 20;
 
@@ -390,6 +399,9 @@ impl HostAgent {
         if running_pid(&dir).is_none() {
             return Err(failed(format!("{vm} does not run here")));
         }
+        // It runs here: its guest may be asked again.
+        let _ = std::fs::remove_file(dir.join(AWAITED));
+        let _ = std::fs::remove_file(dir.join(IN));
         self.route_arrived(&dir)?;
         Ok(Response::Migrating)
     }
