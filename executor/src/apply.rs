@@ -625,7 +625,7 @@ fn run(
                 record(changes).map_err(|e| {
                     Failure::new(
                         FailureKind::Host,
-                        format!("cannot record the move's intent in the state: {e}"),
+                        format!("cannot record in the state before going on: {e}"),
                     )
                 })?;
                 continue;

@@ -461,12 +461,17 @@ pub struct Fabric {
     pub uplink: Option<String>,
 }
 
+/// A [`VmStatus`]'s `qmp` while the VM sends or awaits a live move: its
+/// guest and monitor are not asked anything then.
+pub const MIGRATING: &str = "migrating";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmStatus {
     pub vm: VmId,
     /// The QEMU process, from its pidfile.
     pub pid: Option<u32>,
-    /// QMP's `query-status` (`running`, `paused`, ...).
+    /// QMP's `query-status` (`running`, `paused`, ...), or [`MIGRATING`]
+    /// for a VM in a live move (its monitor is not asked then).
     pub qmp: Option<String>,
     /// The guest agent answered a ping.
     pub agent: bool,

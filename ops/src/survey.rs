@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use cvl_executor::protocol::{Request, Response, VmId, VmStatus};
+use cvl_executor::protocol::{Request, Response, VmId, VmStatus, MIGRATING};
 use cvl_executor::transport::Links;
 use cvl_planner::model::{ComponentPath, Status, UtilityState};
 
@@ -148,6 +148,8 @@ pub fn survey(
                     let drift = match (recorded, seen.pid.is_some()) {
                         (Status::Running, false) => "DRIFT: recorded running, but no process",
                         (Status::Stopped, true) => "DRIFT: recorded stopped, but it runs",
+                        // Its guest is not asked while it moves.
+                        (Status::Running, true) if seen.qmp.as_deref() == Some(MIGRATING) => "",
                         (Status::Running, true) if seen.expects_agent && !seen.agent => {
                             "guest agent not answering"
                         }
@@ -168,7 +170,12 @@ pub fn survey(
                     if only.is_some_and(|o| o != vm.vm.deployment) {
                         continue;
                     }
-                    let drift = "DRIFT: runs, but the state does not know it".to_string();
+                    let drift = if vm.qmp.as_deref() == Some(MIGRATING) {
+                        "in a live move: the state records its new host once it runs there"
+                    } else {
+                        "DRIFT: runs, but the state does not know it"
+                    }
+                    .to_string();
                     rows.push(row(&vm.vm.deployment, &vm.vm.path, "-", Some(vm), drift));
                 }
             }

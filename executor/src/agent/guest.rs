@@ -268,9 +268,9 @@ impl HostAgent {
             return VmStatus {
                 vm: vm.clone(),
                 pid,
-                qmp: Some("migrating".into()),
+                qmp: Some(MIGRATING.into()),
                 agent: false,
-                expects_agent: false,
+                expects_agent: Contract::of_vm(&dir).expects_agent(),
                 snapshots: Default::default(),
             };
         }
