@@ -70,6 +70,35 @@ fn mark_elsewhere(rows: &mut [Seen]) {
     }
 }
 
+/// Reads what `rows` found gone against the state as recorded after the
+/// hosts answered: a VM a person stopped (or moved) while the hosts were
+/// asked was recorded running when the survey began, but its stop records
+/// its intent before its QEMU quits, so the state read after the answer
+/// says so. Such a row takes the status recorded now and is not a crash.
+pub fn settle(rows: &mut [Seen], after: &UtilityState) {
+    for s in rows.iter_mut().filter(|s| s.gone()) {
+        let now = after
+            .deployments
+            .get(&s.deployment)
+            .and_then(|d| d.vms.get(&ComponentPath(s.component.clone())));
+        match now {
+            Some(r) if r.status == Status::Running && r.alloc.host == s.host => {}
+            Some(r) if r.alloc.host != s.host => {
+                s.recorded = "-".into();
+                s.drift = format!("moved to {} while the hosts were asked", r.alloc.host);
+            }
+            Some(r) => {
+                s.recorded = r.status.as_str().into();
+                s.drift = format!("recorded {} while the hosts were asked", r.status.as_str());
+            }
+            None => {
+                s.recorded = "-".into();
+                s.drift = "removed while the hosts were asked".into();
+            }
+        }
+    }
+}
+
 /// Asks every host at once (one request each) about every VM the state
 /// places there (of one deployment, with `only`) and the VMs it runs that
 /// the state does not know. Also, per host, whether it answered.
@@ -215,11 +244,15 @@ pub fn crashed(state: &UtilityState, deployment: &str) -> BTreeSet<ComponentPath
         return BTreeSet::new();
     }
     match survey(state, Some(deployment), false) {
-        Ok((seen, _)) => seen
-            .iter()
-            .filter(|s| s.deployment == deployment && s.crashed())
-            .map(|s| ComponentPath(s.component.clone()))
-            .collect(),
+        Ok((mut seen, _)) => {
+            if let Ok(after) = crate::state::read() {
+                settle(&mut seen, &after);
+            }
+            seen.iter()
+                .filter(|s| s.deployment == deployment && s.crashed())
+                .map(|s| ComponentPath(s.component.clone()))
+                .collect()
+        }
         Err(_) => BTreeSet::new(),
     }
 }
@@ -313,5 +346,52 @@ mod tests {
         let mut rows = vec![seen("h1", Status::Running, Some(7))];
         mark_elsewhere(&mut rows);
         assert!(!rows[0].crashed() && rows[0].elsewhere.is_none());
+    }
+
+    /// The state after the hosts answered, with Solo/a recorded `status`
+    /// on `host`.
+    fn after(host: &str, status: Status) -> UtilityState {
+        let record = serde_json::json!({
+            "spec": {
+                "appliance": { "name": "Alpha", "source": "alpha.cvl", "digest": "d" },
+                "params": {}, "provides": [], "requires": [], "memory_mib": 64, "data_disks": []
+            },
+            "alloc": { "host": host, "interfaces": {} },
+            "status": status,
+        });
+        let mut state = UtilityState::default();
+        state
+            .deployments
+            .entry("Solo".into())
+            .or_default()
+            .vms
+            .insert(
+                ComponentPath("a".into()),
+                serde_json::from_value(record).unwrap(),
+            );
+        state
+    }
+
+    #[test]
+    fn a_vm_stopped_while_the_hosts_were_asked_is_not_crashed() {
+        // Read running, then a person's stop recorded its intent and its
+        // QEMU quit before the host answered.
+        for (host, status, said) in [
+            ("h1", Status::Stopping, "recorded stopping"),
+            ("h1", Status::Stopped, "recorded stopped"),
+            ("h2", Status::Running, "moved to h2"),
+        ] {
+            let mut rows = vec![seen("h1", Status::Running, None)];
+            settle(&mut rows, &after(host, status));
+            assert!(!rows[0].crashed(), "{status:?} on {host}");
+            assert!(rows[0].drift.contains(said), "{}", rows[0].drift);
+        }
+        let mut rows = vec![seen("h1", Status::Running, None)];
+        settle(&mut rows, &UtilityState::default());
+        assert!(!rows[0].crashed() && rows[0].drift.contains("removed"));
+        // Still recorded running where its QEMU is gone: crashed.
+        let mut rows = vec![seen("h1", Status::Running, None)];
+        settle(&mut rows, &after("h1", Status::Running));
+        assert!(rows[0].crashed());
     }
 }

@@ -270,7 +270,11 @@ fn survey(shared: &Shared, every: Duration, dead_after: Duration) {
         let asked_at = std::time::SystemTime::now();
         let asked =
             cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None, false));
-        if let Ok((seen, answered)) = asked {
+        if let Ok((mut seen, answered)) = asked {
+            // What a person stopped while the hosts were asked is not a crash.
+            if let Ok(after) = cvl_ops::state::read() {
+                cvl_ops::survey::settle(&mut seen, &after);
+            }
             let mut survey = Survey::default();
             let now = unix(std::time::SystemTime::now());
             let mut unreachable = std::collections::BTreeMap::new();
