@@ -1367,6 +1367,17 @@ fn a_running_appliance_moves_live_to_another_host() {
     );
     let page = http_get_in(&ns("ctl"), &public, "/").unwrap();
     assert!(page.contains("CVL-PAGE"), "{page}");
+    // A restore point before the move: the next one follows the data
+    // disk's dirty bitmap, which the move carries.
+    let store = format!("ssh://h2{}", dir.join("h2/store").display());
+    let backup = || -> serde_json::Value {
+        let out: serde_json::Value =
+            serde_json::from_str(&u.ok(&["backup", "Solo", "--to", &store, "--format", "json"]))
+                .unwrap();
+        out[0]["backups"][0].clone()
+    };
+    let first = backup();
+    assert_eq!(first["kind"], "full", "{first:#}");
 
     // A connection opened now, its request sent after the move.
     let (send, sent) = std::sync::mpsc::channel::<()>();
@@ -1517,6 +1528,76 @@ fn a_running_appliance_moves_live_to_another_host() {
     );
     assert!(after.contains("CVL-MEM-7"), "memory lost: {after}");
     assert!(after.ends_with("CVL-DISK"), "data disk lost: {after}");
+    // The first backup on h2 is incremental from the point made on h1: the
+    // disk's dirty bitmap came with it (without it, it would be full).
+    in_solo(
+        &h2,
+        "printf CVL-MOVED | dd of=/dev/vdb bs=1048576 seek=9 conv=fsync 2>/dev/null; echo",
+    );
+    let second = backup();
+    assert_eq!(
+        second["kind"],
+        "incremental",
+        "{second:#}\nh2's drives: {}",
+        cvl_executor::qmp::Qmp::connect(&h2.join("vms/Solo/a/qmp.sock"), Duration::from_secs(5))
+            .and_then(|mut q| q.execute(&cvl_executor::qmp::cmd::QueryBlock {}))
+            .map_or_else(|e| e.to_string(), |b| format!("{b:#?}"))
+    );
+    assert_eq!(second["parent"], first["id"], "{second:#}");
+
+    // A guest that does not live on after it arrived (paused on h1 the
+    // moment h1 took it over, as a guest whose memory arrived damaged stops
+    // answering): the move is undone, and `a` goes on on h2 from where it
+    // paused there, served there again.
+    u.ok(&["host", "drain", "h1", "--undo"]);
+    // A move that failed: said, `a` still on h2, nothing of it on h1.
+    let undone_on_h2 = |said: &str| {
+        assert!(said.contains("it still runs on h2"), "{said}");
+        assert!(runs_solo("h2") && !runs_solo("h1"));
+        assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
+    };
+    let awaited = h1.join("vms/Solo/a/migrating");
+    let apply = u.spawn(&["move", "Solo.cvl", "a", "--to", "h1", "--auto-approve"]);
+    let t = Instant::now();
+    for arrived in [false, true] {
+        while awaited.exists() == arrived {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "h1 never {} a",
+                if arrived { "took over" } else { "awaited" }
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    cvl_executor::qmp::Qmp::connect(&h1.join("vms/Solo/a/qmp.sock"), Duration::from_secs(5))
+        .and_then(|mut q| q.execute(&cvl_executor::qmp::cmd::Stop {}))
+        .expect("h1's QEMU paused");
+    let out = apply.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    eprintln!("{said}");
+    assert!(!out.status.success(), "the move succeeded: {said}");
+    assert!(
+        said.contains("answered on h2 before the move but not on h1"),
+        "{said}"
+    );
+    undone_on_h2(&said);
+    let resumed = in_solo(&h2, "cat /proc/uptime /dev/shm/value");
+    assert!(uptime(&resumed) > uptime(&after), "{after} then {resumed}");
+    assert!(resumed.contains("CVL-MEM-7"), "{resumed}");
+    let t = Instant::now();
+    while !http_get_in(&ns("ctl"), &public, "/").is_ok_and(|p| p.contains("CVL-PAGE")) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "a is not served from h2 again:\n{}",
+            network()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "undone after a guest that did not live on: served from h2 again {} ms later",
+        t.elapsed().as_millis()
+    );
 
     // Back to h1 by `cvl move` (live, the default), the guest writing to
     // its memory all the while, and h1's arriving QEMU killed once the
@@ -1526,7 +1607,6 @@ fn a_running_appliance_moves_live_to_another_host() {
         "(while :; do dd if=/dev/urandom of=/dev/shm/busy bs=1048576 count=16 \
          2>/dev/null; done) </dev/null >/dev/null 2>&1 & echo busy",
     );
-    u.ok(&["host", "drain", "h1", "--undo"]);
     let how = |extra: &[&str]| -> serde_json::Value {
         let args = [
             &["move", "Solo.cvl", "a", "--to", "h1", "--format", "json"],
@@ -1623,9 +1703,7 @@ fn a_running_appliance_moves_live_to_another_host() {
         said.contains("the live move did not finish within 1s"),
         "{said}"
     );
-    assert!(said.contains("it still runs on h2"), "{said}");
-    assert!(runs_solo("h2") && !runs_solo("h1"));
-    assert!(!h1.join("vms/Solo/a").exists(), "h1 keeps a's folder");
+    undone_on_h2(&said);
     eprintln!("{said}");
     let said = u.ok(&[&slow[..], &["--offline-fallback"]].concat());
     eprintln!("{said}");

@@ -267,6 +267,12 @@ pub enum Request {
         /// [`Request::PointSent`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         elsewhere: Option<Vec<Backup>>,
+        /// The store's name in its points' dirty bitmaps when it is not
+        /// `store`: a store on this very host, named as the other hosts
+        /// name it (`ssh://HOST/PATH`), so that a VM moved here from
+        /// another host follows the bitmaps it brought.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bitmaps: Option<String>,
     },
     /// A piece of a restore point's file: in `store` (a folder on this
     /// host), or in this host's outbox when `None`.
@@ -332,6 +338,9 @@ pub enum Request {
         /// [`point_dest`]; `store` then names the store (its URL), as the dirty bitmaps of its points do.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chain: Option<Vec<Backup>>,
+        /// As [`Request::Backup`]'s: the store's name in its bitmaps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bitmaps: Option<String>,
     },
     /// What runs: process, QMP, guest agent; with `all`, also every other
     /// VM running under this agent's root.
@@ -658,6 +667,7 @@ mod tests {
                     path: "a".into(),
                 }),
                 chain: None,
+                bitmaps: None,
             },
             Request::Backup {
                 vm: vm.clone(),
@@ -665,6 +675,7 @@ mod tests {
                 devices: vec!["ide0:1".into()],
                 full: true,
                 elsewhere: None,
+                bitmaps: Some("ssh://h2/srv/backups".into()),
             },
             Request::ReadPoint {
                 vm: vm.clone(),

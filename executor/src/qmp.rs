@@ -64,6 +64,7 @@ pub mod cmd {
         QmpCapabilities = "qmp_capabilities",
         SystemPowerdown = "system_powerdown",
         Quit = "quit",
+        Stop = "stop",
         GuestPing = "guest-ping",
     );
 

@@ -89,6 +89,18 @@ impl Store {
         }
     }
 
+    /// The store's name in the dirty bitmaps of its points, for the host
+    /// `host` when that is not what [`Store::name_for`] gives it: a store
+    /// on that very host is named as the other hosts name it, so that the
+    /// bitmaps follow a VM from one host to another (a live move carries
+    /// them) and its next backup is incremental.
+    fn bitmaps_name(&self, host: &str) -> Option<String> {
+        match self {
+            Store::On { host: on, path } if on == host => Some(format!("ssh://{on}{path}")),
+            _ => None,
+        }
+    }
+
     /// The folder, on whichever host it is.
     pub fn path(&self) -> &str {
         match self {
@@ -189,6 +201,7 @@ pub fn backup(
             let request = Request::Backup {
                 vm: id.clone(),
                 store: store.name_for(host),
+                bitmaps: store.bitmaps_name(host),
                 devices: vm
                     .spec
                     .data_disks
@@ -545,6 +558,7 @@ pub fn restore(
             point,
             from: from.cloned(),
             chain,
+            bitmaps: store.bitmaps_name(host),
         };
         match call(&links, host, &request).map_err(anyhow::Error::msg)? {
             Response::Restored {
@@ -718,6 +732,7 @@ pub fn recover(
             point: Some(newest.id.clone()),
             from: None,
             chain,
+            bitmaps: store.bitmaps_name(to),
         };
         match call(&links, to, &request)? {
             Response::Restored { point, .. } => {

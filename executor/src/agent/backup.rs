@@ -67,11 +67,12 @@ impl Bitmaps {
 }
 
 impl HostAgent {
-    /// Backs up the VM's data disks `devices` into `store`.
+    /// Backs up the VM's data disks `devices` into `store` (whose name in
+    /// the disks' dirty bitmaps is `named`).
     pub(super) fn backup(
         &self,
         vm: &VmId,
-        store: &str,
+        (store, named): (&str, &str),
         devices: &[String],
         full: bool,
         elsewhere: Option<&[Backup]>,
@@ -103,7 +104,7 @@ impl HostAgent {
                 None => store::read_manifest(&folder)?,
             };
             let backup = if running {
-                self.backup_live(vm, &dir, device, (store, &folder), &manifest, full)?
+                self.backup_live(vm, &dir, device, (named, &folder), &manifest, full)?
             } else {
                 backup_stopped(&disk, device, &folder, &manifest)?
             };
@@ -113,11 +114,11 @@ impl HostAgent {
                 store::write_manifest(&folder, &manifest)?;
                 if running {
                     // Only now is the parent's bitmap no longer needed.
-                    drop_bitmap(vm, &dir, store, &backup)?;
+                    drop_bitmap(vm, &dir, named, &backup)?;
                 }
             }
             if !running {
-                bitmaps_after_stopped_backup(&disk, store, &backup.id)?;
+                bitmaps_after_stopped_backup(&disk, named, &backup.id)?;
             }
             made.push(backup);
         }
@@ -227,7 +228,7 @@ impl HostAgent {
         vm: &VmId,
         dir: &Path,
         device: &str,
-        (store, folder): (&str, &Path),
+        (named, folder): (&str, &Path),
         manifest: &Manifest,
         full: bool,
     ) -> Result<Backup, Fail> {
@@ -256,7 +257,7 @@ impl HostAgent {
             .ok_or_else(|| failed(format!("{vm}: QEMU has no drive {node}")))?;
         let inserted = block.inserted.clone().expect("found with its medium");
         let last = manifest.backups.last();
-        let bitmaps = Bitmaps::of(store);
+        let bitmaps = Bitmaps::of(named);
         let usable = |b: &Backup| {
             let name = bitmaps.name(&b.id);
             inserted
@@ -480,7 +481,7 @@ impl HostAgent {
     pub(super) fn restore(
         &self,
         vm: &VmId,
-        store: &str,
+        (store, named): (&str, &str),
         device: &str,
         id: Option<&str>,
         from: Option<&VmId>,
@@ -507,7 +508,7 @@ impl HostAgent {
         };
         // Its own point: the restored disk is that point, so the store's
         // next backup may follow it (another's: its ids are not ours).
-        let follow = from.is_none().then_some(store);
+        let follow = from.is_none().then_some(named);
         let restored = self.restore_from(vm, &dir, device, (id, follow), &folder, &manifest);
         if chain.is_some() {
             let _ = std::fs::remove_dir_all(&folder);

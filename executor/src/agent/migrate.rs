@@ -8,7 +8,8 @@
 //! QEMU sends the memory (pre-copy, auto-converge for a guest that dirties
 //! it fast) and, by block migration with `block-incremental`, the blocks
 //! the VM's own disks hold: its program overlays' (their backing program
-//! is on both hosts) and its data disks'. The source QEMU stays paused
+//! is on both hosts) and its data disks', with their dirty bitmaps (the
+//! backups' restore points follow the disk). The source QEMU stays paused
 //! once the destination has everything; the executor then discards it.
 
 use std::collections::HashMap;
@@ -132,6 +133,21 @@ impl Command for Cont {
     type Return = serde::de::IgnoredAny;
 }
 
+/// The guest's NICs announce themselves (RARP), as a migration's
+/// destination does when it starts: the VAN's bridges and VXLAN links
+/// learn where the guest is.
+#[derive(Serialize)]
+struct AnnounceSelf {
+    initial: u64,
+    max: u64,
+    rounds: u64,
+    step: u64,
+}
+impl Command for AnnounceSelf {
+    const NAME: &'static str = "announce-self";
+    type Return = serde::de::IgnoredAny;
+}
+
 #[derive(Serialize, Default)]
 struct QueryMigrate {}
 #[derive(Deserialize, Default)]
@@ -159,13 +175,19 @@ impl Command for QueryMigrate {
     type Return = MigrationInfo;
 }
 
-/// Both sides: memory and the disks' own blocks; the events; a guest that
-/// dirties memory faster than it is sent is slowed down.
+/// Both sides: memory and the disks' own blocks; the disks' dirty bitmaps
+/// (the backups' marks of what the guest wrote since a restore point, so
+/// the first backup after a move is incremental, not full); the events; a
+/// guest that dirties memory faster than it is sent is slowed down.
 fn capabilities() -> SetCapabilities {
     SetCapabilities {
         capabilities: vec![
             Capability {
                 capability: "block",
+                state: true,
+            },
+            Capability {
+                capability: "dirty-bitmaps",
                 state: true,
             },
             Capability {
@@ -419,6 +441,15 @@ impl HostAgent {
             if q.status().is_ok_and(|s| s == "postmigrate") {
                 q.execute(&Cont {})
                     .map_err(qmp_err("QEMU does not resume the guest"))?;
+                // The destination may have run it a moment and told the
+                // network so: here again, it says it is back.
+                let _ = q.execute(&AnnounceSelf {
+                    initial: 50,
+                    max: 550,
+                    rounds: 5,
+                    step: 100,
+                });
+                self.route_arrived(&dir)?;
             }
         }
         Ok(Response::Migrating)

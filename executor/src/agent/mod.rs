@@ -212,7 +212,14 @@ impl HostAgent {
                 devices,
                 full,
                 elsewhere,
-            } => self.backup(&vm, &store, &devices, full, elsewhere.as_deref()),
+                bitmaps,
+            } => self.backup(
+                &vm,
+                (&store, bitmaps.as_deref().unwrap_or(&store)),
+                &devices,
+                full,
+                elsewhere.as_deref(),
+            ),
             Request::ReadPoint {
                 vm,
                 store,
@@ -245,9 +252,10 @@ impl HostAgent {
                 point,
                 from,
                 chain,
+                bitmaps,
             } => self.restore(
                 &vm,
-                &store,
+                (&store, bitmaps.as_deref().unwrap_or(&store)),
                 &device,
                 point.as_deref(),
                 from.as_ref(),

@@ -256,8 +256,10 @@ impl<'a> Links<'a> {
         let started = std::time::Instant::now();
         let carried = self.carry_migration(from, to, vm, limits, started);
         if carried.is_err() {
-            let _ = self.call(from, &Request::MigrateCancel { vm: vm.clone() });
+            // What `to` runs goes first: a guest that arrived there must
+            // not run beside the one resumed on `from`.
             let _ = self.call(to, &Request::Discard { vm: vm.clone() });
+            let _ = self.call(from, &Request::MigrateCancel { vm: vm.clone() });
         }
         carried
     }
@@ -276,6 +278,8 @@ impl<'a> Links<'a> {
                 other => Ok(other),
             }
         };
+        // Whether its guest agent answers here: then it must answer there.
+        let answered_here = self.agent_answers(from, vm)?;
         expect(
             from,
             self.call(
@@ -374,11 +378,14 @@ impl<'a> Links<'a> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // It runs there: what fails from now on is said, not undone.
+        // It runs there: routed there (what fails in that is said, not
+        // undone), and then its guest must show that it lives before the
+        // source's QEMU, paused with everything as it was, is let go.
         let unrouted = self
             .call(to, &Request::Arrived { vm: vm.clone() })
             .and_then(|r| expect(to, r))
             .err();
+        self.settled(from, to, vm, answered_here)?;
         Ok(Migrated {
             unrouted,
             downtime_ms: downtime,
@@ -386,6 +393,68 @@ impl<'a> Links<'a> {
             relayed,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Whether `vm`'s guest agent on `host` answers (false for a guest
+    /// without one).
+    fn agent_answers(&self, host: &str, vm: &crate::protocol::VmId) -> Result<bool, String> {
+        let ask = Request::Status {
+            vms: vec![vm.clone()],
+            all: false,
+            snapshots: false,
+        };
+        match self.call(host, &ask)? {
+            Response::Status { vms, .. } => Ok(vms.first().is_some_and(|v| v.agent)),
+            Response::Error { message, .. } => Err(format!("host {host}: {message}")),
+            other => Err(format!("host {host} answered a status with {other:?}")),
+        }
+    }
+
+    /// After a migration, before the source lets its QEMU go: the guest
+    /// that arrived on `to` lives. Its console shows no kernel oops or
+    /// panic (a guest whose memory arrived damaged dies within moments:
+    /// seen under TCG), and, if its agent answered on `from` before the
+    /// move, it answers on `to` at least a second after it began to run
+    /// there. Within 10 s; else the move fails, and is undone.
+    fn settled(
+        &self,
+        from: &str,
+        to: &str,
+        vm: &crate::protocol::VmId,
+        agent: bool,
+    ) -> Result<(), MigrateError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        std::thread::sleep(Duration::from_secs(1));
+        loop {
+            let console = match self.call(
+                to,
+                &Request::Console {
+                    vm: vm.clone(),
+                    lines: 40,
+                },
+            )? {
+                Response::Console { lines } => lines,
+                _ => Vec::new(),
+            };
+            if let Some(line) = console.iter().find(|l| guest_failed(l)) {
+                return Err(MigrateError::Failed(format!(
+                    "{vm}'s guest failed on {to} right after it arrived there (its console: \
+                     {}): undone, the guest goes on from where it paused on {from}",
+                    line.trim()
+                )));
+            }
+            if !agent || self.agent_answers(to, vm)? {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(MigrateError::Failed(format!(
+                    "{vm}'s guest agent answered on {from} before the move but not on {to} within \
+                     10 s after it arrived there: undone, the guest goes on from where it paused \
+                     on {from}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Sends a file from host `from` (read a piece at a time by the
@@ -716,4 +785,17 @@ impl Connector for Hosts {
             self.ssh.connect(host)
         }
     }
+}
+
+/// A line of a guest's console that says its kernel failed.
+fn guest_failed(line: &str) -> bool {
+    [
+        "Oops:",
+        "Kernel panic",
+        "BUG: ",
+        "general protection fault",
+        "invalid opcode:",
+    ]
+    .iter()
+    .any(|m| line.contains(m))
 }
