@@ -471,6 +471,7 @@ fn steps(
                 restore_data: restore.clone(),
                 keep_snapshots: options.keep_snapshots.max(1),
                 incoming,
+                accel: None,
             }),
             prep.staging.clone(),
             prep.web_fallback.clone(),
@@ -525,6 +526,19 @@ fn steps(
         }
         ActionKind::Move => offline_move(plan, action, &vm, stop, start(true, false))?,
     })
+}
+
+/// The accelerator `vm` runs on at `host`, if it says.
+fn running_accel(links: &Links, host: &str, vm: &VmId) -> Option<String> {
+    let ask = Request::Status {
+        vms: vec![vm.clone()],
+        all: false,
+        snapshots: false,
+    };
+    match links.call(host, &ask) {
+        Ok(Response::Status { vms, .. }) => vms.into_iter().next().and_then(|v| v.accel),
+        _ => None,
+    }
 }
 
 /// The host a move leaves.
@@ -704,6 +718,16 @@ fn run(
                 spec.adopt = std::mem::take(&mut adopt);
                 let incoming = spec.incoming;
                 incoming_start = incoming;
+                if incoming {
+                    // It must run here on the accelerator it runs on there.
+                    let from = steps.iter().find_map(|s| match s {
+                        Step::Migrate { from, .. } => Some(from.clone()),
+                        _ => None,
+                    });
+                    if let Some(from) = from {
+                        spec.accel = running_accel(links, &from, &spec.vm);
+                    }
+                }
                 let request = Request::Start(spec.clone());
                 let mut response = call(links, host, &request).map_err(|e| {
                     if incoming {

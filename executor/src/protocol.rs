@@ -135,6 +135,10 @@ pub struct StartSpec {
     /// The start answers once it waits; nothing boots.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub incoming: bool,
+    /// For an incoming start: the accelerator the guest runs on at its old
+    /// host (`kvm` or `tcg`), which it must run on here too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
 }
 
 fn one() -> u32 {
@@ -492,6 +496,9 @@ pub struct VmStatus {
     /// first (`cvl-before-v2-1796544000`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snapshots: BTreeMap<String, Vec<String>>,
+    /// The accelerator its QEMU runs on (`kvm` or `tcg`), when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
 }
 
 fn yes() -> bool {

@@ -318,6 +318,7 @@ mod tests {
                 agent: false,
                 expects_agent: true,
                 snapshots: BTreeMap::new(),
+                accel: None,
             }),
             drift: String::new(),
             elsewhere: None,

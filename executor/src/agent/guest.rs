@@ -258,6 +258,7 @@ impl HostAgent {
                 agent: false,
                 expects_agent: true,
                 snapshots: Default::default(),
+                accel: None,
             };
         };
         let pid = running_pid(&dir);
@@ -272,6 +273,7 @@ impl HostAgent {
                 agent: false,
                 expects_agent: Contract::of_vm(&dir).expects_agent(),
                 snapshots: Default::default(),
+                accel: accel_of(&dir),
             };
         }
         let qmp = pid.and_then(|_| {
@@ -293,6 +295,7 @@ impl HostAgent {
             agent,
             expects_agent: Contract::of_vm(&dir).expects_agent(),
             snapshots: Default::default(),
+            accel: pid.and(accel_of(&dir)),
         }
     }
 }
@@ -394,4 +397,12 @@ impl Drop for ParamsFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// The accelerator the VM in `dir` was started on (its `accel` file).
+fn accel_of(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("accel"))
+        .ok()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
 }

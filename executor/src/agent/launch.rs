@@ -256,15 +256,12 @@ impl HostAgent {
         let ready_deadline = |secs: u64| Instant::now() + Duration::from_secs(secs);
         let mut used = accel.name.clone();
         let ready = if spec.incoming {
-            // The source's guest runs on an accelerator that worked; a host
-            // still to try KVM cannot say it would run it.
-            if accel.trial {
-                return Err(failed(format!(
-                    "this host has not yet found which accelerator works (no VM has run \
-                     here): {} cannot arrive live; move it offline",
+            used = incoming_accel(&accel, spec.accel.as_deref()).map_err(|why| {
+                failed(format!(
+                    "{} cannot arrive here live: {why}; move it offline",
                     spec.vm
-                )));
-            }
+                ))
+            })?;
             launch(&used)?;
             if let Err(e) = self.await_migration(&dir) {
                 kill_vm(&dir);
@@ -441,6 +438,31 @@ pub(super) const READY_PORT: &str = "org.cvl.ready.0";
 /// Waits until the guest is ready as its contract says, giving up early
 /// when QEMU exits (a guest that failed to start powers off: no need to
 /// wait out the timeout).
+/// The accelerator a guest arriving live runs on here: the one it ran on
+/// at its old host (its machine and CPU model follow from it). TCG runs
+/// anywhere; KVM only where it is known to work (a host still to try it
+/// cannot say, and a host that found TCG cannot).
+fn incoming_accel(here: &Accel, there: Option<&str>) -> Result<String, String> {
+    match there {
+        Some("tcg") => Ok("tcg".into()),
+        Some("kvm") if here.name == "kvm" && !here.trial => Ok("kvm".into()),
+        Some("kvm") if here.trial => Err(
+            "it runs on KVM, and this host has not yet found whether KVM works here (no VM has \
+             run here)"
+                .into(),
+        ),
+        Some("kvm") => Err(format!("it runs on KVM, and this host runs {}", here.name)),
+        Some(other) => Err(format!(
+            "it runs on an accelerator unknown here ({other:?})"
+        )),
+        // An executor that does not say: as before, this host's own.
+        None if here.trial => {
+            Err("this host has not yet found which accelerator works (no VM has run here)".into())
+        }
+        None => Ok(here.name.clone()),
+    }
+}
+
 /// The guest kernel's command line: the description's (or the kit's
 /// default), and under TCG what emulation needs.
 fn kernel_cmdline(described: Option<&str>, accel: &str, aslr_off: bool) -> String {
@@ -698,6 +720,29 @@ fn launch_jailed(spec: &jail::Spec, args: &[String], vm: &VmId) -> Result<(), Fa
 #[cfg(test)]
 mod tests {
     use super::kernel_cmdline;
+
+    #[test]
+    fn a_guest_arrives_on_the_accelerator_it_left() {
+        let accel = |name: &str, trial: bool| super::Accel {
+            name: name.into(),
+            trial,
+        };
+        let arrive = super::incoming_accel;
+        // TCG anywhere, a host still to try KVM included.
+        assert_eq!(arrive(&accel("kvm", true), Some("tcg")).unwrap(), "tcg");
+        assert_eq!(arrive(&accel("kvm", false), Some("tcg")).unwrap(), "tcg");
+        // KVM only where it is known to work.
+        assert_eq!(arrive(&accel("kvm", false), Some("kvm")).unwrap(), "kvm");
+        assert!(arrive(&accel("kvm", true), Some("kvm"))
+            .unwrap_err()
+            .contains("not yet found whether KVM works"));
+        assert!(arrive(&accel("tcg", false), Some("kvm"))
+            .unwrap_err()
+            .contains("this host runs tcg"));
+        // Unsaid: this host's own, when it knows it.
+        assert_eq!(arrive(&accel("tcg", false), None).unwrap(), "tcg");
+        assert!(arrive(&accel("kvm", true), None).is_err());
+    }
 
     #[test]
     fn tcg_guests_boot_without_the_timer_check_and_randomised_maps() {

@@ -313,6 +313,7 @@ impl HostAgent {
                                 agent: false,
                                 expects_agent: true,
                                 snapshots: Default::default(),
+                                accel: None,
                             })
                         })
                         .collect()
