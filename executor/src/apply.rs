@@ -528,19 +528,6 @@ fn steps(
     })
 }
 
-/// The accelerator `vm` runs on at `host`, if it says.
-fn running_accel(links: &Links, host: &str, vm: &VmId) -> Option<String> {
-    let ask = Request::Status {
-        vms: vec![vm.clone()],
-        all: false,
-        snapshots: false,
-    };
-    match links.call(host, &ask) {
-        Ok(Response::Status { vms, .. }) => vms.into_iter().next().and_then(|v| v.accel),
-        _ => None,
-    }
-}
-
 /// The host a move leaves.
 fn from_host(action: &Action) -> Result<String, String> {
     action
@@ -725,7 +712,7 @@ fn run(
                         _ => None,
                     });
                     if let Some(from) = from {
-                        spec.accel = running_accel(links, &from, &spec.vm);
+                        spec.accel = links.status_of(&from, &spec.vm).ok().and_then(|v| v.accel);
                     }
                 }
                 let request = Request::Start(spec.clone());

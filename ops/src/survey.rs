@@ -75,7 +75,7 @@ fn mark_elsewhere(rows: &mut [Seen]) {
 /// asked was recorded running when the survey began, but its stop records
 /// its intent before its QEMU quits, so the state read after the answer
 /// says so. Such a row takes the status recorded now and is not a crash.
-pub fn settle(rows: &mut [Seen], after: &UtilityState) {
+fn settle(rows: &mut [Seen], after: &UtilityState) {
     for s in rows.iter_mut().filter(|s| s.gone()) {
         let now = after
             .deployments
@@ -96,6 +96,17 @@ pub fn settle(rows: &mut [Seen], after: &UtilityState) {
                 s.drift = "removed while the hosts were asked".into();
             }
         }
+    }
+}
+
+/// [`settle`] against the state as it is now, read only when a row is
+/// taken for a crash.
+pub fn settle_now(rows: &mut [Seen]) {
+    if !rows.iter().any(Seen::crashed) {
+        return;
+    }
+    if let Ok(after) = crate::state::read() {
+        settle(rows, &after);
     }
 }
 
@@ -245,9 +256,7 @@ pub fn crashed(state: &UtilityState, deployment: &str) -> BTreeSet<ComponentPath
     }
     match survey(state, Some(deployment), false) {
         Ok((mut seen, _)) => {
-            if let Ok(after) = crate::state::read() {
-                settle(&mut seen, &after);
-            }
+            settle_now(&mut seen);
             seen.iter()
                 .filter(|s| s.deployment == deployment && s.crashed())
                 .map(|s| ComponentPath(s.component.clone()))

@@ -272,9 +272,7 @@ fn survey(shared: &Shared, every: Duration, dead_after: Duration) {
             cvl_ops::state::read().and_then(|state| cvl_ops::survey::survey(&state, None, false));
         if let Ok((mut seen, answered)) = asked {
             // What a person stopped while the hosts were asked is not a crash.
-            if let Ok(after) = cvl_ops::state::read() {
-                cvl_ops::survey::settle(&mut seen, &after);
-            }
+            cvl_ops::survey::settle_now(&mut seen);
             let mut survey = Survey::default();
             let now = unix(std::time::SystemTime::now());
             let mut unreachable = std::collections::BTreeMap::new();

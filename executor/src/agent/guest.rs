@@ -400,7 +400,7 @@ impl Drop for ParamsFile {
 }
 
 /// The accelerator the VM in `dir` was started on (its `accel` file).
-fn accel_of(dir: &Path) -> Option<String> {
+pub(super) fn accel_of(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join("accel"))
         .ok()
         .map(|a| a.trim().to_string())

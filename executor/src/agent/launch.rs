@@ -41,7 +41,7 @@ impl HostAgent {
             return Ok(Response::Started {
                 pid,
                 already: true,
-                accel: std::fs::read_to_string(dir.join("accel")).unwrap_or_default(),
+                accel: super::guest::accel_of(&dir).unwrap_or_default(),
                 fetch_ms: 0,
                 prepare_ms: 0,
                 launch_ms: 0,
@@ -435,9 +435,6 @@ enum NotReady {
 /// The virtio-serial port a cloud-init guest says "ready" on.
 pub(super) const READY_PORT: &str = "org.cvl.ready.0";
 
-/// Waits until the guest is ready as its contract says, giving up early
-/// when QEMU exits (a guest that failed to start powers off: no need to
-/// wait out the timeout).
 /// The accelerator a guest arriving live runs on here: the one it ran on
 /// at its old host (its machine and CPU model follow from it). TCG runs
 /// anywhere; KVM only where it is known to work (a host still to try it
@@ -495,6 +492,9 @@ fn keeps_aslr_off() -> bool {
     std::env::var("CVL_TCG_ASLR").map_or(true, |v| v != "keep")
 }
 
+/// Waits until the guest is ready as its contract says, giving up early
+/// when QEMU exits (a guest that failed to start powers off: no need to
+/// wait out the timeout).
 fn wait_ready(dir: &Path, contract: Contract, deadline: Instant) -> Result<(), NotReady> {
     match contract {
         Contract::Kit => wait_agent(dir, deadline),

@@ -395,19 +395,32 @@ impl<'a> Links<'a> {
         })
     }
 
-    /// Whether `vm`'s guest agent on `host` answers (false for a guest
-    /// without one).
-    fn agent_answers(&self, host: &str, vm: &crate::protocol::VmId) -> Result<bool, String> {
+    /// What `host` says of `vm`: its process, monitor, guest agent and
+    /// accelerator.
+    pub fn status_of(
+        &self,
+        host: &str,
+        vm: &crate::protocol::VmId,
+    ) -> Result<crate::protocol::VmStatus, String> {
         let ask = Request::Status {
             vms: vec![vm.clone()],
             all: false,
             snapshots: false,
         };
         match self.call(host, &ask)? {
-            Response::Status { vms, .. } => Ok(vms.first().is_some_and(|v| v.agent)),
+            Response::Status { vms, .. } => vms
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("host {host} said nothing of {vm}")),
             Response::Error { message, .. } => Err(format!("host {host}: {message}")),
             other => Err(format!("host {host} answered a status with {other:?}")),
         }
+    }
+
+    /// Whether `vm`'s guest agent on `host` answers (false for a guest
+    /// without one).
+    fn agent_answers(&self, host: &str, vm: &crate::protocol::VmId) -> Result<bool, String> {
+        self.status_of(host, vm).map(|v| v.agent)
     }
 
     /// After a migration, before the source lets its QEMU go: the guest
