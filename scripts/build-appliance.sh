@@ -199,6 +199,7 @@ build_root() {
   install -m 755 "$kit/cvl-configure" "$kit/cvl-reload" "$kit/cvl-param" "$kit/cvl-datadisk" \
     "$kit/cvl-iface" "$kit/cvl-wait-listen" "$kit/cvl-check" "$kit/cvl-x509-subject" -t "$root/usr/sbin/"
   install -m 755 "$kit/shutdown" "$root/usr/sbin/shutdown"
+  install -m 644 "$kit/small-tools" "$root/usr/lib/cvl/small-tools"
   install -m 644 "$kit/inittab" "$root/etc/inittab"
   mkdir -p "$root/etc/cvl/reload.d"
   # busybox for what Debian's essential set lacks (init, ip, udhcpc, ...).

@@ -57,6 +57,7 @@ cp "$kit/boot" "$kit/halt" $root/usr/lib/cvl/
 cp "$kit/cvl-configure" "$kit/cvl-reload" "$kit/cvl-param" "$kit/cvl-datadisk" "$kit/cvl-iface" "$kit/cvl-wait-listen" "$kit/cvl-check" $root/sbin/
 cp "$kit/shutdown" $root/sbin/shutdown
 chmod +x $root/usr/lib/cvl/* $root/sbin/*
+cp "$kit/small-tools" $root/usr/lib/cvl/small-tools
 (cd $root && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img.tmp"
 cp "pkg/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 mv "$out/initrd.img.tmp" "$out/initrd.img"
