@@ -51,6 +51,25 @@ fn the_real_suite_serves_keeps_its_data_and_reconfigures() {
     assert!(said.contains("Applied 6 action(s) to AcmeSuite"), "{said}");
     for line in said.lines().filter(|l| l.contains("ready after")) {
         eprintln!("  {line}");
+        // Each kit kernel boots unpacked from its bzImage, by PVH (the
+        // host agent's pvh.rs): QEMU's -kernel is the host's ELF.
+        let pid = line
+            .split("(pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .unwrap_or_else(|| panic!("no pid in {line}"));
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let argv: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
+        let kernel = argv
+            .iter()
+            .position(|a| *a == b"-kernel")
+            .and_then(|i| argv.get(i + 1))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_else(|| panic!("no -kernel for {line}"));
+        assert!(
+            kernel.contains("/kernels/") && kernel.ends_with(".elf"),
+            "{line}: QEMU boots {kernel}, not the unpacked kernel"
+        );
     }
     for c in ["f", "h", "d", "l", "m", "p"] {
         let times = u.exec_ok(c, &["cat", "/run/cvl/boot-times"]);

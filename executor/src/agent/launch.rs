@@ -111,6 +111,12 @@ impl HostAgent {
             Contract::Kit => None,
         };
         let accel = self.accel(&dir)?;
+        // The kernel: unpacked for PVH where it can be (pvh.rs), once per
+        // kernel on this host.
+        let kernel = description.boot.as_ref().map(|boot| {
+            let bzimage = program.join(&boot.kernel);
+            super::pvh::kernel(&bzimage, &self.root.join("kernels")).unwrap_or(bzimage)
+        });
         let launch_qemu = |accel: &str| -> Result<(), Fail> {
             let mut args: Vec<String> = vec![
                 "-name".into(),
@@ -168,11 +174,8 @@ impl HostAgent {
                     .map_err(|e| failed(format!("cannot mark {} as awaited: {e}", spec.vm)))?;
                 args.extend(["-incoming".into(), "defer".into()]);
             }
-            if let Some(boot) = &description.boot {
-                args.extend([
-                    "-kernel".into(),
-                    program.join(&boot.kernel).to_string_lossy().into_owned(),
-                ]);
+            if let (Some(boot), Some(kernel)) = (&description.boot, &kernel) {
+                args.extend(["-kernel".into(), kernel.to_string_lossy().into_owned()]);
                 if let Some(initrd) = &boot.initrd {
                     args.extend([
                         "-initrd".into(),
@@ -225,6 +228,12 @@ impl HostAgent {
                 read_only[0] = program.parent().unwrap_or(&program).to_path_buf();
             }
             read_only.extend(seed.as_ref().map(|s| s.path.clone()));
+            read_only.extend(
+                kernel
+                    .as_ref()
+                    .filter(|k| !k.starts_with(&program))
+                    .cloned(),
+            );
             let mut devices = Vec::new();
             if !netdevs.is_empty() {
                 devices.push("/dev/net/tun".into());

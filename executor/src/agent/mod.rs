@@ -7,6 +7,7 @@
 //!                              qemu.pid, qmp.sock, qga.sock, console.log
 //! ROOT/attic/DEPLOYMENT/PATH-TIME/   removed VMs, disks and all (never deleted)
 //! ROOT/accel                   the accelerator found to work here (kvm or tcg)
+//! ROOT/kernels/SHA256.elf      kit kernels unpacked from their bzImage for PVH boot
 //! ```
 //!
 //! Each QEMU runs in a jail of its own ([`jail`]: its own uid, a mount
@@ -24,7 +25,7 @@
 //! (data disks backed up and restored), [`store`] (where backups are kept,
 //! checked and thinned), [`attic`] (removed VMs), [`migrate`] (live
 //! migration: the stream out of a running VM's QEMU and into an incoming
-//! one).
+//! one), [`pvh`] (a kit kernel unpacked from its bzImage to boot sooner).
 
 mod announce;
 mod attic;
@@ -38,6 +39,7 @@ mod launch;
 mod migrate;
 mod network;
 mod process;
+mod pvh;
 mod store;
 
 use std::io::{BufRead, Write};
