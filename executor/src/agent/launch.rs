@@ -115,7 +115,11 @@ impl HostAgent {
         // kernel on this host.
         let kernel = description.boot.as_ref().map(|boot| {
             let bzimage = program.join(&boot.kernel);
-            super::pvh::kernel(&bzimage, &self.root.join("kernels")).unwrap_or(bzimage)
+            let sha256 = entry.as_ref().and_then(|entry| {
+                let file = entry.files.iter().find(|f| f.path == boot.kernel)?;
+                Some(file.sha256.as_str())
+            });
+            super::pvh::kernel(&bzimage, sha256, &self.root.join("kernels")).unwrap_or(bzimage)
         });
         let launch_qemu = |accel: &str| -> Result<(), Fail> {
             let mut args: Vec<String> = vec![

@@ -23,14 +23,28 @@ const MAX_BZIMAGE: u64 = 64 << 20;
 const MAX_KERNEL: usize = 256 << 20;
 
 /// The unpacked kernel of `bzimage` (made on first use, in `cache`), or
-/// `None` where it boots as a bzImage.
-pub(super) fn kernel(bzimage: &Path, cache: &Path) -> Option<PathBuf> {
+/// `None` where it boots as a bzImage. `sha256` is the bzImage's digest
+/// where a repository's index says it (the cache verified the file
+/// against it): then a kernel unpacked before is found without reading
+/// the bzImage again; otherwise it is read and hashed here.
+pub(super) fn kernel(bzimage: &Path, sha256: Option<&str>, cache: &Path) -> Option<PathBuf> {
+    let known = sha256.filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if let Some(known) = known {
+        let path = cache.join(format!("{}.elf", known.to_ascii_lowercase()));
+        if path.is_file() {
+            return Some(path);
+        }
+    }
     let size = std::fs::metadata(bzimage).ok()?.len();
     if size > MAX_BZIMAGE {
         return None;
     }
     let image = std::fs::read(bzimage).ok()?;
-    let name = format!("{:x}.elf", Sha256::digest(&image));
+    let digest = format!("{:x}", Sha256::digest(&image));
+    if known.is_some_and(|k| !k.eq_ignore_ascii_case(&digest)) {
+        return None; // not the file the index names: boots as it is
+    }
+    let name = format!("{digest}.elf");
     let path = cache.join(&name);
     if path.is_file() {
         return Some(path);
@@ -219,6 +233,33 @@ mod tests {
         let mut cut = lz4_legacy(&[b"kernel kernel kernel"]);
         cut[4..8].copy_from_slice(&1u32.to_le_bytes());
         assert!(unlz4_legacy(&cut).is_none());
+    }
+
+    #[test]
+    fn a_kernel_the_index_names_is_found_without_reading_it_again() {
+        let cache = tempfile::tempdir().unwrap();
+        let digest = "ab".repeat(32);
+        let gone = cache.path().join("no-such-vmlinuz");
+        // Not unpacked yet: the bzImage is read, and it is not there.
+        assert!(super::kernel(&gone, Some(&digest), cache.path()).is_none());
+        let unpacked = cache.path().join(format!("{digest}.elf"));
+        std::fs::write(&unpacked, b"elf").unwrap();
+        assert_eq!(
+            super::kernel(&gone, Some(&digest), cache.path()),
+            Some(unpacked)
+        );
+        // A digest that is not one names no file.
+        assert!(super::kernel(&gone, Some("../../etc/passwd"), cache.path()).is_none());
+        // A file other than the one the index names boots as it is, even
+        // where its own unpacked kernel is here.
+        let other = cache.path().join("vmlinuz");
+        let image = bzimage(&lz4_legacy(&[b"kernel"]));
+        std::fs::write(&other, &image).unwrap();
+        let own = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&image));
+        std::fs::write(cache.path().join(format!("{own}.elf")), b"elf").unwrap();
+        assert!(super::kernel(&other, Some(&own), cache.path()).is_some());
+        assert!(super::kernel(&other, Some(&"cd".repeat(32)), cache.path()).is_none());
+        assert!(super::kernel(&other, None, cache.path()).is_some());
     }
 
     #[test]
